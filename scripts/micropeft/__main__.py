@@ -1,0 +1,3 @@
+from micropeft.cli import main
+
+raise SystemExit(main())

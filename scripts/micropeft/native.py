@@ -1,0 +1,58 @@
+"""Builds and loads the host build of the C runtime (lib/peft) for Python.
+
+The package is installed in editable mode from the repository, so the C
+sources sit two folders above this file. The build goes to build/host (or
+$MICROPEFT_BUILD_DIR) and is redone only when a source is newer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from micropeft.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def build_dir() -> Path:
+    return Path(os.environ.get("MICROPEFT_BUILD_DIR", REPO_ROOT / "build" / "host"))
+
+
+def library_path() -> Path:
+    return build_dir() / "lib" / "peft" / "libpeft.so"
+
+
+def build_host(quiet: bool = True) -> Path:
+    """Configure and build the host runtime (Release, warnings as errors)."""
+    if not (REPO_ROOT / "lib" / "peft" / "CMakeLists.txt").is_file():
+        raise UserError(f"the C sources are not beside the package (looked in {REPO_ROOT})")
+    if shutil.which("cmake") is None:
+        raise UserError("cmake is not installed; install cmake and a C compiler")
+    out = build_dir()
+    capture = subprocess.PIPE if quiet else None
+    steps = [
+        ["cmake", "-S", str(REPO_ROOT), "-B", str(out), "-DCMAKE_BUILD_TYPE=Release"],
+        ["cmake", "--build", str(out), "--parallel"],
+    ]
+    for step in steps:
+        result = subprocess.run(step, stdout=capture, stderr=subprocess.STDOUT, text=True)
+        if result.returncode != 0:
+            tail = (result.stdout or "")[-2000:]
+            raise UserError(f"host build failed: {' '.join(step)}\n{tail}")
+    return library_path()
+
+
+_library: ctypes.CDLL | None = None
+
+
+def load_library() -> ctypes.CDLL:
+    """The host runtime as a ctypes library, built first if needed."""
+    global _library
+    if _library is None:
+        build_host()
+        _library = ctypes.CDLL(str(library_path()))
+    return _library

@@ -1,0 +1,169 @@
+"""The repository is a valid Zephyr module with a west workspace, and the CLI
+behaves on bad input. References: west's own manifest parser, kconfiglib
+(Zephyr's Kconfig implementation), CMake."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import kconfiglib
+import pytest
+import yaml
+from west.manifest import ImportFlag, Manifest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_manifest_parses_with_west_and_pins_a_release_tag():
+    manifest = Manifest.from_data((REPO / "west.yml").read_text(), import_flags=ImportFlag.IGNORE)
+    zephyr = next(p for p in manifest.projects if p.name == "zephyr")
+    assert re.fullmatch(r"v\d+\.\d+\.\d+", zephyr.revision), zephyr.revision
+    raw = yaml.safe_load((REPO / "west.yml").read_text())
+    # tflite-micro sits in Zephyr's "optional" group, which Zephyr disables.
+    assert "+optional" in raw["manifest"]["group-filter"]
+    allow = raw["manifest"]["projects"][0]["import"]["name-allowlist"]
+    for module in ("cmsis", "cmsis-nn", "hal_nordic", "tflite-micro"):
+        assert module in allow
+    assert raw["manifest"]["self"]["path"] == "micropeft"
+
+
+def test_west_commands_file_is_listed_and_exists():
+    raw = yaml.safe_load((REPO / "west.yml").read_text())
+    commands = REPO / raw["manifest"]["self"]["west-commands"]
+    assert commands.is_file()
+    for entry in yaml.safe_load(commands.read_text())["west-commands"]:
+        assert (REPO / "scripts" / entry["file"]).is_file()
+
+
+def test_module_yml_points_at_root_cmake_and_kconfig():
+    module = yaml.safe_load((REPO / "zephyr" / "module.yml").read_text())
+    assert module["build"]["cmake"] == "."
+    assert module["build"]["kconfig"] == "Kconfig"
+    assert (REPO / "CMakeLists.txt").is_file() and (REPO / "Kconfig").is_file()
+    for folder in module.get("samples", []) + module.get("tests", []):
+        assert (REPO / folder).is_dir()
+
+
+# Zephyr's logging template, reduced to what it defines for a module.
+LOG_TEMPLATE = """
+choice "$(module)_LOG_LEVEL_CHOICE"
+	prompt "Max compiled-in log level for $(module-str)"
+	default $(module)_LOG_LEVEL_DEFAULT
+config $(module)_LOG_LEVEL_OFF
+	bool "Off"
+config $(module)_LOG_LEVEL_ERR
+	bool "Error"
+config $(module)_LOG_LEVEL_INF
+	bool "Info"
+config $(module)_LOG_LEVEL_DEFAULT
+	bool "Default"
+endchoice
+config $(module)_LOG_LEVEL
+	int
+	default 0 if $(module)_LOG_LEVEL_OFF
+	default 1 if $(module)_LOG_LEVEL_ERR
+	default 3
+"""
+
+
+def load_kconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> kconfiglib.Kconfig:
+    (tmp_path / "subsys" / "logging").mkdir(parents=True)
+    (tmp_path / "subsys" / "logging" / "Kconfig.template.log_config").write_text(LOG_TEMPLATE)
+    # Stand-ins for the Zephyr symbols micropeft depends on.
+    stand_ins = "".join(
+        f'config {name}\n\tbool "stand-in"\n' for name in ("CPU_CORTEX_M", "TENSORFLOW_LITE_MICRO")
+    )
+    (tmp_path / "Kconfig").write_text(stand_ins + f'source "{REPO / "Kconfig"}"\n')
+    monkeypatch.setenv("srctree", str(tmp_path))
+    return kconfiglib.Kconfig(str(tmp_path / "Kconfig"), warn_to_stderr=False)
+
+
+def test_kconfig_is_valid_and_every_symbol_is_prefixed(tmp_path, monkeypatch):
+    kconf = load_kconfig(tmp_path, monkeypatch)
+    assert kconf.warnings == []
+    ours = {
+        name
+        for name, sym in kconf.syms.items()
+        if any(
+            str(REPO) in node.filename or not Path(node.filename).is_absolute()
+            for node in sym.nodes
+        )
+        and name not in ("CPU_CORTEX_M", "TENSORFLOW_LITE_MICRO")
+    }
+    assert ours, "no symbols loaded"
+    assert all(name.startswith("PEFT") for name in ours), sorted(ours)
+    for name in (
+        "PEFT_METHOD_FULL",
+        "PEFT_METHOD_LAST_LAYER",
+        "PEFT_METHOD_BITFIT",
+        "PEFT_METHOD_SCALE_SHIFT",
+        "PEFT_METHOD_LORA",
+        "PEFT_METHOD_SPARSE",
+        "PEFT_OPTIMIZER_SGD",
+        "PEFT_OPTIMIZER_ADAM",
+        "PEFT_ACT_CACHE_F32",
+        "PEFT_ACT_CACHE_S8",
+        "PEFT_ARENA_SIZE",
+        "PEFT_BACKEND_REFERENCE",
+        "PEFT_BACKEND_CMSIS_NN",
+        "PEFT_LOG_LEVEL",
+        "PEFT_LORA_RANK",
+        "PEFT_LORA_ALPHA",
+        "PEFT_TFLM",
+    ):
+        assert name in kconf.syms, name
+
+
+def test_kconfig_defaults_when_enabled(tmp_path, monkeypatch):
+    kconf = load_kconfig(tmp_path, monkeypatch)
+    assert kconf.syms["PEFT_METHOD_LORA"].str_value == "n"  # hidden while PEFT is off
+    kconf.syms["PEFT"].set_value(2)
+    assert kconf.syms["PEFT_METHOD_LORA"].str_value == "y"
+    assert kconf.syms["PEFT_LORA_RANK"].str_value == "4"
+    assert kconf.syms["PEFT_ACT_CACHE_F32"].str_value == "y"
+    # The CMSIS-NN backend needs a Cortex-M; the TFLM glue needs TFLM.
+    assert kconf.syms["PEFT_BACKEND_CMSIS_NN"].visibility == 0
+    assert kconf.syms["PEFT_TFLM"].str_value == "n"
+    kconf.syms["TENSORFLOW_LITE_MICRO"].set_value(2)
+    assert kconf.syms["PEFT_TFLM"].str_value == "y"
+
+
+def test_host_build_compiles_with_warnings_as_errors(tmp_path):
+    for step in (
+        ["cmake", "-S", str(REPO), "-B", str(tmp_path), "-DCMAKE_BUILD_TYPE=Release"],
+        ["cmake", "--build", str(tmp_path), "--parallel", "2"],
+    ):
+        result = subprocess.run(step, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "lib" / "peft" / "libpeft.so").is_file()
+    flags = (tmp_path / "CMakeCache.txt").read_text()
+    assert "micropeft" in flags
+    assert "-Werror" in (REPO / "CMakeLists.txt").read_text()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "micropeft", *args], capture_output=True, text=True
+    )
+
+
+def test_cli_help():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "usage: micropeft" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("no-such-command",), ("--no-such-option",), ("build-host", "--bogus")],
+)
+def test_cli_rejects_bad_usage_with_one_line(args):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("micropeft")
+    assert "Traceback" not in result.stderr
