@@ -18,6 +18,10 @@
  * - No kernel needs scratch memory; none allocates. Every kernel checks its
  *   arguments (NULL, non-positive dims, dims inconsistent with the geometry)
  *   and returns PEFT_ERR_ARG without touching memory when they are wrong.
+ * - `bias` may be NULL in every `_fwd_` kernel (no bias: LoRA factors, TFLite
+ *   layers without one).
+ * - Reference loops accumulate in float32; an `_s8` forward sums data * x per
+ *   output channel and multiplies by that channel's scale once.
  * - Fused activations and per-channel affine terms are separate kernels
  *   (peft_activation_*, peft_scale_shift_*), so every method reuses them.
  */
@@ -62,9 +66,13 @@ typedef struct {
  * Geometry of CONV_2D, DEPTHWISE_CONV_2D and AVERAGE_POOL_2D.
  * Padding is explicit: pad_top/pad_left are the leading zero rows/columns (the
  * planner derives them from SAME/VALID); the trailing padding follows from
- * in/out dims. The kernel checks that
+ * in/out dims. The kernel checks that pad_top >= 0 and that
  * out.h == (in.h + pad_top + pad_bottom - kernel_h) / stride_h + 1 holds for
- * some 0 <= pad_bottom < kernel_h + stride_h (same for w).
+ * some 0 <= pad_bottom < kernel_h + stride_h (same for w). TF's SAME is
+ * total = max((out - 1) * stride + kernel - in, 0), pad_top = total / 2;
+ * VALID is pad_top = 0. Depthwise and pooling also need in.c == out.c, and
+ * pooling needs every window to cover an input element (pad_top < kernel_h,
+ * (out.h - 1) * stride_h - pad_top < in.h; same for w), as SAME/VALID give.
  */
 typedef struct {
 	peft_dims in;
@@ -84,7 +92,10 @@ typedef struct {
 	int32_t out_features;
 } peft_fc_params;
 
-/** PAD: zero padding of the spatial dims (channels are never padded). */
+/**
+ * PAD: zero padding of the spatial dims (channels are never padded). The
+ * trailing pads are out - in - leading pads and must not be negative.
+ */
 typedef struct {
 	peft_dims in;
 	peft_dims out;
@@ -170,14 +181,19 @@ peft_status peft_scale_shift_bwd_param_f32(int32_t pixels, int32_t channels, con
 					   const float *grad_out, float *grad_gamma,
 					   float *grad_beta);
 
-/* ---- SOFTMAX with cross-entropy loss (natural log), numerically stable ---- */
+/* ---- SOFTMAX with cross-entropy loss (natural log), numerically stable ----
+ * fwd writes probs and loss = -log(probs[label]) (0 <= label < n), and returns
+ * PEFT_ERR_NUMERIC (outputs written) when the loss is not finite. */
 peft_status peft_softmax_xent_fwd_f32(int32_t n, const float *logits, int32_t label, float *probs,
 				      float *loss);
 /** grad_logits = probs - onehot(label) (overwrites). */
 peft_status peft_softmax_xent_bwd_f32(int32_t n, const float *probs, int32_t label,
 				      float *grad_logits);
 
-/* ---- int8 <-> float32 with affine quantization: real = scale * (q - zero_point) ---- */
+/* ---- int8 <-> float32 with affine quantization: real = scale * (q - zero_point) ----
+ * As TFLite: q = round(x / scale) + zero_point, halves away from zero, clamped
+ * to [-128, 127]. scale must be finite and > 0, zero_point in [-128, 127];
+ * quantize returns PEFT_ERR_NUMERIC, writing nothing, if an input is NaN. */
 peft_status peft_quantize_s8(int32_t n, const float *in, float scale, int32_t zero_point,
 			     int8_t *out);
 peft_status peft_dequantize_s8(int32_t n, const int8_t *in, float scale, int32_t zero_point,

@@ -17,8 +17,4 @@ set(PEFT_METHODS full last_layer bitfit scale_shift lora sparse)
 foreach(method ${PEFT_METHODS})
   string(TOUPPER ${method} upper)
   set(PEFT_METHOD_SOURCE_${upper} ${PEFT_LIB_DIR}/methods/peft_method_${method}.c)
-  # TODO(runtime issue): drop this guard once every method file exists.
-  if(NOT EXISTS ${PEFT_METHOD_SOURCE_${upper}})
-    set(PEFT_METHOD_SOURCE_${upper} "")
-  endif()
 endforeach()

@@ -19,6 +19,11 @@ from micropeft.errors import UserError
 # One module per subcommand, in the order `--help` lists them.
 COMMAND_MODULES = [
     "micropeft.commands.build_host",
+    "micropeft.commands.prepare_model",
+    "micropeft.commands.prepare_dataset",
+    "micropeft.commands.pack",
+    "micropeft.commands.bench",
+    "micropeft.commands.report",
 ]
 
 

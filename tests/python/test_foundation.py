@@ -69,13 +69,21 @@ config $(module)_LOG_LEVEL
 """
 
 
+# Zephyr symbols that micropeft's Kconfig depends on or selects.
+ZEPHYR_STAND_INS = (
+    "CPU_CORTEX_M",
+    "CPP",
+    "REQUIRES_FULL_LIBC",
+    "TENSORFLOW_LITE_MICRO",
+    "TENSORFLOW_LITE_MICRO_CMSIS_NN_KERNELS",
+)
+
+
 def load_kconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> kconfiglib.Kconfig:
     (tmp_path / "subsys" / "logging").mkdir(parents=True)
     (tmp_path / "subsys" / "logging" / "Kconfig.template.log_config").write_text(LOG_TEMPLATE)
     # Stand-ins for the Zephyr symbols micropeft depends on.
-    stand_ins = "".join(
-        f'config {name}\n\tbool "stand-in"\n' for name in ("CPU_CORTEX_M", "TENSORFLOW_LITE_MICRO")
-    )
+    stand_ins = "".join(f'config {name}\n\tbool "stand-in"\n' for name in ZEPHYR_STAND_INS)
     (tmp_path / "Kconfig").write_text(stand_ins + f'source "{REPO / "Kconfig"}"\n')
     monkeypatch.setenv("srctree", str(tmp_path))
     return kconfiglib.Kconfig(str(tmp_path / "Kconfig"), warn_to_stderr=False)
@@ -91,7 +99,7 @@ def test_kconfig_is_valid_and_every_symbol_is_prefixed(tmp_path, monkeypatch):
             str(REPO) in node.filename or not Path(node.filename).is_absolute()
             for node in sym.nodes
         )
-        and name not in ("CPU_CORTEX_M", "TENSORFLOW_LITE_MICRO")
+        and name not in ZEPHYR_STAND_INS
     }
     assert ours, "no symbols loaded"
     assert all(name.startswith("PEFT") for name in ours), sorted(ours)
@@ -128,7 +136,9 @@ def test_kconfig_defaults_when_enabled(tmp_path, monkeypatch):
     assert kconf.syms["PEFT_BACKEND_CMSIS_NN"].visibility == 0
     assert kconf.syms["PEFT_TFLM"].str_value == "n"
     kconf.syms["TENSORFLOW_LITE_MICRO"].set_value(2)
+    kconf.syms["CPP"].set_value(2)
     assert kconf.syms["PEFT_TFLM"].str_value == "y"
+    assert kconf.syms["REQUIRES_FULL_LIBC"].str_value == "y"  # selected: libm for expf/sqrtf
 
 
 def test_host_build_compiles_with_warnings_as_errors(tmp_path):

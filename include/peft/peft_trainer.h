@@ -1,0 +1,229 @@
+/**
+ * @file peft_trainer.h
+ * @brief Training and inference of the trainable part of a model, in one arena.
+ *
+ * The caller owns one arena of peft_plan_arena_size() bytes (16-byte aligned)
+ * and a loaded plan. peft_trainer_train_sample_*() runs forward, loss and
+ * backward for one sample and ADDS its gradients; peft_trainer_step() applies
+ * the mean over the samples since the previous step (gradient accumulation)
+ * and zeroes the gradients. Nothing is allocated.
+ */
+#ifndef PEFT_TRAINER_H
+#define PEFT_TRAINER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "peft/peft_plan.h"
+#include "peft/peft_state.h"
+#include "peft/peft_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** @defgroup peft_trainer Trainer
+ * @{
+ */
+
+/** Byte with which peft_trainer_init() fills the arena (high-water mark). */
+#define PEFT_ARENA_CANARY 0xA5u
+
+/** Kinds of trainable arrays (peft_trainer_param_info()). */
+typedef enum {
+	PEFT_PARAM_WEIGHT = 0,
+	PEFT_PARAM_BIAS = 1,
+	PEFT_PARAM_GAMMA = 2,
+	PEFT_PARAM_BETA = 3,
+	PEFT_PARAM_LORA_A = 4,
+	PEFT_PARAM_LORA_B = 5,
+} peft_param_kind;
+
+/** A trainer. Caller-owned; filled by peft_trainer_init(). */
+typedef struct {
+	const peft_plan *plan;
+	peft_mode mode;
+	uint8_t *arena;
+	size_t arena_size;
+	uint32_t step;    /**< Optimizer steps taken (Adam's t). */
+	uint32_t samples; /**< Samples accumulated since the last step. */
+	int32_t pending_label; /**< Label of a forward awaiting its backward, or -1. */
+} peft_trainer;
+
+/** One trainable array, as peft_trainer_param_info() describes it. */
+typedef struct {
+	int32_t layer;        /**< Plan layer index (0 = first layer the runtime runs). */
+	int32_t graph_layer;  /**< Index of that layer in the planner's graph. */
+	peft_param_kind kind;
+	float *data;          /**< The parameters, in the kernel layout. */
+	const float *grad;    /**< Their summed gradients (NULL in infer mode). */
+	int32_t count;        /**< Number of floats. */
+} peft_param_info;
+
+/**
+ * @brief Prepare a trainer: fill the arena with PEFT_ARENA_CANARY, then
+ *        initialise the parameters (dequantised weights/biases, gamma = 1,
+ *        beta = 0, LoRA A from the plan seed, LoRA B = 0) and zero gradients
+ *        and optimizer state.
+ * @param t          the trainer to fill.
+ * @param plan       a loaded plan; must outlive the trainer.
+ * @param mode       PEFT_MODE_TRAIN or PEFT_MODE_INFER.
+ * @param arena      16-byte aligned memory.
+ * @param arena_size its size: at least peft_plan_arena_size(plan, mode).
+ * @return PEFT_OK, PEFT_ERR_ARG, or PEFT_ERR_BUFFER_TOO_SMALL.
+ */
+peft_status peft_trainer_init(peft_trainer *t, const peft_plan *plan, peft_mode mode, void *arena,
+			      size_t arena_size);
+
+/**
+ * @brief Forward, loss, backward for one int8 sample; gradients are added.
+ * @param t     a trainer in PEFT_MODE_TRAIN.
+ * @param input the split tensor, int8 with the plan's input quantization.
+ * @param label the class, 0 <= label < num_classes.
+ * @param loss  receives the cross-entropy loss (may be NULL).
+ * @return PEFT_OK, PEFT_ERR_ARG, or PEFT_ERR_NUMERIC (non-finite loss).
+ */
+peft_status peft_trainer_train_sample_s8(peft_trainer *t, const int8_t *input, int32_t label,
+					 float *loss);
+
+/**
+ * @brief As peft_trainer_train_sample_s8() with a float32 input.
+ * @param t     a trainer in PEFT_MODE_TRAIN.
+ * @param input the split tensor as float32 (h * w * c values).
+ * @param label the class.
+ * @param loss  receives the loss (may be NULL).
+ * @return PEFT_OK, PEFT_ERR_ARG, or PEFT_ERR_NUMERIC.
+ */
+peft_status peft_trainer_train_sample_f32(peft_trainer *t, const float *input, int32_t label,
+					  float *loss);
+
+/**
+ * @brief The first half of peft_trainer_train_sample_s8(): forward and loss,
+ *        keeping what backward needs. peft_trainer_backward() must follow
+ *        before any other call on this trainer (lets a profiler time the phases).
+ * @param t     a trainer in PEFT_MODE_TRAIN.
+ * @param input the split tensor, int8 with the plan's input quantization.
+ * @param label the class, 0 <= label < num_classes.
+ * @param loss  receives the loss (may be NULL).
+ * @return PEFT_OK, PEFT_ERR_ARG, or PEFT_ERR_NUMERIC.
+ */
+peft_status peft_trainer_forward_s8(peft_trainer *t, const int8_t *input, int32_t label,
+				    float *loss);
+
+/**
+ * @brief As peft_trainer_forward_s8() with a float32 input.
+ * @param t     a trainer in PEFT_MODE_TRAIN.
+ * @param input the split tensor as float32.
+ * @param label the class.
+ * @param loss  receives the loss (may be NULL).
+ * @return PEFT_OK, PEFT_ERR_ARG, or PEFT_ERR_NUMERIC.
+ */
+peft_status peft_trainer_forward_f32(peft_trainer *t, const float *input, int32_t label,
+				     float *loss);
+
+/**
+ * @brief The second half: backward of the preceding peft_trainer_forward_*(),
+ *        adding the sample's gradients.
+ * @param t a trainer whose last call was a successful forward.
+ * @return PEFT_OK, or PEFT_ERR_ARG when no forward awaits its backward.
+ */
+peft_status peft_trainer_backward(peft_trainer *t);
+
+/**
+ * @brief Apply one optimizer update with the mean gradient of the samples since
+ *        the last step (clipped to the plan's global norm if clip_norm > 0), then
+ *        zero the gradients. Without samples it does nothing.
+ * @param t a trainer in PEFT_MODE_TRAIN.
+ * @return PEFT_OK, PEFT_ERR_ARG, or PEFT_ERR_NUMERIC.
+ */
+peft_status peft_trainer_step(peft_trainer *t);
+
+/**
+ * @brief Forward pass only (either mode).
+ * @param t         a trainer.
+ * @param input     the split tensor, int8.
+ * @param logits    receives num_classes floats (may be NULL).
+ * @param predicted receives the argmax (may be NULL).
+ * @return PEFT_OK or PEFT_ERR_ARG.
+ */
+peft_status peft_trainer_predict_s8(peft_trainer *t, const int8_t *input, float *logits,
+				    int32_t *predicted);
+
+/**
+ * @brief As peft_trainer_predict_s8() with a float32 input.
+ * @param t         a trainer.
+ * @param input     the split tensor as float32.
+ * @param logits    receives num_classes floats (may be NULL).
+ * @param predicted receives the argmax (may be NULL).
+ * @return PEFT_OK or PEFT_ERR_ARG.
+ */
+peft_status peft_trainer_predict_f32(peft_trainer *t, const float *input, float *logits,
+				     int32_t *predicted);
+
+/**
+ * @brief Size of the state blob that peft_trainer_export_state() writes.
+ * @param t     a trainer.
+ * @param bytes receives the size.
+ * @return PEFT_OK or PEFT_ERR_ARG.
+ */
+peft_status peft_trainer_state_size(const peft_trainer *t, size_t *bytes);
+
+/**
+ * @brief Write the state blob (header, trainable parameters, optimizer state).
+ *        Accumulated, not yet applied gradients are not part of it.
+ * @param t       a trainer in PEFT_MODE_TRAIN.
+ * @param buf     destination.
+ * @param size    its size.
+ * @param written receives the number of bytes written (may be NULL).
+ * @param meta    caller metadata to store (NULL: zeros).
+ * @return PEFT_OK, PEFT_ERR_ARG, or PEFT_ERR_BUFFER_TOO_SMALL.
+ */
+peft_status peft_trainer_export_state(const peft_trainer *t, void *buf, size_t size,
+				      size_t *written, const peft_state_meta *meta);
+
+/**
+ * @brief Check a state blob and load it (a trainer in PEFT_MODE_INFER loads the
+ *        parameters only). Nothing is changed unless every check passes.
+ * @param t        a trainer.
+ * @param buf      the blob.
+ * @param size     bytes available (may exceed the blob's declared length).
+ * @param meta_out receives the stored metadata (may be NULL).
+ * @return PEFT_OK or the specific PEFT_ERR_STATE_* / PEFT_ERR_ARG code.
+ */
+peft_status peft_trainer_import_state(peft_trainer *t, const void *buf, size_t size,
+				      peft_state_meta *meta_out);
+
+/**
+ * @brief Highest arena byte written since peft_trainer_init() (scans for the
+ *        last byte that differs from the canary).
+ * @param t     a trainer.
+ * @param bytes receives the offset of that byte + 1 (0 if none).
+ * @return PEFT_OK or PEFT_ERR_ARG.
+ */
+peft_status peft_trainer_arena_high_water(const peft_trainer *t, size_t *bytes);
+
+/**
+ * @brief Number of trainable arrays.
+ * @param t     a trainer.
+ * @param count receives it.
+ * @return PEFT_OK or PEFT_ERR_ARG.
+ */
+peft_status peft_trainer_param_count(const peft_trainer *t, int32_t *count);
+
+/**
+ * @brief Describe trainable array @p index (layer order; within a layer weight,
+ *        bias, gamma, beta, lora_a, lora_b).
+ * @param t     a trainer.
+ * @param index 0 <= index < peft_trainer_param_count().
+ * @param info  receives the description.
+ * @return PEFT_OK or PEFT_ERR_ARG.
+ */
+peft_status peft_trainer_param_info(const peft_trainer *t, int32_t index, peft_param_info *info);
+
+/** @} */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PEFT_TRAINER_H */

@@ -1,0 +1,60 @@
+/* Method descriptors (private to lib/peft).
+ *
+ * A fine-tuning method is data over the shared kernels: which arrays of a
+ * layer it trains, plus optional hooks where it adds computation (LoRA's
+ * adapter on the linear output, the per-channel affine of scale+shift). Each
+ * method lives in methods/peft_method_<name>.c and defines one descriptor;
+ * Kconfig (CONFIG_PEFT_METHOD_<NAME>) decides which files are compiled and
+ * runtime/peft_methods.c lists the compiled ones, so a plan that needs a
+ * missing method is refused at load (PEFT_ERR_PLAN_METHOD_NOT_COMPILED). */
+#ifndef PEFT_METHOD_H
+#define PEFT_METHOD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../plan/peft_plan_internal.h"
+#include "peft/peft_status.h"
+
+/* Buffers of one layer while it runs (NULL where absent). */
+typedef struct {
+	const peft_layer_info *info;
+	uint32_t seed;                /* plan seed (LoRA initialisation) */
+	float *param[PEFT_P_COUNT];
+	float *grad[PEFT_P_COUNT];   /* NULL in inference */
+	const float *x;               /* the layer's input values */
+	float *lin;                   /* linear output (+ bias), rows x out_features */
+	float *out;                   /* output before the fused activation */
+	float *g;                     /* backward: gradient at the current point */
+	float *g_out;                 /* backward: gradient wrt out (after the activation's) */
+	float *grad_in;               /* input gradient, NULL if not computed */
+	float *u;                     /* LoRA: (alpha / r) * A x, rows x r */
+	float *tmp_a;                 /* scratch, out_size floats */
+	float *tmp_b;                 /* scratch, rows * r floats */
+} peft_layer_ctx;
+
+typedef peft_status (*peft_method_hook)(peft_layer_ctx *ctx);
+
+typedef struct {
+	uint16_t flag;      /* graph.Method bit */
+	const char *name;
+	uint8_t trains;     /* bit (1 << PEFT_P_*) for each array the method trains */
+	peft_method_hook init;        /* initialise the method's own arrays */
+	peft_method_hook fwd_affine;  /* ctx->out from ctx->lin; NULL: out is lin */
+	peft_method_hook fwd_adapter; /* add a side branch of ctx->x to ctx->out */
+	peft_method_hook bwd_affine;  /* param grads; set ctx->g to the gradient wrt lin */
+	peft_method_hook bwd_adapter; /* param grads from ctx->g_out; add to ctx->grad_in */
+} peft_method;
+
+/* Descriptors, one per methods/peft_method_<name>.c. */
+extern const peft_method peft_method_full;
+extern const peft_method peft_method_last_layer;
+extern const peft_method peft_method_bitfit;
+extern const peft_method peft_method_scale_shift;
+extern const peft_method peft_method_lora;
+extern const peft_method peft_method_sparse;
+
+/* The compiled-in descriptor for one flag bit, or NULL. */
+const peft_method *peft_method_find(uint16_t flag);
+
+#endif /* PEFT_METHOD_H */

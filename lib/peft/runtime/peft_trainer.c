@@ -1,0 +1,787 @@
+/* The trainer: forward, loss, backward and optimizer step over one arena.
+ *
+ * Every buffer's place comes from the (checked) plan records. Per layer the
+ * forward is: linear kernel (int8 weights read in place from the model, or the
+ * float32 copy when the weights train) -> method hooks that map it to the
+ * output (scale+shift) -> method hooks that add a side branch (LoRA) -> fused
+ * activation. Backward runs the same steps in reverse, and only the
+ * gradients the plan asks for (skip-input-grad / skip-weight-grad as data). */
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../methods/peft_method.h"
+#include "../plan/peft_plan_internal.h"
+#include "peft/peft_kernels.h"
+#include "peft/peft_optim.h"
+#include "peft/peft_trainer.h"
+#include "peft_trainer_internal.h"
+
+#define TRY(expr)                                                                                  \
+	do {                                                                                       \
+		peft_status st_ = (expr);                                                          \
+		if (st_ != PEFT_OK) {                                                              \
+			return st_;                                                                \
+		}                                                                                  \
+	} while (0)
+
+float *peft_arena_f32(const peft_trainer *t, uint32_t offset)
+{
+	return offset == PEFT_NONE ? NULL : (float *)(void *)(t->arena + offset);
+}
+
+static int8_t *arena_s8(const peft_trainer *t, uint32_t offset)
+{
+	return (int8_t *)(t->arena + offset);
+}
+
+static bool trainer_ok(const peft_trainer *t)
+{
+	return t != NULL && t->plan != NULL && t->arena != NULL;
+}
+
+/* ---- parameters ---- */
+
+static void bind_params(const peft_trainer *t, const peft_layer_info *L, peft_layer_ctx *ctx)
+{
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->info = L;
+	ctx->seed = t->plan->seed;
+	for (int p = 0; p < PEFT_P_COUNT; p++) {
+		ctx->param[p] = peft_arena_f32(t, L->rec.param[p]);
+		ctx->grad[p] = t->mode == PEFT_MODE_TRAIN ? peft_arena_f32(t, L->rec.grad[p]) : NULL;
+	}
+}
+
+static float model_f32(const peft_plan *plan, uint32_t offset, uint32_t index)
+{
+	float v;
+
+	memcpy(&v, plan->model + offset + 4u * index, sizeof(v));
+	return v;
+}
+
+/* Dequantised weights (trained ones) and biases (all) into the parameters. */
+static void load_weights(const peft_trainer *t, const peft_layer_info *L, peft_layer_ctx *ctx)
+{
+	const peft_plan *plan = t->plan;
+	const peft_layer_rec *r = &L->rec;
+
+	if (ctx->param[PEFT_P_WEIGHT] != NULL) {
+		const int8_t *q = (const int8_t *)(plan->model + r->weights.offset);
+		const uint32_t n = r->weights.count;
+		const uint32_t per_channel = n / (uint32_t)L->out_features;
+
+		for (uint32_t i = 0; i < n; i++) {
+			/* Output channel: innermost for depthwise [kh][kw][c], outermost otherwise. */
+			const uint32_t ch = r->op == PEFT_OP_DEPTHWISE_CONV_2D
+						    ? i % (uint32_t)L->out_features
+						    : i / per_channel;
+			const uint32_t s = r->weights.scale_count == 1u ? 0u : ch;
+
+			ctx->param[PEFT_P_WEIGHT][i] =
+				(float)q[i] * model_f32(plan, r->weights.scale_offset, s);
+		}
+	}
+	if (ctx->param[PEFT_P_BIAS] != NULL) {
+		for (uint32_t c = 0; c < r->bias.count; c++) {
+			int32_t q;
+
+			memcpy(&q, plan->model + r->bias.offset + 4u * c, sizeof(q));
+			const uint32_t s = r->bias.scale_count == 1u ? 0u : c;
+
+			ctx->param[PEFT_P_BIAS][c] =
+				(float)q * model_f32(plan, r->bias.scale_offset, s);
+		}
+	}
+}
+
+static const peft_method *method_at(const peft_layer_info *L, uint16_t bit)
+{
+	return (L->rec.methods & bit) ? peft_method_find(bit) : NULL;
+}
+
+peft_status peft_trainer_init(peft_trainer *t, const peft_plan *plan, peft_mode mode, void *arena,
+			      size_t arena_size)
+{
+	size_t need;
+
+	if (t == NULL || plan == NULL || plan->blob == NULL || arena == NULL ||
+	    (uintptr_t)arena % PEFT_ALIGN != 0) {
+		return PEFT_ERR_ARG;
+	}
+	TRY(peft_plan_arena_size(plan, mode, &need));
+	if (arena_size < need) {
+		return PEFT_ERR_BUFFER_TOO_SMALL;
+	}
+	t->plan = plan;
+	t->mode = mode;
+	t->arena = arena;
+	t->arena_size = arena_size;
+	t->step = 0;
+	t->samples = 0;
+	t->pending_label = -1;
+	memset(arena, PEFT_ARENA_CANARY, arena_size);
+	if (mode == PEFT_MODE_TRAIN) {
+		memset(t->arena + plan->param_grads.offset, 0,
+		       (size_t)plan->param_grads.size + plan->optimizer_state.size);
+	}
+	for (int32_t k = 0; k < plan->num_layers; k++) {
+		peft_layer_info L;
+		peft_layer_ctx ctx;
+
+		TRY(peft_plan_layer_info(plan, k, &L));
+		bind_params(t, &L, &ctx);
+		load_weights(t, &L, &ctx);
+		for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
+			const peft_method *m = method_at(&L, bit);
+
+			if (m != NULL && m->init != NULL) {
+				TRY(m->init(&ctx));
+			}
+		}
+	}
+	return PEFT_OK;
+}
+
+/* ---- tensors ---- */
+
+static peft_tensor_rec tensor(const peft_trainer *t, int32_t i)
+{
+	peft_tensor_rec r;
+
+	peft_plan_read_tensor(t->plan, i, &r);
+	return r;
+}
+
+static int32_t size_of(const peft_tensor_rec *r)
+{
+	return r->h * r->w * r->c;
+}
+
+/* Float values of tensor i for reading: in place, or dequantised from the
+ * int8 cache into the staging buffer `stage`. */
+static peft_status tensor_values(const peft_trainer *t, int32_t i, uint32_t stage,
+				 const float **out)
+{
+	const peft_tensor_rec r = tensor(t, i);
+
+	if (t->mode == PEFT_MODE_INFER) {
+		*out = peft_arena_f32(t, r.infer_offset);
+		return PEFT_OK;
+	}
+	if (r.cache_offset == PEFT_NONE) {
+		*out = peft_arena_f32(t, r.fwd_offset);
+		return PEFT_OK;
+	}
+	if (r.cache_dtype == PEFT_CACHE_F32) {
+		*out = peft_arena_f32(t, r.cache_offset);
+		return PEFT_OK;
+	}
+	float *f = peft_arena_f32(t, stage);
+
+	TRY(peft_dequantize_s8(size_of(&r), arena_s8(t, r.cache_offset), r.scale, r.zero_point,
+			       f));
+	*out = f;
+	return PEFT_OK;
+}
+
+/* Where the forward writes tensor i as float (the int8 cache gets it after). */
+static float *tensor_dest(const peft_trainer *t, int32_t i, uint32_t stage)
+{
+	const peft_tensor_rec r = tensor(t, i);
+
+	if (t->mode == PEFT_MODE_INFER) {
+		return peft_arena_f32(t, r.infer_offset);
+	}
+	if (r.cache_offset == PEFT_NONE) {
+		return peft_arena_f32(t, r.fwd_offset);
+	}
+	return r.cache_dtype == PEFT_CACHE_F32 ? peft_arena_f32(t, r.cache_offset)
+					       : peft_arena_f32(t, stage);
+}
+
+/* Store a float tensor into the int8 cache when the plan caches it as int8. */
+static peft_status tensor_commit(const peft_trainer *t, int32_t i, const float *values)
+{
+	const peft_tensor_rec r = tensor(t, i);
+
+	if (t->mode == PEFT_MODE_TRAIN && r.cache_offset != PEFT_NONE &&
+	    r.cache_dtype == PEFT_CACHE_S8) {
+		return peft_quantize_s8(size_of(&r), values, r.scale, r.zero_point,
+					arena_s8(t, r.cache_offset));
+	}
+	return PEFT_OK;
+}
+
+static peft_status set_input(peft_trainer *t, const int8_t *in_s8, const float *in_f32)
+{
+	const peft_tensor_rec r = tensor(t, t->plan->input_tensor);
+	const int32_t n = size_of(&r);
+
+	if (t->mode == PEFT_MODE_TRAIN && r.cache_offset != PEFT_NONE &&
+	    r.cache_dtype == PEFT_CACHE_S8) {
+		int8_t *dst = arena_s8(t, r.cache_offset);
+
+		if (in_s8 != NULL) {
+			memcpy(dst, in_s8, (size_t)n);
+			return PEFT_OK;
+		}
+		return peft_quantize_s8(n, in_f32, r.scale, r.zero_point, dst);
+	}
+	float *dst = tensor_dest(t, t->plan->input_tensor, PEFT_NONE);
+
+	if (in_s8 != NULL) {
+		return peft_dequantize_s8(n, in_s8, r.scale, r.zero_point, dst);
+	}
+	for (int32_t i = 0; i < n; i++) {
+		if (!isfinite(in_f32[i])) {
+			return PEFT_ERR_NUMERIC;
+		}
+	}
+	memcpy(dst, in_f32, (size_t)n * sizeof(float));
+	return PEFT_OK;
+}
+
+/* ---- forward ---- */
+
+static peft_conv_params conv_params(const peft_layer_info *L)
+{
+	const peft_layer_rec *r = &L->rec;
+
+	return (peft_conv_params){L->in[0],    L->out,      r->kernel_h, r->kernel_w,
+				  r->stride_h, r->stride_w, r->pad_top,  r->pad_left};
+}
+
+static peft_fc_params fc_params(const peft_layer_info *L)
+{
+	return (peft_fc_params){L->rows, L->in_features, L->out_features};
+}
+
+static peft_weights_s8 frozen_weights(const peft_plan *plan, const peft_layer_info *L)
+{
+	return (peft_weights_s8){(const int8_t *)(plan->model + L->rec.weights.offset),
+				 (const float *)(const void *)(plan->model +
+							       L->rec.weights.scale_offset),
+				 (int32_t)L->rec.weights.scale_count};
+}
+
+static peft_status linear_forward(const peft_trainer *t, const peft_layer_info *L,
+				  const float *x0, const float *x1, const float *bias,
+				  const float *w, float *lin)
+{
+	const peft_weights_s8 w8 = frozen_weights(t->plan, L);
+	const peft_conv_params cp = conv_params(L);
+	const peft_fc_params fp = fc_params(L);
+
+	switch (L->rec.op) {
+	case PEFT_OP_CONV_2D:
+		return w != NULL ? peft_conv2d_fwd_f32(&cp, x0, w, bias, lin)
+				 : peft_conv2d_fwd_s8(&cp, x0, &w8, bias, lin);
+	case PEFT_OP_DEPTHWISE_CONV_2D:
+		return w != NULL ? peft_depthwise_conv2d_fwd_f32(&cp, x0, w, bias, lin)
+				 : peft_depthwise_conv2d_fwd_s8(&cp, x0, &w8, bias, lin);
+	case PEFT_OP_FULLY_CONNECTED:
+		return w != NULL ? peft_fc_fwd_f32(&fp, x0, w, bias, lin)
+				 : peft_fc_fwd_s8(&fp, x0, &w8, bias, lin);
+	case PEFT_OP_ADD:
+		return peft_add_fwd_f32(L->out_size, x0, x1, lin);
+	case PEFT_OP_MEAN:
+		return peft_mean_fwd_f32(&L->in[0], x0, lin);
+	case PEFT_OP_AVERAGE_POOL_2D:
+		return peft_avg_pool2d_fwd_f32(&cp, x0, lin);
+	case PEFT_OP_PAD: {
+		const peft_pad_params pp = {L->in[0], L->out, L->rec.pad_top, L->rec.pad_left};
+
+		return peft_pad_fwd_f32(&pp, x0, lin);
+	}
+	default: /* RESHAPE: batch-1 NHWC data is the same bytes */
+		memcpy(lin, x0, (size_t)L->out_size * sizeof(float));
+		return PEFT_OK;
+	}
+}
+
+static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L,
+				 const float **y_out)
+{
+	const peft_layer_rec *r = &L->rec;
+	const bool train = t->mode == PEFT_MODE_TRAIN;
+	const float *x0;
+	const float *x1 = NULL;
+	peft_layer_ctx ctx;
+
+	TRY(tensor_values(t, r->input[0], r->scratch_train[PEFT_S_IN0], &x0));
+	if (r->num_inputs == 2u) {
+		TRY(tensor_values(t, r->input[1], r->scratch_train[PEFT_S_IN1], &x1));
+	}
+	float *y = tensor_dest(t, r->output, r->scratch_train[PEFT_S_OUT]);
+
+	bind_params(t, L, &ctx);
+	ctx.x = x0;
+	ctx.out = y;
+	ctx.lin = y;
+	if (L->present[PEFT_P_GAMMA]) {
+		ctx.lin = peft_arena_f32(t, train ? r->cache_z : r->scratch_infer[PEFT_SI_LIN]);
+	}
+	if (train) {
+		ctx.u = peft_arena_f32(t, r->cache_u);
+		ctx.tmp_a = peft_arena_f32(t, r->scratch_train[PEFT_S_TMP_A]);
+		ctx.tmp_b = peft_arena_f32(t, r->scratch_train[PEFT_S_TMP_B]);
+	} else {
+		ctx.u = peft_arena_f32(t, r->scratch_infer[PEFT_SI_TMP_B]);
+		ctx.tmp_a = peft_arena_f32(t, r->scratch_infer[PEFT_SI_TMP_A]);
+	}
+	TRY(linear_forward(t, L, x0, x1, ctx.param[PEFT_P_BIAS], ctx.param[PEFT_P_WEIGHT],
+			   ctx.lin));
+	for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
+		const peft_method *m = method_at(L, bit);
+
+		if (m != NULL && m->fwd_affine != NULL) {
+			TRY(m->fwd_affine(&ctx));
+		}
+	}
+	for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
+		const peft_method *m = method_at(L, bit);
+
+		if (m != NULL && m->fwd_adapter != NULL) {
+			TRY(m->fwd_adapter(&ctx));
+		}
+	}
+	if (r->activation != PEFT_ACT_NONE) {
+		TRY(peft_activation_fwd_f32((peft_activation)r->activation, L->out_size, y));
+	}
+	TRY(tensor_commit(t, r->output, y));
+	*y_out = y;
+	return PEFT_OK;
+}
+
+/* Runs every layer; *logits points at the float logits afterwards. */
+static peft_status forward(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
+			   const float **logits)
+{
+	TRY(set_input(t, in_s8, in_f32));
+	for (int32_t k = 0; k < t->plan->num_layers; k++) {
+		peft_layer_info L;
+
+		TRY(peft_plan_layer_info(t->plan, k, &L));
+		TRY(layer_forward(t, &L, logits));
+	}
+	return PEFT_OK;
+}
+
+/* ---- backward ---- */
+
+/* True when layer k is the first to contribute to the gradient of its input
+ * j (backward runs in reverse: the tensor's last reader, first position). */
+static bool first_contribution(const peft_plan *plan, const peft_layer_rec *r, int32_t k,
+			       uint32_t j)
+{
+	const int32_t tensor_index = r->input[j];
+
+	if (j == 1u && r->input[0] == tensor_index) {
+		return false;
+	}
+	for (int32_t later = k + 1; later < plan->num_layers; later++) {
+		peft_layer_rec lr;
+
+		peft_plan_read_layer(plan, later, &lr);
+		if (lr.input[0] == tensor_index ||
+		    (lr.num_inputs == 2u && lr.input[1] == tensor_index)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *L)
+{
+	const peft_layer_rec *r = &L->rec;
+	const peft_plan *plan = t->plan;
+	peft_layer_ctx ctx;
+	float *grad_in[2] = {NULL, NULL};
+	bool acc[2] = {false, false};
+
+	bind_params(t, L, &ctx);
+	ctx.g = peft_arena_f32(t, tensor(t, r->output).grad_offset);
+	ctx.u = peft_arena_f32(t, r->cache_u);
+	ctx.lin = peft_arena_f32(t, r->cache_z);
+	ctx.tmp_a = peft_arena_f32(t, r->scratch_train[PEFT_S_TMP_A]);
+	ctx.tmp_b = peft_arena_f32(t, r->scratch_train[PEFT_S_TMP_B]);
+	for (uint32_t j = 0; j < r->num_inputs; j++) {
+		if (L->backward_input[j]) {
+			grad_in[j] = peft_arena_f32(t, tensor(t, r->input[j]).grad_offset);
+			acc[j] = !first_contribution(plan, r, L->index, j);
+		}
+	}
+	ctx.grad_in = grad_in[0];
+	if (r->activation != PEFT_ACT_NONE) {
+		const float *y;
+
+		TRY(tensor_values(t, r->output, r->scratch_train[PEFT_S_OUT], &y));
+		TRY(peft_activation_bwd_f32((peft_activation)r->activation, L->out_size, y,
+					    ctx.g));
+	}
+	ctx.g_out = ctx.g; /* scale+shift writes its input gradient elsewhere (tmp_a) */
+	for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
+		const peft_method *m = method_at(L, bit);
+
+		if (m != NULL && m->bwd_affine != NULL) {
+			TRY(m->bwd_affine(&ctx));
+		}
+	}
+	const float *g = ctx.g;
+
+	if (L->needs_input_values) {
+		TRY(tensor_values(t, r->input[0], r->scratch_train[PEFT_S_IN0], &ctx.x));
+	}
+	const peft_conv_params cp = conv_params(L);
+	const peft_fc_params fp = fc_params(L);
+	const peft_weights_s8 w8 = frozen_weights(plan, L);
+	const float *w = ctx.param[PEFT_P_WEIGHT];
+	float *gw = ctx.grad[PEFT_P_WEIGHT];
+	float *gb = ctx.grad[PEFT_P_BIAS];
+
+	switch (r->op) {
+	case PEFT_OP_CONV_2D:
+		if (gb != NULL) {
+			TRY(peft_conv2d_bwd_bias_f32(&L->out, g, gb));
+		}
+		if (gw != NULL) {
+			TRY(peft_conv2d_bwd_weight_f32(&cp, ctx.x, g, gw));
+		}
+		if (grad_in[0] != NULL) {
+			TRY(w != NULL ? peft_conv2d_bwd_input_f32(&cp, w, g, grad_in[0], acc[0])
+				      : peft_conv2d_bwd_input_s8(&cp, &w8, g, grad_in[0], acc[0]));
+		}
+		break;
+	case PEFT_OP_DEPTHWISE_CONV_2D:
+		if (gb != NULL) {
+			TRY(peft_depthwise_conv2d_bwd_bias_f32(&L->out, g, gb));
+		}
+		if (gw != NULL) {
+			TRY(peft_depthwise_conv2d_bwd_weight_f32(&cp, ctx.x, g, gw));
+		}
+		if (grad_in[0] != NULL) {
+			TRY(w != NULL ? peft_depthwise_conv2d_bwd_input_f32(&cp, w, g, grad_in[0],
+									    acc[0])
+				      : peft_depthwise_conv2d_bwd_input_s8(&cp, &w8, g, grad_in[0],
+									   acc[0]));
+		}
+		break;
+	case PEFT_OP_FULLY_CONNECTED:
+		if (gb != NULL) {
+			TRY(peft_fc_bwd_bias_f32(&fp, g, gb));
+		}
+		if (gw != NULL) {
+			TRY(peft_fc_bwd_weight_f32(&fp, ctx.x, g, gw));
+		}
+		if (grad_in[0] != NULL) {
+			TRY(w != NULL ? peft_fc_bwd_input_f32(&fp, w, g, grad_in[0], acc[0])
+				      : peft_fc_bwd_input_s8(&fp, &w8, g, grad_in[0], acc[0]));
+		}
+		break;
+	case PEFT_OP_ADD:
+		for (uint32_t j = 0; j < 2u; j++) {
+			if (grad_in[j] != NULL) {
+				TRY(peft_add_bwd_input_f32(L->out_size, g, grad_in[j], acc[j]));
+			}
+		}
+		break;
+	case PEFT_OP_MEAN:
+		if (grad_in[0] != NULL) {
+			TRY(peft_mean_bwd_input_f32(&L->in[0], g, grad_in[0], acc[0]));
+		}
+		break;
+	case PEFT_OP_AVERAGE_POOL_2D:
+		if (grad_in[0] != NULL) {
+			TRY(peft_avg_pool2d_bwd_input_f32(&cp, g, grad_in[0], acc[0]));
+		}
+		break;
+	case PEFT_OP_PAD:
+		if (grad_in[0] != NULL) {
+			const peft_pad_params pp = {L->in[0], L->out, r->pad_top, r->pad_left};
+
+			TRY(peft_pad_bwd_input_f32(&pp, g, grad_in[0], acc[0]));
+		}
+		break;
+	default: /* RESHAPE: the gradient passes through unchanged */
+		if (grad_in[0] != NULL) {
+			TRY(peft_add_bwd_input_f32(L->out_size, g, grad_in[0], acc[0]));
+		}
+		break;
+	}
+	for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
+		const peft_method *m = method_at(L, bit);
+
+		if (m != NULL && m->bwd_adapter != NULL) {
+			TRY(m->bwd_adapter(&ctx));
+		}
+	}
+	return PEFT_OK;
+}
+
+static peft_status forward_loss(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
+				int32_t label, float *loss)
+{
+	const peft_plan *plan = t->plan;
+	const float *logits = NULL;
+	float value;
+
+	t->pending_label = -1;
+	if (t->mode != PEFT_MODE_TRAIN || label < 0 || label >= plan->num_classes) {
+		return PEFT_ERR_ARG;
+	}
+	TRY(forward(t, in_s8, in_f32, &logits));
+	TRY(peft_softmax_xent_fwd_f32(plan->num_classes, logits, label,
+				      peft_arena_f32(t, plan->probs_offset), &value));
+	t->pending_label = label;
+	if (loss != NULL) {
+		*loss = value;
+	}
+	return PEFT_OK;
+}
+
+peft_status peft_trainer_backward(peft_trainer *t)
+{
+	if (!trainer_ok(t) || t->mode != PEFT_MODE_TRAIN || t->pending_label < 0) {
+		return PEFT_ERR_ARG;
+	}
+	const peft_plan *plan = t->plan;
+	const int32_t label = t->pending_label;
+
+	t->pending_label = -1;
+	/* The logits' gradient slot may be the logits' own forward slot: they are dead now. */
+	TRY(peft_softmax_xent_bwd_f32(plan->num_classes, peft_arena_f32(t, plan->probs_offset),
+				      label,
+				      peft_arena_f32(t, tensor(t, plan->output_tensor).grad_offset)));
+	for (int32_t k = plan->num_layers - 1; k >= 0; k--) {
+		peft_layer_info L;
+
+		TRY(peft_plan_layer_info(plan, k, &L));
+		if (L.runs_backward) {
+			TRY(layer_backward(t, &L));
+		}
+	}
+	t->samples++;
+	return PEFT_OK;
+}
+
+peft_status peft_trainer_forward_s8(peft_trainer *t, const int8_t *input, int32_t label,
+				    float *loss)
+{
+	if (!trainer_ok(t) || input == NULL) {
+		return PEFT_ERR_ARG;
+	}
+	return forward_loss(t, input, NULL, label, loss);
+}
+
+peft_status peft_trainer_forward_f32(peft_trainer *t, const float *input, int32_t label,
+				     float *loss)
+{
+	if (!trainer_ok(t) || input == NULL) {
+		return PEFT_ERR_ARG;
+	}
+	return forward_loss(t, NULL, input, label, loss);
+}
+
+static peft_status train_sample(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
+				int32_t label, float *loss)
+{
+	TRY(forward_loss(t, in_s8, in_f32, label, loss));
+	return peft_trainer_backward(t);
+}
+
+peft_status peft_trainer_train_sample_s8(peft_trainer *t, const int8_t *input, int32_t label,
+					 float *loss)
+{
+	if (!trainer_ok(t) || input == NULL) {
+		return PEFT_ERR_ARG;
+	}
+	return train_sample(t, input, NULL, label, loss);
+}
+
+peft_status peft_trainer_train_sample_f32(peft_trainer *t, const float *input, int32_t label,
+					  float *loss)
+{
+	if (!trainer_ok(t) || input == NULL) {
+		return PEFT_ERR_ARG;
+	}
+	return train_sample(t, NULL, input, label, loss);
+}
+
+static peft_status predict(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
+			   float *logits_out, int32_t *predicted)
+{
+	const float *logits = NULL;
+	const int32_t n = t->plan->num_classes;
+
+	t->pending_label = -1; /* the forward below overwrites what backward needed */
+	TRY(forward(t, in_s8, in_f32, &logits));
+	int32_t best = 0;
+
+	for (int32_t i = 0; i < n; i++) {
+		if (logits_out != NULL) {
+			logits_out[i] = logits[i];
+		}
+		if (logits[i] > logits[best]) {
+			best = i;
+		}
+	}
+	if (predicted != NULL) {
+		*predicted = best;
+	}
+	return PEFT_OK;
+}
+
+peft_status peft_trainer_predict_s8(peft_trainer *t, const int8_t *input, float *logits,
+				    int32_t *predicted)
+{
+	if (!trainer_ok(t) || input == NULL) {
+		return PEFT_ERR_ARG;
+	}
+	return predict(t, input, NULL, logits, predicted);
+}
+
+peft_status peft_trainer_predict_f32(peft_trainer *t, const float *input, float *logits,
+				     int32_t *predicted)
+{
+	if (!trainer_ok(t) || input == NULL) {
+		return PEFT_ERR_ARG;
+	}
+	return predict(t, NULL, input, logits, predicted);
+}
+
+/* ---- optimizer step ---- */
+
+peft_status peft_trainer_step(peft_trainer *t)
+{
+	if (!trainer_ok(t) || t->mode != PEFT_MODE_TRAIN) {
+		return PEFT_ERR_ARG;
+	}
+	if (t->samples == 0) {
+		return PEFT_OK;
+	}
+	const peft_plan *plan = t->plan;
+	const peft_optimizer_config *o = &plan->optimizer;
+	float scale = 1.0f / (float)t->samples;
+
+	if (o->clip_norm > 0.0f) {
+		float sum = 0.0f;
+
+		for (int32_t i = 0;; i++) {
+			peft_param_info info;
+
+			if (peft_trainer_param_info(t, i, &info) != PEFT_OK) {
+				break;
+			}
+			TRY(peft_sum_squares_f32(info.count, info.grad, &sum));
+		}
+		const float norm = sqrtf(sum) * scale;
+
+		if (!isfinite(norm)) {
+			return PEFT_ERR_NUMERIC;
+		}
+		if (norm > o->clip_norm) {
+			scale *= o->clip_norm / norm;
+		}
+	}
+	t->step++;
+	const peft_sgd_params sgd = {o->lr, o->momentum, o->weight_decay};
+	const peft_adam_params adam = {o->lr,           o->beta1, o->beta2, o->eps,
+				       o->weight_decay, t->step};
+
+	for (int32_t k = 0; k < plan->num_layers; k++) {
+		peft_layer_rec r;
+
+		peft_plan_read_layer(plan, k, &r);
+		for (int p = 0; p < PEFT_P_COUNT; p++) {
+			if (r.grad[p] == PEFT_NONE) {
+				continue;
+			}
+			peft_layer_info L;
+
+			TRY(peft_plan_layer_info(plan, k, &L));
+			float *param = peft_arena_f32(t, r.param[p]);
+			const float *grad = peft_arena_f32(t, r.grad[p]);
+
+			if (o->kind == PEFT_OPTIMIZER_ADAM) {
+				TRY(peft_adam_step_f32(&adam, L.counts[p], param, grad,
+						       peft_arena_f32(t, r.opt_m[p]),
+						       peft_arena_f32(t, r.opt_v[p]), scale));
+			} else {
+				TRY(peft_sgd_step_f32(&sgd, L.counts[p], param, grad,
+						      peft_arena_f32(t, r.opt_m[p]), scale));
+			}
+		}
+	}
+	memset(t->arena + plan->param_grads.offset, 0, plan->param_grads.size);
+	t->samples = 0;
+	return PEFT_OK;
+}
+
+/* ---- introspection ---- */
+
+peft_status peft_trainer_arena_high_water(const peft_trainer *t, size_t *bytes)
+{
+	if (!trainer_ok(t) || bytes == NULL) {
+		return PEFT_ERR_ARG;
+	}
+	size_t n = t->arena_size;
+
+	while (n > 0 && t->arena[n - 1] == PEFT_ARENA_CANARY) {
+		n--;
+	}
+	*bytes = n;
+	return PEFT_OK;
+}
+
+peft_status peft_trainer_param_count(const peft_trainer *t, int32_t *count)
+{
+	if (!trainer_ok(t) || count == NULL) {
+		return PEFT_ERR_ARG;
+	}
+	int32_t n = 0;
+
+	for (int32_t k = 0; k < t->plan->num_layers; k++) {
+		peft_layer_rec r;
+
+		peft_plan_read_layer(t->plan, k, &r);
+		for (int p = 0; p < PEFT_P_COUNT; p++) {
+			n += r.grad[p] != PEFT_NONE ? 1 : 0;
+		}
+	}
+	*count = n;
+	return PEFT_OK;
+}
+
+peft_status peft_trainer_param_info(const peft_trainer *t, int32_t index, peft_param_info *info)
+{
+	if (!trainer_ok(t) || info == NULL || index < 0) {
+		return PEFT_ERR_ARG;
+	}
+	int32_t n = 0;
+
+	for (int32_t k = 0; k < t->plan->num_layers; k++) {
+		peft_layer_rec r;
+
+		peft_plan_read_layer(t->plan, k, &r);
+		for (int p = 0; p < PEFT_P_COUNT; p++) {
+			if (r.grad[p] == PEFT_NONE || n++ != index) {
+				continue;
+			}
+			peft_layer_info L;
+
+			TRY(peft_plan_layer_info(t->plan, k, &L));
+			info->layer = k;
+			info->graph_layer = r.graph_layer;
+			info->kind = (peft_param_kind)p;
+			info->data = peft_arena_f32(t, r.param[p]);
+			info->grad = t->mode == PEFT_MODE_TRAIN ? peft_arena_f32(t, r.grad[p]) : NULL;
+			info->count = L.counts[p];
+			return PEFT_OK;
+		}
+	}
+	return PEFT_ERR_ARG;
+}

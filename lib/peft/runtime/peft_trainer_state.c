@@ -1,0 +1,188 @@
+/* Trained-state blob (docs/formats.md, "Trained-state blob"): a 48-byte
+ * header, then every trainable array (plan order, packed float32), then the
+ * optimizer state of each array (m, then v for Adam), packed likewise. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../plan/peft_plan_internal.h"
+#include "peft/peft_crc32.h"
+#include "peft/peft_state.h"
+#include "peft/peft_trainer.h"
+#include "peft_trainer_internal.h"
+
+#define PEFT_STATE_MAGIC 0x53464550u /* "PEFS" */
+
+static uint32_t rd32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static void wr32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+static uint32_t states_per_param(const peft_plan *plan)
+{
+	if (plan->optimizer.kind == PEFT_OPTIMIZER_ADAM) {
+		return 2u;
+	}
+	return plan->optimizer.momentum != 0.0f ? 1u : 0u;
+}
+
+/* Visit every trainable array: copy between the blob cursor and the arena.
+ * to_blob: arena -> blob; else blob -> arena. with_opt: the optimizer part. */
+static void transfer(const peft_trainer *t, uint8_t *blob, bool to_blob, bool with_opt)
+{
+	const peft_plan *plan = t->plan;
+	uint8_t *pos = blob + PEFT_STATE_HEADER_SIZE;
+	uint8_t *opt = pos + 4u * (size_t)plan->trainable_params;
+	const uint32_t states = states_per_param(plan);
+
+	for (int32_t k = 0; k < plan->num_layers; k++) {
+		peft_layer_info L;
+		/* Records were checked at load: peft_plan_layer_info cannot fail now. */
+		if (peft_plan_layer_info(plan, k, &L) != PEFT_OK) {
+			return;
+		}
+		for (int p = 0; p < PEFT_P_COUNT; p++) {
+			if (!L.trainable[p]) {
+				continue;
+			}
+			const size_t n = 4u * (size_t)L.counts[p];
+			float *arrays[3] = {peft_arena_f32(t, L.rec.param[p]),
+					    peft_arena_f32(t, L.rec.opt_m[p]),
+					    peft_arena_f32(t, L.rec.opt_v[p])};
+
+			if (to_blob) {
+				memcpy(pos, arrays[0], n);
+			} else {
+				memcpy(arrays[0], pos, n);
+			}
+			pos += n;
+			for (uint32_t s = 0; s < states; s++) {
+				if (with_opt && to_blob) {
+					memcpy(opt, arrays[1 + s], n);
+				} else if (with_opt) {
+					memcpy(arrays[1 + s], opt, n);
+				}
+				opt += n;
+			}
+		}
+	}
+}
+
+static size_t state_size(const peft_plan *plan)
+{
+	return PEFT_STATE_HEADER_SIZE +
+	       4u * (size_t)plan->trainable_params * (1u + states_per_param(plan));
+}
+
+peft_status peft_trainer_state_size(const peft_trainer *t, size_t *bytes)
+{
+	if (t == NULL || t->plan == NULL || bytes == NULL) {
+		return PEFT_ERR_ARG;
+	}
+	*bytes = state_size(t->plan);
+	return PEFT_OK;
+}
+
+peft_status peft_trainer_export_state(const peft_trainer *t, void *buf, size_t size,
+				      size_t *written, const peft_state_meta *meta)
+{
+	if (t == NULL || t->plan == NULL || t->arena == NULL || buf == NULL ||
+	    t->mode != PEFT_MODE_TRAIN) {
+		return PEFT_ERR_ARG;
+	}
+	const peft_plan *plan = t->plan;
+	const size_t total = state_size(plan);
+	uint8_t *b = buf;
+
+	if (size < total) {
+		return PEFT_ERR_BUFFER_TOO_SMALL;
+	}
+	memset(b, 0, PEFT_STATE_HEADER_SIZE);
+	wr32(b, PEFT_STATE_MAGIC);
+	const uint16_t version = PEFT_STATE_VERSION;
+	const uint16_t header = PEFT_STATE_HEADER_SIZE;
+
+	memcpy(b + 4, &version, 2);
+	memcpy(b + 6, &header, 2);
+	wr32(b + 8, (uint32_t)total);
+	wr32(b + 16, plan->crc);
+	wr32(b + 20, meta != NULL ? meta->epoch : 0u);
+	wr32(b + 24, meta != NULL ? meta->sequence : 0u);
+	wr32(b + 28, t->step);
+	wr32(b + 32, 4u * plan->trainable_params);
+	wr32(b + 36, 4u * plan->trainable_params * states_per_param(plan));
+	wr32(b + 40, (uint32_t)plan->optimizer.kind);
+	transfer(t, b, true, true);
+	wr32(b + 12, peft_crc32_update(0, b + 16, total - 16u));
+	if (written != NULL) {
+		*written = total;
+	}
+	return PEFT_OK;
+}
+
+peft_status peft_trainer_import_state(peft_trainer *t, const void *buf, size_t size,
+				      peft_state_meta *meta_out)
+{
+	if (t == NULL || t->plan == NULL || t->arena == NULL || buf == NULL) {
+		return PEFT_ERR_ARG;
+	}
+	const peft_plan *plan = t->plan;
+	const uint8_t *b = buf;
+	uint16_t version, header;
+
+	if (size < 16u) {
+		return PEFT_ERR_STATE_TRUNCATED;
+	}
+	if (rd32(b) != PEFT_STATE_MAGIC) {
+		return PEFT_ERR_STATE_MAGIC;
+	}
+	memcpy(&version, b + 4, 2);
+	memcpy(&header, b + 6, 2);
+	if (version != PEFT_STATE_VERSION) {
+		return PEFT_ERR_STATE_VERSION;
+	}
+	if (header != PEFT_STATE_HEADER_SIZE) {
+		return PEFT_ERR_STATE_LENGTH;
+	}
+	const uint32_t total = rd32(b + 8);
+
+	if (size < PEFT_STATE_HEADER_SIZE || total > size) {
+		return PEFT_ERR_STATE_TRUNCATED;
+	}
+	if (total < PEFT_STATE_HEADER_SIZE) {
+		return PEFT_ERR_STATE_LENGTH;
+	}
+	if (peft_crc32_update(0, b + 16, total - 16u) != rd32(b + 12)) {
+		return PEFT_ERR_STATE_CRC;
+	}
+	if (rd32(b + 16) != plan->crc) {
+		return PEFT_ERR_STATE_PLAN_MISMATCH;
+	}
+	if (total != state_size(plan) || rd32(b + 32) != 4u * plan->trainable_params ||
+	    rd32(b + 36) != 4u * plan->trainable_params * states_per_param(plan) ||
+	    rd32(b + 40) != (uint32_t)plan->optimizer.kind || rd32(b + 44) != 0u) {
+		return PEFT_ERR_STATE_LENGTH;
+	}
+	/* transfer() only reads the blob when copying into the arena. */
+	transfer(t, (uint8_t *)(uintptr_t)b, false, t->mode == PEFT_MODE_TRAIN);
+	if (t->mode == PEFT_MODE_TRAIN) {
+		t->step = rd32(b + 28);
+		t->samples = 0;
+		t->pending_label = -1;
+		memset(t->arena + plan->param_grads.offset, 0, plan->param_grads.size);
+	}
+	if (meta_out != NULL) {
+		meta_out->epoch = rd32(b + 20);
+		meta_out->sequence = rd32(b + 24);
+	}
+	return PEFT_OK;
+}

@@ -1,0 +1,1 @@
+"""ctypes bindings of the C runtime (lib/peft) for tests and tools."""

@@ -1,0 +1,60 @@
+"""Flash geometry of the boards micropeft packs images for.
+
+`firmware_size` is the flash reserved at the start for the application
+(Zephyr + TFLM + the runtime); our partitions follow it. 512 KiB on the
+nRF52840 leaves room for the sample with CMSIS-NN kernels and logging (its
+linked image is well under that) and half the flash for the model, the
+dataset and the two state slots. native_sim runs the firmware natively, so
+its simulated flash (Zephyr's flash simulator, flash0) holds only our
+partitions. Override with `micropeft pack --firmware-size`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from micropeft.errors import UserError
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    flash_base: int  # address of flash offset 0 (Intel HEX addresses)
+    flash_size: int
+    page_size: int  # erase block: partitions start and end on these
+    firmware_size: int  # default flash kept for the firmware at offset 0
+    flash_node: str  # devicetree label of the flash the partitions live in
+    code_partition: bool  # whether the firmware itself runs from flash0
+    erased: int = 0xFF
+
+
+BOARDS = {
+    "nrf52840dk": Board(
+        name="nrf52840dk",
+        flash_base=0x0,
+        flash_size=1024 * 1024,
+        page_size=4096,
+        firmware_size=512 * 1024,
+        flash_node="flash0",
+        code_partition=True,
+    ),
+    "native_sim": Board(
+        name="native_sim",
+        flash_base=0x0,
+        flash_size=2048 * 1024,  # the flash simulator's default flash0 (DT_SIZE_K(2048))
+        page_size=4096,
+        firmware_size=0,
+        flash_node="flash0",
+        code_partition=False,
+    ),
+}
+
+# Accept Zephyr's qualified names too.
+ALIASES = {"nrf52840dk/nrf52840": "nrf52840dk", "nrf52840dk_nrf52840": "nrf52840dk"}
+
+
+def get_board(name: str) -> Board:
+    key = ALIASES.get(name, name)
+    if key not in BOARDS:
+        raise UserError(f"unknown board {name!r} (supported: {', '.join(BOARDS)})")
+    return BOARDS[key]

@@ -1,0 +1,110 @@
+"""`micropeft bench`: fine-tune with every method, C runtime against TensorFlow, and
+write results.json, results.csv and the report."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from micropeft.errors import UserError
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"expected comma-separated integers, not {text!r}") from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from micropeft import bench
+
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark every PEFT method (C runtime vs TensorFlow, RAM, flash, Cortex-M4F "
+        "instructions) and write the report",
+        description="Pretrain (cached), fine-tune with every method in the C runtime and in "
+        "TensorFlow on the same data, measure memory, flash, MACs and Cortex-M4F instruction "
+        "counts, and write results.json, results.csv, report.md and report.html. Finished "
+        "runs are kept: running the same command again resumes.",
+    )
+    parser.add_argument(
+        "--task",
+        default=bench.DEFAULT_TASK,
+        help=f"built-in task: {', '.join(bench.TASKS)} (default {bench.DEFAULT_TASK})",
+    )
+    parser.add_argument("--model", help="a user's int8 .tflite instead of a task (needs --dataset)")
+    parser.add_argument(
+        "--dataset", help="the dataset for --model: a built-in name, a .npz or a folder"
+    )
+    parser.add_argument(
+        "--input-range",
+        default="0,1",
+        help="float range of --model's input for pixels 0..1 (default 0,1)",
+    )
+    parser.add_argument(
+        "--methods",
+        help=f"comma-separated subset of: {', '.join(bench.METHODS)} (default: all)",
+    )
+    parser.add_argument("--seeds", type=int, help="number of seeds (default 3)")
+    parser.add_argument("--epochs", type=int, help="fine-tuning epochs (default 5)")
+    parser.add_argument("--batch-size", type=int, help="samples per step (default 16)")
+    parser.add_argument("--train-samples", type=int, help="target training samples (default 500)")
+    parser.add_argument("--test-samples", type=int, help="target test samples (default 400)")
+    parser.add_argument(
+        "--pretrain-epochs", type=int, help="source pretraining epochs (default 10)"
+    )
+    parser.add_argument("--no-cm4", action="store_true", help="skip the Cortex-M4F measurement")
+    parser.add_argument("--no-scratch", action="store_true", help="skip training from scratch")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a tiny smoke run (1 seed, 3 methods, 2 epochs, 1 pretraining epoch)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("out/bench"), help="output folder (default out/bench)"
+    )
+    parser.add_argument("--no-report", action="store_true", help="do not write the report")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    from micropeft import bench
+
+    cfg = bench.quick_config() if args.quick else bench.BenchConfig()
+    if args.model or args.dataset:
+        cfg.model_path = args.model
+        cfg.dataset = args.dataset
+        cfg.task = "user"
+        try:
+            low, high = (float(v) for v in args.input_range.split(","))
+        except ValueError:
+            raise UserError(f"--input-range must be LOW,HIGH, not {args.input_range!r}") from None
+        cfg.input_range = (low, high)
+    else:
+        cfg.task = args.task
+    if args.methods:
+        cfg.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise UserError("--seeds must be at least 1")
+        cfg.seeds = list(range(args.seeds))
+    for name in ("epochs", "batch_size", "train_samples", "test_samples", "pretrain_epochs"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(cfg, name, value)
+    cfg.cm4 = not args.no_cm4
+    cfg.scratch = not args.no_scratch
+    start = time.perf_counter()
+    path = bench.run_bench(cfg, args.out, report=not args.no_report)
+    print(f"wrote {path} ({time.perf_counter() - start:.0f} s)")
+    if not args.no_report:
+        print(f"report: {args.out / 'report.md'} and {args.out / 'report.html'}")
+    return 0

@@ -1,0 +1,98 @@
+"""`micropeft prepare-dataset`: a dataset fitted to a model's input, as a blob.
+
+Writes into --out: dataset.bin (docs/formats.md, "Dataset blob": seeded
+stratified train/test split, int8 with the model input's quantization) and
+dataset.json (source, class names, counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from micropeft.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "prepare-dataset",
+        help="fit a dataset to a model's input and write the dataset blob",
+        description="Load a dataset (animal-mnist, digits, skimage-patches, a .npz with x and "
+        "y, a folder with one sub-folder per class, or tfds:NAME), resize it to the model "
+        "input, quantize it with the input's scale and zero point, split it (seeded, "
+        "stratified) and write the dataset blob.",
+    )
+    parser.add_argument("--model", required=True, help="the .tflite the dataset is for")
+    parser.add_argument("--source", default="animal-mnist", help="dataset (default animal-mnist)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="default 0.2")
+    parser.add_argument("--limit", type=int, help="use this many samples (stratified)")
+    parser.add_argument("--seed", type=int, default=0, help="split and sampling seed")
+    parser.add_argument(
+        "--input-range",
+        help="float range the model expects for pixels 0..1 (default: from summary.json "
+        "beside the model, else 0,1)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def _input_range(args: argparse.Namespace, model_path: Path) -> tuple[float, float]:
+    from micropeft.commands.prepare_model import _parse_range
+
+    if args.input_range is not None:
+        return _parse_range(args.input_range, (0.0, 1.0))
+    summary = model_path.parent / "summary.json"
+    if summary.is_file():
+        try:
+            low, high = json.loads(summary.read_text())["input_range"]
+            return float(low), float(high)
+        except (ValueError, KeyError, TypeError):
+            pass
+    return 0.0, 1.0
+
+
+def run(args: argparse.Namespace) -> int:
+    from micropeft import datasets, pack, tflite_graph
+
+    model_path = Path(args.model)
+    if not model_path.is_file():
+        raise UserError(f"model file not found: {args.model}")
+    model = model_path.read_bytes()
+    info = tflite_graph.input_info(model)
+    classes = tflite_graph.output_classes(model)
+    # The device model ends at the split; its output is not the logits. Use the
+    # class count recorded beside it when there is one.
+    summary_file = model_path.parent / "summary.json"
+    if summary_file.is_file():
+        try:
+            classes = int(json.loads(summary_file.read_text())["num_classes"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    data = datasets.load_source(args.source, args.seed)
+    datasets.check_against_model(data, classes)
+    train, test = datasets.stratified_split(data.y, args.test_fraction, args.seed, args.limit)
+    rng = _input_range(args, model_path)
+    keep = np.concatenate([train, test])
+    fitted = datasets.fit_images(data.x[keep], info.shape)
+    q = datasets.quantize(fitted, rng, info.quant)
+    n = len(train)
+    blob = datasets.dataset_blob(q[:n], data.y[train], q[n:], data.y[test], info.quant, classes)
+    out = Path(args.out)
+    meta = {
+        **datasets.summary(data, train, test),
+        "shape": list(info.shape),
+        "input_quant": {"scale": info.quant.scale, "zero_point": info.quant.zero_point},
+        "input_range": list(rng),
+        "seed": args.seed,
+        "bytes": len(blob),
+    }
+    pack.write_atomic(out / "dataset.bin", blob)
+    pack.write_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
+    print(
+        f"wrote {out}/dataset.bin: {data.name}, {n} train + {len(test)} test samples of "
+        f"{'x'.join(map(str, info.shape))}, {classes} classes, {len(blob):,d} bytes"
+    )
+    return 0

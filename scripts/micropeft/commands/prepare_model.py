@@ -1,0 +1,264 @@
+"""`micropeft prepare-model`: model -> int8 .tflite -> checked -> method -> plan.
+
+Writes into --out: model.tflite (what the device stores: the int8 model cut
+after the frozen prefix, see tflite_graph.device_model), full.tflite (the whole
+int8 model), plan.bin (the plan blob) and summary.json (the memory table's
+figures and what produced them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from micropeft.errors import UserError
+
+ARCHS = ("mobilenet_v1", "mobilenet_v2", "tiny_cnn")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from micropeft import config
+
+    parser = subparsers.add_parser(
+        "prepare-model",
+        help="convert a model to int8, check it in TFLM, mark the method, plan the memory",
+        description="Build (and pretrain, cached) a built-in MobileNet, or take a Keras or "
+        ".tflite model; convert to full int8; check TFLM against TFLite; apply the PEFT "
+        "method; plan the training arena; print the memory table; write the device model, "
+        "the plan and a JSON summary.",
+    )
+    src = parser.add_argument_group("model source (one of)")
+    src.add_argument("--arch", choices=ARCHS, default=None, help="built-in (default mobilenet_v1)")
+    src.add_argument("--keras", help="a Keras model file (.keras/.h5) to convert")
+    src.add_argument("--tflite", help="an int8 .tflite model to use as is")
+    b = parser.add_argument_group("built-in model")
+    b.add_argument("--alpha", type=float, default=0.25, help="width multiplier (default 0.25)")
+    b.add_argument("--size", type=int, default=32, help="input height and width (default 32)")
+    b.add_argument("--channels", type=int, help="input channels (default 1; 3 with --imagenet)")
+    b.add_argument(
+        "--pretrain-dataset",
+        default="animal-mnist",
+        help="source dataset for pretraining and calibration (default animal-mnist)",
+    )
+    b.add_argument("--pretrain-epochs", type=int, default=10, help="default 10")
+    b.add_argument("--imagenet", action="store_true", help="start from Keras ImageNet weights")
+    b.add_argument("--no-cache", action="store_true", help="pretrain again, ignore the cache")
+    parser.add_argument(
+        "--num-classes",
+        type=int,
+        help="classes of the target task: a fresh head replaces the pretrained one if different",
+    )
+    parser.add_argument(
+        "--input-range",
+        help="float range the model expects for pixels 0..1 (default 0,1; -1,1 with --imagenet)",
+    )
+    config.add_method_arguments(parser)
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.set_defaults(handler=run)
+
+
+def _parse_range(text: str | None, default: tuple[float, float]) -> tuple[float, float]:
+    if text is None:
+        return default
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"--input-range must be LOW,HIGH (e.g. 0,1), not {text!r}") from None
+    if not low < high:
+        raise UserError(f"--input-range: LOW must be below HIGH ({text})")
+    return low, high
+
+
+@dataclass
+class Prepared:
+    full_model: bytes
+    device_model: bytes
+    plan: Any
+    summary: dict[str, Any]
+
+
+def _source_model(args: argparse.Namespace) -> tuple[bytes, dict[str, Any]]:
+    """The full int8 .tflite and facts about where it came from."""
+    from micropeft import convert, datasets, models
+
+    chosen = [s for s in (args.arch, args.keras, args.tflite) if s]
+    if len(chosen) > 1:
+        raise UserError("give one model source: --arch, --keras or --tflite")
+    if args.tflite:
+        path = Path(args.tflite)
+        if not path.is_file():
+            raise UserError(f"model file not found: {args.tflite}")
+        rng = _parse_range(args.input_range, (0.0, 1.0))
+        return path.read_bytes(), {"source": str(path), "input_range": list(rng)}
+
+    if args.keras:
+        model = models.load_keras_model(args.keras)
+        shape = models.input_shape(model)
+        rng = _parse_range(args.input_range, (0.0, 1.0))
+        info: dict[str, Any] = {"source": args.keras, "input_range": list(rng)}
+    else:
+        arch = args.arch or "mobilenet_v1"
+        channels = args.channels or (3 if args.imagenet else 1)
+        cfg = models.PretrainConfig(
+            arch=arch,
+            alpha=args.alpha,
+            size=args.size,
+            channels=channels,
+            dataset=args.pretrain_dataset,
+            epochs=args.pretrain_epochs,
+            seed=args.seed or 0,
+            imagenet=args.imagenet,
+        )
+        if cfg.epochs < 0:
+            raise UserError("--pretrain-epochs must be >= 0")
+        model, meta = models.pretrained(cfg, use_cache=not args.no_cache)
+        if args.num_classes and args.num_classes != len(meta["classes"]):
+            model = models.replace_head(model, args.num_classes, cfg.seed)
+        shape = (args.size, args.size, channels)
+        rng = _parse_range(args.input_range, tuple(meta["input_range"]))
+        info = {
+            "source": f"{arch} alpha {args.alpha:g} size {args.size}",
+            "pretrain": {k: meta[k] for k in ("dataset", "test_accuracy", "config")},
+            "input_range": list(rng),
+        }
+    rep = datasets.representative(args.pretrain_dataset, shape, 256, 0)
+    return convert.to_int8_tflite(model, datasets.to_model_range(rep, rng)), info
+
+
+def prepare(args: argparse.Namespace, cfg: Any) -> Prepared:
+    from micropeft import convert, methods, plan, tflite_graph
+
+    full, info = _source_model(args)
+    graph = tflite_graph.graph_from_tflite(full, name=Path(args.out).name)
+    inp = graph.tensors[graph.input]
+    classes = graph.tensors[graph.output].size
+    if args.tflite and args.num_classes and args.num_classes != classes:
+        raise UserError(
+            f"the .tflite outputs {classes} classes, not --num-classes {args.num_classes}"
+        )
+
+    # TFLM vs TFLite reference kernels on a few random int8 inputs.
+    rng = np.random.default_rng(0)
+    samples = rng.integers(-128, 128, (4, *inp.shape)).astype(np.int8)
+    check = convert.check_tflm_matches_tflite(full, samples)
+
+    methods.apply_method(graph, cfg)
+    split = plan.choose_split(graph)
+    device = tflite_graph.device_model_for_graph(full, graph, split)
+    the_plan = plan.build_plan(graph, device, cfg.optimizer_config(), cfg.act_cache, cfg.seed)
+    blob = the_plan.to_bytes()
+    prefix = convert.run_tflm(device, samples[:1])
+    state_bytes = _state_bytes(the_plan)
+
+    breakdown = the_plan.breakdown()
+    summary = {
+        "model": info["source"],
+        **{k: v for k, v in info.items() if k != "source"},
+        "input_shape": list(inp.shape),
+        "input_quant": {"scale": inp.quant.scale, "zero_point": inp.quant.zero_point},
+        "num_classes": classes,
+        "layers": len(graph.layers),
+        "split_layer": the_plan.split_layer,
+        "split_tensor": graph.tensors[the_plan.input_tensor].name,
+        "method": cfg.to_dict(),
+        "trainable_layers": [
+            {"index": i, "name": n, "methods": m} for i, n, m in methods.describe(graph)
+        ],
+        "tflm_check_max_abs_diff": check.max_abs_diff,
+        "ram": {
+            "tflm_arena_prefix": prefix.arena_used_bytes,
+            "tflm_arena_source": "measured: TFLM recording allocator, host (64-bit) build",
+            "train_arena": the_plan.arena_bytes("train"),
+            "infer_arena": the_plan.arena_bytes("infer"),
+            "train_breakdown": breakdown,
+        },
+        "flash": {
+            "model": len(device),
+            "plan": len(blob),
+            "state_slot": state_bytes,
+        },
+        "trainable_parameters": the_plan.trainable_parameters,
+        "macs_per_sample": the_plan.macs(),
+    }
+    summary["ram"]["total_train"] = (prefix.arena_used_bytes or 0) + summary["ram"]["train_arena"]
+    return Prepared(full, device, the_plan, summary)
+
+
+def _state_bytes(the_plan: Any) -> int:
+    from micropeft import pack
+
+    return pack.state_size(the_plan.trainable_parameters, the_plan.optimizer.states_per_param)
+
+
+def _kib(n: int | None) -> str:
+    return "?" if n is None else f"{n:>9,d} B  {n / 1024:7.1f} KiB"
+
+
+def memory_table(summary: dict[str, Any]) -> str:
+    ram, flash, macs = summary["ram"], summary["flash"], summary["macs_per_sample"]
+    rows = [
+        f"memory for {summary['model']}, input {'x'.join(map(str, summary['input_shape']))}, "
+        f"method {summary['method']['method']}, split before layer {summary['split_layer']}",
+        f"  RAM  TFLM arena, frozen prefix     {_kib(ram['tflm_arena_prefix'])}"
+        "   (measured, host TFLM)",
+    ]
+    for part, value in ram["train_breakdown"].items():
+        if part != "total":
+            rows.append(f"       training: {part:<19}{_kib(value)}")
+    rows += [
+        f"       training arena total       {_kib(ram['train_arena'])}",
+        f"       TFLM + training            {_kib(ram['total_train'])}",
+        f"       inference arena (runtime)  {_kib(ram['infer_arena'])}",
+        f"  FLASH device model             {_kib(flash['model'])}",
+        f"       plan                       {_kib(flash['plan'])}",
+        f"       trained state (per slot)   {_kib(flash['state_slot'])}",
+        f"  trainable parameters           {summary['trainable_parameters']:>9,d}",
+        f"  MACs per training sample       prefix forward {macs['prefix_forward']:,d}, "
+        f"forward {macs['forward']:,d}, backward {macs['backward']:,d}",
+    ]
+    return "\n".join(rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads
+    from micropeft import config, pack
+
+    cfg = config.config_from_args(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {args.out} exists and is not a folder")
+    from micropeft.convert import quiet_native_stderr
+
+    with quiet_native_stderr():
+        prepared = prepare(args, cfg)
+    summary = prepared.summary
+    print(memory_table(summary))
+    for entry in summary["trainable_layers"]:
+        # TFLite names fused tensors "a;b;c"; the first part names the layer well enough.
+        short = entry["name"].split(";")[0]
+        print(f"  trains layer {entry['index']:3d} {entry['methods']:<22} {short}")
+    budget = cfg.ram_budget
+    if budget is not None and summary["ram"]["total_train"] > budget:
+        need = summary["ram"]["total_train"]
+        parts = summary["ram"]["train_breakdown"]
+        biggest = max((k for k in parts if k != "total"), key=parts.get)
+        raise UserError(
+            f"needs {need:,d} B of RAM (TFLM {summary['ram']['tflm_arena_prefix']:,d} + "
+            f"training {summary['ram']['train_arena']:,d}; largest part {biggest} "
+            f"{parts[biggest]:,d}) > budget {budget:,d} B: try --act-cache s8, a lower --r, "
+            "fewer --target-modules, a later split, or a smaller --size"
+        )
+    summary["ram_budget"] = budget
+    pack.write_atomic(out / "full.tflite", prepared.full_model)
+    pack.write_atomic(out / "model.tflite", prepared.device_model)
+    pack.write_atomic(out / "plan.bin", prepared.plan.to_bytes())
+    pack.write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    print(f"wrote {out}/model.tflite, full.tflite, plan.bin, summary.json")
+    return 0

@@ -1,0 +1,32 @@
+"""`micropeft report`: write the Markdown and HTML report from a results file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from micropeft import report
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="write report.md and a self-contained report.html from a benchmark results file",
+    )
+    parser.add_argument(
+        "results",
+        nargs="?",
+        type=Path,
+        default=Path("out/bench/results.json"),
+        help="results file written by `micropeft bench` (default: out/bench/results.json)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: the results file's folder)"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    md_path, html_path = report.write_report(args.results, args.out)
+    print(f"wrote {md_path} and {html_path}")
+    return 0

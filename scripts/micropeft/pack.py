@@ -1,0 +1,203 @@
+"""Flash partitions: the model+plan container, the layout, HEX, overlay, flash file.
+
+Partitions (docs/formats.md, "Partitions"), in flash order after the firmware:
+
+    peft_model     model+plan container (header, the device .tflite, the plan blob)
+    peft_dataset   dataset blob (datasets.py)
+    peft_state0    trained-state slot 0 (erased: the device writes it)
+    peft_state1    trained-state slot 1
+
+Each partition starts on an erase page and is rounded up to whole pages.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from micropeft.boards import Board
+from micropeft.errors import UserError
+
+MODEL_MAGIC = b"PEFM"
+MODEL_VERSION = 1
+MODEL_HEADER_SIZE = 64
+# Offset of the model inside the container: flatbuffers align their content to at
+# most 16 bytes relative to the buffer start, so the model must start 16-aligned.
+_ALIGN = 16
+_MODEL_HEADER = struct.Struct("<4sHHII" + "IIII" + "I" + "28x")
+PARTITION_NAMES = ("peft_model", "peft_dataset", "peft_state0", "peft_state1")
+STATE_HEADER_SIZE = 48  # PEFT_STATE_HEADER_SIZE in include/peft/peft_state.h
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> None:
+    """Write a file through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+        # mkstemp creates 0600; give the file the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _align(n: int, a: int) -> int:
+    return (n + a - 1) // a * a
+
+
+def model_container(model: bytes, plan: bytes) -> bytes:
+    """Header + device model + plan blob, as the peft_model partition holds them."""
+    model_offset = MODEL_HEADER_SIZE
+    plan_offset = _align(model_offset + len(model), _ALIGN)
+    total = _align(plan_offset + len(plan), 4)
+    blob = bytearray(total)
+    blob[model_offset : model_offset + len(model)] = model
+    blob[plan_offset : plan_offset + len(plan)] = plan
+    _MODEL_HEADER.pack_into(
+        blob,
+        0,
+        MODEL_MAGIC,
+        MODEL_VERSION,
+        MODEL_HEADER_SIZE,
+        total,
+        0,
+        model_offset,
+        len(model),
+        plan_offset,
+        len(plan),
+        zlib.crc32(model) & 0xFFFFFFFF,
+    )
+    struct.pack_into("<I", blob, 12, zlib.crc32(bytes(blob[16:])) & 0xFFFFFFFF)
+    return bytes(blob)
+
+
+def parse_model_container(blob: bytes) -> tuple[bytes, bytes]:
+    """(model, plan) from a container; UserError when it does not check out."""
+    if len(blob) < MODEL_HEADER_SIZE:
+        raise UserError("model container too short for its header")
+    magic, version, header, total, crc, m_off, m_len, p_off, p_len, m_crc = (
+        _MODEL_HEADER.unpack_from(blob, 0)
+    )
+    if magic != MODEL_MAGIC or version != MODEL_VERSION or header != MODEL_HEADER_SIZE:
+        raise UserError("not a micropeft model container (magic/version)")
+    if total > len(blob) or zlib.crc32(blob[16:total]) & 0xFFFFFFFF != crc:
+        raise UserError("model container is truncated or corrupt (CRC mismatch)")
+    model = bytes(blob[m_off : m_off + m_len])
+    if zlib.crc32(model) & 0xFFFFFFFF != m_crc:
+        raise UserError("model container: model CRC mismatch")
+    return model, bytes(blob[p_off : p_off + p_len])
+
+
+@dataclass(frozen=True)
+class Partition:
+    label: str
+    offset: int  # from the start of the flash
+    size: int
+    data: bytes  # the image (at most size bytes; the rest stays erased)
+
+
+def layout(
+    board: Board, images: dict[str, bytes], state_size: int, firmware_size: int
+) -> list[Partition]:
+    """Partitions after `firmware_size` bytes, page aligned; UserError if they do not fit."""
+    page = board.page_size
+    if firmware_size < 0 or firmware_size % page:
+        raise UserError(f"firmware size {firmware_size} must be a multiple of the {page}-byte page")
+    if firmware_size >= board.flash_size:
+        raise UserError(
+            f"firmware size {firmware_size} leaves no flash on {board.name} ({board.flash_size} B)"
+        )
+    sizes = {
+        "peft_model": len(images["peft_model"]),
+        "peft_dataset": len(images["peft_dataset"]),
+        "peft_state0": state_size,
+        "peft_state1": state_size,
+    }
+    parts = []
+    offset = firmware_size
+    for label in PARTITION_NAMES:
+        size = max(_align(sizes[label], page), page)
+        data = images.get(label, bytes([board.erased]) * size)
+        parts.append(Partition(label, offset, size, data))
+        offset += size
+    if offset > board.flash_size:
+        listing = ", ".join(f"{p.label} {p.size // 1024} KiB" for p in parts)
+        raise UserError(
+            f"the partitions do not fit on {board.name}: firmware {firmware_size // 1024} KiB + "
+            f"{listing} = {offset // 1024} KiB > flash {board.flash_size // 1024} KiB "
+            f"(over by {(offset - board.flash_size) // 1024 + 1} KiB): use a smaller dataset "
+            "(--limit), a smaller model, or --firmware-size"
+        )
+    return parts
+
+
+def overlay(board: Board, parts: list[Partition], firmware_size: int) -> str:
+    """Devicetree overlay with fixed-partitions under the board's flash node."""
+    lines = [
+        f"/* Flash partitions for micropeft, made by `micropeft pack --board {board.name}`. */",
+        "",
+    ]
+    if board.code_partition:
+        lines += ["/ {", "\tchosen {", "\t\tzephyr,code-partition = &peft_code;", "\t};", "};", ""]
+    lines += [
+        f"&{board.flash_node} {{",
+        "\t/delete-node/ partitions;",
+        "",
+        "\tpartitions {",
+        '\t\tcompatible = "fixed-partitions";',
+        "\t\t#address-cells = <1>;",
+        "\t\t#size-cells = <1>;",
+    ]
+    nodes = []
+    if board.code_partition:
+        nodes.append(("peft_code", "code", 0, firmware_size))
+    nodes += [(p.label, p.label, p.offset, p.size) for p in parts]
+    for label, name, offset, size in nodes:
+        lines += [
+            "",
+            f"\t\t{label}: partition@{offset:x} {{",
+            f'\t\t\tlabel = "{name}";',
+            f"\t\t\treg = <0x{offset:x} 0x{size:x}>;",
+            "\t\t};",
+        ]
+    lines += ["\t};", "};", ""]
+    return "\n".join(lines)
+
+
+def intel_hex(board: Board, parts: list[Partition]) -> str:
+    """Intel HEX of every partition image at its flash address."""
+    import io
+
+    from intelhex import IntelHex
+
+    ih = IntelHex()
+    for p in parts:
+        ih.frombytes(p.data, offset=board.flash_base + p.offset)
+    out = io.StringIO()
+    ih.write_hex_file(out)
+    return out.getvalue()
+
+
+def flash_image(board: Board, parts: list[Partition]) -> bytes:
+    """The whole flash as one raw file (erased bytes elsewhere): native_sim's --flash file."""
+    flash = bytearray([board.erased]) * board.flash_size
+    for p in parts:
+        flash[p.offset : p.offset + len(p.data)] = p.data
+    return bytes(flash)
+
+
+def state_size(trainable_parameters: int, states_per_param: int) -> int:
+    """Bytes of a trained-state blob: header, float32 parameters, optimizer state
+    (the formula of peft_trainer_state_size in lib/peft/runtime)."""
+    return STATE_HEADER_SIZE + 4 * trainable_parameters * (1 + states_per_param)

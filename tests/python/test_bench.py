@@ -1,0 +1,160 @@
+"""`micropeft bench --quick` end to end, checked against facts that do not come
+from the benchmark itself: the C runtime's own size and parameter queries on
+the plan the benchmark wrote (peft_plan_load recomputes the layout in C), the
+TensorFlow reference's accuracy on identical data, a second QEMU run of the
+same firmware, and the report files' content."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from micropeft import cm4
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    env = dict(os.environ)
+    env.setdefault("MICROPEFT_CACHE", str(out / "pretrain-cache"))
+    cmd = [sys.executable, "-m", "micropeft", "bench", "--quick", "--out", str(out)]
+    if cm4.missing_tools():
+        cmd.append("--no-cm4")
+    start = time.perf_counter()
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    return {"out": out, "results": results, "cmd": cmd, "env": env, "elapsed": elapsed}
+
+
+def _runs(results, impl):
+    return {(r["method"], r["seed"]): r for r in results["runs"] if r["impl"] == impl}
+
+
+def test_every_method_ran_in_c_and_tf(quick):
+    results = quick["results"]
+    c, tf = _runs(results, "c"), _runs(results, "tf")
+    expected = {(m, s) for m in results["config"]["methods"] for s in results["config"]["seeds"]}
+    assert set(c) == expected and set(tf) == expected
+    for run in list(c.values()) + list(tf.values()):
+        assert len(run["epochs"]) == results["config"]["epochs"]
+        assert 0.0 <= run["accuracy"] <= 1.0 and run["step_ms"] > 0
+    # baselines
+    methods = {r["method"] for r in results["runs"]}
+    assert "zero_shot" in methods and "scratch" in methods
+
+
+def test_c_and_tf_accuracy_agree_within_two_points(quick):
+    results = quick["results"]
+    c, tf = _runs(results, "c"), _runs(results, "tf")
+    n_test = int(results["config"]["test_samples"])
+    for key, run in c.items():
+        gap = abs(run["accuracy"] - tf[key]["accuracy"])
+        assert gap <= 0.02 + 1e-9, f"{key}: C {run['accuracy']:.3f} vs TF {tf[key]['accuracy']:.3f}"
+        # the accuracy is a count over the test set
+        assert abs(run["accuracy"] * n_test - round(run["accuracy"] * n_test)) < 1e-6
+
+
+def test_ram_and_parameters_equal_the_runtimes_own_queries(quick):
+    from micropeft import runtime
+
+    out, results = quick["out"], quick["results"]
+    model = (out / results["setup"]["model_file"]).read_bytes()
+    for name, info in results["methods"].items():
+        trainer = runtime.Trainer(model, (out / info["plan_file"]).read_bytes())
+        ram = info["ram"]
+        assert trainer.arena_size("train") == ram["total"], name
+        assert trainer.arena_size("infer") == info["ram_infer"], name
+        breakdown = trainer.breakdown()
+        for part in ("cached_activations", "gradients", "parameters", "optimizer_state", "scratch"):
+            assert breakdown[part] == ram[part], (name, part)
+        assert sum(ram[p] for p in breakdown if p != "total") == ram["total"]
+        # trainable parameters: the sizes of the arrays the runtime trains
+        params = trainer.parameters()
+        assert sum(v.size for v in params.values()) == info["trainable_parameters"], name
+        # the measured high-water mark lies inside the arena and covers the parameters
+        assert ram["parameters"] <= ram["high_water"] <= ram["total"], name
+        assert info["flash"]["model"] == len(model)
+        assert info["flash"]["plan"] == (out / info["plan_file"]).stat().st_size
+
+
+@pytest.mark.skipif(bool(cm4.missing_tools()), reason="no Cortex-M4F toolchain or QEMU")
+def test_cortex_m4_counts_are_exact_and_repeat(quick, tmp_path):
+    out, results = quick["out"], quick["results"]
+    model = (out / results["setup"]["model_file"]).read_bytes()
+    measured = 0
+    for name, info in results["methods"].items():
+        m4 = info["m4"]
+        if not m4["fits"]:
+            assert "256 KB" in m4["reason"]
+            assert info["ram"]["total"] > 200 * 1024
+            continue
+        measured += 1
+        n = m4["samples_per_step"]
+        assert len(m4["forward_each"]) == len(m4["backward_each"]) == n
+        # the phases add up to the step
+        assert sum(m4["forward_each"]) + sum(m4["backward_each"]) + m4["optimizer"] == m4["step"]
+        # the forward pass does not depend on the data for these ops: every sample costs
+        # about the same (ReLU branches aside)
+        assert max(m4["forward_each"]) - min(m4["forward_each"]) <= 0.01 * m4["forward"]
+        # the firmware's arena high-water mark is the same figure the host runtime reports
+        # after training (same code, same layout), and inside the planned arena
+        assert m4["arena_high_water"] <= info["ram"]["total"]
+        assert 0 < m4["code"]["text"] and 0 < m4["library_text"] < m4["code"]["text"]
+        assert m4["code"]["blobs"] >= len(model)
+        # a second run of the same firmware counts exactly the same
+        folder = out / Path(info["plan_file"]).parent
+        again = cm4.measure_training(
+            model,
+            (out / info["plan_file"]).read_bytes(),
+            np.load(folder / "m4_samples.npy"),
+            np.load(folder / "m4_labels.npy"),
+            info["ram"]["total"],
+            tmp_path / name,
+        )
+        assert again.forward_each == m4["forward_each"]
+        assert again.backward_each == m4["backward_each"]
+        assert again.optimizer == m4["optimizer"] and again.step == m4["step"]
+        # the M4 computes the same loss as the host TF/C pipeline would (float32, same
+        # kernels): finite and positive
+        assert all(np.isfinite(again.losses)) and min(again.losses) > 0
+    assert measured >= 1
+
+
+def test_report_is_written_and_self_contained(quick):
+    out = quick["out"]
+    md = (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    for name in quick["results"]["config"]["methods"]:
+        label = quick["results"]["methods"][name]["label"]
+        assert label in md and label in page
+    links = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert links and all(link.startswith("data:image/png;base64,") for link in links)
+    assert "<script" not in page
+    # CSV: one row per run
+    rows = (out / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + len(quick["results"]["runs"])
+
+
+def test_rerun_resumes_without_training_again(quick):
+    out = quick["out"]
+    before = json.loads((out / "results.json").read_text())["runs"]
+    result = subprocess.run(
+        quick["cmd"], cwd=REPO, env=quick["env"], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    after = json.loads((out / "results.json").read_text())["runs"]
+    # the finished runs are kept as they were (a new training run would change step_ms)
+    key = lambda r: r["key"]  # noqa: E731
+    assert sorted(before, key=key) == sorted(after, key=key)

@@ -1,0 +1,114 @@
+"""The Cortex-M4F harness (cm4/ + micropeft.cm4), checked against facts that do
+not come from QEMU: the instruction set (a subs/bne loop is two instructions
+per iteration), arm-none-eabi-size's own Berkeley totals, and the linker's
+256 KB limit."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from micropeft import cm4
+
+pytestmark = pytest.mark.skipif(
+    bool(cm4.missing_tools()), reason=f"missing tools: {cm4.missing_tools()}"
+)
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cm4")
+
+
+def test_plugin_builds_as_a_shared_object(build_dir):
+    plugin = cm4.build_plugin(build_dir)
+    symbols = subprocess.run(["nm", "-D", plugin], capture_output=True, text=True).stdout
+    assert "qemu_plugin_install" in symbols and "qemu_plugin_version" in symbols
+
+
+def test_loop_counts_two_instructions_per_iteration(build_dir):
+    small = cm4.calibrate(10, build_dir)
+    large = cm4.calibrate(5010, build_dir)
+    # subs + bne per iteration: the difference is exact, the rest (the mark
+    # call and loop set-up) is a small constant.
+    assert large - small == 2 * 5000
+    assert 0 < small - 2 * 10 < 40
+
+
+def test_counts_repeat_exactly(build_dir):
+    elf = cm4.link_firmware(
+        build_dir / "rep" / "calibrate.elf", [cm4.FW_DIR / "calibrate.c"], ["PEFT_CM4_LOOPS=777"]
+    )
+    first = cm4.run_firmware(elf, build_dir=build_dir)
+    second = cm4.run_firmware(elf, build_dir=build_dir)
+    assert first.marks == second.marks and first.total == second.total
+    assert [phase for phase, _ in first.marks] == [cm4.REGION, cm4.REGION_END]
+    assert first.total > first.marks[-1][1]
+
+
+def test_code_size_matches_berkeley_format(build_dir):
+    elf = cm4.calibrate(1, build_dir) and build_dir / "calibrate" / "calibrate_1.elf"
+    size = cm4.code_size(elf)
+    berkeley = (
+        subprocess.run(
+            ["arm-none-eabi-size", "-B", "-d", elf], capture_output=True, text=True, check=True
+        )
+        .stdout.splitlines()[1]
+        .split()
+    )
+    text, data, bss = map(int, berkeley[:3])
+    # Berkeley's text counts every allocated read-only section, blobs included.
+    assert size.text + size.blobs == text
+    assert size.data == data
+    assert size.bss == bss
+    assert size.text > 1000  # start-up, newlib's printf and semihosting
+
+
+def test_parse_size_sysv():
+    out = """fw.elf  :
+section              size         addr
+.isr_vector            64            0
+.text                1000           64
+.peft_blobs          5000         1064
+.data                 100    536870912
+.bss                  200    536871012
+.heap                   0    536871212
+.comment               30            0
+Total                6394
+"""
+    size = cm4.parse_size_sysv(out)
+    assert (size.text, size.blobs, size.data, size.bss) == (1064, 5000, 100, 200)
+    assert size.flash == 1064 + 5000 + 100
+    assert size.ram == 100 + 200 + cm4.STACK_BYTES
+
+
+def test_ram_overflow_is_reported_not_raised(build_dir, tmp_path):
+    # An arena of 300 KB cannot fit 256 KB of RAM: the linker's ASSERT fires.
+    blobs = cm4.write_blobs_asm(
+        tmp_path, b"\0" * 16, b"\0" * 16, np.zeros((1, 4), np.int8), np.zeros(1), 300 * 1024
+    )
+    with pytest.raises(cm4.DoesNotFit) as info:
+        cm4.link_firmware(tmp_path / "big.elf", [cm4.FW_DIR / "calibrate.c", blobs])
+    assert "256 KB RAM" in str(info.value)
+    # The same blobs with a small arena link, and the blobs land in their own section.
+    blobs = cm4.write_blobs_asm(
+        tmp_path, b"\1" * 1000, b"\2" * 24, np.zeros((2, 4), np.int8), np.zeros(2), 1024
+    )
+    elf = cm4.link_firmware(tmp_path / "small.elf", [cm4.FW_DIR / "calibrate.c", blobs])
+    size = cm4.code_size(elf)
+    assert size.blobs >= 1000 + 24 + 8 + 8
+    assert size.bss >= 1024
+
+
+def test_runtime_library_compiles_for_cortex_m4(build_dir):
+    library = cm4.build_runtime(build_dir)
+    assert library.archive.is_file()
+    sizes = cm4.library_code_size(library)
+    assert sizes["text"] > 0
+    # Hard-float ABI: the objects carry the VFP attribute.
+    attrs = subprocess.run(
+        ["arm-none-eabi-readelf", "-A", library.objects[0]], capture_output=True, text=True
+    ).stdout
+    assert "Tag_ABI_VFP_args: VFP registers" in attrs

@@ -1,0 +1,242 @@
+"""The preparation chain through the command line, as a user runs it.
+
+prepare-model (a tiny CNN pretrained one epoch on Animal-MNIST) ->
+prepare-dataset -> pack, then: the C runtime accepts the plan with the device
+model (runtime.Trainer), TFLM runs the device model, the packed flash holds
+the files; and bad input gives exit status 2 with one line on stderr."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from intelhex import IntelHex
+
+from micropeft import convert, datasets, pack, tflite_graph
+
+REG = re.compile(r"(\w+): partition@[0-9a-f]+ \{[^}]*reg = <(0x[0-9a-f]+) (0x[0-9a-f]+)>;")
+
+
+def _cli(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "micropeft", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    root = tmp_path_factory.mktemp("chain")
+    env = dict(os.environ, MICROPEFT_CACHE=str(root / "cache"))
+    model = _cli(
+        "prepare-model", "--arch", "tiny_cnn", "--size", "16", "--pretrain-epochs", "1",
+        "--method", "lora,bitfit", "--r", "2", "--act-cache", "s8", "--out", root / "m", env=env,
+    )  # fmt: skip
+    assert model.returncode == 0, model.stderr
+    data = _cli(
+        "prepare-dataset", "--model", root / "m" / "model.tflite", "--source", "digits",
+        "--limit", "100", "--out", root / "d",
+    )  # fmt: skip
+    assert data.returncode == 0, data.stderr
+    packed = {}
+    for board in ("nrf52840dk", "native_sim"):
+        done = _cli(
+            "pack", "--board", board, "--model-dir", root / "m", "--dataset",
+            root / "d" / "dataset.bin", "--out", root / board,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        packed[board] = root / board
+    return {"root": root, "env": env, "model_out": model.stdout, "packed": packed}
+
+
+def test_prepare_model_writes_table_and_files(chain):
+    out = chain["root"] / "m"
+    text = chain["model_out"]
+    for needle in ("TFLM arena, frozen prefix", "training arena total", "trainable parameters"):
+        assert needle in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_classes"] == 10 and summary["input_shape"] == [16, 16, 1]
+    assert summary["tflm_check_max_abs_diff"] <= 1
+    assert summary["trainable_parameters"] > 0 and summary["ram"]["tflm_arena_prefix"] > 0
+    full = (out / "full.tflite").read_bytes()
+    device = (out / "model.tflite").read_bytes()
+    assert len(full) == len(device) and full != device
+    assert summary["flash"]["model"] == len(device)
+    assert summary["pretrain"]["dataset"] == "animal-mnist"
+
+
+def test_device_model_output_is_the_split_tensor(chain):
+    out = chain["root"] / "m"
+    full = (out / "full.tflite").read_bytes()
+    device = (out / "model.tflite").read_bytes()
+    summary = json.loads((out / "summary.json").read_text())
+    graph = tflite_graph.graph_from_tflite(full)
+    split_index = [t.name for t in graph.tensors].index(summary["split_tensor"])
+    x = np.random.default_rng(0).integers(-128, 128, (2, 16, 16, 1)).astype(np.int8)
+    got = convert.run_tflm(device, x).outputs
+    interp = convert.tflite_interpreter(full, preserve_all_tensors=True)
+    tensor = graph.extra["tflite_tensor_index"][split_index]
+    for sample, out_tflm in zip(x, got, strict=True):
+        interp.set_tensor(interp.get_input_details()[0]["index"], sample[None])
+        interp.invoke()
+        np.testing.assert_array_equal(out_tflm, interp.get_tensor(tensor)[0])
+
+
+def test_plan_parses_in_the_c_runtime(chain):
+    runtime = pytest.importorskip("micropeft.runtime", reason="runtime binding not there yet")
+    out = chain["root"] / "m"
+    device = (out / "model.tflite").read_bytes()
+    plan = (out / "plan.bin").read_bytes()
+    summary = json.loads((out / "summary.json").read_text())
+    trainer = runtime.Trainer(device, plan)
+    assert trainer.plan.arena_size("train") == summary["ram"]["train_arena"]
+    assert trainer.plan.arena_size("infer") == summary["ram"]["infer_arena"]
+    assert trainer.plan.trainable_params() == summary["trainable_parameters"]
+    assert trainer.num_classes == summary["num_classes"]
+    assert len(trainer.export_state()) == summary["flash"]["state_slot"]
+
+
+def test_packed_flash_holds_the_files(chain):
+    root = chain["root"]
+    container = pack.model_container(
+        (root / "m" / "model.tflite").read_bytes(), (root / "m" / "plan.bin").read_bytes()
+    )
+    dataset = (root / "d" / "dataset.bin").read_bytes()
+    parsed = datasets.parse_dataset_blob(dataset)
+    assert len(parsed.x_train) + len(parsed.x_test) == 100 and parsed.num_classes == 10
+    for board, folder in chain["packed"].items():
+        regs = {
+            label: (int(a, 16), int(s, 16))
+            for label, a, s in REG.findall((folder / f"{board}.overlay").read_text())
+        }
+        ih = IntelHex()
+        ih.loadhex(io.StringIO((folder / "partitions.hex").read_text()))
+        for label, data in (("peft_model", container), ("peft_dataset", dataset)):
+            addr, size = regs[label]
+            assert size >= len(data)
+            assert ih.tobinstr(start=addr, size=len(data)) == data
+            assert (folder / f"{label}.bin").read_bytes() == data
+        if board == "native_sim":
+            flash = (folder / "flash.bin").read_bytes()
+            addr, _ = regs["peft_dataset"]
+            assert len(flash) == 2 * 1024 * 1024
+            assert flash[addr : addr + len(dataset)] == dataset
+
+
+def _one_line_error(done, *needles):
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("micropeft: error:"), lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_missing_files(tmp_path):
+    _one_line_error(
+        _cli("prepare-model", "--tflite", tmp_path / "no.tflite", "--out", tmp_path / "o"),
+        "not found",
+    )
+    _one_line_error(
+        _cli("prepare-dataset", "--model", tmp_path / "no.tflite", "--out", tmp_path / "o"),
+        "not found",
+    )
+    _one_line_error(
+        _cli("pack", "--model-dir", tmp_path, "--dataset", tmp_path / "d.bin", "--out", tmp_path),
+        "not found",
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_model_file(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"\x00" * 64)
+    _one_line_error(
+        _cli("prepare-model", "--tflite", bad, "--out", tmp_path / "o"), "TensorFlow Lite"
+    )
+    _one_line_error(
+        _cli("prepare-dataset", "--model", bad, "--out", tmp_path / "o"), "TensorFlow Lite"
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_unsupported_operator(tmp_path):
+    import tensorflow as tf
+
+    inputs = tf.keras.Input((8, 8, 1))
+    x = tf.keras.layers.Conv2D(4, 3)(inputs)
+    x = tf.keras.layers.MaxPooling2D(2)(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    x = tf.keras.layers.Dense(2)(x)
+    rep = np.random.default_rng(0).uniform(0, 1, (4, 8, 8, 1)).astype(np.float32)
+    path = tmp_path / "pool.tflite"
+    path.write_bytes(convert.to_int8_tflite(tf.keras.Model(inputs, x), rep))
+    _one_line_error(
+        _cli("prepare-model", "--tflite", path, "--out", tmp_path / "o"),
+        "MAX_POOL_2D",
+        "operator 1",
+    )
+
+
+def test_budget_too_small(chain, tmp_path):
+    full = chain["root"] / "m" / "full.tflite"
+    done = _cli(
+        "prepare-model", "--tflite", full, "--method", "full", "--ram-budget", "2k",
+        "--out", tmp_path / "o",
+    )  # fmt: skip
+    _one_line_error(done, "budget 2,048 B", "--act-cache s8")
+    assert "training arena total" in done.stdout  # the table is printed first
+    assert not (tmp_path / "o").exists()
+
+
+def test_dataset_for_another_model_is_refused(chain, tmp_path):
+    root = chain["root"]
+    other = tmp_path / "other"
+    done = _cli(
+        "prepare-dataset", "--model", root / "m" / "model.tflite", "--source", "digits",
+        "--limit", "100", "--input-range=-1,1", "--out", other,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    blob = bytearray((other / "dataset.bin").read_bytes())
+    # A consistent blob for a 15x16 input (CRC made valid again).
+    import struct
+    import zlib
+
+    struct.pack_into("<H", blob, 24, 15)
+    struct.pack_into("<I", blob, 40, 15 * 16)
+    struct.pack_into("<I", blob, 12, zlib.crc32(bytes(blob[16:])))
+    Path(other / "bad.bin").write_bytes(bytes(blob))
+    Path(other / "worse.bin").write_bytes(bytes(blob[:-1000]))
+    _one_line_error(
+        _cli("pack", "--model-dir", root / "m", "--dataset", other / "worse.bin", "--out", other),
+        "dataset blob",
+    )
+    _one_line_error(
+        _cli("pack", "--model-dir", root / "m", "--dataset", other / "bad.bin", "--out", other),
+        "not prepared for this model",
+    )
+    _one_line_error(
+        _cli(
+            "pack",
+            "--model-dir",
+            root / "m",
+            "--dataset",
+            root / "d" / "dataset.bin",
+            "--firmware-size",
+            "1020k",
+            "--out",
+            tmp_path / "p",
+        ),  # fmt: skip
+        "do not fit",
+    )
+    assert not (tmp_path / "p").exists()

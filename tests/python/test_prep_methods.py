@@ -1,0 +1,167 @@
+"""Method configuration: target selection, flags per layer, YAML and flags.
+
+The graph is written by hand here (a MobileNet-like tail), so every expected
+selection is known without running the code under test."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from micropeft import config, methods
+from micropeft.errors import UserError
+from micropeft.graph import ArrayRef, Graph, Layer, Method, Op, QuantParams, TensorInfo
+
+Q = QuantParams(0.1, 0)
+
+
+def _ref(n: int, dtype: str = "int8") -> ArrayRef:
+    return ArrayRef(0, n, dtype, 0, 1)
+
+
+def _graph() -> Graph:
+    tensors = [TensorInfo(f"t{i}", (4, 4, 8), Q) for i in range(9)]
+    tensors[7] = TensorInfo("t7", (1, 1, 8), Q)
+    tensors[8] = TensorInfo("t8", (1, 1, 3), Q)
+    L = Layer
+    layers = [
+        L(
+            "conv0",
+            Op.CONV_2D,
+            [0],
+            1,
+            kernel=(3, 3),
+            stride=(2, 2),
+            weights=_ref(9),
+            bias=_ref(8, "int32"),
+        ),
+        L(
+            "dw1",
+            Op.DEPTHWISE_CONV_2D,
+            [1],
+            2,
+            kernel=(3, 3),
+            weights=_ref(72),
+            bias=_ref(8, "int32"),
+        ),
+        L("pw1", Op.CONV_2D, [2], 3, weights=_ref(64), bias=_ref(8, "int32")),
+        L(
+            "dw2",
+            Op.DEPTHWISE_CONV_2D,
+            [3],
+            4,
+            kernel=(3, 3),
+            weights=_ref(72),
+            bias=_ref(8, "int32"),
+        ),
+        L("pw2", Op.CONV_2D, [4], 5, weights=_ref(64), bias=_ref(8, "int32")),
+        L("add", Op.ADD, [5, 3], 6),
+        L("mean", Op.MEAN, [6], 7, kernel=(4, 4)),
+        L("fc", Op.FULLY_CONNECTED, [7], 8, weights=_ref(24)),  # no bias
+    ]
+    return Graph(tensors, layers, 0, 8)
+
+
+def _marked(graph: Graph) -> dict[str, Method]:
+    return {layer.name: layer.methods for layer in graph.layers if layer.methods}
+
+
+def test_lora_default_targets_pointwise_and_dense_only():
+    g = methods.apply_method(_graph(), methods.MethodConfig(method="lora", r=2, lora_alpha=4))
+    assert _marked(g) == {"pw1": Method.LORA, "pw2": Method.LORA, "fc": Method.LORA}
+    fc = g.layers[-1]
+    assert fc.lora_rank == 2 and fc.lora_alpha == 4.0
+    assert g.layers[1].lora_rank == 0
+
+
+def test_lora_on_a_depthwise_layer_is_a_clear_error():
+    cfg = methods.MethodConfig(method="lora", target_modules=["dw1"])
+    with pytest.raises(UserError, match=r"dw1.*cannot carry it: LoRA needs a 1x1"):
+        methods.apply_method(_graph(), cfg)
+
+
+def test_bitfit_all_skips_layers_without_bias_and_full_takes_every_weight():
+    g = methods.apply_method(_graph(), methods.MethodConfig(method="bitfit"))
+    assert set(_marked(g)) == {"conv0", "dw1", "pw1", "dw2", "pw2"}
+    g = methods.apply_method(_graph(), methods.MethodConfig(method="full"))
+    assert set(_marked(g)) == {"conv0", "dw1", "pw1", "dw2", "pw2", "fc"}
+    assert g.layers[0].trains_weight and g.layers[0].trains_bias
+    assert not g.layers[-1].trains_bias  # the dense layer has no bias
+
+
+def test_last_layer_is_the_head():
+    g = methods.apply_method(_graph(), methods.MethodConfig(method="last_layer"))
+    assert _marked(g) == {"fc": Method.LAST_LAYER}
+
+
+def test_combination_with_per_method_targets():
+    cfg = methods.MethodConfig(
+        method=["lora", "bitfit", "last_layer"],
+        target_modules={"lora": ["last:1:pointwise"], "bitfit": [r"^dw\d$"]},
+    )
+    g = methods.apply_method(_graph(), cfg)
+    assert _marked(g) == {
+        "dw1": Method.BITFIT,
+        "dw2": Method.BITFIT,
+        "pw2": Method.LORA,
+        "fc": Method.LAST_LAYER,
+    }
+
+
+@pytest.mark.parametrize(
+    ("targets", "expected"),
+    [
+        ([-1], {"fc"}),
+        (["2", "4"], {"pw1", "pw2"}),
+        (["last:2"], {"pw2", "fc"}),
+        (["depthwise"], {"dw1", "dw2"}),
+        (["conv"], {"conv0", "pw1", "pw2"}),
+        (["head"], {"fc"}),
+        (["pw"], {"pw1", "pw2"}),  # a regular expression
+    ],
+)
+def test_target_selectors(targets, expected):
+    cfg = methods.MethodConfig(method="sparse", target_modules=targets)
+    assert set(_marked(methods.apply_method(_graph(), cfg))) == expected
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        (methods.MethodConfig(method="dropout"), "unknown method"),
+        (methods.MethodConfig(method="sparse", target_modules=["nope"]), "matches no layer"),
+        (methods.MethodConfig(method="sparse", target_modules=[99]), "out of range"),
+        (methods.MethodConfig(method="sparse", target_modules=["mean"]), "has no weights"),
+        (methods.MethodConfig(method="lora", r=0), "rank"),
+        (methods.MethodConfig(method="lora", act_cache="f16"), "act_cache"),
+    ],
+)
+def test_bad_configurations(cfg, message):
+    with pytest.raises(UserError, match=message):
+        methods.apply_method(_graph(), cfg)
+
+
+def test_yaml_and_flags(tmp_path):
+    file = tmp_path / "m.yaml"
+    file.write_text(
+        "method: [lora, bitfit]\nr: 8\nram_budget: 160k\nact_cache: s8\n"
+        "target_modules: {lora: [fc]}\nlr: 0.05\n"
+    )
+    cfg = config.load_config(file)
+    assert cfg.methods == ["lora", "bitfit"] and cfg.r == 8 and cfg.ram_budget == 160 * 1024
+    parser = argparse.ArgumentParser()
+    config.add_method_arguments(parser)
+    args = parser.parse_args(["--config", str(file), "--r", "2", "--target-modules", "pw1,pw2"])
+    cfg = config.config_from_args(args)
+    assert cfg.r == 2 and cfg.target_modules == ["pw1", "pw2"] and cfg.lr == 0.05
+    g = methods.apply_method(_graph(), cfg)
+    assert g.layers[2].methods == Method.LORA | Method.BITFIT
+    (tmp_path / "bad.yaml").write_text("method: lora\nrank_typo: 3\n")
+    with pytest.raises(UserError, match="unknown keys"):
+        config.load_config(tmp_path / "bad.yaml")
+    with pytest.raises(UserError, match="not found"):
+        config.load_config(tmp_path / "missing.yaml")
+    assert config.parse_size("1M") == 1 << 20 and config.parse_size("4096") == 4096
+    with pytest.raises(UserError):
+        config.parse_size("lots")

@@ -1,0 +1,162 @@
+"""The report renderer on a small synthetic results file (the numbers are made
+up here; what is checked is that the report says what those numbers imply)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from micropeft import report
+from micropeft.errors import UserError
+
+
+def _method(label, total, params, m4_step=None, fits=True):
+    parts = {
+        "cached_activations": total // 2,
+        "gradients": total // 4,
+        "parameters": total // 8,
+        "optimizer_state": total // 16,
+    }
+    parts["scratch"] = total - sum(parts.values())
+    m4 = None
+    if m4_step is not None:
+        m4 = {
+            "fits": fits,
+            "samples_per_step": 2,
+            "forward": m4_step * 0.2,
+            "backward": m4_step * 0.25,
+            "optimizer": m4_step * 0.1,
+            "step": m4_step,
+            "code": {"text": 20000},
+        }
+    return {
+        "label": label,
+        "description": f"{label} as configured",
+        "trainable_parameters": params,
+        "ram": {**parts, "total": total, "high_water": total - 16},
+        "flash": {"model": 100_000, "plan": 2_000},
+        "macs": {"forward": 1e6, "backward": 2e6},
+        "m4": m4,
+    }
+
+
+def _runs(method, accs_c, accs_tf, ms_c=1.0, ms_tf=4.0):
+    runs = []
+    for seed, (a, b) in enumerate(zip(accs_c, accs_tf, strict=True)):
+        for impl, acc, step in (("c", a, ms_c), ("tf", b, ms_tf)):
+            runs.append(
+                {
+                    "key": f"{method}/{seed}/{impl}",
+                    "method": method,
+                    "seed": seed,
+                    "impl": impl,
+                    "accuracy": acc,
+                    "step_ms": step,
+                    "epochs": [
+                        {"epoch": 1, "loss": 2.0, "accuracy": acc / 2},
+                        {"epoch": 2, "loss": 1.0, "accuracy": acc},
+                    ],
+                }
+            )
+    return runs
+
+
+@pytest.fixture
+def results():
+    methods = {
+        # cheap and weak, on the front
+        "head": _method("Head", 4_096, 650, m4_step=1e5),
+        # dominated: more RAM than "lora" and less accurate
+        "bitfit": _method("BitFit", 40_960, 3_000, m4_step=2e6),
+        "lora": _method("LoRA", 20_480, 5_000, m4_step=1e6),
+        # most accurate, most RAM, does not fit
+        "full": _method("Full", 409_600, 200_000, m4_step=9e6, fits=False),
+    }
+    runs = (
+        _runs("head", [0.50, 0.54, 0.52], [0.51, 0.53, 0.52])
+        + _runs("bitfit", [0.60, 0.62, 0.61], [0.60, 0.62, 0.60])
+        + _runs("lora", [0.70, 0.72, 0.74], [0.71, 0.72, 0.73], ms_c=2.0, ms_tf=4.0)
+        + _runs("full", [0.90, 0.90, 0.90], [0.88, 0.88, 0.88])
+    )
+    runs += [
+        {"key": f"zero_shot/{s}", "method": "zero_shot", "seed": s, "impl": "int8", "accuracy": 0.1}
+        for s in range(3)
+    ]
+    runs += [
+        {"key": f"scratch/{s}", "method": "scratch", "seed": s, "impl": "tf", "accuracy": 0.65}
+        for s in range(3)
+    ]
+    return {
+        "schema": report.RESULTS_SCHEMA,
+        "config": {"task": "toy", "seeds": [0, 1, 2], "methods": list(methods), "batch_size": 8},
+        "setup": {"target": "toy digits", "timing": {"total_s": 12.0}},
+        "methods": methods,
+        "runs": runs,
+    }
+
+
+def test_pareto_front_by_hand():
+    # (cost, accuracy): point 1 is dominated by point 2 (cheaper and better)
+    points = [(1.0, 0.5), (10.0, 0.6), (5.0, 0.7), (100.0, 0.9), (5.0, 0.7)]
+    assert report.pareto_front(points) == [0, 2, 4, 3]
+    assert report.pareto_front([(1.0, float("nan"))]) == []
+
+
+def test_stat_mean_and_sample_std():
+    stat = report.Stat([0.70, 0.72, 0.74])
+    assert stat.mean == pytest.approx(0.72)
+    assert stat.std == pytest.approx(0.02)  # sample (ddof=1) standard deviation
+    assert stat.pct() == "72.0 ± 2.0"
+
+
+def test_conclusions_follow_the_numbers(results):
+    text = " ".join(report.conclusions(results, report.summarize(results)))
+    front = text.split("Highest")[0]
+    assert "Head" in front and "LoRA" in front and "Full" in front
+    assert "BitFit" not in front  # dominated by LoRA
+    assert "Highest accuracy: Full, 90.0 ± 0.0 %" in text
+    # LoRA and Full beat scratch (65 %), head and BitFit do not
+    assert "2 of 4 fine-tuning methods beat it (LoRA and Full)" in text
+    # largest gap: Full, 2 points, C above TF
+    assert "largest 2.0 points (Full, C above TF)" in text
+    # per-KB gain over zero-shot (10 %): head (52 - 10) / 4 KB = 10.5 points/KB
+    assert "Head, 10.50 points per KB" in text
+    # speed: ratios 4, 4, 2, 4 -> geometric mean 2**(7/4) = 3.36
+    assert "3.4x faster" in text
+    assert "Does not fit the nRF52840's 256 KB RAM as a bare-metal firmware: Full." in text
+    assert "cheapest training step is Head (100 k instructions)" in text
+
+
+def test_report_files_are_self_contained(results, tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    md_path, html_path = report.write_report(path)
+    md = md_path.read_text()
+    page = html_path.read_text()
+    for name in ("accuracy_vs_ram", "costs", "learning_curves"):
+        png = tmp_path / "report_files" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"report_files/{name}.png" in md
+    assert page.count("data:image/png;base64,") == 3
+    # nothing loaded from elsewhere: every src/href is a data: URI
+    links = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert links and all(link.startswith("data:") for link in links)
+    assert "<script" not in page and "@import" not in page
+    # the table shows the aggregated numbers
+    assert "| LoRA | 5,000 | 72.0 ± 2.0 | 72.0 ± 1.0 | +0.0 | 20.0 |" in md
+    assert "does not fit" in md
+    assert "Hu et al." in md and "Ben Zaken" in md and "TinyTL" in md and "Lin et al." in md
+
+
+def test_bad_results_file_is_a_user_error(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text("{not json")
+    with pytest.raises(UserError):
+        report.load_results(path)
+    path.write_text(json.dumps({"schema": 999}))
+    with pytest.raises(UserError):
+        report.load_results(path)
+    with pytest.raises(UserError):
+        report.load_results(tmp_path / "missing.json")

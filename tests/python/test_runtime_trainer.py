@@ -1,0 +1,252 @@
+"""The C trainer against TensorFlow autodiff (micropeft.reference), on random
+graphs of every operator and method combination; its state blob; its arena.
+
+The whole int8 Keras model, every method and both optimizers, is compared in
+test_training_equivalence.py; here the graphs are hand-built (runtime_fixtures)
+so that residual ADDs, PAD, AVERAGE_POOL_2D, RESHAPE and row-wise dense layers
+are covered too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from micropeft.graph import Method
+from micropeft.plan import OptimizerConfig, build_plan
+from micropeft.runtime import PeftError, Status, Trainer
+from runtime_fixtures import random_graph
+from test_runtime_plan import _chain
+
+tf = pytest.importorskip("tensorflow")
+
+
+def _close(actual: np.ndarray, expected: np.ndarray, rtol: float = 1e-4) -> float:
+    """Largest error relative to the array's scale (tiny saturated gradients get a
+    float32 floor of 1e-7)."""
+    expected = np.asarray(expected, np.float32).reshape(-1)
+    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    err = float(np.max(np.abs(actual - expected))) if expected.size else 0.0
+    assert err <= rtol * scale + 1e-7, (err, scale)
+    return err
+
+
+def _samples(plan, rng: np.random.Generator, n: int):
+    info = plan.tensors[0].info
+    x = rng.integers(-128, 128, size=(n, *info.shape)).astype(np.int8)
+    xf = ((x.astype(np.float32) - info.quant.zero_point) * np.float32(info.quant.scale)).astype(
+        np.float32
+    )
+    labels = rng.integers(0, plan.num_classes, size=n)
+    return x, xf, labels
+
+
+@pytest.mark.parametrize("seed", list(range(100, 112)))
+def test_random_graph_gradients_and_step_match_tensorflow(seed):
+    from micropeft.reference import TFReferenceTrainer
+
+    graph, model = random_graph(seed)
+    opt = (
+        OptimizerConfig("adam", lr=0.01, weight_decay=1e-3)
+        if seed % 2
+        else OptimizerConfig("sgd", lr=0.05, momentum=0.9, clip_norm=0.5)
+    )
+    plan = build_plan(graph, model, opt, "f32", seed=seed)
+    trainer = Trainer(model, plan)
+    ref = TFReferenceTrainer(
+        graph, model, plan.split_layer, opt, initial_params=trainer.parameters(), seed=seed
+    )
+    rng = np.random.default_rng(seed)
+    for _ in range(2):  # two steps of a batch of 3 (gradient accumulation)
+        x, xf, labels = _samples(plan, rng, 3)
+        pairs = zip(x, labels, strict=True)
+        c_loss = np.mean([trainer.train_sample(xi, int(li)) for xi, li in pairs])
+        expected = ref.gradients(xf, labels)
+        got = trainer.gradients()
+        assert set(got) == set(expected)
+        for key in expected:
+            _close(got[key] / 3, expected[key])
+        tf_loss = ref.train_batch(xf, labels)
+        assert c_loss == pytest.approx(tf_loss, rel=1e-4, abs=1e-6)
+        trainer.step()
+        params = trainer.parameters()
+        for key, value in ref.parameters().items():
+            _close(params[key], value)
+        assert not any(g.any() for g in trainer.gradients().values())  # zeroed by step
+
+
+def test_int8_cache_stays_close_to_the_float_gradients():
+    from micropeft.reference import TFReferenceTrainer
+
+    graph, model = _chain({0: Method.FULL, 1: Method.SCALE_SHIFT, 2: Method.LORA, 4: Method.FULL})
+    opt = OptimizerConfig("sgd", lr=0.05)
+    plan = build_plan(graph, model, opt, "s8")
+    trainer = Trainer(model, plan)
+    ref = TFReferenceTrainer(graph, model, plan.split_layer, opt, trainer.parameters())
+    x, xf, labels = _samples(plan, np.random.default_rng(3), 4)
+    for xi, li in zip(x, labels, strict=True):
+        trainer.train_sample(xi, int(li))
+    expected = ref.gradients(xf, labels)
+    got = trainer.gradients()
+    for key, value in expected.items():
+        value = value.reshape(-1)
+        if not value.any():  # LoRA A before B moves: exactly zero on both sides
+            assert not got[key].any(), key
+            continue
+        # int8 activations (scale ~0.01-0.1) perturb the gradients a little, not their direction.
+        cos = np.dot(got[key] / 4, value) / (np.linalg.norm(got[key] / 4) * np.linalg.norm(value))
+        assert cos > 0.95, (key, cos)
+
+
+def test_fifty_steps_reduce_the_loss_with_int8_cache():
+    graph, model = _chain({1: Method.BITFIT, 2: Method.LORA, 4: Method.LAST_LAYER})
+    plan = build_plan(graph, model, OptimizerConfig("adam", lr=0.01), "s8")
+    trainer = Trainer(model, plan)
+    x, _, labels = _samples(plan, np.random.default_rng(4), 8)
+
+    def loss() -> float:
+        logits = np.stack([trainer.predict(xi)[0] for xi in x])
+        z = logits - logits.max(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(8), labels]))
+
+    before = loss()
+    for _ in range(50):
+        for xi, li in zip(x, labels, strict=True):
+            trainer.train_sample(xi, int(li))
+        trainer.step()
+    assert loss() < 0.5 * before
+
+
+def test_float_input_is_the_dequantised_int8_input():
+    graph, model = _chain({2: Method.LORA, 4: Method.LAST_LAYER})
+    plan = build_plan(graph, model, OptimizerConfig("sgd"), "f32")
+    a, b = Trainer(model, plan), Trainer(model, plan)
+    x, xf, labels = _samples(plan, np.random.default_rng(5), 1)
+    assert a.train_sample(x[0], int(labels[0])) == pytest.approx(
+        b.train_sample(xf[0], int(labels[0])), rel=1e-6
+    )
+    np.testing.assert_allclose(a.predict(x[0])[0], b.predict(xf[0])[0], rtol=1e-6)
+
+
+def _trained(plan, model, steps: int, rng: np.random.Generator) -> Trainer:
+    trainer = Trainer(model, plan)
+    for _ in range(steps):
+        x, _, labels = _samples(plan, rng, 2)
+        for xi, li in zip(x, labels, strict=True):
+            trainer.train_sample(xi, int(li))
+        trainer.step()
+    return trainer
+
+
+def test_state_round_trip_continues_identically():
+    graph, model = _chain({0: Method.SCALE_SHIFT, 2: Method.LORA, 4: Method.LAST_LAYER})
+    plan = build_plan(graph, model, OptimizerConfig("adam", lr=0.01), "f32")
+    first = _trained(plan, model, 3, np.random.default_rng(6))
+    state = first.export_state(epoch=2, sequence=7)
+    second = Trainer(model, plan)
+    assert second.import_state(state) == {"epoch": 2, "sequence": 7}
+    assert second.steps == first.steps == 3
+    rng1, rng2 = np.random.default_rng(9), np.random.default_rng(9)
+    for t, rng in ((first, rng1), (second, rng2)):
+        for _ in range(2):
+            x, _, labels = _samples(plan, rng, 2)
+            for xi, li in zip(x, labels, strict=True):
+                t.train_sample(xi, int(li))
+            t.step()
+    p1, p2 = first.parameters(), second.parameters()
+    assert p1.keys() == p2.keys()
+    for key in p1:
+        np.testing.assert_array_equal(p1[key], p2[key])  # Adam moments and t restored too
+    # An inference arena takes the same state and predicts what training predicts.
+    infer = Trainer(model, plan, mode="infer")
+    infer.import_state(first.export_state())
+    x, _, _ = _samples(plan, np.random.default_rng(1), 1)
+    np.testing.assert_allclose(infer.predict(x[0])[0], first.predict(x[0])[0], rtol=1e-6)
+    assert infer.arena_size() < first.arena_size()
+
+
+def test_corrupted_state_blobs_have_their_codes():
+    graph, model = _chain({2: Method.LORA, 4: Method.LAST_LAYER})
+    plan = build_plan(graph, model, OptimizerConfig("sgd"), "f32")
+    trainer = _trained(plan, model, 1, np.random.default_rng(2))
+    state = trainer.export_state()
+    before = trainer.parameters()
+
+    def flip(data: bytes, at: int) -> bytes:
+        return data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
+
+    other_plan = build_plan(graph, model, OptimizerConfig("sgd", lr=0.5), "f32")
+    other_state = Trainer(model, other_plan).export_state()
+    cases = {
+        "magic": (flip(state, 0), Status.ERR_STATE_MAGIC),
+        "version": (flip(state, 4), Status.ERR_STATE_VERSION),
+        "header size": (flip(state, 6), Status.ERR_STATE_LENGTH),
+        "truncated": (state[:-1], Status.ERR_STATE_TRUNCATED),
+        "tiny": (state[:8], Status.ERR_STATE_TRUNCATED),
+        "crc": (flip(state, len(state) - 1), Status.ERR_STATE_CRC),
+        "other plan": (other_state, Status.ERR_STATE_PLAN_MISMATCH),
+    }
+    for name, (data, code) in cases.items():
+        with pytest.raises(PeftError) as info:
+            trainer.import_state(data)
+        assert info.value.status == code, name
+    after = trainer.parameters()
+    for key in before:  # nothing was loaded from a bad blob
+        np.testing.assert_array_equal(before[key], after[key])
+
+
+def test_high_water_mark_is_measured():
+    # LoRA leaves scratch (the last region) in use by the layer that sizes it.
+    graph, model = _chain({2: Method.LORA, 4: Method.LAST_LAYER})
+    plan = build_plan(graph, model, OptimizerConfig("sgd"), "f32")
+    trainer = Trainer(model, plan)
+    parts = plan.breakdown()
+    size = plan.arena_bytes("train")
+    at_init = trainer.arena_high_water()
+    # init writes parameters, zeroes gradients and optimizer state.
+    assert (
+        parts["parameters"]
+        < at_init
+        <= parts["parameters"] + plan.regions["grads_size"] + parts["optimizer_state"]
+    )
+    x, _, labels = _samples(plan, np.random.default_rng(0), 1)
+    trainer.train_sample(x[0], int(labels[0]))
+    trainer.step()
+    assert parts["scratch"] > 0
+    # The largest scratch user writes to the end, save the last item's padding.
+    assert size - 16 < trainer.arena_high_water() <= size
+
+
+def test_argument_errors():
+    graph, model = _chain({4: Method.LAST_LAYER})
+    plan = build_plan(graph, model, OptimizerConfig("sgd"), "f32")
+    trainer = Trainer(model, plan)
+    x, _, _ = _samples(plan, np.random.default_rng(0), 1)
+    with pytest.raises(PeftError) as info:
+        trainer.train_sample(x[0], plan.num_classes)
+    assert info.value.status == Status.ERR_ARG
+    trainer.step()  # no samples: nothing to apply
+    assert trainer.steps == 0
+    infer = Trainer(model, plan, mode="infer")
+    for call in (lambda: infer.train_sample(x[0], 0), infer.step, infer.export_state):
+        with pytest.raises(PeftError):
+            call()
+    with pytest.raises(ValueError):
+        trainer.predict(np.zeros(3, np.int8))
+
+
+def test_forward_backward_halves_equal_train_sample():
+    graph, model = _chain({1: Method.BITFIT, 2: Method.LORA, 4: Method.LAST_LAYER})
+    plan = build_plan(graph, model, OptimizerConfig("sgd"), "s8")
+    whole, halves = Trainer(model, plan), Trainer(model, plan)
+    x, _, labels = _samples(plan, np.random.default_rng(8), 3)
+    with pytest.raises(PeftError):
+        halves.backward()  # no forward awaits it
+    for xi, li in zip(x, labels, strict=True):
+        assert whole.train_sample(xi, int(li)) == halves.forward(xi, int(li))
+        halves.backward()
+    with pytest.raises(PeftError):
+        halves.backward()  # only once per forward
+    g1, g2 = whole.gradients(), halves.gradients()
+    for key in g1:
+        np.testing.assert_array_equal(g1[key], g2[key])
