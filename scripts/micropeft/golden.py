@@ -460,6 +460,7 @@ def demo_images(seed: int) -> Demo:
     from micropeft.convert import to_int8_tflite
 
     tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()  # the same bytes on every run
     digits = datasets.load_source("digits", seed)
     x = datasets.fit_images(digits.x, (DEMO_SIZE, DEMO_SIZE, 1))
     y = digits.y
@@ -506,10 +507,7 @@ def demo_images(seed: int) -> Demo:
     )
     container = pack.model_container(device, the_plan.to_bytes())
     board = get_board("native_sim")
-    state = pack.state_size(
-        4 * the_plan.trainable_parameters,
-        4 * the_plan.trainable_parameters * cfg.optimizer_config().states_per_param,
-    )
+    state = pack.state_size(the_plan.trainable_parameters, cfg.optimizer_config().states_per_param)
     parts = pack.layout(
         board, {"peft_model": container, "peft_dataset": blob}, state, board.firmware_size
     )

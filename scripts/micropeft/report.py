@@ -581,11 +581,14 @@ def conclusions(results: dict[str, Any], summaries: Sequence[MethodSummary]) -> 
         geo = math.exp(float(np.mean([math.log(r) for _, r in ratios])))
         lo = min(ratios, key=lambda t: t[1])
         hi = max(ratios, key=lambda t: t[1])
-        faster = "faster" if geo >= 1 else "slower"
+        who = (
+            f"the C runtime is {geo:.1f}x faster than TensorFlow"
+            if geo >= 1
+            else f"TensorFlow is {1 / geo:.1f}x faster than the C runtime"
+        )
         out.append(
-            f"On the host, a training step in the C runtime is {geo:.1f}x {faster} than in "
-            f"TensorFlow (geometric mean of TF/C time per step; from {lo[1]:.1f}x for "
-            f"{lo[0].label} to {hi[1]:.1f}x for {hi[0].label})."
+            f"On the host, per training step, {who} (geometric mean of the TF/C time ratio; "
+            f"from {lo[1]:.2f} for {lo[0].label} to {hi[1]:.2f} for {hi[0].label})."
         )
     fits = [s for s in measured if s.m4 and s.m4.get("fits")]
     no_fit = [s.label for s in measured if s.m4 and not s.m4.get("fits")]
@@ -641,7 +644,10 @@ def _setup_blocks(results: dict[str, Any]) -> list[Block]:
     timing = setup.get("timing", {})
     if timing:
         items.append(
-            "Wall time: " + ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in timing.items())
+            "Wall time: "
+            + ", ".join(
+                f"{k.removesuffix('_s').replace('_', ' ')} {v:.0f} s" for k, v in timing.items()
+            )
         )
     return [Heading(2, "Setup"), Bullets(items)]
 
@@ -680,7 +686,7 @@ def build_document(results: dict[str, Any]) -> list[Block]:
         )
     for name, label in (
         ("zero_shot", "Zero-shot (new head, no training)"),
-        ("scratch", "From scratch (TF, same epochs)"),
+        ("scratch", "From scratch (Keras, same epochs)"),
     ):
         stat = baseline(results, name)
         if stat.values:
@@ -817,6 +823,9 @@ def build_document(results: dict[str, Any]) -> list[Block]:
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide results from other users
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -450,6 +450,7 @@ int main(void)
 		return 0;
 	}
 	uint32_t epoch = resume(&can_save);
+	const uint32_t start_epoch = epoch;
 
 	if (accuracy(data.n_train, data.n_test, &before) != PEFT_OK) {
 		printk("stopped: inference failed\n");
@@ -490,7 +491,10 @@ int main(void)
 			}
 		}
 	}
-	if (test_acc > before) {
+	if (start_epoch >= CONFIG_PEFT_SAMPLE_EPOCHS) {
+		printk("training already complete (epoch %u of %u): nothing to do\n", start_epoch,
+		       (unsigned)CONFIG_PEFT_SAMPLE_EPOCHS);
+	} else if (test_acc > before) {
 		printk("test accuracy improved: %.1f%% -> %.1f%%\n", (double)before,
 		       (double)test_acc);
 	} else {
