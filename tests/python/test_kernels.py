@@ -22,20 +22,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from gradcheck import assert_close
 from micropeft.binding import kernels as k
-
-TOL = 1e-4
-
-
-def assert_close(op: str, got: np.ndarray, want: np.ndarray, tol: float = TOL) -> float:
-    """Max error relative to the reference's largest magnitude (see module doc)."""
-    got = np.asarray(got, dtype=np.float64)
-    want = np.asarray(want, dtype=np.float64)
-    assert got.shape == want.shape, (op, got.shape, want.shape)
-    assert np.all(np.isfinite(got)), f"{op}: non-finite output (an element left unwritten?)"
-    err = float(np.max(np.abs(got - want)) / max(float(np.max(np.abs(want))), 1e-6))
-    assert err <= tol, f"{op}: relative error {err:.3g} > {tol}"
-    return err
 
 
 def tf_padding(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int]:
