@@ -4,66 +4,51 @@
 #include <stddef.h>
 
 #include "../peft_kernel_check.h"
+#include "../peft_kernel_loops.h"
 #include "peft/peft_kernels.h"
 
-/* sum of q * x over the window of output (oy, ox), channel oc, unscaled. */
-static float window_sum_s8(const peft_conv_params *p, const float *in, const int8_t *q,
-			   int32_t oy, int32_t ox, int32_t oc)
+/* The in-bounds taps of a window are a block of rows ky_lo..ky_hi, each row
+ * holding the taps kx_lo..kx_hi: in NHWC and in [oc][kh][kw][ic] weights both
+ * are (kx_hi - kx_lo) * in.c contiguous values, so every row is one dot
+ * product. An int8 sum is scaled once per output channel. */
+static void conv2d_fwd(const peft_conv_params *p, const float *in, const peft_wsrc *w,
+		       const float *bias, float *out)
 {
-	float acc = 0.0f;
+	const int32_t in_c = p->in.c;
+	const int32_t oc_size = p->kernel_h * p->kernel_w * in_c;
 
-	for (int32_t ky = 0; ky < p->kernel_h; ky++) {
-		int32_t iy = oy * p->stride_h - p->pad_top + ky;
+	for (int32_t oy = 0; oy < p->out.h; oy++) {
+		const int32_t iy0 = oy * p->stride_h - p->pad_top;
+		int32_t ky_lo;
+		int32_t ky_hi;
 
-		if (iy < 0 || iy >= p->in.h) {
-			continue;
-		}
-		for (int32_t kx = 0; kx < p->kernel_w; kx++) {
-			int32_t ix = ox * p->stride_w - p->pad_left + kx;
+		peft_tap_range(iy0, p->kernel_h, p->in.h, &ky_lo, &ky_hi);
+		for (int32_t ox = 0; ox < p->out.w; ox++) {
+			const int32_t ix0 = ox * p->stride_w - p->pad_left;
+			int32_t kx_lo;
+			int32_t kx_hi;
 
-			if (ix < 0 || ix >= p->in.w) {
-				continue;
-			}
-			const float *x = in + (iy * p->in.w + ix) * p->in.c;
-			const int8_t *qk =
-				q + ((oc * p->kernel_h + ky) * p->kernel_w + kx) * p->in.c;
+			peft_tap_range(ix0, p->kernel_w, p->in.w, &kx_lo, &kx_hi);
+			const int32_t n = (kx_hi - kx_lo) * in_c;
+			float *o = out + (oy * p->out.w + ox) * p->out.c;
 
-			for (int32_t ic = 0; ic < p->in.c; ic++) {
-				acc += (float)qk[ic] * x[ic];
+			for (int32_t oc = 0; oc < p->out.c; oc++) {
+				float acc = 0.0f;
+
+				for (int32_t ky = ky_lo; ky < ky_hi && n > 0; ky++) {
+					const float *x =
+						in + ((iy0 + ky) * p->in.w + ix0 + kx_lo) * in_c;
+
+					/* One running sum, in the reference's order. */
+					acc = peft_wsrc_dot(
+						w, oc * oc_size + (ky * p->kernel_w + kx_lo) * in_c,
+						n, x, acc);
+				}
+				o[oc] = acc * peft_wsrc_scale(w, oc) +
+					(bias != NULL ? bias[oc] : 0.0f);
 			}
 		}
 	}
-	return acc;
-}
-
-/* sum of w * x over the window of output (oy, ox), channel oc. */
-static float window_sum_f32(const peft_conv_params *p, const float *in, const float *w,
-			    int32_t oy, int32_t ox, int32_t oc)
-{
-	float acc = 0.0f;
-
-	for (int32_t ky = 0; ky < p->kernel_h; ky++) {
-		int32_t iy = oy * p->stride_h - p->pad_top + ky;
-
-		if (iy < 0 || iy >= p->in.h) {
-			continue;
-		}
-		for (int32_t kx = 0; kx < p->kernel_w; kx++) {
-			int32_t ix = ox * p->stride_w - p->pad_left + kx;
-
-			if (ix < 0 || ix >= p->in.w) {
-				continue;
-			}
-			const float *x = in + (iy * p->in.w + ix) * p->in.c;
-			const float *wk =
-				w + ((oc * p->kernel_h + ky) * p->kernel_w + kx) * p->in.c;
-
-			for (int32_t ic = 0; ic < p->in.c; ic++) {
-				acc += wk[ic] * x[ic];
-			}
-		}
-	}
-	return acc;
 }
 
 peft_status peft_conv2d_fwd_s8(const peft_conv_params *p, const float *in, const peft_weights_s8 *w,
@@ -73,19 +58,14 @@ peft_status peft_conv2d_fwd_s8(const peft_conv_params *p, const float *in, const
 	    !peft_weights_s8_ok(w, p->out.c)) {
 		return PEFT_ERR_ARG;
 	}
-	for (int32_t oy = 0; oy < p->out.h; oy++) {
-		for (int32_t ox = 0; ox < p->out.w; ox++) {
-			float *o = out + (oy * p->out.w + ox) * p->out.c;
+	if (peft_conv_is_pointwise(p)) {
+		const peft_fc_params fp = peft_conv_pointwise_fc(p);
 
-			for (int32_t oc = 0; oc < p->out.c; oc++) {
-				/* Raw int8 sum, scaled once per channel. */
-				float acc = window_sum_s8(p, in, w->data, oy, ox, oc);
-
-				o[oc] = acc * peft_weight_scale(w, oc) +
-					(bias != NULL ? bias[oc] : 0.0f);
-			}
-		}
+		return peft_fc_fwd_s8(&fp, in, w, bias, out);
 	}
+	const peft_wsrc src = peft_wsrc_s8(w);
+
+	conv2d_fwd(p, in, &src, bias, out);
 	return PEFT_OK;
 }
 
@@ -95,16 +75,13 @@ peft_status peft_conv2d_fwd_f32(const peft_conv_params *p, const float *in, cons
 	if (!peft_conv2d_params_ok(p) || in == NULL || w == NULL || out == NULL) {
 		return PEFT_ERR_ARG;
 	}
-	for (int32_t oy = 0; oy < p->out.h; oy++) {
-		for (int32_t ox = 0; ox < p->out.w; ox++) {
-			float *o = out + (oy * p->out.w + ox) * p->out.c;
+	if (peft_conv_is_pointwise(p)) {
+		const peft_fc_params fp = peft_conv_pointwise_fc(p);
 
-			for (int32_t oc = 0; oc < p->out.c; oc++) {
-				float acc = window_sum_f32(p, in, w, oy, ox, oc);
-
-				o[oc] = acc + (bias != NULL ? bias[oc] : 0.0f);
-			}
-		}
+		return peft_fc_fwd_f32(&fp, in, w, bias, out);
 	}
+	const peft_wsrc src = peft_wsrc_f32(w);
+
+	conv2d_fwd(p, in, &src, bias, out);
 	return PEFT_OK;
 }

@@ -5,56 +5,49 @@
 #include <stddef.h>
 
 #include "../peft_kernel_check.h"
+#include "../peft_kernel_loops.h"
 #include "peft/peft_kernels.h"
 
-/* sum of q * x over the window of output (oy, ox), channel c, unscaled. */
-static float window_sum_s8(const peft_conv_params *p, const float *in, const int8_t *q,
-			   int32_t oy, int32_t ox, int32_t c)
+/* The output pixel's channels are the accumulators: each in-bounds tap adds
+ * w[ky][kx][:] * in[iy][ix][:], contiguous over channels in both. An int8 sum
+ * is scaled once per channel at the end. */
+static void depthwise_fwd(const peft_conv_params *p, const float *in, const peft_wsrc *w,
+			  const float *bias, float *out)
 {
 	const int32_t ch = p->in.c;
-	float acc = 0.0f;
 
-	for (int32_t ky = 0; ky < p->kernel_h; ky++) {
-		int32_t iy = oy * p->stride_h - p->pad_top + ky;
+	for (int32_t oy = 0; oy < p->out.h; oy++) {
+		const int32_t iy0 = oy * p->stride_h - p->pad_top;
+		int32_t ky_lo;
+		int32_t ky_hi;
 
-		if (iy < 0 || iy >= p->in.h) {
-			continue;
-		}
-		for (int32_t kx = 0; kx < p->kernel_w; kx++) {
-			int32_t ix = ox * p->stride_w - p->pad_left + kx;
+		peft_tap_range(iy0, p->kernel_h, p->in.h, &ky_lo, &ky_hi);
+		for (int32_t ox = 0; ox < p->out.w; ox++) {
+			const int32_t ix0 = ox * p->stride_w - p->pad_left;
+			int32_t kx_lo;
+			int32_t kx_hi;
 
-			if (ix >= 0 && ix < p->in.w) {
-				acc += (float)q[(ky * p->kernel_w + kx) * ch + c] *
-				       in[(iy * p->in.w + ix) * ch + c];
+			peft_tap_range(ix0, p->kernel_w, p->in.w, &kx_lo, &kx_hi);
+			float *o = out + (oy * p->out.w + ox) * ch;
+
+			peft_zero_f32(ch, o);
+			for (int32_t ky = ky_lo; ky < ky_hi; ky++) {
+				for (int32_t kx = kx_lo; kx < kx_hi; kx++) {
+					const float *x = in + ((iy0 + ky) * p->in.w + ix0 + kx) * ch;
+					const int32_t at = (ky * p->kernel_w + kx) * ch;
+
+					if (w->q != NULL) {
+						peft_vmac_s8(ch, w->q + at, x, o);
+					} else {
+						peft_vmac_f32(ch, w->f + at, x, o);
+					}
+				}
+			}
+			for (int32_t c = 0; c < ch; c++) {
+				o[c] = o[c] * peft_wsrc_scale(w, c) + (bias != NULL ? bias[c] : 0.0f);
 			}
 		}
 	}
-	return acc;
-}
-
-/* sum of w * x over the window of output (oy, ox), channel c. */
-static float window_sum_f32(const peft_conv_params *p, const float *in, const float *w,
-			    int32_t oy, int32_t ox, int32_t c)
-{
-	const int32_t ch = p->in.c;
-	float acc = 0.0f;
-
-	for (int32_t ky = 0; ky < p->kernel_h; ky++) {
-		int32_t iy = oy * p->stride_h - p->pad_top + ky;
-
-		if (iy < 0 || iy >= p->in.h) {
-			continue;
-		}
-		for (int32_t kx = 0; kx < p->kernel_w; kx++) {
-			int32_t ix = ox * p->stride_w - p->pad_left + kx;
-
-			if (ix >= 0 && ix < p->in.w) {
-				acc += w[(ky * p->kernel_w + kx) * ch + c] *
-				       in[(iy * p->in.w + ix) * ch + c];
-			}
-		}
-	}
-	return acc;
 }
 
 peft_status peft_depthwise_conv2d_fwd_s8(const peft_conv_params *p, const float *in,
@@ -64,19 +57,9 @@ peft_status peft_depthwise_conv2d_fwd_s8(const peft_conv_params *p, const float 
 	    !peft_weights_s8_ok(w, p->out.c)) {
 		return PEFT_ERR_ARG;
 	}
-	for (int32_t oy = 0; oy < p->out.h; oy++) {
-		for (int32_t ox = 0; ox < p->out.w; ox++) {
-			float *o = out + (oy * p->out.w + ox) * p->out.c;
+	const peft_wsrc src = peft_wsrc_s8(w);
 
-			for (int32_t c = 0; c < p->out.c; c++) {
-				/* Raw int8 sum, scaled once per channel. */
-				float acc = window_sum_s8(p, in, w->data, oy, ox, c);
-
-				o[c] = acc * peft_weight_scale(w, c) +
-				       (bias != NULL ? bias[c] : 0.0f);
-			}
-		}
-	}
+	depthwise_fwd(p, in, &src, bias, out);
 	return PEFT_OK;
 }
 
@@ -86,16 +69,8 @@ peft_status peft_depthwise_conv2d_fwd_f32(const peft_conv_params *p, const float
 	if (!peft_depthwise_params_ok(p) || in == NULL || w == NULL || out == NULL) {
 		return PEFT_ERR_ARG;
 	}
-	for (int32_t oy = 0; oy < p->out.h; oy++) {
-		for (int32_t ox = 0; ox < p->out.w; ox++) {
-			float *o = out + (oy * p->out.w + ox) * p->out.c;
+	const peft_wsrc src = peft_wsrc_f32(w);
 
-			for (int32_t c = 0; c < p->out.c; c++) {
-				float acc = window_sum_f32(p, in, w, oy, ox, c);
-
-				o[c] = acc + (bias != NULL ? bias[c] : 0.0f);
-			}
-		}
-	}
+	depthwise_fwd(p, in, &src, bias, out);
 	return PEFT_OK;
 }

@@ -3,7 +3,26 @@
 #include <stddef.h>
 
 #include "../peft_kernel_check.h"
+#include "../peft_kernel_loops.h"
 #include "peft/peft_kernels.h"
+
+/* One row at a time: each output is a contiguous dot product of a weight row
+ * with the input row. An int8 sum is scaled once per output feature. */
+static void fc_fwd(const peft_fc_params *p, const float *in, const peft_wsrc *w,
+		   const float *bias, float *out)
+{
+	const int32_t n_in = p->in_features;
+
+	for (int32_t r = 0; r < p->rows; r++) {
+		const float *x = in + r * n_in;
+		float *o = out + r * p->out_features;
+
+		for (int32_t oc = 0; oc < p->out_features; oc++) {
+			o[oc] = peft_wsrc_dot(w, oc * n_in, n_in, x, 0.0f) * peft_wsrc_scale(w, oc) +
+				(bias != NULL ? bias[oc] : 0.0f);
+		}
+	}
+}
 
 peft_status peft_fc_fwd_s8(const peft_fc_params *p, const float *in, const peft_weights_s8 *w,
 			   const float *bias, float *out)
@@ -12,21 +31,9 @@ peft_status peft_fc_fwd_s8(const peft_fc_params *p, const float *in, const peft_
 	    !peft_weights_s8_ok(w, p->out_features)) {
 		return PEFT_ERR_ARG;
 	}
-	for (int32_t r = 0; r < p->rows; r++) {
-		const float *x = in + r * p->in_features;
+	const peft_wsrc src = peft_wsrc_s8(w);
 
-		for (int32_t o = 0; o < p->out_features; o++) {
-			const int8_t *q = w->data + o * p->in_features;
-			/* Sum the raw int8 values and scale once per output feature. */
-			float acc = 0.0f;
-
-			for (int32_t i = 0; i < p->in_features; i++) {
-				acc += (float)q[i] * x[i];
-			}
-			out[r * p->out_features + o] =
-				acc * peft_weight_scale(w, o) + (bias != NULL ? bias[o] : 0.0f);
-		}
-	}
+	fc_fwd(p, in, &src, bias, out);
 	return PEFT_OK;
 }
 
@@ -36,18 +43,8 @@ peft_status peft_fc_fwd_f32(const peft_fc_params *p, const float *in, const floa
 	if (!peft_fc_params_ok(p) || in == NULL || w == NULL || out == NULL) {
 		return PEFT_ERR_ARG;
 	}
-	for (int32_t r = 0; r < p->rows; r++) {
-		const float *x = in + r * p->in_features;
+	const peft_wsrc src = peft_wsrc_f32(w);
 
-		for (int32_t o = 0; o < p->out_features; o++) {
-			const float *wo = w + o * p->in_features;
-			float acc = 0.0f;
-
-			for (int32_t i = 0; i < p->in_features; i++) {
-				acc += wo[i] * x[i];
-			}
-			out[r * p->out_features + o] = acc + (bias != NULL ? bias[o] : 0.0f);
-		}
-	}
+	fc_fwd(p, in, &src, bias, out);
 	return PEFT_OK;
 }
