@@ -7,14 +7,8 @@
 #include <stdint.h>
 
 #include "peft_plan_internal.h"
+#include "../common/peft_try.h"
 
-#define TRY(expr)                                                                                  \
-	do {                                                                                       \
-		peft_status st_ = (expr);                                                          \
-		if (st_ != PEFT_OK) {                                                              \
-			return st_;                                                                \
-		}                                                                                  \
-	} while (0)
 
 #define EXPECT(stored, value)                                                                      \
 	do {                                                                                       \
@@ -85,14 +79,14 @@ static peft_status tensor_cached(const peft_plan *plan, int32_t t, bool *cached)
 
 	*cached = false;
 	if (t > 0) {
-		TRY(peft_plan_layer_info(plan, t - 1, &L));
+		PEFT_TRY(peft_plan_layer_info(plan, t - 1, &L));
 		if (L.needs_output_values) {
 			*cached = true;
 			return PEFT_OK;
 		}
 	}
 	for (int32_t k = t > 0 ? t - 1 : 0; k < plan->num_layers; k++) {
-		TRY(peft_plan_layer_info(plan, k, &L));
+		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 		if (L.rec.input[0] == t && L.needs_input_values) {
 			*cached = true;
 			return PEFT_OK;
@@ -109,7 +103,7 @@ static peft_status check_params_grads_opt(const peft_plan *plan, uint64_t *off)
 								   : 0;
 
 	for (int32_t k = 0; k < plan->num_layers; k++) {
-		TRY(peft_plan_layer_info(plan, k, &L));
+		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 		for (int p = 0; p < PEFT_P_COUNT; p++) {
 			if (L.present[p]) {
 				EXPECT(L.rec.param[p], *off);
@@ -123,7 +117,7 @@ static peft_status check_params_grads_opt(const peft_plan *plan, uint64_t *off)
 	const uint64_t grads = *off;
 
 	for (int32_t k = 0; k < plan->num_layers; k++) {
-		TRY(peft_plan_layer_info(plan, k, &L));
+		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 		for (int p = 0; p < PEFT_P_COUNT; p++) {
 			if (L.trainable[p]) {
 				EXPECT(L.rec.grad[p], *off);
@@ -137,7 +131,7 @@ static peft_status check_params_grads_opt(const peft_plan *plan, uint64_t *off)
 	const uint64_t opt = *off;
 
 	for (int32_t k = 0; k < plan->num_layers; k++) {
-		TRY(peft_plan_layer_info(plan, k, &L));
+		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 		for (int p = 0; p < PEFT_P_COUNT; p++) {
 			if (L.trainable[p] && states >= 1) {
 				EXPECT(L.rec.opt_m[p], *off);
@@ -163,7 +157,7 @@ static peft_status check_cached_tensor(const peft_plan *plan, int32_t t, uint64_
 	bool cached;
 	const uint64_t elem = plan->act_cache == PEFT_CACHE_S8 ? 1u : 4u;
 
-	TRY(tensor_cached(plan, t, &cached));
+	PEFT_TRY(tensor_cached(plan, t, &cached));
 	peft_plan_read_tensor(plan, t, &r);
 	if (cached) {
 		EXPECT(r.cache_offset, *off);
@@ -181,9 +175,9 @@ static peft_status check_cache(const peft_plan *plan, uint64_t *off)
 	peft_layer_info L;
 	const uint64_t start = *off;
 
-	TRY(check_cached_tensor(plan, 0, off));
+	PEFT_TRY(check_cached_tensor(plan, 0, off));
 	for (int32_t k = 0; k < plan->num_layers; k++) {
-		TRY(peft_plan_layer_info(plan, k, &L));
+		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 		if (L.present[PEFT_P_GAMMA]) {
 			EXPECT(L.rec.cache_z, *off);
 			*off += al(4u * (uint64_t)L.out_size);
@@ -196,7 +190,7 @@ static peft_status check_cache(const peft_plan *plan, uint64_t *off)
 		} else {
 			EXPECT(L.rec.cache_u, PEFT_NONE);
 		}
-		TRY(check_cached_tensor(plan, L.rec.output, off));
+		PEFT_TRY(check_cached_tensor(plan, L.rec.output, off));
 	}
 	EXPECT(plan->probs_offset, *off);
 	*off += al(4u * (uint64_t)plan->num_classes);
@@ -265,7 +259,7 @@ static peft_status check_gradient_slots(const peft_plan *plan, uint32_t base, in
 	peft_plan_read_tensor(plan, plan->output_tensor, &r);
 	EXPECT(r.grad_offset, (uint64_t)base + (uint64_t)i * size);
 	for (int32_t k = plan->num_layers - 1; k >= 0; k--) {
-		TRY(peft_plan_layer_info(plan, k, &L));
+		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 		if (!L.runs_backward) {
 			continue;
 		}
@@ -303,7 +297,7 @@ static peft_status check_train_scratch(const peft_plan *plan, uint64_t start, ui
 
 	*size = 0;
 	for (int32_t k = 0; k < plan->num_layers; k++) {
-		TRY(peft_plan_layer_info(plan, k, &L));
+		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 		uint64_t sizes[PEFT_S_TRAIN_COUNT] = {0};
 		const bool lora = L.present[PEFT_P_LORA_A];
 
@@ -376,7 +370,7 @@ static peft_status check_infer(const peft_plan *plan)
 	uint64_t scratch = 0;
 
 	for (int32_t k = 0; k < plan->num_layers; k++) {
-		TRY(peft_plan_layer_info(plan, k, &L));
+		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 		const bool lora = L.present[PEFT_P_LORA_A];
 		const uint64_t sizes[PEFT_S_INFER_COUNT] = {
 			L.present[PEFT_P_GAMMA] ? 4u * (uint64_t)L.out_size : 0u,
@@ -407,8 +401,8 @@ peft_status peft_plan_check_layout(const peft_plan *plan)
 	uint64_t off = 0;
 	int32_t max_size = 0;
 
-	TRY(check_params_grads_opt(plan, &off));
-	TRY(check_cache(plan, &off));
+	PEFT_TRY(check_params_grads_opt(plan, &off));
+	PEFT_TRY(check_cache(plan, &off));
 	for (int32_t t = 0; t < plan->num_tensors; t++) {
 		const int32_t n = tensor_size(plan, t);
 
@@ -420,15 +414,15 @@ peft_status peft_plan_check_layout(const peft_plan *plan)
 	}
 	int32_t fwd_peak, bwd_peak;
 
-	TRY(check_forward_slots(plan, (uint32_t)off, &fwd_peak));
-	TRY(check_gradient_slots(plan, (uint32_t)off, &bwd_peak));
+	PEFT_TRY(check_forward_slots(plan, (uint32_t)off, &fwd_peak));
+	PEFT_TRY(check_gradient_slots(plan, (uint32_t)off, &bwd_peak));
 	const int32_t peak = fwd_peak > bwd_peak ? fwd_peak : bwd_peak;
 
 	EXPECT(plan->slots.size, (uint64_t)peak * plan->slot_size);
 	off += (uint64_t)peak * plan->slot_size;
 	uint64_t scratch;
 
-	TRY(check_train_scratch(plan, off, &scratch));
+	PEFT_TRY(check_train_scratch(plan, off, &scratch));
 	EXPECT(plan->scratch.size, scratch);
 	EXPECT(plan->train_size, off + scratch);
 	return check_infer(plan);

@@ -18,14 +18,8 @@
 #include "peft/peft_optim.h"
 #include "peft/peft_trainer.h"
 #include "peft_trainer_internal.h"
+#include "../common/peft_try.h"
 
-#define TRY(expr)                                                                                  \
-	do {                                                                                       \
-		peft_status st_ = (expr);                                                          \
-		if (st_ != PEFT_OK) {                                                              \
-			return st_;                                                                \
-		}                                                                                  \
-	} while (0)
 
 float *peft_arena_f32(const peft_trainer *t, uint32_t offset)
 {
@@ -112,7 +106,7 @@ peft_status peft_trainer_init(peft_trainer *t, const peft_plan *plan, peft_mode 
 	    (uintptr_t)arena % PEFT_ALIGN != 0) {
 		return PEFT_ERR_ARG;
 	}
-	TRY(peft_plan_arena_size(plan, mode, &need));
+	PEFT_TRY(peft_plan_arena_size(plan, mode, &need));
 	if (arena_size < need) {
 		return PEFT_ERR_BUFFER_TOO_SMALL;
 	}
@@ -132,14 +126,14 @@ peft_status peft_trainer_init(peft_trainer *t, const peft_plan *plan, peft_mode 
 		peft_layer_info L;
 		peft_layer_ctx ctx;
 
-		TRY(peft_plan_layer_info(plan, k, &L));
+		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 		bind_params(t, &L, &ctx);
 		load_weights(t, &L, &ctx);
 		for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
 			const peft_method *m = method_at(&L, bit);
 
 			if (m != NULL && m->init != NULL) {
-				TRY(m->init(&ctx));
+				PEFT_TRY(m->init(&ctx));
 			}
 		}
 	}
@@ -182,7 +176,7 @@ static peft_status tensor_values(const peft_trainer *t, int32_t i, uint32_t stag
 	}
 	float *f = peft_arena_f32(t, stage);
 
-	TRY(peft_dequantize_s8(size_of(&r), arena_s8(t, r.cache_offset), r.scale, r.zero_point,
+	PEFT_TRY(peft_dequantize_s8(size_of(&r), arena_s8(t, r.cache_offset), r.scale, r.zero_point,
 			       f));
 	*out = f;
 	return PEFT_OK;
@@ -312,9 +306,9 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 	const float *x1 = NULL;
 	peft_layer_ctx ctx;
 
-	TRY(tensor_values(t, r->input[0], r->scratch_train[PEFT_S_IN0], &x0));
+	PEFT_TRY(tensor_values(t, r->input[0], r->scratch_train[PEFT_S_IN0], &x0));
 	if (r->num_inputs == 2u) {
-		TRY(tensor_values(t, r->input[1], r->scratch_train[PEFT_S_IN1], &x1));
+		PEFT_TRY(tensor_values(t, r->input[1], r->scratch_train[PEFT_S_IN1], &x1));
 	}
 	float *y = tensor_dest(t, r->output, r->scratch_train[PEFT_S_OUT]);
 
@@ -333,26 +327,26 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 		ctx.u = peft_arena_f32(t, r->scratch_infer[PEFT_SI_TMP_B]);
 		ctx.tmp_a = peft_arena_f32(t, r->scratch_infer[PEFT_SI_TMP_A]);
 	}
-	TRY(linear_forward(t, L, x0, x1, ctx.param[PEFT_P_BIAS], ctx.param[PEFT_P_WEIGHT],
+	PEFT_TRY(linear_forward(t, L, x0, x1, ctx.param[PEFT_P_BIAS], ctx.param[PEFT_P_WEIGHT],
 			   ctx.lin));
 	for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
 		const peft_method *m = method_at(L, bit);
 
 		if (m != NULL && m->fwd_affine != NULL) {
-			TRY(m->fwd_affine(&ctx));
+			PEFT_TRY(m->fwd_affine(&ctx));
 		}
 	}
 	for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
 		const peft_method *m = method_at(L, bit);
 
 		if (m != NULL && m->fwd_adapter != NULL) {
-			TRY(m->fwd_adapter(&ctx));
+			PEFT_TRY(m->fwd_adapter(&ctx));
 		}
 	}
 	if (r->activation != PEFT_ACT_NONE) {
-		TRY(peft_activation_fwd_f32((peft_activation)r->activation, L->out_size, y));
+		PEFT_TRY(peft_activation_fwd_f32((peft_activation)r->activation, L->out_size, y));
 	}
-	TRY(tensor_commit(t, r->output, y));
+	PEFT_TRY(tensor_commit(t, r->output, y));
 	*y_out = y;
 	return PEFT_OK;
 }
@@ -361,12 +355,12 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 static peft_status forward(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
 			   const float **logits)
 {
-	TRY(set_input(t, in_s8, in_f32));
+	PEFT_TRY(set_input(t, in_s8, in_f32));
 	for (int32_t k = 0; k < t->plan->num_layers; k++) {
 		peft_layer_info L;
 
-		TRY(peft_plan_layer_info(t->plan, k, &L));
-		TRY(layer_forward(t, &L, logits));
+		PEFT_TRY(peft_plan_layer_info(t->plan, k, &L));
+		PEFT_TRY(layer_forward(t, &L, logits));
 	}
 	return PEFT_OK;
 }
@@ -419,8 +413,8 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 	if (r->activation != PEFT_ACT_NONE) {
 		const float *y;
 
-		TRY(tensor_values(t, r->output, r->scratch_train[PEFT_S_OUT], &y));
-		TRY(peft_activation_bwd_f32((peft_activation)r->activation, L->out_size, y,
+		PEFT_TRY(tensor_values(t, r->output, r->scratch_train[PEFT_S_OUT], &y));
+		PEFT_TRY(peft_activation_bwd_f32((peft_activation)r->activation, L->out_size, y,
 					    ctx.g));
 	}
 	ctx.g_out = ctx.g; /* scale+shift writes its input gradient elsewhere (tmp_a) */
@@ -428,13 +422,13 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 		const peft_method *m = method_at(L, bit);
 
 		if (m != NULL && m->bwd_affine != NULL) {
-			TRY(m->bwd_affine(&ctx));
+			PEFT_TRY(m->bwd_affine(&ctx));
 		}
 	}
 	const float *g = ctx.g;
 
 	if (L->needs_input_values) {
-		TRY(tensor_values(t, r->input[0], r->scratch_train[PEFT_S_IN0], &ctx.x));
+		PEFT_TRY(tensor_values(t, r->input[0], r->scratch_train[PEFT_S_IN0], &ctx.x));
 	}
 	const peft_conv_params cp = conv_params(L);
 	const peft_fc_params fp = fc_params(L);
@@ -446,25 +440,25 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 	switch (r->op) {
 	case PEFT_OP_CONV_2D:
 		if (gb != NULL) {
-			TRY(peft_conv2d_bwd_bias_f32(&L->out, g, gb));
+			PEFT_TRY(peft_conv2d_bwd_bias_f32(&L->out, g, gb));
 		}
 		if (gw != NULL) {
-			TRY(peft_conv2d_bwd_weight_f32(&cp, ctx.x, g, gw));
+			PEFT_TRY(peft_conv2d_bwd_weight_f32(&cp, ctx.x, g, gw));
 		}
 		if (grad_in[0] != NULL) {
-			TRY(w != NULL ? peft_conv2d_bwd_input_f32(&cp, w, g, grad_in[0], acc[0])
+			PEFT_TRY(w != NULL ? peft_conv2d_bwd_input_f32(&cp, w, g, grad_in[0], acc[0])
 				      : peft_conv2d_bwd_input_s8(&cp, &w8, g, grad_in[0], acc[0]));
 		}
 		break;
 	case PEFT_OP_DEPTHWISE_CONV_2D:
 		if (gb != NULL) {
-			TRY(peft_depthwise_conv2d_bwd_bias_f32(&L->out, g, gb));
+			PEFT_TRY(peft_depthwise_conv2d_bwd_bias_f32(&L->out, g, gb));
 		}
 		if (gw != NULL) {
-			TRY(peft_depthwise_conv2d_bwd_weight_f32(&cp, ctx.x, g, gw));
+			PEFT_TRY(peft_depthwise_conv2d_bwd_weight_f32(&cp, ctx.x, g, gw));
 		}
 		if (grad_in[0] != NULL) {
-			TRY(w != NULL ? peft_depthwise_conv2d_bwd_input_f32(&cp, w, g, grad_in[0],
+			PEFT_TRY(w != NULL ? peft_depthwise_conv2d_bwd_input_f32(&cp, w, g, grad_in[0],
 									    acc[0])
 				      : peft_depthwise_conv2d_bwd_input_s8(&cp, &w8, g, grad_in[0],
 									   acc[0]));
@@ -472,43 +466,43 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 		break;
 	case PEFT_OP_FULLY_CONNECTED:
 		if (gb != NULL) {
-			TRY(peft_fc_bwd_bias_f32(&fp, g, gb));
+			PEFT_TRY(peft_fc_bwd_bias_f32(&fp, g, gb));
 		}
 		if (gw != NULL) {
-			TRY(peft_fc_bwd_weight_f32(&fp, ctx.x, g, gw));
+			PEFT_TRY(peft_fc_bwd_weight_f32(&fp, ctx.x, g, gw));
 		}
 		if (grad_in[0] != NULL) {
-			TRY(w != NULL ? peft_fc_bwd_input_f32(&fp, w, g, grad_in[0], acc[0])
+			PEFT_TRY(w != NULL ? peft_fc_bwd_input_f32(&fp, w, g, grad_in[0], acc[0])
 				      : peft_fc_bwd_input_s8(&fp, &w8, g, grad_in[0], acc[0]));
 		}
 		break;
 	case PEFT_OP_ADD:
 		for (uint32_t j = 0; j < 2u; j++) {
 			if (grad_in[j] != NULL) {
-				TRY(peft_add_bwd_input_f32(L->out_size, g, grad_in[j], acc[j]));
+				PEFT_TRY(peft_add_bwd_input_f32(L->out_size, g, grad_in[j], acc[j]));
 			}
 		}
 		break;
 	case PEFT_OP_MEAN:
 		if (grad_in[0] != NULL) {
-			TRY(peft_mean_bwd_input_f32(&L->in[0], g, grad_in[0], acc[0]));
+			PEFT_TRY(peft_mean_bwd_input_f32(&L->in[0], g, grad_in[0], acc[0]));
 		}
 		break;
 	case PEFT_OP_AVERAGE_POOL_2D:
 		if (grad_in[0] != NULL) {
-			TRY(peft_avg_pool2d_bwd_input_f32(&cp, g, grad_in[0], acc[0]));
+			PEFT_TRY(peft_avg_pool2d_bwd_input_f32(&cp, g, grad_in[0], acc[0]));
 		}
 		break;
 	case PEFT_OP_PAD:
 		if (grad_in[0] != NULL) {
 			const peft_pad_params pp = {L->in[0], L->out, r->pad_top, r->pad_left};
 
-			TRY(peft_pad_bwd_input_f32(&pp, g, grad_in[0], acc[0]));
+			PEFT_TRY(peft_pad_bwd_input_f32(&pp, g, grad_in[0], acc[0]));
 		}
 		break;
 	default: /* RESHAPE: the gradient passes through unchanged */
 		if (grad_in[0] != NULL) {
-			TRY(peft_add_bwd_input_f32(L->out_size, g, grad_in[0], acc[0]));
+			PEFT_TRY(peft_add_bwd_input_f32(L->out_size, g, grad_in[0], acc[0]));
 		}
 		break;
 	}
@@ -516,7 +510,7 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 		const peft_method *m = method_at(L, bit);
 
 		if (m != NULL && m->bwd_adapter != NULL) {
-			TRY(m->bwd_adapter(&ctx));
+			PEFT_TRY(m->bwd_adapter(&ctx));
 		}
 	}
 	return PEFT_OK;
@@ -533,8 +527,8 @@ static peft_status forward_loss(peft_trainer *t, const int8_t *in_s8, const floa
 	if (t->mode != PEFT_MODE_TRAIN || label < 0 || label >= plan->num_classes) {
 		return PEFT_ERR_ARG;
 	}
-	TRY(forward(t, in_s8, in_f32, &logits));
-	TRY(peft_softmax_xent_fwd_f32(plan->num_classes, logits, label,
+	PEFT_TRY(forward(t, in_s8, in_f32, &logits));
+	PEFT_TRY(peft_softmax_xent_fwd_f32(plan->num_classes, logits, label,
 				      peft_arena_f32(t, plan->probs_offset), &value));
 	t->pending_label = label;
 	if (loss != NULL) {
@@ -553,15 +547,15 @@ peft_status peft_trainer_backward(peft_trainer *t)
 
 	t->pending_label = -1;
 	/* The logits' gradient slot may be the logits' own forward slot: they are dead now. */
-	TRY(peft_softmax_xent_bwd_f32(plan->num_classes, peft_arena_f32(t, plan->probs_offset),
+	PEFT_TRY(peft_softmax_xent_bwd_f32(plan->num_classes, peft_arena_f32(t, plan->probs_offset),
 				      label,
 				      peft_arena_f32(t, tensor(t, plan->output_tensor).grad_offset)));
 	for (int32_t k = plan->num_layers - 1; k >= 0; k--) {
 		peft_layer_info L;
 
-		TRY(peft_plan_layer_info(plan, k, &L));
+		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 		if (L.runs_backward) {
-			TRY(layer_backward(t, &L));
+			PEFT_TRY(layer_backward(t, &L));
 		}
 	}
 	t->samples++;
@@ -589,7 +583,7 @@ peft_status peft_trainer_forward_f32(peft_trainer *t, const float *input, int32_
 static peft_status train_sample(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
 				int32_t label, float *loss)
 {
-	TRY(forward_loss(t, in_s8, in_f32, label, loss));
+	PEFT_TRY(forward_loss(t, in_s8, in_f32, label, loss));
 	return peft_trainer_backward(t);
 }
 
@@ -618,7 +612,7 @@ static peft_status predict(peft_trainer *t, const int8_t *in_s8, const float *in
 	const int32_t n = t->plan->num_classes;
 
 	t->pending_label = -1; /* the forward below overwrites what backward needed */
-	TRY(forward(t, in_s8, in_f32, &logits));
+	PEFT_TRY(forward(t, in_s8, in_f32, &logits));
 	int32_t best = 0;
 
 	for (int32_t i = 0; i < n; i++) {
@@ -676,7 +670,7 @@ peft_status peft_trainer_step(peft_trainer *t)
 			if (peft_trainer_param_info(t, i, &info) != PEFT_OK) {
 				break;
 			}
-			TRY(peft_sum_squares_f32(info.count, info.grad, &sum));
+			PEFT_TRY(peft_sum_squares_f32(info.count, info.grad, &sum));
 		}
 		const float norm = sqrtf(sum) * scale;
 
@@ -702,16 +696,16 @@ peft_status peft_trainer_step(peft_trainer *t)
 			}
 			peft_layer_info L;
 
-			TRY(peft_plan_layer_info(plan, k, &L));
+			PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 			float *param = peft_arena_f32(t, r.param[p]);
 			const float *grad = peft_arena_f32(t, r.grad[p]);
 
 			if (o->kind == PEFT_OPTIMIZER_ADAM) {
-				TRY(peft_adam_step_f32(&adam, L.counts[p], param, grad,
+				PEFT_TRY(peft_adam_step_f32(&adam, L.counts[p], param, grad,
 						       peft_arena_f32(t, r.opt_m[p]),
 						       peft_arena_f32(t, r.opt_v[p]), scale));
 			} else {
-				TRY(peft_sgd_step_f32(&sgd, L.counts[p], param, grad,
+				PEFT_TRY(peft_sgd_step_f32(&sgd, L.counts[p], param, grad,
 						      peft_arena_f32(t, r.opt_m[p]), scale));
 			}
 		}
@@ -773,7 +767,7 @@ peft_status peft_trainer_param_info(const peft_trainer *t, int32_t index, peft_p
 			}
 			peft_layer_info L;
 
-			TRY(peft_plan_layer_info(t->plan, k, &L));
+			PEFT_TRY(peft_plan_layer_info(t->plan, k, &L));
 			info->layer = k;
 			info->graph_layer = r.graph_layer;
 			info->kind = (peft_param_kind)p;
