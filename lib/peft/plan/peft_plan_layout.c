@@ -9,7 +9,6 @@
 #include "peft_plan_internal.h"
 #include "../common/peft_try.h"
 
-
 #define EXPECT(stored, value)                                                                      \
 	do {                                                                                       \
 		if ((uint64_t)(stored) != (uint64_t)(value)) {                                     \

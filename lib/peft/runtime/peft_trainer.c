@@ -20,7 +20,6 @@
 #include "peft_trainer_internal.h"
 #include "../common/peft_try.h"
 
-
 float *peft_arena_f32(const peft_trainer *t, uint32_t offset)
 {
 	return offset == PEFT_NONE ? NULL : (float *)(void *)(t->arena + offset);
