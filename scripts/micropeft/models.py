@@ -159,7 +159,8 @@ def input_shape(model: Any) -> tuple[int, int, int]:
 
 # ---- pretraining on a built-in source dataset, cached ----
 
-CACHE_VERSION = 1
+# Bumped whenever the pretraining recipe changes, so that no stale cached model is reused.
+CACHE_VERSION = 2
 
 
 def cache_dir() -> Any:
@@ -181,7 +182,19 @@ class PretrainConfig:
     seed: int = 0
     imagenet: bool = False
     batch_size: int = 64
-    lr: float = 1e-3
+    # Recipe (measured on animal-mnist, MobileNetV1 0.25 at 32x32, 12 epochs, 2 loaded cores:
+    # 55-70 s): Adam with a 5 % linear warm-up to `lr` then cosine decay to 0; random
+    # horizontal flips and shifts of up to `shift` pixels; BatchNorm momentum 0.9 (Keras' 0.99
+    # averages over ~100 steps and lags behind weights that still move fast; recomputing the
+    # statistics on the un-augmented set after training scored lower). Constant Adam 1e-3, no
+    # augmentation, momentum 0.99: 66.9 % held-out accuracy after 10 epochs; this recipe:
+    # 79.5 %, and features that transfer better (a logistic regression on digits' pooled
+    # features: 65 % against 43 %; without augmentation: 81 % held out but 60 % on digits).
+    lr: float = 3e-3
+    schedule: str = "cosine"  # "cosine" (warm-up + cosine decay) | "constant"
+    augment: bool = True
+    shift: int = 3
+    bn_momentum: float = 0.9
 
     def key(self) -> str:
         import hashlib
@@ -237,8 +250,11 @@ def pretrained(cfg: PretrainConfig, use_cache: bool = True, verbose: int = 1) ->
     train, test = datasets.stratified_split(data.y, 0.1, cfg.seed)
     tf.keras.utils.set_random_seed(cfg.seed)
     model = build(cfg.arch, cfg.alpha, cfg.size, cfg.channels, data.num_classes, cfg.imagenet)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            layer.momentum = cfg.bn_momentum
     model.compile(
-        optimizer=tf.keras.optimizers.Adam(cfg.lr),
+        optimizer=tf.keras.optimizers.Adam(_learning_rate(cfg, len(train))),
         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -247,14 +263,18 @@ def pretrained(cfg: PretrainConfig, use_cache: bool = True, verbose: int = 1) ->
             f"pretraining {model.name} on {data.name} ({len(train)} images, {cfg.epochs} epochs); "
             f"cached afterwards in {folder}"
         )
-    model.fit(
-        x[train],
-        data.y[train],
-        batch_size=cfg.batch_size,
-        epochs=cfg.epochs,
-        validation_data=(x[test], data.y[test]),
-        verbose=verbose,
-    )
+    rng = np.random.default_rng(cfg.seed)
+    for epoch in range(cfg.epochs):
+        x_epoch = _augment(x[train], cfg.shift, input_range[0], rng) if cfg.augment else x[train]
+        model.fit(
+            x_epoch,
+            data.y[train],
+            batch_size=cfg.batch_size,
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            validation_data=(x[test], data.y[test]) if verbose else None,
+            verbose=verbose,
+        )
     _, accuracy = model.evaluate(x[test], data.y[test], verbose=0)
     meta = {
         "dataset": data.name,
@@ -271,6 +291,38 @@ def pretrained(cfg: PretrainConfig, use_cache: bool = True, verbose: int = 1) ->
 
     write_atomic(meta_file, json.dumps(meta, indent=2))
     return model, meta
+
+
+def _learning_rate(cfg: PretrainConfig, samples: int) -> Any:
+    """Adam's learning rate: constant, or a 5 % linear warm-up then cosine decay to 0."""
+    import tensorflow as tf
+
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule != "cosine":
+        raise UserError(f"unknown learning-rate schedule {cfg.schedule!r} (cosine, constant)")
+    steps = max(1, cfg.epochs * -(-samples // cfg.batch_size))
+    warmup = max(1, steps // 20)
+    return tf.keras.optimizers.schedules.CosineDecay(
+        0.0, max(1, steps - warmup), warmup_target=cfg.lr, warmup_steps=warmup
+    )
+
+
+def _augment(x: Any, shift: int, fill: float, rng: Any) -> Any:
+    """Random horizontal flips and shifts of up to `shift` pixels (black fill), NHWC."""
+    import numpy as np
+
+    n, h, w = x.shape[:3]
+    flip = rng.random(n) < 0.5
+    out = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
+    if shift <= 0:
+        return out
+    padded = np.pad(out, ((0, 0), (shift, shift), (shift, shift), (0, 0)), constant_values=fill)
+    dy = rng.integers(0, 2 * shift + 1, n)
+    dx = rng.integers(0, 2 * shift + 1, n)
+    for i in range(n):
+        out[i] = padded[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
+    return out
 
 
 def replace_head(model: Any, num_classes: int, seed: int = 0) -> Any:

@@ -627,6 +627,7 @@ def _setup_blocks(results: dict[str, Any]) -> list[Block]:
         ("target", "Target (fine-tuning)"),
         ("model", "Model"),
         ("training", "Training"),
+        ("tuning", "Learning rates"),
         ("host", "Host"),
         ("cm4", "Cortex-M4F"),
         ("choices", "Budget choices"),

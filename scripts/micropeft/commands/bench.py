@@ -48,12 +48,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"comma-separated subset of: {', '.join(bench.METHODS)} (default: all)",
     )
     parser.add_argument("--seeds", type=int, help="number of seeds (default 3)")
-    parser.add_argument("--epochs", type=int, help="fine-tuning epochs (default 5)")
-    parser.add_argument("--batch-size", type=int, help="samples per step (default 16)")
-    parser.add_argument("--train-samples", type=int, help="target training samples (default 500)")
-    parser.add_argument("--test-samples", type=int, help="target test samples (default 400)")
+    d = bench.BenchConfig()
+    parser.add_argument("--epochs", type=int, help=f"fine-tuning epochs (default {d.epochs})")
+    parser.add_argument("--batch-size", type=int, help=f"samples per step (default {d.batch_size})")
     parser.add_argument(
-        "--pretrain-epochs", type=int, help="source pretraining epochs (default 10)"
+        "--train-samples", type=int, help=f"target training samples (default {d.train_samples})"
+    )
+    parser.add_argument(
+        "--test-samples", type=int, help=f"target test samples (default {d.test_samples})"
+    )
+    parser.add_argument(
+        "--pretrain-epochs",
+        type=int,
+        help=f"source pretraining epochs (default {d.pretrain_epochs})",
     )
     parser.add_argument("--no-cm4", action="store_true", help="skip the Cortex-M4F measurement")
     parser.add_argument("--no-scratch", action="store_true", help="skip training from scratch")

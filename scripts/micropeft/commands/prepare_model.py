@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="animal-mnist",
         help="source dataset for pretraining and calibration (default animal-mnist)",
     )
-    b.add_argument("--pretrain-epochs", type=int, default=10, help="default 10")
+    b.add_argument("--pretrain-epochs", type=int, default=12, help="default 12")
     b.add_argument("--imagenet", action="store_true", help="start from Keras ImageNet weights")
     b.add_argument("--no-cache", action="store_true", help="pretrain again, ignore the cache")
     parser.add_argument(
