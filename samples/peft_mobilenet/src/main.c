@@ -309,7 +309,7 @@ static peft_status train_epoch(uint32_t epoch, float *mean_loss, uint64_t *cycle
 			LOG_ERR("training sample %u: %s", i, peft_status_str(st));
 			return st;
 		}
-		loss_sum += loss;
+		loss_sum += (double)loss;
 	}
 	*mean_loss = (float)(loss_sum / n);
 	return PEFT_OK;
