@@ -148,8 +148,14 @@ def overlay(board: Board, parts: list[Partition], firmware_size: int) -> str:
         f"/* Flash partitions for micropeft, made by `micropeft pack --board {board.name}`. */",
         "",
     ]
-    if board.code_partition:
-        lines += ["/ {", "\tchosen {", "\t\tzephyr,code-partition = &peft_code;", "\t};", "};", ""]
+    # The partitions node is replaced below, so the chosen code partition must be
+    # ours or none (newer native_sim points it at slot0_partition, deleted here).
+    code = (
+        "zephyr,code-partition = &peft_code;"
+        if board.code_partition
+        else ("/delete-property/ zephyr,code-partition;")
+    )
+    lines += ["/ {", "\tchosen {", f"\t\t{code}", "\t};", "};", ""]
     lines += [
         f"&{board.flash_node} {{",
         "\t/delete-node/ partitions;",
