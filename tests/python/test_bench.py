@@ -66,6 +66,17 @@ def test_c_and_tf_accuracy_agree_within_two_points(quick):
         assert abs(run["accuracy"] * n_test - round(run["accuracy"] * n_test)) < 1e-6
 
 
+def test_c_and_tf_parameters_agree_after_the_first_step(quick):
+    # the quick methods train only the last layers: one step of the same gradients leaves
+    # the C and TF parameters equal up to float rounding (relative, with an absolute floor)
+    # (Adam's first step is lr * sign(gradient): a gradient at rounding level, as in the
+    # sparse depthwise weights, can flip one element's step, hence the looser bound there)
+    for run in _runs(quick["results"], "c").values():
+        assert run["param_diff_floor"] > 0
+        bound = 1e-4 if run["method"] in ("last_layer", "lora_r4") else 5e-2
+        assert 0.0 <= run["first_step_param_diff"] < bound, run["key"]
+
+
 def test_ram_and_parameters_equal_the_runtimes_own_queries(quick):
     from micropeft import runtime
 
@@ -158,3 +169,18 @@ def test_rerun_resumes_without_training_again(quick):
     # the finished runs are kept as they were (a new training run would change step_ms)
     key = lambda r: r["key"]  # noqa: E731
     assert sorted(before, key=key) == sorted(after, key=key)
+
+
+def test_parameter_difference_has_an_absolute_floor():
+    from micropeft import bench
+
+    tf = {"w": np.array([2.0, -4.0]), "shift": np.array([1e-6, -2e-6])}
+    # hand-computed: w differs by 0.004 of max |w| = 4 -> 1e-3; shift by 1e-7 absolute,
+    # below the floor (1e-3) -> 1e-4, not 1e-7 / 2e-6 = 0.05
+    c = {"w": np.array([2.0, -3.996]), "shift": np.array([1e-6, -2.1e-6])}
+    assert bench._max_relative_diff(c, tf) == pytest.approx(1e-3)
+    c["w"] = tf["w"].copy()
+    assert bench._max_relative_diff(c, tf) == pytest.approx(1e-7 / bench.PARAM_DIFF_FLOOR)
+    # a real difference in a small array still shows at full size
+    c["shift"] = np.array([1e-6, 5e-4])
+    assert bench._max_relative_diff(c, tf) == pytest.approx((5e-4 + 2e-6) / 1e-3)

@@ -160,3 +160,36 @@ def test_bad_results_file_is_a_user_error(tmp_path):
         report.load_results(path)
     with pytest.raises(UserError):
         report.load_results(tmp_path / "missing.json")
+
+
+def test_first_step_difference_and_optimizers_come_from_the_runs(results, tmp_path):
+    diffs = {"head": 3e-7, "bitfit": 2.5e-5, "lora": 1e-6, "full": 4e-6}
+    for run in results["runs"]:
+        if run["impl"] == "c" and run["method"] in diffs:
+            run["first_step_param_diff"] = diffs[run["method"]] * (1 + run["seed"])
+            run["param_diff_floor"] = 1e-3
+    results["methods"]["head"]["optimizer"] = {"kind": "adam", "lr": 0.01}
+    results["methods"]["full"]["optimizer"] = {"kind": "sgd", "lr": 0.002, "momentum": 0.9}
+    text = " ".join(report.conclusions(results, report.summarize(results)))
+    # the worst run: BitFit seed 2, 2.5e-5 x 3
+    assert "differ by at most 7.5e-05 (relative to each array's largest value, or 0.001 if" in text
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    md = report.write_report(path)[0].read_text()
+    assert "**Head**: Head as configured; Adam, lr 0.01" in md
+    assert "**Full**: Full as configured; SGD (momentum 0.9), lr 0.002" in md
+
+
+def test_first_step_runs_that_differ_are_named(results):
+    for run in results["runs"]:
+        if run["impl"] == "c":
+            run["first_step_param_diff"] = (
+                2e-2 if (run["method"], run["seed"]) == ("lora", 1) else 1e-6
+            )
+            run["param_diff_floor"] = 1e-3
+    text = " ".join(report.conclusions(results, report.summarize(results)))
+    c_runs = sum(1 for run in results["runs"] if run["impl"] == "c")
+    label = results["methods"]["lora"].get("label", "lora")
+    assert "agree within 1e-04" in text and f"in {c_runs - 1} of {c_runs} runs" in text
+    assert f"{label} seed 1 (2.0e-02)" in text
+    assert "compute the same gradients" not in text
