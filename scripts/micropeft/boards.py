@@ -1,10 +1,9 @@
 """Flash geometry of the boards micropeft packs images for.
 
 `firmware_size` is the flash reserved at the start for the application
-(Zephyr + TFLM + the runtime); our partitions follow it. 512 KiB on the
-nRF52840 leaves room for the sample with CMSIS-NN kernels and logging (its
-linked image is well under that) and half the flash for the model, the
-dataset and the two state slots. native_sim runs the firmware natively, so
+(Zephyr + TFLM + the runtime); our partitions follow it. 256 KiB on the
+nRF52840: the sample links to about 170 KB, and the default MobileNet
+(about 310 KiB with its plan), a dataset and two state slots need the rest. native_sim runs the firmware natively, so
 its simulated flash (Zephyr's flash simulator, flash0) holds only our
 partitions. Override with `micropeft pack --firmware-size`.
 """
@@ -34,7 +33,7 @@ BOARDS = {
         flash_base=0x0,
         flash_size=1024 * 1024,
         page_size=4096,
-        firmware_size=512 * 1024,
+        firmware_size=256 * 1024,
         flash_node="flash0",
         code_partition=True,
     ),

@@ -34,8 +34,7 @@ static uint8_t train_arena[CONFIG_PEFT_ARENA_SIZE] __aligned(16);
 static int8_t prefix_cache[CONFIG_PEFT_SAMPLE_CACHE_SIZE] __aligned(4);
 static uint8_t state_buf[CONFIG_PEFT_SAMPLE_STATE_BUFFER_SIZE] __aligned(4);
 /* One split activation computed on the fly (samples that are not cached). */
-#define SPLIT_MAX 16384
-static int8_t split_buf[SPLIT_MAX] __aligned(4);
+static int8_t split_buf[CONFIG_PEFT_SAMPLE_SPLIT_BUFFER_SIZE] __aligned(4);
 
 static peft_plan plan;
 static peft_trainer trainer;
