@@ -3,9 +3,9 @@
 `firmware_size` is the flash reserved at the start for the application
 (Zephyr + TFLM + the runtime); our partitions follow it. 256 KiB on the
 nRF52840: the sample links to about 170 KB, and the default MobileNet
-(about 310 KiB with its plan), a dataset and two state slots need the rest. native_sim runs the firmware natively, so
-its simulated flash (Zephyr's flash simulator, flash0) holds only our
-partitions. Override with `micropeft pack --firmware-size`.
+(about 310 KiB with its plan), a dataset and two state slots need the rest.
+native_sim runs the firmware natively, so its simulated flash (Zephyr's flash
+simulator, flash0) holds only our partitions. Override with `micropeft pack --firmware-size`.
 """
 
 from __future__ import annotations
