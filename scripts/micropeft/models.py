@@ -62,35 +62,31 @@ def build_mobilenet_v1(
     alpha: float, size: int, num_classes: int, channels: int = 3, weights: str | None = None
 ) -> Any:
     """MobileNet V1 (width `alpha`) for size x size x channels inputs, `num_classes` logits."""
-    import tensorflow as tf
-
-    name = f"mobilenet_v1_{alpha:g}_{size}"
-    _check_size(size, channels, weights, name)
-    if weights == "imagenet" and alpha not in IMAGENET_ALPHAS_V1:
-        raise UserError(f"{name}: ImageNet weights exist for alpha {IMAGENET_ALPHAS_V1}")
-    base = _load_backbone(
-        tf.keras.applications.MobileNet,
-        name,
-        input_shape=(size, size, channels),
-        alpha=alpha,
-        include_top=False,
-        weights=weights,
-    )
-    return _with_head(base, num_classes, name)
+    return _build_mobilenet("v1", alpha, size, num_classes, channels, weights)
 
 
 def build_mobilenet_v2(
     alpha: float, size: int, num_classes: int, channels: int = 3, weights: str | None = None
 ) -> Any:
     """MobileNet V2 (width `alpha`) for size x size x channels inputs, `num_classes` logits."""
+    return _build_mobilenet("v2", alpha, size, num_classes, channels, weights)
+
+
+def _build_mobilenet(
+    version: str, alpha: float, size: int, num_classes: int, channels: int, weights: str | None
+) -> Any:
     import tensorflow as tf
 
-    name = f"mobilenet_v2_{alpha:g}_{size}"
+    application, imagenet_alphas = {
+        "v1": (tf.keras.applications.MobileNet, IMAGENET_ALPHAS_V1),
+        "v2": (tf.keras.applications.MobileNetV2, IMAGENET_ALPHAS_V2),
+    }[version]
+    name = f"mobilenet_{version}_{alpha:g}_{size}"
     _check_size(size, channels, weights, name)
-    if weights == "imagenet" and alpha not in IMAGENET_ALPHAS_V2:
-        raise UserError(f"{name}: ImageNet weights exist for alpha {IMAGENET_ALPHAS_V2}")
+    if weights == "imagenet" and alpha not in imagenet_alphas:
+        raise UserError(f"{name}: ImageNet weights exist for alpha {imagenet_alphas}")
     base = _load_backbone(
-        tf.keras.applications.MobileNetV2,
+        application,
         name,
         input_shape=(size, size, channels),
         alpha=alpha,
