@@ -35,7 +35,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from micropeft.errors import UserError
+from micropeft.files import write_atomic
 from micropeft.report import RESULTS_SCHEMA, optimizer_text
 
 # ---------------------------------------------------------------------------
@@ -343,21 +343,6 @@ def quick_config(**overrides: Any) -> BenchConfig:
 # Results file: atomic, incremental, resumable
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide results from other users
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 CSV_FIELDS = [
     "key",
     "task",
@@ -435,8 +420,8 @@ class ResultsStore:
         return self.data["methods"].get(name, {})
 
     def save(self) -> None:
-        _write_atomic(self.path, (json.dumps(self.data, indent=1) + "\n").encode())
-        _write_atomic(self.csv_path, self._csv().encode())
+        write_atomic(self.path, (json.dumps(self.data, indent=1) + "\n").encode())
+        write_atomic(self.csv_path, self._csv().encode())
 
     def _csv(self) -> str:
         buffer = io.StringIO()
@@ -615,8 +600,8 @@ def _pretrained_target_model(task: TaskSpec, cfg: BenchConfig, cache_dir: Path) 
             target, datasets.to_model_range(rep, tuple(meta["input_range"]))
         )
         meta = {k: meta[k] for k in ("dataset", "test_accuracy", "input_range", "classes")}
-        _write_atomic(model_file, model)
-        _write_atomic(meta_file, json.dumps(meta).encode())
+        write_atomic(model_file, model)
+        write_atomic(meta_file, json.dumps(meta).encode())
     source_setup = (
         f"{task.arch} alpha {task.alpha:g}, {task.size}x{task.size}x{task.channels}, "
         f"pretrained from random initialisation on {meta['dataset']} "
@@ -683,7 +668,7 @@ def prefix_activations(
     arrays["test_logits"] = logits.reshape(len(data.x_test), -1)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    _write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
     return PrefixCache(
         {t: arrays[f"train_{t}"] for t in tensors},
         {t: arrays[f"test_{t}"] for t in tensors},
@@ -727,7 +712,7 @@ def method_costs(prepared: PreparedMethod, model: bytes, artifacts: Path) -> dic
     blob = laid.to_bytes()
     plan_file = artifacts / prepared.spec.name / "plan.bin"
     if not plan_file.is_file() or plan_file.read_bytes() != blob:
-        _write_atomic(plan_file, blob)
+        write_atomic(plan_file, blob)
     return {
         "plan_file": str(plan_file.relative_to(artifacts.parent)),
         "label": prepared.spec.label,
@@ -875,7 +860,7 @@ def measure_m4(
     for name, array in (("m4_samples.npy", samples), ("m4_labels.npy", labels)):
         buffer = io.BytesIO()
         np.save(buffer, array)
-        _write_atomic(folder / name, buffer.getvalue())
+        write_atomic(folder / name, buffer.getvalue())
     cost = cm4.measure_training(
         model,
         laid.to_bytes(),
@@ -990,7 +975,7 @@ def run_bench(cfg: BenchConfig, out_dir: Path, report: bool = True, progress: bo
     graph = tflite_graph.graph_from_tflite(data.model)
     model_file = artifacts / "model.tflite"
     if not model_file.is_file() or model_file.read_bytes() != data.model:
-        _write_atomic(model_file, data.model)
+        write_atomic(model_file, data.model)
     store.data["setup"]["model_file"] = str(model_file.relative_to(out_dir))
     prepared = {name: prepare_method(METHODS[name], graph, data.model) for name in cfg.methods}
     split_tensors = sorted({p.input_tensor for p in prepared.values()})

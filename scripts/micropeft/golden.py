@@ -26,8 +26,6 @@ include/peft/peft_kernels.h (TFLite's). TensorFlow is imported inside functions.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from micropeft.errors import UserError
+from micropeft.files import write_atomic
 
 DEFAULT_SEED = 20240601
 KERNELS_HEADER = Path("tests/kernels/src/golden_kernels.h")
@@ -97,14 +96,6 @@ def _c_float(v: float) -> str:
     if "." not in mantissa:
         mantissa += ".0"
     return f"{mantissa}e{exponent}f"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 # ---- Kernels -------------------------------------------------------------------------------
@@ -540,10 +531,9 @@ def write_all(repo: Path, seed: int) -> list[Path]:
         raise UserError(f"{repo} has no tests/ folder: pass the repository root with --repo")
     written = []
     for rel, make in ((KERNELS_HEADER, kernels_header), (TFLM_HEADER, tflm_header)):
-        _write_atomic(repo / rel, make(seed))
+        write_atomic(repo / rel, make(seed))
         written.append(repo / rel)
     demo = demo_images(seed)
-    from micropeft.pack import write_atomic
 
     # pack's overlay, with a first line that names this generator.
     overlay = "\n".join(

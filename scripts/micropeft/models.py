@@ -283,7 +283,7 @@ def pretrained(cfg: PretrainConfig, use_cache: bool = True, verbose: int = 1) ->
     tmp = folder / f".model-{np.random.default_rng().integers(1 << 30)}.keras"
     model.save(tmp)
     tmp.replace(model_file)
-    from micropeft.pack import write_atomic
+    from micropeft.files import write_atomic
 
     write_atomic(meta_file, json.dumps(meta, indent=2))
     return model, meta

@@ -12,12 +12,9 @@ Each partition starts on an erase page and is rounded up to whole pages.
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 from micropeft.boards import Board
 from micropeft.errors import UserError
@@ -31,25 +28,6 @@ _ALIGN = 16
 _MODEL_HEADER = struct.Struct("<4sHHII" + "IIII" + "I" + "28x")
 PARTITION_NAMES = ("peft_model", "peft_dataset", "peft_state0", "peft_state1")
 STATE_HEADER_SIZE = 48  # PEFT_STATE_HEADER_SIZE in include/peft/peft_state.h
-
-
-def write_atomic(path: str | Path, data: bytes | str) -> None:
-    """Write a file through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        # mkstemp creates 0600; give the file the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _align(n: int, a: int) -> int:

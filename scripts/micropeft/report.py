@@ -15,8 +15,6 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from micropeft.errors import UserError
+from micropeft.files import write_atomic
 
 RESULTS_SCHEMA = 1
 
@@ -318,7 +317,7 @@ def render_markdown(blocks: Sequence[Block], image_dir: Path, image_prefix: str)
                 lines.append(f"\n*{block.caption}*")
             out.append("\n".join(lines) + "\n")
         elif isinstance(block, Figure):
-            _write_atomic(image_dir / f"{block.name}.png", block.png)
+            write_atomic(image_dir / f"{block.name}.png", block.png)
             out.append(
                 f"![{block.caption}]({image_prefix}/{block.name}.png)\n\n*{block.caption}*\n"
             )
@@ -862,21 +861,6 @@ def build_document(results: dict[str, Any]) -> list[Block]:
     return blocks
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide results from other users
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(results_path: Path, out_dir: Path | None = None) -> tuple[Path, Path]:
     """Write report.md (+ report_files/*.png) and report.html into `out_dir`."""
     results = load_results(results_path)
@@ -885,6 +869,6 @@ def write_report(results_path: Path, out_dir: Path | None = None) -> tuple[Path,
     md = render_markdown(blocks, out_dir / "report_files", "report_files")
     page = render_html(blocks, "micropeft benchmark report")
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    _write_atomic(md_path, md.encode())
-    _write_atomic(html_path, page.encode())
+    write_atomic(md_path, md.encode())
+    write_atomic(html_path, page.encode())
     return md_path, html_path

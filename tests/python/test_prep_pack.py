@@ -15,6 +15,7 @@ from intelhex import IntelHex
 
 from micropeft import boards, pack
 from micropeft.errors import UserError
+from micropeft.files import write_atomic
 
 REG = re.compile(
     r"(\w+): partition@([0-9a-f]+) \{\s*label = \"(\w+)\";\s*reg = <(0x[0-9a-f]+) (0x[0-9a-f]+)>;"
@@ -109,10 +110,10 @@ def test_state_size_mirrors_the_runtime_formula():
 
 def test_write_atomic_leaves_no_partial_file(tmp_path):
     target = tmp_path / "sub" / "f.bin"
-    pack.write_atomic(target, b"abc")
+    write_atomic(target, b"abc")
     assert target.read_bytes() == b"abc"
 
     with pytest.raises(TypeError):
-        pack.write_atomic(tmp_path / "g.bin", 12345)  # type: ignore[arg-type]
+        write_atomic(tmp_path / "g.bin", 12345)  # type: ignore[arg-type]
     assert not (tmp_path / "g.bin").exists()
     assert [p.name for p in (tmp_path).iterdir()] == ["sub"]

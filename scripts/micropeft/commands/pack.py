@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from micropeft.errors import UserError
+from micropeft.files import write_atomic
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -88,11 +89,11 @@ def run(args: argparse.Namespace) -> int:
     parts = pack.layout(board, images, state, firmware)
     out = Path(args.out)
     for p in parts:
-        pack.write_atomic(out / f"{p.label}.bin", p.data)
-    pack.write_atomic(out / "partitions.hex", pack.intel_hex(board, parts))
-    pack.write_atomic(out / f"{board.name}.overlay", pack.overlay(board, parts, firmware))
+        write_atomic(out / f"{p.label}.bin", p.data)
+    write_atomic(out / "partitions.hex", pack.intel_hex(board, parts))
+    write_atomic(out / f"{board.name}.overlay", pack.overlay(board, parts, firmware))
     if board.name == "native_sim":
-        pack.write_atomic(out / "flash.bin", pack.flash_image(board, parts))
+        write_atomic(out / "flash.bin", pack.flash_image(board, parts))
     used = parts[-1].offset + parts[-1].size
     meta = {
         "board": board.name,
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             for p in parts
         ],
     }
-    pack.write_atomic(out / "pack.json", json.dumps(meta, indent=2) + "\n")
+    write_atomic(out / "pack.json", json.dumps(meta, indent=2) + "\n")
     print(f"{board.name}: flash {board.flash_size // 1024} KiB, firmware {firmware // 1024} KiB")
     for p in parts:
         print(

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from micropeft.errors import UserError
+from micropeft.files import write_atomic
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,7 +56,7 @@ def _input_range(args: argparse.Namespace, model_path: Path) -> tuple[float, flo
 
 
 def run(args: argparse.Namespace) -> int:
-    from micropeft import datasets, pack, tflite_graph
+    from micropeft import datasets, tflite_graph
 
     model_path = Path(args.model)
     if not model_path.is_file():
@@ -89,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "bytes": len(blob),
     }
-    pack.write_atomic(out / "dataset.bin", blob)
-    pack.write_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
+    write_atomic(out / "dataset.bin", blob)
+    write_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
     print(
         f"wrote {out}/dataset.bin: {data.name}, {n} train + {len(test)} test samples of "
         f"{'x'.join(map(str, info.shape))}, {classes} classes, {len(blob):,d} bytes"

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from micropeft.errors import UserError
+from micropeft.files import write_atomic
 
 ARCHS = ("mobilenet_v1", "mobilenet_v2", "tiny_cnn")
 
@@ -228,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads
-    from micropeft import config, pack
+    from micropeft import config
 
     cfg = config.config_from_args(args)
     out = Path(args.out)
@@ -256,9 +257,9 @@ def run(args: argparse.Namespace) -> int:
             "fewer --target-modules, a later split, or a smaller --size"
         )
     summary["ram_budget"] = budget
-    pack.write_atomic(out / "full.tflite", prepared.full_model)
-    pack.write_atomic(out / "model.tflite", prepared.device_model)
-    pack.write_atomic(out / "plan.bin", prepared.plan.to_bytes())
-    pack.write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    write_atomic(out / "full.tflite", prepared.full_model)
+    write_atomic(out / "model.tflite", prepared.device_model)
+    write_atomic(out / "plan.bin", prepared.plan.to_bytes())
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     print(f"wrote {out}/model.tflite, full.tflite, plan.bin, summary.json")
     return 0
