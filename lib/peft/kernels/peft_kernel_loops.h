@@ -173,4 +173,18 @@ static inline peft_fc_params peft_conv_pointwise_fc(const peft_conv_params *p)
 	return (peft_fc_params){p->out.h * p->out.w, p->in.c, p->out.c};
 }
 
+/* sums[c] += sum over r of x[r * cols + c], rows in order: the bias gradient of
+ * every kernel that adds its bias per output channel (conv, depthwise, fc). */
+static inline void peft_add_column_sums(int32_t rows, int32_t cols, const float *x, float *sums)
+{
+	for (int32_t c = 0; c < cols; c++) {
+		float acc = 0.0f;
+
+		for (int32_t r = 0; r < rows; r++) {
+			acc += x[r * cols + c];
+		}
+		sums[c] += acc;
+	}
+}
+
 #endif /* PEFT_KERNEL_LOOPS_H */

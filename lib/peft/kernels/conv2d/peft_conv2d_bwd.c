@@ -186,15 +186,6 @@ peft_status peft_conv2d_bwd_bias_f32(const peft_dims *out, const float *grad_out
 	if (!peft_dims_ok(out) || grad_out == NULL || grad_bias == NULL) {
 		return PEFT_ERR_ARG;
 	}
-	const int32_t pixels = out->h * out->w;
-
-	for (int32_t oc = 0; oc < out->c; oc++) {
-		float acc = 0.0f;
-
-		for (int32_t i = 0; i < pixels; i++) {
-			acc += grad_out[i * out->c + oc];
-		}
-		grad_bias[oc] += acc;
-	}
+	peft_add_column_sums(out->h * out->w, out->c, grad_out, grad_bias);
 	return PEFT_OK;
 }

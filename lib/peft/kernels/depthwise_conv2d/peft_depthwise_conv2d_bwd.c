@@ -158,15 +158,6 @@ peft_status peft_depthwise_conv2d_bwd_bias_f32(const peft_dims *out, const float
 	if (!peft_dims_ok(out) || grad_out == NULL || grad_bias == NULL) {
 		return PEFT_ERR_ARG;
 	}
-	const int32_t pixels = out->h * out->w;
-
-	for (int32_t c = 0; c < out->c; c++) {
-		float acc = 0.0f;
-
-		for (int32_t i = 0; i < pixels; i++) {
-			acc += grad_out[i * out->c + c];
-		}
-		grad_bias[c] += acc;
-	}
+	peft_add_column_sums(out->h * out->w, out->c, grad_out, grad_bias);
 	return PEFT_OK;
 }

@@ -89,13 +89,6 @@ peft_status peft_fc_bwd_bias_f32(const peft_fc_params *p, const float *grad_out,
 	if (!peft_fc_params_ok(p) || grad_out == NULL || grad_bias == NULL) {
 		return PEFT_ERR_ARG;
 	}
-	for (int32_t o = 0; o < p->out_features; o++) {
-		float acc = 0.0f;
-
-		for (int32_t r = 0; r < p->rows; r++) {
-			acc += grad_out[r * p->out_features + o];
-		}
-		grad_bias[o] += acc;
-	}
+	peft_add_column_sums(p->rows, p->out_features, grad_out, grad_bias);
 	return PEFT_OK;
 }
