@@ -43,6 +43,18 @@ typedef enum {
 	PEFT_CACHE_S8 = 1, /**< int8 with each tensor's TFLite quantization. */
 } peft_cache_dtype;
 
+/** The parameter arrays a layer can have; the plan stores buffer offsets for
+ * each (peft_trainer_param_info() reports them). */
+typedef enum {
+	PEFT_PARAM_WEIGHT = 0,
+	PEFT_PARAM_BIAS = 1,
+	PEFT_PARAM_GAMMA = 2,
+	PEFT_PARAM_BETA = 3,
+	PEFT_PARAM_LORA_A = 4,
+	PEFT_PARAM_LORA_B = 5,
+	PEFT_PARAM_KIND_COUNT = 6, /**< Number of kinds, not a kind. */
+} peft_param_kind;
+
 /** How the training arena splits (bytes; each part a multiple of 16). */
 typedef struct {
 	size_t cached_activations; /**< Activations kept for backward (+ softmax output). */

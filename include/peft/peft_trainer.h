@@ -29,16 +29,6 @@ extern "C" {
 /** Byte with which peft_trainer_init() fills the arena (high-water mark). */
 #define PEFT_ARENA_CANARY 0xA5u
 
-/** Kinds of trainable arrays (peft_trainer_param_info()). */
-typedef enum {
-	PEFT_PARAM_WEIGHT = 0,
-	PEFT_PARAM_BIAS = 1,
-	PEFT_PARAM_GAMMA = 2,
-	PEFT_PARAM_BETA = 3,
-	PEFT_PARAM_LORA_A = 4,
-	PEFT_PARAM_LORA_B = 5,
-} peft_param_kind;
-
 /** A trainer. Caller-owned; filled by peft_trainer_init(). */
 typedef struct {
 	const peft_plan *plan;

@@ -20,8 +20,8 @@
 typedef struct {
 	const peft_layer_info *info;
 	uint32_t seed;                /* plan seed (LoRA initialisation) */
-	float *param[PEFT_P_COUNT];
-	float *grad[PEFT_P_COUNT];   /* NULL in inference */
+	float *param[PEFT_PARAM_KIND_COUNT];
+	float *grad[PEFT_PARAM_KIND_COUNT];   /* NULL in inference */
 	const float *x;               /* the layer's input values */
 	float *lin;                   /* linear output (+ bias), rows x out_features */
 	float *out;                   /* output before the fused activation */
@@ -38,7 +38,7 @@ typedef peft_status (*peft_method_hook)(peft_layer_ctx *ctx);
 typedef struct {
 	uint16_t flag;      /* graph.Method bit */
 	const char *name;
-	uint8_t trains;     /* bit (1 << PEFT_P_*) for each array the method trains */
+	uint8_t trains;     /* bit (1 << peft_param_kind) for each array the method trains */
 	peft_method_hook init;        /* initialise the method's own arrays */
 	peft_method_hook fwd_affine;  /* ctx->out from ctx->lin; NULL: out is lin */
 	peft_method_hook fwd_adapter; /* add a side branch of ctx->x to ctx->out */

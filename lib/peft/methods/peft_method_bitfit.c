@@ -6,5 +6,5 @@
 const peft_method peft_method_bitfit = {
 	.flag = PEFT_METHOD_BITFIT,
 	.name = "bitfit",
-	.trains = (1u << PEFT_P_BIAS),
+	.trains = (1u << PEFT_PARAM_BIAS),
 };

@@ -6,5 +6,5 @@
 const peft_method peft_method_full = {
 	.flag = PEFT_METHOD_FULL,
 	.name = "full",
-	.trains = (1u << PEFT_P_WEIGHT) | (1u << PEFT_P_BIAS),
+	.trains = (1u << PEFT_PARAM_WEIGHT) | (1u << PEFT_PARAM_BIAS),
 };

@@ -6,5 +6,5 @@
 const peft_method peft_method_last_layer = {
 	.flag = PEFT_METHOD_LAST_LAYER,
 	.name = "last_layer",
-	.trains = (1u << PEFT_P_WEIGHT) | (1u << PEFT_P_BIAS),
+	.trains = (1u << PEFT_PARAM_WEIGHT) | (1u << PEFT_PARAM_BIAS),
 };

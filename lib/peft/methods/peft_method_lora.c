@@ -22,16 +22,16 @@ static peft_status lora_init(peft_layer_ctx *ctx)
 	uint32_t x = (ctx->seed ^ (0x9E3779B9u * ((uint32_t)L->rec.graph_layer + 1u))) | 1u;
 	const float bound = 1.0f / sqrtf((float)L->in_features);
 
-	for (int32_t i = 0; i < L->counts[PEFT_P_LORA_A]; i++) {
+	for (int32_t i = 0; i < L->counts[PEFT_PARAM_LORA_A]; i++) {
 		x ^= x << 13;
 		x ^= x >> 17;
 		x ^= x << 5;
 		const float u = (float)(x >> 8) * (1.0f / 16777216.0f);
 
-		ctx->param[PEFT_P_LORA_A][i] = bound * (2.0f * u - 1.0f);
+		ctx->param[PEFT_PARAM_LORA_A][i] = bound * (2.0f * u - 1.0f);
 	}
-	for (int32_t i = 0; i < L->counts[PEFT_P_LORA_B]; i++) {
-		ctx->param[PEFT_P_LORA_B][i] = 0.0f;
+	for (int32_t i = 0; i < L->counts[PEFT_PARAM_LORA_B]; i++) {
+		ctx->param[PEFT_PARAM_LORA_B][i] = 0.0f;
 	}
 	return PEFT_OK;
 }
@@ -54,13 +54,13 @@ static peft_status lora_fwd(peft_layer_ctx *ctx)
 	const int32_t r = L->rec.lora_rank;
 	const peft_fc_params down = {L->rows, L->in_features, r};
 	const peft_fc_params up = {L->rows, r, L->out_features};
-	peft_status st = peft_fc_fwd_f32(&down, ctx->x, ctx->param[PEFT_P_LORA_A], NULL, ctx->u);
+	peft_status st = peft_fc_fwd_f32(&down, ctx->x, ctx->param[PEFT_PARAM_LORA_A], NULL, ctx->u);
 
 	if (st != PEFT_OK) {
 		return st;
 	}
 	scale_in_place(L->rows * r, lora_scale(L), ctx->u);
-	st = peft_fc_fwd_f32(&up, ctx->u, ctx->param[PEFT_P_LORA_B], NULL, ctx->tmp_a);
+	st = peft_fc_fwd_f32(&up, ctx->u, ctx->param[PEFT_PARAM_LORA_B], NULL, ctx->tmp_a);
 	if (st != PEFT_OK) {
 		return st;
 	}
@@ -74,28 +74,28 @@ static peft_status lora_bwd(peft_layer_ctx *ctx)
 	const peft_fc_params down = {L->rows, L->in_features, r};
 	const peft_fc_params up = {L->rows, r, L->out_features};
 	float *du = ctx->tmp_b;
-	peft_status st = peft_fc_bwd_weight_f32(&up, ctx->u, ctx->g_out, ctx->grad[PEFT_P_LORA_B]);
+	peft_status st = peft_fc_bwd_weight_f32(&up, ctx->u, ctx->g_out, ctx->grad[PEFT_PARAM_LORA_B]);
 
 	if (st != PEFT_OK) {
 		return st;
 	}
-	st = peft_fc_bwd_input_f32(&up, ctx->param[PEFT_P_LORA_B], ctx->g_out, du, false);
+	st = peft_fc_bwd_input_f32(&up, ctx->param[PEFT_PARAM_LORA_B], ctx->g_out, du, false);
 	if (st != PEFT_OK) {
 		return st;
 	}
 	scale_in_place(L->rows * r, lora_scale(L), du);
-	st = peft_fc_bwd_weight_f32(&down, ctx->x, du, ctx->grad[PEFT_P_LORA_A]);
+	st = peft_fc_bwd_weight_f32(&down, ctx->x, du, ctx->grad[PEFT_PARAM_LORA_A]);
 	if (st != PEFT_OK || ctx->grad_in == NULL) {
 		return st;
 	}
 	/* The frozen path wrote grad_in first, so the adapter adds to it. */
-	return peft_fc_bwd_input_f32(&down, ctx->param[PEFT_P_LORA_A], du, ctx->grad_in, true);
+	return peft_fc_bwd_input_f32(&down, ctx->param[PEFT_PARAM_LORA_A], du, ctx->grad_in, true);
 }
 
 const peft_method peft_method_lora = {
 	.flag = PEFT_METHOD_LORA,
 	.name = "lora",
-	.trains = (1u << PEFT_P_LORA_A) | (1u << PEFT_P_LORA_B),
+	.trains = (1u << PEFT_PARAM_LORA_A) | (1u << PEFT_PARAM_LORA_B),
 	.init = lora_init,
 	.fwd_adapter = lora_fwd,
 	.bwd_adapter = lora_bwd,

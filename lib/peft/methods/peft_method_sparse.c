@@ -6,5 +6,5 @@
 const peft_method peft_method_sparse = {
 	.flag = PEFT_METHOD_SPARSE,
 	.name = "sparse",
-	.trains = (1u << PEFT_P_WEIGHT) | (1u << PEFT_P_BIAS),
+	.trains = (1u << PEFT_PARAM_WEIGHT) | (1u << PEFT_PARAM_BIAS),
 };

@@ -45,9 +45,6 @@ enum {
 	PEFT_METHOD_ALL = 63,
 };
 
-/* Index of each parameter array of a layer (peft_param_kind). */
-enum { PEFT_P_WEIGHT, PEFT_P_BIAS, PEFT_P_GAMMA, PEFT_P_BETA, PEFT_P_LORA_A, PEFT_P_LORA_B, PEFT_P_COUNT };
-
 /* Train scratch items and infer scratch items of a layer record. */
 enum { PEFT_S_IN0, PEFT_S_IN1, PEFT_S_OUT, PEFT_S_TMP_A, PEFT_S_TMP_B, PEFT_S_TRAIN_COUNT };
 enum { PEFT_SI_LIN, PEFT_SI_TMP_A, PEFT_SI_TMP_B, PEFT_S_INFER_COUNT };
@@ -87,10 +84,10 @@ typedef struct {
 	peft_ref_rec weights;
 	peft_ref_rec bias;
 	uint32_t reserved;
-	uint32_t param[PEFT_P_COUNT];
-	uint32_t grad[PEFT_P_COUNT];
-	uint32_t opt_m[PEFT_P_COUNT];
-	uint32_t opt_v[PEFT_P_COUNT];
+	uint32_t param[PEFT_PARAM_KIND_COUNT];
+	uint32_t grad[PEFT_PARAM_KIND_COUNT];
+	uint32_t opt_m[PEFT_PARAM_KIND_COUNT];
+	uint32_t opt_v[PEFT_PARAM_KIND_COUNT];
 	uint32_t cache_z;
 	uint32_t cache_u;
 	uint32_t scratch_train[PEFT_S_TRAIN_COUNT];
@@ -108,9 +105,9 @@ typedef struct {
 	int32_t rows;         /* FC / LoRA rows */
 	int32_t in_features;  /* FC input features, conv input channels */
 	int32_t out_features; /* output channels */
-	int32_t counts[PEFT_P_COUNT];     /* floats per array (0: absent) */
-	bool present[PEFT_P_COUNT];       /* has a parameter buffer */
-	bool trainable[PEFT_P_COUNT];     /* has a gradient */
+	int32_t counts[PEFT_PARAM_KIND_COUNT];     /* floats per array (0: absent) */
+	bool present[PEFT_PARAM_KIND_COUNT];       /* has a parameter buffer */
+	bool trainable[PEFT_PARAM_KIND_COUNT];     /* has a gradient */
 	bool runs_backward;
 	bool backward_input[2];
 	bool needs_input_values;  /* input kept for backward (weight / LoRA A gradients) */

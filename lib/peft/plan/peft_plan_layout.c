@@ -103,7 +103,7 @@ static peft_status check_params_grads_opt(const peft_plan *plan, uint64_t *off)
 
 	for (int32_t k = 0; k < plan->num_layers; k++) {
 		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
-		for (int p = 0; p < PEFT_P_COUNT; p++) {
+		for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
 			if (L.present[p]) {
 				EXPECT(L.rec.param[p], *off);
 				*off += al(4u * (uint64_t)L.counts[p]);
@@ -117,7 +117,7 @@ static peft_status check_params_grads_opt(const peft_plan *plan, uint64_t *off)
 
 	for (int32_t k = 0; k < plan->num_layers; k++) {
 		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
-		for (int p = 0; p < PEFT_P_COUNT; p++) {
+		for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
 			if (L.trainable[p]) {
 				EXPECT(L.rec.grad[p], *off);
 				*off += al(4u * (uint64_t)L.counts[p]);
@@ -131,7 +131,7 @@ static peft_status check_params_grads_opt(const peft_plan *plan, uint64_t *off)
 
 	for (int32_t k = 0; k < plan->num_layers; k++) {
 		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
-		for (int p = 0; p < PEFT_P_COUNT; p++) {
+		for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
 			if (L.trainable[p] && states >= 1) {
 				EXPECT(L.rec.opt_m[p], *off);
 				*off += al(4u * (uint64_t)L.counts[p]);
@@ -177,13 +177,13 @@ static peft_status check_cache(const peft_plan *plan, uint64_t *off)
 	PEFT_TRY(check_cached_tensor(plan, 0, off));
 	for (int32_t k = 0; k < plan->num_layers; k++) {
 		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
-		if (L.present[PEFT_P_GAMMA]) {
+		if (L.present[PEFT_PARAM_GAMMA]) {
 			EXPECT(L.rec.cache_z, *off);
 			*off += al(4u * (uint64_t)L.out_size);
 		} else {
 			EXPECT(L.rec.cache_z, PEFT_NONE);
 		}
-		if (L.present[PEFT_P_LORA_A]) {
+		if (L.present[PEFT_PARAM_LORA_A]) {
 			EXPECT(L.rec.cache_u, *off);
 			*off += al(4u * (uint64_t)L.rows * L.rec.lora_rank);
 		} else {
@@ -298,7 +298,7 @@ static peft_status check_train_scratch(const peft_plan *plan, uint64_t start, ui
 	for (int32_t k = 0; k < plan->num_layers; k++) {
 		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 		uint64_t sizes[PEFT_S_TRAIN_COUNT] = {0};
-		const bool lora = L.present[PEFT_P_LORA_A];
+		const bool lora = L.present[PEFT_PARAM_LORA_A];
 
 		if (s8 && is_cached(plan, L.rec.input[0])) {
 			sizes[PEFT_S_IN0] = 4u * (uint64_t)L.in_size[0];
@@ -309,7 +309,7 @@ static peft_status check_train_scratch(const peft_plan *plan, uint64_t start, ui
 		if (s8 && is_cached(plan, L.rec.output)) {
 			sizes[PEFT_S_OUT] = 4u * (uint64_t)L.out_size;
 		}
-		if (lora || L.present[PEFT_P_GAMMA]) {
+		if (lora || L.present[PEFT_PARAM_GAMMA]) {
 			sizes[PEFT_S_TMP_A] = 4u * (uint64_t)L.out_size;
 		}
 		if (lora) {
@@ -370,9 +370,9 @@ static peft_status check_infer(const peft_plan *plan)
 
 	for (int32_t k = 0; k < plan->num_layers; k++) {
 		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
-		const bool lora = L.present[PEFT_P_LORA_A];
+		const bool lora = L.present[PEFT_PARAM_LORA_A];
 		const uint64_t sizes[PEFT_S_INFER_COUNT] = {
-			L.present[PEFT_P_GAMMA] ? 4u * (uint64_t)L.out_size : 0u,
+			L.present[PEFT_PARAM_GAMMA] ? 4u * (uint64_t)L.out_size : 0u,
 			lora ? 4u * (uint64_t)L.out_size : 0u,
 			lora ? 4u * (uint64_t)L.rows * L.rec.lora_rank : 0u,
 		};

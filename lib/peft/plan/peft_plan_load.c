@@ -86,7 +86,7 @@ void peft_plan_read_layer(const peft_plan *plan, int32_t i, peft_layer_rec *out)
 	rd_ref(p + 44, &out->weights);
 	rd_ref(p + 60, &out->bias);
 	out->reserved = rd32(p + 76);
-	for (int k = 0; k < PEFT_P_COUNT; k++) {
+	for (int k = 0; k < PEFT_PARAM_KIND_COUNT; k++) {
 		out->param[k] = rd32(p + 80 + 4 * k);
 		out->grad[k] = rd32(p + 104 + 4 * k);
 		out->opt_m[k] = rd32(p + 128 + 4 * k);
@@ -318,21 +318,21 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	}
 	const int32_t rank = (r->methods & PEFT_METHOD_LORA) ? r->lora_rank : 0;
 
-	out->counts[PEFT_P_WEIGHT] = (int32_t)r->weights.count;
-	out->counts[PEFT_P_BIAS] = (int32_t)r->bias.count;
-	out->counts[PEFT_P_GAMMA] = (r->methods & PEFT_METHOD_SCALE_SHIFT) ? out->out_features : 0;
-	out->counts[PEFT_P_BETA] = out->counts[PEFT_P_GAMMA];
-	out->counts[PEFT_P_LORA_A] = rank * out->in_features;
-	out->counts[PEFT_P_LORA_B] = out->out_features * rank;
-	for (int k = 0; k < PEFT_P_COUNT; k++) {
+	out->counts[PEFT_PARAM_WEIGHT] = (int32_t)r->weights.count;
+	out->counts[PEFT_PARAM_BIAS] = (int32_t)r->bias.count;
+	out->counts[PEFT_PARAM_GAMMA] = (r->methods & PEFT_METHOD_SCALE_SHIFT) ? out->out_features : 0;
+	out->counts[PEFT_PARAM_BETA] = out->counts[PEFT_PARAM_GAMMA];
+	out->counts[PEFT_PARAM_LORA_A] = rank * out->in_features;
+	out->counts[PEFT_PARAM_LORA_B] = out->out_features * rank;
+	for (int k = 0; k < PEFT_PARAM_KIND_COUNT; k++) {
 		out->trainable[k] = (trains & (1u << k)) != 0 && out->counts[k] > 0;
 		out->present[k] = out->trainable[k];
 	}
 	/* Frozen biases are dequantised into the parameters too. */
-	out->present[PEFT_P_BIAS] = r->bias.count > 0;
+	out->present[PEFT_PARAM_BIAS] = r->bias.count > 0;
 	peft_plan_read_tensor(plan, r->output, &t);
 	out->runs_backward = t.needs_grad != 0;
-	out->needs_input_values = out->trainable[PEFT_P_WEIGHT] || out->trainable[PEFT_P_LORA_A];
+	out->needs_input_values = out->trainable[PEFT_PARAM_WEIGHT] || out->trainable[PEFT_PARAM_LORA_A];
 	out->needs_output_values = out->runs_backward && r->activation != PEFT_ACT_NONE;
 	return PEFT_OK;
 }
@@ -549,7 +549,7 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 		if (st != PEFT_OK) {
 			return st;
 		}
-		for (int p = 0; p < PEFT_P_COUNT; p++) {
+		for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
 			if (L.trainable[p]) {
 				any = true;
 				trainable += (uint64_t)L.counts[p];

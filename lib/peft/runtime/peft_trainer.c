@@ -42,7 +42,7 @@ static void bind_params(const peft_trainer *t, const peft_layer_info *L, peft_la
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->info = L;
 	ctx->seed = t->plan->seed;
-	for (int p = 0; p < PEFT_P_COUNT; p++) {
+	for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
 		ctx->param[p] = peft_arena_f32(t, L->rec.param[p]);
 		ctx->grad[p] = t->mode == PEFT_MODE_TRAIN ? peft_arena_f32(t, L->rec.grad[p]) : NULL;
 	}
@@ -62,7 +62,7 @@ static void load_weights(const peft_trainer *t, const peft_layer_info *L, peft_l
 	const peft_plan *plan = t->plan;
 	const peft_layer_rec *r = &L->rec;
 
-	if (ctx->param[PEFT_P_WEIGHT] != NULL) {
+	if (ctx->param[PEFT_PARAM_WEIGHT] != NULL) {
 		const int8_t *q = (const int8_t *)(plan->model + r->weights.offset);
 		const uint32_t n = r->weights.count;
 		const uint32_t per_channel = n / (uint32_t)L->out_features;
@@ -74,18 +74,18 @@ static void load_weights(const peft_trainer *t, const peft_layer_info *L, peft_l
 						    : i / per_channel;
 			const uint32_t s = r->weights.scale_count == 1u ? 0u : ch;
 
-			ctx->param[PEFT_P_WEIGHT][i] =
+			ctx->param[PEFT_PARAM_WEIGHT][i] =
 				(float)q[i] * model_f32(plan, r->weights.scale_offset, s);
 		}
 	}
-	if (ctx->param[PEFT_P_BIAS] != NULL) {
+	if (ctx->param[PEFT_PARAM_BIAS] != NULL) {
 		for (uint32_t c = 0; c < r->bias.count; c++) {
 			int32_t q;
 
 			memcpy(&q, plan->model + r->bias.offset + 4u * c, sizeof(q));
 			const uint32_t s = r->bias.scale_count == 1u ? 0u : c;
 
-			ctx->param[PEFT_P_BIAS][c] =
+			ctx->param[PEFT_PARAM_BIAS][c] =
 				(float)q * model_f32(plan, r->bias.scale_offset, s);
 		}
 	}
@@ -315,7 +315,7 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 	ctx.x = x0;
 	ctx.out = y;
 	ctx.lin = y;
-	if (L->present[PEFT_P_GAMMA]) {
+	if (L->present[PEFT_PARAM_GAMMA]) {
 		ctx.lin = peft_arena_f32(t, train ? r->cache_z : r->scratch_infer[PEFT_SI_LIN]);
 	}
 	if (train) {
@@ -326,7 +326,7 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 		ctx.u = peft_arena_f32(t, r->scratch_infer[PEFT_SI_TMP_B]);
 		ctx.tmp_a = peft_arena_f32(t, r->scratch_infer[PEFT_SI_TMP_A]);
 	}
-	PEFT_TRY(linear_forward(t, L, x0, x1, ctx.param[PEFT_P_BIAS], ctx.param[PEFT_P_WEIGHT],
+	PEFT_TRY(linear_forward(t, L, x0, x1, ctx.param[PEFT_PARAM_BIAS], ctx.param[PEFT_PARAM_WEIGHT],
 			   ctx.lin));
 	for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
 		const peft_method *m = method_at(L, bit);
@@ -432,9 +432,9 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 	const peft_conv_params cp = conv_params(L);
 	const peft_fc_params fp = fc_params(L);
 	const peft_weights_s8 w8 = frozen_weights(plan, L);
-	const float *w = ctx.param[PEFT_P_WEIGHT];
-	float *gw = ctx.grad[PEFT_P_WEIGHT];
-	float *gb = ctx.grad[PEFT_P_BIAS];
+	const float *w = ctx.param[PEFT_PARAM_WEIGHT];
+	float *gw = ctx.grad[PEFT_PARAM_WEIGHT];
+	float *gb = ctx.grad[PEFT_PARAM_BIAS];
 
 	switch (r->op) {
 	case PEFT_OP_CONV_2D:
@@ -689,7 +689,7 @@ peft_status peft_trainer_step(peft_trainer *t)
 		peft_layer_rec r;
 
 		peft_plan_read_layer(plan, k, &r);
-		for (int p = 0; p < PEFT_P_COUNT; p++) {
+		for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
 			if (r.grad[p] == PEFT_NONE) {
 				continue;
 			}
@@ -741,7 +741,7 @@ peft_status peft_trainer_param_count(const peft_trainer *t, int32_t *count)
 		peft_layer_rec r;
 
 		peft_plan_read_layer(t->plan, k, &r);
-		for (int p = 0; p < PEFT_P_COUNT; p++) {
+		for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
 			n += r.grad[p] != PEFT_NONE ? 1 : 0;
 		}
 	}
@@ -760,7 +760,7 @@ peft_status peft_trainer_param_info(const peft_trainer *t, int32_t index, peft_p
 		peft_layer_rec r;
 
 		peft_plan_read_layer(t->plan, k, &r);
-		for (int p = 0; p < PEFT_P_COUNT; p++) {
+		for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
 			if (r.grad[p] == PEFT_NONE || n++ != index) {
 				continue;
 			}

@@ -50,7 +50,7 @@ static void transfer(const peft_trainer *t, uint8_t *blob, bool to_blob, bool wi
 		if (peft_plan_layer_info(plan, k, &L) != PEFT_OK) {
 			return;
 		}
-		for (int p = 0; p < PEFT_P_COUNT; p++) {
+		for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
 			if (!L.trainable[p]) {
 				continue;
 			}
