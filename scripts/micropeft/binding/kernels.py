@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -281,51 +281,141 @@ def _conv_w_shape(p: ConvParams) -> tuple[int, int, int, int]:
     return (p.out.c, p.kernel_h, p.kernel_w, p.in_.c)
 
 
-def conv2d_fwd_s8(
+def _dw_w_shape(p: ConvParams) -> tuple[int, int, int]:
+    return (p.kernel_h, p.kernel_w, p.out.c)
+
+
+# CONV_2D and DEPTHWISE_CONV_2D share their signatures; only the C name (`op`)
+# and the weight layout (`w_shape`) differ.
+WeightShape = Callable[[ConvParams], tuple[int, ...]]
+Scales = np.ndarray | Sequence[float] | float
+
+
+def _window_fwd_s8(
+    op: str,
+    w_shape: WeightShape,
     p: ConvParams,
     x: np.ndarray,
     q: np.ndarray,
-    scales: np.ndarray | Sequence[float] | float,
-    bias: np.ndarray | None = None,
+    scales: Scales,
+    bias: np.ndarray | None,
 ) -> np.ndarray:
-    """CONV_2D with frozen int8 weights q [out_c][kh][kw][in_c] and their scales."""
     x = _f32(x, _shape(p.in_), "x")
-    q = _s8(q, _conv_w_shape(p), "q")
+    # q and s stay referenced while C reads them through w's pointers.
+    q = _s8(q, w_shape(p), "q")
     s = _scales(scales)
+    w = _weights_s8(q, s)
     b = _bias(bias, p.out.c)
     out = np.full(_shape(p.out), np.nan, dtype=np.float32)
-    w = _weights_s8(q, s)
-    _call("peft_conv2d_fwd_s8", ctypes.byref(p), _fp(x), ctypes.byref(w), _fp(b), _fp(out))
+    _call(f"peft_{op}_fwd_s8", ctypes.byref(p), _fp(x), ctypes.byref(w), _fp(b), _fp(out))
     return out
+
+
+def _window_fwd_f32(
+    op: str,
+    w_shape: WeightShape,
+    p: ConvParams,
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None,
+) -> np.ndarray:
+    x = _f32(x, _shape(p.in_), "x")
+    w = _f32(w, w_shape(p), "w")
+    b = _bias(bias, p.out.c)
+    out = np.full(_shape(p.out), np.nan, dtype=np.float32)
+    _call(f"peft_{op}_fwd_f32", ctypes.byref(p), _fp(x), _fp(w), _fp(b), _fp(out))
+    return out
+
+
+def _window_bwd_input_s8(
+    op: str,
+    w_shape: WeightShape,
+    p: ConvParams,
+    q: np.ndarray,
+    scales: Scales,
+    grad_out: np.ndarray,
+    grad_in: np.ndarray | None,
+    accumulate: bool,
+) -> np.ndarray:
+    # q and s stay referenced while C reads them through w's pointers.
+    q = _s8(q, w_shape(p), "q")
+    s = _scales(scales)
+    w = _weights_s8(q, s)
+    g = _f32(grad_out, _shape(p.out), "grad_out")
+    gi = _grad_in(grad_in, _shape(p.in_), accumulate)
+    _call(f"peft_{op}_bwd_input_s8", ctypes.byref(p), ctypes.byref(w), _fp(g), _fp(gi), accumulate)
+    return gi
+
+
+def _window_bwd_input_f32(
+    op: str,
+    w_shape: WeightShape,
+    p: ConvParams,
+    w: np.ndarray,
+    grad_out: np.ndarray,
+    grad_in: np.ndarray | None,
+    accumulate: bool,
+) -> np.ndarray:
+    w = _f32(w, w_shape(p), "w")
+    g = _f32(grad_out, _shape(p.out), "grad_out")
+    gi = _grad_in(grad_in, _shape(p.in_), accumulate)
+    _call(f"peft_{op}_bwd_input_f32", ctypes.byref(p), _fp(w), _fp(g), _fp(gi), accumulate)
+    return gi
+
+
+def _window_bwd_weight_f32(
+    op: str,
+    w_shape: WeightShape,
+    p: ConvParams,
+    x: np.ndarray,
+    grad_out: np.ndarray,
+    grad_w: np.ndarray | None,
+) -> np.ndarray:
+    x = _f32(x, _shape(p.in_), "x")
+    g = _f32(grad_out, _shape(p.out), "grad_out")
+    gw = _inout(grad_w, w_shape(p), "grad_w", 0.0)
+    _call(f"peft_{op}_bwd_weight_f32", ctypes.byref(p), _fp(x), _fp(g), _fp(gw))
+    return gw
+
+
+def _window_bwd_bias_f32(
+    op: str, out_shape: Sequence[int], grad_out: np.ndarray, grad_bias: np.ndarray | None
+) -> np.ndarray:
+    d = dims(out_shape)
+    g = _f32(grad_out, _shape(d), "grad_out")
+    gb = _inout(grad_bias, (d.c,), "grad_bias", 0.0)
+    _call(f"peft_{op}_bwd_bias_f32", ctypes.byref(d), _fp(g), _fp(gb))
+    return gb
+
+
+# ---- CONV_2D: weights [out_c][kh][kw][in_c] ----
+
+
+def conv2d_fwd_s8(
+    p: ConvParams, x: np.ndarray, q: np.ndarray, scales: Scales, bias: np.ndarray | None = None
+) -> np.ndarray:
+    """CONV_2D with frozen int8 weights q and their scales."""
+    return _window_fwd_s8("conv2d", _conv_w_shape, p, x, q, scales, bias)
 
 
 def conv2d_fwd_f32(
     p: ConvParams, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None
 ) -> np.ndarray:
-    """CONV_2D with float weights w [out_c][kh][kw][in_c]."""
-    x = _f32(x, _shape(p.in_), "x")
-    w = _f32(w, _conv_w_shape(p), "w")
-    b = _bias(bias, p.out.c)
-    out = np.full(_shape(p.out), np.nan, dtype=np.float32)
-    _call("peft_conv2d_fwd_f32", ctypes.byref(p), _fp(x), _fp(w), _fp(b), _fp(out))
-    return out
+    """CONV_2D with float weights w."""
+    return _window_fwd_f32("conv2d", _conv_w_shape, p, x, w, bias)
 
 
 def conv2d_bwd_input_s8(
     p: ConvParams,
     q: np.ndarray,
-    scales: np.ndarray | Sequence[float] | float,
+    scales: Scales,
     grad_out: np.ndarray,
     grad_in: np.ndarray | None = None,
     accumulate: bool = False,
 ) -> np.ndarray:
-    q = _s8(q, _conv_w_shape(p), "q")
-    s = _scales(scales)
-    g = _f32(grad_out, _shape(p.out), "grad_out")
-    gi = _grad_in(grad_in, _shape(p.in_), accumulate)
-    w = _weights_s8(q, s)
-    _call("peft_conv2d_bwd_input_s8", ctypes.byref(p), ctypes.byref(w), _fp(g), _fp(gi), accumulate)
-    return gi
+    return _window_bwd_input_s8(
+        "conv2d", _conv_w_shape, p, q, scales, grad_out, grad_in, accumulate
+    )
 
 
 def conv2d_bwd_input_f32(
@@ -335,95 +425,50 @@ def conv2d_bwd_input_f32(
     grad_in: np.ndarray | None = None,
     accumulate: bool = False,
 ) -> np.ndarray:
-    w = _f32(w, _conv_w_shape(p), "w")
-    g = _f32(grad_out, _shape(p.out), "grad_out")
-    gi = _grad_in(grad_in, _shape(p.in_), accumulate)
-    _call("peft_conv2d_bwd_input_f32", ctypes.byref(p), _fp(w), _fp(g), _fp(gi), accumulate)
-    return gi
+    return _window_bwd_input_f32("conv2d", _conv_w_shape, p, w, grad_out, grad_in, accumulate)
 
 
 def conv2d_bwd_weight_f32(
     p: ConvParams, x: np.ndarray, grad_out: np.ndarray, grad_w: np.ndarray | None = None
 ) -> np.ndarray:
     """Adds dL/dw into grad_w (zeros when not given) and returns it."""
-    x = _f32(x, _shape(p.in_), "x")
-    g = _f32(grad_out, _shape(p.out), "grad_out")
-    gw = _inout(grad_w, _conv_w_shape(p), "grad_w", 0.0)
-    _call("peft_conv2d_bwd_weight_f32", ctypes.byref(p), _fp(x), _fp(g), _fp(gw))
-    return gw
+    return _window_bwd_weight_f32("conv2d", _conv_w_shape, p, x, grad_out, grad_w)
 
 
 def conv2d_bwd_bias_f32(
     out_shape: Sequence[int], grad_out: np.ndarray, grad_bias: np.ndarray | None = None
 ) -> np.ndarray:
     """Adds dL/dbias into grad_bias (zeros when not given) and returns it."""
-    d = dims(out_shape)
-    g = _f32(grad_out, _shape(d), "grad_out")
-    gb = _inout(grad_bias, (d.c,), "grad_bias", 0.0)
-    _call("peft_conv2d_bwd_bias_f32", ctypes.byref(d), _fp(g), _fp(gb))
-    return gb
+    return _window_bwd_bias_f32("conv2d", out_shape, grad_out, grad_bias)
 
 
-# ---- DEPTHWISE_CONV_2D ----
-
-
-def _dw_w_shape(p: ConvParams) -> tuple[int, int, int]:
-    return (p.kernel_h, p.kernel_w, p.out.c)
+# ---- DEPTHWISE_CONV_2D: weights [kh][kw][c] ----
 
 
 def depthwise_conv2d_fwd_s8(
-    p: ConvParams,
-    x: np.ndarray,
-    q: np.ndarray,
-    scales: np.ndarray | Sequence[float] | float,
-    bias: np.ndarray | None = None,
+    p: ConvParams, x: np.ndarray, q: np.ndarray, scales: Scales, bias: np.ndarray | None = None
 ) -> np.ndarray:
-    """DEPTHWISE_CONV_2D with frozen int8 weights q [kh][kw][c] and their scales."""
-    x = _f32(x, _shape(p.in_), "x")
-    q = _s8(q, _dw_w_shape(p), "q")
-    s = _scales(scales)
-    b = _bias(bias, p.out.c)
-    out = np.full(_shape(p.out), np.nan, dtype=np.float32)
-    w = _weights_s8(q, s)
-    _call(
-        "peft_depthwise_conv2d_fwd_s8", ctypes.byref(p), _fp(x), ctypes.byref(w), _fp(b), _fp(out)
-    )
-    return out
+    """DEPTHWISE_CONV_2D with frozen int8 weights q and their scales."""
+    return _window_fwd_s8("depthwise_conv2d", _dw_w_shape, p, x, q, scales, bias)
 
 
 def depthwise_conv2d_fwd_f32(
     p: ConvParams, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None
 ) -> np.ndarray:
-    x = _f32(x, _shape(p.in_), "x")
-    w = _f32(w, _dw_w_shape(p), "w")
-    b = _bias(bias, p.out.c)
-    out = np.full(_shape(p.out), np.nan, dtype=np.float32)
-    _call("peft_depthwise_conv2d_fwd_f32", ctypes.byref(p), _fp(x), _fp(w), _fp(b), _fp(out))
-    return out
+    return _window_fwd_f32("depthwise_conv2d", _dw_w_shape, p, x, w, bias)
 
 
 def depthwise_conv2d_bwd_input_s8(
     p: ConvParams,
     q: np.ndarray,
-    scales: np.ndarray | Sequence[float] | float,
+    scales: Scales,
     grad_out: np.ndarray,
     grad_in: np.ndarray | None = None,
     accumulate: bool = False,
 ) -> np.ndarray:
-    q = _s8(q, _dw_w_shape(p), "q")
-    s = _scales(scales)
-    g = _f32(grad_out, _shape(p.out), "grad_out")
-    gi = _grad_in(grad_in, _shape(p.in_), accumulate)
-    w = _weights_s8(q, s)
-    _call(
-        "peft_depthwise_conv2d_bwd_input_s8",
-        ctypes.byref(p),
-        ctypes.byref(w),
-        _fp(g),
-        _fp(gi),
-        accumulate,
+    return _window_bwd_input_s8(
+        "depthwise_conv2d", _dw_w_shape, p, q, scales, grad_out, grad_in, accumulate
     )
-    return gi
 
 
 def depthwise_conv2d_bwd_input_f32(
@@ -433,33 +478,21 @@ def depthwise_conv2d_bwd_input_f32(
     grad_in: np.ndarray | None = None,
     accumulate: bool = False,
 ) -> np.ndarray:
-    w = _f32(w, _dw_w_shape(p), "w")
-    g = _f32(grad_out, _shape(p.out), "grad_out")
-    gi = _grad_in(grad_in, _shape(p.in_), accumulate)
-    _call(
-        "peft_depthwise_conv2d_bwd_input_f32", ctypes.byref(p), _fp(w), _fp(g), _fp(gi), accumulate
+    return _window_bwd_input_f32(
+        "depthwise_conv2d", _dw_w_shape, p, w, grad_out, grad_in, accumulate
     )
-    return gi
 
 
 def depthwise_conv2d_bwd_weight_f32(
     p: ConvParams, x: np.ndarray, grad_out: np.ndarray, grad_w: np.ndarray | None = None
 ) -> np.ndarray:
-    x = _f32(x, _shape(p.in_), "x")
-    g = _f32(grad_out, _shape(p.out), "grad_out")
-    gw = _inout(grad_w, _dw_w_shape(p), "grad_w", 0.0)
-    _call("peft_depthwise_conv2d_bwd_weight_f32", ctypes.byref(p), _fp(x), _fp(g), _fp(gw))
-    return gw
+    return _window_bwd_weight_f32("depthwise_conv2d", _dw_w_shape, p, x, grad_out, grad_w)
 
 
 def depthwise_conv2d_bwd_bias_f32(
     out_shape: Sequence[int], grad_out: np.ndarray, grad_bias: np.ndarray | None = None
 ) -> np.ndarray:
-    d = dims(out_shape)
-    g = _f32(grad_out, _shape(d), "grad_out")
-    gb = _inout(grad_bias, (d.c,), "grad_bias", 0.0)
-    _call("peft_depthwise_conv2d_bwd_bias_f32", ctypes.byref(d), _fp(g), _fp(gb))
-    return gb
+    return _window_bwd_bias_f32("depthwise_conv2d", out_shape, grad_out, grad_bias)
 
 
 # ---- FULLY_CONNECTED ----
