@@ -22,36 +22,27 @@ allocated by liveness, lowest free slot first.
 from __future__ import annotations
 
 import math
-import struct
 import zlib
 from dataclasses import dataclass, field
 
+from micropeft import formats
 from micropeft.errors import UserError
-from micropeft.graph import Activation, Graph, Layer, Method, Op, TensorInfo
+from micropeft.graph import Activation, ArrayRef, Graph, Layer, Method, Op, TensorInfo
 
-PLAN_MAGIC = b"PEFP"
-PLAN_VERSION = 1
-HEADER_SIZE = 128
-TENSOR_RECORD_SIZE = 40
-LAYER_RECORD_SIZE = 216
-NONE = 0xFFFFFFFF  # "no buffer" in an offset field
-NO_INPUT = 0xFFFF
-ALIGN = 16
-MAX_SLOTS = 64  # the C allocator tracks slots in a 64-bit mask
-MAX_TENSOR_ELEMENTS = 1 << 24
-MAX_LORA_RANK = 64
+PLAN_VERSION = formats.PLAN.version
+HEADER_SIZE = formats.PLAN_HEADER.size
+TENSOR_RECORD_SIZE = formats.PLAN_TENSOR.size
+LAYER_RECORD_SIZE = formats.PLAN_LAYER.size
+NONE = formats.NONE  # "no buffer" in an offset field
+NO_INPUT = formats.NO_INPUT
+ALIGN = formats.LIMIT["ALIGN"]
+MAX_SLOTS = formats.LIMIT["MAX_SLOTS"]  # the C allocator tracks slots in a 64-bit mask
+MAX_TENSOR_ELEMENTS = formats.LIMIT["MAX_TENSOR_ELEMENTS"]
+MAX_LORA_RANK = formats.LIMIT["MAX_LORA_RANK"]
 
-CACHE_DTYPES = {"f32": 0, "s8": 1}
-OPTIMIZERS = {"sgd": 0, "adam": 1}
-PARAM_KINDS = ("weight", "bias", "gamma", "beta", "lora_a", "lora_b")
+CACHE_DTYPES = {d.name.lower(): int(d) for d in formats.CacheDtype}
+OPTIMIZERS = {o.name.lower(): int(o) for o in formats.Optimizer}
 LINEAR_OPS = (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED)
-
-_HEADER = struct.Struct("<4sHHIIIIHHHHHBBI7fIIIIIIIIIIIIIII")
-_TENSOR = struct.Struct("<iiifiIIIIBBH")
-_LAYER = struct.Struct("<BBHHHHHHHf6i4I4II6I6I6I6III5I3I")
-assert _HEADER.size == HEADER_SIZE
-assert _TENSOR.size == TENSOR_RECORD_SIZE
-assert _LAYER.size == LAYER_RECORD_SIZE
 
 
 def _align(n: int) -> int:
@@ -121,14 +112,14 @@ class PlanLayer:
     backward_inputs: list[bool] = field(default_factory=list)
     needs_input_values: bool = False
     needs_output_values: bool = False
-    params: list[int] = field(default_factory=lambda: [NONE] * 6)
-    grads: list[int] = field(default_factory=lambda: [NONE] * 6)
-    opt_m: list[int] = field(default_factory=lambda: [NONE] * 6)
-    opt_v: list[int] = field(default_factory=lambda: [NONE] * 6)
+    params: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
+    grads: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
+    opt_m: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
+    opt_v: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
     cache_z: int = NONE
     cache_u: int = NONE
-    scratch_train: list[int] = field(default_factory=lambda: [NONE] * 5)
-    scratch_infer: list[int] = field(default_factory=lambda: [NONE] * 3)
+    scratch_train: list[int] = field(default_factory=lambda: [NONE] * len(formats.TrainScratch))
+    scratch_infer: list[int] = field(default_factory=lambda: [NONE] * len(formats.InferScratch))
 
     def param_counts(self) -> list[int]:
         """Float counts of weight, bias, gamma, beta, lora_a, lora_b (0: absent)."""
@@ -270,118 +261,127 @@ class Plan:
         return {"prefix_forward": prefix, "forward": forward, "backward": backward}
 
     def crc(self) -> int:
-        return struct.unpack_from("<I", self.to_bytes(), 12)[0]
+        return formats.BLOB_HEADER.read(self.to_bytes(), "crc")
 
     # ---- blob ----
     def to_bytes(self) -> bytes:
+        """The plan blob (docs/formats.md, "Plan blob"; layouts in micropeft.formats)."""
         r = self.regions
         opt = self.optimizer
         nt, nl = len(self.tensors), len(self.layers)
         total = HEADER_SIZE + nt * TENSOR_RECORD_SIZE + nl * LAYER_RECORD_SIZE
-        body = bytearray()
+        blob = bytearray(total)
+        formats.PLAN.pack_header(
+            blob,
+            total_length=total,
+            model_crc=self.model_crc,
+            model_length=self.model_length,
+            num_tensors=nt,
+            num_layers=nl,
+            input_tensor=0,
+            output_tensor=nt - 1,
+            num_classes=self.num_classes,
+            act_cache=CACHE_DTYPES[self.act_cache],
+            optimizer=OPTIMIZERS[opt.kind],
+            seed=self.seed & 0xFFFFFFFF,
+            lr=opt.lr,
+            momentum=opt.momentum,
+            beta1=opt.beta1,
+            beta2=opt.beta2,
+            eps=opt.eps,
+            weight_decay=opt.weight_decay,
+            clip_norm=opt.clip_norm,
+            slot_size=r["slot_size"],
+            train_region_size=[r[name] for name in _TRAIN_REGION_KEYS],
+            train_size=r["train_size"],
+            infer_region_size=[r[name] for name in _INFER_REGION_KEYS],
+            infer_size=r["infer_size"],
+            probs_offset=r["probs_offset"],
+            trainable_params=self.trainable_parameters,
+            tensor_record_size=TENSOR_RECORD_SIZE,
+            layer_record_size=LAYER_RECORD_SIZE,
+        )
+        pos = HEADER_SIZE
         for t in self.tensors:
             h, w, c = t.info.shape
-            body += _TENSOR.pack(
-                h,
-                w,
-                c,
-                t.info.quant.scale,
-                t.info.quant.zero_point,
-                t.cache_offset,
-                t.fwd_offset,
-                t.grad_offset,
-                t.infer_offset,
-                CACHE_DTYPES[self.act_cache] if t.cached else 0,
-                1 if t.needs_grad else 0,
-                0,
+            formats.PLAN_TENSOR.pack_into(
+                blob,
+                pos,
+                h=h,
+                w=w,
+                c=c,
+                scale=t.info.quant.scale,
+                zero_point=t.info.quant.zero_point,
+                cache_offset=t.cache_offset,
+                fwd_offset=t.fwd_offset,
+                grad_offset=t.grad_offset,
+                infer_offset=t.infer_offset,
+                cache_dtype=CACHE_DTYPES[self.act_cache] if t.cached else 0,
+                needs_grad=1 if t.needs_grad else 0,
             )
+            pos += TENSOR_RECORD_SIZE
         for pl in self.layers:
             lay = pl.layer
-            wref = _ref_fields(lay.weights)
-            bref = _ref_fields(lay.bias)
-            body += _LAYER.pack(
-                int(lay.op),
-                int(lay.activation),
-                int(lay.methods),
-                pl.graph_index,
-                len(pl.inputs),
-                pl.inputs[0],
-                pl.inputs[1] if len(pl.inputs) > 1 else NO_INPUT,
-                pl.output,
-                lay.lora_rank if pl.lora else 0,
-                float(lay.lora_alpha) if pl.lora else 0.0,
-                lay.kernel[0],
-                lay.kernel[1],
-                lay.stride[0],
-                lay.stride[1],
-                lay.pad_top,
-                lay.pad_left,
-                *wref,
-                *bref,
-                0,
-                *pl.params,
-                *pl.grads,
-                *pl.opt_m,
-                *pl.opt_v,
-                pl.cache_z,
-                pl.cache_u,
-                *pl.scratch_train,
-                *pl.scratch_infer,
+            formats.PLAN_LAYER.pack_into(
+                blob,
+                pos,
+                op=int(lay.op),
+                activation=int(lay.activation),
+                methods=int(lay.methods),
+                graph_layer=pl.graph_index,
+                num_inputs=len(pl.inputs),
+                input=[pl.inputs[0], pl.inputs[1] if len(pl.inputs) > 1 else NO_INPUT],
+                output=pl.output,
+                lora_rank=lay.lora_rank if pl.lora else 0,
+                lora_alpha=float(lay.lora_alpha) if pl.lora else 0.0,
+                kernel_h=lay.kernel[0],
+                kernel_w=lay.kernel[1],
+                stride_h=lay.stride[0],
+                stride_w=lay.stride[1],
+                pad_top=lay.pad_top,
+                pad_left=lay.pad_left,
+                weights=_ref_fields(lay.weights),
+                bias=_ref_fields(lay.bias),
+                param=pl.params,
+                grad=pl.grads,
+                opt_m=pl.opt_m,
+                opt_v=pl.opt_v,
+                cache_z=pl.cache_z,
+                cache_u=pl.cache_u,
+                scratch_train=pl.scratch_train,
+                scratch_infer=pl.scratch_infer,
             )
-        head_rest = _HEADER.pack(
-            PLAN_MAGIC,
-            PLAN_VERSION,
-            HEADER_SIZE,
-            total,
-            0,
-            self.model_crc,
-            self.model_length,
-            nt,
-            nl,
-            0,
-            nt - 1,
-            self.num_classes,
-            CACHE_DTYPES[self.act_cache],
-            OPTIMIZERS[opt.kind],
-            self.seed & 0xFFFFFFFF,
-            opt.lr,
-            opt.momentum,
-            opt.beta1,
-            opt.beta2,
-            opt.eps,
-            opt.weight_decay,
-            opt.clip_norm,
-            r["slot_size"],
-            r["params_size"],
-            r["grads_size"],
-            r["opt_size"],
-            r["cache_size"],
-            r["slots_size"],
-            r["scratch_size"],
-            r["train_size"],
-            r["infer_slots_size"],
-            r["infer_scratch_size"],
-            r["infer_size"],
-            r["probs_offset"],
-            self.trainable_parameters,
-            TENSOR_RECORD_SIZE,
-            LAYER_RECORD_SIZE,
-        )
-        blob = bytearray(head_rest) + body
-        assert len(blob) == total
-        crc = zlib.crc32(bytes(blob[16:])) & 0xFFFFFFFF
-        struct.pack_into("<I", blob, 12, crc)
-        return bytes(blob)
+            pos += LAYER_RECORD_SIZE
+        return formats.PLAN.seal(blob)
 
     def parameter_name(self, plan_layer: int, kind: int) -> str:
         """Key of a trainable array, as runtime.Trainer.parameters() uses it."""
-        return f"{self.layers[plan_layer].layer.name}/{PARAM_KINDS[kind]}"
+        return f"{self.layers[plan_layer].layer.name}/{formats.PARAM_KINDS[kind]}"
 
 
-def _ref_fields(ref: object) -> tuple[int, int, int, int]:
+# Plan.regions keys of the header's region sizes, in TrainRegion / InferRegion order.
+_TRAIN_REGION_KEYS = (
+    "params_size",
+    "grads_size",
+    "opt_size",
+    "cache_size",
+    "slots_size",
+    "scratch_size",
+)
+_INFER_REGION_KEYS = ("infer_slots_size", "infer_scratch_size")
+assert len(_TRAIN_REGION_KEYS) == len(formats.TrainRegion)
+assert len(_INFER_REGION_KEYS) == len(formats.InferRegion)
+
+
+def _ref_fields(ref: ArrayRef | None) -> dict[str, int]:
     if ref is None:
-        return (0, 0, 0, 0)
-    return (ref.offset, ref.count, ref.scale_offset, ref.scale_count)
+        return {"offset": 0, "count": 0, "scale_offset": 0, "scale_count": 0}
+    return {
+        "offset": ref.offset,
+        "count": ref.count,
+        "scale_offset": ref.scale_offset,
+        "scale_count": ref.scale_count,
+    }
 
 
 def _layer_macs(g: Graph, lay: Layer) -> int:

@@ -1,53 +1,20 @@
 /* Plan records as the runtime decodes them (private to lib/peft).
  * The byte layout is in docs/formats.md ("Plan blob"); records are copied out
- * of the blob with memcpy, so the blob needs no particular alignment beyond
- * the 4 bytes peft_plan_load() asks for. Little-endian, as every target is. */
+ * of the blob at the offsets of peft/peft_formats.h (peft/peft_bytes.h), so
+ * the blob needs no particular alignment beyond the 4 bytes peft_plan_load()
+ * asks for. */
 #ifndef PEFT_PLAN_INTERNAL_H
 #define PEFT_PLAN_INTERNAL_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "peft/peft_formats.h"
 #include "peft/peft_kernels.h"
 #include "peft/peft_plan.h"
 
-#define PEFT_PLAN_MAGIC 0x50464550u /* "PEFP" */
-#define PEFT_PLAN_HEADER_SIZE 128u
-#define PEFT_PLAN_TENSOR_SIZE 40u
-#define PEFT_PLAN_LAYER_SIZE 216u
-#define PEFT_NONE 0xFFFFFFFFu
-#define PEFT_NO_INPUT 0xFFFFu
-#define PEFT_ALIGN 16u
-#define PEFT_MAX_SLOTS 64
-#define PEFT_MAX_TENSOR_ELEMENTS (1 << 24)
-#define PEFT_MAX_LORA_RANK 64
-
-/* Operator codes (scripts/micropeft/graph.py Op). */
-enum {
-	PEFT_OP_CONV_2D = 1,
-	PEFT_OP_DEPTHWISE_CONV_2D = 2,
-	PEFT_OP_FULLY_CONNECTED = 3,
-	PEFT_OP_ADD = 4,
-	PEFT_OP_MEAN = 5,
-	PEFT_OP_AVERAGE_POOL_2D = 6,
-	PEFT_OP_PAD = 7,
-	PEFT_OP_RESHAPE = 8,
-};
-
-/* Method flags (graph.py Method). */
-enum {
-	PEFT_METHOD_FULL = 1,
-	PEFT_METHOD_LAST_LAYER = 2,
-	PEFT_METHOD_BITFIT = 4,
-	PEFT_METHOD_SCALE_SHIFT = 8,
-	PEFT_METHOD_LORA = 16,
-	PEFT_METHOD_SPARSE = 32,
-	PEFT_METHOD_ALL = 63,
-};
-
-/* Train scratch items and infer scratch items of a layer record. */
-enum { PEFT_S_IN0, PEFT_S_IN1, PEFT_S_OUT, PEFT_S_TMP_A, PEFT_S_TMP_B, PEFT_S_TRAIN_COUNT };
-enum { PEFT_SI_LIN, PEFT_SI_TMP_A, PEFT_SI_TMP_B, PEFT_S_INFER_COUNT };
+/* The record layouts (PEFT_PLAN_HDR_*, PEFT_PLAN_TENSOR_*, PEFT_PLAN_LAYER_*),
+ * op and method codes, scratch item indices and limits: peft/peft_formats.h. */
 
 /* A constant array in the model (weights int8 or bias int32, float scales). */
 typedef struct {

@@ -5,41 +5,21 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../common/peft_blob.h"
+#include "../common/peft_try.h"
 #include "../methods/peft_method.h"
+#include "peft/peft_bytes.h"
 #include "peft/peft_crc32.h"
+#include "peft/peft_formats.h"
 #include "peft/peft_plan.h"
 #include "peft_plan_internal.h"
 
-static uint16_t rd16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-static float rdf(const uint8_t *p)
-{
-	float v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
 static void rd_ref(const uint8_t *p, peft_ref_rec *r)
 {
-	r->offset = rd32(p);
-	r->count = rd32(p + 4);
-	r->scale_offset = rd32(p + 8);
-	r->scale_count = rd32(p + 12);
+	r->offset = peft_rd32(p + PEFT_PLAN_REF_OFF_OFFSET);
+	r->count = peft_rd32(p + PEFT_PLAN_REF_OFF_COUNT);
+	r->scale_offset = peft_rd32(p + PEFT_PLAN_REF_OFF_SCALE_OFFSET);
+	r->scale_count = peft_rd32(p + PEFT_PLAN_REF_OFF_SCALE_COUNT);
 }
 
 void peft_plan_read_tensor(const peft_plan *plan, int32_t i, peft_tensor_rec *out)
@@ -47,18 +27,18 @@ void peft_plan_read_tensor(const peft_plan *plan, int32_t i, peft_tensor_rec *ou
 	const uint8_t *p =
 		plan->blob + PEFT_PLAN_HEADER_SIZE + (size_t)i * PEFT_PLAN_TENSOR_SIZE;
 
-	out->h = (int32_t)rd32(p);
-	out->w = (int32_t)rd32(p + 4);
-	out->c = (int32_t)rd32(p + 8);
-	out->scale = rdf(p + 12);
-	out->zero_point = (int32_t)rd32(p + 16);
-	out->cache_offset = rd32(p + 20);
-	out->fwd_offset = rd32(p + 24);
-	out->grad_offset = rd32(p + 28);
-	out->infer_offset = rd32(p + 32);
-	out->cache_dtype = p[36];
-	out->needs_grad = p[37];
-	out->reserved = rd16(p + 38);
+	out->h = peft_rdi32(p + PEFT_PLAN_TENSOR_OFF_H);
+	out->w = peft_rdi32(p + PEFT_PLAN_TENSOR_OFF_W);
+	out->c = peft_rdi32(p + PEFT_PLAN_TENSOR_OFF_C);
+	out->scale = peft_rdf32(p + PEFT_PLAN_TENSOR_OFF_SCALE);
+	out->zero_point = peft_rdi32(p + PEFT_PLAN_TENSOR_OFF_ZERO_POINT);
+	out->cache_offset = peft_rd32(p + PEFT_PLAN_TENSOR_OFF_CACHE_OFFSET);
+	out->fwd_offset = peft_rd32(p + PEFT_PLAN_TENSOR_OFF_FWD_OFFSET);
+	out->grad_offset = peft_rd32(p + PEFT_PLAN_TENSOR_OFF_GRAD_OFFSET);
+	out->infer_offset = peft_rd32(p + PEFT_PLAN_TENSOR_OFF_INFER_OFFSET);
+	out->cache_dtype = p[PEFT_PLAN_TENSOR_OFF_CACHE_DTYPE];
+	out->needs_grad = p[PEFT_PLAN_TENSOR_OFF_NEEDS_GRAD];
+	out->reserved = peft_rd16(p + PEFT_PLAN_TENSOR_OFF_RESERVED);
 }
 
 void peft_plan_read_layer(const peft_plan *plan, int32_t i, peft_layer_rec *out)
@@ -67,38 +47,39 @@ void peft_plan_read_layer(const peft_plan *plan, int32_t i, peft_layer_rec *out)
 			   (size_t)plan->num_tensors * PEFT_PLAN_TENSOR_SIZE +
 			   (size_t)i * PEFT_PLAN_LAYER_SIZE;
 
-	out->op = p[0];
-	out->activation = p[1];
-	out->methods = rd16(p + 2);
-	out->graph_layer = rd16(p + 4);
-	out->num_inputs = rd16(p + 6);
-	out->input[0] = rd16(p + 8);
-	out->input[1] = rd16(p + 10);
-	out->output = rd16(p + 12);
-	out->lora_rank = rd16(p + 14);
-	out->lora_alpha = rdf(p + 16);
-	out->kernel_h = (int32_t)rd32(p + 20);
-	out->kernel_w = (int32_t)rd32(p + 24);
-	out->stride_h = (int32_t)rd32(p + 28);
-	out->stride_w = (int32_t)rd32(p + 32);
-	out->pad_top = (int32_t)rd32(p + 36);
-	out->pad_left = (int32_t)rd32(p + 40);
-	rd_ref(p + 44, &out->weights);
-	rd_ref(p + 60, &out->bias);
-	out->reserved = rd32(p + 76);
-	for (int k = 0; k < PEFT_PARAM_KIND_COUNT; k++) {
-		out->param[k] = rd32(p + 80 + 4 * k);
-		out->grad[k] = rd32(p + 104 + 4 * k);
-		out->opt_m[k] = rd32(p + 128 + 4 * k);
-		out->opt_v[k] = rd32(p + 152 + 4 * k);
+	out->op = p[PEFT_PLAN_LAYER_OFF_OP];
+	out->activation = p[PEFT_PLAN_LAYER_OFF_ACTIVATION];
+	out->methods = peft_rd16(p + PEFT_PLAN_LAYER_OFF_METHODS);
+	out->graph_layer = peft_rd16(p + PEFT_PLAN_LAYER_OFF_GRAPH_LAYER);
+	out->num_inputs = peft_rd16(p + PEFT_PLAN_LAYER_OFF_NUM_INPUTS);
+	for (uint32_t k = 0; k < PEFT_PLAN_LAYER_N_INPUT; k++) {
+		out->input[k] = peft_rd16(p + PEFT_PLAN_LAYER_OFF_INPUT + 2u * k);
 	}
-	out->cache_z = rd32(p + 176);
-	out->cache_u = rd32(p + 180);
-	for (int k = 0; k < PEFT_S_TRAIN_COUNT; k++) {
-		out->scratch_train[k] = rd32(p + 184 + 4 * k);
+	out->output = peft_rd16(p + PEFT_PLAN_LAYER_OFF_OUTPUT);
+	out->lora_rank = peft_rd16(p + PEFT_PLAN_LAYER_OFF_LORA_RANK);
+	out->lora_alpha = peft_rdf32(p + PEFT_PLAN_LAYER_OFF_LORA_ALPHA);
+	out->kernel_h = peft_rdi32(p + PEFT_PLAN_LAYER_OFF_KERNEL_H);
+	out->kernel_w = peft_rdi32(p + PEFT_PLAN_LAYER_OFF_KERNEL_W);
+	out->stride_h = peft_rdi32(p + PEFT_PLAN_LAYER_OFF_STRIDE_H);
+	out->stride_w = peft_rdi32(p + PEFT_PLAN_LAYER_OFF_STRIDE_W);
+	out->pad_top = peft_rdi32(p + PEFT_PLAN_LAYER_OFF_PAD_TOP);
+	out->pad_left = peft_rdi32(p + PEFT_PLAN_LAYER_OFF_PAD_LEFT);
+	rd_ref(p + PEFT_PLAN_LAYER_OFF_WEIGHTS, &out->weights);
+	rd_ref(p + PEFT_PLAN_LAYER_OFF_BIAS, &out->bias);
+	out->reserved = peft_rd32(p + PEFT_PLAN_LAYER_OFF_RESERVED);
+	for (uint32_t k = 0; k < PEFT_PARAM_KIND_COUNT; k++) {
+		out->param[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_PARAM + 4u * k);
+		out->grad[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_GRAD + 4u * k);
+		out->opt_m[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_OPT_M + 4u * k);
+		out->opt_v[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_OPT_V + 4u * k);
 	}
-	for (int k = 0; k < PEFT_S_INFER_COUNT; k++) {
-		out->scratch_infer[k] = rd32(p + 204 + 4 * k);
+	out->cache_z = peft_rd32(p + PEFT_PLAN_LAYER_OFF_CACHE_Z);
+	out->cache_u = peft_rd32(p + PEFT_PLAN_LAYER_OFF_CACHE_U);
+	for (uint32_t k = 0; k < PEFT_S_TRAIN_COUNT; k++) {
+		out->scratch_train[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_SCRATCH_TRAIN + 4u * k);
+	}
+	for (uint32_t k = 0; k < PEFT_S_INFER_COUNT; k++) {
+		out->scratch_infer[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_SCRATCH_INFER + 4u * k);
 	}
 }
 
@@ -124,8 +105,8 @@ static bool dims_equal(const peft_dims *a, const peft_dims *b)
  * 0 <= pad_after < kernel + stride (the kernels' geometry rule). */
 static bool axis_ok(int32_t in, int32_t out, int32_t kernel, int32_t stride, int32_t pad)
 {
-	if (kernel <= 0 || stride <= 0 || pad < 0 || kernel > 1024 || stride > 1024 ||
-	    pad >= kernel + stride) {
+	if (kernel <= 0 || stride <= 0 || pad < 0 || kernel > PEFT_MAX_KERNEL ||
+	    stride > PEFT_MAX_KERNEL || pad >= kernel + stride) {
 		return false;
 	}
 	for (int64_t after = 0; after < (int64_t)kernel + stride; after++) {
@@ -154,7 +135,8 @@ static peft_status check_layer_fields(const peft_plan *plan, int32_t k)
 	peft_layer_rec r;
 
 	peft_plan_read_layer(plan, k, &r);
-	if (r.op < PEFT_OP_CONV_2D || r.op > PEFT_OP_RESHAPE || r.activation > PEFT_ACT_RELU6 ||
+	/* Op codes run from 1 to PEFT_OP_COUNT. */
+	if (r.op < PEFT_OP_CONV_2D || r.op > PEFT_OP_COUNT || r.activation > PEFT_ACT_RELU6 ||
 	    (r.methods & ~(uint32_t)PEFT_METHOD_ALL) != 0 || r.reserved != 0 ||
 	    r.output != (uint32_t)k + 1u) {
 		return PEFT_ERR_PLAN_FIELD;
@@ -306,16 +288,7 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	}
 	uint32_t trains = 0;
 
-	for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
-		if (r->methods & bit) {
-			const peft_method *m = peft_method_find(bit);
-
-			if (m == NULL) {
-				return PEFT_ERR_PLAN_METHOD_NOT_COMPILED;
-			}
-			trains |= m->trains;
-		}
-	}
+	PEFT_TRY(peft_methods_trains(r->methods, &trains));
 	const int32_t rank = (r->methods & PEFT_METHOD_LORA) ? r->lora_rank : 0;
 
 	out->counts[PEFT_PARAM_WEIGHT] = (int32_t)r->weights.count;
@@ -363,41 +336,47 @@ static bool optimizer_compiled(peft_optimizer_kind kind)
 
 static void decode_header(peft_plan *plan, const uint8_t *b)
 {
-	plan->crc = rd32(b + 12);
-	plan->num_tensors = rd16(b + 24);
-	plan->num_layers = rd16(b + 26);
-	plan->input_tensor = rd16(b + 28);
-	plan->output_tensor = rd16(b + 30);
-	plan->num_classes = rd16(b + 32);
-	plan->act_cache = (peft_cache_dtype)b[34];
-	plan->optimizer.kind = (peft_optimizer_kind)b[35];
-	plan->seed = rd32(b + 36);
-	plan->optimizer.lr = rdf(b + 40);
-	plan->optimizer.momentum = rdf(b + 44);
-	plan->optimizer.beta1 = rdf(b + 48);
-	plan->optimizer.beta2 = rdf(b + 52);
-	plan->optimizer.eps = rdf(b + 56);
-	plan->optimizer.weight_decay = rdf(b + 60);
-	plan->optimizer.clip_norm = rdf(b + 64);
-	plan->slot_size = rd32(b + 68);
-	/* Regions follow one another in the order of docs/formats.md. */
+	plan->crc = peft_rd32(b + PEFT_BLOB_HDR_OFF_CRC);
+	plan->num_tensors = peft_rd16(b + PEFT_PLAN_HDR_OFF_NUM_TENSORS);
+	plan->num_layers = peft_rd16(b + PEFT_PLAN_HDR_OFF_NUM_LAYERS);
+	plan->input_tensor = peft_rd16(b + PEFT_PLAN_HDR_OFF_INPUT_TENSOR);
+	plan->output_tensor = peft_rd16(b + PEFT_PLAN_HDR_OFF_OUTPUT_TENSOR);
+	plan->num_classes = peft_rd16(b + PEFT_PLAN_HDR_OFF_NUM_CLASSES);
+	plan->act_cache = (peft_cache_dtype)b[PEFT_PLAN_HDR_OFF_ACT_CACHE];
+	plan->optimizer.kind = (peft_optimizer_kind)b[PEFT_PLAN_HDR_OFF_OPTIMIZER];
+	plan->seed = peft_rd32(b + PEFT_PLAN_HDR_OFF_SEED);
+	plan->optimizer.lr = peft_rdf32(b + PEFT_PLAN_HDR_OFF_LR);
+	plan->optimizer.momentum = peft_rdf32(b + PEFT_PLAN_HDR_OFF_MOMENTUM);
+	plan->optimizer.beta1 = peft_rdf32(b + PEFT_PLAN_HDR_OFF_BETA1);
+	plan->optimizer.beta2 = peft_rdf32(b + PEFT_PLAN_HDR_OFF_BETA2);
+	plan->optimizer.eps = peft_rdf32(b + PEFT_PLAN_HDR_OFF_EPS);
+	plan->optimizer.weight_decay = peft_rdf32(b + PEFT_PLAN_HDR_OFF_WEIGHT_DECAY);
+	plan->optimizer.clip_norm = peft_rdf32(b + PEFT_PLAN_HDR_OFF_CLIP_NORM);
+	plan->slot_size = peft_rd32(b + PEFT_PLAN_HDR_OFF_SLOT_SIZE);
+	/* Regions follow one another in arena order (PEFT_TRAIN_*). */
 	uint32_t off = 0;
-	peft_region *train[] = {&plan->params,         &plan->param_grads, &plan->optimizer_state,
-				&plan->cache,          &plan->slots,       &plan->scratch};
+	peft_region *train[PEFT_TRAIN_REGION_COUNT] = {
+		[PEFT_TRAIN_PARAMS] = &plan->params,   [PEFT_TRAIN_PARAM_GRADS] = &plan->param_grads,
+		[PEFT_TRAIN_OPTIMIZER_STATE] = &plan->optimizer_state,
+		[PEFT_TRAIN_CACHE] = &plan->cache,     [PEFT_TRAIN_SLOTS] = &plan->slots,
+		[PEFT_TRAIN_SCRATCH] = &plan->scratch,
+	};
 
-	for (int k = 0; k < 6; k++) {
+	for (uint32_t k = 0; k < PEFT_TRAIN_REGION_COUNT; k++) {
 		train[k]->offset = off;
-		train[k]->size = rd32(b + 72 + 4 * k);
+		train[k]->size = peft_rd32(b + PEFT_PLAN_HDR_OFF_TRAIN_REGION_SIZE + 4u * k);
 		off += train[k]->size; /* wrap-around is caught by the layout check */
 	}
-	plan->train_size = rd32(b + 96);
+	plan->train_size = peft_rd32(b + PEFT_PLAN_HDR_OFF_TRAIN_SIZE);
 	plan->infer_slots.offset = plan->params.size;
-	plan->infer_slots.size = rd32(b + 100);
+	plan->infer_slots.size =
+		peft_rd32(b + PEFT_PLAN_HDR_OFF_INFER_REGION_SIZE + 4u * PEFT_INFER_SLOTS);
 	plan->infer_scratch.offset = plan->params.size + plan->infer_slots.size;
-	plan->infer_scratch.size = rd32(b + 104);
-	plan->infer_size = rd32(b + 108);
-	plan->probs_offset = rd32(b + 112);
-	plan->trainable_params = rd32(b + 116);
+	plan->infer_scratch.size =
+		peft_rd32(b + PEFT_PLAN_HDR_OFF_INFER_REGION_SIZE + 4u * PEFT_INFER_SCRATCH);
+	plan->infer_size = peft_rd32(b + PEFT_PLAN_HDR_OFF_INFER_SIZE);
+	plan->probs_offset = peft_rd32(b + PEFT_PLAN_HDR_OFF_PROBS_OFFSET);
+	plan->trainable_params = peft_rd32(b + PEFT_PLAN_HDR_OFF_TRAINABLE_PARAMS);
 }
 
 peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, const void *model,
@@ -409,40 +388,29 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 	if ((uintptr_t)blob % 4u != 0 || (uintptr_t)model % 4u != 0) {
 		return PEFT_ERR_PLAN_ALIGNMENT;
 	}
+	static const peft_blob_errors errors = {
+		.truncated = PEFT_ERR_PLAN_TRUNCATED,
+		.magic = PEFT_ERR_PLAN_MAGIC,
+		.version = PEFT_ERR_PLAN_VERSION,
+		.length = PEFT_ERR_PLAN_LENGTH,
+		.crc = PEFT_ERR_PLAN_CRC,
+	};
 	const uint8_t *b = blob;
+	uint32_t total = 0;
 
-	if (blob_len < 16u) {
-		return PEFT_ERR_PLAN_TRUNCATED;
-	}
-	if (rd32(b) != PEFT_PLAN_MAGIC) {
-		return PEFT_ERR_PLAN_MAGIC;
-	}
-	if (rd16(b + 4) != PEFT_PLAN_VERSION) {
-		return PEFT_ERR_PLAN_VERSION;
-	}
-	if (rd16(b + 6) != PEFT_PLAN_HEADER_SIZE) {
-		return PEFT_ERR_PLAN_LENGTH;
-	}
-	const uint32_t total = rd32(b + 8);
+	PEFT_TRY(peft_blob_check(b, blob_len, PEFT_PLAN_MAGIC, PEFT_PLAN_VERSION,
+				 PEFT_PLAN_HEADER_SIZE, &errors, &total));
+	const uint32_t nt = peft_rd16(b + PEFT_PLAN_HDR_OFF_NUM_TENSORS);
+	const uint32_t nl = peft_rd16(b + PEFT_PLAN_HDR_OFF_NUM_LAYERS);
 
-	if (blob_len < PEFT_PLAN_HEADER_SIZE || total > blob_len) {
-		return PEFT_ERR_PLAN_TRUNCATED;
-	}
-	if (total < PEFT_PLAN_HEADER_SIZE) {
-		return PEFT_ERR_PLAN_LENGTH;
-	}
-	if (peft_crc32_update(0, b + 16, total - 16u) != rd32(b + 12)) {
-		return PEFT_ERR_PLAN_CRC;
-	}
-	const uint32_t nt = rd16(b + 24);
-	const uint32_t nl = rd16(b + 26);
-
-	if (rd32(b + 120) != PEFT_PLAN_TENSOR_SIZE || rd32(b + 124) != PEFT_PLAN_LAYER_SIZE ||
+	if (peft_rd32(b + PEFT_PLAN_HDR_OFF_TENSOR_RECORD_SIZE) != PEFT_PLAN_TENSOR_SIZE ||
+	    peft_rd32(b + PEFT_PLAN_HDR_OFF_LAYER_RECORD_SIZE) != PEFT_PLAN_LAYER_SIZE ||
 	    (uint64_t)total != PEFT_PLAN_HEADER_SIZE + (uint64_t)nt * PEFT_PLAN_TENSOR_SIZE +
 				       (uint64_t)nl * PEFT_PLAN_LAYER_SIZE) {
 		return PEFT_ERR_PLAN_LENGTH;
 	}
-	if (rd32(b + 20) != model_len || peft_crc32_update(0, model, model_len) != rd32(b + 16)) {
+	if (peft_rd32(b + PEFT_PLAN_HDR_OFF_MODEL_LENGTH) != model_len ||
+	    peft_crc32_update(0, model, model_len) != peft_rd32(b + PEFT_PLAN_HDR_OFF_MODEL_CRC)) {
 		return PEFT_ERR_PLAN_MODEL_MISMATCH;
 	}
 	memset(plan, 0, sizeof(*plan));
@@ -522,12 +490,10 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 	for (int32_t k = 0; k < plan->num_layers; k++) {
 		peft_layer_rec r;
 
+		uint32_t trains;
+
 		peft_plan_read_layer(plan, k, &r);
-		for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
-			if ((r.methods & bit) && peft_method_find(bit) == NULL) {
-				return PEFT_ERR_PLAN_METHOD_NOT_COMPILED;
-			}
-		}
+		PEFT_TRY(peft_methods_trains(r.methods, &trains));
 	}
 	/* Which tensors carry a gradient: checked in order, so each layer's inputs
 	 * are already known to be right (the input never needs one). */
