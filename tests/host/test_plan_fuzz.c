@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "peft/peft_bytes.h"
 #include "peft/peft_crc32.h"
+#include "peft/peft_formats.h"
 #include "peft/peft_plan.h"
 #include "peft/peft_trainer.h"
 #include "peft_plan_fixtures.h"
@@ -17,9 +19,6 @@
 #define MAX_BLOB 8192
 #define MAX_MODEL 8192
 #define ARENA_BYTES 65536
-#define HEADER 128u
-#define TENSOR_REC 40u
-#define LAYER_REC 216u
 
 static uint8_t blob[MAX_BLOB] __attribute__((aligned(16)));
 static uint8_t model[MAX_MODEL] __attribute__((aligned(16)));
@@ -34,22 +33,12 @@ static uint32_t xorshift(void)
 	return rng_state;
 }
 
-static uint32_t rd32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
 static void resign(size_t len)
 {
-	wr32(blob + 12, peft_crc32_update(0, blob + 16, rd32(blob + 8) - 16u));
+	const uint32_t total = peft_rd32(blob + PEFT_BLOB_HDR_OFF_TOTAL_LENGTH);
+
+	peft_wr32(blob + PEFT_BLOB_HDR_OFF_CRC,
+		  peft_crc32_update(0, blob + PEFT_BLOB_CRC_START, total - PEFT_BLOB_CRC_START));
 	(void)len;
 }
 
@@ -67,7 +56,8 @@ static peft_status load(const peft_plan_fixture *f, size_t blob_len, peft_plan *
 
 static size_t layer_at(const peft_plan_fixture *f, int k)
 {
-	return HEADER + (size_t)f->num_tensors * TENSOR_REC + (size_t)k * LAYER_REC;
+	return PEFT_PLAN_HEADER_SIZE + (size_t)f->num_tensors * PEFT_PLAN_TENSOR_SIZE +
+	       (size_t)k * PEFT_PLAN_LAYER_SIZE;
 }
 
 /* Train one sample and step when the arena is large enough; predict in both modes. */
@@ -153,24 +143,25 @@ static void check_header_bits(const peft_plan_fixture *f)
 {
 	peft_plan plan;
 
-	for (uint32_t byte = 0; byte < 16u; byte++) {
+	for (uint32_t byte = 0; byte < PEFT_BLOB_CRC_START; byte++) {
 		for (uint32_t bit = 0; bit < 8u; bit++) {
 			reset(f);
 			blob[byte] ^= (uint8_t)(1u << bit);
 			peft_status expected = PEFT_ERR_PLAN_CRC;
 
-			if (byte < 4u) {
+			if (byte < PEFT_BLOB_HDR_OFF_VERSION) {
 				expected = PEFT_ERR_PLAN_MAGIC;
-			} else if (byte < 6u) {
+			} else if (byte < PEFT_BLOB_HDR_OFF_HEADER_SIZE) {
 				expected = PEFT_ERR_PLAN_VERSION;
-			} else if (byte < 8u) {
+			} else if (byte < PEFT_BLOB_HDR_OFF_TOTAL_LENGTH) {
 				expected = PEFT_ERR_PLAN_LENGTH;
-			} else if (byte < 12u) {
-				const uint32_t total = rd32(blob + 8);
+			} else if (byte < PEFT_BLOB_HDR_OFF_CRC) {
+				const uint32_t total =
+					peft_rd32(blob + PEFT_BLOB_HDR_OFF_TOTAL_LENGTH);
 
 				expected = total > f->plan_len ? PEFT_ERR_PLAN_TRUNCATED
-					   : total < HEADER    ? PEFT_ERR_PLAN_LENGTH
-							       : PEFT_ERR_PLAN_CRC;
+					   : total < PEFT_PLAN_HEADER_SIZE ? PEFT_ERR_PLAN_LENGTH
+									   : PEFT_ERR_PLAN_CRC;
 			}
 			PEFT_CHECK_EQ_INT(load(f, f->plan_len, &plan), expected);
 		}
@@ -184,11 +175,13 @@ static void check_random_flips(const peft_plan_fixture *f)
 
 	for (int i = 0; i < 3000; i++) {
 		reset(f);
-		const uint32_t a = 16u + xorshift() % (uint32_t)(f->plan_len - 16u);
+		const uint32_t a = PEFT_BLOB_CRC_START +
+				   xorshift() % (uint32_t)(f->plan_len - PEFT_BLOB_CRC_START);
 
 		blob[a] ^= (uint8_t)(1u << (xorshift() % 8u));
 		if (i % 2) {
-			const uint32_t b = 16u + xorshift() % (uint32_t)(f->plan_len - 16u);
+			const uint32_t b = PEFT_BLOB_CRC_START +
+					   xorshift() % (uint32_t)(f->plan_len - PEFT_BLOB_CRC_START);
 
 			if (b != a) {
 				blob[b] ^= (uint8_t)(1u << (xorshift() % 8u));
@@ -214,7 +207,7 @@ static void expect_word(const peft_plan_fixture *f, size_t at, uint32_t value, p
 	peft_plan plan;
 
 	reset(f);
-	wr32(blob + at, value);
+	peft_wr32(blob + at, value);
 	resign(f->plan_len);
 	PEFT_CHECK_EQ_INT(load(f, f->plan_len, &plan), code);
 }
@@ -233,13 +226,15 @@ static void check_fields(const peft_plan_fixture *f)
 {
 	peft_plan plan;
 	const size_t L0 = layer_at(f, 0);
-	const size_t T0 = HEADER;
+	const size_t T0 = PEFT_PLAN_HEADER_SIZE;
+	const size_t H = 0;
 
 	/* Version and lengths. */
 	reset(f);
-	blob[4] = 2;
+	blob[PEFT_BLOB_HDR_OFF_VERSION] = 2;
 	PEFT_CHECK_EQ_INT(load(f, f->plan_len, &plan), PEFT_ERR_PLAN_VERSION);
-	expect_word(f, 120, TENSOR_REC + 4u, PEFT_ERR_PLAN_LENGTH);
+	expect_word(f, H + PEFT_PLAN_HDR_OFF_TENSOR_RECORD_SIZE, PEFT_PLAN_TENSOR_SIZE + 4u,
+		    PEFT_ERR_PLAN_LENGTH);
 	/* The plan belongs to another model. */
 	reset(f);
 	PEFT_CHECK_EQ_INT(peft_plan_load(&plan, blob, f->plan_len, model, f->model_len - 4),
@@ -248,31 +243,45 @@ static void check_fields(const peft_plan_fixture *f)
 	model[f->model_len - 1] ^= 1u;
 	PEFT_CHECK_EQ_INT(load(f, f->plan_len, &plan), PEFT_ERR_PLAN_MODEL_MISMATCH);
 	/* Header fields. */
-	expect_byte(f, 34, 2, PEFT_ERR_PLAN_FIELD);           /* act cache */
-	expect_byte(f, 35, 7, PEFT_ERR_PLAN_FIELD);           /* optimizer */
-	expect_word(f, 40, 0xbf800000u, PEFT_ERR_PLAN_FIELD); /* lr = -1 */
-	expect_word(f, 32, 99u, PEFT_ERR_PLAN_FIELD);         /* num_classes */
+	expect_byte(f, H + PEFT_PLAN_HDR_OFF_ACT_CACHE, 2, PEFT_ERR_PLAN_FIELD);
+	expect_byte(f, H + PEFT_PLAN_HDR_OFF_OPTIMIZER, 7, PEFT_ERR_PLAN_FIELD);
+	expect_word(f, H + PEFT_PLAN_HDR_OFF_LR, 0xbf800000u, PEFT_ERR_PLAN_FIELD); /* lr = -1 */
+	/* num_classes = 99 (the word also zeroes act_cache and optimizer) */
+	expect_word(f, H + PEFT_PLAN_HDR_OFF_NUM_CLASSES, 99u, PEFT_ERR_PLAN_FIELD);
 	/* Tensor fields. */
-	expect_word(f, T0 + 0, 0u, PEFT_ERR_PLAN_FIELD);         /* h = 0 */
-	expect_word(f, T0 + 12, 0x7fc00000u, PEFT_ERR_PLAN_FIELD); /* scale NaN */
-	expect_word(f, T0 + 16, 300u, PEFT_ERR_PLAN_FIELD);      /* zero point */
+	expect_word(f, T0 + PEFT_PLAN_TENSOR_OFF_H, 0u, PEFT_ERR_PLAN_FIELD);
+	expect_word(f, T0 + PEFT_PLAN_TENSOR_OFF_SCALE, 0x7fc00000u, PEFT_ERR_PLAN_FIELD); /* NaN */
+	expect_word(f, T0 + PEFT_PLAN_TENSOR_OFF_ZERO_POINT, 300u, PEFT_ERR_PLAN_FIELD);
 	/* Layer fields. */
-	expect_byte(f, L0 + 0, 99, PEFT_ERR_PLAN_FIELD);  /* op */
-	expect_byte(f, L0 + 1, 7, PEFT_ERR_PLAN_FIELD);   /* activation */
-	expect_byte(f, L0 + 2, 64, PEFT_ERR_PLAN_FIELD);  /* unknown method bit */
-	expect_byte(f, L0 + 8, 5, PEFT_ERR_PLAN_FIELD);   /* input after the layer */
-	expect_word(f, L0 + 20, 2u, PEFT_ERR_PLAN_FIELD); /* kernel_h vs shapes */
+	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_OP, 99, PEFT_ERR_PLAN_FIELD);
+	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_ACTIVATION, 7, PEFT_ERR_PLAN_FIELD);
+	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_METHODS, PEFT_METHOD_ALL + 1, PEFT_ERR_PLAN_FIELD);
+	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_INPUT, 5, PEFT_ERR_PLAN_FIELD); /* after the layer */
+	expect_word(f, L0 + PEFT_PLAN_LAYER_OFF_KERNEL_H, 2u, PEFT_ERR_PLAN_FIELD); /* vs shapes */
 	/* Weight references. */
-	expect_word(f, L0 + 44, (uint32_t)f->model_len, PEFT_ERR_PLAN_MODEL_OFFSET);
-	expect_word(f, L0 + 52, 0xFFFFFFF0u, PEFT_ERR_PLAN_MODEL_OFFSET);
-	expect_word(f, L0 + 52, rd32(f->plan + L0 + 52) + 2u, PEFT_ERR_PLAN_ALIGNMENT);
-	expect_word(f, L0 + 48, rd32(f->plan + L0 + 48) + 1u, PEFT_ERR_PLAN_FIELD);
+	const size_t W = L0 + PEFT_PLAN_LAYER_OFF_WEIGHTS;
+
+	expect_word(f, W + PEFT_PLAN_REF_OFF_OFFSET, (uint32_t)f->model_len,
+		    PEFT_ERR_PLAN_MODEL_OFFSET);
+	expect_word(f, W + PEFT_PLAN_REF_OFF_SCALE_OFFSET, 0xFFFFFFF0u, PEFT_ERR_PLAN_MODEL_OFFSET);
+	expect_word(f, W + PEFT_PLAN_REF_OFF_SCALE_OFFSET,
+		    peft_rd32(f->plan + W + PEFT_PLAN_REF_OFF_SCALE_OFFSET) + 2u,
+		    PEFT_ERR_PLAN_ALIGNMENT);
+	expect_word(f, W + PEFT_PLAN_REF_OFF_COUNT,
+		    peft_rd32(f->plan + W + PEFT_PLAN_REF_OFF_COUNT) + 1u, PEFT_ERR_PLAN_FIELD);
 	/* Arena offsets: one stored buffer moved, or a region size changed. */
-	expect_word(f, L0 + 80 + 4, rd32(f->plan + L0 + 80 + 4) + 16u, PEFT_ERR_PLAN_ARENA_OFFSET);
-	expect_word(f, 72, rd32(f->plan + 72) + 16u, PEFT_ERR_PLAN_ARENA_OFFSET);
-	expect_word(f, 96, rd32(f->plan + 96) - 16u, PEFT_ERR_PLAN_ARENA_OFFSET);
-	expect_word(f, T0 + 32, rd32(f->plan + T0 + 32) + 16u, PEFT_ERR_PLAN_ARENA_OFFSET);
-	expect_word(f, 68, rd32(f->plan + 68) + 16u, PEFT_ERR_PLAN_ARENA_OFFSET);
+	const size_t bias_param = L0 + PEFT_PLAN_LAYER_OFF_PARAM + 4u * PEFT_PARAM_BIAS;
+	const size_t params_size = H + PEFT_PLAN_HDR_OFF_TRAIN_REGION_SIZE + 4u * PEFT_TRAIN_PARAMS;
+	const size_t moved[] = {bias_param, params_size, T0 + PEFT_PLAN_TENSOR_OFF_INFER_OFFSET,
+				H + PEFT_PLAN_HDR_OFF_SLOT_SIZE};
+
+	for (size_t i = 0; i < sizeof(moved) / sizeof(moved[0]); i++) {
+		expect_word(f, moved[i], peft_rd32(f->plan + moved[i]) + 16u,
+			    PEFT_ERR_PLAN_ARENA_OFFSET);
+	}
+	expect_word(f, H + PEFT_PLAN_HDR_OFF_TRAIN_SIZE,
+		    peft_rd32(f->plan + H + PEFT_PLAN_HDR_OFF_TRAIN_SIZE) - 16u,
+		    PEFT_ERR_PLAN_ARENA_OFFSET);
 }
 
 /* Random words anywhere after the header start, re-signed: the reader must
@@ -287,7 +296,8 @@ static void check_mutations(const peft_plan_fixture *f)
 		const int edits = 1 + (int)(xorshift() % 3u);
 
 		for (int e = 0; e < edits; e++) {
-			const uint32_t at = 16u + xorshift() % (uint32_t)(f->plan_len - 16u);
+			const uint32_t at = PEFT_BLOB_CRC_START +
+					    xorshift() % (uint32_t)(f->plan_len - PEFT_BLOB_CRC_START);
 			const uint32_t kind = xorshift() % 4u;
 
 			if (kind == 0) {
