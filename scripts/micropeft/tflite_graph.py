@@ -186,29 +186,29 @@ def graph_from_tflite(model: bytes, name: str = "") -> Graph:
         raise UserError(f"the .tflite file is corrupt ({type(error).__name__}: {error})") from error
 
 
-def _graph_from_tflite(model: bytes, name: str) -> Graph:
-    schema_fb, root, subgraph = _load_model(model)
-    op_names = _op_names(schema_fb)
-    if root.SubgraphsLength() != 1:
-        raise UserError(f"the model has {root.SubgraphsLength()} subgraphs; only 1 is supported")
-    if subgraph.InputsLength() != 1 or subgraph.OutputsLength() != 1:
-        raise UserError("the model must have exactly one input and one output tensor")
+class _Reader:
+    """What every op parser needs: the model's tensors, added to the graph on first use."""
 
-    tensors: list[TensorInfo] = []
-    tflite_index: list[int] = []
-    graph_index: dict[int, int] = {}
-    raw_cache: dict[int, _Tensor] = {}
+    def __init__(self, model: bytes, schema_fb: Any, root: Any, subgraph: Any) -> None:
+        self.model = model
+        self.schema = schema_fb
+        self.root = root
+        self.subgraph = subgraph
+        self.tensors: list[TensorInfo] = []
+        self.tflite_index: list[int] = []
+        self.graph_index: dict[int, int] = {}
+        self._raw: dict[int, _Tensor] = {}
 
-    def raw(index: int) -> _Tensor:
-        if index not in raw_cache:
-            raw_cache[index] = _read_tensor(model, subgraph, index)
-        return raw_cache[index]
+    def raw(self, index: int) -> _Tensor:
+        if index not in self._raw:
+            self._raw[index] = _read_tensor(self.model, self.subgraph, index)
+        return self._raw[index]
 
-    def activation(index: int, where: str) -> int:
+    def activation(self, index: int, where: str) -> int:
         """Graph index of an activation tensor, adding it on first use."""
-        if index in graph_index:
-            return graph_index[index]
-        t = raw(index)
+        if index in self.graph_index:
+            return self.graph_index[index]
+        t = self.raw(index)
         if t.dtype != _INT8:
             raise UserError(
                 f"{where}: tensor {t.name!r} is not int8 (convert the model to full int8)"
@@ -220,17 +220,17 @@ def _graph_from_tflite(model: bytes, name: str) -> Graph:
             _activation_shape(t, where),
             QuantParams(float(t.scales[0]), int(t.zero_points[0])),
         )
-        graph_index[index] = len(tensors)
-        tensors.append(info)
-        tflite_index.append(index)
-        return graph_index[index]
+        self.graph_index[index] = len(self.tensors)
+        self.tensors.append(info)
+        self.tflite_index.append(index)
+        return self.graph_index[index]
 
-    def array_ref(index: int, dtype: int, where: str) -> ArrayRef:
-        t = raw(index)
+    def array_ref(self, index: int, dtype: int, where: str) -> ArrayRef:
+        t = self.raw(index)
         expected = {_INT8: ("int8", 1), _INT32: ("int32", 4)}[dtype]
         if t.dtype != dtype:
             raise UserError(f"{where}: constant {t.name!r} is not {expected[0]}")
-        span = _buffer_span(root, t.buffer)
+        span = _buffer_span(self.root, t.buffer)
         count = int(np.prod(t.shape)) if t.shape else 1
         if span is None or span[1] != count * expected[1]:
             raise UserError(f"{where}: constant {t.name!r} has no data of {count} elements")
@@ -238,14 +238,163 @@ def _graph_from_tflite(model: bytes, name: str) -> Graph:
             raise UserError(f"{where}: constant {t.name!r} is not quantized")
         return ArrayRef(span[0], count, expected[0], t.scale_pos, len(t.scales))
 
-    def const_ints(index: int, where: str) -> np.ndarray:
-        t = raw(index)
-        span = _buffer_span(root, t.buffer)
+    def const_ints(self, index: int, where: str) -> np.ndarray:
+        t = self.raw(index)
+        span = _buffer_span(self.root, t.buffer)
         if span is None or t.dtype != _INT32:
             raise UserError(f"{where}: expected a constant int32 tensor {t.name!r}")
-        return np.frombuffer(model, np.int32, span[1] // 4, span[0]).reshape(t.shape)
+        return np.frombuffer(self.model, np.int32, span[1] // 4, span[0]).reshape(t.shape)
 
-    input_tensor = activation(int(subgraph.Inputs(0)), "model input")
+    def shape(self, graph_tensor: int) -> tuple[int, int, int]:
+        return self.tensors[graph_tensor].shape
+
+
+@dataclass
+class _Operator:
+    """One operator of the subgraph, as a parser sees it."""
+
+    ins: list[int]  # .tflite tensor indices
+    out: int
+    options: Any  # the builtin options table, or None
+    where: str  # names the operator in error messages
+
+    def options_as(self, table: Any) -> Any:
+        if self.options is not None:
+            table.Init(self.options.Bytes, self.options.Pos)
+        return table
+
+
+def _io(r: _Reader, op: _Operator, layer: Layer, inputs: int = 1) -> Layer:
+    layer.inputs = [r.activation(op.ins[k], op.where) for k in range(inputs)]
+    layer.output = r.activation(op.out, op.where)
+    return layer
+
+
+def _weights(r: _Reader, op: _Operator, layer: Layer) -> None:
+    layer.weights = r.array_ref(op.ins[1], _INT8, op.where)
+    if len(op.ins) > 2 and op.ins[2] >= 0:
+        layer.bias = r.array_ref(op.ins[2], _INT32, op.where)
+
+
+def _same_pads(r: _Reader, layer: Layer) -> None:
+    in_shape, out_shape = r.shape(layer.inputs[0]), r.shape(layer.output)
+    layer.pad_top = _same_padding(in_shape[0], out_shape[0], layer.stride[0], layer.kernel[0])
+    layer.pad_left = _same_padding(in_shape[1], out_shape[1], layer.stride[1], layer.kernel[1])
+
+
+def _parse_conv(r: _Reader, op: _Operator, kind: Op) -> Layer:
+    if len(op.ins) < 2:
+        raise UserError(f"{op.where}: missing filter")
+    table = r.schema.Conv2DOptions() if kind == Op.CONV_2D else r.schema.DepthwiseConv2DOptions()
+    opts = op.options_as(table)
+    if opts.DilationWFactor() != 1 or opts.DilationHFactor() != 1:
+        raise UserError(f"{op.where}: dilated convolutions are not supported")
+    filt = r.raw(op.ins[1])
+    layer = Layer(name="", op=kind, inputs=[], output=-1)
+    layer.kernel = (filt.shape[1], filt.shape[2])
+    layer.stride = (int(opts.StrideH()), int(opts.StrideW()))
+    layer.activation = _fused(opts.FusedActivationFunction(), op.where)
+    _io(r, op, layer)
+    in_shape, out_shape = r.shape(layer.inputs[0]), r.shape(layer.output)
+    if kind == Op.DEPTHWISE_CONV_2D and (
+        filt.shape[3] != in_shape[2] or out_shape[2] != in_shape[2]
+    ):
+        raise UserError(f"{op.where}: depth multiplier other than 1 is not supported")
+    if opts.Padding() == r.schema.Padding.SAME:
+        _same_pads(r, layer)
+    _weights(r, op, layer)
+    return layer
+
+
+def _parse_conv_2d(r: _Reader, op: _Operator) -> Layer:
+    return _parse_conv(r, op, Op.CONV_2D)
+
+
+def _parse_depthwise_conv_2d(r: _Reader, op: _Operator) -> Layer:
+    return _parse_conv(r, op, Op.DEPTHWISE_CONV_2D)
+
+
+def _parse_fully_connected(r: _Reader, op: _Operator) -> Layer:
+    opts = op.options_as(r.schema.FullyConnectedOptions())
+    layer = Layer(name="", op=Op.FULLY_CONNECTED, inputs=[], output=-1)
+    layer.activation = _fused(opts.FusedActivationFunction(), op.where)
+    _io(r, op, layer)
+    _weights(r, op, layer)
+    return layer
+
+
+def _parse_add(r: _Reader, op: _Operator) -> Layer:
+    layer = Layer(name="", op=Op.ADD, inputs=[], output=-1)
+    if op.options is not None:
+        opts = op.options_as(r.schema.AddOptions())
+        layer.activation = _fused(opts.FusedActivationFunction(), op.where)
+    _io(r, op, layer, inputs=2)
+    if r.shape(layer.inputs[0]) != r.shape(layer.inputs[1]):
+        raise UserError(f"{op.where}: ADD with broadcasting is not supported")
+    return layer
+
+
+def _parse_mean(r: _Reader, op: _Operator) -> Layer:
+    axes = sorted(int(a) % 4 for a in r.const_ints(op.ins[1], op.where).ravel())
+    if axes != [1, 2] or len(r.raw(op.ins[0]).shape) != 4:
+        raise UserError(f"{op.where}: MEAN is supported over height and width only")
+    layer = _io(r, op, Layer(name="", op=Op.MEAN, inputs=[], output=-1))
+    layer.kernel = r.shape(layer.inputs[0])[:2]
+    return layer
+
+
+def _parse_average_pool_2d(r: _Reader, op: _Operator) -> Layer:
+    opts = op.options_as(r.schema.Pool2DOptions())
+    layer = Layer(name="", op=Op.AVERAGE_POOL_2D, inputs=[], output=-1)
+    layer.kernel = (int(opts.FilterHeight()), int(opts.FilterWidth()))
+    layer.stride = (int(opts.StrideH()), int(opts.StrideW()))
+    layer.activation = _fused(opts.FusedActivationFunction(), op.where)
+    _io(r, op, layer)
+    if opts.Padding() == r.schema.Padding.SAME:
+        _same_pads(r, layer)
+    return layer
+
+
+def _parse_pad(r: _Reader, op: _Operator) -> Layer:
+    pads = r.const_ints(op.ins[1], op.where)
+    if pads.shape != (4, 2) or pads[0].any() or pads[3].any():
+        raise UserError(f"{op.where}: PAD is supported on height and width only")
+    layer = Layer(name="", op=Op.PAD, inputs=[], output=-1)
+    layer.pad_top = int(pads[1][0])
+    layer.pad_left = int(pads[2][0])
+    return _io(r, op, layer)
+
+
+def _parse_reshape(r: _Reader, op: _Operator) -> Layer:
+    layer = _io(r, op, Layer(name="", op=Op.RESHAPE, inputs=[], output=-1))
+    if r.tensors[layer.inputs[0]].size != r.tensors[layer.output].size:
+        raise UserError(f"{op.where}: RESHAPE changes the element count")
+    return layer
+
+
+# One parser per supported TFLite builtin (as TFLM's flatbuffer_conversions has one
+# Parse<Op> per operator); a trailing SOFTMAX is handled by the caller.
+_PARSERS: dict[str, Any] = {
+    "CONV_2D": _parse_conv_2d,
+    "DEPTHWISE_CONV_2D": _parse_depthwise_conv_2d,
+    "FULLY_CONNECTED": _parse_fully_connected,
+    "ADD": _parse_add,
+    "MEAN": _parse_mean,
+    "AVERAGE_POOL_2D": _parse_average_pool_2d,
+    "PAD": _parse_pad,
+    "RESHAPE": _parse_reshape,
+}
+
+
+def _graph_from_tflite(model: bytes, name: str) -> Graph:
+    schema_fb, root, subgraph = _load_model(model)
+    op_names = _op_names(schema_fb)
+    if root.SubgraphsLength() != 1:
+        raise UserError(f"the model has {root.SubgraphsLength()} subgraphs; only 1 is supported")
+    if subgraph.InputsLength() != 1 or subgraph.OutputsLength() != 1:
+        raise UserError("the model must have exactly one input and one output tensor")
+    r = _Reader(model, schema_fb, root, subgraph)
+    input_tensor = r.activation(int(subgraph.Inputs(0)), "model input")
     output_index = int(subgraph.Outputs(0))
     layers: list[Layer] = []
     count = subgraph.OperatorsLength()
@@ -255,7 +404,7 @@ def _graph_from_tflite(model: bytes, name: str) -> Graph:
         op_name = op_names.get(code, f"builtin {code}")
         ins = [int(x) for x in op.InputsAsNumpy()] if op.InputsLength() else []
         outs = [int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else []
-        out_name = raw(outs[0]).name if outs else "?"
+        out_name = r.raw(outs[0]).name if outs else "?"
         where = f"operator {i} ({op_name}, output {out_name!r})"
         if len(outs) != 1:
             raise UserError(f"{where}: expected one output")
@@ -264,119 +413,27 @@ def _graph_from_tflite(model: bytes, name: str) -> Graph:
                 raise UserError(f"{where}: SOFTMAX is only supported as the last operator")
             output_index = ins[0]
             break
-        options = op.BuiltinOptions()
-        layer = Layer(name=out_name, op=Op.CONV_2D, inputs=[], output=-1)
-        if op_name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            if len(ins) < 2:
-                raise UserError(f"{where}: missing filter")
-            opts = (
-                schema_fb.Conv2DOptions()
-                if op_name == "CONV_2D"
-                else schema_fb.DepthwiseConv2DOptions()
-            )
-            opts.Init(options.Bytes, options.Pos)
-            if opts.DilationWFactor() != 1 or opts.DilationHFactor() != 1:
-                raise UserError(f"{where}: dilated convolutions are not supported")
-            filt = raw(ins[1])
-            kh, kw = filt.shape[1], filt.shape[2]
-            layer.op = Op.CONV_2D if op_name == "CONV_2D" else Op.DEPTHWISE_CONV_2D
-            layer.kernel = (kh, kw)
-            layer.stride = (int(opts.StrideH()), int(opts.StrideW()))
-            layer.activation = _fused(opts.FusedActivationFunction(), where)
-            layer.inputs = [activation(ins[0], where)]
-            layer.output = activation(outs[0], where)
-            in_shape = tensors[layer.inputs[0]].shape
-            out_shape = tensors[layer.output].shape
-            if layer.op == Op.DEPTHWISE_CONV_2D and (
-                filt.shape[3] != in_shape[2] or out_shape[2] != in_shape[2]
-            ):
-                raise UserError(f"{where}: depth multiplier other than 1 is not supported")
-            if opts.Padding() == schema_fb.Padding.SAME:
-                layer.pad_top = _same_padding(in_shape[0], out_shape[0], layer.stride[0], kh)
-                layer.pad_left = _same_padding(in_shape[1], out_shape[1], layer.stride[1], kw)
-            layer.weights = array_ref(ins[1], _INT8, where)
-            if len(ins) > 2 and ins[2] >= 0:
-                layer.bias = array_ref(ins[2], _INT32, where)
-        elif op_name == "FULLY_CONNECTED":
-            opts = schema_fb.FullyConnectedOptions()
-            opts.Init(options.Bytes, options.Pos)
-            layer.op = Op.FULLY_CONNECTED
-            layer.activation = _fused(opts.FusedActivationFunction(), where)
-            layer.inputs = [activation(ins[0], where)]
-            layer.output = activation(outs[0], where)
-            layer.weights = array_ref(ins[1], _INT8, where)
-            if len(ins) > 2 and ins[2] >= 0:
-                layer.bias = array_ref(ins[2], _INT32, where)
-        elif op_name == "ADD":
-            opts = schema_fb.AddOptions()
-            if options is not None:
-                opts.Init(options.Bytes, options.Pos)
-                layer.activation = _fused(opts.FusedActivationFunction(), where)
-            layer.op = Op.ADD
-            layer.inputs = [activation(ins[0], where), activation(ins[1], where)]
-            layer.output = activation(outs[0], where)
-            if tensors[layer.inputs[0]].shape != tensors[layer.inputs[1]].shape:
-                raise UserError(f"{where}: ADD with broadcasting is not supported")
-        elif op_name == "MEAN":
-            axes = sorted(int(a) % 4 for a in const_ints(ins[1], where).ravel())
-            if axes != [1, 2] or len(raw(ins[0]).shape) != 4:
-                raise UserError(f"{where}: MEAN is supported over height and width only")
-            layer.op = Op.MEAN
-            layer.inputs = [activation(ins[0], where)]
-            layer.output = activation(outs[0], where)
-            layer.kernel = tensors[layer.inputs[0]].shape[:2]
-        elif op_name == "AVERAGE_POOL_2D":
-            opts = schema_fb.Pool2DOptions()
-            opts.Init(options.Bytes, options.Pos)
-            layer.op = Op.AVERAGE_POOL_2D
-            layer.kernel = (int(opts.FilterHeight()), int(opts.FilterWidth()))
-            layer.stride = (int(opts.StrideH()), int(opts.StrideW()))
-            layer.activation = _fused(opts.FusedActivationFunction(), where)
-            layer.inputs = [activation(ins[0], where)]
-            layer.output = activation(outs[0], where)
-            in_shape = tensors[layer.inputs[0]].shape
-            out_shape = tensors[layer.output].shape
-            if opts.Padding() == schema_fb.Padding.SAME:
-                layer.pad_top = _same_padding(
-                    in_shape[0], out_shape[0], layer.stride[0], layer.kernel[0]
-                )
-                layer.pad_left = _same_padding(
-                    in_shape[1], out_shape[1], layer.stride[1], layer.kernel[1]
-                )
-        elif op_name == "PAD":
-            pads = const_ints(ins[1], where)
-            if pads.shape != (4, 2) or pads[0].any() or pads[3].any():
-                raise UserError(f"{where}: PAD is supported on height and width only")
-            layer.op = Op.PAD
-            layer.pad_top = int(pads[1][0])
-            layer.pad_left = int(pads[2][0])
-            layer.inputs = [activation(ins[0], where)]
-            layer.output = activation(outs[0], where)
-        elif op_name == "RESHAPE":
-            layer.op = Op.RESHAPE
-            layer.inputs = [activation(ins[0], where)]
-            layer.output = activation(outs[0], where)
-            if tensors[layer.inputs[0]].size != tensors[layer.output].size:
-                raise UserError(f"{where}: RESHAPE changes the element count")
-        else:
+        parser = _PARSERS.get(op_name)
+        if parser is None:
             raise UserError(
-                f"{where}: unsupported operator {op_name} (supported: CONV_2D, "
-                "DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MEAN, AVERAGE_POOL_2D, PAD, "
-                "RESHAPE, trailing SOFTMAX)"
+                f"{where}: unsupported operator {op_name} (supported: "
+                f"{', '.join(_PARSERS)}, trailing SOFTMAX)"
             )
+        layer = parser(r, _Operator(ins, outs[0], op.BuiltinOptions(), where))
+        layer.name = out_name
         layers.append(layer)
 
     if not layers:
         raise UserError("the model has no operators")
-    if output_index not in graph_index:
+    if output_index not in r.graph_index:
         raise UserError("the model output is not produced by any operator")
     return Graph(
-        tensors=tensors,
+        tensors=r.tensors,
         layers=layers,
         input=input_tensor,
-        output=graph_index[output_index],
+        output=r.graph_index[output_index],
         model_name=name,
-        extra={"tflite_tensor_index": tflite_index, "model_size": len(model)},
+        extra={"tflite_tensor_index": r.tflite_index, "model_size": len(model)},
     )
 
 

@@ -14,6 +14,8 @@ import pytest
 import yaml
 from west.manifest import ImportFlag, Manifest
 
+from micropeft import formats
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -47,28 +49,6 @@ def test_module_yml_points_at_root_cmake_and_kconfig():
         assert (REPO / folder).is_dir()
 
 
-# Zephyr's logging template, reduced to what it defines for a module.
-LOG_TEMPLATE = """
-choice "$(module)_LOG_LEVEL_CHOICE"
-	prompt "Max compiled-in log level for $(module-str)"
-	default $(module)_LOG_LEVEL_DEFAULT
-config $(module)_LOG_LEVEL_OFF
-	bool "Off"
-config $(module)_LOG_LEVEL_ERR
-	bool "Error"
-config $(module)_LOG_LEVEL_INF
-	bool "Info"
-config $(module)_LOG_LEVEL_DEFAULT
-	bool "Default"
-endchoice
-config $(module)_LOG_LEVEL
-	int
-	default 0 if $(module)_LOG_LEVEL_OFF
-	default 1 if $(module)_LOG_LEVEL_ERR
-	default 3
-"""
-
-
 # Zephyr symbols that micropeft's Kconfig depends on or selects.
 ZEPHYR_STAND_INS = (
     "CPU_CORTEX_M",
@@ -80,8 +60,6 @@ ZEPHYR_STAND_INS = (
 
 
 def load_kconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> kconfiglib.Kconfig:
-    (tmp_path / "subsys" / "logging").mkdir(parents=True)
-    (tmp_path / "subsys" / "logging" / "Kconfig.template.log_config").write_text(LOG_TEMPLATE)
     # Stand-ins for the Zephyr symbols micropeft depends on.
     stand_ins = "".join(f'config {name}\n\tbool "stand-in"\n' for name in ZEPHYR_STAND_INS)
     (tmp_path / "Kconfig").write_text(stand_ins + f'source "{REPO / "Kconfig"}"\n')
@@ -112,17 +90,43 @@ def test_kconfig_is_valid_and_every_symbol_is_prefixed(tmp_path, monkeypatch):
         "PEFT_METHOD_SPARSE",
         "PEFT_OPTIMIZER_SGD",
         "PEFT_OPTIMIZER_ADAM",
-        "PEFT_ACT_CACHE_F32",
-        "PEFT_ACT_CACHE_S8",
         "PEFT_ARENA_SIZE",
         "PEFT_BACKEND_REFERENCE",
         "PEFT_BACKEND_CMSIS_NN",
-        "PEFT_LOG_LEVEL",
-        "PEFT_LORA_RANK",
-        "PEFT_LORA_ALPHA",
         "PEFT_TFLM",
     ):
         assert name in kconf.syms, name
+
+
+# Choice members that select code by file name in another lane's build: the kernels
+# work makes PEFT_BACKEND real (issue 11); until then it only names a choice.
+_READ_LATER = {"PEFT_BACKEND_REFERENCE", "PEFT_BACKEND_CMSIS_NN"}
+
+
+def test_every_kconfig_option_is_read_somewhere(tmp_path, monkeypatch):
+    # an option nothing reads (C, CMake, .conf, YAML, Python) and that selects nothing
+    # is dead configuration
+    kconf = load_kconfig(tmp_path, monkeypatch)
+    ours = [
+        n for n, sym in kconf.syms.items() if n.startswith("PEFT") and sym.nodes and not sym.selects
+    ]
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    text = "\n".join(
+        (REPO / f).read_text(errors="replace")
+        for f in files
+        if not Path(f).name.startswith("Kconfig")
+        and Path(f).suffix in {".c", ".cpp", ".h", ".txt", ".cmake", ".conf", ".yaml", ".py"}
+        and (REPO / f).is_file()
+    )
+    methods = {f"PEFT_METHOD_{m.upper()}" for m in formats.METHOD_NAMES}  # CMake builds the name
+    unread = [
+        name
+        for name in ours
+        if f"CONFIG_{name}" not in text and name not in methods | _READ_LATER | {"PEFT"}
+    ]
+    assert not unread, f"Kconfig options that nothing reads: {unread}"
 
 
 def test_kconfig_defaults_when_enabled(tmp_path, monkeypatch):
@@ -130,8 +134,6 @@ def test_kconfig_defaults_when_enabled(tmp_path, monkeypatch):
     assert kconf.syms["PEFT_METHOD_LORA"].str_value == "n"  # hidden while PEFT is off
     kconf.syms["PEFT"].set_value(2)
     assert kconf.syms["PEFT_METHOD_LORA"].str_value == "y"
-    assert kconf.syms["PEFT_LORA_RANK"].str_value == "4"
-    assert kconf.syms["PEFT_ACT_CACHE_F32"].str_value == "y"
     # The CMSIS-NN backend needs a Cortex-M; the TFLM glue needs TFLM.
     assert kconf.syms["PEFT_BACKEND_CMSIS_NN"].visibility == 0
     assert kconf.syms["PEFT_TFLM"].str_value == "n"

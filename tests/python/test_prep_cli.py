@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from intelhex import IntelHex
 
-from micropeft import convert, datasets, pack, tflite_graph
+from micropeft import convert, datasets, pack, runtime, tflite_graph
 
 REG = re.compile(r"(\w+): partition@[0-9a-f]+ \{[^}]*reg = <(0x[0-9a-f]+) (0x[0-9a-f]+)>;")
 
@@ -93,7 +93,6 @@ def test_device_model_output_is_the_split_tensor(chain):
 
 
 def test_plan_parses_in_the_c_runtime(chain):
-    runtime = pytest.importorskip("micropeft.runtime", reason="runtime binding not there yet")
     out = chain["root"] / "m"
     device = (out / "model.tflite").read_bytes()
     plan = (out / "plan.bin").read_bytes()

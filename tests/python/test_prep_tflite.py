@@ -11,12 +11,11 @@ import struct
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from micropeft import convert, models, tflite_graph
 from micropeft.errors import UserError
 from micropeft.graph import Activation, Op
-
-tf = pytest.importorskip("tensorflow")
 
 
 def _geometry_model():

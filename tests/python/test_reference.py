@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from micropeft.graph import (
     Activation,
@@ -29,8 +30,6 @@ from micropeft.reference import (
     first_trainable_layer,
     tflite_tensor_values,
 )
-
-tf = pytest.importorskip("tensorflow")
 
 
 @dataclasses.dataclass

@@ -18,8 +18,6 @@ from micropeft.runtime import PeftError, Status, Trainer
 from runtime_fixtures import random_graph
 from test_runtime_plan import _chain
 
-tf = pytest.importorskip("tensorflow")
-
 
 def _close(actual: np.ndarray, expected: np.ndarray, rtol: float = 1e-4) -> float:
     """Largest error relative to the array's scale (tiny saturated gradients get a

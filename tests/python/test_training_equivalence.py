@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from micropeft.graph import Method
 from micropeft.reference import (
@@ -19,8 +20,6 @@ from micropeft.reference import (
     initial_parameters,
     tflite_tensor_values,
 )
-
-tf = pytest.importorskip("tensorflow")
 
 PARAM_RTOL = 1e-4
 SAMPLES = 4
