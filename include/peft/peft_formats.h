@@ -17,27 +17,48 @@ extern "C" {
 /** Status codes returned by every micropeft call. */
 typedef enum {
 	PEFT_OK = 0,
-	PEFT_ERR_ARG = 1, /**< NULL pointer or out-of-range argument. */
-	PEFT_ERR_BUFFER_TOO_SMALL = 2, /**< Caller's buffer or arena is smaller than required. */
-	PEFT_ERR_UNSUPPORTED = 3, /**< Operator/shape combination the kernels do not handle. */
-	PEFT_ERR_NUMERIC = 4, /**< A NaN or infinity appeared (loss or gradient). */
-	PEFT_ERR_PLAN_TRUNCATED = 10, /**< Shorter than its header or declared length. */
-	PEFT_ERR_PLAN_MAGIC = 11, /**< Not a plan blob. */
-	PEFT_ERR_PLAN_VERSION = 12, /**< Format version this runtime does not read. */
-	PEFT_ERR_PLAN_LENGTH = 13, /**< Declared length disagrees with the blob or sections. */
-	PEFT_ERR_PLAN_CRC = 14, /**< CRC32 mismatch: corrupted blob. */
-	PEFT_ERR_PLAN_MODEL_MISMATCH = 15, /**< Plan was made for another model (CRC/length). */
-	PEFT_ERR_PLAN_FIELD = 16, /**< A field holds an invalid value (op, index, shape...). */
-	PEFT_ERR_PLAN_MODEL_OFFSET = 17, /**< A weight reference points outside the model. */
-	PEFT_ERR_PLAN_ARENA_OFFSET = 18, /**< A buffer offset disagrees with the runtime's layout. */
-	PEFT_ERR_PLAN_METHOD_NOT_COMPILED = 19, /**< Plan needs a method/optimizer left out of the build. */
-	PEFT_ERR_PLAN_ALIGNMENT = 20, /**< Model or blob base not 4-byte aligned. */
-	PEFT_ERR_STATE_TRUNCATED = 30, /**< Shorter than its header or declared length. */
-	PEFT_ERR_STATE_MAGIC = 31, /**< Not a state blob. */
-	PEFT_ERR_STATE_VERSION = 32, /**< Format version this runtime does not read. */
-	PEFT_ERR_STATE_LENGTH = 33, /**< Declared length or sizes disagree with the plan. */
-	PEFT_ERR_STATE_CRC = 34, /**< CRC32 mismatch: corrupted blob. */
-	PEFT_ERR_STATE_PLAN_MISMATCH = 35, /**< State was saved for another plan. */
+	/** NULL pointer or out-of-range argument. */
+	PEFT_ERR_ARG = 1,
+	/** Caller's buffer or arena is smaller than required. */
+	PEFT_ERR_BUFFER_TOO_SMALL = 2,
+	/** Operator/shape combination the kernels do not handle. */
+	PEFT_ERR_UNSUPPORTED = 3,
+	/** A NaN or infinity appeared (loss or gradient). */
+	PEFT_ERR_NUMERIC = 4,
+	/** Shorter than its header or declared length. */
+	PEFT_ERR_PLAN_TRUNCATED = 10,
+	/** Not a plan blob. */
+	PEFT_ERR_PLAN_MAGIC = 11,
+	/** Format version this runtime does not read. */
+	PEFT_ERR_PLAN_VERSION = 12,
+	/** Declared length disagrees with the blob or sections. */
+	PEFT_ERR_PLAN_LENGTH = 13,
+	/** CRC32 mismatch: corrupted blob. */
+	PEFT_ERR_PLAN_CRC = 14,
+	/** Plan was made for another model (CRC/length). */
+	PEFT_ERR_PLAN_MODEL_MISMATCH = 15,
+	/** A field holds an invalid value (op, index, shape...). */
+	PEFT_ERR_PLAN_FIELD = 16,
+	/** A weight reference points outside the model. */
+	PEFT_ERR_PLAN_MODEL_OFFSET = 17,
+	/** A buffer offset disagrees with the runtime's layout. */
+	PEFT_ERR_PLAN_ARENA_OFFSET = 18,
+	/** Plan needs a method/optimizer left out of the build. */
+	PEFT_ERR_PLAN_METHOD_NOT_COMPILED = 19,
+	/** Model or blob base not 4-byte aligned. */
+	PEFT_ERR_PLAN_ALIGNMENT = 20,
+	/** Shorter than its header or declared length. */
+	PEFT_ERR_STATE_TRUNCATED = 30,
+	/** Not a state blob. */
+	PEFT_ERR_STATE_MAGIC = 31,
+	/** Format version this runtime does not read. */
+	PEFT_ERR_STATE_VERSION = 32,
+	/** Declared length or sizes disagree with the plan. */
+	PEFT_ERR_STATE_LENGTH = 33,
+	/** CRC32 mismatch: corrupted blob. */
+	PEFT_ERR_STATE_CRC = 34,
+	/** State was saved for another plan. */
+	PEFT_ERR_STATE_PLAN_MISMATCH = 35,
 } peft_status;
 
 /** Operator codes (plan layer record). */
@@ -50,7 +71,8 @@ enum {
 	PEFT_OP_AVERAGE_POOL_2D = 6,
 	PEFT_OP_PAD = 7,
 	PEFT_OP_RESHAPE = 8,
-	PEFT_OP_COUNT = 8, /**< Number of members, not a member. */
+	/** Number of members, not a member. */
+	PEFT_OP_COUNT = 8,
 };
 
 /** Fused activation of a layer (TFLite's fused_activation_function). */
@@ -68,8 +90,10 @@ enum {
 	PEFT_METHOD_SCALE_SHIFT = 8,
 	PEFT_METHOD_LORA = 16,
 	PEFT_METHOD_SPARSE = 32,
-	PEFT_METHOD_COUNT = 6, /**< Number of members, not a member. */
-	PEFT_METHOD_ALL = 63, /**< Every bit. */
+	/** Number of members, not a member. */
+	PEFT_METHOD_COUNT = 6,
+	/** Every bit. */
+	PEFT_METHOD_ALL = 63,
 };
 
 /** The parameter arrays a layer can have; the plan stores buffer offsets for each. */
@@ -80,7 +104,8 @@ typedef enum {
 	PEFT_PARAM_BETA = 3,
 	PEFT_PARAM_LORA_A = 4,
 	PEFT_PARAM_LORA_B = 5,
-	PEFT_PARAM_KIND_COUNT = 6, /**< Number of members, not a member. */
+	/** Number of members, not a member. */
+	PEFT_PARAM_KIND_COUNT = 6,
 } peft_param_kind;
 
 /** Storage of the activations kept for backward. */
@@ -103,14 +128,16 @@ enum {
 	PEFT_TRAIN_CACHE = 3,
 	PEFT_TRAIN_SLOTS = 4,
 	PEFT_TRAIN_SCRATCH = 5,
-	PEFT_TRAIN_REGION_COUNT = 6, /**< Number of members, not a member. */
+	/** Number of members, not a member. */
+	PEFT_TRAIN_REGION_COUNT = 6,
 };
 
 /** Regions of the inference arena after the parameters (plan header sizes). */
 enum {
 	PEFT_INFER_SLOTS = 0,
 	PEFT_INFER_SCRATCH = 1,
-	PEFT_INFER_REGION_COUNT = 2, /**< Number of members, not a member. */
+	/** Number of members, not a member. */
+	PEFT_INFER_REGION_COUNT = 2,
 };
 
 /** A layer's training scratch items (layer record, in layout order). */
@@ -120,7 +147,8 @@ enum {
 	PEFT_S_OUT = 2,
 	PEFT_S_TMP_A = 3,
 	PEFT_S_TMP_B = 4,
-	PEFT_S_TRAIN_COUNT = 5, /**< Number of members, not a member. */
+	/** Number of members, not a member. */
+	PEFT_S_TRAIN_COUNT = 5,
 };
 
 /** A layer's inference scratch items (layer record, in layout order). */
@@ -128,207 +156,222 @@ enum {
 	PEFT_SI_LIN = 0,
 	PEFT_SI_TMP_A = 1,
 	PEFT_SI_TMP_B = 2,
-	PEFT_S_INFER_COUNT = 3, /**< Number of members, not a member. */
+	/** Number of members, not a member. */
+	PEFT_S_INFER_COUNT = 3,
 };
 
 /** Every status as X(code, text); peft_status_str() answers the text. */
-#define PEFT_STATUS_LIST(X) \
-	X(PEFT_OK, "ok") \
-	X(PEFT_ERR_ARG, "invalid argument") \
-	X(PEFT_ERR_BUFFER_TOO_SMALL, "buffer too small") \
-	X(PEFT_ERR_UNSUPPORTED, "unsupported operator or shape") \
-	X(PEFT_ERR_NUMERIC, "NaN or infinity in loss or gradient") \
-	X(PEFT_ERR_PLAN_TRUNCATED, "plan truncated") \
-	X(PEFT_ERR_PLAN_MAGIC, "plan: bad magic") \
-	X(PEFT_ERR_PLAN_VERSION, "plan: unsupported version") \
-	X(PEFT_ERR_PLAN_LENGTH, "plan: length mismatch") \
-	X(PEFT_ERR_PLAN_CRC, "plan: CRC mismatch") \
-	X(PEFT_ERR_PLAN_MODEL_MISMATCH, "plan: made for another model") \
-	X(PEFT_ERR_PLAN_FIELD, "plan: invalid field") \
-	X(PEFT_ERR_PLAN_MODEL_OFFSET, "plan: weight reference outside the model") \
-	X(PEFT_ERR_PLAN_ARENA_OFFSET, "plan: buffer offset disagrees with the runtime layout") \
-	X(PEFT_ERR_PLAN_METHOD_NOT_COMPILED, "plan: method not compiled in") \
-	X(PEFT_ERR_PLAN_ALIGNMENT, "plan or model not 4-byte aligned") \
-	X(PEFT_ERR_STATE_TRUNCATED, "state truncated") \
-	X(PEFT_ERR_STATE_MAGIC, "state: bad magic") \
-	X(PEFT_ERR_STATE_VERSION, "state: unsupported version") \
-	X(PEFT_ERR_STATE_LENGTH, "state: length mismatch") \
-	X(PEFT_ERR_STATE_CRC, "state: CRC mismatch") \
+#define PEFT_STATUS_LIST(X)                                                                        \
+	X(PEFT_OK, "ok")                                                                           \
+	X(PEFT_ERR_ARG, "invalid argument")                                                        \
+	X(PEFT_ERR_BUFFER_TOO_SMALL, "buffer too small")                                           \
+	X(PEFT_ERR_UNSUPPORTED, "unsupported operator or shape")                                   \
+	X(PEFT_ERR_NUMERIC, "NaN or infinity in loss or gradient")                                 \
+	X(PEFT_ERR_PLAN_TRUNCATED, "plan truncated")                                               \
+	X(PEFT_ERR_PLAN_MAGIC, "plan: bad magic")                                                  \
+	X(PEFT_ERR_PLAN_VERSION, "plan: unsupported version")                                      \
+	X(PEFT_ERR_PLAN_LENGTH, "plan: length mismatch")                                           \
+	X(PEFT_ERR_PLAN_CRC, "plan: CRC mismatch")                                                 \
+	X(PEFT_ERR_PLAN_MODEL_MISMATCH, "plan: made for another model")                            \
+	X(PEFT_ERR_PLAN_FIELD, "plan: invalid field")                                              \
+	X(PEFT_ERR_PLAN_MODEL_OFFSET, "plan: weight reference outside the model")                  \
+	X(PEFT_ERR_PLAN_ARENA_OFFSET, "plan: buffer offset disagrees with the runtime layout")     \
+	X(PEFT_ERR_PLAN_METHOD_NOT_COMPILED, "plan: method not compiled in")                       \
+	X(PEFT_ERR_PLAN_ALIGNMENT, "plan or model not 4-byte aligned")                             \
+	X(PEFT_ERR_STATE_TRUNCATED, "state truncated")                                             \
+	X(PEFT_ERR_STATE_MAGIC, "state: bad magic")                                                \
+	X(PEFT_ERR_STATE_VERSION, "state: unsupported version")                                    \
+	X(PEFT_ERR_STATE_LENGTH, "state: length mismatch")                                         \
+	X(PEFT_ERR_STATE_CRC, "state: CRC mismatch")                                               \
 	X(PEFT_ERR_STATE_PLAN_MISMATCH, "state: saved for another plan")
 
 /** Every method as X(NAME, name): CONFIG_PEFT_METHOD_<NAME>, peft_method_<name>.
  * Bit i of the method flags is the i-th entry. */
-#define PEFT_METHOD_LIST(X) \
-	X(FULL, full) \
-	X(LAST_LAYER, last_layer) \
-	X(BITFIT, bitfit) \
-	X(SCALE_SHIFT, scale_shift) \
-	X(LORA, lora) \
+#define PEFT_METHOD_LIST(X)                                                                        \
+	X(FULL, full)                                                                              \
+	X(LAST_LAYER, last_layer)                                                                  \
+	X(BITFIT, bitfit)                                                                          \
+	X(SCALE_SHIFT, scale_shift)                                                                \
+	X(LORA, lora)                                                                              \
 	X(SPARSE, sparse)
 
 /* Limits. */
-#define PEFT_NONE 0xFFFFFFFFu /* An absent buffer in an offset field. */
-#define PEFT_NO_INPUT 0xFFFFu /* An absent second input of a layer record. */
-#define PEFT_ALIGN 16u /* Every arena buffer is rounded up to this many bytes. */
-#define PEFT_MAX_SLOTS 64 /* Live slot buffers at once (the C allocator's 64-bit mask). */
-#define PEFT_MAX_TENSOR_ELEMENTS 16777216 /* Elements of one tensor. */
-#define PEFT_MAX_LORA_RANK 64 /* Largest LoRA rank r (the smallest is 1). */
-#define PEFT_MAX_KERNEL 1024 /* Largest kernel size or stride of one axis. */
-#define PEFT_MIN_CLASSES 2 /* Fewest classes of a dataset blob. */
-#define PEFT_MAX_CLASSES 255 /* Most classes of a dataset blob (labels are u8). */
+/* An absent buffer in an offset field. */
+#define PEFT_NONE                0xFFFFFFFFu
+/* An absent second input of a layer record. */
+#define PEFT_NO_INPUT            0xFFFFu
+/* Every arena buffer is rounded up to this many bytes. */
+#define PEFT_ALIGN               16u
+/* Live slot buffers at once (the C allocator's 64-bit mask). */
+#define PEFT_MAX_SLOTS           64
+/* Elements of one tensor. */
+#define PEFT_MAX_TENSOR_ELEMENTS 16777216
+/* Largest LoRA rank r (the smallest is 1). */
+#define PEFT_MAX_LORA_RANK       64
+/* Largest kernel size or stride of one axis. */
+#define PEFT_MAX_KERNEL          1024
+/* Fewest classes of a dataset blob. */
+#define PEFT_MIN_CLASSES         2
+/* Most classes of a dataset blob (labels are u8). */
+#define PEFT_MAX_CLASSES         255
 
 /* Blobs: magic (the four ASCII bytes read as a little-endian u32), version. */
-#define PEFT_BLOB_CRC_START 16u /* the CRC covers [this, total) */
-#define PEFT_PLAN_MAGIC 0x50464550u /* "PEFP" */
-#define PEFT_PLAN_VERSION 1u
-#define PEFT_PLAN_HEADER_SIZE 128u
-#define PEFT_STATE_MAGIC 0x53464550u /* "PEFS" */
-#define PEFT_STATE_VERSION 1u
-#define PEFT_STATE_HEADER_SIZE 48u
-#define PEFT_CONTAINER_MAGIC 0x4D464550u /* "PEFM" */
-#define PEFT_CONTAINER_VERSION 1u
+/* The CRC covers the bytes [PEFT_BLOB_CRC_START, total length). */
+#define PEFT_BLOB_CRC_START        16u
+/* Plan blob: "PEFP". */
+#define PEFT_PLAN_MAGIC            0x50464550u
+#define PEFT_PLAN_VERSION          1u
+#define PEFT_PLAN_HEADER_SIZE      128u
+/* Trained-state blob: "PEFS". */
+#define PEFT_STATE_MAGIC           0x53464550u
+#define PEFT_STATE_VERSION         1u
+#define PEFT_STATE_HEADER_SIZE     48u
+/* Model+plan container: "PEFM". */
+#define PEFT_CONTAINER_MAGIC       0x4D464550u
+#define PEFT_CONTAINER_VERSION     1u
 #define PEFT_CONTAINER_HEADER_SIZE 64u
-#define PEFT_DATASET_MAGIC 0x44464550u /* "PEFD" */
-#define PEFT_DATASET_VERSION 1u
-#define PEFT_DATASET_HEADER_SIZE 64u
+/* Dataset blob: "PEFD". */
+#define PEFT_DATASET_MAGIC         0x44464550u
+#define PEFT_DATASET_VERSION       1u
+#define PEFT_DATASET_HEADER_SIZE   64u
 
 /* Common blob header: 16 bytes. The first 16 bytes of every blob. */
-#define PEFT_BLOB_HDR_SIZE 16u
-#define PEFT_BLOB_HDR_OFF_MAGIC 0u
-#define PEFT_BLOB_HDR_OFF_VERSION 4u
-#define PEFT_BLOB_HDR_OFF_HEADER_SIZE 6u
+#define PEFT_BLOB_HDR_SIZE             16u
+#define PEFT_BLOB_HDR_OFF_MAGIC        0u
+#define PEFT_BLOB_HDR_OFF_VERSION      4u
+#define PEFT_BLOB_HDR_OFF_HEADER_SIZE  6u
 #define PEFT_BLOB_HDR_OFF_TOTAL_LENGTH 8u
-#define PEFT_BLOB_HDR_OFF_CRC 12u
+#define PEFT_BLOB_HDR_OFF_CRC          12u
 
 /* Plan header: 128 bytes. */
-#define PEFT_PLAN_HDR_SIZE 128u
+#define PEFT_PLAN_HDR_SIZE                   128u
 /* Bytes 0..15: the common blob header (PEFT_BLOB_HDR_OFF_*). */
-#define PEFT_PLAN_HDR_OFF_MODEL_CRC 16u
-#define PEFT_PLAN_HDR_OFF_MODEL_LENGTH 20u
-#define PEFT_PLAN_HDR_OFF_NUM_TENSORS 24u
-#define PEFT_PLAN_HDR_OFF_NUM_LAYERS 26u
-#define PEFT_PLAN_HDR_OFF_INPUT_TENSOR 28u
-#define PEFT_PLAN_HDR_OFF_OUTPUT_TENSOR 30u
-#define PEFT_PLAN_HDR_OFF_NUM_CLASSES 32u
-#define PEFT_PLAN_HDR_OFF_ACT_CACHE 34u
-#define PEFT_PLAN_HDR_OFF_OPTIMIZER 35u
-#define PEFT_PLAN_HDR_OFF_SEED 36u
-#define PEFT_PLAN_HDR_OFF_LR 40u
-#define PEFT_PLAN_HDR_OFF_MOMENTUM 44u
-#define PEFT_PLAN_HDR_OFF_BETA1 48u
-#define PEFT_PLAN_HDR_OFF_BETA2 52u
-#define PEFT_PLAN_HDR_OFF_EPS 56u
-#define PEFT_PLAN_HDR_OFF_WEIGHT_DECAY 60u
-#define PEFT_PLAN_HDR_OFF_CLIP_NORM 64u
-#define PEFT_PLAN_HDR_OFF_SLOT_SIZE 68u
-#define PEFT_PLAN_HDR_OFF_TRAIN_REGION_SIZE 72u
-#define PEFT_PLAN_HDR_N_TRAIN_REGION_SIZE 6u
-#define PEFT_PLAN_HDR_OFF_TRAIN_SIZE 96u
-#define PEFT_PLAN_HDR_OFF_INFER_REGION_SIZE 100u
-#define PEFT_PLAN_HDR_N_INFER_REGION_SIZE 2u
-#define PEFT_PLAN_HDR_OFF_INFER_SIZE 108u
-#define PEFT_PLAN_HDR_OFF_PROBS_OFFSET 112u
-#define PEFT_PLAN_HDR_OFF_TRAINABLE_PARAMS 116u
+#define PEFT_PLAN_HDR_OFF_MODEL_CRC          16u
+#define PEFT_PLAN_HDR_OFF_MODEL_LENGTH       20u
+#define PEFT_PLAN_HDR_OFF_NUM_TENSORS        24u
+#define PEFT_PLAN_HDR_OFF_NUM_LAYERS         26u
+#define PEFT_PLAN_HDR_OFF_INPUT_TENSOR       28u
+#define PEFT_PLAN_HDR_OFF_OUTPUT_TENSOR      30u
+#define PEFT_PLAN_HDR_OFF_NUM_CLASSES        32u
+#define PEFT_PLAN_HDR_OFF_ACT_CACHE          34u
+#define PEFT_PLAN_HDR_OFF_OPTIMIZER          35u
+#define PEFT_PLAN_HDR_OFF_SEED               36u
+#define PEFT_PLAN_HDR_OFF_LR                 40u
+#define PEFT_PLAN_HDR_OFF_MOMENTUM           44u
+#define PEFT_PLAN_HDR_OFF_BETA1              48u
+#define PEFT_PLAN_HDR_OFF_BETA2              52u
+#define PEFT_PLAN_HDR_OFF_EPS                56u
+#define PEFT_PLAN_HDR_OFF_WEIGHT_DECAY       60u
+#define PEFT_PLAN_HDR_OFF_CLIP_NORM          64u
+#define PEFT_PLAN_HDR_OFF_SLOT_SIZE          68u
+#define PEFT_PLAN_HDR_OFF_TRAIN_REGION_SIZE  72u
+#define PEFT_PLAN_HDR_N_TRAIN_REGION_SIZE    6u
+#define PEFT_PLAN_HDR_OFF_TRAIN_SIZE         96u
+#define PEFT_PLAN_HDR_OFF_INFER_REGION_SIZE  100u
+#define PEFT_PLAN_HDR_N_INFER_REGION_SIZE    2u
+#define PEFT_PLAN_HDR_OFF_INFER_SIZE         108u
+#define PEFT_PLAN_HDR_OFF_PROBS_OFFSET       112u
+#define PEFT_PLAN_HDR_OFF_TRAINABLE_PARAMS   116u
 #define PEFT_PLAN_HDR_OFF_TENSOR_RECORD_SIZE 120u
-#define PEFT_PLAN_HDR_OFF_LAYER_RECORD_SIZE 124u
+#define PEFT_PLAN_HDR_OFF_LAYER_RECORD_SIZE  124u
 
 /* Plan tensor record: 40 bytes. */
-#define PEFT_PLAN_TENSOR_SIZE 40u
-#define PEFT_PLAN_TENSOR_OFF_H 0u
-#define PEFT_PLAN_TENSOR_OFF_W 4u
-#define PEFT_PLAN_TENSOR_OFF_C 8u
-#define PEFT_PLAN_TENSOR_OFF_SCALE 12u
-#define PEFT_PLAN_TENSOR_OFF_ZERO_POINT 16u
+#define PEFT_PLAN_TENSOR_SIZE             40u
+#define PEFT_PLAN_TENSOR_OFF_H            0u
+#define PEFT_PLAN_TENSOR_OFF_W            4u
+#define PEFT_PLAN_TENSOR_OFF_C            8u
+#define PEFT_PLAN_TENSOR_OFF_SCALE        12u
+#define PEFT_PLAN_TENSOR_OFF_ZERO_POINT   16u
 #define PEFT_PLAN_TENSOR_OFF_CACHE_OFFSET 20u
-#define PEFT_PLAN_TENSOR_OFF_FWD_OFFSET 24u
-#define PEFT_PLAN_TENSOR_OFF_GRAD_OFFSET 28u
+#define PEFT_PLAN_TENSOR_OFF_FWD_OFFSET   24u
+#define PEFT_PLAN_TENSOR_OFF_GRAD_OFFSET  28u
 #define PEFT_PLAN_TENSOR_OFF_INFER_OFFSET 32u
-#define PEFT_PLAN_TENSOR_OFF_CACHE_DTYPE 36u
-#define PEFT_PLAN_TENSOR_OFF_NEEDS_GRAD 37u
-#define PEFT_PLAN_TENSOR_OFF_RESERVED 38u
+#define PEFT_PLAN_TENSOR_OFF_CACHE_DTYPE  36u
+#define PEFT_PLAN_TENSOR_OFF_NEEDS_GRAD   37u
+#define PEFT_PLAN_TENSOR_OFF_RESERVED     38u
 
 /* Model array reference: 16 bytes. A constant array in the model (all zero when absent). */
-#define PEFT_PLAN_REF_SIZE 16u
-#define PEFT_PLAN_REF_OFF_OFFSET 0u
-#define PEFT_PLAN_REF_OFF_COUNT 4u
+#define PEFT_PLAN_REF_SIZE             16u
+#define PEFT_PLAN_REF_OFF_OFFSET       0u
+#define PEFT_PLAN_REF_OFF_COUNT        4u
 #define PEFT_PLAN_REF_OFF_SCALE_OFFSET 8u
-#define PEFT_PLAN_REF_OFF_SCALE_COUNT 12u
+#define PEFT_PLAN_REF_OFF_SCALE_COUNT  12u
 
 /* Plan layer record: 216 bytes. */
-#define PEFT_PLAN_LAYER_SIZE 216u
-#define PEFT_PLAN_LAYER_OFF_OP 0u
-#define PEFT_PLAN_LAYER_OFF_ACTIVATION 1u
-#define PEFT_PLAN_LAYER_OFF_METHODS 2u
-#define PEFT_PLAN_LAYER_OFF_GRAPH_LAYER 4u
-#define PEFT_PLAN_LAYER_OFF_NUM_INPUTS 6u
-#define PEFT_PLAN_LAYER_OFF_INPUT 8u
-#define PEFT_PLAN_LAYER_N_INPUT 2u
-#define PEFT_PLAN_LAYER_OFF_OUTPUT 12u
-#define PEFT_PLAN_LAYER_OFF_LORA_RANK 14u
-#define PEFT_PLAN_LAYER_OFF_LORA_ALPHA 16u
-#define PEFT_PLAN_LAYER_OFF_KERNEL_H 20u
-#define PEFT_PLAN_LAYER_OFF_KERNEL_W 24u
-#define PEFT_PLAN_LAYER_OFF_STRIDE_H 28u
-#define PEFT_PLAN_LAYER_OFF_STRIDE_W 32u
-#define PEFT_PLAN_LAYER_OFF_PAD_TOP 36u
-#define PEFT_PLAN_LAYER_OFF_PAD_LEFT 40u
-#define PEFT_PLAN_LAYER_OFF_WEIGHTS 44u
-#define PEFT_PLAN_LAYER_OFF_BIAS 60u
-#define PEFT_PLAN_LAYER_OFF_RESERVED 76u
-#define PEFT_PLAN_LAYER_OFF_PARAM 80u
-#define PEFT_PLAN_LAYER_N_PARAM 6u
-#define PEFT_PLAN_LAYER_OFF_GRAD 104u
-#define PEFT_PLAN_LAYER_N_GRAD 6u
-#define PEFT_PLAN_LAYER_OFF_OPT_M 128u
-#define PEFT_PLAN_LAYER_N_OPT_M 6u
-#define PEFT_PLAN_LAYER_OFF_OPT_V 152u
-#define PEFT_PLAN_LAYER_N_OPT_V 6u
-#define PEFT_PLAN_LAYER_OFF_CACHE_Z 176u
-#define PEFT_PLAN_LAYER_OFF_CACHE_U 180u
+#define PEFT_PLAN_LAYER_SIZE              216u
+#define PEFT_PLAN_LAYER_OFF_OP            0u
+#define PEFT_PLAN_LAYER_OFF_ACTIVATION    1u
+#define PEFT_PLAN_LAYER_OFF_METHODS       2u
+#define PEFT_PLAN_LAYER_OFF_GRAPH_LAYER   4u
+#define PEFT_PLAN_LAYER_OFF_NUM_INPUTS    6u
+#define PEFT_PLAN_LAYER_OFF_INPUT         8u
+#define PEFT_PLAN_LAYER_N_INPUT           2u
+#define PEFT_PLAN_LAYER_OFF_OUTPUT        12u
+#define PEFT_PLAN_LAYER_OFF_LORA_RANK     14u
+#define PEFT_PLAN_LAYER_OFF_LORA_ALPHA    16u
+#define PEFT_PLAN_LAYER_OFF_KERNEL_H      20u
+#define PEFT_PLAN_LAYER_OFF_KERNEL_W      24u
+#define PEFT_PLAN_LAYER_OFF_STRIDE_H      28u
+#define PEFT_PLAN_LAYER_OFF_STRIDE_W      32u
+#define PEFT_PLAN_LAYER_OFF_PAD_TOP       36u
+#define PEFT_PLAN_LAYER_OFF_PAD_LEFT      40u
+#define PEFT_PLAN_LAYER_OFF_WEIGHTS       44u
+#define PEFT_PLAN_LAYER_OFF_BIAS          60u
+#define PEFT_PLAN_LAYER_OFF_RESERVED      76u
+#define PEFT_PLAN_LAYER_OFF_PARAM         80u
+#define PEFT_PLAN_LAYER_N_PARAM           6u
+#define PEFT_PLAN_LAYER_OFF_GRAD          104u
+#define PEFT_PLAN_LAYER_N_GRAD            6u
+#define PEFT_PLAN_LAYER_OFF_OPT_M         128u
+#define PEFT_PLAN_LAYER_N_OPT_M           6u
+#define PEFT_PLAN_LAYER_OFF_OPT_V         152u
+#define PEFT_PLAN_LAYER_N_OPT_V           6u
+#define PEFT_PLAN_LAYER_OFF_CACHE_Z       176u
+#define PEFT_PLAN_LAYER_OFF_CACHE_U       180u
 #define PEFT_PLAN_LAYER_OFF_SCRATCH_TRAIN 184u
-#define PEFT_PLAN_LAYER_N_SCRATCH_TRAIN 5u
+#define PEFT_PLAN_LAYER_N_SCRATCH_TRAIN   5u
 #define PEFT_PLAN_LAYER_OFF_SCRATCH_INFER 204u
-#define PEFT_PLAN_LAYER_N_SCRATCH_INFER 3u
+#define PEFT_PLAN_LAYER_N_SCRATCH_INFER   3u
 
 /* Trained-state header: 48 bytes. */
-#define PEFT_STATE_HDR_SIZE 48u
+#define PEFT_STATE_HDR_SIZE             48u
 /* Bytes 0..15: the common blob header (PEFT_BLOB_HDR_OFF_*). */
-#define PEFT_STATE_HDR_OFF_PLAN_CRC 16u
-#define PEFT_STATE_HDR_OFF_EPOCH 20u
-#define PEFT_STATE_HDR_OFF_SEQUENCE 24u
-#define PEFT_STATE_HDR_OFF_STEPS 28u
+#define PEFT_STATE_HDR_OFF_PLAN_CRC     16u
+#define PEFT_STATE_HDR_OFF_EPOCH        20u
+#define PEFT_STATE_HDR_OFF_SEQUENCE     24u
+#define PEFT_STATE_HDR_OFF_STEPS        28u
 #define PEFT_STATE_HDR_OFF_PARAMS_BYTES 32u
-#define PEFT_STATE_HDR_OFF_OPT_BYTES 36u
-#define PEFT_STATE_HDR_OFF_OPTIMIZER 40u
-#define PEFT_STATE_HDR_OFF_RESERVED 44u
+#define PEFT_STATE_HDR_OFF_OPT_BYTES    36u
+#define PEFT_STATE_HDR_OFF_OPTIMIZER    40u
+#define PEFT_STATE_HDR_OFF_RESERVED     44u
 
 /* Model+plan container header: 64 bytes. */
-#define PEFT_CONTAINER_HDR_SIZE 64u
+#define PEFT_CONTAINER_HDR_SIZE             64u
 /* Bytes 0..15: the common blob header (PEFT_BLOB_HDR_OFF_*). */
 #define PEFT_CONTAINER_HDR_OFF_MODEL_OFFSET 16u
 #define PEFT_CONTAINER_HDR_OFF_MODEL_LENGTH 20u
-#define PEFT_CONTAINER_HDR_OFF_PLAN_OFFSET 24u
-#define PEFT_CONTAINER_HDR_OFF_PLAN_LENGTH 28u
-#define PEFT_CONTAINER_HDR_OFF_MODEL_CRC 32u
-#define PEFT_CONTAINER_HDR_OFF_RESERVED 36u
-#define PEFT_CONTAINER_HDR_LEN_RESERVED 28u
+#define PEFT_CONTAINER_HDR_OFF_PLAN_OFFSET  24u
+#define PEFT_CONTAINER_HDR_OFF_PLAN_LENGTH  28u
+#define PEFT_CONTAINER_HDR_OFF_MODEL_CRC    32u
+#define PEFT_CONTAINER_HDR_OFF_RESERVED     36u
+#define PEFT_CONTAINER_HDR_LEN_RESERVED     28u
 
 /* Dataset header: 64 bytes. */
-#define PEFT_DATASET_HDR_SIZE 64u
+#define PEFT_DATASET_HDR_SIZE                 64u
 /* Bytes 0..15: the common blob header (PEFT_BLOB_HDR_OFF_*). */
-#define PEFT_DATASET_HDR_OFF_N_TRAIN 16u
-#define PEFT_DATASET_HDR_OFF_N_TEST 20u
-#define PEFT_DATASET_HDR_OFF_HEIGHT 24u
-#define PEFT_DATASET_HDR_OFF_WIDTH 26u
-#define PEFT_DATASET_HDR_OFF_CHANNELS 28u
-#define PEFT_DATASET_HDR_OFF_CLASSES 30u
-#define PEFT_DATASET_HDR_OFF_INPUT_SCALE 32u
+#define PEFT_DATASET_HDR_OFF_N_TRAIN          16u
+#define PEFT_DATASET_HDR_OFF_N_TEST           20u
+#define PEFT_DATASET_HDR_OFF_HEIGHT           24u
+#define PEFT_DATASET_HDR_OFF_WIDTH            26u
+#define PEFT_DATASET_HDR_OFF_CHANNELS         28u
+#define PEFT_DATASET_HDR_OFF_CLASSES          30u
+#define PEFT_DATASET_HDR_OFF_INPUT_SCALE      32u
 #define PEFT_DATASET_HDR_OFF_INPUT_ZERO_POINT 36u
-#define PEFT_DATASET_HDR_OFF_SAMPLE_BYTES 40u
-#define PEFT_DATASET_HDR_OFF_SAMPLES_OFFSET 44u
-#define PEFT_DATASET_HDR_OFF_LABELS_OFFSET 48u
-#define PEFT_DATASET_HDR_OFF_RESERVED 52u
-#define PEFT_DATASET_HDR_LEN_RESERVED 12u
+#define PEFT_DATASET_HDR_OFF_SAMPLE_BYTES     40u
+#define PEFT_DATASET_HDR_OFF_SAMPLES_OFFSET   44u
+#define PEFT_DATASET_HDR_OFF_LABELS_OFFSET    48u
+#define PEFT_DATASET_HDR_OFF_RESERVED         52u
+#define PEFT_DATASET_HDR_LEN_RESERVED         12u
 
 #ifdef __cplusplus
 }

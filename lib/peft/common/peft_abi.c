@@ -13,7 +13,7 @@ typedef struct {
 	size_t value;
 } abi_entry;
 
-#define SIZE_OF(type) {#type, sizeof(type)}
+#define SIZE_OF(type)          {#type, sizeof(type)}
 #define OFFSET_OF(type, field) {#type "." #field, offsetof(type, field)}
 
 static const abi_entry entries[] = {

@@ -46,13 +46,10 @@ typedef struct {
 	peft_method_hook bwd_adapter; /* param grads from ctx->g_out; add to ctx->grad_in */
 } peft_method;
 
-/* Descriptors, one per methods/peft_method_<name>.c. */
-extern const peft_method peft_method_full;
-extern const peft_method peft_method_last_layer;
-extern const peft_method peft_method_bitfit;
-extern const peft_method peft_method_scale_shift;
-extern const peft_method peft_method_lora;
-extern const peft_method peft_method_sparse;
+/* Descriptors, one per methods/peft_method_<name>.c (the list of peft_formats.h). */
+#define PEFT_METHOD_DESCRIPTOR(NAME, name) extern const peft_method peft_method_##name;
+PEFT_METHOD_LIST(PEFT_METHOD_DESCRIPTOR)
+#undef PEFT_METHOD_DESCRIPTOR
 
 /* The compiled-in descriptor for one flag bit, or NULL. */
 const peft_method *peft_method_find(uint16_t flag);

@@ -24,8 +24,7 @@ static void rd_ref(const uint8_t *p, peft_ref_rec *r)
 
 void peft_plan_read_tensor(const peft_plan *plan, int32_t i, peft_tensor_rec *out)
 {
-	const uint8_t *p =
-		plan->blob + PEFT_PLAN_HEADER_SIZE + (size_t)i * PEFT_PLAN_TENSOR_SIZE;
+	const uint8_t *p = plan->blob + PEFT_PLAN_HEADER_SIZE + (size_t)i * PEFT_PLAN_TENSOR_SIZE;
 
 	out->h = peft_rdi32(p + PEFT_PLAN_TENSOR_OFF_H);
 	out->w = peft_rdi32(p + PEFT_PLAN_TENSOR_OFF_W);
@@ -356,9 +355,11 @@ static void decode_header(peft_plan *plan, const uint8_t *b)
 	/* Regions follow one another in arena order (PEFT_TRAIN_*). */
 	uint32_t off = 0;
 	peft_region *train[PEFT_TRAIN_REGION_COUNT] = {
-		[PEFT_TRAIN_PARAMS] = &plan->params,   [PEFT_TRAIN_PARAM_GRADS] = &plan->param_grads,
+		[PEFT_TRAIN_PARAMS] = &plan->params,
+		[PEFT_TRAIN_PARAM_GRADS] = &plan->param_grads,
 		[PEFT_TRAIN_OPTIMIZER_STATE] = &plan->optimizer_state,
-		[PEFT_TRAIN_CACHE] = &plan->cache,     [PEFT_TRAIN_SLOTS] = &plan->slots,
+		[PEFT_TRAIN_CACHE] = &plan->cache,
+		[PEFT_TRAIN_SLOTS] = &plan->slots,
 		[PEFT_TRAIN_SCRATCH] = &plan->scratch,
 	};
 

@@ -10,6 +10,7 @@ from micropeft.formats.layout import PAD, Layout
 
 HEADER_PATH = "include/peft/peft_formats.h"
 GENERATOR = "python -m micropeft.formats"
+COLUMNS = 100  # .clang-format ColumnLimit
 SOURCE = "scripts/micropeft/formats/"
 
 
@@ -22,18 +23,18 @@ def _enum(spec: CEnum) -> list[str]:
     lines = [f"/** {spec.doc.strip()} */" if spec.doc else ""]
     lines.append("typedef enum {" if spec.c_type else "enum {")
     for m in members:
-        doc = ""
         if spec.py is Status and STATUS_TEXT[m][1]:
-            doc = f" /**< {STATUS_TEXT[m][1]} */"
-        lines.append(f"\t{spec.prefix}{m.name} = {m.value},{doc}")
+            lines.append(f"\t/** {STATUS_TEXT[m][1]} */")
+        lines.append(f"\t{spec.prefix}{m.name} = {m.value},")
     if spec.count:
-        n = len(members)
-        lines.append(f"\tPEFT_{spec.count} = {n}, /**< Number of members, not a member. */")
+        lines.append("\t/** Number of members, not a member. */")
+        lines.append(f"\tPEFT_{spec.count} = {len(members)},")
     if spec.all_name:
         every = 0
         for m in members:
             every |= m.value
-        lines.append(f"\tPEFT_{spec.all_name} = {every}, /**< Every bit. */")
+        lines.append("\t/** Every bit. */")
+        lines.append(f"\tPEFT_{spec.all_name} = {every},")
     lines.append(f"}} {spec.c_type};" if spec.c_type else "};")
     return [line for line in lines if line != ""]
 
@@ -58,21 +59,56 @@ def _layout(layout: Layout) -> list[str]:
     return lines
 
 
+def _continued(first: str, entries: list[str]) -> list[str]:
+    """A multi-line macro with its backslashes in the last column (as clang-format puts them)."""
+    lines = [first, *entries]
+    out = []
+    for i, line in enumerate(lines):
+        if i == len(lines) - 1:
+            out.append(line)
+            continue
+        width = len(line.expandtabs(8))
+        out.append(line + " " * max(COLUMNS - 1 - width, 1) + "\\")
+    return out
+
+
+def _align_macros(lines: list[str]) -> list[str]:
+    """Pad the names of consecutive #defines so that their values line up (comment lines
+    do not break a run, blank lines do): clang-format's AlignConsecutiveMacros."""
+    out = list(lines)
+    run: list[int] = []
+
+    def flush() -> None:
+        simple = [i for i in run if "(" not in out[i].split()[1]]
+        if simple:
+            width = max(len(out[i].split()[1]) for i in simple)
+            for i in simple:
+                _, name, value = out[i].split(" ", 2)
+                out[i] = f"#define {name.ljust(width)} {value}"
+        run.clear()
+
+    for i, line in enumerate(lines):
+        if line.startswith("#define ") and not line.endswith("\\") and " " in line[8:]:
+            run.append(i)
+        elif line.startswith("/*") and run:
+            continue
+        else:
+            flush()
+    flush()
+    return out
+
+
 def _lists() -> list[str]:
     """X-macros, so that C code can visit every status or method without a copy of the list."""
     out = ["/** Every status as X(code, text); peft_status_str() answers the text. */"]
-    out.append("#define PEFT_STATUS_LIST(X) \\")
-    for i, status in enumerate(Status):
-        end = " \\" if i < len(Status) - 1 else ""
-        out.append(f'\tX(PEFT_{status.name}, "{STATUS_TEXT[status][0]}"){end}')
+    entries = [f'\tX(PEFT_{s.name}, "{STATUS_TEXT[s][0]}")' for s in Status]
+    out += _continued("#define PEFT_STATUS_LIST(X)", entries)
     out.append("")
     methods = [m for m in Method if m != Method.NONE]
     out.append("/** Every method as X(NAME, name): CONFIG_PEFT_METHOD_<NAME>, peft_method_<name>.")
     out.append(" * Bit i of the method flags is the i-th entry. */")
-    out.append("#define PEFT_METHOD_LIST(X) \\")
-    for i, method in enumerate(methods):
-        end = " \\" if i < len(methods) - 1 else ""
-        out.append(f"\tX({method.name}, {method.name.lower()}){end}")
+    entries = [f"\tX({m.name}, {m.name.lower()})" for m in methods]
+    out += _continued("#define PEFT_METHOD_LIST(X)", entries)
     out.append("")
     return out
 
@@ -105,13 +141,16 @@ def render() -> str:
     for limit in LIMITS:
         value = f"0x{limit.value:X}" if limit.hex else f"{limit.value}"
         value += "u" if limit.unsigned else ""
-        out.append(f"#define PEFT_{limit.name} {value} /* {limit.doc} */")
+        out.append(f"/* {limit.doc} */")
+        out.append(f"#define PEFT_{limit.name} {value}")
     out.append("")
     out.append("/* Blobs: magic (the four ASCII bytes read as a little-endian u32), version. */")
-    out.append(f"#define PEFT_BLOB_CRC_START {CRC_START}u /* the CRC covers [this, total) */")
+    out.append("/* The CRC covers the bytes [PEFT_BLOB_CRC_START, total length). */")
+    out.append(f"#define PEFT_BLOB_CRC_START {CRC_START}u")
     for blob in BLOBS:
         p = f"PEFT_{blob.c_name}"
-        out.append(f'#define {p}_MAGIC 0x{blob.magic_u32:08X}u /* "{blob.magic.decode()}" */')
+        out.append(f'/* {blob.name}: "{blob.magic.decode()}". */')
+        out.append(f"#define {p}_MAGIC 0x{blob.magic_u32:08X}u")
         out.append(f"#define {p}_VERSION {blob.version}u")
         out.append(f"#define {p}_HEADER_SIZE {blob.header_size}u")
     out.append("")
@@ -125,4 +164,4 @@ def render() -> str:
         "#endif /* PEFT_FORMATS_H */",
         "",
     ]
-    return "\n".join(out)
+    return "\n".join(_align_macros(out))
