@@ -5,7 +5,7 @@
 #include "peft/peft_formats.h"
 
 peft_status peft_blob_check(const uint8_t *blob, size_t avail, uint32_t magic, uint16_t version,
-			    uint16_t header_size, const peft_blob_errors *errors, uint32_t *total)
+			    uint16_t header_size, const peft_blob_errors *errors)
 {
 	if (avail < PEFT_BLOB_HDR_SIZE) {
 		return errors->truncated;
@@ -31,6 +31,5 @@ peft_status peft_blob_check(const uint8_t *blob, size_t avail, uint32_t magic, u
 	    peft_rd32(blob + PEFT_BLOB_HDR_OFF_CRC)) {
 		return errors->crc;
 	}
-	*total = n;
 	return PEFT_OK;
 }

@@ -17,9 +17,11 @@ typedef struct {
 	peft_status crc;
 } peft_blob_errors;
 
-/* Check magic, version, header size, total length and CRC, in that order;
- * on success *total is the blob's declared length (<= avail). */
+/* Check magic, version, header size, total length and CRC, in that order. On
+ * success the declared length (PEFT_BLOB_HDR_OFF_TOTAL_LENGTH) is <= avail.
+ * (No output parameter: a caller's local whose address escapes would keep the
+ * compiler from tail-calling out of the reader, which costs stack.) */
 peft_status peft_blob_check(const uint8_t *blob, size_t avail, uint32_t magic, uint16_t version,
-			    uint16_t header_size, const peft_blob_errors *errors, uint32_t *total);
+			    uint16_t header_size, const peft_blob_errors *errors);
 
 #endif /* PEFT_BLOB_H */

@@ -54,6 +54,10 @@ PEFT_METHOD_LIST(PEFT_METHOD_DESCRIPTOR)
 /* The compiled-in descriptor for one flag bit, or NULL. */
 const peft_method *peft_method_find(uint16_t flag);
 
+/* The highest method bit: the loops below visit bits 1 .. PEFT_METHOD_LAST_BIT,
+ * every one of the PEFT_METHOD_COUNT methods. */
+#define PEFT_METHOD_LAST_BIT (1u << (PEFT_METHOD_COUNT - 1))
+
 /* Which hook peft_methods_run() calls. */
 typedef enum {
 	PEFT_HOOK_INIT,
@@ -65,11 +69,60 @@ typedef enum {
 
 /* What the methods of a layer's flags train together (bit 1 << peft_param_kind);
  * PEFT_ERR_PLAN_METHOD_NOT_COMPILED when one of them is left out of the build.
- * Every bit below PEFT_METHOD_COUNT is visited. */
-peft_status peft_methods_trains(uint16_t methods, uint32_t *trains);
+ * Every bit below PEFT_METHOD_COUNT is visited. Inline, so that each call site
+ * compiles to the loop it replaces. */
+static inline peft_status peft_methods_trains(uint16_t methods, uint32_t *trains)
+{
+	uint32_t acc = 0;
+
+	for (uint16_t bit = 1; bit <= PEFT_METHOD_LAST_BIT; bit = (uint16_t)(bit << 1)) {
+		if (methods & bit) {
+			const peft_method *m = peft_method_find(bit);
+
+			if (m == NULL) {
+				return PEFT_ERR_PLAN_METHOD_NOT_COMPILED;
+			}
+			acc |= m->trains;
+		}
+	}
+	*trains = acc;
+	return PEFT_OK;
+}
+
+static inline peft_method_hook peft_method_hook_of(const peft_method *m, peft_method_hook_id hook)
+{
+	switch (hook) {
+	case PEFT_HOOK_INIT:
+		return m->init;
+	case PEFT_HOOK_FWD_AFFINE:
+		return m->fwd_affine;
+	case PEFT_HOOK_FWD_ADAPTER:
+		return m->fwd_adapter;
+	case PEFT_HOOK_BWD_AFFINE:
+		return m->bwd_affine;
+	case PEFT_HOOK_BWD_ADAPTER:
+		return m->bwd_adapter;
+	}
+	return NULL;
+}
 
 /* Run one hook of each method in `methods`, in bit order (methods without that
  * hook are skipped); stops at the first status other than PEFT_OK. */
-peft_status peft_methods_run(uint16_t methods, peft_method_hook_id hook, peft_layer_ctx *ctx);
+static inline peft_status peft_methods_run(uint16_t methods, peft_method_hook_id hook,
+					   peft_layer_ctx *ctx)
+{
+	for (uint16_t bit = 1; bit <= PEFT_METHOD_LAST_BIT; bit = (uint16_t)(bit << 1)) {
+		const peft_method *m = (methods & bit) ? peft_method_find(bit) : NULL;
+
+		if (m != NULL && peft_method_hook_of(m, hook) != NULL) {
+			const peft_status st = peft_method_hook_of(m, hook)(ctx);
+
+			if (st != PEFT_OK) {
+				return st;
+			}
+		}
+	}
+	return PEFT_OK;
+}
 
 #endif /* PEFT_METHOD_H */

@@ -51,9 +51,8 @@ void peft_plan_read_layer(const peft_plan *plan, int32_t i, peft_layer_rec *out)
 	out->methods = peft_rd16(p + PEFT_PLAN_LAYER_OFF_METHODS);
 	out->graph_layer = peft_rd16(p + PEFT_PLAN_LAYER_OFF_GRAPH_LAYER);
 	out->num_inputs = peft_rd16(p + PEFT_PLAN_LAYER_OFF_NUM_INPUTS);
-	for (uint32_t k = 0; k < PEFT_PLAN_LAYER_N_INPUT; k++) {
-		out->input[k] = peft_rd16(p + PEFT_PLAN_LAYER_OFF_INPUT + 2u * k);
-	}
+	out->input[0] = peft_rd16(p + PEFT_PLAN_LAYER_OFF_INPUT);
+	out->input[1] = peft_rd16(p + PEFT_PLAN_LAYER_OFF_INPUT + sizeof(uint16_t));
 	out->output = peft_rd16(p + PEFT_PLAN_LAYER_OFF_OUTPUT);
 	out->lora_rank = peft_rd16(p + PEFT_PLAN_LAYER_OFF_LORA_RANK);
 	out->lora_alpha = peft_rdf32(p + PEFT_PLAN_LAYER_OFF_LORA_ALPHA);
@@ -66,19 +65,19 @@ void peft_plan_read_layer(const peft_plan *plan, int32_t i, peft_layer_rec *out)
 	rd_ref(p + PEFT_PLAN_LAYER_OFF_WEIGHTS, &out->weights);
 	rd_ref(p + PEFT_PLAN_LAYER_OFF_BIAS, &out->bias);
 	out->reserved = peft_rd32(p + PEFT_PLAN_LAYER_OFF_RESERVED);
-	for (uint32_t k = 0; k < PEFT_PARAM_KIND_COUNT; k++) {
-		out->param[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_PARAM + 4u * k);
-		out->grad[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_GRAD + 4u * k);
-		out->opt_m[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_OPT_M + 4u * k);
-		out->opt_v[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_OPT_V + 4u * k);
+	for (int k = 0; k < PEFT_PARAM_KIND_COUNT; k++) {
+		out->param[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_PARAM + 4 * k);
+		out->grad[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_GRAD + 4 * k);
+		out->opt_m[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_OPT_M + 4 * k);
+		out->opt_v[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_OPT_V + 4 * k);
 	}
 	out->cache_z = peft_rd32(p + PEFT_PLAN_LAYER_OFF_CACHE_Z);
 	out->cache_u = peft_rd32(p + PEFT_PLAN_LAYER_OFF_CACHE_U);
-	for (uint32_t k = 0; k < PEFT_S_TRAIN_COUNT; k++) {
-		out->scratch_train[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_SCRATCH_TRAIN + 4u * k);
+	for (int k = 0; k < PEFT_S_TRAIN_COUNT; k++) {
+		out->scratch_train[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_SCRATCH_TRAIN + 4 * k);
 	}
-	for (uint32_t k = 0; k < PEFT_S_INFER_COUNT; k++) {
-		out->scratch_infer[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_SCRATCH_INFER + 4u * k);
+	for (int k = 0; k < PEFT_S_INFER_COUNT; k++) {
+		out->scratch_infer[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_SCRATCH_INFER + 4 * k);
 	}
 }
 
@@ -397,10 +396,10 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 		.crc = PEFT_ERR_PLAN_CRC,
 	};
 	const uint8_t *b = blob;
-	uint32_t total = 0;
 
 	PEFT_TRY(peft_blob_check(b, blob_len, PEFT_PLAN_MAGIC, PEFT_PLAN_VERSION,
-				 PEFT_PLAN_HEADER_SIZE, &errors, &total));
+				 PEFT_PLAN_HEADER_SIZE, &errors));
+	const uint32_t total = peft_rd32(b + PEFT_BLOB_HDR_OFF_TOTAL_LENGTH);
 	const uint32_t nt = peft_rd16(b + PEFT_PLAN_HDR_OFF_NUM_TENSORS);
 	const uint32_t nl = peft_rd16(b + PEFT_PLAN_HDR_OFF_NUM_LAYERS);
 

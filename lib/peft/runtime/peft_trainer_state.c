@@ -133,10 +133,10 @@ peft_status peft_trainer_import_state(peft_trainer *t, const void *buf, size_t s
 	};
 	const peft_plan *plan = t->plan;
 	const uint8_t *b = buf;
-	uint32_t total = 0;
 
 	PEFT_TRY(peft_blob_check(b, size, PEFT_STATE_MAGIC, PEFT_STATE_VERSION,
-				 PEFT_STATE_HEADER_SIZE, &errors, &total));
+				 PEFT_STATE_HEADER_SIZE, &errors));
+	const uint32_t total = peft_rd32(b + PEFT_BLOB_HDR_OFF_TOTAL_LENGTH);
 	if (peft_rd32(b + PEFT_STATE_HDR_OFF_PLAN_CRC) != plan->crc) {
 		return PEFT_ERR_STATE_PLAN_MISMATCH;
 	}
