@@ -33,19 +33,14 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from micropeft import formats
 from micropeft.errors import UserError
 from micropeft.graph import Graph, Layer, Method, Op
 
-METHODS = {
-    "full": Method.FULL,
-    "last_layer": Method.LAST_LAYER,
-    "bitfit": Method.BITFIT,
-    "scale_shift": Method.SCALE_SHIFT,
-    "lora": Method.LORA,
-    "sparse": Method.SPARSE,
-}
-OPTIMIZERS = ("sgd", "adam")
-ACT_CACHES = ("f32", "s8")
+# CLI name -> flag, in bit order (the names of micropeft.formats.METHOD_NAMES).
+METHODS = {m.name.lower(): m for m in Method if m != Method.NONE}
+OPTIMIZERS = tuple(o.name.lower() for o in formats.Optimizer)
+ACT_CACHES = tuple(d.name.lower() for d in formats.CacheDtype)
 KINDS = ("pointwise", "depthwise", "conv", "fc", "linear", "weighted")
 
 # Targets when the configuration names none.
