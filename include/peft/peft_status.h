@@ -35,6 +35,7 @@ typedef enum {
 	PEFT_ERR_PLAN_ARENA_OFFSET = 18,   /**< A buffer offset disagrees with the runtime's layout. */
 	PEFT_ERR_PLAN_METHOD_NOT_COMPILED = 19, /**< Plan needs a method/optimizer left out of the build. */
 	PEFT_ERR_PLAN_ALIGNMENT = 20,      /**< Model or blob base not 4-byte aligned. */
+	PEFT_ERR_PLAN_BUFFER_KIND = 28,    /**< A buffer record of a kind this runtime does not know. */
 
 	/* Trained-state blob. */
 	PEFT_ERR_STATE_TRUNCATED = 30,

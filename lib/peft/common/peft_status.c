@@ -19,6 +19,7 @@ const char *peft_status_str(peft_status status)
 	case PEFT_ERR_PLAN_ARENA_OFFSET: return "plan: buffer offset disagrees with the runtime layout";
 	case PEFT_ERR_PLAN_METHOD_NOT_COMPILED: return "plan: method not compiled in";
 	case PEFT_ERR_PLAN_ALIGNMENT: return "plan or model not 4-byte aligned";
+	case PEFT_ERR_PLAN_BUFFER_KIND: return "plan: unknown buffer kind";
 	case PEFT_ERR_STATE_TRUNCATED: return "state truncated";
 	case PEFT_ERR_STATE_MAGIC: return "state: bad magic";
 	case PEFT_ERR_STATE_VERSION: return "state: unsupported version";

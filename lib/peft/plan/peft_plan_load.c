@@ -52,13 +52,9 @@ void peft_plan_read_tensor(const peft_plan *plan, int32_t i, peft_tensor_rec *ou
 	out->c = (int32_t)rd32(p + 8);
 	out->scale = rdf(p + 12);
 	out->zero_point = (int32_t)rd32(p + 16);
-	out->cache_offset = rd32(p + 20);
-	out->fwd_offset = rd32(p + 24);
-	out->grad_offset = rd32(p + 28);
-	out->infer_offset = rd32(p + 32);
-	out->cache_dtype = p[36];
-	out->needs_grad = p[37];
-	out->reserved = rd16(p + 38);
+	out->cache_dtype = p[20];
+	out->needs_grad = p[21];
+	out->reserved = rd16(p + 22);
 }
 
 void peft_plan_read_layer(const peft_plan *plan, int32_t i, peft_layer_rec *out)
@@ -92,14 +88,57 @@ void peft_plan_read_layer(const peft_plan *plan, int32_t i, peft_layer_rec *out)
 		out->opt_m[k] = rd32(p + 128 + 4 * k);
 		out->opt_v[k] = rd32(p + 152 + 4 * k);
 	}
-	out->cache_z = rd32(p + 176);
-	out->cache_u = rd32(p + 180);
-	for (int k = 0; k < PEFT_S_TRAIN_COUNT; k++) {
-		out->scratch_train[k] = rd32(p + 184 + 4 * k);
+}
+
+void peft_plan_read_buffer(const peft_plan *plan, int32_t i, peft_buffer_rec *out)
+{
+	const uint8_t *p = plan->blob + PEFT_PLAN_HEADER_SIZE +
+			   (size_t)plan->num_tensors * PEFT_PLAN_TENSOR_SIZE +
+			   (size_t)plan->num_layers * PEFT_PLAN_LAYER_SIZE +
+			   (size_t)i * PEFT_PLAN_BUFFER_SIZE;
+
+	out->kind = p[0];
+	out->arena = p[1];
+	out->part = p[2];
+	out->reserved = p[3];
+	out->owner = rd16(p + 4);
+	out->first = rd16(p + 6);
+	out->last = rd16(p + 8);
+	out->reserved2 = rd16(p + 10);
+	out->size = rd32(p + 12);
+	out->offset = rd32(p + 16);
+}
+
+static uint32_t buffer_key(int arena, int kind, int32_t owner, int32_t part)
+{
+	return ((uint32_t)arena << 30) | ((uint32_t)kind << 24) | ((uint32_t)owner << 8) |
+	       (uint32_t)part;
+}
+
+uint32_t peft_plan_buffer_offset(const peft_plan *plan, int arena, peft_buffer_kind kind,
+				 int32_t owner, int32_t part)
+{
+	const uint32_t key = buffer_key(arena, (int)kind, owner, part);
+	int32_t lo = 0;
+	int32_t hi = plan->num_buffers;
+
+	while (lo < hi) {
+		const int32_t mid = lo + (hi - lo) / 2;
+		peft_buffer_rec b;
+
+		peft_plan_read_buffer(plan, mid, &b);
+		const uint32_t k = buffer_key(b.arena, b.kind, b.owner, b.part);
+
+		if (k == key) {
+			return b.offset;
+		}
+		if (k < key) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
 	}
-	for (int k = 0; k < PEFT_S_INFER_COUNT; k++) {
-		out->scratch_infer[k] = rd32(p + 204 + 4 * k);
-	}
+	return PEFT_NONE;
 }
 
 static peft_dims tensor_dims(const peft_plan *plan, int32_t t)
@@ -326,14 +365,11 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	out->counts[PEFT_PARAM_LORA_B] = out->out_features * rank;
 	for (int k = 0; k < PEFT_PARAM_KIND_COUNT; k++) {
 		out->trainable[k] = (trains & (1u << k)) != 0 && out->counts[k] > 0;
-		out->present[k] = out->trainable[k];
 	}
-	/* Frozen biases are dequantised into the parameters too. */
-	out->present[PEFT_PARAM_BIAS] = r->bias.count > 0;
 	peft_plan_read_tensor(plan, r->output, &t);
 	out->runs_backward = t.needs_grad != 0;
 	out->needs_input_values = out->trainable[PEFT_PARAM_WEIGHT] || out->trainable[PEFT_PARAM_LORA_A];
-	out->needs_output_values = out->runs_backward && r->activation != PEFT_ACT_NONE;
+	out->keeps_mask = out->runs_backward && r->activation != PEFT_ACT_NONE;
 	return PEFT_OK;
 }
 
@@ -379,25 +415,23 @@ static void decode_header(peft_plan *plan, const uint8_t *b)
 	plan->optimizer.eps = rdf(b + 56);
 	plan->optimizer.weight_decay = rdf(b + 60);
 	plan->optimizer.clip_norm = rdf(b + 64);
-	plan->slot_size = rd32(b + 68);
+	plan->num_buffers = (int32_t)rd32(b + 68);
 	/* Regions follow one another in the order of docs/formats.md. */
 	uint32_t off = 0;
-	peft_region *train[] = {&plan->params,         &plan->param_grads, &plan->optimizer_state,
-				&plan->cache,          &plan->slots,       &plan->scratch};
+	peft_region *train[] = {&plan->params, &plan->param_grads, &plan->optimizer_state,
+				&plan->work};
 
-	for (int k = 0; k < 6; k++) {
+	for (int k = 0; k < 4; k++) {
 		train[k]->offset = off;
 		train[k]->size = rd32(b + 72 + 4 * k);
 		off += train[k]->size; /* wrap-around is caught by the layout check */
 	}
-	plan->train_size = rd32(b + 96);
-	plan->infer_slots.offset = plan->params.size;
-	plan->infer_slots.size = rd32(b + 100);
-	plan->infer_scratch.offset = plan->params.size + plan->infer_slots.size;
-	plan->infer_scratch.size = rd32(b + 104);
-	plan->infer_size = rd32(b + 108);
-	plan->probs_offset = rd32(b + 112);
-	plan->trainable_params = rd32(b + 116);
+	plan->train_size = rd32(b + 88);
+	plan->infer_work.offset = plan->params.size;
+	plan->infer_work.size = rd32(b + 92);
+	plan->infer_size = rd32(b + 96);
+	plan->trainable_params = rd32(b + 100);
+	plan->update = (peft_update_mode)rd32(b + 104);
 }
 
 peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, const void *model,
@@ -436,10 +470,13 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 	}
 	const uint32_t nt = rd16(b + 24);
 	const uint32_t nl = rd16(b + 26);
+	const uint32_t nb = rd32(b + 68);
 
-	if (rd32(b + 120) != PEFT_PLAN_TENSOR_SIZE || rd32(b + 124) != PEFT_PLAN_LAYER_SIZE ||
+	if (rd32(b + 116) != PEFT_PLAN_TENSOR_SIZE || rd32(b + 120) != PEFT_PLAN_LAYER_SIZE ||
+	    rd32(b + 124) != PEFT_PLAN_BUFFER_SIZE ||
 	    (uint64_t)total != PEFT_PLAN_HEADER_SIZE + (uint64_t)nt * PEFT_PLAN_TENSOR_SIZE +
-				       (uint64_t)nl * PEFT_PLAN_LAYER_SIZE) {
+				       (uint64_t)nl * PEFT_PLAN_LAYER_SIZE +
+				       (uint64_t)nb * PEFT_PLAN_BUFFER_SIZE) {
 		return PEFT_ERR_PLAN_LENGTH;
 	}
 	if (rd32(b + 20) != model_len || peft_crc32_update(0, model, model_len) != rd32(b + 16)) {
@@ -455,7 +492,9 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 	/* Header fields. */
 	if (nl < 1u || nt != nl + 1u || plan->input_tensor != 0 ||
 	    plan->output_tensor != (int32_t)nt - 1 || plan->act_cache > PEFT_CACHE_S8 ||
-	    plan->optimizer.kind > PEFT_OPTIMIZER_ADAM || !optimizer_ok(&plan->optimizer)) {
+	    plan->optimizer.kind > PEFT_OPTIMIZER_ADAM || !optimizer_ok(&plan->optimizer) ||
+	    plan->update > PEFT_UPDATE_LAYER || rd32(b + 108) != 0 || rd32(b + 112) != 0 ||
+	    (plan->update == PEFT_UPDATE_LAYER && plan->optimizer.clip_norm != 0.0f)) {
 		return PEFT_ERR_PLAN_FIELD;
 	}
 	/* Tensors. */
@@ -588,11 +627,17 @@ peft_status peft_plan_arena_breakdown(const peft_plan *plan, peft_arena_breakdow
 	if (plan == NULL || out == NULL) {
 		return PEFT_ERR_ARG;
 	}
-	out->cached_activations = plan->cache.size;
-	out->gradients = (size_t)plan->param_grads.size + plan->slots.size;
+	peft_work_peak peak;
+	peft_status st = peft_plan_work_peak(plan, &peak);
+
+	if (st != PEFT_OK) {
+		return st;
+	}
+	out->cached_activations = peak.kept;
+	out->gradients = (size_t)plan->param_grads.size + peak.grads;
 	out->parameters = plan->params.size;
 	out->optimizer_state = plan->optimizer_state.size;
-	out->scratch = plan->scratch.size;
+	out->scratch = (size_t)plan->work.size - peak.kept - peak.grads;
 	out->total = out->cached_activations + out->gradients + out->parameters +
 		     out->optimizer_state + out->scratch;
 	return PEFT_OK;
