@@ -205,6 +205,7 @@ class Buffer:
     first: int
     last: int
     offset: int = NONE  # arena offset
+    used: int = 0  # bytes the runtime writes (size less the alignment padding)
 
     def live_at(self, step: int) -> bool:
         return self.first <= step <= self.last
@@ -246,6 +247,24 @@ class Plan:
         if mode not in ("train", "infer"):
             raise UserError(f"unknown arena mode {mode!r} (use 'train' or 'infer')")
         return self.regions["train_size"] if mode == "train" else self.regions["infer_size"]
+
+    def device_ram(self, tflm_arena: int, prefix_cache: int = 0) -> dict[str, int]:
+        """RAM the sample (samples/peft_mobilenet) needs for this plan, bytes: the TFLM
+        arena of the frozen prefix, the training arena, the buffer the trained state is
+        exported to, the cache of prefix outputs and the buffer of one split activation."""
+        from micropeft import pack
+
+        parts = {
+            "tflm_arena": int(tflm_arena),
+            "train_arena": self.arena_bytes("train"),
+            "state_buffer": pack.state_size(
+                self.trainable_parameters, self.optimizer.states_per_param
+            ),
+            "prefix_cache": int(prefix_cache),
+            "split_buffer": self.tensors[0].size,
+        }
+        parts["total"] = sum(parts.values())
+        return parts
 
     def _kept_as_value(self, tensor: int) -> bool:
         """With act_cache f32 a kept tensor's forward values live on for backward."""
@@ -724,7 +743,8 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
     def add(
         arena: int, kind: str, owner: int, nbytes: int, first: int, last: int, part: int = 0
     ) -> None:
-        out.append(Buffer(arena, BUFFER_KINDS[kind], owner, part, _align(nbytes), first, last))
+        size = _align(nbytes)
+        out.append(Buffer(arena, BUFFER_KINDS[kind], owner, part, size, first, last, NONE, nbytes))
 
     # Training arena.
     for t, pt in enumerate(tensors):

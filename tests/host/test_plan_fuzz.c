@@ -18,8 +18,9 @@
 #define MAX_MODEL 8192
 #define ARENA_BYTES 65536
 #define HEADER 128u
-#define TENSOR_REC 40u
-#define LAYER_REC 216u
+#define TENSOR_REC 24u
+#define LAYER_REC 176u
+#define BUFFER_REC 20u
 
 static uint8_t blob[MAX_BLOB] __attribute__((aligned(16)));
 static uint8_t model[MAX_MODEL] __attribute__((aligned(16)));
@@ -237,9 +238,10 @@ static void check_fields(const peft_plan_fixture *f)
 
 	/* Version and lengths. */
 	reset(f);
-	blob[4] = 2;
+	blob[4] = 1; /* a plan of the previous format */
 	PEFT_CHECK_EQ_INT(load(f, f->plan_len, &plan), PEFT_ERR_PLAN_VERSION);
-	expect_word(f, 120, TENSOR_REC + 4u, PEFT_ERR_PLAN_LENGTH);
+	expect_word(f, 116, TENSOR_REC + 4u, PEFT_ERR_PLAN_LENGTH);
+	expect_word(f, 124, BUFFER_REC + 4u, PEFT_ERR_PLAN_LENGTH);
 	/* The plan belongs to another model. */
 	reset(f);
 	PEFT_CHECK_EQ_INT(peft_plan_load(&plan, blob, f->plan_len, model, f->model_len - 4),
@@ -268,11 +270,17 @@ static void check_fields(const peft_plan_fixture *f)
 	expect_word(f, L0 + 52, rd32(f->plan + L0 + 52) + 2u, PEFT_ERR_PLAN_ALIGNMENT);
 	expect_word(f, L0 + 48, rd32(f->plan + L0 + 48) + 1u, PEFT_ERR_PLAN_FIELD);
 	/* Arena offsets: one stored buffer moved, or a region size changed. */
-	expect_word(f, L0 + 80 + 4, rd32(f->plan + L0 + 80 + 4) + 16u, PEFT_ERR_PLAN_ARENA_OFFSET);
+	const size_t B0 = layer_at(f, f->num_layers);
+
+	expect_word(f, L0 + 80 + 8, rd32(f->plan + L0 + 80 + 8) + 16u, PEFT_ERR_PLAN_ARENA_OFFSET);
 	expect_word(f, 72, rd32(f->plan + 72) + 16u, PEFT_ERR_PLAN_ARENA_OFFSET);
+	expect_word(f, 84, rd32(f->plan + 84) + 16u, PEFT_ERR_PLAN_ARENA_OFFSET);
 	expect_word(f, 96, rd32(f->plan + 96) - 16u, PEFT_ERR_PLAN_ARENA_OFFSET);
-	expect_word(f, T0 + 32, rd32(f->plan + T0 + 32) + 16u, PEFT_ERR_PLAN_ARENA_OFFSET);
-	expect_word(f, 68, rd32(f->plan + 68) + 16u, PEFT_ERR_PLAN_ARENA_OFFSET);
+	expect_word(f, B0 + 16, rd32(f->plan + B0 + 16) + 16u, PEFT_ERR_PLAN_ARENA_OFFSET);
+	expect_word(f, B0 + 12, rd32(f->plan + B0 + 12) + 16u, PEFT_ERR_PLAN_ARENA_OFFSET);
+	/* A buffer kind this runtime does not know. */
+	expect_byte(f, B0 + 0, 99, PEFT_ERR_PLAN_BUFFER_KIND);
+	expect_byte(f, B0 + 0, 0, PEFT_ERR_PLAN_BUFFER_KIND);
 }
 
 /* Random words anywhere after the header start, re-signed: the reader must

@@ -38,13 +38,25 @@ OPTIMIZERS = [
 
 
 def test_arena_sizes_agree_with_c_on_200_random_plans():
+    """Planner == C size query == the arena's measured high-water mark after a
+    training sample (the highest byte the runtime writes is the end of the written
+    part of the buffer at the top of the work region)."""
     kinds = set()
+    buffer_kinds = set()
     for seed in range(200):
         graph, model = random_graph(seed)
         opt = OPTIMIZERS[seed % 3]
         cache = "s8" if seed % 2 else "f32"
-        plan = build_plan(graph, model, opt, cache, seed=seed)
+        update = "layer" if seed % 4 >= 2 else "batch"
+        plan = build_plan(graph, model, opt, cache, seed=seed, update=update)
         loaded = LoadedPlan(model, plan.to_bytes())
+        trainer = Trainer(model, plan)
+        x = np.random.default_rng(seed).integers(-128, 128, plan.tensors[0].info.shape)
+        trainer.train_sample(x.astype(np.int8), seed % plan.num_classes)
+        trainer.step()
+        written = max(b.offset + b.used for b in plan.buffers if b.arena == 0)
+        assert trainer.arena_high_water() == written, seed
+        buffer_kinds.update(BUFFER_KIND_NAMES[b.kind] for b in plan.buffers)
         assert loaded.arena_size("train") == plan.arena_bytes("train"), seed
         assert loaded.arena_size("infer") == plan.arena_bytes("infer"), seed
         parts = loaded.breakdown()
@@ -66,6 +78,32 @@ def test_arena_sizes_agree_with_c_on_200_random_plans():
         "PAD",
         "RESHAPE",
     }
+    assert buffer_kinds == set(BUFFER_KIND_NAMES.values())
+
+
+def test_no_two_live_buffers_overlap_on_random_plans():
+    """Property of the layout (checked here from the buffer list, not the algorithm):
+    two buffers live at the same step never share a byte, and each lies in its region."""
+    for seed in range(300):
+        graph, model = random_graph(seed)
+        cache = "s8" if seed % 2 else "f32"
+        update = "layer" if seed % 3 == 0 else "batch"
+        plan = build_plan(graph, model, OPTIMIZERS[seed % 3], cache, seed=seed, update=update)
+        r = plan.regions
+        regions = {
+            0: (r["work_offset"], r["train_size"]),
+            1: (r["infer_work_offset"], r["infer_size"]),
+        }
+        for arena, (low, high) in regions.items():
+            bufs = [b for b in plan.buffers if b.arena == arena]
+            for b in bufs:
+                assert low <= b.offset and b.offset + b.size <= high, seed
+                assert b.offset % 16 == 0 and b.size % 16 == 0 and b.used <= b.size
+            for i, a in enumerate(bufs):
+                for b in bufs[i + 1 :]:
+                    together = a.first <= b.last and b.first <= a.last
+                    apart = a.offset + a.size <= b.offset or b.offset + b.size <= a.offset
+                    assert apart or not together, (seed, plan.buffer_name(a), plan.buffer_name(b))
 
 
 def _chain(methods: dict[int, Method], act: Activation = Activation.RELU):
