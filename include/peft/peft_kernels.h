@@ -31,6 +31,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "peft/peft_formats.h"
 #include "peft/peft_status.h"
 
 #ifdef __cplusplus
@@ -41,12 +42,7 @@ extern "C" {
  * @{
  */
 
-/** Fused activation of a layer (TFLite's fused_activation_function). */
-typedef enum {
-	PEFT_ACT_NONE = 0,
-	PEFT_ACT_RELU = 1,
-	PEFT_ACT_RELU6 = 2,
-} peft_activation;
+/* peft_activation (PEFT_ACT_NONE, _RELU, _RELU6): peft/peft_formats.h. */
 
 /** Shape of one activation tensor (batch 1, NHWC). A vector of n is {1, 1, n}. */
 typedef struct {

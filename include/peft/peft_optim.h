@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 
+#include "peft/peft_formats.h"
 #include "peft/peft_status.h"
 
 #ifdef __cplusplus
@@ -24,11 +25,7 @@ extern "C" {
  * @{
  */
 
-/** Optimizer kinds (values are the plan format's codes). */
-typedef enum {
-	PEFT_OPTIMIZER_SGD = 0,
-	PEFT_OPTIMIZER_ADAM = 1,
-} peft_optimizer_kind;
+/* peft_optimizer_kind (PEFT_OPTIMIZER_SGD, _ADAM; the plan's codes): peft/peft_formats.h. */
 
 /** Optimizer configuration as stored in the plan. */
 typedef struct {

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "peft/peft_formats.h"
 #include "peft/peft_kernels.h"
 #include "peft/peft_optim.h"
 #include "peft/peft_status.h"
@@ -28,39 +29,14 @@ extern "C" {
  * @{
  */
 
-/** Plan format version that this runtime reads. */
-#define PEFT_PLAN_VERSION 2u
+/* The plan format (PEFT_PLAN_VERSION, record layouts, peft_cache_dtype,
+ * peft_param_kind): peft/peft_formats.h. */
 
 /** Which arena a size or a trainer refers to. */
 typedef enum {
 	PEFT_MODE_TRAIN = 0, /**< forward + backward + optimizer. */
 	PEFT_MODE_INFER = 1, /**< forward only, with the (adapted) parameters. */
 } peft_mode;
-
-/** When the optimizer updates the parameters (plan field update). */
-typedef enum {
-	PEFT_UPDATE_BATCH = 0, /**< step() applies the mean of the accumulated gradients. */
-	PEFT_UPDATE_LAYER = 1, /**< each layer's update during backward, per sample, no
-				    gradients kept across layers (MCUNetV3-style). */
-} peft_update_mode;
-
-/** Storage of the activations kept for backward (plan field act_cache). */
-typedef enum {
-	PEFT_CACHE_F32 = 0,
-	PEFT_CACHE_S8 = 1, /**< int8 with each tensor's TFLite quantization. */
-} peft_cache_dtype;
-
-/** The parameter arrays a layer can have; the plan stores buffer offsets for
- * each (peft_trainer_param_info() reports them). */
-typedef enum {
-	PEFT_PARAM_WEIGHT = 0,
-	PEFT_PARAM_BIAS = 1,
-	PEFT_PARAM_GAMMA = 2,
-	PEFT_PARAM_BETA = 3,
-	PEFT_PARAM_LORA_A = 4,
-	PEFT_PARAM_LORA_B = 5,
-	PEFT_PARAM_KIND_COUNT = 6, /**< Number of kinds, not a kind. */
-} peft_param_kind;
 
 /** How the training arena splits (bytes; each part a multiple of 16). The work
  * region (laid out by lifetime) is split by what is live at its peak. */

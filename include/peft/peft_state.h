@@ -12,6 +12,8 @@
 
 #include <stdint.h>
 
+#include "peft/peft_formats.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -20,11 +22,8 @@ extern "C" {
  * @{
  */
 
-/** State format version that this runtime reads. */
-#define PEFT_STATE_VERSION 1u
-
-/** Bytes of the state header (the parameters follow it). */
-#define PEFT_STATE_HEADER_SIZE 48u
+/* PEFT_STATE_VERSION, PEFT_STATE_HEADER_SIZE (the parameters follow the
+ * header) and the header's field offsets: peft/peft_formats.h. */
 
 /** Caller metadata stored in a state blob. */
 typedef struct {

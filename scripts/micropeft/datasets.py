@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import gzip
 import pickle
-import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from micropeft import formats
 from micropeft.errors import UserError
 from micropeft.graph import QuantParams
 
@@ -52,10 +52,9 @@ PATCH_SIZE = 64
 PATCHES_PER_IMAGE = 200
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
-DATASET_MAGIC = b"PEFD"
-DATASET_VERSION = 1
-_HEADER = struct.Struct("<4sHHII" + "II" + "HHHH" + "fi" + "III" + "12x")
-HEADER_SIZE = _HEADER.size  # 64
+DATASET_MAGIC = formats.DATASET.magic
+DATASET_VERSION = formats.DATASET.version
+HEADER_SIZE = formats.DATASET.header_size
 
 
 @dataclass
@@ -323,8 +322,9 @@ def dataset_blob(
     h, w, c = x_train.shape[1:]
     if x_test.shape[1:] != (h, w, c):
         raise ValueError("train and test shapes differ")
-    if not 2 <= num_classes <= 255:
-        raise UserError(f"the dataset blob holds 2..255 classes, not {num_classes}")
+    low, high = formats.LIMIT["MIN_CLASSES"], formats.LIMIT["MAX_CLASSES"]
+    if not low <= num_classes <= high:
+        raise UserError(f"the dataset blob holds {low}..{high} classes, not {num_classes}")
     labels = np.concatenate([y_train, y_test])
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise UserError(f"labels must lie in 0..{num_classes - 1}")
@@ -335,31 +335,25 @@ def dataset_blob(
     total = labels_offset + count
     total += (-total) % 4
     blob = bytearray(total)
-    _HEADER.pack_into(
+    formats.DATASET.pack_header(
         blob,
-        0,
-        DATASET_MAGIC,
-        DATASET_VERSION,
-        HEADER_SIZE,
-        total,
-        0,
-        len(x_train),
-        len(x_test),
-        h,
-        w,
-        c,
-        num_classes,
-        float(quant.scale),
-        int(quant.zero_point),
-        sample_bytes,
-        samples_offset,
-        labels_offset,
+        total_length=total,
+        n_train=len(x_train),
+        n_test=len(x_test),
+        height=h,
+        width=w,
+        channels=c,
+        classes=num_classes,
+        input_scale=float(quant.scale),
+        input_zero_point=int(quant.zero_point),
+        sample_bytes=sample_bytes,
+        samples_offset=samples_offset,
+        labels_offset=labels_offset,
     )
     samples = np.concatenate([x_train, x_test]).reshape(-1)
     blob[samples_offset:labels_offset] = samples.tobytes()
     blob[labels_offset : labels_offset + count] = labels.astype(np.uint8).tobytes()
-    struct.pack_into("<I", blob, 12, zlib.crc32(bytes(blob[16:])) & 0xFFFFFFFF)
-    return bytes(blob)
+    return formats.DATASET.seal(blob)
 
 
 @dataclass
@@ -376,14 +370,18 @@ def parse_dataset_blob(blob: bytes) -> DatasetBlob:
     """Read and check a dataset blob (the inverse of dataset_blob)."""
     if len(blob) < HEADER_SIZE:
         raise UserError("dataset blob too short for its header")
-    fields = _HEADER.unpack_from(blob, 0)
-    magic, version, header_size, total, crc = fields[:5]
-    n_train, n_test, h, w, c, classes, scale, zero, sample_bytes, s_off, l_off = fields[5:]
+    head = formats.DATASET_HEADER.unpack(blob)
+    magic, version, total = head["magic"], head["version"], head["total_length"]
+    n_train, n_test, classes = head["n_train"], head["n_test"], head["classes"]
+    h, w, c = head["height"], head["width"], head["channels"]
+    sample_bytes, s_off, l_off = head["sample_bytes"], head["samples_offset"], head["labels_offset"]
+    scale, zero = head["input_scale"], head["input_zero_point"]
     if magic != DATASET_MAGIC:
         raise UserError(f"not a dataset blob (magic {magic!r})")
-    if version != DATASET_VERSION or header_size != HEADER_SIZE:
+    if version != DATASET_VERSION or head["header_size"] != HEADER_SIZE:
         raise UserError(f"dataset blob version {version} is not supported")
-    if total > len(blob) or zlib.crc32(blob[16:total]) & 0xFFFFFFFF != crc:
+    crc = zlib.crc32(blob[formats.CRC_START : total]) & 0xFFFFFFFF
+    if total > len(blob) or crc != head["crc"]:
         raise UserError("dataset blob is truncated or corrupt (CRC mismatch)")
     count = n_train + n_test
     if (
@@ -391,7 +389,7 @@ def parse_dataset_blob(blob: bytes) -> DatasetBlob:
         or s_off < HEADER_SIZE
         or l_off < s_off + count * sample_bytes
         or l_off + count > total
-        or not 2 <= classes <= 255
+        or not formats.LIMIT["MIN_CLASSES"] <= classes <= formats.LIMIT["MAX_CLASSES"]
     ):
         raise UserError("dataset blob header is inconsistent (shape, counts or offsets)")
     x = np.frombuffer(blob, np.int8, count * sample_bytes, s_off).reshape(count, h, w, c)

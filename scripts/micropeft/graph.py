@@ -3,43 +3,25 @@
 `tflite_graph.graph_from_tflite` builds it from an int8 .tflite; `methods`
 marks which parameters each layer trains; `plan` lays it out and writes the
 plan blob that the C runtime reads. Shapes are batch-1 NHWC without the N.
+Op, Activation and Method are the plan format's codes (micropeft.formats).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum, IntFlag
 
+from micropeft.formats import Activation, Method, Op
 
-class Op(IntEnum):
-    """Operators of the trainable part (values are the plan format's op codes)."""
-
-    CONV_2D = 1
-    DEPTHWISE_CONV_2D = 2
-    FULLY_CONNECTED = 3
-    ADD = 4
-    MEAN = 5
-    AVERAGE_POOL_2D = 6
-    PAD = 7
-    RESHAPE = 8
-
-
-class Activation(IntEnum):
-    NONE = 0
-    RELU = 1
-    RELU6 = 2
-
-
-class Method(IntFlag):
-    """Why a layer trains something; a layer may carry several (combinations)."""
-
-    NONE = 0
-    FULL = 1  # weights and biases
-    LAST_LAYER = 2  # weights and biases of the classifier head
-    BITFIT = 4  # biases
-    SCALE_SHIFT = 8  # per-channel gamma/beta after the layer's linear part
-    LORA = 16  # low-rank adapter A (r x in), B (out x r) on 1x1 conv / FC
-    SPARSE = 32  # weights and biases of chosen layers
+__all__ = [
+    "Activation",
+    "ArrayRef",
+    "Graph",
+    "Layer",
+    "Method",
+    "Op",
+    "QuantParams",
+    "TensorInfo",
+]
 
 
 @dataclass(frozen=True)

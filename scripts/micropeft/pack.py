@@ -12,22 +12,21 @@ Each partition starts on an erase page and is rounded up to whole pages.
 
 from __future__ import annotations
 
-import struct
 import zlib
 from dataclasses import dataclass
 
+from micropeft import formats
 from micropeft.boards import Board
 from micropeft.errors import UserError
 
-MODEL_MAGIC = b"PEFM"
-MODEL_VERSION = 1
-MODEL_HEADER_SIZE = 64
+MODEL_MAGIC = formats.CONTAINER.magic
+MODEL_VERSION = formats.CONTAINER.version
+MODEL_HEADER_SIZE = formats.CONTAINER.header_size
 # Offset of the model inside the container: flatbuffers align their content to at
 # most 16 bytes relative to the buffer start, so the model must start 16-aligned.
-_ALIGN = 16
-_MODEL_HEADER = struct.Struct("<4sHHII" + "IIII" + "I" + "28x")
+_ALIGN = formats.CONTAINER_MODEL_ALIGN
 PARTITION_NAMES = ("peft_model", "peft_dataset", "peft_state0", "peft_state1")
-STATE_HEADER_SIZE = 48  # PEFT_STATE_HEADER_SIZE in include/peft/peft_state.h
+STATE_HEADER_SIZE = formats.STATE.header_size
 
 
 def _align(n: int, a: int) -> int:
@@ -42,34 +41,33 @@ def model_container(model: bytes, plan: bytes) -> bytes:
     blob = bytearray(total)
     blob[model_offset : model_offset + len(model)] = model
     blob[plan_offset : plan_offset + len(plan)] = plan
-    _MODEL_HEADER.pack_into(
+    formats.CONTAINER.pack_header(
         blob,
-        0,
-        MODEL_MAGIC,
-        MODEL_VERSION,
-        MODEL_HEADER_SIZE,
-        total,
-        0,
-        model_offset,
-        len(model),
-        plan_offset,
-        len(plan),
-        zlib.crc32(model) & 0xFFFFFFFF,
+        total_length=total,
+        model_offset=model_offset,
+        model_length=len(model),
+        plan_offset=plan_offset,
+        plan_length=len(plan),
+        model_crc=zlib.crc32(model) & 0xFFFFFFFF,
     )
-    struct.pack_into("<I", blob, 12, zlib.crc32(bytes(blob[16:])) & 0xFFFFFFFF)
-    return bytes(blob)
+    return formats.CONTAINER.seal(blob)
 
 
 def parse_model_container(blob: bytes) -> tuple[bytes, bytes]:
     """(model, plan) from a container; UserError when it does not check out."""
     if len(blob) < MODEL_HEADER_SIZE:
         raise UserError("model container too short for its header")
-    magic, version, header, total, crc, m_off, m_len, p_off, p_len, m_crc = (
-        _MODEL_HEADER.unpack_from(blob, 0)
-    )
-    if magic != MODEL_MAGIC or version != MODEL_VERSION or header != MODEL_HEADER_SIZE:
+    head = formats.CONTAINER_HEADER.unpack(blob)
+    if (
+        head["magic"] != MODEL_MAGIC
+        or head["version"] != MODEL_VERSION
+        or head["header_size"] != MODEL_HEADER_SIZE
+    ):
         raise UserError("not a micropeft model container (magic/version)")
-    if total > len(blob) or zlib.crc32(blob[16:total]) & 0xFFFFFFFF != crc:
+    total = head["total_length"]
+    m_off, m_len, m_crc = head["model_offset"], head["model_length"], head["model_crc"]
+    p_off, p_len = head["plan_offset"], head["plan_length"]
+    if total > len(blob) or zlib.crc32(blob[formats.CRC_START : total]) & 0xFFFFFFFF != head["crc"]:
         raise UserError("model container is truncated or corrupt (CRC mismatch)")
     model = bytes(blob[m_off : m_off + m_len])
     if zlib.crc32(model) & 0xFFFFFFFF != m_crc:

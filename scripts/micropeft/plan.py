@@ -28,64 +28,34 @@ scale+shift, LoRA's u; a frozen layer keeps nothing.
 from __future__ import annotations
 
 import math
-import struct
 import zlib
 from dataclasses import dataclass, field
 
+from micropeft import formats
 from micropeft.errors import UserError
-from micropeft.graph import Activation, Graph, Layer, Method, Op, TensorInfo
+from micropeft.graph import Activation, ArrayRef, Graph, Layer, Method, Op, TensorInfo
 
-PLAN_MAGIC = b"PEFP"
-PLAN_VERSION = 2
-HEADER_SIZE = 128
-TENSOR_RECORD_SIZE = 24
-LAYER_RECORD_SIZE = 176
-BUFFER_RECORD_SIZE = 20
-NONE = 0xFFFFFFFF  # "no buffer" in an offset field
-NO_INPUT = 0xFFFF
-ALIGN = 16
-MAX_TENSOR_ELEMENTS = 1 << 24
-MAX_LORA_RANK = 64
+PLAN_VERSION = formats.PLAN.version
+HEADER_SIZE = formats.PLAN_HEADER.size
+TENSOR_RECORD_SIZE = formats.PLAN_TENSOR.size
+LAYER_RECORD_SIZE = formats.PLAN_LAYER.size
+BUFFER_RECORD_SIZE = formats.PLAN_BUFFER.size
+NONE = formats.NONE  # "no buffer" in an offset field
+NO_INPUT = formats.NO_INPUT
+ALIGN = formats.LIMIT["ALIGN"]
+MAX_TENSOR_ELEMENTS = formats.LIMIT["MAX_TENSOR_ELEMENTS"]
+MAX_LORA_RANK = formats.LIMIT["MAX_LORA_RANK"]
 
-CACHE_DTYPES = {"f32": 0, "s8": 1}
-OPTIMIZERS = {"sgd": 0, "adam": 1}
-UPDATES = {"batch": 0, "layer": 1}  # optimizer after step(), or per layer during backward
-ARENAS = {"train": 0, "infer": 1}
-PARAM_KINDS = ("weight", "bias", "gamma", "beta", "lora_a", "lora_b")
+CACHE_DTYPES = {d.name.lower(): int(d) for d in formats.CacheDtype}
+OPTIMIZERS = {o.name.lower(): int(o) for o in formats.Optimizer}
+UPDATES = {u.name.lower(): int(u) for u in formats.UpdateMode}  # after step() / per layer
+ARENAS = {a.name.lower(): int(a) for a in formats.Arena}
+PARAM_KINDS = formats.PARAM_KINDS
 LINEAR_OPS = (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED)
-
-# Kinds of work-region buffers (docs/formats.md, "Buffer records"); the owner is a
-# plan tensor (VALUE, KEEP, GRAD), a plan layer, or 0 (PROBS). A runtime refuses a
-# kind it does not know (PEFT_ERR_PLAN_BUFFER_KIND).
-BUFFER_KINDS = {
-    "value": 1,  # a tensor's float values (forward; kept for backward with act_cache f32)
-    "keep": 2,  # a tensor kept as int8 for a weight / LoRA A gradient (act_cache s8)
-    "grad": 3,  # a tensor's activation gradient
-    "mask": 4,  # 1 bit per output element: the fused ReLU/ReLU6 derivative
-    "keep_lin": 5,  # scale+shift: the pre-scale output (int8 with the output's quantization)
-    "keep_u": 6,  # LoRA: u = (alpha / r) A x, float
-    "probs": 7,  # softmax output
-    "fwd_bias": 8,  # forward scratch: a frozen bias, dequantised from the model
-    "fwd_lin": 9,  # forward scratch: scale+shift's pre-scale output
-    "fwd_lora_out": 10,  # forward scratch: LoRA's B u
-    "fwd_u": 11,  # forward scratch (inference): LoRA's u
-    "bwd_in": 12,  # backward scratch: the kept int8 input, dequantised
-    "bwd_lin": 13,  # backward scratch: the kept pre-scale output, dequantised
-    "bwd_glin": 14,  # backward scratch: scale+shift's gradient wrt its input
-    "bwd_du": 15,  # backward scratch: LoRA's gradient wrt u
-    "param_grad": 16,  # per-layer updates: a parameter gradient during its layer's backward
-}
+# Kinds of work-region buffers (formats.BufferKind; docs/formats.md, "Plan buffer record").
+BUFFER_KINDS = {k.name.lower(): int(k) for k in formats.BufferKind}
 BUFFER_KIND_NAMES = {v: k for k, v in BUFFER_KINDS.items()}
 _KEPT_KINDS = ("keep", "mask", "keep_lin", "keep_u")
-
-_HEADER = struct.Struct("<4sHHIIIIHHHHHBBI7f15I")
-_TENSOR = struct.Struct("<iiifiBBH")
-_LAYER = struct.Struct("<BBHHHHHHHf6i4I4II6I6I6I6I")
-_BUFFER = struct.Struct("<BBBBHHHHII")
-assert _HEADER.size == HEADER_SIZE
-assert _TENSOR.size == TENSOR_RECORD_SIZE
-assert _LAYER.size == LAYER_RECORD_SIZE
-assert _BUFFER.size == BUFFER_RECORD_SIZE
 
 
 def _align(n: int) -> int:
@@ -155,10 +125,10 @@ class PlanLayer:
     backward_inputs: list[bool] = field(default_factory=list)
     needs_input_values: bool = False  # input kept for a weight / LoRA A gradient
     keeps_mask: bool = False  # fused ReLU/ReLU6 derivative kept as a 1-bit mask
-    params: list[int] = field(default_factory=lambda: [NONE] * 6)
-    grads: list[int] = field(default_factory=lambda: [NONE] * 6)
-    opt_m: list[int] = field(default_factory=lambda: [NONE] * 6)
-    opt_v: list[int] = field(default_factory=lambda: [NONE] * 6)
+    params: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
+    grads: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
+    opt_m: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
+    opt_v: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
 
     def param_counts(self) -> list[int]:
         """Float counts of weight, bias, gamma, beta, lora_a, lora_b (0: absent)."""
@@ -377,125 +347,128 @@ class Plan:
         return {"prefix_forward": prefix, "forward": forward, "backward": backward}
 
     def crc(self) -> int:
-        return struct.unpack_from("<I", self.to_bytes(), 12)[0]
+        return formats.BLOB_HEADER.read(self.to_bytes(), "crc")
 
     # ---- blob ----
     def to_bytes(self) -> bytes:
+        """The plan blob (docs/formats.md, "Plan blob"; layouts in micropeft.formats)."""
         r = self.regions
         opt = self.optimizer
         nt, nl, nb = len(self.tensors), len(self.layers), len(self.buffers)
         total = (
             HEADER_SIZE + nt * TENSOR_RECORD_SIZE + nl * LAYER_RECORD_SIZE + nb * BUFFER_RECORD_SIZE
         )
-        body = bytearray()
+        blob = bytearray(total)
+        formats.PLAN.pack_header(
+            blob,
+            total_length=total,
+            model_crc=self.model_crc,
+            model_length=self.model_length,
+            num_tensors=nt,
+            num_layers=nl,
+            input_tensor=0,
+            output_tensor=nt - 1,
+            num_classes=self.num_classes,
+            act_cache=CACHE_DTYPES[self.act_cache],
+            optimizer=OPTIMIZERS[opt.kind],
+            seed=self.seed & 0xFFFFFFFF,
+            lr=opt.lr,
+            momentum=opt.momentum,
+            beta1=opt.beta1,
+            beta2=opt.beta2,
+            eps=opt.eps,
+            weight_decay=opt.weight_decay,
+            clip_norm=opt.clip_norm,
+            num_buffers=nb,
+            train_region_size=[r[name] for name in _TRAIN_REGION_KEYS],
+            train_size=r["train_size"],
+            infer_work_size=r["infer_work_size"],
+            infer_size=r["infer_size"],
+            trainable_params=self.trainable_parameters,
+            update=UPDATES[self.update],
+            reserved=[0, 0],
+            tensor_record_size=TENSOR_RECORD_SIZE,
+            layer_record_size=LAYER_RECORD_SIZE,
+            buffer_record_size=BUFFER_RECORD_SIZE,
+        )
+        pos = HEADER_SIZE
         for t in self.tensors:
             h, w, c = t.info.shape
-            body += _TENSOR.pack(
-                h,
-                w,
-                c,
-                t.info.quant.scale,
-                t.info.quant.zero_point,
-                CACHE_DTYPES[self.act_cache] if t.cached else 0,
-                1 if t.needs_grad else 0,
-                0,
+            formats.PLAN_TENSOR.pack_into(
+                blob,
+                pos,
+                h=h,
+                w=w,
+                c=c,
+                scale=t.info.quant.scale,
+                zero_point=t.info.quant.zero_point,
+                cache_dtype=CACHE_DTYPES[self.act_cache] if t.cached else 0,
+                needs_grad=1 if t.needs_grad else 0,
             )
+            pos += TENSOR_RECORD_SIZE
         for pl in self.layers:
             lay = pl.layer
-            wref = _ref_fields(lay.weights)
-            bref = _ref_fields(lay.bias)
-            body += _LAYER.pack(
-                int(lay.op),
-                int(lay.activation),
-                int(lay.methods),
-                pl.graph_index,
-                len(pl.inputs),
-                pl.inputs[0],
-                pl.inputs[1] if len(pl.inputs) > 1 else NO_INPUT,
-                pl.output,
-                lay.lora_rank if pl.lora else 0,
-                float(lay.lora_alpha) if pl.lora else 0.0,
-                lay.kernel[0],
-                lay.kernel[1],
-                lay.stride[0],
-                lay.stride[1],
-                lay.pad_top,
-                lay.pad_left,
-                *wref,
-                *bref,
-                0,
-                *pl.params,
-                *pl.grads,
-                *pl.opt_m,
-                *pl.opt_v,
+            formats.PLAN_LAYER.pack_into(
+                blob,
+                pos,
+                op=int(lay.op),
+                activation=int(lay.activation),
+                methods=int(lay.methods),
+                graph_layer=pl.graph_index,
+                num_inputs=len(pl.inputs),
+                input=[pl.inputs[0], pl.inputs[1] if len(pl.inputs) > 1 else NO_INPUT],
+                output=pl.output,
+                lora_rank=lay.lora_rank if pl.lora else 0,
+                lora_alpha=float(lay.lora_alpha) if pl.lora else 0.0,
+                kernel_h=lay.kernel[0],
+                kernel_w=lay.kernel[1],
+                stride_h=lay.stride[0],
+                stride_w=lay.stride[1],
+                pad_top=lay.pad_top,
+                pad_left=lay.pad_left,
+                weights=_ref_fields(lay.weights),
+                bias=_ref_fields(lay.bias),
+                param=pl.params,
+                grad=pl.grads,
+                opt_m=pl.opt_m,
+                opt_v=pl.opt_v,
             )
+            pos += LAYER_RECORD_SIZE
         for buf in self.buffers:
-            body += _BUFFER.pack(
-                buf.kind,
-                buf.arena,
-                buf.part,
-                0,
-                buf.owner,
-                buf.first,
-                buf.last,
-                0,
-                buf.size,
-                buf.offset,
+            formats.PLAN_BUFFER.pack_into(
+                blob,
+                pos,
+                kind=buf.kind,
+                arena=buf.arena,
+                part=buf.part,
+                owner=buf.owner,
+                first=buf.first,
+                last=buf.last,
+                size=buf.size,
+                arena_offset=buf.offset,
             )
-        head_rest = _HEADER.pack(
-            PLAN_MAGIC,
-            PLAN_VERSION,
-            HEADER_SIZE,
-            total,
-            0,
-            self.model_crc,
-            self.model_length,
-            nt,
-            nl,
-            0,
-            nt - 1,
-            self.num_classes,
-            CACHE_DTYPES[self.act_cache],
-            OPTIMIZERS[opt.kind],
-            self.seed & 0xFFFFFFFF,
-            opt.lr,
-            opt.momentum,
-            opt.beta1,
-            opt.beta2,
-            opt.eps,
-            opt.weight_decay,
-            opt.clip_norm,
-            nb,
-            r["params_size"],
-            r["grads_size"],
-            r["opt_size"],
-            r["work_size"],
-            r["train_size"],
-            r["infer_work_size"],
-            r["infer_size"],
-            self.trainable_parameters,
-            UPDATES[self.update],
-            0,
-            0,
-            TENSOR_RECORD_SIZE,
-            LAYER_RECORD_SIZE,
-            BUFFER_RECORD_SIZE,
-        )
-        blob = bytearray(head_rest) + body
-        assert len(blob) == total
-        crc = zlib.crc32(bytes(blob[16:])) & 0xFFFFFFFF
-        struct.pack_into("<I", blob, 12, crc)
-        return bytes(blob)
+            pos += BUFFER_RECORD_SIZE
+        return formats.PLAN.seal(blob)
 
     def parameter_name(self, plan_layer: int, kind: int) -> str:
         """Key of a trainable array, as runtime.Trainer.parameters() uses it."""
         return f"{self.layers[plan_layer].layer.name}/{PARAM_KINDS[kind]}"
 
 
-def _ref_fields(ref: object) -> tuple[int, int, int, int]:
+# Plan.regions keys of the header's training region sizes, in TrainRegion order.
+_TRAIN_REGION_KEYS = ("params_size", "grads_size", "opt_size", "work_size")
+assert len(_TRAIN_REGION_KEYS) == len(formats.TrainRegion)
+
+
+def _ref_fields(ref: ArrayRef | None) -> dict[str, int]:
     if ref is None:
-        return (0, 0, 0, 0)
-    return (ref.offset, ref.count, ref.scale_offset, ref.scale_count)
+        return {"offset": 0, "count": 0, "scale_offset": 0, "scale_count": 0}
+    return {
+        "offset": ref.offset,
+        "count": ref.count,
+        "scale_offset": ref.scale_offset,
+        "scale_count": ref.scale_count,
+    }
 
 
 def _layer_macs(g: Graph, lay: Layer) -> int:

@@ -57,7 +57,6 @@ import numpy as np
 
 from micropeft.graph import Activation, ArrayRef, Graph, Layer, Method, Op
 
-PARAM_KINDS = ("weight", "bias", "gamma", "beta", "lora_a", "lora_b")
 _WEIGHTED_OPS = (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED)
 
 
@@ -165,7 +164,7 @@ def first_trainable_layer(graph: Graph) -> int:
 
 
 def trained_kinds(layer: Layer) -> list[str]:
-    """Which of the layer's parameters its methods train, in PARAM_KINDS order."""
+    """Which of the layer's parameters its methods train, in micropeft.formats.PARAM_KINDS order."""
     if layer.op not in _WEIGHTED_OPS:
         return []
     kinds = []

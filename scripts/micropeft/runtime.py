@@ -8,43 +8,26 @@ numpy buffers, exactly as a device keeps them in flash and RAM, and raises
 from __future__ import annotations
 
 import ctypes
-from enum import IntEnum
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from micropeft import native
+from micropeft.formats import PARAM_KINDS, Status
+
+__all__ = [
+    "LoadedPlan",
+    "PeftError",
+    "Status",
+    "Trainer",
+    "abi_query",
+    "aligned_buffer",
+    "check_layout",
+    "load_plan_status",
+]
 
 if TYPE_CHECKING:
     from micropeft.plan import Plan
-
-
-class Status(IntEnum):
-    """Mirror of include/peft/peft_status.h (values are ABI)."""
-
-    OK = 0
-    ERR_ARG = 1
-    ERR_BUFFER_TOO_SMALL = 2
-    ERR_UNSUPPORTED = 3
-    ERR_NUMERIC = 4
-    ERR_PLAN_TRUNCATED = 10
-    ERR_PLAN_MAGIC = 11
-    ERR_PLAN_VERSION = 12
-    ERR_PLAN_LENGTH = 13
-    ERR_PLAN_CRC = 14
-    ERR_PLAN_MODEL_MISMATCH = 15
-    ERR_PLAN_FIELD = 16
-    ERR_PLAN_MODEL_OFFSET = 17
-    ERR_PLAN_ARENA_OFFSET = 18
-    ERR_PLAN_METHOD_NOT_COMPILED = 19
-    ERR_PLAN_ALIGNMENT = 20
-    ERR_PLAN_BUFFER_KIND = 28
-    ERR_STATE_TRUNCATED = 30
-    ERR_STATE_MAGIC = 31
-    ERR_STATE_VERSION = 32
-    ERR_STATE_LENGTH = 33
-    ERR_STATE_CRC = 34
-    ERR_STATE_PLAN_MISMATCH = 35
 
 
 class PeftError(Exception):
@@ -58,8 +41,6 @@ class PeftError(Exception):
 
 
 MODES = {"train": 0, "infer": 1}
-PARAM_KINDS = ("weight", "bias", "gamma", "beta", "lora_a", "lora_b")
-_PLAN_BYTES = 512  # >= sizeof(peft_plan); the binding treats it as opaque
 
 
 class _Dims(ctypes.Structure):
@@ -104,8 +85,19 @@ class _Meta(ctypes.Structure):
     _fields_ = [("epoch", ctypes.c_uint32), ("sequence", ctypes.c_uint32)]
 
 
+# The structs this binding mirrors, by their C names: peft_abi_query() gives the
+# compiler's sizes and offsets, and _check_layout() refuses a library that differs.
+_MIRRORS: dict[str, type[ctypes.Structure]] = {
+    "peft_dims": _Dims,
+    "peft_arena_breakdown": _Breakdown,
+    "peft_trainer": _TrainerStruct,
+    "peft_param_info": _ParamInfo,
+    "peft_state_meta": _Meta,
+}
+
 _P = ctypes.c_void_p
 _SIGNATURES: dict[str, list[object]] = {
+    "peft_abi_query": [ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t)],
     "peft_plan_load": [_P, _P, ctypes.c_size_t, _P, ctypes.c_size_t],
     "peft_plan_arena_size": [_P, ctypes.c_int, ctypes.POINTER(ctypes.c_size_t)],
     "peft_plan_arena_breakdown": [_P, ctypes.POINTER(_Breakdown)],
@@ -144,8 +136,29 @@ def _library() -> ctypes.CDLL:
             fn = getattr(lib, name)
             fn.argtypes = args
             fn.restype = ctypes.c_int
+        check_layout(lib)
         lib._micropeft_runtime_bound = True
     return lib
+
+
+def abi_query(lib: ctypes.CDLL, name: str) -> int:
+    """sizeof("struct") or offsetof("struct.field") as the C library was compiled."""
+    out = ctypes.c_size_t()
+    _check(lib.peft_abi_query(name.encode(), ctypes.byref(out)), f"peft_abi_query({name})")
+    return out.value
+
+
+def check_layout(lib: ctypes.CDLL) -> None:
+    """Every mirrored struct has the C library's size and field offsets."""
+    for c_name, mirror in _MIRRORS.items():
+        got = {c_name: ctypes.sizeof(mirror)}
+        want = {c_name: abi_query(lib, c_name)}
+        for field_name, *_ in mirror._fields_:
+            got[f"{c_name}.{field_name}"] = getattr(mirror, field_name).offset
+            want[f"{c_name}.{field_name}"] = abi_query(lib, f"{c_name}.{field_name}")
+        if got != want:
+            wrong = ", ".join(f"{k} {got[k]} (C: {want[k]})" for k in got if got[k] != want[k])
+            raise RuntimeError(f"the ctypes mirror of {c_name} disagrees with the library: {wrong}")
 
 
 def _check(status: int, call: str) -> None:
@@ -172,7 +185,7 @@ class LoadedPlan:
         self.lib = _library()
         self.model = aligned_buffer(model)
         self.blob = aligned_buffer(plan_blob)
-        self.struct = aligned_buffer(_PLAN_BYTES)
+        self.struct = aligned_buffer(abi_query(self.lib, "peft_plan"))
         _check(
             self.lib.peft_plan_load(
                 self.struct.ctypes.data,

@@ -57,4 +57,22 @@ extern const peft_method peft_method_sparse;
 /* The compiled-in descriptor for one flag bit, or NULL. */
 const peft_method *peft_method_find(uint16_t flag);
 
+/* Which hook peft_methods_run() calls. */
+typedef enum {
+	PEFT_HOOK_INIT,
+	PEFT_HOOK_FWD_AFFINE,
+	PEFT_HOOK_FWD_ADAPTER,
+	PEFT_HOOK_BWD_AFFINE,
+	PEFT_HOOK_BWD_ADAPTER,
+} peft_method_hook_id;
+
+/* What the methods of a layer's flags train together (bit 1 << peft_param_kind);
+ * PEFT_ERR_PLAN_METHOD_NOT_COMPILED when one of them is left out of the build.
+ * Every bit below PEFT_METHOD_COUNT is visited. */
+peft_status peft_methods_trains(uint16_t methods, uint32_t *trains);
+
+/* Run one hook of each method in `methods`, in bit order (methods without that
+ * hook are skipped); stops at the first status other than PEFT_OK. */
+peft_status peft_methods_run(uint16_t methods, peft_method_hook_id hook, peft_layer_ctx *ctx);
+
 #endif /* PEFT_METHOD_H */

@@ -1,73 +1,23 @@
 /* Plan records as the runtime decodes them (private to lib/peft).
  * The byte layout is in docs/formats.md ("Plan blob"); records are copied out
- * of the blob with memcpy, so the blob needs no particular alignment beyond
- * the 4 bytes peft_plan_load() asks for. Little-endian, as every target is. */
+ * of the blob at the offsets of peft/peft_formats.h (peft/peft_bytes.h), so
+ * the blob needs no particular alignment beyond the 4 bytes peft_plan_load()
+ * asks for. */
 #ifndef PEFT_PLAN_INTERNAL_H
 #define PEFT_PLAN_INTERNAL_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "peft/peft_formats.h"
 #include "peft/peft_kernels.h"
 #include "peft/peft_plan.h"
 
-#define PEFT_PLAN_MAGIC 0x50464550u /* "PEFP" */
-#define PEFT_PLAN_HEADER_SIZE 128u
-#define PEFT_PLAN_TENSOR_SIZE 24u
-#define PEFT_PLAN_LAYER_SIZE 176u
-#define PEFT_PLAN_BUFFER_SIZE 20u
-#define PEFT_NONE 0xFFFFFFFFu
-#define PEFT_NO_INPUT 0xFFFFu
-#define PEFT_ALIGN 16u
-#define PEFT_MAX_TENSOR_ELEMENTS (1 << 24)
-#define PEFT_MAX_LORA_RANK 64
+/* The record layouts (PEFT_PLAN_HDR_*, PEFT_PLAN_TENSOR_*, PEFT_PLAN_LAYER_*,
+ * PEFT_PLAN_BUFFER_*), op, method and buffer-kind codes and limits: peft/peft_formats.h. */
 
-/* Operator codes (scripts/micropeft/graph.py Op). */
-enum {
-	PEFT_OP_CONV_2D = 1,
-	PEFT_OP_DEPTHWISE_CONV_2D = 2,
-	PEFT_OP_FULLY_CONNECTED = 3,
-	PEFT_OP_ADD = 4,
-	PEFT_OP_MEAN = 5,
-	PEFT_OP_AVERAGE_POOL_2D = 6,
-	PEFT_OP_PAD = 7,
-	PEFT_OP_RESHAPE = 8,
-};
-
-/* Method flags (graph.py Method). */
-enum {
-	PEFT_METHOD_FULL = 1,
-	PEFT_METHOD_LAST_LAYER = 2,
-	PEFT_METHOD_BITFIT = 4,
-	PEFT_METHOD_SCALE_SHIFT = 8,
-	PEFT_METHOD_LORA = 16,
-	PEFT_METHOD_SPARSE = 32,
-	PEFT_METHOD_ALL = 63,
-};
-
-/* Kinds of work-region buffers (plan.py BUFFER_KINDS; docs/formats.md). The owner
- * is a plan tensor (VALUE, KEEP, GRAD), a plan layer, or 0 (PROBS). */
-typedef enum {
-	PEFT_BUF_VALUE = 1,        /* a tensor's float values */
-	PEFT_BUF_KEEP = 2,         /* a tensor kept int8 for a weight / LoRA A gradient */
-	PEFT_BUF_GRAD = 3,         /* a tensor's activation gradient */
-	PEFT_BUF_MASK = 4,         /* 1 bit per output: fused ReLU/ReLU6 derivative */
-	PEFT_BUF_KEEP_LIN = 5,     /* scale+shift's pre-scale output (act_cache dtype) */
-	PEFT_BUF_KEEP_U = 6,       /* LoRA's u, float */
-	PEFT_BUF_PROBS = 7,        /* softmax output */
-	PEFT_BUF_FWD_BIAS = 8,     /* a frozen bias dequantised from the model */
-	PEFT_BUF_FWD_LIN = 9,      /* scale+shift's pre-scale output (forward scratch) */
-	PEFT_BUF_FWD_LORA_OUT = 10, /* LoRA's B u */
-	PEFT_BUF_FWD_U = 11,       /* LoRA's u (inference) */
-	PEFT_BUF_BWD_IN = 12,      /* the kept int8 input, dequantised */
-	PEFT_BUF_BWD_LIN = 13,     /* the kept pre-scale output, dequantised */
-	PEFT_BUF_BWD_GLIN = 14,    /* scale+shift's gradient wrt its input */
-	PEFT_BUF_BWD_DU = 15,      /* LoRA's gradient wrt u */
-	PEFT_BUF_PARAM_GRAD = 16,  /* per-layer updates: a parameter gradient */
-	PEFT_BUF_KIND_LAST = 16,
-} peft_buffer_kind;
-
-enum { PEFT_ARENA_TRAIN = 0, PEFT_ARENA_INFER = 1 };
+/* The last buffer kind this runtime knows (peft_buffer_kind starts at 1). */
+#define PEFT_BUF_KIND_LAST PEFT_BUF_PARAM_GRAD
 
 /* One work-region buffer record. */
 typedef struct {

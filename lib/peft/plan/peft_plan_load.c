@@ -5,41 +5,21 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../common/peft_blob.h"
+#include "../common/peft_try.h"
 #include "../methods/peft_method.h"
+#include "peft/peft_bytes.h"
 #include "peft/peft_crc32.h"
+#include "peft/peft_formats.h"
 #include "peft/peft_plan.h"
 #include "peft_plan_internal.h"
 
-static uint16_t rd16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-static float rdf(const uint8_t *p)
-{
-	float v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
 static void rd_ref(const uint8_t *p, peft_ref_rec *r)
 {
-	r->offset = rd32(p);
-	r->count = rd32(p + 4);
-	r->scale_offset = rd32(p + 8);
-	r->scale_count = rd32(p + 12);
+	r->offset = peft_rd32(p + PEFT_PLAN_REF_OFF_OFFSET);
+	r->count = peft_rd32(p + PEFT_PLAN_REF_OFF_COUNT);
+	r->scale_offset = peft_rd32(p + PEFT_PLAN_REF_OFF_SCALE_OFFSET);
+	r->scale_count = peft_rd32(p + PEFT_PLAN_REF_OFF_SCALE_COUNT);
 }
 
 void peft_plan_read_tensor(const peft_plan *plan, int32_t i, peft_tensor_rec *out)
@@ -47,14 +27,14 @@ void peft_plan_read_tensor(const peft_plan *plan, int32_t i, peft_tensor_rec *ou
 	const uint8_t *p =
 		plan->blob + PEFT_PLAN_HEADER_SIZE + (size_t)i * PEFT_PLAN_TENSOR_SIZE;
 
-	out->h = (int32_t)rd32(p);
-	out->w = (int32_t)rd32(p + 4);
-	out->c = (int32_t)rd32(p + 8);
-	out->scale = rdf(p + 12);
-	out->zero_point = (int32_t)rd32(p + 16);
-	out->cache_dtype = p[20];
-	out->needs_grad = p[21];
-	out->reserved = rd16(p + 22);
+	out->h = peft_rdi32(p + PEFT_PLAN_TENSOR_OFF_H);
+	out->w = peft_rdi32(p + PEFT_PLAN_TENSOR_OFF_W);
+	out->c = peft_rdi32(p + PEFT_PLAN_TENSOR_OFF_C);
+	out->scale = peft_rdf32(p + PEFT_PLAN_TENSOR_OFF_SCALE);
+	out->zero_point = peft_rdi32(p + PEFT_PLAN_TENSOR_OFF_ZERO_POINT);
+	out->cache_dtype = p[PEFT_PLAN_TENSOR_OFF_CACHE_DTYPE];
+	out->needs_grad = p[PEFT_PLAN_TENSOR_OFF_NEEDS_GRAD];
+	out->reserved = peft_rd16(p + PEFT_PLAN_TENSOR_OFF_RESERVED);
 }
 
 void peft_plan_read_layer(const peft_plan *plan, int32_t i, peft_layer_rec *out)
@@ -63,30 +43,31 @@ void peft_plan_read_layer(const peft_plan *plan, int32_t i, peft_layer_rec *out)
 			   (size_t)plan->num_tensors * PEFT_PLAN_TENSOR_SIZE +
 			   (size_t)i * PEFT_PLAN_LAYER_SIZE;
 
-	out->op = p[0];
-	out->activation = p[1];
-	out->methods = rd16(p + 2);
-	out->graph_layer = rd16(p + 4);
-	out->num_inputs = rd16(p + 6);
-	out->input[0] = rd16(p + 8);
-	out->input[1] = rd16(p + 10);
-	out->output = rd16(p + 12);
-	out->lora_rank = rd16(p + 14);
-	out->lora_alpha = rdf(p + 16);
-	out->kernel_h = (int32_t)rd32(p + 20);
-	out->kernel_w = (int32_t)rd32(p + 24);
-	out->stride_h = (int32_t)rd32(p + 28);
-	out->stride_w = (int32_t)rd32(p + 32);
-	out->pad_top = (int32_t)rd32(p + 36);
-	out->pad_left = (int32_t)rd32(p + 40);
-	rd_ref(p + 44, &out->weights);
-	rd_ref(p + 60, &out->bias);
-	out->reserved = rd32(p + 76);
-	for (int k = 0; k < PEFT_PARAM_KIND_COUNT; k++) {
-		out->param[k] = rd32(p + 80 + 4 * k);
-		out->grad[k] = rd32(p + 104 + 4 * k);
-		out->opt_m[k] = rd32(p + 128 + 4 * k);
-		out->opt_v[k] = rd32(p + 152 + 4 * k);
+	out->op = p[PEFT_PLAN_LAYER_OFF_OP];
+	out->activation = p[PEFT_PLAN_LAYER_OFF_ACTIVATION];
+	out->methods = peft_rd16(p + PEFT_PLAN_LAYER_OFF_METHODS);
+	out->graph_layer = peft_rd16(p + PEFT_PLAN_LAYER_OFF_GRAPH_LAYER);
+	out->num_inputs = peft_rd16(p + PEFT_PLAN_LAYER_OFF_NUM_INPUTS);
+	for (uint32_t k = 0; k < PEFT_PLAN_LAYER_N_INPUT; k++) {
+		out->input[k] = peft_rd16(p + PEFT_PLAN_LAYER_OFF_INPUT + 2u * k);
+	}
+	out->output = peft_rd16(p + PEFT_PLAN_LAYER_OFF_OUTPUT);
+	out->lora_rank = peft_rd16(p + PEFT_PLAN_LAYER_OFF_LORA_RANK);
+	out->lora_alpha = peft_rdf32(p + PEFT_PLAN_LAYER_OFF_LORA_ALPHA);
+	out->kernel_h = peft_rdi32(p + PEFT_PLAN_LAYER_OFF_KERNEL_H);
+	out->kernel_w = peft_rdi32(p + PEFT_PLAN_LAYER_OFF_KERNEL_W);
+	out->stride_h = peft_rdi32(p + PEFT_PLAN_LAYER_OFF_STRIDE_H);
+	out->stride_w = peft_rdi32(p + PEFT_PLAN_LAYER_OFF_STRIDE_W);
+	out->pad_top = peft_rdi32(p + PEFT_PLAN_LAYER_OFF_PAD_TOP);
+	out->pad_left = peft_rdi32(p + PEFT_PLAN_LAYER_OFF_PAD_LEFT);
+	rd_ref(p + PEFT_PLAN_LAYER_OFF_WEIGHTS, &out->weights);
+	rd_ref(p + PEFT_PLAN_LAYER_OFF_BIAS, &out->bias);
+	out->reserved = peft_rd32(p + PEFT_PLAN_LAYER_OFF_RESERVED);
+	for (uint32_t k = 0; k < PEFT_PARAM_KIND_COUNT; k++) {
+		out->param[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_PARAM + 4u * k);
+		out->grad[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_GRAD + 4u * k);
+		out->opt_m[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_OPT_M + 4u * k);
+		out->opt_v[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_OPT_V + 4u * k);
 	}
 }
 
@@ -97,28 +78,29 @@ void peft_plan_read_buffer(const peft_plan *plan, int32_t i, peft_buffer_rec *ou
 			   (size_t)plan->num_layers * PEFT_PLAN_LAYER_SIZE +
 			   (size_t)i * PEFT_PLAN_BUFFER_SIZE;
 
-	out->kind = p[0];
-	out->arena = p[1];
-	out->part = p[2];
-	out->reserved = p[3];
-	out->owner = rd16(p + 4);
-	out->first = rd16(p + 6);
-	out->last = rd16(p + 8);
-	out->reserved2 = rd16(p + 10);
-	out->size = rd32(p + 12);
-	out->offset = rd32(p + 16);
+	out->kind = p[PEFT_PLAN_BUFFER_OFF_KIND];
+	out->arena = p[PEFT_PLAN_BUFFER_OFF_ARENA];
+	out->part = p[PEFT_PLAN_BUFFER_OFF_PART];
+	out->reserved = p[PEFT_PLAN_BUFFER_OFF_RESERVED];
+	out->owner = peft_rd16(p + PEFT_PLAN_BUFFER_OFF_OWNER);
+	out->first = peft_rd16(p + PEFT_PLAN_BUFFER_OFF_FIRST);
+	out->last = peft_rd16(p + PEFT_PLAN_BUFFER_OFF_LAST);
+	out->reserved2 = peft_rd16(p + PEFT_PLAN_BUFFER_OFF_RESERVED2);
+	out->size = peft_rd32(p + PEFT_PLAN_BUFFER_OFF_SIZE);
+	out->offset = peft_rd32(p + PEFT_PLAN_BUFFER_OFF_ARENA_OFFSET);
 }
 
-static uint32_t buffer_key(int arena, int kind, int32_t owner, int32_t part)
+/* Table order: arena, kind, owner, part (owner < 2^16, kind < 2^6, part < 2^8). */
+static uint32_t buffer_key(uint32_t arena, uint32_t kind, uint32_t owner, uint32_t part)
 {
-	return ((uint32_t)arena << 30) | ((uint32_t)kind << 24) | ((uint32_t)owner << 8) |
-	       (uint32_t)part;
+	return (arena << 30) | (kind << 24) | (owner << 8) | part;
 }
 
 uint32_t peft_plan_buffer_offset(const peft_plan *plan, int arena, peft_buffer_kind kind,
 				 int32_t owner, int32_t part)
 {
-	const uint32_t key = buffer_key(arena, (int)kind, owner, part);
+	const uint32_t key = buffer_key((uint32_t)arena, (uint32_t)kind, (uint32_t)owner,
+					(uint32_t)part);
 	int32_t lo = 0;
 	int32_t hi = plan->num_buffers;
 
@@ -163,8 +145,8 @@ static bool dims_equal(const peft_dims *a, const peft_dims *b)
  * 0 <= pad_after < kernel + stride (the kernels' geometry rule). */
 static bool axis_ok(int32_t in, int32_t out, int32_t kernel, int32_t stride, int32_t pad)
 {
-	if (kernel <= 0 || stride <= 0 || pad < 0 || kernel > 1024 || stride > 1024 ||
-	    pad >= kernel + stride) {
+	if (kernel <= 0 || stride <= 0 || pad < 0 || kernel > PEFT_MAX_KERNEL ||
+	    stride > PEFT_MAX_KERNEL || pad >= kernel + stride) {
 		return false;
 	}
 	for (int64_t after = 0; after < (int64_t)kernel + stride; after++) {
@@ -193,7 +175,8 @@ static peft_status check_layer_fields(const peft_plan *plan, int32_t k)
 	peft_layer_rec r;
 
 	peft_plan_read_layer(plan, k, &r);
-	if (r.op < PEFT_OP_CONV_2D || r.op > PEFT_OP_RESHAPE || r.activation > PEFT_ACT_RELU6 ||
+	/* Op codes run from 1 to PEFT_OP_COUNT. */
+	if (r.op < PEFT_OP_CONV_2D || r.op > PEFT_OP_COUNT || r.activation > PEFT_ACT_RELU6 ||
 	    (r.methods & ~(uint32_t)PEFT_METHOD_ALL) != 0 || r.reserved != 0 ||
 	    r.output != (uint32_t)k + 1u) {
 		return PEFT_ERR_PLAN_FIELD;
@@ -345,16 +328,7 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	}
 	uint32_t trains = 0;
 
-	for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
-		if (r->methods & bit) {
-			const peft_method *m = peft_method_find(bit);
-
-			if (m == NULL) {
-				return PEFT_ERR_PLAN_METHOD_NOT_COMPILED;
-			}
-			trains |= m->trains;
-		}
-	}
+	PEFT_TRY(peft_methods_trains(r->methods, &trains));
 	const int32_t rank = (r->methods & PEFT_METHOD_LORA) ? r->lora_rank : 0;
 
 	out->counts[PEFT_PARAM_WEIGHT] = (int32_t)r->weights.count;
@@ -399,39 +373,43 @@ static bool optimizer_compiled(peft_optimizer_kind kind)
 
 static void decode_header(peft_plan *plan, const uint8_t *b)
 {
-	plan->crc = rd32(b + 12);
-	plan->num_tensors = rd16(b + 24);
-	plan->num_layers = rd16(b + 26);
-	plan->input_tensor = rd16(b + 28);
-	plan->output_tensor = rd16(b + 30);
-	plan->num_classes = rd16(b + 32);
-	plan->act_cache = (peft_cache_dtype)b[34];
-	plan->optimizer.kind = (peft_optimizer_kind)b[35];
-	plan->seed = rd32(b + 36);
-	plan->optimizer.lr = rdf(b + 40);
-	plan->optimizer.momentum = rdf(b + 44);
-	plan->optimizer.beta1 = rdf(b + 48);
-	plan->optimizer.beta2 = rdf(b + 52);
-	plan->optimizer.eps = rdf(b + 56);
-	plan->optimizer.weight_decay = rdf(b + 60);
-	plan->optimizer.clip_norm = rdf(b + 64);
-	plan->num_buffers = (int32_t)rd32(b + 68);
-	/* Regions follow one another in the order of docs/formats.md. */
+	plan->crc = peft_rd32(b + PEFT_BLOB_HDR_OFF_CRC);
+	plan->num_tensors = peft_rd16(b + PEFT_PLAN_HDR_OFF_NUM_TENSORS);
+	plan->num_layers = peft_rd16(b + PEFT_PLAN_HDR_OFF_NUM_LAYERS);
+	plan->input_tensor = peft_rd16(b + PEFT_PLAN_HDR_OFF_INPUT_TENSOR);
+	plan->output_tensor = peft_rd16(b + PEFT_PLAN_HDR_OFF_OUTPUT_TENSOR);
+	plan->num_classes = peft_rd16(b + PEFT_PLAN_HDR_OFF_NUM_CLASSES);
+	plan->act_cache = (peft_cache_dtype)b[PEFT_PLAN_HDR_OFF_ACT_CACHE];
+	plan->optimizer.kind = (peft_optimizer_kind)b[PEFT_PLAN_HDR_OFF_OPTIMIZER];
+	plan->seed = peft_rd32(b + PEFT_PLAN_HDR_OFF_SEED);
+	plan->optimizer.lr = peft_rdf32(b + PEFT_PLAN_HDR_OFF_LR);
+	plan->optimizer.momentum = peft_rdf32(b + PEFT_PLAN_HDR_OFF_MOMENTUM);
+	plan->optimizer.beta1 = peft_rdf32(b + PEFT_PLAN_HDR_OFF_BETA1);
+	plan->optimizer.beta2 = peft_rdf32(b + PEFT_PLAN_HDR_OFF_BETA2);
+	plan->optimizer.eps = peft_rdf32(b + PEFT_PLAN_HDR_OFF_EPS);
+	plan->optimizer.weight_decay = peft_rdf32(b + PEFT_PLAN_HDR_OFF_WEIGHT_DECAY);
+	plan->optimizer.clip_norm = peft_rdf32(b + PEFT_PLAN_HDR_OFF_CLIP_NORM);
+	plan->num_buffers = (int32_t)peft_rd32(b + PEFT_PLAN_HDR_OFF_NUM_BUFFERS);
+	/* Regions follow one another in arena order (PEFT_TRAIN_*). */
 	uint32_t off = 0;
-	peft_region *train[] = {&plan->params, &plan->param_grads, &plan->optimizer_state,
-				&plan->work};
+	peft_region *train[PEFT_TRAIN_REGION_COUNT] = {
+		[PEFT_TRAIN_PARAMS] = &plan->params,
+		[PEFT_TRAIN_PARAM_GRADS] = &plan->param_grads,
+		[PEFT_TRAIN_OPTIMIZER_STATE] = &plan->optimizer_state,
+		[PEFT_TRAIN_WORK] = &plan->work,
+	};
 
-	for (int k = 0; k < 4; k++) {
+	for (uint32_t k = 0; k < PEFT_TRAIN_REGION_COUNT; k++) {
 		train[k]->offset = off;
-		train[k]->size = rd32(b + 72 + 4 * k);
+		train[k]->size = peft_rd32(b + PEFT_PLAN_HDR_OFF_TRAIN_REGION_SIZE + 4u * k);
 		off += train[k]->size; /* wrap-around is caught by the layout check */
 	}
-	plan->train_size = rd32(b + 88);
+	plan->train_size = peft_rd32(b + PEFT_PLAN_HDR_OFF_TRAIN_SIZE);
 	plan->infer_work.offset = plan->params.size;
-	plan->infer_work.size = rd32(b + 92);
-	plan->infer_size = rd32(b + 96);
-	plan->trainable_params = rd32(b + 100);
-	plan->update = (peft_update_mode)rd32(b + 104);
+	plan->infer_work.size = peft_rd32(b + PEFT_PLAN_HDR_OFF_INFER_WORK_SIZE);
+	plan->infer_size = peft_rd32(b + PEFT_PLAN_HDR_OFF_INFER_SIZE);
+	plan->trainable_params = peft_rd32(b + PEFT_PLAN_HDR_OFF_TRAINABLE_PARAMS);
+	plan->update = (peft_update_mode)peft_rd32(b + PEFT_PLAN_HDR_OFF_UPDATE);
 }
 
 peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, const void *model,
@@ -443,43 +421,32 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 	if ((uintptr_t)blob % 4u != 0 || (uintptr_t)model % 4u != 0) {
 		return PEFT_ERR_PLAN_ALIGNMENT;
 	}
+	static const peft_blob_errors errors = {
+		.truncated = PEFT_ERR_PLAN_TRUNCATED,
+		.magic = PEFT_ERR_PLAN_MAGIC,
+		.version = PEFT_ERR_PLAN_VERSION,
+		.length = PEFT_ERR_PLAN_LENGTH,
+		.crc = PEFT_ERR_PLAN_CRC,
+	};
 	const uint8_t *b = blob;
+	uint32_t total = 0;
 
-	if (blob_len < 16u) {
-		return PEFT_ERR_PLAN_TRUNCATED;
-	}
-	if (rd32(b) != PEFT_PLAN_MAGIC) {
-		return PEFT_ERR_PLAN_MAGIC;
-	}
-	if (rd16(b + 4) != PEFT_PLAN_VERSION) {
-		return PEFT_ERR_PLAN_VERSION;
-	}
-	if (rd16(b + 6) != PEFT_PLAN_HEADER_SIZE) {
-		return PEFT_ERR_PLAN_LENGTH;
-	}
-	const uint32_t total = rd32(b + 8);
+	PEFT_TRY(peft_blob_check(b, blob_len, PEFT_PLAN_MAGIC, PEFT_PLAN_VERSION,
+				 PEFT_PLAN_HEADER_SIZE, &errors, &total));
+	const uint32_t nt = peft_rd16(b + PEFT_PLAN_HDR_OFF_NUM_TENSORS);
+	const uint32_t nl = peft_rd16(b + PEFT_PLAN_HDR_OFF_NUM_LAYERS);
+	const uint32_t nb = peft_rd32(b + PEFT_PLAN_HDR_OFF_NUM_BUFFERS);
 
-	if (blob_len < PEFT_PLAN_HEADER_SIZE || total > blob_len) {
-		return PEFT_ERR_PLAN_TRUNCATED;
-	}
-	if (total < PEFT_PLAN_HEADER_SIZE) {
-		return PEFT_ERR_PLAN_LENGTH;
-	}
-	if (peft_crc32_update(0, b + 16, total - 16u) != rd32(b + 12)) {
-		return PEFT_ERR_PLAN_CRC;
-	}
-	const uint32_t nt = rd16(b + 24);
-	const uint32_t nl = rd16(b + 26);
-	const uint32_t nb = rd32(b + 68);
-
-	if (rd32(b + 116) != PEFT_PLAN_TENSOR_SIZE || rd32(b + 120) != PEFT_PLAN_LAYER_SIZE ||
-	    rd32(b + 124) != PEFT_PLAN_BUFFER_SIZE ||
+	if (peft_rd32(b + PEFT_PLAN_HDR_OFF_TENSOR_RECORD_SIZE) != PEFT_PLAN_TENSOR_SIZE ||
+	    peft_rd32(b + PEFT_PLAN_HDR_OFF_LAYER_RECORD_SIZE) != PEFT_PLAN_LAYER_SIZE ||
+	    peft_rd32(b + PEFT_PLAN_HDR_OFF_BUFFER_RECORD_SIZE) != PEFT_PLAN_BUFFER_SIZE ||
 	    (uint64_t)total != PEFT_PLAN_HEADER_SIZE + (uint64_t)nt * PEFT_PLAN_TENSOR_SIZE +
 				       (uint64_t)nl * PEFT_PLAN_LAYER_SIZE +
 				       (uint64_t)nb * PEFT_PLAN_BUFFER_SIZE) {
 		return PEFT_ERR_PLAN_LENGTH;
 	}
-	if (rd32(b + 20) != model_len || peft_crc32_update(0, model, model_len) != rd32(b + 16)) {
+	if (peft_rd32(b + PEFT_PLAN_HDR_OFF_MODEL_LENGTH) != model_len ||
+	    peft_crc32_update(0, model, model_len) != peft_rd32(b + PEFT_PLAN_HDR_OFF_MODEL_CRC)) {
 		return PEFT_ERR_PLAN_MODEL_MISMATCH;
 	}
 	memset(plan, 0, sizeof(*plan));
@@ -493,7 +460,9 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 	if (nl < 1u || nt != nl + 1u || plan->input_tensor != 0 ||
 	    plan->output_tensor != (int32_t)nt - 1 || plan->act_cache > PEFT_CACHE_S8 ||
 	    plan->optimizer.kind > PEFT_OPTIMIZER_ADAM || !optimizer_ok(&plan->optimizer) ||
-	    plan->update > PEFT_UPDATE_LAYER || rd32(b + 108) != 0 || rd32(b + 112) != 0 ||
+	    plan->update > PEFT_UPDATE_LAYER ||
+	    peft_rd32(b + PEFT_PLAN_HDR_OFF_RESERVED) != 0 ||
+	    peft_rd32(b + PEFT_PLAN_HDR_OFF_RESERVED + 4u) != 0 ||
 	    (plan->update == PEFT_UPDATE_LAYER && plan->optimizer.clip_norm != 0.0f)) {
 		return PEFT_ERR_PLAN_FIELD;
 	}
@@ -561,12 +530,10 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 	for (int32_t k = 0; k < plan->num_layers; k++) {
 		peft_layer_rec r;
 
+		uint32_t trains;
+
 		peft_plan_read_layer(plan, k, &r);
-		for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
-			if ((r.methods & bit) && peft_method_find(bit) == NULL) {
-				return PEFT_ERR_PLAN_METHOD_NOT_COMPILED;
-			}
-		}
+		PEFT_TRY(peft_methods_trains(r.methods, &trains));
 	}
 	/* Which tensors carry a gradient: checked in order, so each layer's inputs
 	 * are already known to be right (the input never needs one). */
@@ -628,7 +595,7 @@ peft_status peft_plan_arena_breakdown(const peft_plan *plan, peft_arena_breakdow
 		return PEFT_ERR_ARG;
 	}
 	peft_work_peak peak;
-	peft_status st = peft_plan_work_peak(plan, &peak);
+	const peft_status st = peft_plan_work_peak(plan, &peak);
 
 	if (st != PEFT_OK) {
 		return st;

@@ -2,6 +2,7 @@
  * for the methods whose files sources.cmake compiles (the host build defines
  * all), so the table and the linked descriptors always agree. */
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../methods/peft_method.h"
 
@@ -35,4 +36,57 @@ const peft_method *peft_method_find(uint16_t flag)
 		}
 	}
 	return NULL;
+}
+
+peft_status peft_methods_trains(uint16_t methods, uint32_t *trains)
+{
+	*trains = 0;
+	for (uint32_t i = 0; i < PEFT_METHOD_COUNT; i++) {
+		const uint16_t bit = (uint16_t)(1u << i);
+
+		if (methods & bit) {
+			const peft_method *m = peft_method_find(bit);
+
+			if (m == NULL) {
+				return PEFT_ERR_PLAN_METHOD_NOT_COMPILED;
+			}
+			*trains |= m->trains;
+		}
+	}
+	return PEFT_OK;
+}
+
+static peft_method_hook hook_of(const peft_method *m, peft_method_hook_id hook)
+{
+	switch (hook) {
+	case PEFT_HOOK_INIT:
+		return m->init;
+	case PEFT_HOOK_FWD_AFFINE:
+		return m->fwd_affine;
+	case PEFT_HOOK_FWD_ADAPTER:
+		return m->fwd_adapter;
+	case PEFT_HOOK_BWD_AFFINE:
+		return m->bwd_affine;
+	case PEFT_HOOK_BWD_ADAPTER:
+		return m->bwd_adapter;
+	}
+	return NULL;
+}
+
+peft_status peft_methods_run(uint16_t methods, peft_method_hook_id hook, peft_layer_ctx *ctx)
+{
+	for (uint32_t i = 0; i < PEFT_METHOD_COUNT; i++) {
+		const uint16_t bit = (uint16_t)(1u << i);
+		const peft_method *m = (methods & bit) ? peft_method_find(bit) : NULL;
+		const peft_method_hook fn = m != NULL ? hook_of(m, hook) : NULL;
+
+		if (fn != NULL) {
+			const peft_status st = fn(ctx);
+
+			if (st != PEFT_OK) {
+				return st;
+			}
+		}
+	}
+	return PEFT_OK;
 }

@@ -121,11 +121,6 @@ static void load_weights(const peft_trainer *t, const peft_layer_info *L, peft_l
 	}
 }
 
-static const peft_method *method_at(const peft_layer_info *L, uint16_t bit)
-{
-	return (L->rec.methods & bit) ? peft_method_find(bit) : NULL;
-}
-
 peft_status peft_trainer_init(peft_trainer *t, const peft_plan *plan, peft_mode mode, void *arena,
 			      size_t arena_size)
 {
@@ -158,13 +153,7 @@ peft_status peft_trainer_init(peft_trainer *t, const peft_plan *plan, peft_mode 
 		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 		bind_params(t, &L, &ctx);
 		load_weights(t, &L, &ctx);
-		for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
-			const peft_method *m = method_at(&L, bit);
-
-			if (m != NULL && m->init != NULL) {
-				PEFT_TRY(m->init(&ctx));
-			}
-		}
+		PEFT_TRY(peft_methods_run(L.rec.methods, PEFT_HOOK_INIT, &ctx));
 	}
 	return PEFT_OK;
 }
@@ -338,20 +327,8 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 		PEFT_TRY(peft_quantize_s8(L->out_size, ctx.lin, o.scale, o.zero_point,
 					  (int8_t *)(void *)work_bytes(t, PEFT_BUF_KEEP_LIN, k)));
 	}
-	for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
-		const peft_method *m = method_at(L, bit);
-
-		if (m != NULL && m->fwd_affine != NULL) {
-			PEFT_TRY(m->fwd_affine(&ctx));
-		}
-	}
-	for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
-		const peft_method *m = method_at(L, bit);
-
-		if (m != NULL && m->fwd_adapter != NULL) {
-			PEFT_TRY(m->fwd_adapter(&ctx));
-		}
-	}
+	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_FWD_AFFINE, &ctx));
+	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_FWD_ADAPTER, &ctx));
 	if (r->activation != PEFT_ACT_NONE) {
 		PEFT_TRY(peft_activation_fwd_f32((peft_activation)r->activation, L->out_size, y));
 		if (train && L->keeps_mask) {
@@ -476,13 +453,7 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 						      ctx.g));
 	}
 	ctx.g_out = ctx.g; /* scale+shift writes its input gradient elsewhere (tmp_a) */
-	for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
-		const peft_method *m = method_at(L, bit);
-
-		if (m != NULL && m->bwd_affine != NULL) {
-			PEFT_TRY(m->bwd_affine(&ctx));
-		}
-	}
+	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_AFFINE, &ctx));
 	const float *g = ctx.g;
 
 	if (L->needs_input_values) {
@@ -564,13 +535,7 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 		}
 		break;
 	}
-	for (uint16_t bit = 1; bit <= PEFT_METHOD_SPARSE; bit = (uint16_t)(bit << 1)) {
-		const peft_method *m = method_at(L, bit);
-
-		if (m != NULL && m->bwd_adapter != NULL) {
-			PEFT_TRY(m->bwd_adapter(&ctx));
-		}
-	}
+	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_ADAPTER, &ctx));
 	if (plan->update == PEFT_UPDATE_LAYER) {
 		return update_layer(t, L, &ctx);
 	}

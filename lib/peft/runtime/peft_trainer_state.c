@@ -1,31 +1,21 @@
-/* Trained-state blob (docs/formats.md, "Trained-state blob"): a 48-byte
- * header, then every trainable array (plan order, packed float32), then the
- * optimizer state of each array (m, then v for Adam), packed likewise. */
+/* Trained-state blob (docs/formats.md, "Trained-state blob"): the header of
+ * peft_formats.h (PEFT_STATE_HDR_*), then every trainable array (plan order,
+ * packed float32), then the optimizer state of each array (m, then v for
+ * Adam), packed likewise. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "../common/peft_blob.h"
+#include "../common/peft_try.h"
 #include "../plan/peft_plan_internal.h"
+#include "peft/peft_bytes.h"
 #include "peft/peft_crc32.h"
+#include "peft/peft_formats.h"
 #include "peft/peft_state.h"
 #include "peft/peft_trainer.h"
 #include "peft_trainer_internal.h"
-
-#define PEFT_STATE_MAGIC 0x53464550u /* "PEFS" */
-
-static uint32_t rd32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
 
 static uint32_t states_per_param(const peft_plan *plan)
 {
@@ -107,22 +97,21 @@ peft_status peft_trainer_export_state(const peft_trainer *t, void *buf, size_t s
 		return PEFT_ERR_BUFFER_TOO_SMALL;
 	}
 	memset(b, 0, PEFT_STATE_HEADER_SIZE);
-	wr32(b, PEFT_STATE_MAGIC);
-	const uint16_t version = PEFT_STATE_VERSION;
-	const uint16_t header = PEFT_STATE_HEADER_SIZE;
-
-	memcpy(b + 4, &version, 2);
-	memcpy(b + 6, &header, 2);
-	wr32(b + 8, (uint32_t)total);
-	wr32(b + 16, plan->crc);
-	wr32(b + 20, meta != NULL ? meta->epoch : 0u);
-	wr32(b + 24, meta != NULL ? meta->sequence : 0u);
-	wr32(b + 28, t->step);
-	wr32(b + 32, 4u * plan->trainable_params);
-	wr32(b + 36, 4u * plan->trainable_params * states_per_param(plan));
-	wr32(b + 40, (uint32_t)plan->optimizer.kind);
+	peft_wr32(b + PEFT_BLOB_HDR_OFF_MAGIC, PEFT_STATE_MAGIC);
+	peft_wr16(b + PEFT_BLOB_HDR_OFF_VERSION, PEFT_STATE_VERSION);
+	peft_wr16(b + PEFT_BLOB_HDR_OFF_HEADER_SIZE, PEFT_STATE_HEADER_SIZE);
+	peft_wr32(b + PEFT_BLOB_HDR_OFF_TOTAL_LENGTH, (uint32_t)total);
+	peft_wr32(b + PEFT_STATE_HDR_OFF_PLAN_CRC, plan->crc);
+	peft_wr32(b + PEFT_STATE_HDR_OFF_EPOCH, meta != NULL ? meta->epoch : 0u);
+	peft_wr32(b + PEFT_STATE_HDR_OFF_SEQUENCE, meta != NULL ? meta->sequence : 0u);
+	peft_wr32(b + PEFT_STATE_HDR_OFF_STEPS, t->step);
+	peft_wr32(b + PEFT_STATE_HDR_OFF_PARAMS_BYTES, 4u * plan->trainable_params);
+	peft_wr32(b + PEFT_STATE_HDR_OFF_OPT_BYTES,
+		  4u * plan->trainable_params * states_per_param(plan));
+	peft_wr32(b + PEFT_STATE_HDR_OFF_OPTIMIZER, (uint32_t)plan->optimizer.kind);
 	transfer(t, b, true, true);
-	wr32(b + 12, peft_crc32_update(0, b + 16, total - 16u));
+	peft_wr32(b + PEFT_BLOB_HDR_OFF_CRC,
+		  peft_crc32_update(0, b + PEFT_BLOB_CRC_START, total - PEFT_BLOB_CRC_START));
 	if (written != NULL) {
 		*written = total;
 	}
@@ -135,54 +124,41 @@ peft_status peft_trainer_import_state(peft_trainer *t, const void *buf, size_t s
 	if (t == NULL || t->plan == NULL || t->arena == NULL || buf == NULL) {
 		return PEFT_ERR_ARG;
 	}
+	static const peft_blob_errors errors = {
+		.truncated = PEFT_ERR_STATE_TRUNCATED,
+		.magic = PEFT_ERR_STATE_MAGIC,
+		.version = PEFT_ERR_STATE_VERSION,
+		.length = PEFT_ERR_STATE_LENGTH,
+		.crc = PEFT_ERR_STATE_CRC,
+	};
 	const peft_plan *plan = t->plan;
 	const uint8_t *b = buf;
-	uint16_t version, header;
+	uint32_t total = 0;
 
-	if (size < 16u) {
-		return PEFT_ERR_STATE_TRUNCATED;
-	}
-	if (rd32(b) != PEFT_STATE_MAGIC) {
-		return PEFT_ERR_STATE_MAGIC;
-	}
-	memcpy(&version, b + 4, 2);
-	memcpy(&header, b + 6, 2);
-	if (version != PEFT_STATE_VERSION) {
-		return PEFT_ERR_STATE_VERSION;
-	}
-	if (header != PEFT_STATE_HEADER_SIZE) {
-		return PEFT_ERR_STATE_LENGTH;
-	}
-	const uint32_t total = rd32(b + 8);
-
-	if (size < PEFT_STATE_HEADER_SIZE || total > size) {
-		return PEFT_ERR_STATE_TRUNCATED;
-	}
-	if (total < PEFT_STATE_HEADER_SIZE) {
-		return PEFT_ERR_STATE_LENGTH;
-	}
-	if (peft_crc32_update(0, b + 16, total - 16u) != rd32(b + 12)) {
-		return PEFT_ERR_STATE_CRC;
-	}
-	if (rd32(b + 16) != plan->crc) {
+	PEFT_TRY(peft_blob_check(b, size, PEFT_STATE_MAGIC, PEFT_STATE_VERSION,
+				 PEFT_STATE_HEADER_SIZE, &errors, &total));
+	if (peft_rd32(b + PEFT_STATE_HDR_OFF_PLAN_CRC) != plan->crc) {
 		return PEFT_ERR_STATE_PLAN_MISMATCH;
 	}
-	if (total != state_size(plan) || rd32(b + 32) != 4u * plan->trainable_params ||
-	    rd32(b + 36) != 4u * plan->trainable_params * states_per_param(plan) ||
-	    rd32(b + 40) != (uint32_t)plan->optimizer.kind || rd32(b + 44) != 0u) {
+	if (total != state_size(plan) ||
+	    peft_rd32(b + PEFT_STATE_HDR_OFF_PARAMS_BYTES) != 4u * plan->trainable_params ||
+	    peft_rd32(b + PEFT_STATE_HDR_OFF_OPT_BYTES) !=
+		    4u * plan->trainable_params * states_per_param(plan) ||
+	    peft_rd32(b + PEFT_STATE_HDR_OFF_OPTIMIZER) != (uint32_t)plan->optimizer.kind ||
+	    peft_rd32(b + PEFT_STATE_HDR_OFF_RESERVED) != 0u) {
 		return PEFT_ERR_STATE_LENGTH;
 	}
 	/* transfer() only reads the blob when copying into the arena. */
 	transfer(t, (uint8_t *)(uintptr_t)b, false, t->mode == PEFT_MODE_TRAIN);
 	if (t->mode == PEFT_MODE_TRAIN) {
-		t->step = rd32(b + 28);
+		t->step = peft_rd32(b + PEFT_STATE_HDR_OFF_STEPS);
 		t->samples = 0;
 		t->pending_label = -1;
 		memset(t->arena + plan->param_grads.offset, 0, plan->param_grads.size);
 	}
 	if (meta_out != NULL) {
-		meta_out->epoch = rd32(b + 20);
-		meta_out->sequence = rd32(b + 24);
+		meta_out->epoch = peft_rd32(b + PEFT_STATE_HDR_OFF_EPOCH);
+		meta_out->sequence = peft_rd32(b + PEFT_STATE_HDR_OFF_SEQUENCE);
 	}
 	return PEFT_OK;
 }
