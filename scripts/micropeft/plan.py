@@ -58,6 +58,18 @@ BUFFER_KIND_NAMES = {v: k for k, v in BUFFER_KINDS.items()}
 _KEPT_KINDS = ("keep", "mask", "keep_lin", "keep_u")
 
 
+def check_blob_version(blob: bytes, source: str) -> None:
+    """A clear error for a plan blob this micropeft does not write (e.g. an older one)."""
+    if len(blob) < formats.BLOB_HEADER.size or blob[:4] != formats.PLAN.magic:
+        raise UserError(f"{source} is not a plan blob")
+    version = formats.BLOB_HEADER.read(blob, "version")
+    if version != PLAN_VERSION:
+        raise UserError(
+            f"{source} is plan format version {version}; this micropeft (and its runtime) "
+            f"reads version {PLAN_VERSION}: run prepare-model again"
+        )
+
+
 def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 

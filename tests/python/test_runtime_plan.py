@@ -347,6 +347,17 @@ def test_each_corruption_has_its_code(sample_plan):
     assert load_plan_status(bytes(other), blob) == Status.ERR_PLAN_MODEL_MISMATCH
 
 
+def test_an_old_plan_gets_a_clear_version_error(sample_plan):
+    from micropeft.plan import check_blob_version
+
+    model, plan = sample_plan
+    old = _edit(plan.to_bytes(), 4, "<H", 1)
+    assert load_plan_status(model, old) == Status.ERR_PLAN_VERSION
+    with pytest.raises(UserError, match="plan format version 1.*reads version 2.*prepare-model"):
+        check_blob_version(old, "plan.bin")
+    check_blob_version(plan.to_bytes(), "plan.bin")
+
+
 def test_peft_error_names_the_status(sample_plan):
     model, plan = sample_plan
     with pytest.raises(PeftError) as info:
