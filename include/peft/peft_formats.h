@@ -133,10 +133,9 @@ typedef enum {
 	PEFT_BUF_FWD_LORA_OUT = 10,
 	PEFT_BUF_FWD_U = 11,
 	PEFT_BUF_BWD_IN = 12,
-	PEFT_BUF_BWD_LIN = 13,
-	PEFT_BUF_BWD_GLIN = 14,
-	PEFT_BUF_BWD_DU = 15,
-	PEFT_BUF_PARAM_GRAD = 16,
+	PEFT_BUF_BWD_GLIN = 13,
+	PEFT_BUF_BWD_DU = 14,
+	PEFT_BUF_PARAM_GRAD = 15,
 } peft_buffer_kind;
 
 /** Every status as X(code, text); peft_status_str() answers the text. */

@@ -761,9 +761,6 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
             k = pl.index
             add(0, "bwd_in", k, 4 * tensors[pl.inputs[0]].size, bwd(k), bwd(k))
     for pl in layers:
-        if s8 and pl.scale_shift:
-            add(0, "bwd_lin", pl.index, 4 * size(pl), bwd(pl.index), bwd(pl.index))
-    for pl in layers:
         if pl.scale_shift:
             add(0, "bwd_glin", pl.index, 4 * size(pl), bwd(pl.index), bwd(pl.index))
     for pl in layers:

@@ -229,11 +229,6 @@ static peft_status layer_buffer(const peft_plan *plan, int arena, int kind, int3
 			*w = live(4u * (uint64_t)L.in_size[0], b, b);
 		}
 		break;
-	case PEFT_BUF_BWD_LIN:
-		if (train && s8 && ss) {
-			*w = live(4u * out, b, b);
-		}
-		break;
 	case PEFT_BUF_BWD_GLIN:
 		if (train && ss) {
 			*w = live(4u * out, b, b);

@@ -431,7 +431,8 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 	ctx.lin = work_f32(t, PEFT_BUF_KEEP_LIN, k);
 	if (L->trainable[PEFT_PARAM_GAMMA] && plan->act_cache == PEFT_CACHE_S8) {
 		const peft_tensor_rec o = tensor(t, r->output);
-		float *stage = work_f32(t, PEFT_BUF_BWD_LIN, k);
+		/* Staged where the input gradient goes after: gamma's gradient reads it first. */
+		float *stage = work_f32(t, PEFT_BUF_BWD_GLIN, k);
 
 		PEFT_TRY(peft_dequantize_s8(L->out_size,
 					    (const int8_t *)(const void *)work_bytes(

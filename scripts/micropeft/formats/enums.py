@@ -117,10 +117,11 @@ class BufferKind(IntEnum):
     FWD_LORA_OUT = 10  # forward scratch: LoRA's B u
     FWD_U = 11  # forward scratch (inference): LoRA's u
     BWD_IN = 12  # backward scratch: the kept int8 input, dequantised
-    BWD_LIN = 13  # backward scratch: the kept pre-scale output, dequantised
-    BWD_GLIN = 14  # backward scratch: scale+shift's gradient wrt its input
-    BWD_DU = 15  # backward scratch: LoRA's gradient wrt u
-    PARAM_GRAD = 16  # per-layer updates: a parameter gradient during its layer's backward
+    # backward scratch: scale+shift's gradient wrt its input; with act_cache S8 it first
+    # holds the kept pre-scale output, dequantised, for gamma's gradient (read before)
+    BWD_GLIN = 13
+    BWD_DU = 14  # backward scratch: LoRA's gradient wrt u
+    PARAM_GRAD = 15  # per-layer updates: a parameter gradient during its layer's backward
 
 
 class Cm4Phase(IntEnum):
