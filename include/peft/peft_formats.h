@@ -47,6 +47,8 @@ typedef enum {
 	PEFT_ERR_PLAN_METHOD_NOT_COMPILED = 19,
 	/** Model or blob base not 4-byte aligned. */
 	PEFT_ERR_PLAN_ALIGNMENT = 20,
+	/** A buffer record of a kind this runtime does not know. */
+	PEFT_ERR_PLAN_BUFFER_KIND = 28,
 	/** Shorter than its header or declared length. */
 	PEFT_ERR_STATE_TRUNCATED = 30,
 	/** Not a state blob. */
@@ -120,45 +122,48 @@ typedef enum {
 	PEFT_OPTIMIZER_ADAM = 1,
 } peft_optimizer_kind;
 
+/** When the optimizer updates the parameters (plan header). */
+typedef enum {
+	PEFT_UPDATE_BATCH = 0,
+	PEFT_UPDATE_LAYER = 1,
+} peft_update_mode;
+
 /** Regions of the training arena, in arena order (plan header sizes). */
 enum {
 	PEFT_TRAIN_PARAMS = 0,
 	PEFT_TRAIN_PARAM_GRADS = 1,
 	PEFT_TRAIN_OPTIMIZER_STATE = 2,
-	PEFT_TRAIN_CACHE = 3,
-	PEFT_TRAIN_SLOTS = 4,
-	PEFT_TRAIN_SCRATCH = 5,
+	PEFT_TRAIN_WORK = 3,
 	/** Number of members, not a member. */
-	PEFT_TRAIN_REGION_COUNT = 6,
+	PEFT_TRAIN_REGION_COUNT = 4,
 };
 
-/** Regions of the inference arena after the parameters (plan header sizes). */
+/** The arena a work buffer belongs to (buffer record). */
 enum {
-	PEFT_INFER_SLOTS = 0,
-	PEFT_INFER_SCRATCH = 1,
-	/** Number of members, not a member. */
-	PEFT_INFER_REGION_COUNT = 2,
+	PEFT_ARENA_TRAIN = 0,
+	PEFT_ARENA_INFER = 1,
 };
 
-/** A layer's training scratch items (layer record, in layout order). */
-enum {
-	PEFT_S_IN0 = 0,
-	PEFT_S_IN1 = 1,
-	PEFT_S_OUT = 2,
-	PEFT_S_TMP_A = 3,
-	PEFT_S_TMP_B = 4,
-	/** Number of members, not a member. */
-	PEFT_S_TRAIN_COUNT = 5,
-};
-
-/** A layer's inference scratch items (layer record, in layout order). */
-enum {
-	PEFT_SI_LIN = 0,
-	PEFT_SI_TMP_A = 1,
-	PEFT_SI_TMP_B = 2,
-	/** Number of members, not a member. */
-	PEFT_S_INFER_COUNT = 3,
-};
+/** Kinds of work-region buffers (buffer record). The owner is a plan tensor
+    (VALUE, KEEP, GRAD), a plan layer, or 0 (PROBS); a runtime refuses a kind it
+    does not know (ERR_PLAN_BUFFER_KIND). */
+typedef enum {
+	PEFT_BUF_VALUE = 1,
+	PEFT_BUF_KEEP = 2,
+	PEFT_BUF_GRAD = 3,
+	PEFT_BUF_MASK = 4,
+	PEFT_BUF_KEEP_LIN = 5,
+	PEFT_BUF_KEEP_U = 6,
+	PEFT_BUF_PROBS = 7,
+	PEFT_BUF_FWD_BIAS = 8,
+	PEFT_BUF_FWD_LIN = 9,
+	PEFT_BUF_FWD_LORA_OUT = 10,
+	PEFT_BUF_FWD_U = 11,
+	PEFT_BUF_BWD_IN = 12,
+	PEFT_BUF_BWD_GLIN = 13,
+	PEFT_BUF_BWD_DU = 14,
+	PEFT_BUF_PARAM_GRAD = 15,
+} peft_buffer_kind;
 
 /** Every status as X(code, text); peft_status_str() answers the text. */
 #define PEFT_STATUS_LIST(X)                                                                        \
@@ -178,6 +183,7 @@ enum {
 	X(PEFT_ERR_PLAN_ARENA_OFFSET, "plan: buffer offset disagrees with the runtime layout")     \
 	X(PEFT_ERR_PLAN_METHOD_NOT_COMPILED, "plan: method not compiled in")                       \
 	X(PEFT_ERR_PLAN_ALIGNMENT, "plan or model not 4-byte aligned")                             \
+	X(PEFT_ERR_PLAN_BUFFER_KIND, "plan: unknown buffer kind")                                  \
 	X(PEFT_ERR_STATE_TRUNCATED, "state truncated")                                             \
 	X(PEFT_ERR_STATE_MAGIC, "state: bad magic")                                                \
 	X(PEFT_ERR_STATE_VERSION, "state: unsupported version")                                    \
@@ -202,8 +208,6 @@ enum {
 #define PEFT_NO_INPUT            0xFFFFu
 /* Every arena buffer is rounded up to this many bytes. */
 #define PEFT_ALIGN               16u
-/* Live slot buffers at once (the C allocator's 64-bit mask). */
-#define PEFT_MAX_SLOTS           64
 /* Elements of one tensor. */
 #define PEFT_MAX_TENSOR_ELEMENTS 16777216
 /* Largest LoRA rank r (the smallest is 1). */
@@ -220,7 +224,7 @@ enum {
 #define PEFT_BLOB_CRC_START        16u
 /* Plan blob: "PEFP". */
 #define PEFT_PLAN_MAGIC            0x50464550u
-#define PEFT_PLAN_VERSION          1u
+#define PEFT_PLAN_VERSION          2u
 #define PEFT_PLAN_HEADER_SIZE      128u
 /* Trained-state blob: "PEFS". */
 #define PEFT_STATE_MAGIC           0x53464550u
@@ -263,32 +267,30 @@ enum {
 #define PEFT_PLAN_HDR_OFF_EPS                56u
 #define PEFT_PLAN_HDR_OFF_WEIGHT_DECAY       60u
 #define PEFT_PLAN_HDR_OFF_CLIP_NORM          64u
-#define PEFT_PLAN_HDR_OFF_SLOT_SIZE          68u
+#define PEFT_PLAN_HDR_OFF_NUM_BUFFERS        68u
 #define PEFT_PLAN_HDR_OFF_TRAIN_REGION_SIZE  72u
-#define PEFT_PLAN_HDR_N_TRAIN_REGION_SIZE    6u
-#define PEFT_PLAN_HDR_OFF_TRAIN_SIZE         96u
-#define PEFT_PLAN_HDR_OFF_INFER_REGION_SIZE  100u
-#define PEFT_PLAN_HDR_N_INFER_REGION_SIZE    2u
-#define PEFT_PLAN_HDR_OFF_INFER_SIZE         108u
-#define PEFT_PLAN_HDR_OFF_PROBS_OFFSET       112u
-#define PEFT_PLAN_HDR_OFF_TRAINABLE_PARAMS   116u
-#define PEFT_PLAN_HDR_OFF_TENSOR_RECORD_SIZE 120u
-#define PEFT_PLAN_HDR_OFF_LAYER_RECORD_SIZE  124u
+#define PEFT_PLAN_HDR_N_TRAIN_REGION_SIZE    4u
+#define PEFT_PLAN_HDR_OFF_TRAIN_SIZE         88u
+#define PEFT_PLAN_HDR_OFF_INFER_WORK_SIZE    92u
+#define PEFT_PLAN_HDR_OFF_INFER_SIZE         96u
+#define PEFT_PLAN_HDR_OFF_TRAINABLE_PARAMS   100u
+#define PEFT_PLAN_HDR_OFF_UPDATE             104u
+#define PEFT_PLAN_HDR_OFF_RESERVED           108u
+#define PEFT_PLAN_HDR_N_RESERVED             2u
+#define PEFT_PLAN_HDR_OFF_TENSOR_RECORD_SIZE 116u
+#define PEFT_PLAN_HDR_OFF_LAYER_RECORD_SIZE  120u
+#define PEFT_PLAN_HDR_OFF_BUFFER_RECORD_SIZE 124u
 
-/* Plan tensor record: 40 bytes. */
-#define PEFT_PLAN_TENSOR_SIZE             40u
-#define PEFT_PLAN_TENSOR_OFF_H            0u
-#define PEFT_PLAN_TENSOR_OFF_W            4u
-#define PEFT_PLAN_TENSOR_OFF_C            8u
-#define PEFT_PLAN_TENSOR_OFF_SCALE        12u
-#define PEFT_PLAN_TENSOR_OFF_ZERO_POINT   16u
-#define PEFT_PLAN_TENSOR_OFF_CACHE_OFFSET 20u
-#define PEFT_PLAN_TENSOR_OFF_FWD_OFFSET   24u
-#define PEFT_PLAN_TENSOR_OFF_GRAD_OFFSET  28u
-#define PEFT_PLAN_TENSOR_OFF_INFER_OFFSET 32u
-#define PEFT_PLAN_TENSOR_OFF_CACHE_DTYPE  36u
-#define PEFT_PLAN_TENSOR_OFF_NEEDS_GRAD   37u
-#define PEFT_PLAN_TENSOR_OFF_RESERVED     38u
+/* Plan tensor record: 24 bytes. */
+#define PEFT_PLAN_TENSOR_SIZE            24u
+#define PEFT_PLAN_TENSOR_OFF_H           0u
+#define PEFT_PLAN_TENSOR_OFF_W           4u
+#define PEFT_PLAN_TENSOR_OFF_C           8u
+#define PEFT_PLAN_TENSOR_OFF_SCALE       12u
+#define PEFT_PLAN_TENSOR_OFF_ZERO_POINT  16u
+#define PEFT_PLAN_TENSOR_OFF_CACHE_DTYPE 20u
+#define PEFT_PLAN_TENSOR_OFF_NEEDS_GRAD  21u
+#define PEFT_PLAN_TENSOR_OFF_RESERVED    22u
 
 /* Model array reference: 16 bytes. A constant array in the model (all zero when absent). */
 #define PEFT_PLAN_REF_SIZE             16u
@@ -297,41 +299,48 @@ enum {
 #define PEFT_PLAN_REF_OFF_SCALE_OFFSET 8u
 #define PEFT_PLAN_REF_OFF_SCALE_COUNT  12u
 
-/* Plan layer record: 216 bytes. */
-#define PEFT_PLAN_LAYER_SIZE              216u
-#define PEFT_PLAN_LAYER_OFF_OP            0u
-#define PEFT_PLAN_LAYER_OFF_ACTIVATION    1u
-#define PEFT_PLAN_LAYER_OFF_METHODS       2u
-#define PEFT_PLAN_LAYER_OFF_GRAPH_LAYER   4u
-#define PEFT_PLAN_LAYER_OFF_NUM_INPUTS    6u
-#define PEFT_PLAN_LAYER_OFF_INPUT         8u
-#define PEFT_PLAN_LAYER_N_INPUT           2u
-#define PEFT_PLAN_LAYER_OFF_OUTPUT        12u
-#define PEFT_PLAN_LAYER_OFF_LORA_RANK     14u
-#define PEFT_PLAN_LAYER_OFF_LORA_ALPHA    16u
-#define PEFT_PLAN_LAYER_OFF_KERNEL_H      20u
-#define PEFT_PLAN_LAYER_OFF_KERNEL_W      24u
-#define PEFT_PLAN_LAYER_OFF_STRIDE_H      28u
-#define PEFT_PLAN_LAYER_OFF_STRIDE_W      32u
-#define PEFT_PLAN_LAYER_OFF_PAD_TOP       36u
-#define PEFT_PLAN_LAYER_OFF_PAD_LEFT      40u
-#define PEFT_PLAN_LAYER_OFF_WEIGHTS       44u
-#define PEFT_PLAN_LAYER_OFF_BIAS          60u
-#define PEFT_PLAN_LAYER_OFF_RESERVED      76u
-#define PEFT_PLAN_LAYER_OFF_PARAM         80u
-#define PEFT_PLAN_LAYER_N_PARAM           6u
-#define PEFT_PLAN_LAYER_OFF_GRAD          104u
-#define PEFT_PLAN_LAYER_N_GRAD            6u
-#define PEFT_PLAN_LAYER_OFF_OPT_M         128u
-#define PEFT_PLAN_LAYER_N_OPT_M           6u
-#define PEFT_PLAN_LAYER_OFF_OPT_V         152u
-#define PEFT_PLAN_LAYER_N_OPT_V           6u
-#define PEFT_PLAN_LAYER_OFF_CACHE_Z       176u
-#define PEFT_PLAN_LAYER_OFF_CACHE_U       180u
-#define PEFT_PLAN_LAYER_OFF_SCRATCH_TRAIN 184u
-#define PEFT_PLAN_LAYER_N_SCRATCH_TRAIN   5u
-#define PEFT_PLAN_LAYER_OFF_SCRATCH_INFER 204u
-#define PEFT_PLAN_LAYER_N_SCRATCH_INFER   3u
+/* Plan layer record: 176 bytes. */
+#define PEFT_PLAN_LAYER_SIZE            176u
+#define PEFT_PLAN_LAYER_OFF_OP          0u
+#define PEFT_PLAN_LAYER_OFF_ACTIVATION  1u
+#define PEFT_PLAN_LAYER_OFF_METHODS     2u
+#define PEFT_PLAN_LAYER_OFF_GRAPH_LAYER 4u
+#define PEFT_PLAN_LAYER_OFF_NUM_INPUTS  6u
+#define PEFT_PLAN_LAYER_OFF_INPUT       8u
+#define PEFT_PLAN_LAYER_N_INPUT         2u
+#define PEFT_PLAN_LAYER_OFF_OUTPUT      12u
+#define PEFT_PLAN_LAYER_OFF_LORA_RANK   14u
+#define PEFT_PLAN_LAYER_OFF_LORA_ALPHA  16u
+#define PEFT_PLAN_LAYER_OFF_KERNEL_H    20u
+#define PEFT_PLAN_LAYER_OFF_KERNEL_W    24u
+#define PEFT_PLAN_LAYER_OFF_STRIDE_H    28u
+#define PEFT_PLAN_LAYER_OFF_STRIDE_W    32u
+#define PEFT_PLAN_LAYER_OFF_PAD_TOP     36u
+#define PEFT_PLAN_LAYER_OFF_PAD_LEFT    40u
+#define PEFT_PLAN_LAYER_OFF_WEIGHTS     44u
+#define PEFT_PLAN_LAYER_OFF_BIAS        60u
+#define PEFT_PLAN_LAYER_OFF_RESERVED    76u
+#define PEFT_PLAN_LAYER_OFF_PARAM       80u
+#define PEFT_PLAN_LAYER_N_PARAM         6u
+#define PEFT_PLAN_LAYER_OFF_GRAD        104u
+#define PEFT_PLAN_LAYER_N_GRAD          6u
+#define PEFT_PLAN_LAYER_OFF_OPT_M       128u
+#define PEFT_PLAN_LAYER_N_OPT_M         6u
+#define PEFT_PLAN_LAYER_OFF_OPT_V       152u
+#define PEFT_PLAN_LAYER_N_OPT_V         6u
+
+/* Plan buffer record: 20 bytes. One work-region buffer; records sorted by arena, kind, owner, part. */
+#define PEFT_PLAN_BUFFER_SIZE             20u
+#define PEFT_PLAN_BUFFER_OFF_KIND         0u
+#define PEFT_PLAN_BUFFER_OFF_ARENA        1u
+#define PEFT_PLAN_BUFFER_OFF_PART         2u
+#define PEFT_PLAN_BUFFER_OFF_RESERVED     3u
+#define PEFT_PLAN_BUFFER_OFF_OWNER        4u
+#define PEFT_PLAN_BUFFER_OFF_FIRST        6u
+#define PEFT_PLAN_BUFFER_OFF_LAST         8u
+#define PEFT_PLAN_BUFFER_OFF_RESERVED2    10u
+#define PEFT_PLAN_BUFFER_OFF_SIZE         12u
+#define PEFT_PLAN_BUFFER_OFF_ARENA_OFFSET 16u
 
 /* Trained-state header: 48 bytes. */
 #define PEFT_STATE_HDR_SIZE             48u

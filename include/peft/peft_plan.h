@@ -38,13 +38,14 @@ typedef enum {
 	PEFT_MODE_INFER = 1, /**< forward only, with the (adapted) parameters. */
 } peft_mode;
 
-/** How the training arena splits (bytes; each part a multiple of 16). */
+/** How the training arena splits (bytes; each part a multiple of 16). The work
+ * region (laid out by lifetime) is split by what is live at its peak. */
 typedef struct {
-	size_t cached_activations; /**< Activations kept for backward (+ softmax output). */
-	size_t gradients;          /**< Parameter gradients + activation-gradient slots. */
-	size_t parameters;         /**< Trainable params + frozen biases dequantised to float. */
+	size_t cached_activations; /**< Values kept for backward, live at the peak. */
+	size_t gradients;          /**< Parameter gradients + activation gradients at the peak. */
+	size_t parameters;         /**< Trainable parameters (frozen ones stay in the model). */
 	size_t optimizer_state;    /**< Momentum / Adam moments. */
-	size_t scratch;            /**< Largest per-layer scratch (int8 staging, LoRA, ...). */
+	size_t scratch;            /**< The rest of the work region: temporaries, scratch, holes. */
 	size_t total;              /**< Sum of the five: the training arena size. */
 } peft_arena_breakdown;
 
@@ -68,19 +69,16 @@ typedef struct {
 	int32_t output_tensor; /**< Plan tensor index of the logits. */
 	int32_t num_classes;
 	peft_cache_dtype act_cache;
+	peft_update_mode update;
 	peft_optimizer_config optimizer;
-	uint32_t slot_size;       /**< Bytes of one activation/gradient slot. */
-	uint32_t probs_offset;    /**< Softmax output (train arena). */
+	int32_t num_buffers;      /**< Work-region buffer records (both arenas). */
 	uint32_t trainable_params; /**< Number of trainable float parameters. */
 	peft_region params;       /**< Same offset in both arenas. */
-	peft_region param_grads;  /**< Train arena. */
+	peft_region param_grads;  /**< Train arena (empty with PEFT_UPDATE_LAYER). */
 	peft_region optimizer_state;
-	peft_region cache;
-	peft_region slots;
-	peft_region scratch;
+	peft_region work;         /**< Train arena: buffers laid out by lifetime. */
 	uint32_t train_size;
-	peft_region infer_slots;  /**< Infer arena. */
-	peft_region infer_scratch;
+	peft_region infer_work;   /**< Infer arena. */
 	uint32_t infer_size;
 } peft_plan;
 

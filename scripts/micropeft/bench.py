@@ -110,6 +110,19 @@ class MethodSpec:
     # LR_SWEEP) and there C and TF stay step for step together.
     optimizer: str = "sgd"
     lr: float = 0.01  # the optimizer and rate are chosen per method by the sweep in LR_SWEEP
+    momentum: float = 0.9  # SGD only
+    # "layer": the leanest variant of a method, each layer's update applied during backward,
+    # one sample per step (no gradient buffers; plan.build_plan's update)
+    update: str = "batch"
+
+    def plan(self, graph: Any, model: bytes, seed: int) -> Any:
+        """The method's plan (the default act_cache: int8 kept values)."""
+        from micropeft import plan
+
+        return plan.build_plan(graph, model, self.optimizer_config(), seed=seed, update=self.update)
+
+    def batch_size(self, cfg: BenchConfig) -> int:
+        return 1 if self.update == "layer" else cfg.batch_size
 
     def optimizer_text(self) -> str:
         """How the report names this method's optimizer."""
@@ -126,6 +139,9 @@ class MethodSpec:
             target_modules=targets,
             optimizer=self.optimizer,
             lr=self.lr,
+            momentum=self.momentum,
+            update=self.update,
+            batch_size=1 if self.update == "layer" else 16,
         )
 
     def optimizer_config(self) -> Any:
@@ -133,7 +149,7 @@ class MethodSpec:
 
         if self.optimizer == "adam":
             return OptimizerConfig(kind="adam", lr=self.lr)
-        return OptimizerConfig(kind="sgd", lr=self.lr, momentum=0.9)
+        return OptimizerConfig(kind="sgd", lr=self.lr, momentum=self.momentum)
 
 
 _LORA_TARGETS = {"lora": ("last:4:pointwise",)}
@@ -205,6 +221,35 @@ METHODS: dict[str, MethodSpec] = {
             optimizer="adam",
             lr=0.003,
         ),
+        # The leanest variants of the methods whose memory is mostly per-sample state:
+        # per-layer updates (one sample per step, no gradient buffers) and SGD without
+        # momentum (no optimizer state). Rate: not swept; 0.005 per sample is about the
+        # batch methods' effective step (0.01 / (1 - 0.9) per batch of 16).
+        *[
+            MethodSpec(
+                f"{base}_lean",
+                f"{label}, per-layer updates",
+                f"as {base}, each layer's update applied during backward, one sample per "
+                "step, SGD without momentum",
+                method,
+                targets,
+                r=4,
+                optimizer="sgd",
+                lr=0.005,
+                momentum=0.0,
+                update="layer",
+            )
+            for base, label, method, targets in (
+                ("lora_r4", "LoRA r=4 + head", ("lora", "last_layer"), _LORA_TARGETS),
+                ("bitfit", "BitFit + head", ("bitfit", "last_layer"), {"bitfit": ("all",)}),
+                (
+                    "scale_shift",
+                    "Scale+shift + head",
+                    ("scale_shift", "last_layer"),
+                    {"scale_shift": ("all",)},
+                ),
+            )
+        ],
     )
 }
 # How each method's optimizer and learning rate were chosen: 5 epochs, batch 16, 640 samples of
@@ -689,11 +734,11 @@ class PreparedMethod:
 
 
 def prepare_method(spec: MethodSpec, graph: Any, model: bytes) -> PreparedMethod:
-    from micropeft import methods, plan
+    from micropeft import methods
 
     marked = copy.deepcopy(graph)
     methods.apply_method(marked, spec.method_config())
-    laid = plan.build_plan(marked, model, spec.optimizer_config(), seed=0)
+    laid = spec.plan(marked, model, seed=0)
     return PreparedMethod(spec, marked, laid.split_layer, laid.input_tensor)
 
 
@@ -703,12 +748,21 @@ def _dequantize(q: np.ndarray, quant: Any) -> np.ndarray:
     )
 
 
+def _prefix_tflm_arena(model: bytes, graph: Any, split_layer: int) -> int:
+    """The TFLM arena the frozen prefix needs (measured, host TFLM), as prepare-model."""
+    from micropeft import convert, tflite_graph
+
+    device = tflite_graph.device_model_for_graph(model, graph, split_layer)
+    x = np.zeros((1, *graph.tensors[graph.input].shape), np.int8)
+    return int(convert.run_tflm(device, x).arena_used_bytes or 0)
+
+
 def method_costs(prepared: PreparedMethod, model: bytes, artifacts: Path) -> dict[str, Any]:
     """The planner's figures for a method (seed-independent); writes its plan (seed 0)
     to <artifacts>/<method>/plan.bin so that anyone can reload it in the runtime."""
-    from micropeft import plan
 
-    laid = plan.build_plan(prepared.graph, model, prepared.spec.optimizer_config(), seed=0)
+    laid = prepared.spec.plan(prepared.graph, model, seed=0)
+    device_ram = laid.device_ram(_prefix_tflm_arena(model, prepared.graph, laid.split_layer))
     blob = laid.to_bytes()
     plan_file = artifacts / prepared.spec.name / "plan.bin"
     if not plan_file.is_file() or plan_file.read_bytes() != blob:
@@ -720,7 +774,12 @@ def method_costs(prepared: PreparedMethod, model: bytes, artifacts: Path) -> dic
         "split_layer": laid.split_layer,
         "layers_trained": sum(1 for lay in prepared.graph.layers if lay.methods),
         "trainable_parameters": int(laid.trainable_parameters),
-        "ram": {**{k: int(v) for k, v in laid.breakdown().items()}},
+        "ram": {
+            **{k: int(v) for k, v in laid.breakdown().items()},
+            "total_device": device_ram["total"],
+        },
+        "ram_device": device_ram,
+        "ram_peak": laid.peak_report("train"),
         "ram_infer": int(laid.arena_bytes("infer")),
         "flash": {"model": len(model), "plan": len(blob)},
         "macs": {k: int(v) for k, v in laid.macs().items()},
@@ -760,17 +819,22 @@ def train_pair(
     (the C trainer's, LoRA A included). Returns the C run, the TF run, and the
     runtime's own memory figures.
     """
-    from micropeft import plan, reference, runtime
+    from micropeft import reference, runtime
 
     graph = prepared.graph
-    laid = plan.build_plan(graph, model, prepared.spec.optimizer_config(), seed=seed)
+    laid = prepared.spec.plan(graph, model, seed=seed)
     trainer = runtime.Trainer(model, laid)
     initial = reference.initial_parameters(graph, model, laid.split_layer, seed=seed)
     for key, value in trainer.parameters().items():
         # The C trainer's initial values (LoRA A from the plan's seed), in TFLite layouts.
         initial[key] = np.asarray(value, np.float32).reshape(initial[key].shape).copy()
     tf_trainer = reference.TFReferenceTrainer(
-        graph, model, laid.split_layer, prepared.spec.optimizer_config(), initial
+        graph,
+        model,
+        laid.split_layer,
+        prepared.spec.optimizer_config(),
+        initial,
+        act_cache=laid.act_cache,
     )
     quant = graph.tensors[laid.input_tensor].quant
     xq_train = cache.train[laid.input_tensor]
@@ -786,8 +850,9 @@ def train_pair(
     for epoch in range(cfg.epochs):
         order = rng.permutation(n)
         losses: dict[str, list[float]] = {"c": [], "tf": []}
-        for start in range(0, n, cfg.batch_size):
-            batch = order[start : start + cfg.batch_size]
+        batch_size = prepared.spec.batch_size(cfg)
+        for start in range(0, n, batch_size):
+            batch = order[start : start + batch_size]
             t0 = time.perf_counter()
             batch_loss = 0.0
             for i in batch:
@@ -849,9 +914,9 @@ def measure_m4(
     work_dir: Path,
     artifacts: Path,
 ) -> dict[str, Any]:
-    from micropeft import cm4, plan
+    from micropeft import cm4
 
-    laid = plan.build_plan(prepared.graph, model, prepared.spec.optimizer_config(), seed=0)
+    laid = prepared.spec.plan(prepared.graph, model, seed=0)
     n = min(cfg.cm4_samples, len(data.y_train))
     samples = np.ascontiguousarray(cache.train[laid.input_tensor][:n].reshape(n, -1))
     labels = data.y_train[:n].astype(np.int32)

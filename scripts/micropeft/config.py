@@ -12,6 +12,7 @@ A YAML file holds MethodConfig's fields (see methods.py), e.g.
     batch_size: 16
     ram_budget: 160k
     act_cache: s8
+    update: batch
     seed: 0
 
 Flags given on the command line override the file.
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from micropeft.errors import UserError
-from micropeft.methods import ACT_CACHES, METHODS, OPTIMIZERS, MethodConfig
+from micropeft.methods import ACT_CACHES, METHODS, OPTIMIZERS, UPDATES, MethodConfig
 
 _UNITS = {
     "": 1,
@@ -115,9 +116,21 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", type=int, help="default 10")
     group.add_argument("--batch-size", type=int, help="default 16")
     group.add_argument(
-        "--ram-budget", help="RAM for the TFLM and training arenas, e.g. 160k (default: none)"
+        "--ram-budget",
+        help="total device RAM (TFLM + training arenas + state, cache and split buffers), "
+        "e.g. 160k (default: none)",
     )
-    group.add_argument("--act-cache", choices=ACT_CACHES, help="cached activations (default f32)")
+    group.add_argument(
+        "--act-cache",
+        choices=ACT_CACHES,
+        help="values kept for backward: s8 (each tensor's int8 quantization, default) or f32",
+    )
+    group.add_argument(
+        "--update",
+        choices=UPDATES,
+        help="batch: one optimizer step per batch (default); layer: each layer's update "
+        "during backward, per sample (no gradient buffers; needs --batch-size 1)",
+    )
     group.add_argument("--seed", type=int, help="default 0")
 
 
@@ -137,6 +150,7 @@ def config_from_args(args: argparse.Namespace) -> MethodConfig:
         "batch_size",
         "ram_budget",
         "act_cache",
+        "update",
         "seed",
     ):
         value = getattr(args, name, None)

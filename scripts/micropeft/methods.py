@@ -41,6 +41,7 @@ from micropeft.graph import Graph, Layer, Method, Op
 METHODS = {m.name.lower(): m for m in Method if m != Method.NONE}
 OPTIMIZERS = tuple(o.name.lower() for o in formats.Optimizer)
 ACT_CACHES = tuple(d.name.lower() for d in formats.CacheDtype)
+UPDATES = tuple(u.name.lower() for u in formats.UpdateMode)
 KINDS = ("pointwise", "depthwise", "conv", "fc", "linear", "weighted")
 
 # Targets when the configuration names none.
@@ -65,8 +66,9 @@ class MethodConfig:
     momentum: float = 0.9
     epochs: int = 10
     batch_size: int = 16
-    ram_budget: int | None = None  # bytes for the training + TFLM arenas; None: no limit
-    act_cache: str = "f32"  # "f32" | "s8"
+    ram_budget: int | None = None  # bytes of total device RAM (plan.device_ram); None: no limit
+    act_cache: str = "s8"  # values kept for backward: "s8" (tensor's quantization) | "f32"
+    update: str = "batch"  # "batch": step() per batch | "layer": per layer, per sample
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -90,6 +92,10 @@ class MethodConfig:
             raise UserError(f"unknown optimizer {self.optimizer!r} (use 'sgd' or 'adam')")
         if self.act_cache not in ACT_CACHES:
             raise UserError(f"unknown act_cache {self.act_cache!r} (use 'f32' or 's8')")
+        if self.update not in UPDATES:
+            raise UserError(f"unknown update {self.update!r} (use 'batch' or 'layer')")
+        if self.update == "layer" and int(self.batch_size) != 1:
+            raise UserError("update 'layer' applies every sample's gradients at once: batch_size 1")
         if not float(self.lr) > 0:
             raise UserError(f"learning rate must be positive, not {self.lr}")
         if int(self.epochs) < 1 or int(self.batch_size) < 1:

@@ -9,14 +9,20 @@ the exact numbers the device uses.
 
 Layout (all offsets in bytes, every buffer 16-byte aligned):
 
-    train:  parameters | parameter gradients | optimizer state | activation cache
-            | slots | scratch
-    infer:  parameters | slots | scratch
+    train:  parameters | parameter gradients | optimizer state | work
+    infer:  parameters | work
 
-Slots are `slot_size` bytes each (the largest float tensor). In training the
-slot region holds the forward temporaries (tensors that backward does not need)
-during the forward pass and the activation gradients during backward; both are
-allocated by liveness, lowest free slot first.
+Parameters, their gradients and the optimizer state live across samples and
+are packed in layer order. The work region holds everything else, each buffer
+with its own size and live range over the schedule of one training sample:
+forward of layer k at step k, the loss at step L (L layers), backward of layer
+k at step 2L - k. Offsets come from a greedy-by-size first-fit assignment, as
+TFLM's GreedyMemoryPlanner does it: largest buffer first (ties: table order),
+each at the lowest offset where it overlaps no already placed buffer whose live
+range meets its own. Backward keeps only what it needs: a 1-bit mask for a
+fused ReLU/ReLU6, the input of a layer whose weights or LoRA factors train
+(int8 with the tensor's quantization by default), the pre-scale output of
+scale+shift, LoRA's u; a frozen layer keeps nothing.
 """
 
 from __future__ import annotations
@@ -33,16 +39,35 @@ PLAN_VERSION = formats.PLAN.version
 HEADER_SIZE = formats.PLAN_HEADER.size
 TENSOR_RECORD_SIZE = formats.PLAN_TENSOR.size
 LAYER_RECORD_SIZE = formats.PLAN_LAYER.size
+BUFFER_RECORD_SIZE = formats.PLAN_BUFFER.size
 NONE = formats.NONE  # "no buffer" in an offset field
 NO_INPUT = formats.NO_INPUT
 ALIGN = formats.LIMIT["ALIGN"]
-MAX_SLOTS = formats.LIMIT["MAX_SLOTS"]  # the C allocator tracks slots in a 64-bit mask
 MAX_TENSOR_ELEMENTS = formats.LIMIT["MAX_TENSOR_ELEMENTS"]
 MAX_LORA_RANK = formats.LIMIT["MAX_LORA_RANK"]
 
 CACHE_DTYPES = {d.name.lower(): int(d) for d in formats.CacheDtype}
 OPTIMIZERS = {o.name.lower(): int(o) for o in formats.Optimizer}
+UPDATES = {u.name.lower(): int(u) for u in formats.UpdateMode}  # after step() / per layer
+ARENAS = {a.name.lower(): int(a) for a in formats.Arena}
+PARAM_KINDS = formats.PARAM_KINDS
 LINEAR_OPS = (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED)
+# Kinds of work-region buffers (formats.BufferKind; docs/formats.md, "Plan buffer record").
+BUFFER_KINDS = {k.name.lower(): int(k) for k in formats.BufferKind}
+BUFFER_KIND_NAMES = {v: k for k, v in BUFFER_KINDS.items()}
+_KEPT_KINDS = ("keep", "mask", "keep_lin", "keep_u")
+
+
+def check_blob_version(blob: bytes, source: str) -> None:
+    """A clear error for a plan blob this micropeft does not write (e.g. an older one)."""
+    if len(blob) < formats.BLOB_HEADER.size or blob[:4] != formats.PLAN.magic:
+        raise UserError(f"{source} is not a plan blob")
+    version = formats.BLOB_HEADER.read(blob, "version")
+    if version != PLAN_VERSION:
+        raise UserError(
+            f"{source} is plan format version {version}; this micropeft (and its runtime) "
+            f"reads version {PLAN_VERSION}: run prepare-model again"
+        )
 
 
 def _align(n: int) -> int:
@@ -110,16 +135,12 @@ class PlanLayer:
     lora: bool = False
     runs_backward: bool = False
     backward_inputs: list[bool] = field(default_factory=list)
-    needs_input_values: bool = False
-    needs_output_values: bool = False
+    needs_input_values: bool = False  # input kept for a weight / LoRA A gradient
+    keeps_mask: bool = False  # fused ReLU/ReLU6 derivative kept as a 1-bit mask
     params: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
     grads: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
     opt_m: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
     opt_v: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
-    cache_z: int = NONE
-    cache_u: int = NONE
-    scratch_train: list[int] = field(default_factory=lambda: [NONE] * len(formats.TrainScratch))
-    scratch_infer: list[int] = field(default_factory=lambda: [NONE] * len(formats.InferScratch))
 
     def param_counts(self) -> list[int]:
         """Float counts of weight, bias, gamma, beta, lora_a, lora_b (0: absent)."""
@@ -146,37 +167,30 @@ class PlanLayer:
 class PlanTensor:
     graph_index: int
     info: TensorInfo
-    cached: bool = False
+    cached: bool = False  # kept for backward (a consumer's weight / LoRA A gradient)
     needs_grad: bool = False
-    cache_offset: int = NONE
-    fwd_offset: int = NONE
-    grad_offset: int = NONE
-    infer_offset: int = NONE
 
     @property
     def size(self) -> int:
         return self.info.size
 
 
-class _Slots:
-    """Lowest-free-slot allocator (the C side uses the same rule)."""
+@dataclass
+class Buffer:
+    """One work-region buffer: what it holds, its bytes and its live range (steps)."""
 
-    def __init__(self) -> None:
-        self.used: set[int] = set()
-        self.peak = 0
+    arena: int  # ARENAS
+    kind: int  # BUFFER_KINDS
+    owner: int  # plan tensor or layer index (0 for PROBS)
+    part: int  # parameter kind of a PARAM_GRAD, else 0
+    size: int  # bytes, a multiple of ALIGN
+    first: int
+    last: int
+    offset: int = NONE  # arena offset
+    used: int = 0  # bytes the runtime writes (size less the alignment padding)
 
-    def alloc(self) -> int:
-        i = 0
-        while i in self.used:
-            i += 1
-        if i >= MAX_SLOTS:
-            raise UserError(f"plan needs more than {MAX_SLOTS} live buffers at once")
-        self.used.add(i)
-        self.peak = max(self.peak, i + 1)
-        return i
-
-    def free(self, i: int) -> None:
-        self.used.remove(i)
+    def live_at(self, step: int) -> bool:
+        return self.first <= step <= self.last
 
 
 @dataclass
@@ -193,7 +207,9 @@ class Plan:
     input_tensor: int
     layers: list[PlanLayer]
     tensors: list[PlanTensor]
+    update: str = "batch"  # UPDATES
     regions: dict[str, int] = field(default_factory=dict)
+    buffers: list[Buffer] = field(default_factory=list)  # table order (_buffers)
 
     # ---- figures ----
     @property
@@ -214,15 +230,97 @@ class Plan:
             raise UserError(f"unknown arena mode {mode!r} (use 'train' or 'infer')")
         return self.regions["train_size"] if mode == "train" else self.regions["infer_size"]
 
-    def breakdown(self) -> dict[str, int]:
-        """How the training arena splits (same figures as peft_plan_arena_breakdown)."""
-        r = self.regions
+    def device_ram(self, tflm_arena: int, prefix_cache: int = 0) -> dict[str, int]:
+        """RAM the sample (samples/peft_mobilenet) needs for this plan, bytes: the TFLM
+        arena of the frozen prefix, the training arena, the buffer the trained state is
+        exported to, the cache of prefix outputs and the buffer of one split activation."""
+        from micropeft import pack
+
         parts = {
-            "cached_activations": r["cache_size"],
-            "gradients": r["grads_size"] + r["slots_size"],
+            "tflm_arena": int(tflm_arena),
+            "train_arena": self.arena_bytes("train"),
+            "state_buffer": pack.state_size(
+                self.trainable_parameters, self.optimizer.states_per_param
+            ),
+            "prefix_cache": int(prefix_cache),
+            "split_buffer": self.tensors[0].size,
+        }
+        parts["total"] = sum(parts.values())
+        return parts
+
+    def _kept_as_value(self, tensor: int) -> bool:
+        """With act_cache f32 a kept tensor's forward values live on for backward."""
+        return self.act_cache == "f32" and self.tensors[tensor].cached
+
+    def peak(self, mode: str = "train") -> tuple[int, list[Buffer]]:
+        """The first step where the work region is used up to its end, and the
+        buffers live then (largest first)."""
+        arena = ARENAS[mode]
+        bufs = [b for b in self.buffers if b.arena == arena]
+        top = self.regions["work_size" if mode == "train" else "infer_work_size"]
+        base = self.regions["work_offset" if mode == "train" else "infer_work_offset"]
+        for step in range(2 * len(self.layers) + 1):
+            live = [b for b in bufs if b.live_at(step)]
+            if live and max(b.offset - base + b.size for b in live) == top:
+                return step, sorted(live, key=lambda b: (-b.size, b.offset))
+        return 0, []
+
+    def step_name(self, step: int) -> str:
+        n = len(self.layers)
+        if step < n:
+            return f"forward of layer {self.layers[step].graph_index}"
+        if step == n:
+            return "the loss"
+        return f"backward of layer {self.layers[2 * n - step].graph_index}"
+
+    def buffer_name(self, b: Buffer) -> str:
+        kind = BUFFER_KIND_NAMES[b.kind]
+        if kind in ("value", "keep", "grad"):
+            what = {"value": "values", "keep": "kept int8 values", "grad": "gradient"}[kind]
+            if kind == "value" and b.arena == 0 and self._kept_as_value(b.owner):
+                what = "values (kept, f32)"
+            name = self.tensors[b.owner].info.name.split(";")[0]
+            return f"{what} of tensor {b.owner} {name!r}"
+        if kind == "probs":
+            return "softmax output"
+        lay = self.layers[b.owner]
+        what = kind.replace("_", " ")
+        if kind == "param_grad":
+            what = f"gradient of {PARAM_KINDS[b.part]}"
+        return f"{what} of layer {lay.graph_index} {lay.layer.name.split(';')[0]!r}"
+
+    def peak_report(self, mode: str = "train", limit: int = 8) -> list[str]:
+        """Lines naming the buffers live at the peak (what a user would shrink)."""
+        step, live = self.peak(mode)
+        lines = [f"peak of the {mode} work region at {self.step_name(step)}:"]
+        for b in live[:limit]:
+            lines.append(f"  {b.size:>9,d} B  {self.buffer_name(b)}")
+        if len(live) > limit:
+            rest = sum(b.size for b in live[limit:])
+            lines.append(f"  {rest:>9,d} B  {len(live) - limit} smaller buffers")
+        return lines
+
+    def breakdown(self) -> dict[str, int]:
+        """How the training arena splits (same figures as peft_plan_arena_breakdown).
+        The work region is split by what is live at its peak: kept values, gradients
+        (with the parameter gradients) and the rest (temporaries, scratch, holes)."""
+        r = self.regions
+        _, live = self.peak("train")
+        kept = sum(
+            b.size
+            for b in live
+            if BUFFER_KIND_NAMES[b.kind] in _KEPT_KINDS
+            or (b.kind == BUFFER_KINDS["value"] and self._kept_as_value(b.owner))
+        )
+        grads = sum(
+            b.size for b in live if b.kind in (BUFFER_KINDS["grad"], BUFFER_KINDS["param_grad"])
+        )
+        parts = {
+            "cached_activations": kept,
+            "gradients": r["grads_size"] + grads,
             "parameters": r["params_size"],
             "optimizer_state": r["opt_size"],
-            "scratch": r["scratch_size"],
+            "scratch": r["work_size"] - kept - grads,
         }
         parts["total"] = sum(parts.values())
         return parts
@@ -268,8 +366,10 @@ class Plan:
         """The plan blob (docs/formats.md, "Plan blob"; layouts in micropeft.formats)."""
         r = self.regions
         opt = self.optimizer
-        nt, nl = len(self.tensors), len(self.layers)
-        total = HEADER_SIZE + nt * TENSOR_RECORD_SIZE + nl * LAYER_RECORD_SIZE
+        nt, nl, nb = len(self.tensors), len(self.layers), len(self.buffers)
+        total = (
+            HEADER_SIZE + nt * TENSOR_RECORD_SIZE + nl * LAYER_RECORD_SIZE + nb * BUFFER_RECORD_SIZE
+        )
         blob = bytearray(total)
         formats.PLAN.pack_header(
             blob,
@@ -291,15 +391,17 @@ class Plan:
             eps=opt.eps,
             weight_decay=opt.weight_decay,
             clip_norm=opt.clip_norm,
-            slot_size=r["slot_size"],
+            num_buffers=nb,
             train_region_size=[r[name] for name in _TRAIN_REGION_KEYS],
             train_size=r["train_size"],
-            infer_region_size=[r[name] for name in _INFER_REGION_KEYS],
+            infer_work_size=r["infer_work_size"],
             infer_size=r["infer_size"],
-            probs_offset=r["probs_offset"],
             trainable_params=self.trainable_parameters,
+            update=UPDATES[self.update],
+            reserved=[0, 0],
             tensor_record_size=TENSOR_RECORD_SIZE,
             layer_record_size=LAYER_RECORD_SIZE,
+            buffer_record_size=BUFFER_RECORD_SIZE,
         )
         pos = HEADER_SIZE
         for t in self.tensors:
@@ -312,10 +414,6 @@ class Plan:
                 c=c,
                 scale=t.info.quant.scale,
                 zero_point=t.info.quant.zero_point,
-                cache_offset=t.cache_offset,
-                fwd_offset=t.fwd_offset,
-                grad_offset=t.grad_offset,
-                infer_offset=t.infer_offset,
                 cache_dtype=CACHE_DTYPES[self.act_cache] if t.cached else 0,
                 needs_grad=1 if t.needs_grad else 0,
             )
@@ -346,31 +444,32 @@ class Plan:
                 grad=pl.grads,
                 opt_m=pl.opt_m,
                 opt_v=pl.opt_v,
-                cache_z=pl.cache_z,
-                cache_u=pl.cache_u,
-                scratch_train=pl.scratch_train,
-                scratch_infer=pl.scratch_infer,
             )
             pos += LAYER_RECORD_SIZE
+        for buf in self.buffers:
+            formats.PLAN_BUFFER.pack_into(
+                blob,
+                pos,
+                kind=buf.kind,
+                arena=buf.arena,
+                part=buf.part,
+                owner=buf.owner,
+                first=buf.first,
+                last=buf.last,
+                size=buf.size,
+                arena_offset=buf.offset,
+            )
+            pos += BUFFER_RECORD_SIZE
         return formats.PLAN.seal(blob)
 
     def parameter_name(self, plan_layer: int, kind: int) -> str:
         """Key of a trainable array, as runtime.Trainer.parameters() uses it."""
-        return f"{self.layers[plan_layer].layer.name}/{formats.PARAM_KINDS[kind]}"
+        return f"{self.layers[plan_layer].layer.name}/{PARAM_KINDS[kind]}"
 
 
-# Plan.regions keys of the header's region sizes, in TrainRegion / InferRegion order.
-_TRAIN_REGION_KEYS = (
-    "params_size",
-    "grads_size",
-    "opt_size",
-    "cache_size",
-    "slots_size",
-    "scratch_size",
-)
-_INFER_REGION_KEYS = ("infer_slots_size", "infer_scratch_size")
+# Plan.regions keys of the header's training region sizes, in TrainRegion order.
+_TRAIN_REGION_KEYS = ("params_size", "grads_size", "opt_size", "work_size")
 assert len(_TRAIN_REGION_KEYS) == len(formats.TrainRegion)
-assert len(_INFER_REGION_KEYS) == len(formats.InferRegion)
 
 
 def _ref_fields(ref: ArrayRef | None) -> dict[str, int]:
@@ -460,13 +559,22 @@ def build_plan(
     graph: Graph,
     model: bytes,
     optimizer: OptimizerConfig,
-    act_cache: str = "f32",
+    act_cache: str = "s8",
     seed: int = 0,
+    update: str = "batch",
 ) -> Plan:
-    """Lay out the trainable part of `graph` (layers marked by methods.py)."""
+    """Lay out the trainable part of `graph` (layers marked by methods.py).
+
+    `update` "layer" applies each layer's optimizer update as soon as its
+    gradients are complete during backward (one sample per step, no gradient
+    buffers kept across layers: MCUNetV3's operator reordering)."""
     optimizer.check()
     if act_cache not in CACHE_DTYPES:
         raise UserError(f"unknown activation cache {act_cache!r} (use 'f32' or 's8')")
+    if update not in UPDATES:
+        raise UserError(f"unknown update {update!r} (use 'batch' or 'layer')")
+    if update == "layer" and optimizer.clip_norm > 0:
+        raise UserError("per-layer updates cannot clip by the global gradient norm (clip_norm)")
     split = choose_split(graph)
     producer = {lay.output: i for i, lay in enumerate(graph.layers)}
     crossing = _crossing(graph, split, producer)
@@ -520,11 +628,9 @@ def build_plan(
         pl.runs_backward = tensors[pl.output].needs_grad
         pl.backward_inputs = [tensors[t].needs_grad for t in pl.inputs]
         pl.needs_input_values = pl.train_weight or pl.lora
-        pl.needs_output_values = pl.runs_backward and lay.activation != Activation.NONE
+        pl.keeps_mask = pl.runs_backward and lay.activation != Activation.NONE
         if pl.needs_input_values:
             tensors[pl.inputs[0]].cached = True
-        if pl.needs_output_values:
-            tensors[pl.output].cached = True
 
     plan = Plan(
         graph=graph,
@@ -537,6 +643,7 @@ def build_plan(
         input_tensor=input_tensor,
         layers=layers,
         tensors=tensors,
+        update=update,
     )
     if plan.trainable_parameters == 0:
         raise UserError("nothing to train: the marked layers have no trainable parameters")
@@ -545,25 +652,24 @@ def build_plan(
 
 
 def _layout(plan: Plan, consumers: dict[int, list[int]]) -> None:
-    """The arena layout; lib/peft/plan/peft_plan_layout.c mirrors it line by line."""
-    layers, tensors = plan.layers, plan.tensors
-    s8 = plan.act_cache == "s8"
+    """The arena layout; lib/peft/plan/peft_plan_layout.c mirrors it."""
+    layers = plan.layers
     r: dict[str, int] = {}
+    per_layer = plan.update == "layer"
 
-    off = 0  # parameters: weight (trained), bias (always), gamma, beta, lora_a, lora_b
+    off = 0  # parameters: what trains (frozen biases are read from the model)
     for pl in layers:
         counts = pl.param_counts()
-        present = [pl.train_weight, counts[1] > 0, pl.scale_shift, pl.scale_shift, pl.lora, pl.lora]
-        for k in range(6):
-            if present[k]:
+        for k, trains in enumerate(pl.trainable()):
+            if trains:
                 pl.params[k] = off
                 off += _align(4 * counts[k])
     r["params_size"] = off
 
-    for pl in layers:  # gradients of the trainable arrays
+    for pl in layers:  # gradients of the trainable arrays, kept across samples
         counts = pl.param_counts()
         for k, trains in enumerate(pl.trainable()):
-            if trains:
+            if trains and not per_layer:
                 pl.grads[k] = off
                 off += _align(4 * counts[k])
     r["grads_size"] = off - r["params_size"]
@@ -581,114 +687,150 @@ def _layout(plan: Plan, consumers: dict[int, list[int]]) -> None:
                 off += _align(4 * counts[k])
     r["opt_size"] = off - opt_start
 
-    cache_start = off
-    elem = 1 if s8 else 4
-    if tensors[0].cached:
-        tensors[0].cache_offset = off
-        off += _align(elem * tensors[0].size)
-    for pl in layers:
-        out_size = tensors[pl.output].size
-        if pl.scale_shift:
-            pl.cache_z = off
-            off += _align(4 * out_size)
-        if pl.lora:
-            pl.cache_u = off
-            off += _align(4 * pl.rows * pl.layer.lora_rank)
-        t = tensors[pl.output]
-        if t.cached:
-            t.cache_offset = off
-            off += _align(elem * t.size)
-    r["probs_offset"] = off
-    off += _align(4 * plan.num_classes)
-    r["cache_size"] = off - cache_start
-
-    slot_size = _align(4 * max(t.size for t in tensors))
-    r["slot_size"] = slot_size
-    slots_start = off
-    last_use = {i: max(c) if c else len(layers) for i, c in consumers.items()}
-
-    # Forward temporaries (tensors not cached), then gradients, share the slots.
-    fwd = _Slots()
-    index: dict[int, int] = {}
-    if not tensors[0].cached:
-        index[0] = fwd.alloc()
-    for pl in layers:
-        if not tensors[pl.output].cached:
-            index[pl.output] = fwd.alloc()
-        for t in dict.fromkeys(pl.inputs):
-            if not tensors[t].cached and last_use[t] == pl.index:
-                fwd.free(index[t])
-    for t, i in index.items():
-        tensors[t].fwd_offset = slots_start + i * slot_size
-
-    bwd = _Slots()
-    gindex: dict[int, int] = {len(tensors) - 1: bwd.alloc()}
-    for pl in reversed(layers):
-        if not pl.runs_backward:
-            continue
-        for t, needs in zip(pl.inputs, pl.backward_inputs, strict=True):
-            if needs and t not in gindex:
-                gindex[t] = bwd.alloc()
-        bwd.free(gindex[pl.output])
-    for t, i in gindex.items():
-        tensors[t].grad_offset = slots_start + i * slot_size
-    r["slots_size"] = max(fwd.peak, bwd.peak) * slot_size
-    off += r["slots_size"]
-
-    scratch_start = off
-    scratch = 0
-    for pl in layers:
-        out_size = tensors[pl.output].size
-        sizes = [0] * 5
-        if s8 and tensors[pl.inputs[0]].cached:
-            sizes[0] = 4 * tensors[pl.inputs[0]].size
-        if s8 and len(pl.inputs) > 1 and tensors[pl.inputs[1]].cached:
-            sizes[1] = 4 * tensors[pl.inputs[1]].size
-        if s8 and tensors[pl.output].cached:
-            sizes[2] = 4 * out_size
-        if pl.lora or pl.scale_shift:
-            sizes[3] = 4 * out_size
-        if pl.lora:
-            sizes[4] = 4 * pl.rows * pl.layer.lora_rank
-        pos = scratch_start
-        for k in range(5):
-            if sizes[k]:
-                pl.scratch_train[k] = pos
-                pos += _align(sizes[k])
-        scratch = max(scratch, pos - scratch_start)
-    r["scratch_size"] = scratch
-    r["train_size"] = off + scratch
-
-    # Inference: parameters, then every tensor in a slot, then scratch.
-    inf = _Slots()
-    iindex = {0: inf.alloc()}
-    for pl in layers:
-        iindex[pl.output] = inf.alloc()
-        for t in dict.fromkeys(pl.inputs):
-            if last_use[t] == pl.index:
-                inf.free(iindex[t])
-    base = r["params_size"]
-    for t, i in iindex.items():
-        tensors[t].infer_offset = base + i * slot_size
-    r["infer_slots_size"] = inf.peak * slot_size
-    iscratch_start = base + r["infer_slots_size"]
-    iscratch = 0
-    for pl in layers:
-        out_size = tensors[pl.output].size
-        sizes = [
-            4 * out_size if pl.scale_shift else 0,
-            4 * out_size if pl.lora else 0,
-            4 * pl.rows * pl.layer.lora_rank if pl.lora else 0,
-        ]
-        pos = iscratch_start
-        for k in range(3):
-            if sizes[k]:
-                pl.scratch_infer[k] = pos
-                pos += _align(sizes[k])
-        iscratch = max(iscratch, pos - iscratch_start)
-    r["infer_scratch_size"] = iscratch
-    r["infer_size"] = iscratch_start + iscratch
+    plan.buffers = _buffers(plan, consumers)
+    r["work_offset"] = off
+    r["work_size"] = _place([b for b in plan.buffers if b.arena == 0], off)
+    r["train_size"] = off + r["work_size"]
+    r["infer_work_offset"] = r["params_size"]
+    r["infer_work_size"] = _place([b for b in plan.buffers if b.arena == 1], r["params_size"])
+    r["infer_size"] = r["params_size"] + r["infer_work_size"]
     plan.regions = r
+
+
+def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
+    """Every work buffer in table order: arena, kind, owner, part (the C side
+    derives the same list in the same order and compares it with the table)."""
+    layers, tensors = plan.layers, plan.tensors
+    n = len(layers)
+    s8 = plan.act_cache == "s8"
+    per_layer = plan.update == "layer"
+
+    def bwd(k: int) -> int:
+        return 2 * n - k
+
+    def producer(t: int) -> int:
+        return max(t - 1, 0)  # tensor t > 0 is the output of layer t - 1
+
+    def last_forward(t: int) -> int:
+        return max(consumers[t]) if consumers[t] else n  # the logits: read by the loss
+
+    def last_keep(t: int) -> int | None:
+        readers = [
+            k for k in consumers[t] if layers[k].needs_input_values and layers[k].inputs[0] == t
+        ]
+        return bwd(min(readers)) if readers else None
+
+    def size(pl: PlanLayer) -> int:
+        return tensors[pl.output].size
+
+    out: list[Buffer] = []
+
+    def add(
+        arena: int, kind: str, owner: int, nbytes: int, first: int, last: int, part: int = 0
+    ) -> None:
+        size = _align(nbytes)
+        out.append(Buffer(arena, BUFFER_KINDS[kind], owner, part, size, first, last, NONE, nbytes))
+
+    # Training arena.
+    for t, pt in enumerate(tensors):
+        keep = last_keep(t)
+        last = last_forward(t) if s8 or keep is None else max(last_forward(t), keep)
+        add(0, "value", t, 4 * pt.size, producer(t), last)
+    if s8:
+        for t, pt in enumerate(tensors):
+            keep = last_keep(t)
+            if keep is not None:
+                add(0, "keep", t, pt.size, producer(t), keep)
+    for t, pt in enumerate(tensors):
+        if pt.needs_grad:
+            first = n if t == len(tensors) - 1 else bwd(max(consumers[t]))
+            add(0, "grad", t, 4 * pt.size, first, bwd(t - 1))
+    for pl in layers:
+        if pl.keeps_mask:
+            add(0, "mask", pl.index, (size(pl) + 7) // 8, pl.index, bwd(pl.index))
+    for pl in layers:
+        if pl.scale_shift:
+            add(0, "keep_lin", pl.index, (1 if s8 else 4) * size(pl), pl.index, bwd(pl.index))
+    for pl in layers:
+        if pl.lora:
+            add(0, "keep_u", pl.index, 4 * pl.rows * pl.layer.lora_rank, pl.index, bwd(pl.index))
+    add(0, "probs", 0, 4 * plan.num_classes, n, n)
+    _forward_scratch(plan, out, 0, add)
+    for pl in layers:
+        if s8 and pl.needs_input_values:
+            k = pl.index
+            add(0, "bwd_in", k, 4 * tensors[pl.inputs[0]].size, bwd(k), bwd(k))
+    for pl in layers:
+        if pl.scale_shift:
+            add(0, "bwd_glin", pl.index, 4 * size(pl), bwd(pl.index), bwd(pl.index))
+    for pl in layers:
+        if pl.lora:
+            k = pl.index
+            add(0, "bwd_du", k, 4 * pl.rows * pl.layer.lora_rank, bwd(k), bwd(k))
+    if per_layer:
+        for pl in layers:
+            counts = pl.param_counts()
+            for part, trains in enumerate(pl.trainable()):
+                if trains:
+                    k = pl.index
+                    add(0, "param_grad", k, 4 * counts[part], bwd(k), bwd(k), part)
+
+    # Inference arena.
+    for t, pt in enumerate(tensors):
+        add(1, "value", t, 4 * pt.size, producer(t), last_forward(t))
+    _forward_scratch(plan, out, 1, add)
+    return out
+
+
+def _forward_scratch(plan: Plan, out: list[Buffer], arena: int, add: object) -> None:
+    """Per-layer forward scratch (the same in both arenas, but LoRA's u, which
+    training keeps in keep_u, and scale+shift's pre-scale output, which training
+    with act_cache f32 writes to keep_lin directly)."""
+    staged_lin = arena == 1 or plan.act_cache == "s8"
+    for kind, wanted in (
+        ("fwd_bias", lambda pl: pl.layer.bias is not None and not pl.train_bias),
+        ("fwd_lin", lambda pl: pl.scale_shift and staged_lin),
+        ("fwd_lora_out", lambda pl: pl.lora),
+        ("fwd_u", lambda pl: pl.lora and arena == 1),
+    ):
+        for pl in plan.layers:
+            if not wanted(pl):
+                continue
+            k = pl.index
+            if kind == "fwd_bias":
+                nbytes = 4 * pl.out_features
+            elif kind == "fwd_u":
+                nbytes = 4 * pl.rows * pl.layer.lora_rank
+            else:
+                nbytes = 4 * plan.tensors[pl.output].size
+            add(arena, kind, k, nbytes, k, k)  # type: ignore[operator]
+
+
+def _place(bufs: list[Buffer], base: int) -> int:
+    """Greedy by size, first fit (TFLM's GreedyMemoryPlanner): largest first, ties in
+    table order; each buffer at the lowest offset clear of every placed buffer whose
+    live range meets its own. Returns the region size; offsets include `base`."""
+    order = sorted(range(len(bufs)), key=lambda i: (-bufs[i].size, i))
+    placed: list[Buffer] = []
+    for i in order:
+        b = bufs[i]
+        rivals = [p for p in placed if p.first <= b.last and b.first <= p.last]
+        at = 0
+        while True:
+            ends = [
+                p.offset + p.size
+                for p in rivals
+                if p.offset < at + b.size and at < p.offset + p.size
+            ]
+            if not ends:
+                break
+            at = max(ends)
+        b.offset = at
+        placed.append(b)
+    top = max((b.offset + b.size for b in bufs), default=0)
+    for b in bufs:
+        b.offset += base
+    return top
 
 
 def lora_a_init(seed: int, graph_layer: int, rank: int, in_features: int) -> list[float]:

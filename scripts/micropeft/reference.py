@@ -21,6 +21,13 @@ input of that layer. Everything runs in float32:
   the bias, SCALE_SHIFT gamma and beta, LORA A and B; everything else is a
   constant.
 
+What backward reads is what the runtime keeps (``act_cache``, plan.py): with
+"s8" the gradient of a trained weight or LoRA A sees the layer's input, and the
+gradient of gamma sees scale+shift's pre-scale output, both rounded to int8 with
+the quantization of the tensor they belong to (the input tensor; the layer's
+output tensor) and back; the forward and every other gradient use the float
+values. With "f32" nothing is rounded.
+
 Loss: softmax cross-entropy (natural log) of the graph's output logits, averaged
 over the batch (the C runtime sums per-sample gradients and divides by their
 count at step(), which is the same).
@@ -265,20 +272,30 @@ def _linear(tf: Any, graph: Graph, layer: Layer, x: Any, weight: Any) -> Any:
     return tf.reshape(y, [-1, *graph.tensors[layer.output].shape])
 
 
-def _lora(tf: Any, graph: Graph, layer: Layer, x: Any, a: Any, b: Any) -> Any:
-    """(alpha / r) * B(A(x)), with A and B applied per pixel (1x1 conv) or to the flat input."""
+def _lora(tf: Any, graph: Graph, layer: Layer, x: Any, a: Any, b: Any, x_kept: Any = None) -> Any:
+    """(alpha / r) * B(A(x)), with A and B applied per pixel (1x1 conv) or to the flat input;
+    A's gradient sees `x_kept` (what the runtime keeps of x) when given."""
     scale = float(layer.lora_alpha) / float(layer.lora_rank)
+    kept = x if x_kept is None else x_kept
     if layer.op == Op.FULLY_CONNECTED:
-        flat = tf.reshape(x, [-1, in_channels(graph, layer)])
-        y = tf.matmul(tf.matmul(flat, a, transpose_b=True), b, transpose_b=True)
+        n_in = in_channels(graph, layer)
+
+        def down(v: Any, w: Any) -> Any:
+            return tf.matmul(tf.reshape(v, [-1, n_in]), w, transpose_b=True)
+
+        y = tf.matmul(_param_grad_sees(tf, down, x, kept, a), b, transpose_b=True)
         return scale * tf.reshape(y, [-1, *graph.tensors[layer.output].shape])
     stride = [1, layer.stride[0], layer.stride[1], 1]
-    xa = tf.nn.conv2d(
-        _windowed_input(tf, graph, layer, x),
-        tf.reshape(tf.transpose(a), [1, 1, a.shape[1], a.shape[0]]),
-        stride,
-        "VALID",
-    )
+
+    def down_conv(v: Any, w: Any) -> Any:
+        return tf.nn.conv2d(
+            _windowed_input(tf, graph, layer, v),
+            tf.reshape(tf.transpose(w), [1, 1, w.shape[1], w.shape[0]]),
+            stride,
+            "VALID",
+        )
+
+    xa = _param_grad_sees(tf, down_conv, x, kept, a)
     return scale * tf.nn.conv2d(
         xa, tf.reshape(tf.transpose(b), [1, 1, b.shape[1], b.shape[0]]), 1, "VALID"
     )
@@ -296,12 +313,36 @@ def _avg_pool(tf: Any, graph: Graph, layer: Layer, x: Any) -> Any:
     return sums / counts  # both carry the same 1/(kh*kw) factor
 
 
-def forward(graph: Graph, split_layer: int, params: Mapping[str, Any], x: Any) -> Any:
+def fake_quantize(tf: Any, x: Any, scale: float, zero_point: int) -> Any:
+    """int8 and back, as peft_quantize_s8 / peft_dequantize_s8 (half away from zero)."""
+    v = x / tf.constant(scale, tf.float32)
+    q = tf.sign(v) * tf.floor(tf.abs(v) + 0.5) + float(zero_point)
+    q = tf.clip_by_value(q, -128.0, 127.0)
+    return (q - float(zero_point)) * tf.constant(scale, tf.float32)
+
+
+def _param_grad_sees(tf: Any, f: Any, x: Any, kept: Any, param: Any) -> Any:
+    """f(x, param) in value; its gradient wrt x at the float x, wrt param at `kept`.
+    t - stop_gradient(t) is exactly zero, so the value is f(x, param) bit for bit."""
+    t = f(tf.stop_gradient(kept), param)
+    return f(x, tf.stop_gradient(param)) + (t - tf.stop_gradient(t))
+
+
+def forward(
+    graph: Graph, split_layer: int, params: Mapping[str, Any], x: Any, act_cache: str = "f32"
+) -> Any:
     """Logits [n, classes] of the trainable part for split-tensor inputs `x` [n, h, w, c].
 
-    `params` holds every parameter of the part (frozen ones as constants).
+    `params` holds every parameter of the part (frozen ones as constants);
+    `act_cache` is what backward reads (module docstring).
     """
     import tensorflow as tf
+
+    s8 = act_cache == "s8"
+
+    def kept(value: Any, tensor: int) -> Any:
+        quant = graph.tensors[tensor].quant
+        return fake_quantize(tf, value, quant.scale, quant.zero_point) if s8 else value
 
     layers = graph.layers[split_layer:]
     split_tensor = layers[0].inputs[0]
@@ -317,14 +358,26 @@ def forward(graph: Graph, split_layer: int, params: Mapping[str, Any], x: Any) -
         out_shape = [-1, *graph.tensors[layer.output].shape]
         if layer.op in _WEIGHTED_OPS:
             name = layer.name
-            y = _linear(tf, graph, layer, inputs[0], params[f"{name}/weight"])
+            x_kept = kept(inputs[0], layer.inputs[0])
+            weight = params[f"{name}/weight"]
+            if layer.trains_weight and s8:
+                y = _param_grad_sees(
+                    tf,
+                    lambda v, w, lay=layer: _linear(tf, graph, lay, v, w),
+                    inputs[0],
+                    x_kept,
+                    weight,
+                )
+            else:
+                y = _linear(tf, graph, layer, inputs[0], weight)
             y = y + params[f"{name}/bias"]
             if layer.methods & Method.SCALE_SHIFT:
-                y = y * params[f"{name}/gamma"] + params[f"{name}/beta"]
+                gamma = params[f"{name}/gamma"]
+                y = _param_grad_sees(tf, lambda v, g: v * g, y, kept(y, layer.output), gamma)
+                y = y + params[f"{name}/beta"]
             if layer.methods & Method.LORA:
-                y = y + _lora(
-                    tf, graph, layer, inputs[0], params[f"{name}/lora_a"], params[f"{name}/lora_b"]
-                )
+                a, b = params[f"{name}/lora_a"], params[f"{name}/lora_b"]
+                y = y + _lora(tf, graph, layer, inputs[0], a, b, x_kept)
             y = _activate(tf, y, layer.activation)
         elif layer.op == Op.ADD:
             y = _activate(tf, inputs[0] + inputs[1], layer.activation)
@@ -372,7 +425,13 @@ class TFReferenceTrainer:
     ) -> TFReferenceTrainer:
         """The reference for a plan.Plan: its graph, split layer, optimizer and seed."""
         return cls(
-            plan.graph, model_bytes, plan.split_layer, plan.optimizer, initial_params, plan.seed
+            plan.graph,
+            model_bytes,
+            plan.split_layer,
+            plan.optimizer,
+            initial_params,
+            plan.seed,
+            plan.act_cache,
         )
 
     def __init__(
@@ -383,9 +442,13 @@ class TFReferenceTrainer:
         optimizer: OptimizerSettings,
         initial_params: Mapping[str, np.ndarray] | None = None,
         seed: int = 0,
+        act_cache: str = "f32",
     ) -> None:
         import tensorflow as tf
 
+        if act_cache not in ("f32", "s8"):
+            raise ValueError(f"unknown act_cache {act_cache!r} (f32 or s8)")
+        self.act_cache = act_cache
         if split_layer is None:
             split_layer = first_trainable_layer(graph)
         if not 0 <= split_layer < len(graph.layers):
@@ -432,7 +495,7 @@ class TFReferenceTrainer:
     # -- graph functions --
 
     def _logits(self, x: Any) -> Any:
-        return forward(self.graph, self.split_layer, self._params, x)
+        return forward(self.graph, self.split_layer, self._params, x, self.act_cache)
 
     def _loss_and_grads(self, x: Any, labels: Any) -> tuple[Any, list[Any]]:
         import tensorflow as tf

@@ -134,7 +134,10 @@ class MethodSummary:
 
     @property
     def ram_total(self) -> float:
-        return float(self.info.get("ram", {}).get("total", math.nan))
+        """Total device RAM (TFLM + training arenas + buffers) when measured, else the
+        training arena."""
+        ram = self.info.get("ram", {})
+        return float(ram.get("total_device", ram.get("total", math.nan)))
 
     @property
     def gap(self) -> float:

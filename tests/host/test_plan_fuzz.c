@@ -231,9 +231,11 @@ static void check_fields(const peft_plan_fixture *f)
 
 	/* Version and lengths. */
 	reset(f);
-	blob[PEFT_BLOB_HDR_OFF_VERSION] = 2;
+	blob[PEFT_BLOB_HDR_OFF_VERSION] = PEFT_PLAN_VERSION - 1u; /* a plan of the previous format */
 	PEFT_CHECK_EQ_INT(load(f, f->plan_len, &plan), PEFT_ERR_PLAN_VERSION);
 	expect_word(f, H + PEFT_PLAN_HDR_OFF_TENSOR_RECORD_SIZE, PEFT_PLAN_TENSOR_SIZE + 4u,
+		    PEFT_ERR_PLAN_LENGTH);
+	expect_word(f, H + PEFT_PLAN_HDR_OFF_BUFFER_RECORD_SIZE, PEFT_PLAN_BUFFER_SIZE + 4u,
 		    PEFT_ERR_PLAN_LENGTH);
 	/* The plan belongs to another model. */
 	reset(f);
@@ -270,18 +272,23 @@ static void check_fields(const peft_plan_fixture *f)
 	expect_word(f, W + PEFT_PLAN_REF_OFF_COUNT,
 		    peft_rd32(f->plan + W + PEFT_PLAN_REF_OFF_COUNT) + 1u, PEFT_ERR_PLAN_FIELD);
 	/* Arena offsets: one stored buffer moved, or a region size changed. */
-	const size_t bias_param = L0 + PEFT_PLAN_LAYER_OFF_PARAM + 4u * PEFT_PARAM_BIAS;
-	const size_t params_size = H + PEFT_PLAN_HDR_OFF_TRAIN_REGION_SIZE + 4u * PEFT_TRAIN_PARAMS;
-	const size_t moved[] = {bias_param, params_size, T0 + PEFT_PLAN_TENSOR_OFF_INFER_OFFSET,
-				H + PEFT_PLAN_HDR_OFF_SLOT_SIZE};
+	const size_t B0 = layer_at(f, f->num_layers);
+	const size_t gamma_param = L0 + PEFT_PLAN_LAYER_OFF_PARAM + 4u * PEFT_PARAM_GAMMA;
+	const size_t region = H + PEFT_PLAN_HDR_OFF_TRAIN_REGION_SIZE;
+	const size_t moved[] = {gamma_param, region + 4u * PEFT_TRAIN_PARAMS,
+				region + 4u * PEFT_TRAIN_WORK, B0 + PEFT_PLAN_BUFFER_OFF_ARENA_OFFSET,
+				B0 + PEFT_PLAN_BUFFER_OFF_SIZE};
 
 	for (size_t i = 0; i < sizeof(moved) / sizeof(moved[0]); i++) {
 		expect_word(f, moved[i], peft_rd32(f->plan + moved[i]) + 16u,
 			    PEFT_ERR_PLAN_ARENA_OFFSET);
 	}
-	expect_word(f, H + PEFT_PLAN_HDR_OFF_TRAIN_SIZE,
-		    peft_rd32(f->plan + H + PEFT_PLAN_HDR_OFF_TRAIN_SIZE) - 16u,
+	expect_word(f, H + PEFT_PLAN_HDR_OFF_INFER_SIZE,
+		    peft_rd32(f->plan + H + PEFT_PLAN_HDR_OFF_INFER_SIZE) - 16u,
 		    PEFT_ERR_PLAN_ARENA_OFFSET);
+	/* A buffer kind this runtime does not know. */
+	expect_byte(f, B0 + PEFT_PLAN_BUFFER_OFF_KIND, 99, PEFT_ERR_PLAN_BUFFER_KIND);
+	expect_byte(f, B0 + PEFT_PLAN_BUFFER_OFF_KIND, 0, PEFT_ERR_PLAN_BUFFER_KIND);
 }
 
 /* Random words anywhere after the header start, re-signed: the reader must

@@ -52,14 +52,15 @@ def _expand(fmt: str) -> str:
     return re.sub(r"(\d+)([a-rt-wyzA-Z?])", lambda m: m.group(2) * int(m.group(1)), fmt)
 
 
-def test_version_1_layouts_are_unchanged():
-    # the struct strings the v1 packers used before the description existed (plan.py,
-    # datasets.py, pack.py; the state header as lib/peft/runtime wrote it): a layout
-    # change needs a version bump and new readers
+def test_layouts_of_the_current_versions_are_unchanged():
+    # the struct strings of the current versions (plan 2: the lifetime-based work region
+    # with its buffer records; the others 1, as the v1 packers wrote them before the
+    # description existed): a layout change needs a version bump and new readers
     v1 = {
         formats.PLAN_HEADER: "<4sHHIIIIHHHHHBBI7fIIIIIIIIIIIIIII",
-        formats.PLAN_TENSOR: "<iiifiIIIIBBH",
-        formats.PLAN_LAYER: "<BBHHHHHHHf6i4I4II6I6I6I6III5I3I",
+        formats.PLAN_TENSOR: "<iiifiBBH",
+        formats.PLAN_LAYER: "<BBHHHHHHHf6i4I4II6I6I6I6I",
+        formats.PLAN_BUFFER: "<BBBBHHHHII",
         formats.DATASET_HEADER: "<4sHHII" + "II" + "HHHH" + "fi" + "III" + "12x",
         formats.CONTAINER_HEADER: "<4sHHII" + "IIII" + "I" + "28x",
         formats.STATE_HEADER: "<4sHH10I",
@@ -67,7 +68,7 @@ def test_version_1_layouts_are_unchanged():
     for layout, old in v1.items():
         assert layout.struct.format == _expand(old), layout.name
     assert [b.magic for b in formats.BLOBS] == [b"PEFP", b"PEFS", b"PEFM", b"PEFD"]
-    assert [b.version for b in formats.BLOBS] == [1, 1, 1, 1]
+    assert [b.version for b in formats.BLOBS] == [2, 1, 1, 1]
 
 
 def test_layout_round_trips_and_refuses_unknown_fields():
@@ -77,15 +78,11 @@ def test_layout_round_trips_and_refuses_unknown_fields():
         "c": 5,
         "scale": 0.5,
         "zero_point": -7,
-        "cache_offset": formats.NONE,
-        "fwd_offset": 16,
-        "grad_offset": 32,
-        "infer_offset": 48,
         "cache_dtype": 1,
         "needs_grad": 1,
     }
     blob = formats.PLAN_TENSOR.pack(**values)
-    assert len(blob) == 40
+    assert len(blob) == 24
     assert formats.PLAN_TENSOR.unpack(blob) == {**values, "reserved": 0}
     # hand-computed: zero_point is the i32 at byte 16
     assert blob[16:20] == (-7).to_bytes(4, "little", signed=True)

@@ -73,6 +73,17 @@ def test_prepare_model_writes_table_and_files(chain):
     assert len(full) == len(device) and full != device
     assert summary["flash"]["model"] == len(device)
     assert summary["pretrain"]["dataset"] == "animal-mnist"
+    # Total device RAM: the sample's TFLM arena, training arena, state export buffer (one
+    # state slot's bytes), prefix cache (none asked for) and one split activation (int8).
+    from micropeft.runtime import LoadedPlan
+
+    split = LoadedPlan(device, (out / "plan.bin").read_bytes()).input_dims()
+    ram = summary["ram"]
+    assert ram["total_device"] == (
+        ram["tflm_arena_prefix"] + ram["train_arena"] + summary["flash"]["state_slot"] + 0
+        + int(np.prod(split))
+    )  # fmt: skip
+    assert "TOTAL DEVICE RAM" in text
 
 
 def test_device_model_output_is_the_split_tensor(chain):
@@ -193,8 +204,12 @@ def test_budget_too_small(chain, tmp_path):
         "prepare-model", "--tflite", full, "--method", "full", "--ram-budget", "2k",
         "--out", tmp_path / "o",
     )  # fmt: skip
-    _one_line_error(done, "budget 2,048 B", "--act-cache s8")
+    _one_line_error(done, "budget 2,048 B", "--update layer")
+    # The error names the buffers live at the training arena's peak.
+    assert "the training arena peaks at " in done.stderr
+    assert "of layer" in done.stderr and "tensor" in done.stderr
     assert "training arena total" in done.stdout  # the table is printed first
+    assert "TOTAL DEVICE RAM" in done.stdout and "peak of the train work region" in done.stdout
     assert not (tmp_path / "o").exists()
 
 

@@ -18,6 +18,8 @@ import pytest
 from micropeft.errors import UserError
 from micropeft.graph import Activation, Method
 from micropeft.plan import (
+    BUFFER_KIND_NAMES,
+    BUFFER_RECORD_SIZE,
     HEADER_SIZE,
     LAYER_RECORD_SIZE,
     TENSOR_RECORD_SIZE,
@@ -36,13 +38,25 @@ OPTIMIZERS = [
 
 
 def test_arena_sizes_agree_with_c_on_200_random_plans():
+    """Planner == C size query == the arena's measured high-water mark after a
+    training sample (the highest byte the runtime writes is the end of the written
+    part of the buffer at the top of the work region)."""
     kinds = set()
+    buffer_kinds = set()
     for seed in range(200):
         graph, model = random_graph(seed)
         opt = OPTIMIZERS[seed % 3]
         cache = "s8" if seed % 2 else "f32"
-        plan = build_plan(graph, model, opt, cache, seed=seed)
+        update = "layer" if seed % 4 >= 2 else "batch"
+        plan = build_plan(graph, model, opt, cache, seed=seed, update=update)
         loaded = LoadedPlan(model, plan.to_bytes())
+        trainer = Trainer(model, plan)
+        x = np.random.default_rng(seed).integers(-128, 128, plan.tensors[0].info.shape)
+        trainer.train_sample(x.astype(np.int8), seed % plan.num_classes)
+        trainer.step()
+        written = max(b.offset + b.used for b in plan.buffers if b.arena == 0)
+        assert trainer.arena_high_water() == written, seed
+        buffer_kinds.update(BUFFER_KIND_NAMES[b.kind] for b in plan.buffers)
         assert loaded.arena_size("train") == plan.arena_bytes("train"), seed
         assert loaded.arena_size("infer") == plan.arena_bytes("infer"), seed
         parts = loaded.breakdown()
@@ -64,6 +78,32 @@ def test_arena_sizes_agree_with_c_on_200_random_plans():
         "PAD",
         "RESHAPE",
     }
+    assert buffer_kinds == set(BUFFER_KIND_NAMES.values())
+
+
+def test_no_two_live_buffers_overlap_on_random_plans():
+    """Property of the layout (checked here from the buffer list, not the algorithm):
+    two buffers live at the same step never share a byte, and each lies in its region."""
+    for seed in range(300):
+        graph, model = random_graph(seed)
+        cache = "s8" if seed % 2 else "f32"
+        update = "layer" if seed % 3 == 0 else "batch"
+        plan = build_plan(graph, model, OPTIMIZERS[seed % 3], cache, seed=seed, update=update)
+        r = plan.regions
+        regions = {
+            0: (r["work_offset"], r["train_size"]),
+            1: (r["infer_work_offset"], r["infer_size"]),
+        }
+        for arena, (low, high) in regions.items():
+            bufs = [b for b in plan.buffers if b.arena == arena]
+            for b in bufs:
+                assert low <= b.offset and b.offset + b.size <= high, seed
+                assert b.offset % 16 == 0 and b.size % 16 == 0 and b.used <= b.size
+            for i, a in enumerate(bufs):
+                for b in bufs[i + 1 :]:
+                    together = a.first <= b.last and b.first <= a.last
+                    apart = a.offset + a.size <= b.offset or b.offset + b.size <= a.offset
+                    assert apart or not together, (seed, plan.buffer_name(a), plan.buffer_name(b))
 
 
 def _chain(methods: dict[int, Method], act: Activation = Activation.RELU):
@@ -80,30 +120,59 @@ def _chain(methods: dict[int, Method], act: Activation = Activation.RELU):
     return graph, model
 
 
-def test_breakdown_of_a_hand_counted_plan():
+def test_layout_of_a_hand_counted_plan():
     # BitFit on the depthwise conv and the head, SGD with momentum, f32 cache.
     graph, model = _chain({1: Method.BITFIT, 4: Method.BITFIT})
     plan = build_plan(graph, model, OptimizerConfig("sgd", momentum=0.9), "f32")
     assert plan.split_layer == 1
-    # Parameters: the float biases of every layer after the split (4, 6, 3 floats),
-    # each padded to 16 bytes: 16 + 32 + 16.
-    # Gradients: biases 4 and 3 (16 + 16), plus slots of the largest tensor
-    # (4x4x6 floats = 384 bytes): the forward temporaries mean-out and logits
-    # take 2 slots, backward holds at most 2 gradients at once.
-    # Optimizer: one momentum buffer per trained bias (16 + 16).
-    # Cache: the depthwise and 1x1 outputs (ReLU derivative: 256 + 384) and the
-    # softmax output (16); the split input is not kept (no weight gradient).
+    # Plan layers: 0 depthwise (4x4x4, ReLU), 1 conv1x1 (4x4x6, ReLU), 2 mean (6),
+    # 3 dense (3). Steps: forward 0..3, loss 4, backward of layer k at 8 - k.
+    # Parameters, gradients, momentum: the two trained biases (4 and 3 floats), 16 B
+    # each. The frozen 1x1 bias is read from the model into a forward scratch.
+    # Work buffers (bytes, live range) and where greedy-by-size first fit puts them:
+    # value t2 384 [1,2] @0, grad t2 384 [6,7] @0, value t0 256 [0,0] @0,
+    # value t1 256 [0,1] @384, grad t1 256 [7,8] @384, value t3 32 [2,3] @384,
+    # grad t3 32 [5,6] @384, fwd bias 32 [1,1] @640, value t4 16 [3,4] @0,
+    # grad t4 16 [4,5] @16, masks 16 [0,8] @672 and [1,7] @688, probs 16 [4,4] @32.
+    # Nothing is kept but the two ReLU masks (no weight trains).
+    expected = {
+        ("value", 2): (0, 1, 2),
+        ("grad", 2): (0, 6, 7),
+        ("value", 0): (0, 0, 0),
+        ("value", 1): (384, 0, 1),
+        ("grad", 1): (384, 7, 8),
+        ("value", 3): (384, 2, 3),
+        ("grad", 3): (384, 5, 6),
+        ("fwd_bias", 1): (640, 1, 1),
+        ("value", 4): (0, 3, 4),
+        ("grad", 4): (16, 4, 5),
+        ("mask", 0): (672, 0, 8),
+        ("mask", 1): (688, 1, 7),
+        ("probs", 0): (32, 4, 4),
+    }
+    base = 3 * 32
+    got = {
+        (BUFFER_KIND_NAMES[b.kind], b.owner): (b.offset - base, b.first, b.last)
+        for b in plan.buffers
+        if b.arena == 0
+    }
+    assert got == expected
+    # The peak is the forward of the 1x1 conv: values t1 + t2, its bias, both masks.
+    step, live = plan.peak()
+    assert step == 1
+    assert sorted(b.size for b in live) == [16, 16, 32, 256, 384]
     assert plan.breakdown() == {
-        "parameters": 64,
-        "gradients": 32 + 2 * 384,
+        "parameters": 32,
+        "gradients": 32,
         "optimizer_state": 32,
-        "cached_activations": 256 + 384 + 16,
-        "scratch": 0,
-        "total": 64 + 32 + 768 + 32 + 656,
+        "cached_activations": 32,
+        "scratch": 704 - 32,
+        "total": 96 + 704,
     }
     assert plan.trainable_parameters == 7
     loaded = LoadedPlan(model, plan.to_bytes())
     assert loaded.breakdown() == plan.breakdown()
+    assert loaded.arena_size("train") == 800
 
 
 def test_int8_cache_is_smaller_and_stages_in_scratch():
@@ -217,6 +286,8 @@ def test_each_corruption_has_its_code(sample_plan):
     nt = len(plan.tensors)
     layer0 = HEADER_SIZE + nt * TENSOR_RECORD_SIZE
     layer2 = layer0 + 2 * LAYER_RECORD_SIZE
+    buffer0 = layer0 + len(plan.layers) * LAYER_RECORD_SIZE
+    buffer_last = buffer0 + (len(plan.buffers) - 1) * BUFFER_RECORD_SIZE
     assert load_plan_status(model, blob) == Status.OK
     cases = {
         "magic": (b"XEFP" + blob[4:], Status.ERR_PLAN_MAGIC),
@@ -230,7 +301,8 @@ def test_each_corruption_has_its_code(sample_plan):
         "op": (_edit(blob, layer0, "<B", 0), Status.ERR_PLAN_FIELD),
         "lora rank": (_edit(blob, layer2 + 14, "<H", 65), Status.ERR_PLAN_FIELD),
         "lora alpha": (_edit(blob, layer2 + 16, "<f", float("nan")), Status.ERR_PLAN_FIELD),
-        "needs_grad": (_edit(blob, HEADER_SIZE + 37, "<B", 1), Status.ERR_PLAN_FIELD),
+        "old version": (_edit(blob, 4, "<H", 1), Status.ERR_PLAN_VERSION),
+        "needs_grad": (_edit(blob, HEADER_SIZE + 21, "<B", 1), Status.ERR_PLAN_FIELD),
         "weights offset": (
             _edit(blob, layer0 + 44, "<I", len(model) - 3),
             Status.ERR_PLAN_MODEL_OFFSET,
@@ -241,21 +313,31 @@ def test_each_corruption_has_its_code(sample_plan):
             Status.ERR_PLAN_ALIGNMENT,
         ),
         "param offset": (
-            _edit(blob, layer0 + 80 + 4, "<I", plan.layers[0].params[1] + 16),
+            _edit(blob, layer0 + 80 + 8, "<I", plan.layers[0].params[2] + 16),
             Status.ERR_PLAN_ARENA_OFFSET,
         ),
-        "cache offset": (
-            _edit(blob, HEADER_SIZE + TENSOR_RECORD_SIZE + 20, "<I", 0),
+        "keep dtype": (
+            _edit(blob, HEADER_SIZE + 20, "<B", 1 - blob[HEADER_SIZE + 20]),
             Status.ERR_PLAN_ARENA_OFFSET,
         ),
+        "buffer offset": (_edit(blob, buffer0 + 16, "<I", 0), Status.ERR_PLAN_ARENA_OFFSET),
+        "buffer size": (
+            _edit(blob, buffer0 + 12, "<I", plan.buffers[0].size + 16),
+            Status.ERR_PLAN_ARENA_OFFSET,
+        ),
+        "buffer live range": (_edit(blob, buffer0 + 8, "<H", 7), Status.ERR_PLAN_ARENA_OFFSET),
+        "buffer kind": (_edit(blob, buffer0, "<B", 99), Status.ERR_PLAN_BUFFER_KIND),
+        "buffer kind 0": (_edit(blob, buffer_last, "<B", 0), Status.ERR_PLAN_BUFFER_KIND),
+        "buffer reserved": (_edit(blob, buffer0 + 3, "<B", 1), Status.ERR_PLAN_FIELD),
         "train size": (
-            _edit(blob, 96, "<I", plan.arena_bytes("train") + 16),
+            _edit(blob, 88, "<I", plan.arena_bytes("train") + 16),
             Status.ERR_PLAN_ARENA_OFFSET,
         ),
         "infer size": (
-            _edit(blob, 108, "<I", plan.arena_bytes("infer") - 16),
+            _edit(blob, 96, "<I", plan.arena_bytes("infer") - 16),
             Status.ERR_PLAN_ARENA_OFFSET,
         ),
+        "update mode": (_edit(blob, 104, "<I", 2), Status.ERR_PLAN_FIELD),
     }
     for name, (data, expected) in cases.items():
         assert load_plan_status(model, data) == expected, name
@@ -263,6 +345,17 @@ def test_each_corruption_has_its_code(sample_plan):
     other = bytearray(model)
     other[-1] ^= 1
     assert load_plan_status(bytes(other), blob) == Status.ERR_PLAN_MODEL_MISMATCH
+
+
+def test_an_old_plan_gets_a_clear_version_error(sample_plan):
+    from micropeft.plan import check_blob_version
+
+    model, plan = sample_plan
+    old = _edit(plan.to_bytes(), 4, "<H", 1)
+    assert load_plan_status(model, old) == Status.ERR_PLAN_VERSION
+    with pytest.raises(UserError, match="plan format version 1.*reads version 2.*prepare-model"):
+        check_blob_version(old, "plan.bin")
+    check_blob_version(plan.to_bytes(), "plan.bin")
 
 
 def test_peft_error_names_the_status(sample_plan):

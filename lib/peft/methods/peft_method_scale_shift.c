@@ -28,7 +28,9 @@ static peft_status ss_fwd(peft_layer_ctx *ctx)
 					ctx->out);
 }
 
-/* The gradient wrt lin goes to tmp_a: the kernels do not promise in-place use. */
+/* The gradient wrt lin goes to tmp_a: the kernels do not promise in-place use.
+ * ctx->lin may be tmp_a itself (the trainer stages an int8-kept lin there): it
+ * is read, by the parameter gradients, before tmp_a is written. */
 static peft_status ss_bwd(peft_layer_ctx *ctx)
 {
 	const peft_layer_info *L = ctx->info;

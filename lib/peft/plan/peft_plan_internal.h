@@ -13,8 +13,25 @@
 #include "peft/peft_kernels.h"
 #include "peft/peft_plan.h"
 
-/* The record layouts (PEFT_PLAN_HDR_*, PEFT_PLAN_TENSOR_*, PEFT_PLAN_LAYER_*),
- * op and method codes, scratch item indices and limits: peft/peft_formats.h. */
+/* The record layouts (PEFT_PLAN_HDR_*, PEFT_PLAN_TENSOR_*, PEFT_PLAN_LAYER_*,
+ * PEFT_PLAN_BUFFER_*), op, method and buffer-kind codes and limits: peft/peft_formats.h. */
+
+/* The last buffer kind this runtime knows (peft_buffer_kind starts at 1). */
+#define PEFT_BUF_KIND_LAST PEFT_BUF_PARAM_GRAD
+
+/* One work-region buffer record. */
+typedef struct {
+	uint8_t kind;
+	uint8_t arena;
+	uint8_t part;   /* parameter kind of a PARAM_GRAD, else 0 */
+	uint8_t reserved;
+	uint16_t owner;
+	uint16_t first; /* live range: forward of layer k = k, loss = L, backward = 2L - k */
+	uint16_t last;
+	uint16_t reserved2;
+	uint32_t size;
+	uint32_t offset;
+} peft_buffer_rec;
 
 /* A constant array in the model (weights int8 or bias int32, float scales). */
 typedef struct {
@@ -28,11 +45,7 @@ typedef struct {
 	int32_t h, w, c;
 	float scale;
 	int32_t zero_point;
-	uint32_t cache_offset; /* train arena, or PEFT_NONE */
-	uint32_t fwd_offset;   /* train arena forward temporary, or PEFT_NONE */
-	uint32_t grad_offset;  /* train arena gradient slot, or PEFT_NONE */
-	uint32_t infer_offset; /* infer arena */
-	uint8_t cache_dtype;   /* peft_cache_dtype when cached, else 0 */
+	uint8_t cache_dtype;   /* peft_cache_dtype when kept for backward, else 0 */
 	uint8_t needs_grad;
 	uint16_t reserved;
 } peft_tensor_rec;
@@ -55,10 +68,6 @@ typedef struct {
 	uint32_t grad[PEFT_PARAM_KIND_COUNT];
 	uint32_t opt_m[PEFT_PARAM_KIND_COUNT];
 	uint32_t opt_v[PEFT_PARAM_KIND_COUNT];
-	uint32_t cache_z;
-	uint32_t cache_u;
-	uint32_t scratch_train[PEFT_S_TRAIN_COUNT];
-	uint32_t scratch_infer[PEFT_S_INFER_COUNT];
 } peft_layer_rec;
 
 /* A layer record with everything derived from it and its tensors. */
@@ -73,17 +82,22 @@ typedef struct {
 	int32_t in_features;  /* FC input features, conv input channels */
 	int32_t out_features; /* output channels */
 	int32_t counts[PEFT_PARAM_KIND_COUNT];     /* floats per array (0: absent) */
-	bool present[PEFT_PARAM_KIND_COUNT];       /* has a parameter buffer */
-	bool trainable[PEFT_PARAM_KIND_COUNT];     /* has a gradient */
+	bool trainable[PEFT_PARAM_KIND_COUNT];     /* has a parameter buffer and a gradient */
 	bool runs_backward;
 	bool backward_input[2];
-	bool needs_input_values;  /* input kept for backward (weight / LoRA A gradients) */
-	bool needs_output_values; /* output kept for backward (activation derivative) */
+	bool needs_input_values; /* input kept for backward (weight / LoRA A gradients) */
+	bool keeps_mask;         /* fused ReLU/ReLU6 derivative kept as a 1-bit mask */
 } peft_layer_info;
 
 /* Read record i (no checks beyond what peft_plan_load() already did). */
 void peft_plan_read_tensor(const peft_plan *plan, int32_t i, peft_tensor_rec *out);
 void peft_plan_read_layer(const peft_plan *plan, int32_t i, peft_layer_rec *out);
+void peft_plan_read_buffer(const peft_plan *plan, int32_t i, peft_buffer_rec *out);
+
+/* Arena offset of a work buffer, or PEFT_NONE when the plan has none such
+ * (binary search: the table is sorted by arena, kind, owner, part). */
+uint32_t peft_plan_buffer_offset(const peft_plan *plan, int arena, peft_buffer_kind kind,
+				 int32_t owner, int32_t part);
 
 /* Decode layer i with its derived flags. Valid after the field checks of
  * peft_plan_load() (it relies on consistent shapes and compiled methods). */
@@ -91,6 +105,16 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 
 /* The layout check of peft_plan_load() (peft_plan_layout.c). */
 peft_status peft_plan_check_layout(const peft_plan *plan);
+
+/* The training work region at its peak: the first step where it is used up to
+ * its end, and the bytes then live of kept values and of gradients. */
+typedef struct {
+	int32_t step;
+	uint32_t kept;
+	uint32_t grads;
+} peft_work_peak;
+
+peft_status peft_plan_work_peak(const peft_plan *plan, peft_work_peak *out);
 
 static inline uint32_t peft_align16(uint32_t n)
 {

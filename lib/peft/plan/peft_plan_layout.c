@@ -1,8 +1,15 @@
 /* The arena layout, recomputed from the plan's layers and compared with every
- * offset and size the plan stores. scripts/micropeft/plan.py (_layout) is the
- * same algorithm; docs/formats.md describes it. Nothing is stored: each
- * tensor's slot is read back from its record once that record has been
- * checked, and live slots are a 64-bit mask. */
+ * offset and size the plan stores. scripts/micropeft/plan.py (_layout,
+ * _buffers, _place) is the same algorithm; docs/formats.md describes it.
+ *
+ * Parameters, gradients and optimizer state are packed in layer order. Every
+ * other buffer has a record in the buffer table with its kind, owner, size and
+ * live range over the schedule (forward of layer k at step k, the loss at step
+ * L, backward of layer k at step 2L - k); its offset is the greedy-by-size
+ * first fit of TFLM's GreedyMemoryPlanner. Nothing is stored: the expected
+ * table is derived record by record in table order, and each record's offset
+ * is recomputed from the (themselves checked) offsets of the records placed
+ * before it, so the check needs no memory beyond the stack. */
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -15,31 +22,6 @@
 			return PEFT_ERR_PLAN_ARENA_OFFSET;                                         \
 		}                                                                                  \
 	} while (0)
-
-typedef struct {
-	uint64_t used;
-	int32_t peak;
-} slot_set;
-
-/* Lowest free slot, or -1 when all 64 are live. */
-static int32_t slot_alloc(slot_set *s)
-{
-	for (int32_t i = 0; i < PEFT_MAX_SLOTS; i++) {
-		if ((s->used & ((uint64_t)1 << i)) == 0) {
-			s->used |= (uint64_t)1 << i;
-			if (i + 1 > s->peak) {
-				s->peak = i + 1;
-			}
-			return i;
-		}
-	}
-	return -1;
-}
-
-static void slot_free(slot_set *s, uint32_t offset, uint32_t base, uint32_t slot_size)
-{
-	s->used &= ~((uint64_t)1 << ((offset - base) / slot_size));
-}
 
 static uint64_t al(uint64_t n)
 {
@@ -54,8 +36,14 @@ static int32_t tensor_size(const peft_plan *plan, int32_t t)
 	return r.h * r.w * r.c;
 }
 
-/* The last layer that reads tensor t (num_layers for the logits). */
-static int32_t last_use(const peft_plan *plan, int32_t t)
+static int32_t bwd_step(const peft_plan *plan, int32_t k)
+{
+	return 2 * plan->num_layers - k;
+}
+
+/* The last layer that reads tensor t in the forward (num_layers, the loss,
+ * for the logits). */
+static int32_t last_forward(const peft_plan *plan, int32_t t)
 {
 	int32_t last = plan->num_layers;
 
@@ -70,24 +58,17 @@ static int32_t last_use(const peft_plan *plan, int32_t t)
 	return last;
 }
 
-/* Backward needs t's values: a consumer computes weight / LoRA gradients from
- * it, or its producer's activation derivative reads it. */
-static peft_status tensor_cached(const peft_plan *plan, int32_t t, bool *cached)
+/* The last backward step that reads tensor t's kept values (a consumer's
+ * weight / LoRA A gradient), or -1 when backward never reads them. */
+static peft_status last_keep(const peft_plan *plan, int32_t t, int32_t *step)
 {
-	peft_layer_info L;
-
-	*cached = false;
-	if (t > 0) {
-		PEFT_TRY(peft_plan_layer_info(plan, t - 1, &L));
-		if (L.needs_output_values) {
-			*cached = true;
-			return PEFT_OK;
-		}
-	}
+	*step = -1;
 	for (int32_t k = t > 0 ? t - 1 : 0; k < plan->num_layers; k++) {
+		peft_layer_info L;
+
 		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 		if (L.rec.input[0] == t && L.needs_input_values) {
-			*cached = true;
+			*step = bwd_step(plan, k);
 			return PEFT_OK;
 		}
 	}
@@ -100,11 +81,12 @@ static peft_status check_params_grads_opt(const peft_plan *plan, uint64_t *off)
 	const int32_t states = plan->optimizer.kind == PEFT_OPTIMIZER_ADAM ? 2
 			       : plan->optimizer.momentum != 0.0f  ? 1
 								   : 0;
+	const bool batch = plan->update == PEFT_UPDATE_BATCH;
 
 	for (int32_t k = 0; k < plan->num_layers; k++) {
 		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 		for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
-			if (L.present[p]) {
+			if (L.trainable[p]) {
 				EXPECT(L.rec.param[p], *off);
 				*off += al(4u * (uint64_t)L.counts[p]);
 			} else {
@@ -118,7 +100,7 @@ static peft_status check_params_grads_opt(const peft_plan *plan, uint64_t *off)
 	for (int32_t k = 0; k < plan->num_layers; k++) {
 		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 		for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
-			if (L.trainable[p]) {
+			if (L.trainable[p] && batch) {
 				EXPECT(L.rec.grad[p], *off);
 				*off += al(4u * (uint64_t)L.counts[p]);
 			} else {
@@ -150,279 +132,333 @@ static peft_status check_params_grads_opt(const peft_plan *plan, uint64_t *off)
 	return PEFT_OK;
 }
 
-static peft_status check_cached_tensor(const peft_plan *plan, int32_t t, uint64_t *off)
+/* A buffer the layout needs (size 0: none). */
+typedef struct {
+	uint64_t size;
+	int32_t first;
+	int32_t last;
+} want;
+
+static want live(uint64_t bytes, int32_t first, int32_t last)
+{
+	return (want){al(bytes), first, last};
+}
+
+/* The buffer of a tensor-owned kind for tensor t. */
+static peft_status tensor_buffer(const peft_plan *plan, int arena, int kind, int32_t t, want *w)
 {
 	peft_tensor_rec r;
-	bool cached;
-	const uint64_t elem = plan->act_cache == PEFT_CACHE_S8 ? 1u : 4u;
+	const bool s8 = plan->act_cache == PEFT_CACHE_S8;
+	const int32_t n = tensor_size(plan, t);
+	const int32_t producer = t > 0 ? t - 1 : 0;
+	const int32_t fwd_last = last_forward(plan, t);
+	int32_t keep;
 
-	PEFT_TRY(tensor_cached(plan, t, &cached));
+	*w = (want){0, 0, 0};
 	peft_plan_read_tensor(plan, t, &r);
-	if (cached) {
-		EXPECT(r.cache_offset, *off);
-		EXPECT(r.cache_dtype, plan->act_cache);
-		*off += al(elem * (uint64_t)(r.h * r.w * r.c));
-	} else {
-		EXPECT(r.cache_offset, PEFT_NONE);
-		EXPECT(r.cache_dtype, 0);
+	PEFT_TRY(last_keep(plan, t, &keep));
+	if (kind == PEFT_BUF_VALUE) {
+		const bool kept_here = arena == PEFT_ARENA_TRAIN && !s8 && keep > fwd_last;
+
+		*w = live(4u * (uint64_t)n, producer, kept_here ? keep : fwd_last);
+	} else if (arena == PEFT_ARENA_TRAIN && kind == PEFT_BUF_KEEP && s8 && keep >= 0) {
+		*w = live((uint64_t)n, producer, keep);
+	} else if (arena == PEFT_ARENA_TRAIN && kind == PEFT_BUF_GRAD && r.needs_grad) {
+		*w = live(4u * (uint64_t)n, bwd_step(plan, fwd_last), bwd_step(plan, t - 1));
 	}
 	return PEFT_OK;
 }
 
-static peft_status check_cache(const peft_plan *plan, uint64_t *off)
-{
-	peft_layer_info L;
-	const uint64_t start = *off;
-
-	PEFT_TRY(check_cached_tensor(plan, 0, off));
-	for (int32_t k = 0; k < plan->num_layers; k++) {
-		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
-		if (L.present[PEFT_PARAM_GAMMA]) {
-			EXPECT(L.rec.cache_z, *off);
-			*off += al(4u * (uint64_t)L.out_size);
-		} else {
-			EXPECT(L.rec.cache_z, PEFT_NONE);
-		}
-		if (L.present[PEFT_PARAM_LORA_A]) {
-			EXPECT(L.rec.cache_u, *off);
-			*off += al(4u * (uint64_t)L.rows * L.rec.lora_rank);
-		} else {
-			EXPECT(L.rec.cache_u, PEFT_NONE);
-		}
-		PEFT_TRY(check_cached_tensor(plan, L.rec.output, off));
-	}
-	EXPECT(plan->probs_offset, *off);
-	*off += al(4u * (uint64_t)plan->num_classes);
-	EXPECT(plan->cache.size, *off - start);
-	return PEFT_OK;
-}
-
-static bool is_cached(const peft_plan *plan, int32_t t)
-{
-	peft_tensor_rec r;
-
-	peft_plan_read_tensor(plan, t, &r);
-	return r.cache_offset != PEFT_NONE;
-}
-
-/* Forward temporaries of training (tensors not cached). */
-static peft_status check_forward_slots(const peft_plan *plan, uint32_t base, int32_t *peak)
-{
-	slot_set s = {0, 0};
-	peft_tensor_rec r;
-	peft_layer_rec L;
-	const uint32_t size = plan->slot_size;
-
-	for (int32_t t = 0; t < plan->num_tensors; t++) {
-		/* Tensor t is the input (t == 0) or the output of layer t - 1. */
-		peft_plan_read_tensor(plan, t, &r);
-		if (r.cache_offset == PEFT_NONE) {
-			int32_t i = slot_alloc(&s);
-
-			if (i < 0) {
-				return PEFT_ERR_PLAN_FIELD;
-			}
-			EXPECT(r.fwd_offset, (uint64_t)base + (uint64_t)i * size);
-		} else {
-			EXPECT(r.fwd_offset, PEFT_NONE);
-		}
-		if (t == 0) {
-			continue;
-		}
-		peft_plan_read_layer(plan, t - 1, &L);
-		for (uint32_t k = 0; k < L.num_inputs; k++) {
-			const int32_t in = L.input[k];
-
-			if (k == 1 && L.input[0] == in) {
-				continue;
-			}
-			if (!is_cached(plan, in) && last_use(plan, in) == t - 1) {
-				peft_plan_read_tensor(plan, in, &r);
-				slot_free(&s, r.fwd_offset, base, size);
-			}
-		}
-	}
-	*peak = s.peak;
-	return PEFT_OK;
-}
-
-/* Activation gradients, walking the backward pass. */
-static peft_status check_gradient_slots(const peft_plan *plan, uint32_t base, int32_t *peak)
-{
-	slot_set s = {0, 0};
-	peft_tensor_rec r;
-	peft_layer_info L;
-	const uint32_t size = plan->slot_size;
-	int32_t i = slot_alloc(&s);
-
-	peft_plan_read_tensor(plan, plan->output_tensor, &r);
-	EXPECT(r.grad_offset, (uint64_t)base + (uint64_t)i * size);
-	for (int32_t k = plan->num_layers - 1; k >= 0; k--) {
-		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
-		if (!L.runs_backward) {
-			continue;
-		}
-		for (uint32_t j = 0; j < L.rec.num_inputs; j++) {
-			const int32_t in = L.rec.input[j];
-
-			if (!L.backward_input[j] || last_use(plan, in) != k ||
-			    (j == 1 && L.rec.input[0] == in)) {
-				continue; /* no gradient, or its slot exists already */
-			}
-			i = slot_alloc(&s);
-			if (i < 0) {
-				return PEFT_ERR_PLAN_FIELD;
-			}
-			peft_plan_read_tensor(plan, in, &r);
-			EXPECT(r.grad_offset, (uint64_t)base + (uint64_t)i * size);
-		}
-		peft_plan_read_tensor(plan, L.rec.output, &r);
-		slot_free(&s, r.grad_offset, base, size);
-	}
-	for (int32_t t = 0; t < plan->num_tensors; t++) {
-		peft_plan_read_tensor(plan, t, &r);
-		if (!r.needs_grad) {
-			EXPECT(r.grad_offset, PEFT_NONE);
-		}
-	}
-	*peak = s.peak;
-	return PEFT_OK;
-}
-
-static peft_status check_train_scratch(const peft_plan *plan, uint64_t start, uint64_t *size)
+/* The buffer of a layer-owned kind for layer k (part: parameter kind). */
+static peft_status layer_buffer(const peft_plan *plan, int arena, int kind, int32_t k,
+				int32_t part, want *w)
 {
 	peft_layer_info L;
 	const bool s8 = plan->act_cache == PEFT_CACHE_S8;
+	const bool train = arena == PEFT_ARENA_TRAIN;
 
-	*size = 0;
-	for (int32_t k = 0; k < plan->num_layers; k++) {
-		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
-		uint64_t sizes[PEFT_S_TRAIN_COUNT] = {0};
-		const bool lora = L.present[PEFT_PARAM_LORA_A];
+	*w = (want){0, 0, 0};
+	PEFT_TRY(peft_plan_layer_info(plan, k, &L));
+	const bool ss = L.trainable[PEFT_PARAM_GAMMA];
+	const bool lora = L.trainable[PEFT_PARAM_LORA_A];
+	const uint64_t out = (uint64_t)L.out_size;
+	const uint64_t u = 4u * (uint64_t)L.rows * L.rec.lora_rank;
+	const int32_t b = bwd_step(plan, k);
 
-		if (s8 && is_cached(plan, L.rec.input[0])) {
-			sizes[PEFT_S_IN0] = 4u * (uint64_t)L.in_size[0];
+	if (part != 0 && kind != PEFT_BUF_PARAM_GRAD) {
+		return PEFT_OK;
+	}
+	switch (kind) {
+	case PEFT_BUF_MASK:
+		if (train && L.keeps_mask) {
+			*w = live((out + 7u) / 8u, k, b);
 		}
-		if (s8 && L.rec.num_inputs == 2u && is_cached(plan, L.rec.input[1])) {
-			sizes[PEFT_S_IN1] = 4u * (uint64_t)L.in_size[1];
+		break;
+	case PEFT_BUF_KEEP_LIN:
+		if (train && ss) {
+			*w = live((s8 ? 1u : 4u) * out, k, b);
 		}
-		if (s8 && is_cached(plan, L.rec.output)) {
-			sizes[PEFT_S_OUT] = 4u * (uint64_t)L.out_size;
+		break;
+	case PEFT_BUF_KEEP_U:
+		if (train && lora) {
+			*w = live(u, k, b);
 		}
-		if (lora || L.present[PEFT_PARAM_GAMMA]) {
-			sizes[PEFT_S_TMP_A] = 4u * (uint64_t)L.out_size;
+		break;
+	case PEFT_BUF_FWD_BIAS:
+		if (L.rec.bias.count > 0 && !L.trainable[PEFT_PARAM_BIAS]) {
+			*w = live(4u * (uint64_t)L.out_features, k, k);
 		}
+		break;
+	case PEFT_BUF_FWD_LIN:
+		if (ss && (!train || s8)) {
+			*w = live(4u * out, k, k);
+		}
+		break;
+	case PEFT_BUF_FWD_LORA_OUT:
 		if (lora) {
-			sizes[PEFT_S_TMP_B] = 4u * (uint64_t)L.rows * L.rec.lora_rank;
+			*w = live(4u * out, k, k);
 		}
-		uint64_t pos = start;
+		break;
+	case PEFT_BUF_FWD_U:
+		if (lora && !train) {
+			*w = live(u, k, k);
+		}
+		break;
+	case PEFT_BUF_BWD_IN:
+		if (train && s8 && L.needs_input_values) {
+			*w = live(4u * (uint64_t)L.in_size[0], b, b);
+		}
+		break;
+	case PEFT_BUF_BWD_GLIN:
+		if (train && ss) {
+			*w = live(4u * out, b, b);
+		}
+		break;
+	case PEFT_BUF_BWD_DU:
+		if (train && lora) {
+			*w = live(u, b, b);
+		}
+		break;
+	case PEFT_BUF_PARAM_GRAD:
+		if (train && plan->update == PEFT_UPDATE_LAYER && L.trainable[part]) {
+			*w = live(4u * (uint64_t)L.counts[part], b, b);
+		}
+		break;
+	default:
+		break;
+	}
+	return PEFT_OK;
+}
 
-		for (int j = 0; j < PEFT_S_TRAIN_COUNT; j++) {
-			if (sizes[j] != 0) {
-				EXPECT(L.rec.scratch_train[j], pos);
-				pos += al(sizes[j]);
-			} else {
-				EXPECT(L.rec.scratch_train[j], PEFT_NONE);
-			}
+static bool tensor_owned(int kind)
+{
+	return kind == PEFT_BUF_VALUE || kind == PEFT_BUF_KEEP || kind == PEFT_BUF_GRAD;
+}
+
+/* Every record has a known kind and clean reserved fields. */
+static peft_status check_records(const peft_plan *plan)
+{
+	for (int32_t i = 0; i < plan->num_buffers; i++) {
+		peft_buffer_rec b;
+
+		peft_plan_read_buffer(plan, i, &b);
+		if (b.kind < PEFT_BUF_VALUE || b.kind > PEFT_BUF_KIND_LAST) {
+			return PEFT_ERR_PLAN_BUFFER_KIND;
 		}
-		if (pos - start > *size) {
-			*size = pos - start;
+	}
+	for (int32_t i = 0; i < plan->num_buffers; i++) {
+		peft_buffer_rec b;
+
+		peft_plan_read_buffer(plan, i, &b);
+		if (b.arena > PEFT_ARENA_INFER || b.reserved != 0 || b.reserved2 != 0 ||
+		    b.part >= PEFT_PARAM_KIND_COUNT) {
+			return PEFT_ERR_PLAN_FIELD;
 		}
 	}
 	return PEFT_OK;
 }
 
-static peft_status check_infer(const peft_plan *plan)
+/* The table holds exactly the buffers the layout needs, in table order. */
+static peft_status check_table(const peft_plan *plan)
 {
-	slot_set s = {0, 0};
-	peft_tensor_rec r;
-	peft_layer_info L;
-	const uint32_t size = plan->slot_size;
-	const uint64_t base = plan->params.size;
+	int32_t i = 0;
 
-	for (int32_t t = 0; t < plan->num_tensors; t++) {
-		int32_t i = slot_alloc(&s);
+	for (int arena = PEFT_ARENA_TRAIN; arena <= PEFT_ARENA_INFER; arena++) {
+		for (int kind = PEFT_BUF_VALUE; kind <= PEFT_BUF_KIND_LAST; kind++) {
+			const bool by_tensor = tensor_owned(kind);
+			const int32_t owners = kind == PEFT_BUF_PROBS ? 1
+					       : by_tensor            ? plan->num_tensors
+								      : plan->num_layers;
+			const int32_t parts = kind == PEFT_BUF_PARAM_GRAD ? PEFT_PARAM_KIND_COUNT : 1;
 
-		if (i < 0) {
-			return PEFT_ERR_PLAN_FIELD;
+			for (int32_t owner = 0; owner < owners; owner++) {
+				for (int32_t part = 0; part < parts; part++) {
+					want w = {0, 0, 0};
+					peft_buffer_rec b;
+
+					if (kind == PEFT_BUF_PROBS) {
+						if (arena == PEFT_ARENA_TRAIN) {
+							w = live(4u * (uint64_t)plan->num_classes,
+								 plan->num_layers, plan->num_layers);
+						}
+					} else if (by_tensor) {
+						PEFT_TRY(tensor_buffer(plan, arena, kind, owner, &w));
+					} else {
+						PEFT_TRY(layer_buffer(plan, arena, kind, owner, part, &w));
+					}
+					if (w.size == 0) {
+						continue;
+					}
+					if (i >= plan->num_buffers) {
+						return PEFT_ERR_PLAN_ARENA_OFFSET;
+					}
+					peft_plan_read_buffer(plan, i++, &b);
+					EXPECT(b.arena, arena);
+					EXPECT(b.kind, kind);
+					EXPECT(b.owner, owner);
+					EXPECT(b.part, part);
+					EXPECT(b.size, w.size);
+					EXPECT(b.first, w.first);
+					EXPECT(b.last, w.last);
+				}
+			}
 		}
-		peft_plan_read_tensor(plan, t, &r);
-		EXPECT(r.infer_offset, base + (uint64_t)i * size);
-		if (t == 0) {
-			continue;
-		}
-		peft_layer_rec lr;
+	}
+	EXPECT(plan->num_buffers, i);
+	return PEFT_OK;
+}
 
-		peft_plan_read_layer(plan, t - 1, &lr);
-		for (uint32_t k = 0; k < lr.num_inputs; k++) {
-			const int32_t in = lr.input[k];
+static uint32_t arena_base(const peft_plan *plan, int arena)
+{
+	return arena == PEFT_ARENA_TRAIN ? plan->work.offset : plan->infer_work.offset;
+}
 
-			if ((k == 1 && lr.input[0] == in) || last_use(plan, in) != t - 1) {
+/* Record i's offset as the greedy planner places it: the records placed before
+ * it are those larger, or as large and earlier in the table. */
+static int64_t first_fit(const peft_plan *plan, int32_t i, const peft_buffer_rec *me)
+{
+	const int64_t base = arena_base(plan, me->arena);
+	int64_t at = 0;
+
+	for (;;) {
+		int64_t next = at;
+
+		for (int32_t j = 0; j < plan->num_buffers; j++) {
+			peft_buffer_rec o;
+
+			peft_plan_read_buffer(plan, j, &o);
+			const bool before = o.size > me->size || (o.size == me->size && j < i);
+
+			if (j == i || o.arena != me->arena || !before || o.first > me->last ||
+			    me->first > o.last) {
 				continue;
 			}
-			peft_plan_read_tensor(plan, in, &r);
-			slot_free(&s, r.infer_offset, (uint32_t)base, size);
-		}
-	}
-	EXPECT(plan->infer_slots.size, (uint64_t)s.peak * size);
-	const uint64_t start = base + (uint64_t)s.peak * size;
-	uint64_t scratch = 0;
+			const int64_t start = (int64_t)o.offset - base;
+			const int64_t end = start + (int64_t)o.size;
 
-	for (int32_t k = 0; k < plan->num_layers; k++) {
-		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
-		const bool lora = L.present[PEFT_PARAM_LORA_A];
-		const uint64_t sizes[PEFT_S_INFER_COUNT] = {
-			L.present[PEFT_PARAM_GAMMA] ? 4u * (uint64_t)L.out_size : 0u,
-			lora ? 4u * (uint64_t)L.out_size : 0u,
-			lora ? 4u * (uint64_t)L.rows * L.rec.lora_rank : 0u,
-		};
-		uint64_t pos = start;
-
-		for (int j = 0; j < PEFT_S_INFER_COUNT; j++) {
-			if (sizes[j] != 0) {
-				EXPECT(L.rec.scratch_infer[j], pos);
-				pos += al(sizes[j]);
-			} else {
-				EXPECT(L.rec.scratch_infer[j], PEFT_NONE);
+			if (start < at + (int64_t)me->size && at < end && end > next) {
+				next = end;
 			}
 		}
-		if (pos - start > scratch) {
-			scratch = pos - start;
+		if (next == at) {
+			return at;
+		}
+		at = next;
+	}
+}
+
+static peft_status check_offsets(const peft_plan *plan)
+{
+	uint64_t top[2] = {0, 0};
+
+	for (int32_t i = 0; i < plan->num_buffers; i++) {
+		peft_buffer_rec b;
+
+		peft_plan_read_buffer(plan, i, &b);
+		const int64_t at = first_fit(plan, i, &b);
+
+		EXPECT(b.offset, (uint64_t)at + arena_base(plan, b.arena));
+		if ((uint64_t)at + b.size > top[b.arena]) {
+			top[b.arena] = (uint64_t)at + b.size;
 		}
 	}
-	EXPECT(plan->infer_scratch.size, scratch);
-	EXPECT(plan->infer_size, start + scratch);
+	EXPECT(plan->work.size, top[PEFT_ARENA_TRAIN]);
+	EXPECT(plan->infer_work.size, top[PEFT_ARENA_INFER]);
+	return PEFT_OK;
+}
+
+/* Each tensor's keep dtype says whether backward reads its values. */
+static peft_status check_tensors(const peft_plan *plan)
+{
+	for (int32_t t = 0; t < plan->num_tensors; t++) {
+		peft_tensor_rec r;
+		int32_t keep;
+
+		PEFT_TRY(last_keep(plan, t, &keep));
+		peft_plan_read_tensor(plan, t, &r);
+		EXPECT(r.cache_dtype, keep >= 0 ? (uint32_t)plan->act_cache : 0u);
+	}
 	return PEFT_OK;
 }
 
 peft_status peft_plan_check_layout(const peft_plan *plan)
 {
 	uint64_t off = 0;
-	int32_t max_size = 0;
 
 	PEFT_TRY(check_params_grads_opt(plan, &off));
-	PEFT_TRY(check_cache(plan, &off));
-	for (int32_t t = 0; t < plan->num_tensors; t++) {
-		const int32_t n = tensor_size(plan, t);
+	PEFT_TRY(check_tensors(plan));
+	PEFT_TRY(check_records(plan));
+	PEFT_TRY(check_table(plan));
+	PEFT_TRY(check_offsets(plan));
+	EXPECT(plan->work.offset, off);
+	EXPECT(plan->train_size, off + plan->work.size);
+	EXPECT(plan->infer_size, (uint64_t)plan->params.size + plan->infer_work.size);
+	return PEFT_OK;
+}
 
-		max_size = n > max_size ? n : max_size;
+peft_status peft_plan_work_peak(const peft_plan *plan, peft_work_peak *out)
+{
+	const int32_t steps = 2 * plan->num_layers + 1;
+	const uint32_t base = plan->work.offset;
+
+	out->step = 0;
+	out->kept = 0;
+	out->grads = 0;
+	for (int32_t s = 0; s < steps; s++) {
+		uint32_t top = 0;
+
+		for (int32_t i = 0; i < plan->num_buffers; i++) {
+			peft_buffer_rec b;
+
+			peft_plan_read_buffer(plan, i, &b);
+			if (b.arena == PEFT_ARENA_TRAIN && b.first <= s && s <= b.last &&
+			    b.offset - base + b.size > top) {
+				top = b.offset - base + b.size;
+			}
+		}
+		if (top != plan->work.size || top == 0) {
+			continue;
+		}
+		out->step = s;
+		for (int32_t i = 0; i < plan->num_buffers; i++) {
+			peft_buffer_rec b;
+			int32_t keep = -1;
+
+			peft_plan_read_buffer(plan, i, &b);
+			if (b.arena != PEFT_ARENA_TRAIN || b.first > s || s > b.last) {
+				continue;
+			}
+			if (b.kind == PEFT_BUF_VALUE && plan->act_cache == PEFT_CACHE_F32) {
+				PEFT_TRY(last_keep(plan, b.owner, &keep));
+			}
+			if (b.kind == PEFT_BUF_KEEP || b.kind == PEFT_BUF_MASK ||
+			    b.kind == PEFT_BUF_KEEP_LIN || b.kind == PEFT_BUF_KEEP_U || keep >= 0) {
+				out->kept += b.size;
+			} else if (b.kind == PEFT_BUF_GRAD || b.kind == PEFT_BUF_PARAM_GRAD) {
+				out->grads += b.size;
+			}
+		}
+		return PEFT_OK;
 	}
-	EXPECT(plan->slot_size, al(4u * (uint64_t)max_size));
-	if (off > UINT32_MAX) {
-		return PEFT_ERR_PLAN_ARENA_OFFSET;
-	}
-	int32_t fwd_peak, bwd_peak;
-
-	PEFT_TRY(check_forward_slots(plan, (uint32_t)off, &fwd_peak));
-	PEFT_TRY(check_gradient_slots(plan, (uint32_t)off, &bwd_peak));
-	const int32_t peak = fwd_peak > bwd_peak ? fwd_peak : bwd_peak;
-
-	EXPECT(plan->slots.size, (uint64_t)peak * plan->slot_size);
-	off += (uint64_t)peak * plan->slot_size;
-	uint64_t scratch;
-
-	PEFT_TRY(check_train_scratch(plan, off, &scratch));
-	EXPECT(plan->scratch.size, scratch);
-	EXPECT(plan->train_size, off + scratch);
-	return check_infer(plan);
+	return PEFT_OK;
 }

@@ -31,10 +31,6 @@ void peft_plan_read_tensor(const peft_plan *plan, int32_t i, peft_tensor_rec *ou
 	out->c = peft_rdi32(p + PEFT_PLAN_TENSOR_OFF_C);
 	out->scale = peft_rdf32(p + PEFT_PLAN_TENSOR_OFF_SCALE);
 	out->zero_point = peft_rdi32(p + PEFT_PLAN_TENSOR_OFF_ZERO_POINT);
-	out->cache_offset = peft_rd32(p + PEFT_PLAN_TENSOR_OFF_CACHE_OFFSET);
-	out->fwd_offset = peft_rd32(p + PEFT_PLAN_TENSOR_OFF_FWD_OFFSET);
-	out->grad_offset = peft_rd32(p + PEFT_PLAN_TENSOR_OFF_GRAD_OFFSET);
-	out->infer_offset = peft_rd32(p + PEFT_PLAN_TENSOR_OFF_INFER_OFFSET);
 	out->cache_dtype = p[PEFT_PLAN_TENSOR_OFF_CACHE_DTYPE];
 	out->needs_grad = p[PEFT_PLAN_TENSOR_OFF_NEEDS_GRAD];
 	out->reserved = peft_rd16(p + PEFT_PLAN_TENSOR_OFF_RESERVED);
@@ -71,14 +67,58 @@ void peft_plan_read_layer(const peft_plan *plan, int32_t i, peft_layer_rec *out)
 		out->opt_m[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_OPT_M + 4 * k);
 		out->opt_v[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_OPT_V + 4 * k);
 	}
-	out->cache_z = peft_rd32(p + PEFT_PLAN_LAYER_OFF_CACHE_Z);
-	out->cache_u = peft_rd32(p + PEFT_PLAN_LAYER_OFF_CACHE_U);
-	for (int k = 0; k < PEFT_S_TRAIN_COUNT; k++) {
-		out->scratch_train[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_SCRATCH_TRAIN + 4 * k);
+}
+
+void peft_plan_read_buffer(const peft_plan *plan, int32_t i, peft_buffer_rec *out)
+{
+	const uint8_t *p = plan->blob + PEFT_PLAN_HEADER_SIZE +
+			   (size_t)plan->num_tensors * PEFT_PLAN_TENSOR_SIZE +
+			   (size_t)plan->num_layers * PEFT_PLAN_LAYER_SIZE +
+			   (size_t)i * PEFT_PLAN_BUFFER_SIZE;
+
+	out->kind = p[PEFT_PLAN_BUFFER_OFF_KIND];
+	out->arena = p[PEFT_PLAN_BUFFER_OFF_ARENA];
+	out->part = p[PEFT_PLAN_BUFFER_OFF_PART];
+	out->reserved = p[PEFT_PLAN_BUFFER_OFF_RESERVED];
+	out->owner = peft_rd16(p + PEFT_PLAN_BUFFER_OFF_OWNER);
+	out->first = peft_rd16(p + PEFT_PLAN_BUFFER_OFF_FIRST);
+	out->last = peft_rd16(p + PEFT_PLAN_BUFFER_OFF_LAST);
+	out->reserved2 = peft_rd16(p + PEFT_PLAN_BUFFER_OFF_RESERVED2);
+	out->size = peft_rd32(p + PEFT_PLAN_BUFFER_OFF_SIZE);
+	out->offset = peft_rd32(p + PEFT_PLAN_BUFFER_OFF_ARENA_OFFSET);
+}
+
+/* Table order: arena, kind, owner, part (owner < 2^16, kind < 2^6, part < 2^8). */
+static uint32_t buffer_key(uint32_t arena, uint32_t kind, uint32_t owner, uint32_t part)
+{
+	return (arena << 30) | (kind << 24) | (owner << 8) | part;
+}
+
+uint32_t peft_plan_buffer_offset(const peft_plan *plan, int arena, peft_buffer_kind kind,
+				 int32_t owner, int32_t part)
+{
+	const uint32_t key = buffer_key((uint32_t)arena, (uint32_t)kind, (uint32_t)owner,
+					(uint32_t)part);
+	int32_t lo = 0;
+	int32_t hi = plan->num_buffers;
+
+	while (lo < hi) {
+		const int32_t mid = lo + (hi - lo) / 2;
+		peft_buffer_rec b;
+
+		peft_plan_read_buffer(plan, mid, &b);
+		const uint32_t k = buffer_key(b.arena, b.kind, b.owner, b.part);
+
+		if (k == key) {
+			return b.offset;
+		}
+		if (k < key) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
 	}
-	for (int k = 0; k < PEFT_S_INFER_COUNT; k++) {
-		out->scratch_infer[k] = peft_rd32(p + PEFT_PLAN_LAYER_OFF_SCRATCH_INFER + 4 * k);
-	}
+	return PEFT_NONE;
 }
 
 static peft_dims tensor_dims(const peft_plan *plan, int32_t t)
@@ -297,14 +337,11 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	out->counts[PEFT_PARAM_LORA_B] = out->out_features * rank;
 	for (int k = 0; k < PEFT_PARAM_KIND_COUNT; k++) {
 		out->trainable[k] = (trains & (1u << k)) != 0 && out->counts[k] > 0;
-		out->present[k] = out->trainable[k];
 	}
-	/* Frozen biases are dequantised into the parameters too. */
-	out->present[PEFT_PARAM_BIAS] = r->bias.count > 0;
 	peft_plan_read_tensor(plan, r->output, &t);
 	out->runs_backward = t.needs_grad != 0;
 	out->needs_input_values = out->trainable[PEFT_PARAM_WEIGHT] || out->trainable[PEFT_PARAM_LORA_A];
-	out->needs_output_values = out->runs_backward && r->activation != PEFT_ACT_NONE;
+	out->keeps_mask = out->runs_backward && r->activation != PEFT_ACT_NONE;
 	return PEFT_OK;
 }
 
@@ -350,16 +387,14 @@ static void decode_header(peft_plan *plan, const uint8_t *b)
 	plan->optimizer.eps = peft_rdf32(b + PEFT_PLAN_HDR_OFF_EPS);
 	plan->optimizer.weight_decay = peft_rdf32(b + PEFT_PLAN_HDR_OFF_WEIGHT_DECAY);
 	plan->optimizer.clip_norm = peft_rdf32(b + PEFT_PLAN_HDR_OFF_CLIP_NORM);
-	plan->slot_size = peft_rd32(b + PEFT_PLAN_HDR_OFF_SLOT_SIZE);
+	plan->num_buffers = (int32_t)peft_rd32(b + PEFT_PLAN_HDR_OFF_NUM_BUFFERS);
 	/* Regions follow one another in arena order (PEFT_TRAIN_*). */
 	uint32_t off = 0;
 	peft_region *train[PEFT_TRAIN_REGION_COUNT] = {
 		[PEFT_TRAIN_PARAMS] = &plan->params,
 		[PEFT_TRAIN_PARAM_GRADS] = &plan->param_grads,
 		[PEFT_TRAIN_OPTIMIZER_STATE] = &plan->optimizer_state,
-		[PEFT_TRAIN_CACHE] = &plan->cache,
-		[PEFT_TRAIN_SLOTS] = &plan->slots,
-		[PEFT_TRAIN_SCRATCH] = &plan->scratch,
+		[PEFT_TRAIN_WORK] = &plan->work,
 	};
 
 	for (uint32_t k = 0; k < PEFT_TRAIN_REGION_COUNT; k++) {
@@ -368,15 +403,11 @@ static void decode_header(peft_plan *plan, const uint8_t *b)
 		off += train[k]->size; /* wrap-around is caught by the layout check */
 	}
 	plan->train_size = peft_rd32(b + PEFT_PLAN_HDR_OFF_TRAIN_SIZE);
-	plan->infer_slots.offset = plan->params.size;
-	plan->infer_slots.size =
-		peft_rd32(b + PEFT_PLAN_HDR_OFF_INFER_REGION_SIZE + 4u * PEFT_INFER_SLOTS);
-	plan->infer_scratch.offset = plan->params.size + plan->infer_slots.size;
-	plan->infer_scratch.size =
-		peft_rd32(b + PEFT_PLAN_HDR_OFF_INFER_REGION_SIZE + 4u * PEFT_INFER_SCRATCH);
+	plan->infer_work.offset = plan->params.size;
+	plan->infer_work.size = peft_rd32(b + PEFT_PLAN_HDR_OFF_INFER_WORK_SIZE);
 	plan->infer_size = peft_rd32(b + PEFT_PLAN_HDR_OFF_INFER_SIZE);
-	plan->probs_offset = peft_rd32(b + PEFT_PLAN_HDR_OFF_PROBS_OFFSET);
 	plan->trainable_params = peft_rd32(b + PEFT_PLAN_HDR_OFF_TRAINABLE_PARAMS);
+	plan->update = (peft_update_mode)peft_rd32(b + PEFT_PLAN_HDR_OFF_UPDATE);
 }
 
 peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, const void *model,
@@ -402,11 +433,14 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 	const uint32_t total = peft_rd32(b + PEFT_BLOB_HDR_OFF_TOTAL_LENGTH);
 	const uint32_t nt = peft_rd16(b + PEFT_PLAN_HDR_OFF_NUM_TENSORS);
 	const uint32_t nl = peft_rd16(b + PEFT_PLAN_HDR_OFF_NUM_LAYERS);
+	const uint32_t nb = peft_rd32(b + PEFT_PLAN_HDR_OFF_NUM_BUFFERS);
 
 	if (peft_rd32(b + PEFT_PLAN_HDR_OFF_TENSOR_RECORD_SIZE) != PEFT_PLAN_TENSOR_SIZE ||
 	    peft_rd32(b + PEFT_PLAN_HDR_OFF_LAYER_RECORD_SIZE) != PEFT_PLAN_LAYER_SIZE ||
+	    peft_rd32(b + PEFT_PLAN_HDR_OFF_BUFFER_RECORD_SIZE) != PEFT_PLAN_BUFFER_SIZE ||
 	    (uint64_t)total != PEFT_PLAN_HEADER_SIZE + (uint64_t)nt * PEFT_PLAN_TENSOR_SIZE +
-				       (uint64_t)nl * PEFT_PLAN_LAYER_SIZE) {
+				       (uint64_t)nl * PEFT_PLAN_LAYER_SIZE +
+				       (uint64_t)nb * PEFT_PLAN_BUFFER_SIZE) {
 		return PEFT_ERR_PLAN_LENGTH;
 	}
 	if (peft_rd32(b + PEFT_PLAN_HDR_OFF_MODEL_LENGTH) != model_len ||
@@ -423,7 +457,11 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 	/* Header fields. */
 	if (nl < 1u || nt != nl + 1u || plan->input_tensor != 0 ||
 	    plan->output_tensor != (int32_t)nt - 1 || plan->act_cache > PEFT_CACHE_S8 ||
-	    plan->optimizer.kind > PEFT_OPTIMIZER_ADAM || !optimizer_ok(&plan->optimizer)) {
+	    plan->optimizer.kind > PEFT_OPTIMIZER_ADAM || !optimizer_ok(&plan->optimizer) ||
+	    plan->update > PEFT_UPDATE_LAYER ||
+	    peft_rd32(b + PEFT_PLAN_HDR_OFF_RESERVED) != 0 ||
+	    peft_rd32(b + PEFT_PLAN_HDR_OFF_RESERVED + 4u) != 0 ||
+	    (plan->update == PEFT_UPDATE_LAYER && plan->optimizer.clip_norm != 0.0f)) {
 		return PEFT_ERR_PLAN_FIELD;
 	}
 	/* Tensors. */
@@ -554,11 +592,17 @@ peft_status peft_plan_arena_breakdown(const peft_plan *plan, peft_arena_breakdow
 	if (plan == NULL || out == NULL) {
 		return PEFT_ERR_ARG;
 	}
-	out->cached_activations = plan->cache.size;
-	out->gradients = (size_t)plan->param_grads.size + plan->slots.size;
+	peft_work_peak peak;
+	const peft_status st = peft_plan_work_peak(plan, &peak);
+
+	if (st != PEFT_OK) {
+		return st;
+	}
+	out->cached_activations = peak.kept;
+	out->gradients = (size_t)plan->param_grads.size + peak.grads;
 	out->parameters = plan->params.size;
 	out->optimizer_state = plan->optimizer_state.size;
-	out->scratch = plan->scratch.size;
+	out->scratch = (size_t)plan->work.size - peak.kept - peak.grads;
 	out->total = out->cached_activations + out->gradients + out->parameters +
 		     out->optimizer_state + out->scratch;
 	return PEFT_OK;

@@ -5,7 +5,11 @@
  * float32 copy when the weights train) -> method hooks that map it to the
  * output (scale+shift) -> method hooks that add a side branch (LoRA) -> fused
  * activation. Backward runs the same steps in reverse, and only the
- * gradients the plan asks for (skip-input-grad / skip-weight-grad as data). */
+ * gradients the plan asks for (skip-input-grad / skip-weight-grad as data).
+ * Backward reads only what the forward kept (plan buffer table): a 1-bit mask
+ * for a fused ReLU/ReLU6, the input of a layer whose weights or LoRA factors
+ * train (int8 with the tensor's quantization, or float), scale+shift's
+ * pre-scale output, LoRA's u. Frozen biases are read from the model. */
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,11 +29,6 @@ float *peft_arena_f32(const peft_trainer *t, uint32_t offset)
 	return offset == PEFT_NONE ? NULL : (float *)(void *)(t->arena + offset);
 }
 
-static int8_t *arena_s8(const peft_trainer *t, uint32_t offset)
-{
-	return (int8_t *)(t->arena + offset);
-}
-
 static bool trainer_ok(const peft_trainer *t)
 {
 	return t != NULL && t->plan != NULL && t->arena != NULL;
@@ -37,14 +36,41 @@ static bool trainer_ok(const peft_trainer *t)
 
 /* ---- parameters ---- */
 
+static int arena_of(const peft_trainer *t)
+{
+	return t->mode == PEFT_MODE_TRAIN ? PEFT_ARENA_TRAIN : PEFT_ARENA_INFER;
+}
+
+/* A work buffer of this trainer's arena, NULL when the plan has none. */
+static float *work_f32(const peft_trainer *t, peft_buffer_kind kind, int32_t owner)
+{
+	return peft_arena_f32(t, peft_plan_buffer_offset(t->plan, arena_of(t), kind, owner, 0));
+}
+
+static uint8_t *work_bytes(const peft_trainer *t, peft_buffer_kind kind, int32_t owner)
+{
+	const uint32_t off = peft_plan_buffer_offset(t->plan, arena_of(t), kind, owner, 0);
+
+	return off == PEFT_NONE ? NULL : t->arena + off;
+}
+
 static void bind_params(const peft_trainer *t, const peft_layer_info *L, peft_layer_ctx *ctx)
 {
+	const bool train = t->mode == PEFT_MODE_TRAIN;
+	const bool per_layer = t->plan->update == PEFT_UPDATE_LAYER;
+
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->info = L;
 	ctx->seed = t->plan->seed;
 	for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
 		ctx->param[p] = peft_arena_f32(t, L->rec.param[p]);
-		ctx->grad[p] = t->mode == PEFT_MODE_TRAIN ? peft_arena_f32(t, L->rec.grad[p]) : NULL;
+		if (train && per_layer) {
+			ctx->grad[p] = peft_arena_f32(
+				t, peft_plan_buffer_offset(t->plan, PEFT_ARENA_TRAIN,
+							   PEFT_BUF_PARAM_GRAD, L->index, p));
+		} else if (train) {
+			ctx->grad[p] = peft_arena_f32(t, L->rec.grad[p]);
+		}
 	}
 }
 
@@ -56,7 +82,19 @@ static float model_f32(const peft_plan *plan, uint32_t offset, uint32_t index)
 	return v;
 }
 
-/* Dequantised weights (trained ones) and biases (all) into the parameters. */
+static void dequantize_bias(const peft_plan *plan, const peft_layer_rec *r, float *out)
+{
+	for (uint32_t c = 0; c < r->bias.count; c++) {
+		int32_t q;
+
+		memcpy(&q, plan->model + r->bias.offset + 4u * c, sizeof(q));
+		const uint32_t s = r->bias.scale_count == 1u ? 0u : c;
+
+		out[c] = (float)q * model_f32(plan, r->bias.scale_offset, s);
+	}
+}
+
+/* Dequantised weights and biases of the arrays that train into the parameters. */
 static void load_weights(const peft_trainer *t, const peft_layer_info *L, peft_layer_ctx *ctx)
 {
 	const peft_plan *plan = t->plan;
@@ -79,15 +117,7 @@ static void load_weights(const peft_trainer *t, const peft_layer_info *L, peft_l
 		}
 	}
 	if (ctx->param[PEFT_PARAM_BIAS] != NULL) {
-		for (uint32_t c = 0; c < r->bias.count; c++) {
-			int32_t q;
-
-			memcpy(&q, plan->model + r->bias.offset + 4u * c, sizeof(q));
-			const uint32_t s = r->bias.scale_count == 1u ? 0u : c;
-
-			ctx->param[PEFT_PARAM_BIAS][c] =
-				(float)q * model_f32(plan, r->bias.scale_offset, s);
-		}
+		dequantize_bias(plan, r, ctx->param[PEFT_PARAM_BIAS]);
 	}
 }
 
@@ -143,79 +173,54 @@ static int32_t size_of(const peft_tensor_rec *r)
 	return r->h * r->w * r->c;
 }
 
-/* Float values of tensor i for reading: in place, or dequantised from the
- * int8 cache into the staging buffer `stage`. */
-static peft_status tensor_values(const peft_trainer *t, int32_t i, uint32_t stage,
-				 const float **out)
+/* Tensor i's float values (forward value buffer). */
+static float *tensor_value(const peft_trainer *t, int32_t i)
 {
-	const peft_tensor_rec r = tensor(t, i);
-
-	if (t->mode == PEFT_MODE_INFER) {
-		*out = peft_arena_f32(t, r.infer_offset);
-		return PEFT_OK;
-	}
-	if (r.cache_offset == PEFT_NONE) {
-		*out = peft_arena_f32(t, r.fwd_offset);
-		return PEFT_OK;
-	}
-	if (r.cache_dtype == PEFT_CACHE_F32) {
-		*out = peft_arena_f32(t, r.cache_offset);
-		return PEFT_OK;
-	}
-	float *f = peft_arena_f32(t, stage);
-
-	PEFT_TRY(peft_dequantize_s8(size_of(&r), arena_s8(t, r.cache_offset), r.scale, r.zero_point,
-			       f));
-	*out = f;
-	return PEFT_OK;
+	return work_f32(t, PEFT_BUF_VALUE, i);
 }
 
-/* Where the forward writes tensor i as float (the int8 cache gets it after). */
-static float *tensor_dest(const peft_trainer *t, int32_t i, uint32_t stage)
+/* Keep tensor i for backward when the plan keeps it as int8 (with act_cache
+ * f32 its forward values simply stay live). */
+static peft_status tensor_keep(const peft_trainer *t, int32_t i, const float *values)
 {
+	int8_t *dst = (int8_t *)(void *)work_bytes(t, PEFT_BUF_KEEP, i);
 	const peft_tensor_rec r = tensor(t, i);
 
-	if (t->mode == PEFT_MODE_INFER) {
-		return peft_arena_f32(t, r.infer_offset);
+	if (t->mode != PEFT_MODE_TRAIN || dst == NULL) {
+		return PEFT_OK;
 	}
-	if (r.cache_offset == PEFT_NONE) {
-		return peft_arena_f32(t, r.fwd_offset);
-	}
-	return r.cache_dtype == PEFT_CACHE_F32 ? peft_arena_f32(t, r.cache_offset)
-					       : peft_arena_f32(t, stage);
+	return peft_quantize_s8(size_of(&r), values, r.scale, r.zero_point, dst);
 }
 
-/* Store a float tensor into the int8 cache when the plan caches it as int8. */
-static peft_status tensor_commit(const peft_trainer *t, int32_t i, const float *values)
+/* Backward: the kept values of tensor i (dequantised into `stage` when int8). */
+static peft_status tensor_kept(const peft_trainer *t, int32_t i, float *stage, const float **out)
 {
+	const int8_t *kept = (const int8_t *)(const void *)work_bytes(t, PEFT_BUF_KEEP, i);
 	const peft_tensor_rec r = tensor(t, i);
 
-	if (t->mode == PEFT_MODE_TRAIN && r.cache_offset != PEFT_NONE &&
-	    r.cache_dtype == PEFT_CACHE_S8) {
-		return peft_quantize_s8(size_of(&r), values, r.scale, r.zero_point,
-					arena_s8(t, r.cache_offset));
+	if (kept == NULL) {
+		*out = tensor_value(t, i);
+		return PEFT_OK;
 	}
+	PEFT_TRY(peft_dequantize_s8(size_of(&r), kept, r.scale, r.zero_point, stage));
+	*out = stage;
 	return PEFT_OK;
 }
 
 static peft_status set_input(peft_trainer *t, const int8_t *in_s8, const float *in_f32)
 {
-	const peft_tensor_rec r = tensor(t, t->plan->input_tensor);
+	const int32_t input = t->plan->input_tensor;
+	const peft_tensor_rec r = tensor(t, input);
 	const int32_t n = size_of(&r);
-
-	if (t->mode == PEFT_MODE_TRAIN && r.cache_offset != PEFT_NONE &&
-	    r.cache_dtype == PEFT_CACHE_S8) {
-		int8_t *dst = arena_s8(t, r.cache_offset);
-
-		if (in_s8 != NULL) {
-			memcpy(dst, in_s8, (size_t)n);
-			return PEFT_OK;
-		}
-		return peft_quantize_s8(n, in_f32, r.scale, r.zero_point, dst);
-	}
-	float *dst = tensor_dest(t, t->plan->input_tensor, PEFT_NONE);
+	float *dst = tensor_value(t, input);
+	int8_t *kept = t->mode == PEFT_MODE_TRAIN
+			       ? (int8_t *)(void *)work_bytes(t, PEFT_BUF_KEEP, input)
+			       : NULL;
 
 	if (in_s8 != NULL) {
+		if (kept != NULL) {
+			memcpy(kept, in_s8, (size_t)n);
+		}
 		return peft_dequantize_s8(n, in_s8, r.scale, r.zero_point, dst);
 	}
 	for (int32_t i = 0; i < n; i++) {
@@ -224,7 +229,7 @@ static peft_status set_input(peft_trainer *t, const int8_t *in_s8, const float *
 		}
 	}
 	memcpy(dst, in_f32, (size_t)n * sizeof(float));
-	return PEFT_OK;
+	return tensor_keep(t, input, dst);
 }
 
 /* ---- forward ---- */
@@ -290,39 +295,48 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 {
 	const peft_layer_rec *r = &L->rec;
 	const bool train = t->mode == PEFT_MODE_TRAIN;
-	const float *x0;
+	const bool s8 = t->plan->act_cache == PEFT_CACHE_S8;
+	const int32_t k = L->index;
 	const float *x1 = NULL;
+	float *y = tensor_value(t, r->output);
 	peft_layer_ctx ctx;
 
-	PEFT_TRY(tensor_values(t, r->input[0], r->scratch_train[PEFT_S_IN0], &x0));
-	if (r->num_inputs == 2u) {
-		PEFT_TRY(tensor_values(t, r->input[1], r->scratch_train[PEFT_S_IN1], &x1));
-	}
-	float *y = tensor_dest(t, r->output, r->scratch_train[PEFT_S_OUT]);
-
 	bind_params(t, L, &ctx);
-	ctx.x = x0;
+	ctx.x = tensor_value(t, r->input[0]);
+	if (r->num_inputs == 2u) {
+		x1 = tensor_value(t, r->input[1]);
+	}
 	ctx.out = y;
 	ctx.lin = y;
-	if (L->present[PEFT_PARAM_GAMMA]) {
-		ctx.lin = peft_arena_f32(t, train ? r->cache_z : r->scratch_infer[PEFT_SI_LIN]);
+	if (L->trainable[PEFT_PARAM_GAMMA]) {
+		ctx.lin = train && !s8 ? work_f32(t, PEFT_BUF_KEEP_LIN, k)
+				       : work_f32(t, PEFT_BUF_FWD_LIN, k);
 	}
-	if (train) {
-		ctx.u = peft_arena_f32(t, r->cache_u);
-		ctx.tmp_a = peft_arena_f32(t, r->scratch_train[PEFT_S_TMP_A]);
-		ctx.tmp_b = peft_arena_f32(t, r->scratch_train[PEFT_S_TMP_B]);
-	} else {
-		ctx.u = peft_arena_f32(t, r->scratch_infer[PEFT_SI_TMP_B]);
-		ctx.tmp_a = peft_arena_f32(t, r->scratch_infer[PEFT_SI_TMP_A]);
+	ctx.u = train ? work_f32(t, PEFT_BUF_KEEP_U, k) : work_f32(t, PEFT_BUF_FWD_U, k);
+	ctx.tmp_a = work_f32(t, PEFT_BUF_FWD_LORA_OUT, k);
+	float *bias = ctx.param[PEFT_PARAM_BIAS];
+
+	if (bias == NULL && r->bias.count > 0) {
+		bias = work_f32(t, PEFT_BUF_FWD_BIAS, k);
+		dequantize_bias(t->plan, r, bias);
 	}
-	PEFT_TRY(linear_forward(t, L, x0, x1, ctx.param[PEFT_PARAM_BIAS], ctx.param[PEFT_PARAM_WEIGHT],
-			   ctx.lin));
+	PEFT_TRY(linear_forward(t, L, ctx.x, x1, bias, ctx.param[PEFT_PARAM_WEIGHT], ctx.lin));
+	if (train && s8 && L->trainable[PEFT_PARAM_GAMMA]) {
+		const peft_tensor_rec o = tensor(t, r->output);
+
+		PEFT_TRY(peft_quantize_s8(L->out_size, ctx.lin, o.scale, o.zero_point,
+					  (int8_t *)(void *)work_bytes(t, PEFT_BUF_KEEP_LIN, k)));
+	}
 	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_FWD_AFFINE, &ctx));
 	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_FWD_ADAPTER, &ctx));
 	if (r->activation != PEFT_ACT_NONE) {
 		PEFT_TRY(peft_activation_fwd_f32((peft_activation)r->activation, L->out_size, y));
+		if (train && L->keeps_mask) {
+			PEFT_TRY(peft_activation_mask_f32((peft_activation)r->activation, L->out_size,
+							  y, work_bytes(t, PEFT_BUF_MASK, k)));
+		}
 	}
-	PEFT_TRY(tensor_commit(t, r->output, y));
+	PEFT_TRY(tensor_keep(t, r->output, y));
 	*y_out = y;
 	return PEFT_OK;
 }
@@ -365,6 +379,37 @@ static bool first_contribution(const peft_plan *plan, const peft_layer_rec *r, i
 	return true;
 }
 
+/* One optimizer update of a layer's parameters (per-layer updates: batch 1, the
+ * gradient complete once the layer's backward has run). */
+static peft_status optimizer_update(const peft_trainer *t, const peft_layer_rec *r, int p,
+				    int32_t count, float *param, const float *grad, float scale)
+{
+	const peft_optimizer_config *o = &t->plan->optimizer;
+
+	if (o->kind == PEFT_OPTIMIZER_ADAM) {
+		const peft_adam_params adam = {o->lr,           o->beta1, o->beta2, o->eps,
+					       o->weight_decay, t->step};
+
+		return peft_adam_step_f32(&adam, count, param, grad, peft_arena_f32(t, r->opt_m[p]),
+					  peft_arena_f32(t, r->opt_v[p]), scale);
+	}
+	const peft_sgd_params sgd = {o->lr, o->momentum, o->weight_decay};
+
+	return peft_sgd_step_f32(&sgd, count, param, grad, peft_arena_f32(t, r->opt_m[p]), scale);
+}
+
+static peft_status update_layer(const peft_trainer *t, const peft_layer_info *L,
+				const peft_layer_ctx *ctx)
+{
+	for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
+		if (L->trainable[p]) {
+			PEFT_TRY(optimizer_update(t, &L->rec, p, L->counts[p], ctx->param[p],
+						  ctx->grad[p], 1.0f));
+		}
+	}
+	return PEFT_OK;
+}
+
 static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *L)
 {
 	const peft_layer_rec *r = &L->rec;
@@ -373,32 +418,47 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 	float *grad_in[2] = {NULL, NULL};
 	bool acc[2] = {false, false};
 
+	const int32_t k = L->index;
+
 	bind_params(t, L, &ctx);
-	ctx.g = peft_arena_f32(t, tensor(t, r->output).grad_offset);
-	ctx.u = peft_arena_f32(t, r->cache_u);
-	ctx.lin = peft_arena_f32(t, r->cache_z);
-	ctx.tmp_a = peft_arena_f32(t, r->scratch_train[PEFT_S_TMP_A]);
-	ctx.tmp_b = peft_arena_f32(t, r->scratch_train[PEFT_S_TMP_B]);
+	for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
+		if (plan->update == PEFT_UPDATE_LAYER && ctx.grad[p] != NULL) {
+			memset(ctx.grad[p], 0, (size_t)L->counts[p] * sizeof(float));
+		}
+	}
+	ctx.g = work_f32(t, PEFT_BUF_GRAD, r->output);
+	ctx.u = work_f32(t, PEFT_BUF_KEEP_U, k);
+	ctx.lin = work_f32(t, PEFT_BUF_KEEP_LIN, k);
+	if (L->trainable[PEFT_PARAM_GAMMA] && plan->act_cache == PEFT_CACHE_S8) {
+		const peft_tensor_rec o = tensor(t, r->output);
+		/* Staged where the input gradient goes after: gamma's gradient reads it first. */
+		float *stage = work_f32(t, PEFT_BUF_BWD_GLIN, k);
+
+		PEFT_TRY(peft_dequantize_s8(L->out_size,
+					    (const int8_t *)(const void *)work_bytes(
+						    t, PEFT_BUF_KEEP_LIN, k),
+					    o.scale, o.zero_point, stage));
+		ctx.lin = stage;
+	}
+	ctx.tmp_a = work_f32(t, PEFT_BUF_BWD_GLIN, k);
+	ctx.tmp_b = work_f32(t, PEFT_BUF_BWD_DU, k);
 	for (uint32_t j = 0; j < r->num_inputs; j++) {
 		if (L->backward_input[j]) {
-			grad_in[j] = peft_arena_f32(t, tensor(t, r->input[j]).grad_offset);
+			grad_in[j] = work_f32(t, PEFT_BUF_GRAD, r->input[j]);
 			acc[j] = !first_contribution(plan, r, L->index, j);
 		}
 	}
 	ctx.grad_in = grad_in[0];
 	if (r->activation != PEFT_ACT_NONE) {
-		const float *y;
-
-		PEFT_TRY(tensor_values(t, r->output, r->scratch_train[PEFT_S_OUT], &y));
-		PEFT_TRY(peft_activation_bwd_f32((peft_activation)r->activation, L->out_size, y,
-					    ctx.g));
+		PEFT_TRY(peft_activation_bwd_mask_f32(L->out_size, work_bytes(t, PEFT_BUF_MASK, k),
+						      ctx.g));
 	}
 	ctx.g_out = ctx.g; /* scale+shift writes its input gradient elsewhere (tmp_a) */
 	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_AFFINE, &ctx));
 	const float *g = ctx.g;
 
 	if (L->needs_input_values) {
-		PEFT_TRY(tensor_values(t, r->input[0], r->scratch_train[PEFT_S_IN0], &ctx.x));
+		PEFT_TRY(tensor_kept(t, r->input[0], work_f32(t, PEFT_BUF_BWD_IN, k), &ctx.x));
 	}
 	const peft_conv_params cp = conv_params(L);
 	const peft_fc_params fp = fc_params(L);
@@ -477,6 +537,9 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 		break;
 	}
 	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_ADAPTER, &ctx));
+	if (plan->update == PEFT_UPDATE_LAYER) {
+		return update_layer(t, L, &ctx);
+	}
 	return PEFT_OK;
 }
 
@@ -493,7 +556,7 @@ static peft_status forward_loss(peft_trainer *t, const int8_t *in_s8, const floa
 	}
 	PEFT_TRY(forward(t, in_s8, in_f32, &logits));
 	PEFT_TRY(peft_softmax_xent_fwd_f32(plan->num_classes, logits, label,
-				      peft_arena_f32(t, plan->probs_offset), &value));
+				      work_f32(t, PEFT_BUF_PROBS, 0), &value));
 	t->pending_label = label;
 	if (loss != NULL) {
 		*loss = value;
@@ -510,10 +573,11 @@ peft_status peft_trainer_backward(peft_trainer *t)
 	const int32_t label = t->pending_label;
 
 	t->pending_label = -1;
-	/* The logits' gradient slot may be the logits' own forward slot: they are dead now. */
-	PEFT_TRY(peft_softmax_xent_bwd_f32(plan->num_classes, peft_arena_f32(t, plan->probs_offset),
-				      label,
-				      peft_arena_f32(t, tensor(t, plan->output_tensor).grad_offset)));
+	if (plan->update == PEFT_UPDATE_LAYER) {
+		t->step++; /* one update per sample; Adam's bias correction counts them */
+	}
+	PEFT_TRY(peft_softmax_xent_bwd_f32(plan->num_classes, work_f32(t, PEFT_BUF_PROBS, 0), label,
+				      work_f32(t, PEFT_BUF_GRAD, plan->output_tensor)));
 	for (int32_t k = plan->num_layers - 1; k >= 0; k--) {
 		peft_layer_info L;
 
@@ -522,7 +586,9 @@ peft_status peft_trainer_backward(peft_trainer *t)
 			PEFT_TRY(layer_backward(t, &L));
 		}
 	}
-	t->samples++;
+	if (plan->update == PEFT_UPDATE_BATCH) {
+		t->samples++; /* step() applies the accumulated gradients */
+	}
 	return PEFT_OK;
 }
 
@@ -646,10 +712,6 @@ peft_status peft_trainer_step(peft_trainer *t)
 		}
 	}
 	t->step++;
-	const peft_sgd_params sgd = {o->lr, o->momentum, o->weight_decay};
-	const peft_adam_params adam = {o->lr,           o->beta1, o->beta2, o->eps,
-				       o->weight_decay, t->step};
-
 	for (int32_t k = 0; k < plan->num_layers; k++) {
 		peft_layer_rec r;
 
@@ -661,17 +723,8 @@ peft_status peft_trainer_step(peft_trainer *t)
 			peft_layer_info L;
 
 			PEFT_TRY(peft_plan_layer_info(plan, k, &L));
-			float *param = peft_arena_f32(t, r.param[p]);
-			const float *grad = peft_arena_f32(t, r.grad[p]);
-
-			if (o->kind == PEFT_OPTIMIZER_ADAM) {
-				PEFT_TRY(peft_adam_step_f32(&adam, L.counts[p], param, grad,
-						       peft_arena_f32(t, r.opt_m[p]),
-						       peft_arena_f32(t, r.opt_v[p]), scale));
-			} else {
-				PEFT_TRY(peft_sgd_step_f32(&sgd, L.counts[p], param, grad,
-						      peft_arena_f32(t, r.opt_m[p]), scale));
-			}
+			PEFT_TRY(optimizer_update(t, &r, p, L.counts[p], peft_arena_f32(t, r.param[p]),
+						  peft_arena_f32(t, r.grad[p]), scale));
 		}
 	}
 	memset(t->arena + plan->param_grads.offset, 0, plan->param_grads.size);
@@ -707,7 +760,7 @@ peft_status peft_trainer_param_count(const peft_trainer *t, int32_t *count)
 
 		peft_plan_read_layer(t->plan, k, &r);
 		for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
-			n += r.grad[p] != PEFT_NONE ? 1 : 0;
+			n += r.param[p] != PEFT_NONE ? 1 : 0;
 		}
 	}
 	*count = n;
@@ -726,7 +779,7 @@ peft_status peft_trainer_param_info(const peft_trainer *t, int32_t index, peft_p
 
 		peft_plan_read_layer(t->plan, k, &r);
 		for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
-			if (r.grad[p] == PEFT_NONE || n++ != index) {
+			if (r.param[p] == PEFT_NONE || n++ != index) {
 				continue;
 			}
 			peft_layer_info L;

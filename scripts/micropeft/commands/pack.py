@@ -46,12 +46,14 @@ def _read(path: Path, what: str) -> bytes:
 
 def run(args: argparse.Namespace) -> int:
     from micropeft import boards, datasets, pack, tflite_graph
+    from micropeft import plan as plan_module
     from micropeft.config import parse_size
 
     board = boards.get_board(args.board)
     model_dir = Path(args.model_dir)
     model = _read(model_dir / "model.tflite", "device model")
     plan = _read(model_dir / "plan.bin", "plan")
+    plan_module.check_blob_version(plan, str(model_dir / "plan.bin"))
     summary_text = _read(model_dir / "summary.json", "summary").decode()
     try:
         summary = json.loads(summary_text)

@@ -59,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="float range the model expects for pixels 0..1 (default 0,1; -1,1 with --imagenet)",
     )
     config.add_method_arguments(parser)
+    parser.add_argument(
+        "--prefix-cache",
+        default="0",
+        help="RAM the sample gives to caching prefix outputs, counted in the device total "
+        "(CONFIG_PEFT_SAMPLE_CACHE_SIZE, e.g. 24k; default 0)",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(handler=run)
 
@@ -151,7 +157,9 @@ def prepare(args: argparse.Namespace, cfg: Any) -> Prepared:
     methods.apply_method(graph, cfg)
     split = plan.choose_split(graph)
     device = tflite_graph.device_model_for_graph(full, graph, split)
-    the_plan = plan.build_plan(graph, device, cfg.optimizer_config(), cfg.act_cache, cfg.seed)
+    the_plan = plan.build_plan(
+        graph, device, cfg.optimizer_config(), cfg.act_cache, cfg.seed, update=cfg.update
+    )
     blob = the_plan.to_bytes()
     prefix = convert.run_tflm(device, samples[:1])
     state_bytes = _state_bytes(the_plan)
@@ -177,6 +185,7 @@ def prepare(args: argparse.Namespace, cfg: Any) -> Prepared:
             "train_arena": the_plan.arena_bytes("train"),
             "infer_arena": the_plan.arena_bytes("infer"),
             "train_breakdown": breakdown,
+            "train_peak": the_plan.peak_report("train"),
         },
         "flash": {
             "model": len(device),
@@ -187,7 +196,19 @@ def prepare(args: argparse.Namespace, cfg: Any) -> Prepared:
         "macs_per_sample": the_plan.macs(),
     }
     summary["ram"]["total_train"] = (prefix.arena_used_bytes or 0) + summary["ram"]["train_arena"]
+    device_ram = the_plan.device_ram(prefix.arena_used_bytes or 0, _prefix_cache(args))
+    summary["ram"]["device"] = device_ram
+    summary["ram"]["total_device"] = device_ram["total"]
     return Prepared(full, device, the_plan, summary)
+
+
+def _prefix_cache(args: argparse.Namespace) -> int:
+    from micropeft import config
+
+    value = config.parse_size(getattr(args, "prefix_cache", "0") or "0")
+    if value < 0:
+        raise UserError("--prefix-cache must be >= 0")
+    return value
 
 
 def _state_bytes(the_plan: Any) -> int:
@@ -214,6 +235,10 @@ def memory_table(summary: dict[str, Any]) -> str:
     rows += [
         f"       training arena total       {_kib(ram['train_arena'])}",
         f"       TFLM + training            {_kib(ram['total_train'])}",
+        f"       state buffer               {_kib(ram['device']['state_buffer'])}",
+        f"       prefix cache               {_kib(ram['device']['prefix_cache'])}",
+        f"       split buffer               {_kib(ram['device']['split_buffer'])}",
+        f"       TOTAL DEVICE RAM           {_kib(ram['total_device'])}",
         f"       inference arena (runtime)  {_kib(ram['infer_arena'])}",
         f"  FLASH device model             {_kib(flash['model'])}",
         f"       plan                       {_kib(flash['plan'])}",
@@ -222,6 +247,7 @@ def memory_table(summary: dict[str, Any]) -> str:
         f"  MACs per training sample       prefix forward {macs['prefix_forward']:,d}, "
         f"forward {macs['forward']:,d}, backward {macs['backward']:,d}",
     ]
+    rows += ["  " + line for line in ram["train_peak"]]
     return "\n".join(rows)
 
 
@@ -246,15 +272,16 @@ def run(args: argparse.Namespace) -> int:
         short = entry["name"].split(";")[0]
         print(f"  trains layer {entry['index']:3d} {entry['methods']:<22} {short}")
     budget = cfg.ram_budget
-    if budget is not None and summary["ram"]["total_train"] > budget:
-        need = summary["ram"]["total_train"]
-        parts = summary["ram"]["train_breakdown"]
-        biggest = max((k for k in parts if k != "total"), key=parts.get)
+    if budget is not None and summary["ram"]["total_device"] > budget:
+        ram = summary["ram"]
+        parts = ", ".join(f"{k} {v:,d}" for k, v in ram["device"].items() if k != "total")
+        step, live = prepared.plan.peak("train")
+        named = "; ".join(f"{prepared.plan.buffer_name(b)} {b.size:,d}" for b in live[:4])
         raise UserError(
-            f"needs {need:,d} B of RAM (TFLM {summary['ram']['tflm_arena_prefix']:,d} + "
-            f"training {summary['ram']['train_arena']:,d}; largest part {biggest} "
-            f"{parts[biggest]:,d}) > budget {budget:,d} B: try --act-cache s8, a lower --r, "
-            "fewer --target-modules, a later split, or a smaller --size"
+            f"needs {ram['total_device']:,d} B of device RAM ({parts}) > budget {budget:,d} B; "
+            f"the training arena peaks at {prepared.plan.step_name(step)} with {named}: "
+            "try --update layer, a lower --r, fewer --target-modules, or a smaller --size "
+            "(nothing written)"
         )
     summary["ram_budget"] = budget
     write_atomic(out / "full.tflite", prepared.full_model)

@@ -11,13 +11,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from micropeft.formats.enums import (
-    InferRegion,
-    InferScratch,
-    ParamKind,
-    TrainRegion,
-    TrainScratch,
-)
+from micropeft.formats.enums import ParamKind, TrainRegion
 from micropeft.formats.layout import MAGIC, PAD, Field, Layout
 
 NONE = 0xFFFFFFFF  # "no buffer" in an offset field
@@ -37,7 +31,6 @@ LIMITS: tuple[Limit, ...] = (
     Limit("NONE", NONE, "An absent buffer in an offset field.", unsigned=True, hex=True),
     Limit("NO_INPUT", NO_INPUT, "An absent second input of a layer record.", True, True),
     Limit("ALIGN", 16, "Every arena buffer is rounded up to this many bytes.", unsigned=True),
-    Limit("MAX_SLOTS", 64, "Live slot buffers at once (the C allocator's 64-bit mask)."),
     Limit("MAX_TENSOR_ELEMENTS", 1 << 24, "Elements of one tensor."),
     Limit("MAX_LORA_RANK", 64, "Largest LoRA rank r (the smallest is 1)."),
     Limit("MAX_KERNEL", 1024, "Largest kernel size or stride of one axis."),
@@ -127,7 +120,7 @@ PLAN_HEADER = Layout(
         Field("eps", "f32", doc="Adam eps"),
         Field("weight_decay", "f32", doc="weight decay"),
         Field("clip_norm", "f32", doc="global-norm clipping (0: off)"),
-        Field("slot_size", "u32", doc="slot size"),
+        Field("num_buffers", "u32", doc="number of buffer records B (both arenas)"),
         Field(
             "train_region_size",
             "u32",
@@ -136,17 +129,14 @@ PLAN_HEADER = Layout(
             "from offset 0)",
         ),
         Field("train_size", "u32", doc="training arena size (the sum)"),
-        Field(
-            "infer_region_size",
-            "u32",
-            len(InferRegion),
-            doc="inference region sizes (InferRegion order, after the parameters)",
-        ),
+        Field("infer_work_size", "u32", doc="inference work region size (after the parameters)"),
         Field("infer_size", "u32", doc="inference arena size"),
-        Field("probs_offset", "u32", doc="offset of the softmax output (in the activation cache)"),
         Field("trainable_params", "u32", doc="number of trainable float parameters"),
+        Field("update", "u32", doc="when the optimizer updates (UpdateMode)"),
+        Field("reserved", "u32", 2, doc="reserved, 0", default=0),
         Field("tensor_record_size", "u32", doc="tensor record size"),
         Field("layer_record_size", "u32", doc="layer record size"),
+        Field("buffer_record_size", "u32", doc="buffer record size"),
     ),
 )
 
@@ -159,19 +149,11 @@ PLAN_TENSOR = Layout(
         Field("c", "i32", doc="channels"),
         Field("scale", "f32", doc="TFLite scale"),
         Field("zero_point", "i32", doc="TFLite zero point (-128..127)"),
-        Field("cache_offset", "u32", doc="activation-cache offset, or NONE"),
         Field(
-            "fwd_offset",
-            "u32",
-            doc="forward-temporary offset in training (slot region), or NONE when cached",
+            "cache_dtype",
+            "u8",
+            doc="dtype of the values kept for backward (CacheDtype; 0 when not kept)",
         ),
-        Field(
-            "grad_offset",
-            "u32",
-            doc="gradient offset (slot region), or NONE when no gradient flows to it",
-        ),
-        Field("infer_offset", "u32", doc="offset in the inference arena"),
-        Field("cache_dtype", "u8", doc="cache dtype (CacheDtype; 0 when not cached)"),
         Field("needs_grad", "u8", doc="needs a gradient (1: a trainable parameter is upstream)"),
         Field("reserved", "u16", doc="reserved, 0", default=0),
     ),
@@ -215,14 +197,28 @@ PLAN_LAYER = Layout(
         Field("grad", "u32", _N_PARAM, doc="gradient offsets (ParamKind order)"),
         Field("opt_m", "u32", _N_PARAM, doc="first moments (SGD velocity / Adam m)"),
         Field("opt_v", "u32", _N_PARAM, doc="Adam second moments"),
-        Field("cache_z", "u32", doc="cache: scale+shift input (the linear output)"),
-        Field("cache_u", "u32", doc="cache: LoRA u = (alpha / r) A x"),
-        Field("scratch_train", "u32", len(TrainScratch), doc="training scratch (TrainScratch)"),
-        Field("scratch_infer", "u32", len(InferScratch), doc="inference scratch (InferScratch)"),
     ),
 )
 
-PLAN = Blob("Plan blob", "PLAN", b"PEFP", 1, PLAN_HEADER)
+PLAN_BUFFER = Layout(
+    "Plan buffer record",
+    "PLAN_BUFFER",
+    (
+        Field("kind", "u8", doc="kind (BufferKind)"),
+        Field("arena", "u8", doc="arena (Arena)"),
+        Field("part", "u8", doc="parameter kind of a PARAM_GRAD (ParamKind), else 0"),
+        Field("reserved", "u8", doc="reserved, 0", default=0),
+        Field("owner", "u16", doc="plan tensor (VALUE, KEEP, GRAD), plan layer, or 0 (PROBS)"),
+        Field("first", "u16", doc="first step live (forward of layer k: k; loss: L)"),
+        Field("last", "u16", doc="last step live (backward of layer k: 2L - k)"),
+        Field("reserved2", "u16", doc="reserved, 0", default=0),
+        Field("size", "u32", doc="bytes (a multiple of ALIGN)"),
+        Field("arena_offset", "u32", doc="arena offset (greedy-by-size first fit)"),
+    ),
+    doc="One work-region buffer; records sorted by arena, kind, owner, part.",
+)
+
+PLAN = Blob("Plan blob", "PLAN", b"PEFP", 2, PLAN_HEADER)
 
 # ---- trained state ----
 STATE_HEADER = Layout(
@@ -282,9 +278,9 @@ DATASET_HEADER = Layout(
 DATASET = Blob("Dataset blob", "DATASET", b"PEFD", 1, DATASET_HEADER)
 
 BLOBS: tuple[Blob, ...] = (PLAN, STATE, CONTAINER, DATASET)
-_SIZES = {PLAN_HEADER: 128, PLAN_TENSOR: 40, PLAN_LAYER: 216, STATE_HEADER: 48}
-_SIZES.update({CONTAINER_HEADER: 64, DATASET_HEADER: 64})
-for _layout, _size in _SIZES.items():  # the sizes of format version 1
+_SIZES = {PLAN_HEADER: 128, PLAN_TENSOR: 24, PLAN_LAYER: 176, PLAN_BUFFER: 20}
+_SIZES.update({STATE_HEADER: 48, CONTAINER_HEADER: 64, DATASET_HEADER: 64})
+for _layout, _size in _SIZES.items():  # the sizes of this version (plan 2, the rest 1)
     assert _layout.size == _size, (_layout.name, _layout.size)
 
 LAYOUTS: tuple[Layout, ...] = (
@@ -293,6 +289,7 @@ LAYOUTS: tuple[Layout, ...] = (
     PLAN_TENSOR,
     ARRAY_REF,
     PLAN_LAYER,
+    PLAN_BUFFER,
     STATE_HEADER,
     CONTAINER_HEADER,
     DATASET_HEADER,

@@ -77,40 +77,51 @@ class Optimizer(IntEnum):
     ADAM = 1
 
 
+class UpdateMode(IntEnum):
+    """When the optimizer updates the parameters (plan header)."""
+
+    BATCH = 0  # step() applies the mean of the accumulated gradients
+    LAYER = 1  # each layer's update during backward, per sample, no gradients kept
+
+
 class TrainRegion(IntEnum):
     """Regions of the training arena, in arena order (plan header sizes)."""
 
     PARAMS = 0
     PARAM_GRADS = 1
     OPTIMIZER_STATE = 2
-    CACHE = 3
-    SLOTS = 4
-    SCRATCH = 5
+    WORK = 3  # every other buffer, laid out by lifetime (buffer records)
 
 
-class InferRegion(IntEnum):
-    """Regions of the inference arena after the parameters (plan header sizes)."""
+class Arena(IntEnum):
+    """The arena a work buffer belongs to (buffer record)."""
 
-    SLOTS = 0
-    SCRATCH = 1
-
-
-class TrainScratch(IntEnum):
-    """A layer's training scratch items (layer record, in layout order)."""
-
-    IN0 = 0  # float staging of int8-cached input 0
-    IN1 = 1  # ... of input 1
-    OUT = 2  # ... of the output
-    TMP_A = 3  # output-sized (LoRA forward branch, scale+shift input gradient)
-    TMP_B = 4  # rows x r (LoRA u gradient)
+    TRAIN = 0
+    INFER = 1  # after the parameters
 
 
-class InferScratch(IntEnum):
-    """A layer's inference scratch items (layer record, in layout order)."""
+class BufferKind(IntEnum):
+    """Kinds of work-region buffers (buffer record). The owner is a plan tensor
+    (VALUE, KEEP, GRAD), a plan layer, or 0 (PROBS); a runtime refuses a kind it
+    does not know (ERR_PLAN_BUFFER_KIND)."""
 
-    LIN = 0  # linear output before scale+shift
-    TMP_A = 1
-    TMP_B = 2
+    VALUE = 1  # a tensor's float values (kept for backward with act_cache f32)
+    KEEP = 2  # a tensor kept int8 for a weight / LoRA A gradient (act_cache s8)
+    GRAD = 3  # a tensor's activation gradient
+    MASK = 4  # 1 bit per output element: the fused ReLU/ReLU6 derivative
+    KEEP_LIN = 5  # scale+shift's pre-scale output (act_cache dtype, output's quantization)
+    KEEP_U = 6  # LoRA's u = (alpha / r) A x, float
+    PROBS = 7  # softmax output
+    FWD_BIAS = 8  # forward scratch: a frozen bias dequantised from the model
+    FWD_LIN = 9  # forward scratch: scale+shift's pre-scale output
+    FWD_LORA_OUT = 10  # forward scratch: LoRA's B u
+    FWD_U = 11  # forward scratch (inference): LoRA's u
+    BWD_IN = 12  # backward scratch: the kept int8 input, dequantised
+    # backward scratch: scale+shift's gradient wrt its input; with act_cache S8 it first
+    # holds the kept pre-scale output, dequantised, for gamma's gradient (read before)
+    BWD_GLIN = 13
+    BWD_DU = 14  # backward scratch: LoRA's gradient wrt u
+    PARAM_GRAD = 15  # per-layer updates: a parameter gradient during its layer's backward
 
 
 class Cm4Phase(IntEnum):
@@ -146,6 +157,7 @@ class Status(IntEnum):
     ERR_PLAN_ARENA_OFFSET = 18
     ERR_PLAN_METHOD_NOT_COMPILED = 19
     ERR_PLAN_ALIGNMENT = 20
+    ERR_PLAN_BUFFER_KIND = 28
     ERR_STATE_TRUNCATED = 30
     ERR_STATE_MAGIC = 31
     ERR_STATE_VERSION = 32
@@ -205,6 +217,10 @@ STATUS_TEXT: dict[Status, tuple[str, str]] = {
         "plan or model not 4-byte aligned",
         "Model or blob base not 4-byte aligned.",
     ),
+    Status.ERR_PLAN_BUFFER_KIND: (
+        "plan: unknown buffer kind",
+        "A buffer record of a kind this runtime does not know.",
+    ),
     Status.ERR_STATE_TRUNCATED: ("state truncated", "Shorter than its header or declared length."),
     Status.ERR_STATE_MAGIC: ("state: bad magic", "Not a state blob."),
     Status.ERR_STATE_VERSION: (
@@ -260,10 +276,10 @@ ENUMS: tuple[CEnum, ...] = (
     ),
     CEnum(CacheDtype, "PEFT_CACHE_", "peft_cache_dtype", doc=CacheDtype.__doc__ or ""),
     CEnum(Optimizer, "PEFT_OPTIMIZER_", "peft_optimizer_kind", doc=Optimizer.__doc__ or ""),
+    CEnum(UpdateMode, "PEFT_UPDATE_", "peft_update_mode", doc=UpdateMode.__doc__ or ""),
     CEnum(TrainRegion, "PEFT_TRAIN_", count="TRAIN_REGION_COUNT", doc=TrainRegion.__doc__ or ""),
-    CEnum(InferRegion, "PEFT_INFER_", count="INFER_REGION_COUNT", doc=InferRegion.__doc__ or ""),
-    CEnum(TrainScratch, "PEFT_S_", count="S_TRAIN_COUNT", doc=TrainScratch.__doc__ or ""),
-    CEnum(InferScratch, "PEFT_SI_", count="S_INFER_COUNT", doc=InferScratch.__doc__ or ""),
+    CEnum(Arena, "PEFT_ARENA_", doc=Arena.__doc__ or ""),
+    CEnum(BufferKind, "PEFT_BUF_", "peft_buffer_kind", doc=BufferKind.__doc__ or ""),
     # cm4/fw/peft_cm4.h spells these out for the bare-metal harness (it includes no
     # runtime header); tests/python/test_formats.py checks it against this class.
     CEnum(Cm4Phase, "PEFT_CM4_", doc=Cm4Phase.__doc__ or "", in_c_header=False),
