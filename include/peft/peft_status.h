@@ -21,7 +21,13 @@ typedef enum {
 	PEFT_ERR_ARG = 1,              /**< NULL pointer or out-of-range argument. */
 	PEFT_ERR_BUFFER_TOO_SMALL = 2, /**< Caller's buffer or arena is smaller than required. */
 	PEFT_ERR_UNSUPPORTED = 3,      /**< Operator/shape combination the kernels do not handle. */
-	PEFT_ERR_NUMERIC = 4,          /**< A NaN or infinity appeared (loss or gradient). */
+	PEFT_ERR_NUMERIC = 4,          /**< A NaN or infinity appeared (loss, gradient or update);
+					    a step returning it changed nothing. */
+	PEFT_ERR_DIVERGED = 5,         /**< Loss above the trainer's bound, or an update would take a
+					    parameter beyond its bound; nothing was applied. */
+	PEFT_ERR_LOGITS_NONFINITE = 6, /**< predict: a logit is NaN or infinite. */
+	PEFT_ERR_PARAMS_NONFINITE = 7, /**< export: a parameter or optimizer value is not finite;
+					    nothing was written. */
 
 	/* Plan blob (see docs/formats.md). */
 	PEFT_ERR_PLAN_TRUNCATED = 10,      /**< Shorter than its header or its declared length. */
@@ -35,6 +41,7 @@ typedef enum {
 	PEFT_ERR_PLAN_ARENA_OFFSET = 18,   /**< A buffer offset disagrees with the runtime's layout. */
 	PEFT_ERR_PLAN_METHOD_NOT_COMPILED = 19, /**< Plan needs a method/optimizer left out of the build. */
 	PEFT_ERR_PLAN_ALIGNMENT = 20,      /**< Model or blob base not 4-byte aligned. */
+	PEFT_ERR_PLAN_SHAPE = 21,          /**< A dimension or element count beyond the runtime's bound. */
 
 	/* Trained-state blob. */
 	PEFT_ERR_STATE_TRUNCATED = 30,
@@ -43,6 +50,7 @@ typedef enum {
 	PEFT_ERR_STATE_LENGTH = 33,
 	PEFT_ERR_STATE_CRC = 34,
 	PEFT_ERR_STATE_PLAN_MISMATCH = 35, /**< State was saved for another plan. */
+	PEFT_ERR_STATE_NONFINITE = 36,     /**< A stored parameter or optimizer value is not finite. */
 } peft_status;
 
 /** @brief A short, constant, human-readable name for a status code. */

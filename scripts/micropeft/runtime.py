@@ -27,6 +27,9 @@ class Status(IntEnum):
     ERR_BUFFER_TOO_SMALL = 2
     ERR_UNSUPPORTED = 3
     ERR_NUMERIC = 4
+    ERR_DIVERGED = 5
+    ERR_LOGITS_NONFINITE = 6
+    ERR_PARAMS_NONFINITE = 7
     ERR_PLAN_TRUNCATED = 10
     ERR_PLAN_MAGIC = 11
     ERR_PLAN_VERSION = 12
@@ -38,12 +41,14 @@ class Status(IntEnum):
     ERR_PLAN_ARENA_OFFSET = 18
     ERR_PLAN_METHOD_NOT_COMPILED = 19
     ERR_PLAN_ALIGNMENT = 20
+    ERR_PLAN_SHAPE = 21
     ERR_STATE_TRUNCATED = 30
     ERR_STATE_MAGIC = 31
     ERR_STATE_VERSION = 32
     ERR_STATE_LENGTH = 33
     ERR_STATE_CRC = 34
     ERR_STATE_PLAN_MISMATCH = 35
+    ERR_STATE_NONFINITE = 36
 
 
 class PeftError(Exception):
@@ -85,6 +90,8 @@ class _TrainerStruct(ctypes.Structure):
         ("step", ctypes.c_uint32),
         ("samples", ctypes.c_uint32),
         ("pending_label", ctypes.c_int32),
+        ("max_loss", ctypes.c_float),
+        ("max_param", ctypes.c_float),
     ]
 
 
@@ -113,6 +120,7 @@ _SIGNATURES: dict[str, list[object]] = {
     "peft_plan_num_classes": [_P, ctypes.POINTER(ctypes.c_int32)],
     "peft_plan_trainable_params": [_P, ctypes.POINTER(ctypes.c_size_t)],
     "peft_trainer_init": [_P, _P, ctypes.c_int, _P, ctypes.c_size_t],
+    "peft_trainer_set_limits": [_P, ctypes.c_float, ctypes.c_float],
     "peft_trainer_train_sample_s8": [_P, _P, ctypes.c_int32, ctypes.POINTER(ctypes.c_float)],
     "peft_trainer_train_sample_f32": [_P, _P, ctypes.c_int32, ctypes.POINTER(ctypes.c_float)],
     "peft_trainer_forward_s8": [_P, _P, ctypes.c_int32, ctypes.POINTER(ctypes.c_float)],
@@ -255,6 +263,13 @@ class Trainer:
         self.input_scale, self.input_zero_point = self.plan.input_quant()
         self.num_classes = self.plan.num_classes()
         self._names: list[str] | None = None
+
+    def set_limits(self, max_loss: float, max_param: float) -> None:
+        """Divergence bounds: a loss above max_loss, a parameter beyond +-max_param."""
+        _check(
+            self.lib.peft_trainer_set_limits(ctypes.byref(self._t), max_loss, max_param),
+            "peft_trainer_set_limits",
+        )
 
     # ---- training ----
     def _input(self, x: np.ndarray) -> tuple[np.ndarray, str]:

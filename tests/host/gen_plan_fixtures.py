@@ -1,6 +1,6 @@
 """Writes tests/host/peft_plan_fixtures.h: small plan blobs, their fake models
 (only the arrays the runtime reads) and the planner's arena figures, for the C
-tests of the plan reader (test_plan_fuzz.c, test_plan_without_lora.c).
+tests of the plan reader (test_plan_checks.c, the soak test and tests/fuzz, test_plan_without_lora.c).
 
 Run from the repository root: python tests/host/gen_plan_fixtures.py
 """

@@ -51,7 +51,7 @@ static int32_t tensor_size(const peft_plan *plan, int32_t t)
 	peft_tensor_rec r;
 
 	peft_plan_read_tensor(plan, t, &r);
-	return r.h * r.w * r.c;
+	return peft_tensor_elements(&r);
 }
 
 /* The last layer that reads tensor t (num_layers for the logits). */
@@ -161,7 +161,7 @@ static peft_status check_cached_tensor(const peft_plan *plan, int32_t t, uint64_
 	if (cached) {
 		EXPECT(r.cache_offset, *off);
 		EXPECT(r.cache_dtype, plan->act_cache);
-		*off += al(elem * (uint64_t)(r.h * r.w * r.c));
+		*off += al(elem * (uint64_t)peft_tensor_elements(&r));
 	} else {
 		EXPECT(r.cache_offset, PEFT_NONE);
 		EXPECT(r.cache_dtype, 0);
