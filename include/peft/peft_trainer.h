@@ -163,8 +163,9 @@ peft_status peft_trainer_step(peft_trainer *t);
  * @param input     the split tensor, int8.
  * @param logits    receives num_classes floats (may be NULL).
  * @param predicted receives the argmax (may be NULL).
- * @return PEFT_OK, PEFT_ERR_ARG, or PEFT_ERR_LOGITS_NONFINITE (a logit is NaN or
- *         infinite; nothing is written to @p logits or @p predicted).
+ * @return PEFT_OK, PEFT_ERR_ARG, or PEFT_ERR_LOGITS_NONFINITE (a logit, or a
+ *         value on the way to it, is NaN or infinite; nothing is written to
+ *         @p logits or @p predicted).
  */
 peft_status peft_trainer_predict_s8(peft_trainer *t, const int8_t *input, float *logits,
 				    int32_t *predicted);

@@ -362,11 +362,9 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 	return PEFT_OK;
 }
 
-/* Runs every layer; *logits points at the float logits afterwards. */
-static peft_status forward(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
-			   const float **logits)
+/* Runs every layer on the input set; *logits points at the float logits afterwards. */
+static peft_status forward_layers(peft_trainer *t, const float **logits)
 {
-	PEFT_TRY(set_input(t, in_s8, in_f32));
 	for (int32_t k = 0; k < t->plan->num_layers; k++) {
 		peft_layer_info L;
 
@@ -374,6 +372,13 @@ static peft_status forward(peft_trainer *t, const int8_t *in_s8, const float *in
 		PEFT_TRY(layer_forward(t, &L, logits));
 	}
 	return PEFT_OK;
+}
+
+static peft_status forward(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
+			   const float **logits)
+{
+	PEFT_TRY(set_input(t, in_s8, in_f32));
+	return forward_layers(t, logits);
 }
 
 /* ---- backward ---- */
@@ -629,7 +634,15 @@ static peft_status predict(peft_trainer *t, const int8_t *in_s8, const float *in
 	const int32_t n = t->plan->num_classes;
 
 	t->pending_label = -1; /* the forward below overwrites what backward needed */
-	PEFT_TRY(forward(t, in_s8, in_f32, &logits));
+	PEFT_TRY(set_input(t, in_s8, in_f32));
+	const peft_status st = forward_layers(t, &logits);
+
+	/* A value on the way to the logits that is not finite (the int8 cache
+	 * refuses it) makes them non-finite too. */
+	if (st == PEFT_ERR_NUMERIC) {
+		return PEFT_ERR_LOGITS_NONFINITE;
+	}
+	PEFT_TRY(st);
 	for (int32_t i = 0; i < n; i++) {
 		if (!isfinite(logits[i])) {
 			return PEFT_ERR_LOGITS_NONFINITE;
