@@ -5,8 +5,9 @@
  *   - the arena high-water mark never passes the planned size (the arena is
  *     given spare canary bytes beyond it, so a write past the plan shows);
  *   - no loss and no parameter is NaN or infinite;
- *   - the state survives export -> fresh trainer -> import, and the trainer
- *     that took that round trip stays bit-identical to one that never did.
+ *   - the state survives export -> fresh trainer -> import: the fresh trainer
+ *     and the one it came from train the next steps bit-identically, and the
+ *     fresh one carries on (so every epoch's state went through a round trip).
  * Samples are random int8 with fixed random labels; batches of 1 and 3. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,7 +20,8 @@
 
 #define TOTAL_STEPS 100000
 #define SPARE 1024u
-#define EPOCH_STEPS 125
+#define EPOCH_STEPS 120
+#define PROBE_STEPS 5
 #define SAMPLES 16
 
 static uint32_t rng_state = 2463534242u;
@@ -70,7 +72,44 @@ static void check_high_water(const soak_trainer *s)
 	PEFT_CHECK(hw <= s->need);
 }
 
-/* Returns the number of steps taken (epochs * EPOCH_STEPS). */
+/* One optimizer step of a batch (mostly single samples; every eighth step
+ * accumulates three) drawn from `picks`. */
+static void train_step(soak_trainer *s, const int8_t *x, size_t n, const int32_t *labels,
+		       const uint32_t *picks, int step)
+{
+	const int batch = step % 8 == 7 ? 3 : 1;
+
+	for (int b = 0; b < batch; b++) {
+		const uint32_t i = picks[b];
+		float loss;
+
+		PEFT_CHECK_EQ_INT(peft_trainer_train_sample_s8(&s->t, x + n * i, labels[i], &loss),
+				  PEFT_OK);
+		PEFT_CHECK(isfinite(loss));
+	}
+	PEFT_CHECK_EQ_INT(peft_trainer_step(&s->t), PEFT_OK);
+}
+
+static void draw(uint32_t picks[3])
+{
+	for (int b = 0; b < 3; b++) {
+		picks[b] = xorshift() % SAMPLES;
+	}
+}
+
+static void export_state(const soak_trainer *s, uint8_t *buf, size_t size, uint32_t epoch)
+{
+	const peft_state_meta meta = {epoch, epoch};
+	size_t written;
+
+	PEFT_CHECK_EQ_INT(peft_trainer_export_state(&s->t, buf, size, &written, &meta), PEFT_OK);
+	PEFT_CHECK_EQ_INT(written, size);
+}
+
+/* Trains one plan for at least `steps` steps; returns the number taken. Each
+ * epoch ends with the state exported and imported into a fresh trainer; both
+ * then train the same PROBE_STEPS steps and must export identical bytes, and
+ * the fresh one carries on. */
 static long soak_plan(const peft_plan_fixture *f, long steps)
 {
 	uint8_t *model = malloc(f->model_len);
@@ -94,65 +133,57 @@ static long soak_plan(const peft_plan_fixture *f, long steps)
 	for (int i = 0; i < SAMPLES; i++) {
 		labels[i] = (int32_t)(xorshift() % (uint32_t)plan.num_classes);
 	}
-	soak_trainer round_trip, reference;
+	soak_trainer pair[2];
+	soak_trainer *current = &pair[0], *fresh = &pair[1];
 
-	start(&round_trip, &plan);
-	start(&reference, &plan);
+	start(current, &plan);
+	start(fresh, &plan);
 	size_t state_size;
 
-	PEFT_CHECK_EQ_INT(peft_trainer_state_size(&round_trip.t, &state_size), PEFT_OK);
+	PEFT_CHECK_EQ_INT(peft_trainer_state_size(&current->t, &state_size), PEFT_OK);
 	uint8_t *state = malloc(state_size);
-	uint8_t *state_ref = malloc(state_size);
-
-	PEFT_CHECK(state != NULL && state_ref != NULL);
+	uint8_t *probe = malloc(state_size);
+	uint8_t *probe_fresh = malloc(state_size);
+	uint32_t picks[PROBE_STEPS][3];
 	long taken = 0;
 
+	PEFT_CHECK(state != NULL && probe != NULL && probe_fresh != NULL);
 	for (uint32_t epoch = 1; taken < steps; epoch++) {
 		for (int s = 0; s < EPOCH_STEPS; s++, taken++) {
-			/* Mostly single samples; every eighth step accumulates three. */
-			const int batch = s % 8 == 7 ? 3 : 1;
-
-			for (int b = 0; b < batch; b++) {
-				const int i = (int)(xorshift() % SAMPLES);
-				float loss, loss_ref;
-
-				PEFT_CHECK_EQ_INT(peft_trainer_train_sample_s8(&round_trip.t, x + n * i,
-									      labels[i], &loss),
-						  PEFT_OK);
-				PEFT_CHECK_EQ_INT(peft_trainer_train_sample_s8(&reference.t, x + n * i,
-									      labels[i], &loss_ref),
-						  PEFT_OK);
-				PEFT_CHECK(isfinite(loss) && memcmp(&loss, &loss_ref, sizeof(loss)) == 0);
-			}
-			PEFT_CHECK_EQ_INT(peft_trainer_step(&round_trip.t), PEFT_OK);
-			PEFT_CHECK_EQ_INT(peft_trainer_step(&reference.t), PEFT_OK);
+			draw(picks[0]);
+			train_step(current, x, n, labels, picks[0], s);
 		}
-		check_high_water(&round_trip);
-		check_high_water(&reference);
-		check_finite_params(&round_trip);
-		const peft_state_meta meta = {epoch, epoch};
-		size_t written;
+		check_high_water(current);
+		check_finite_params(current);
+		export_state(current, state, state_size, epoch);
+		/* A fresh trainer (new canary, re-initialised parameters) takes the state. */
 		peft_state_meta back;
 
-		PEFT_CHECK_EQ_INT(peft_trainer_export_state(&round_trip.t, state, state_size, &written,
-							    &meta),
+		PEFT_CHECK_EQ_INT(peft_trainer_init(&fresh->t, &plan, PEFT_MODE_TRAIN, fresh->arena,
+						    fresh->need + SPARE),
 				  PEFT_OK);
-		PEFT_CHECK_EQ_INT(peft_trainer_export_state(&reference.t, state_ref, state_size,
-							    &written, &meta),
+		PEFT_CHECK_EQ_INT(peft_trainer_import_state(&fresh->t, state, state_size, &back),
 				  PEFT_OK);
-		PEFT_CHECK(memcmp(state, state_ref, state_size) == 0);
-		/* A fresh trainer (new canary, re-initialised parameters) takes the state. */
-		PEFT_CHECK_EQ_INT(peft_trainer_init(&round_trip.t, &plan, PEFT_MODE_TRAIN,
-						    round_trip.arena, round_trip.need + SPARE),
-				  PEFT_OK);
-		PEFT_CHECK_EQ_INT(peft_trainer_import_state(&round_trip.t, state, state_size, &back),
-				  PEFT_OK);
-		PEFT_CHECK(back.epoch == epoch && round_trip.t.step == reference.t.step);
+		PEFT_CHECK(back.epoch == epoch && fresh->t.step == current->t.step);
+		for (int s = 0; s < PROBE_STEPS; s++, taken++) {
+			draw(picks[s]);
+			train_step(current, x, n, labels, picks[s], s);
+			train_step(fresh, x, n, labels, picks[s], s);
+		}
+		export_state(current, probe, state_size, epoch);
+		export_state(fresh, probe_fresh, state_size, epoch);
+		PEFT_CHECK(memcmp(probe, probe_fresh, state_size) == 0);
+		check_high_water(fresh);
+		soak_trainer *const swap = current;
+
+		current = fresh;
+		fresh = swap;
 	}
-	free(state_ref);
+	free(probe_fresh);
+	free(probe);
 	free(state);
-	free(reference.arena);
-	free(round_trip.arena);
+	free(pair[1].arena);
+	free(pair[0].arena);
 	free(x);
 	free(blob);
 	free(model);
