@@ -26,11 +26,11 @@ sys.path.insert(0, str(HERE.parent / "host"))
 sys.path.insert(0, str(HERE.parent / "python"))
 
 import gen_plan_fixtures  # noqa: E402
-from runtime_fixtures import random_graph  # noqa: E402
 
 from micropeft import pack  # noqa: E402
 from micropeft.plan import OptimizerConfig, build_plan  # noqa: E402
 from micropeft.runtime import Trainer  # noqa: E402
+from runtime_fixtures import random_graph  # noqa: E402
 
 FIXTURES = (gen_plan_fixtures.chain, gen_plan_fixtures.residual_s8, gen_plan_fixtures.bitfit_only)
 RESIGN_PLAN, POINT_AT_MODEL = 1, 2  # fuzz_plan.c flag bits
@@ -99,7 +99,12 @@ def main() -> None:
         graph, fake_model = random_graph(seed)
         opt = OptimizerConfig("adam" if seed % 2 else "sgd", clip_norm=0.5 * (seed % 3))
         blob = build_plan(graph, fake_model, opt, "s8" if seed % 4 < 2 else "f32", seed).to_bytes()
-        _write(out / "plan", f"random{seed}", sign | (seed << 2), pack.model_container(fake_model, blob))
+        _write(
+            out / "plan",
+            f"random{seed}",
+            sign | (seed << 2),
+            pack.model_container(fake_model, blob),
+        )
 
     for index, fn in enumerate(FIXTURES):
         graph, fake_model, opt, cache = fn()

@@ -100,6 +100,7 @@ def main() -> None:
         "#include <stdint.h>",
         "",
     ]
+
     def emit(name: str, g, model: bytes, opt: OptimizerConfig, cache: str, seed: int) -> str:
         plan = build_plan(g, model, opt, cache, seed=seed)
         blob = plan.to_bytes()

@@ -127,7 +127,9 @@ def test_non_finite_or_overflowing_input(seed, value):
             assert error.status in REFUSED
             assert trainer.export_state() == before
     if not np.isfinite(value):
-        _assert_refused_and_intact(trainer, before, lambda: trainer.predict(x), (Status.ERR_NUMERIC,))
+        _assert_refused_and_intact(
+            trainer, before, lambda: trainer.predict(x), (Status.ERR_NUMERIC,)
+        )
     _assert_resumable(trainer.export_state(), plan, model, seed)
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from micropeft.commands import output_folder, read_tflite, removed_on_error
-from micropeft.errors import UserError
 from micropeft.files import write_atomic
 
 
