@@ -3,7 +3,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup bench test test-c test-python lint clean
+.PHONY: setup bench test test-c test-python lint clean fuzz fuzz-ci fuzz-build
 
 setup:
 	@scripts/bootstrap.sh
@@ -11,7 +11,7 @@ setup:
 bench: setup
 	$(BIN)/micropeft bench
 
-test: setup lint test-c test-python
+test: setup lint test-c test-python fuzz-ci
 
 lint:
 	$(BIN)/ruff check scripts tests
@@ -29,6 +29,27 @@ test-c:
 # MICROPEFT_STRICT=1: a skipped test fails (tests/python/conftest.py).
 test-python:
 	MICROPEFT_STRICT=1 $(BIN)/pytest tests/python
+
+# libFuzzer harnesses (tests/fuzz, clang) with ASan + UBSan, every report fatal;
+# seed corpora made by the command line at test time. CI: at least FUZZ_CI_RUNS
+# executions per harness; `make fuzz`: long runs (FUZZ_RUNS / FUZZ_SECONDS each).
+FUZZ_BUILD := build/fuzz
+FUZZ_CI_RUNS ?= 100000
+FUZZ_CI_SECONDS ?= 400
+FUZZ_RUNS ?= 10000000
+FUZZ_SECONDS ?= 14400
+
+fuzz-build: setup
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DPEFT_FUZZ=ON -DPEFT_BUILD_TESTS=OFF
+	cmake --build $(FUZZ_BUILD)
+	$(BIN)/python tests/fuzz/make_corpus.py --out $(FUZZ_BUILD)/corpus
+
+fuzz-ci: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_CI_RUNS) $(FUZZ_CI_SECONDS)
+
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_RUNS) $(FUZZ_SECONDS)
 
 clean:
 	rm -rf build

@@ -11,6 +11,11 @@ command -v ninja >/dev/null 2>&1 || need="$need ninja-build"
 command -v cc >/dev/null 2>&1 || need="$need build-essential"
 command -v arm-none-eabi-gcc >/dev/null 2>&1 || need="$need gcc-arm-none-eabi libnewlib-arm-none-eabi"
 command -v qemu-system-arm >/dev/null 2>&1 || need="$need qemu-system-arm"
+# clang with its runtime libraries (libFuzzer, sanitizers) for tests/fuzz:
+# a harness that links proves both are there.
+fuzz_probe='int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { return d[0] + (int)n; }'
+echo "$fuzz_probe" | clang -fsanitize=fuzzer,address -x c - -o /dev/null >/dev/null 2>&1 ||
+  need="$need clang libclang-rt-dev"
 if [ -n "$need" ]; then
   echo "bootstrap: installing system packages:$need"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

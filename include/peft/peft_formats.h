@@ -23,8 +23,14 @@ typedef enum {
 	PEFT_ERR_BUFFER_TOO_SMALL = 2,
 	/** Operator/shape combination the kernels do not handle. */
 	PEFT_ERR_UNSUPPORTED = 3,
-	/** A NaN or infinity appeared (loss or gradient). */
+	/** A NaN or infinity appeared (loss, gradient or update); a step returning it changed nothing. */
 	PEFT_ERR_NUMERIC = 4,
+	/** Loss above the trainer's bound, or an update would take a parameter beyond its bound; nothing was applied. */
+	PEFT_ERR_DIVERGED = 5,
+	/** predict: a logit is NaN or infinite. */
+	PEFT_ERR_LOGITS_NONFINITE = 6,
+	/** export: a parameter or optimizer value is not finite; nothing was written. */
+	PEFT_ERR_PARAMS_NONFINITE = 7,
 	/** Shorter than its header or declared length. */
 	PEFT_ERR_PLAN_TRUNCATED = 10,
 	/** Not a plan blob. */
@@ -47,6 +53,8 @@ typedef enum {
 	PEFT_ERR_PLAN_METHOD_NOT_COMPILED = 19,
 	/** Model or blob base not 4-byte aligned. */
 	PEFT_ERR_PLAN_ALIGNMENT = 20,
+	/** A dimension or element count beyond the runtime's bound. */
+	PEFT_ERR_PLAN_SHAPE = 21,
 	/** A buffer record of a kind this runtime does not know. */
 	PEFT_ERR_PLAN_BUFFER_KIND = 28,
 	/** Shorter than its header or declared length. */
@@ -61,6 +69,8 @@ typedef enum {
 	PEFT_ERR_STATE_CRC = 34,
 	/** State was saved for another plan. */
 	PEFT_ERR_STATE_PLAN_MISMATCH = 35,
+	/** A stored parameter or optimizer value is not finite. */
+	PEFT_ERR_STATE_NONFINITE = 36,
 } peft_status;
 
 /** Operator codes (plan layer record). */
@@ -171,7 +181,10 @@ typedef enum {
 	X(PEFT_ERR_ARG, "invalid argument")                                                        \
 	X(PEFT_ERR_BUFFER_TOO_SMALL, "buffer too small")                                           \
 	X(PEFT_ERR_UNSUPPORTED, "unsupported operator or shape")                                   \
-	X(PEFT_ERR_NUMERIC, "NaN or infinity in loss or gradient")                                 \
+	X(PEFT_ERR_NUMERIC, "NaN or infinity in loss, gradient or update")                         \
+	X(PEFT_ERR_DIVERGED, "training diverged (loss or parameter beyond its bound)")             \
+	X(PEFT_ERR_LOGITS_NONFINITE, "NaN or infinity in the logits")                              \
+	X(PEFT_ERR_PARAMS_NONFINITE, "NaN or infinity in the parameters")                          \
 	X(PEFT_ERR_PLAN_TRUNCATED, "plan truncated")                                               \
 	X(PEFT_ERR_PLAN_MAGIC, "plan: bad magic")                                                  \
 	X(PEFT_ERR_PLAN_VERSION, "plan: unsupported version")                                      \
@@ -183,13 +196,15 @@ typedef enum {
 	X(PEFT_ERR_PLAN_ARENA_OFFSET, "plan: buffer offset disagrees with the runtime layout")     \
 	X(PEFT_ERR_PLAN_METHOD_NOT_COMPILED, "plan: method not compiled in")                       \
 	X(PEFT_ERR_PLAN_ALIGNMENT, "plan or model not 4-byte aligned")                             \
+	X(PEFT_ERR_PLAN_SHAPE, "plan: tensor shape beyond the runtime's bound")                    \
 	X(PEFT_ERR_PLAN_BUFFER_KIND, "plan: unknown buffer kind")                                  \
 	X(PEFT_ERR_STATE_TRUNCATED, "state truncated")                                             \
 	X(PEFT_ERR_STATE_MAGIC, "state: bad magic")                                                \
 	X(PEFT_ERR_STATE_VERSION, "state: unsupported version")                                    \
 	X(PEFT_ERR_STATE_LENGTH, "state: length mismatch")                                         \
 	X(PEFT_ERR_STATE_CRC, "state: CRC mismatch")                                               \
-	X(PEFT_ERR_STATE_PLAN_MISMATCH, "state: saved for another plan")
+	X(PEFT_ERR_STATE_PLAN_MISMATCH, "state: saved for another plan")                           \
+	X(PEFT_ERR_STATE_NONFINITE, "state: NaN or infinity in the stored values")
 
 /** Every method as X(NAME, name): CONFIG_PEFT_METHOD_<NAME>, peft_method_<name>.
  * Bit i of the method flags is the i-th entry. */

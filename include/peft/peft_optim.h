@@ -93,6 +93,42 @@ peft_status peft_adam_step_f32(const peft_adam_params *p, int32_t n, float *para
 			       const float *grad, float *m, float *v, float grad_scale);
 
 /**
+ * @brief The dry run of peft_sgd_step_f32(): computes every new value without
+ *        writing anything, so that a trainer can refuse a whole step.
+ * @param p          update parameters.
+ * @param n          number of elements (> 0).
+ * @param param      parameters (read only).
+ * @param grad       summed gradients.
+ * @param velocity   momentum buffer (NULL allowed when momentum == 0).
+ * @param grad_scale factor applied to @p grad.
+ * @param max_abs    bound on a parameter's magnitude (an update may still move
+ *                   a parameter already beyond it inward).
+ * @return PEFT_OK, PEFT_ERR_ARG, PEFT_ERR_NUMERIC (a new parameter or velocity
+ *         would not be finite) or PEFT_ERR_DIVERGED (a parameter would leave
+ *         +-max_abs).
+ */
+peft_status peft_sgd_check_f32(const peft_sgd_params *p, int32_t n, const float *param,
+			       const float *grad, const float *velocity, float grad_scale,
+			       float max_abs);
+
+/**
+ * @brief The dry run of peft_adam_step_f32() (see peft_sgd_check_f32()).
+ * @param p          update parameters (p->step >= 1: the step about to be taken).
+ * @param n          number of elements (> 0).
+ * @param param      parameters (read only).
+ * @param grad       summed gradients.
+ * @param m          first moments (read only).
+ * @param v          second moments (read only).
+ * @param grad_scale factor applied to @p grad.
+ * @param max_abs    bound on a parameter's magnitude.
+ * @return PEFT_OK, PEFT_ERR_ARG, PEFT_ERR_NUMERIC (a new parameter or moment
+ *         would not be finite) or PEFT_ERR_DIVERGED.
+ */
+peft_status peft_adam_check_f32(const peft_adam_params *p, int32_t n, const float *param,
+				const float *grad, const float *m, const float *v, float grad_scale,
+				float max_abs);
+
+/**
  * @brief Add the sum of squares of @p n floats to @p *sum (for global-norm clipping).
  * @param n   number of elements (> 0).
  * @param x   the array.

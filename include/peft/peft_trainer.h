@@ -29,6 +29,12 @@ extern "C" {
 /** Byte with which peft_trainer_init() fills the arena (high-water mark). */
 #define PEFT_ARENA_CANARY 0xA5u
 
+/** Default divergence bounds (peft_trainer_set_limits()): a cross-entropy loss
+ * above 1000 means a logit gap of 1000, and trained weights of a quantized
+ * model sit far below 1e4 in magnitude. */
+#define PEFT_DEFAULT_MAX_LOSS 1000.0f
+#define PEFT_DEFAULT_MAX_PARAM 1.0e4f
+
 /** A trainer. Caller-owned; filled by peft_trainer_init(). */
 typedef struct {
 	const peft_plan *plan;
@@ -38,6 +44,8 @@ typedef struct {
 	uint32_t step;    /**< Optimizer steps taken (Adam's t). */
 	uint32_t samples; /**< Samples accumulated since the last step. */
 	int32_t pending_label; /**< Label of a forward awaiting its backward, or -1. */
+	float max_loss;   /**< A forward whose loss exceeds it returns PEFT_ERR_DIVERGED. */
+	float max_param;  /**< A step that would take a parameter beyond +-max_param is refused. */
 } peft_trainer;
 
 /** One trainable array, as peft_trainer_param_info() describes it. */
@@ -66,12 +74,26 @@ peft_status peft_trainer_init(peft_trainer *t, const peft_plan *plan, peft_mode 
 			      size_t arena_size);
 
 /**
+ * @brief Set the divergence bounds (peft_trainer_init() sets the defaults
+ *        PEFT_DEFAULT_MAX_LOSS and PEFT_DEFAULT_MAX_PARAM).
+ * @param t         a trainer.
+ * @param max_loss  a forward whose loss is above it returns PEFT_ERR_DIVERGED and
+ *                  adds nothing (> 0; INFINITY disables the check).
+ * @param max_param peft_trainer_step() refuses an update that would take a
+ *                  parameter beyond +-max_param (> 0; INFINITY disables it).
+ * @return PEFT_OK or PEFT_ERR_ARG.
+ */
+peft_status peft_trainer_set_limits(peft_trainer *t, float max_loss, float max_param);
+
+/**
  * @brief Forward, loss, backward for one int8 sample; gradients are added.
  * @param t     a trainer in PEFT_MODE_TRAIN.
  * @param input the split tensor, int8 with the plan's input quantization.
  * @param label the class, 0 <= label < num_classes.
  * @param loss  receives the cross-entropy loss (may be NULL).
- * @return PEFT_OK, PEFT_ERR_ARG, or PEFT_ERR_NUMERIC (non-finite loss).
+ * @return PEFT_OK, PEFT_ERR_ARG, PEFT_ERR_NUMERIC (non-finite input or loss) or
+ *         PEFT_ERR_DIVERGED (loss above max_loss); on an error the sample adds
+ *         no gradient.
  */
 peft_status peft_trainer_train_sample_s8(peft_trainer *t, const int8_t *input, int32_t label,
 					 float *loss);
@@ -123,8 +145,15 @@ peft_status peft_trainer_backward(peft_trainer *t);
  * @brief Apply one optimizer update with the mean gradient of the samples since
  *        the last step (clipped to the plan's global norm if clip_norm > 0), then
  *        zero the gradients. Without samples it does nothing.
+ *
+ * Atomic: every new parameter and optimizer value is computed and checked
+ * before the first is written. On PEFT_ERR_NUMERIC (a non-finite gradient,
+ * or an update or optimizer state that would not be finite) or
+ * PEFT_ERR_DIVERGED (a parameter would leave +-max_param), parameters,
+ * optimizer state and the step counter are unchanged and the gradients are
+ * cleared.
  * @param t a trainer in PEFT_MODE_TRAIN.
- * @return PEFT_OK, PEFT_ERR_ARG, or PEFT_ERR_NUMERIC.
+ * @return PEFT_OK, PEFT_ERR_ARG, PEFT_ERR_NUMERIC or PEFT_ERR_DIVERGED.
  */
 peft_status peft_trainer_step(peft_trainer *t);
 
@@ -134,7 +163,9 @@ peft_status peft_trainer_step(peft_trainer *t);
  * @param input     the split tensor, int8.
  * @param logits    receives num_classes floats (may be NULL).
  * @param predicted receives the argmax (may be NULL).
- * @return PEFT_OK or PEFT_ERR_ARG.
+ * @return PEFT_OK, PEFT_ERR_ARG, or PEFT_ERR_LOGITS_NONFINITE (a logit, or a
+ *         value on the way to it, is NaN or infinite; nothing is written to
+ *         @p logits or @p predicted).
  */
 peft_status peft_trainer_predict_s8(peft_trainer *t, const int8_t *input, float *logits,
 				    int32_t *predicted);
@@ -145,7 +176,8 @@ peft_status peft_trainer_predict_s8(peft_trainer *t, const int8_t *input, float 
  * @param input     the split tensor as float32.
  * @param logits    receives num_classes floats (may be NULL).
  * @param predicted receives the argmax (may be NULL).
- * @return PEFT_OK or PEFT_ERR_ARG.
+ * @return PEFT_OK, PEFT_ERR_ARG, PEFT_ERR_NUMERIC (non-finite input) or
+ *         PEFT_ERR_LOGITS_NONFINITE.
  */
 peft_status peft_trainer_predict_f32(peft_trainer *t, const float *input, float *logits,
 				     int32_t *predicted);
@@ -166,7 +198,9 @@ peft_status peft_trainer_state_size(const peft_trainer *t, size_t *bytes);
  * @param size    its size.
  * @param written receives the number of bytes written (may be NULL).
  * @param meta    caller metadata to store (NULL: zeros).
- * @return PEFT_OK, PEFT_ERR_ARG, or PEFT_ERR_BUFFER_TOO_SMALL.
+ * @return PEFT_OK, PEFT_ERR_ARG, PEFT_ERR_BUFFER_TOO_SMALL, or
+ *         PEFT_ERR_PARAMS_NONFINITE (a parameter or optimizer value is NaN or
+ *         infinite: nothing is written).
  */
 peft_status peft_trainer_export_state(const peft_trainer *t, void *buf, size_t size,
 				      size_t *written, const peft_state_meta *meta);
@@ -178,7 +212,8 @@ peft_status peft_trainer_export_state(const peft_trainer *t, void *buf, size_t s
  * @param buf      the blob.
  * @param size     bytes available (may exceed the blob's declared length).
  * @param meta_out receives the stored metadata (may be NULL).
- * @return PEFT_OK or the specific PEFT_ERR_STATE_* / PEFT_ERR_ARG code.
+ * @return PEFT_OK or the specific PEFT_ERR_STATE_* / PEFT_ERR_ARG code
+ *         (PEFT_ERR_STATE_NONFINITE: a stored value is NaN or infinite).
  */
 peft_status peft_trainer_import_state(peft_trainer *t, const void *buf, size_t size,
 				      peft_state_meta *meta_out);

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import struct
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +86,9 @@ def _to_nhwc01(x: np.ndarray, where: str) -> np.ndarray:
         x = x.astype(np.float32) / top
     else:
         x = x.astype(np.float32)
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        if bad:
+            raise UserError(f"{where}: {bad} pixel value(s) are NaN or infinite")
         if x.size and (x.min() < 0 or x.max() > 1):
             low, high = float(x.min()), float(x.max())
             x = (x - low) / max(high - low, 1e-12)
@@ -153,7 +158,7 @@ def _npz(path: Path) -> Dataset:
                 raise UserError(f"{path}: needs arrays 'x' and 'y' (has {sorted(data.files)})")
             x, y = data["x"], data["y"]
             names = [str(n) for n in data["class_names"]] if "class_names" in data else None
-    except (OSError, ValueError, zlib.error) as error:
+    except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as error:
         raise UserError(f"{path}: not a readable .npz file ({error})") from error
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
@@ -401,6 +406,12 @@ def parse_dataset_blob(blob: bytes) -> DatasetBlob:
 
 def check_against_model(dataset: Dataset, num_classes: int) -> None:
     """Class-count agreement between a dataset and a model's output."""
+    if len(dataset.y) == 0:
+        raise UserError(f"dataset {dataset.name} has no samples")
+    if dataset.num_classes < 2:
+        raise UserError(
+            f"dataset {dataset.name} has {dataset.num_classes} class: fine-tuning needs at least 2"
+        )
     used = int(dataset.y.max()) + 1 if len(dataset.y) else 0
     if dataset.num_classes != num_classes or used > num_classes:
         raise UserError(

@@ -87,7 +87,7 @@ def load_results(path: Path) -> dict[str, Any]:
         raise UserError(f"results file not found: {path} (run `micropeft bench` first)")
     try:
         results = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: not valid JSON ({error})") from error
     if not isinstance(results, dict) or results.get("schema") != RESULTS_SCHEMA:
         raise UserError(f"{path}: not a micropeft results file (schema {RESULTS_SCHEMA})")

@@ -67,6 +67,8 @@ class _TrainerStruct(ctypes.Structure):
         ("step", ctypes.c_uint32),
         ("samples", ctypes.c_uint32),
         ("pending_label", ctypes.c_int32),
+        ("max_loss", ctypes.c_float),
+        ("max_param", ctypes.c_float),
     ]
 
 
@@ -106,6 +108,7 @@ _SIGNATURES: dict[str, list[object]] = {
     "peft_plan_num_classes": [_P, ctypes.POINTER(ctypes.c_int32)],
     "peft_plan_trainable_params": [_P, ctypes.POINTER(ctypes.c_size_t)],
     "peft_trainer_init": [_P, _P, ctypes.c_int, _P, ctypes.c_size_t],
+    "peft_trainer_set_limits": [_P, ctypes.c_float, ctypes.c_float],
     "peft_trainer_train_sample_s8": [_P, _P, ctypes.c_int32, ctypes.POINTER(ctypes.c_float)],
     "peft_trainer_train_sample_f32": [_P, _P, ctypes.c_int32, ctypes.POINTER(ctypes.c_float)],
     "peft_trainer_forward_s8": [_P, _P, ctypes.c_int32, ctypes.POINTER(ctypes.c_float)],
@@ -269,6 +272,13 @@ class Trainer:
         self.input_scale, self.input_zero_point = self.plan.input_quant()
         self.num_classes = self.plan.num_classes()
         self._names: list[str] | None = None
+
+    def set_limits(self, max_loss: float, max_param: float) -> None:
+        """Divergence bounds: a loss above max_loss, a parameter beyond +-max_param."""
+        _check(
+            self.lib.peft_trainer_set_limits(ctypes.byref(self._t), max_loss, max_param),
+            "peft_trainer_set_limits",
+        )
 
     # ---- training ----
     def _input(self, x: np.ndarray) -> tuple[np.ndarray, str]:

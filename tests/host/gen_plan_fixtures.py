@@ -1,6 +1,7 @@
 """Writes tests/host/peft_plan_fixtures.h: small plan blobs, their fake models
 (only the arrays the runtime reads) and the planner's arena figures, for the C
-tests of the plan reader (test_plan_fuzz.c, test_plan_without_lora.c).
+tests (test_plan_checks.c, test_plan_without_lora.c, test_soak.c) and the state
+fuzz harness (tests/fuzz/fuzz_state.c).
 
 Run from the repository root: python tests/host/gen_plan_fixtures.py
 """
@@ -15,7 +16,22 @@ sys.path.insert(0, str(HERE.parent / "python"))
 
 from micropeft.graph import Activation, Method  # noqa: E402
 from micropeft.plan import OptimizerConfig, build_plan  # noqa: E402
-from runtime_fixtures import GraphBuilder, mark  # noqa: E402
+from runtime_fixtures import GraphBuilder, mark, random_graph  # noqa: E402
+
+SOAK_SEEDS = range(400, 409)
+
+
+def soak_training(seed: int) -> tuple[OptimizerConfig, str]:
+    """Optimizer and activation cache of a soak plan: both optimizers, clipping
+    and weight decay, both caches. Rates are low enough that the random
+    graphs (initial losses up to ~100) converge rather than diverge."""
+    if seed % 3 == 0:
+        opt = OptimizerConfig("adam", lr=0.001, weight_decay=1e-4)
+    elif seed % 3 == 1:
+        opt = OptimizerConfig("sgd", lr=0.005, momentum=0.9, clip_norm=1.0)
+    else:
+        opt = OptimizerConfig("sgd", lr=0.01, momentum=0.0, weight_decay=1e-3, clip_norm=0.5)
+    return opt, "s8" if seed % 2 else "f32"
 
 
 def chain():
@@ -85,23 +101,27 @@ def render() -> str:
         "#include <stdint.h>",
         "",
     ]
-    entries = []
-    for fn in (chain, residual_s8, bitfit_only):
-        g, model, opt, cache = fn()
-        plan = build_plan(g, model, opt, cache, seed=5)
+
+    def emit(name: str, g, model: bytes, opt: OptimizerConfig, cache: str, seed: int) -> str:
+        plan = build_plan(g, model, opt, cache, seed=seed)
         blob = plan.to_bytes()
-        name = fn.__name__
         out.append(c_bytes(f"{name}_model", model))
         out.append(c_bytes(f"{name}_plan", blob))
         b = plan.breakdown()
         uses_lora = any(pl.lora for pl in plan.layers)
-        entries.append(
+        return (
             f'\t{{"{name}", {name}_model, sizeof({name}_model), {name}_plan, '
             f"sizeof({name}_plan), {plan.arena_bytes('train')}u, {plan.arena_bytes('infer')}u, "
             f"{b['cached_activations']}u, {b['gradients']}u, {b['parameters']}u, "
             f"{b['optimizer_state']}u, {b['scratch']}u, {len(plan.tensors)}, {len(plan.layers)}, "
             f"{1 if uses_lora else 0}}},"
         )
+
+    entries = [emit(fn.__name__, *fn(), seed=5) for fn in (chain, residual_s8, bitfit_only)]
+    soak = []
+    for seed in SOAK_SEEDS:
+        g, model = random_graph(seed)
+        soak.append(emit(f"random_{seed}", g, model, *soak_training(seed), seed=seed))
     out += [
         "typedef struct {",
         "\tconst char *name;",
@@ -121,6 +141,14 @@ def render() -> str:
         "",
         "#define PEFT_PLAN_FIXTURE_COUNT \\",
         "\t(sizeof(peft_plan_fixtures) / sizeof(peft_plan_fixtures[0]))",
+        "",
+        "/* Random graphs of every operator and method (runtime_fixtures.random_graph),",
+        " * for the soak test. */",
+        "static const peft_plan_fixture peft_soak_plans[] = {",
+        *soak,
+        "};",
+        "",
+        "#define PEFT_SOAK_PLAN_COUNT (sizeof(peft_soak_plans) / sizeof(peft_soak_plans[0]))",
         "",
         "#endif /* PEFT_PLAN_FIXTURES_H */",
         "",

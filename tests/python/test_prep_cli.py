@@ -254,3 +254,239 @@ def test_dataset_for_another_model_is_refused(chain, tmp_path):
         "do not fit",
     )
     assert not (tmp_path / "p").exists()
+
+
+# ---- bad input, table-driven: every case one line on stderr, exit 2, nothing left ----
+
+
+@pytest.fixture(scope="module")
+def bad(chain, tmp_path_factory):
+    """Broken and unsuitable input files next to the chain's good ones."""
+    folder = tmp_path_factory.mktemp("bad")
+    full = (chain["root"] / "m" / "full.tflite").read_bytes()
+    (folder / "truncated.tflite").write_bytes(full[: len(full) // 2])
+    (folder / "tail-cut.tflite").write_bytes(full[:-200])
+    (folder / "empty.tflite").write_bytes(b"")
+    (folder / "ten.tflite").write_bytes(b"TFL3" + bytes(6))
+    (folder / "noise.tflite").write_bytes(np.random.default_rng(0).bytes(5000))
+    (folder / "text.tflite").write_text("not a model\n")
+    x = np.random.default_rng(1).uniform(0, 1, (20, 8, 8)).astype(np.float32)
+    y = np.arange(20) % 2
+    for name, xs, ys in (
+        ("nan", np.where(x > 0.9, np.nan, x), y),
+        ("inf", np.where(x > 0.9, np.inf, x), y),
+        ("neg-inf", np.where(x > 0.9, -np.inf, x), y),
+        ("empty", x[:0], y[:0]),
+        ("one-class", x, y * 0),
+        ("negative-label", x, y - 1),
+        ("float-labels", x, y.astype(np.float32)),
+        ("short-labels", x, y[:5]),
+        ("bad-shape", x[:, :, :, None, None], y),
+    ):
+        np.savez(folder / f"{name}.npz", x=xs, y=ys)
+    np.savez(folder / "no-y.npz", x=x)
+    (folder / "not.npz").write_bytes(b"PK\x03\x04 broken zip")
+    (folder / "file").write_text("a file, not a folder\n")
+    # Model folders with one thing wrong each.
+    for name in ("no-plan", "bad-summary", "truncated-model"):
+        (folder / name).mkdir()
+        for f in ("model.tflite", "plan.bin", "summary.json"):
+            (folder / name / f).write_bytes((chain["root"] / "m" / f).read_bytes())
+    (folder / "no-plan" / "plan.bin").unlink()
+    (folder / "bad-summary" / "summary.json").write_text("{not json")
+    model = (chain["root"] / "m" / "model.tflite").read_bytes()
+    (folder / "truncated-model" / "model.tflite").write_bytes(model[:100])
+    dataset = (chain["root"] / "d" / "dataset.bin").read_bytes()
+    (folder / "dataset-truncated.bin").write_bytes(dataset[:40])
+    (folder / "dataset-noise.bin").write_bytes(np.random.default_rng(2).bytes(3000))
+    (folder / "results-binary.json").write_bytes(b"\xff\xfe\x00binary")
+    (folder / "results-bad.json").write_text("{")
+    (folder / "results-schema.json").write_text('{"schema": 0}')
+    return folder
+
+
+M, D = "{root}/m", "{root}/d/dataset.bin"
+FULL, DEVICE = f"{M}/full.tflite", f"{M}/model.tflite"
+PM = ["prepare-model", "--out", "{out}"]
+PD = ["prepare-dataset", "--out", "{out}"]
+PK = ["pack", "--out", "{out}"]
+BE = ["bench", "--no-cm4", "--out", "{out}"]
+UNWRITABLE = ("/proc/micropeft-out", "/sys/micropeft-out", "/dev/null/out", "{bad}/file")
+
+BAD_INPUTS: dict[str, tuple[list[str], str]] = {
+    # top level
+    "no command": ([], "required"),
+    "unknown command": (["frobnicate"], "invalid choice"),
+    "build-host extra argument": (["build-host", "--bogus"], "unrecognized"),
+    # prepare-model
+    "pm no out": (["prepare-model", "--tflite", FULL], "--out"),
+    "pm tflite missing": ([*PM, "--tflite", "{bad}/missing.tflite"], "not found"),
+    "pm tflite truncated": ([*PM, "--tflite", "{bad}/truncated.tflite"], "--tflite"),
+    "pm tflite tail cut": ([*PM, "--tflite", "{bad}/tail-cut.tflite"], "--tflite"),
+    "pm tflite empty": ([*PM, "--tflite", "{bad}/empty.tflite"], "--tflite"),
+    "pm tflite ten bytes": ([*PM, "--tflite", "{bad}/ten.tflite"], "--tflite"),
+    "pm tflite noise": ([*PM, "--tflite", "{bad}/noise.tflite"], "--tflite"),
+    "pm tflite text": ([*PM, "--tflite", "{bad}/text.tflite"], "--tflite"),
+    "pm tflite is a folder": ([*PM, "--tflite", "{bad}"], "not found"),
+    "pm device model": ([*PM, "--tflite", DEVICE], "full.tflite"),
+    "pm num-classes 0": ([*PM, "--tflite", FULL, "--num-classes", "0"], "at least 2"),
+    "pm num-classes 1": ([*PM, "--tflite", FULL, "--num-classes", "1"], "at least 2"),
+    "pm num-classes negative": ([*PM, "--tflite", FULL, "--num-classes", "-3"], "at least 2"),
+    "pm num-classes text": ([*PM, "--tflite", FULL, "--num-classes", "ten"], "invalid int"),
+    "pm num-classes mismatch": ([*PM, "--tflite", FULL, "--num-classes", "5"], "10 classes"),
+    "pm two sources": ([*PM, "--tflite", FULL, "--arch", "tiny_cnn"], "one model source"),
+    "pm unknown arch": ([*PM, "--arch", "resnet"], "invalid choice"),
+    "pm keras missing": ([*PM, "--keras", "{bad}/missing.keras"], "missing.keras"),
+    "pm input range text": ([*PM, "--tflite", FULL, "--input-range", "a,b"], "LOW,HIGH"),
+    "pm input range reversed": ([*PM, "--tflite", FULL, "--input-range", "1,0"], "below"),
+    "pm input range one value": ([*PM, "--tflite", FULL, "--input-range", "1"], "LOW,HIGH"),
+    "pm pretrain epochs negative": ([*PM, "--arch", "tiny_cnn", "--pretrain-epochs", "-1"], ">= 0"),
+    "pm unknown method": ([*PM, "--tflite", FULL, "--method", "magic"], "magic"),
+    "pm unknown optimizer": ([*PM, "--tflite", FULL, "--optimizer", "rmsprop"], "invalid choice"),
+    "pm act cache": ([*PM, "--tflite", FULL, "--act-cache", "s4"], "invalid choice"),
+    "pm lr negative": ([*PM, "--tflite", FULL, "--lr", "-1"], "learning rate"),
+    "pm lr nan": ([*PM, "--tflite", FULL, "--lr", "nan"], "learning rate"),
+    "pm budget tiny": ([*PM, "--tflite", FULL, "--ram-budget", "2k"], "budget"),
+    "pm budget text": ([*PM, "--tflite", FULL, "--ram-budget", "lots"], "lots"),
+    "pm config missing": ([*PM, "--tflite", FULL, "--config", "{bad}/missing.yaml"], "missing"),
+    # prepare-dataset
+    "pd no model": (["prepare-dataset", "--out", "{out}"], "--model"),
+    "pd model missing": ([*PD, "--model", "{bad}/missing.tflite"], "not found"),
+    "pd model truncated": ([*PD, "--model", "{bad}/truncated.tflite"], "--model"),
+    "pd model tail cut": ([*PD, "--model", "{bad}/tail-cut.tflite"], "--model"),
+    "pd model empty": ([*PD, "--model", "{bad}/empty.tflite"], "--model"),
+    "pd model noise": ([*PD, "--model", "{bad}/noise.tflite"], "--model"),
+    "pd unknown source": ([*PD, "--model", DEVICE, "--source", "cifar1000"], "cifar1000"),
+    "pd npz nan": ([*PD, "--model", DEVICE, "--source", "{bad}/nan.npz"], "NaN or infinite"),
+    "pd npz inf": ([*PD, "--model", DEVICE, "--source", "{bad}/inf.npz"], "NaN or infinite"),
+    "pd npz -inf": ([*PD, "--model", DEVICE, "--source", "{bad}/neg-inf.npz"], "NaN or infinite"),
+    "pd npz empty": ([*PD, "--model", DEVICE, "--source", "{bad}/empty.npz"], "no samples"),
+    "pd npz one class": ([*PD, "--model", DEVICE, "--source", "{bad}/one-class.npz"], "at least 2"),
+    "pd npz negative label": (
+        [*PD, "--model", DEVICE, "--source", "{bad}/negative-label.npz"],
+        ">= 0",
+    ),
+    "pd npz float labels": (
+        [*PD, "--model", DEVICE, "--source", "{bad}/float-labels.npz"],
+        "integer",
+    ),
+    "pd npz short labels": (
+        [*PD, "--model", DEVICE, "--source", "{bad}/short-labels.npz"],
+        "labels",
+    ),
+    "pd npz bad shape": ([*PD, "--model", DEVICE, "--source", "{bad}/bad-shape.npz"], "images"),
+    "pd npz no y": ([*PD, "--model", DEVICE, "--source", "{bad}/no-y.npz"], "'y'"),
+    "pd npz broken": ([*PD, "--model", DEVICE, "--source", "{bad}/not.npz"], "npz"),
+    "pd test fraction 1.5": ([*PD, "--model", DEVICE, "--test-fraction", "1.5"], "fraction"),
+    "pd test fraction 0": ([*PD, "--model", DEVICE, "--test-fraction", "0"], "fraction"),
+    "pd limit 0": ([*PD, "--model", DEVICE, "--source", "digits", "--limit", "0"], "limit"),
+    "pd limit negative": ([*PD, "--model", DEVICE, "--source", "digits", "--limit", "-5"], "limit"),
+    "pd input range": ([*PD, "--model", DEVICE, "--input-range", "x"], "LOW,HIGH"),
+    # pack
+    "pk model dir missing": ([*PK, "--model-dir", "{bad}/none", "--dataset", D], "not found"),
+    "pk no plan": ([*PK, "--model-dir", "{bad}/no-plan", "--dataset", D], "plan"),
+    "pk bad summary": ([*PK, "--model-dir", "{bad}/bad-summary", "--dataset", D], "JSON"),
+    "pk truncated model": ([*PK, "--model-dir", "{bad}/truncated-model", "--dataset", D], "model"),
+    "pk dataset missing": ([*PK, "--model-dir", M, "--dataset", "{bad}/none.bin"], "not found"),
+    "pk dataset truncated": (
+        [*PK, "--model-dir", M, "--dataset", "{bad}/dataset-truncated.bin"],
+        "dataset",
+    ),
+    "pk dataset noise": (
+        [*PK, "--model-dir", M, "--dataset", "{bad}/dataset-noise.bin"],
+        "dataset",
+    ),
+    "pk dataset is a model": ([*PK, "--model-dir", M, "--dataset", FULL], "dataset"),
+    "pk unknown board": ([*PK, "--model-dir", M, "--dataset", D, "--board", "esp32"], "esp32"),
+    "pk firmware size text": (
+        [*PK, "--model-dir", M, "--dataset", D, "--firmware-size", "12q"],
+        "12q",
+    ),
+    "pk firmware size odd": (
+        [*PK, "--model-dir", M, "--dataset", D, "--firmware-size", "1001"],
+        "multiple",
+    ),
+    "pk firmware too big": (
+        [*PK, "--model-dir", M, "--dataset", D, "--firmware-size", "4096k"],
+        "flash",
+    ),
+    "pk state size text": ([*PK, "--model-dir", M, "--dataset", D, "--state-size", "big"], "big"),
+    # bench
+    "be model missing": (
+        [*BE, "--model", "{bad}/missing.tflite", "--dataset", "digits"],
+        "not found",
+    ),
+    "be model truncated": (
+        [*BE, "--model", "{bad}/truncated.tflite", "--dataset", "digits"],
+        "--model",
+    ),
+    "be model noise": ([*BE, "--model", "{bad}/noise.tflite", "--dataset", "digits"], "--model"),
+    "be model without dataset": ([*BE, "--model", FULL], "go together"),
+    "be dataset without model": ([*BE, "--dataset", "digits"], "go together"),
+    "be dataset nan": ([*BE, "--model", FULL, "--dataset", "{bad}/nan.npz"], "NaN or infinite"),
+    "be dataset empty": ([*BE, "--model", FULL, "--dataset", "{bad}/empty.npz"], "no samples"),
+    "be unknown task": ([*BE, "--task", "imagenet-22k"], "unknown task"),
+    "be unknown method": ([*BE, "--methods", "magic"], "magic"),
+    "be seeds 0": ([*BE, "--seeds", "0"], "at least 1"),
+    "be epochs 0": ([*BE, "--epochs", "0"], "at least 1"),
+    "be batch size 0": ([*BE, "--batch-size", "0"], "at least 1"),
+    "be input range": (
+        [*BE, "--model", FULL, "--dataset", "digits", "--input-range", "q"],
+        "LOW,HIGH",
+    ),
+    # report
+    "rp results missing": (["report", "{bad}/missing.json", "--out", "{out}"], "not found"),
+    "rp results binary": (["report", "{bad}/results-binary.json", "--out", "{out}"], "JSON"),
+    "rp results broken": (["report", "{bad}/results-bad.json", "--out", "{out}"], "JSON"),
+    "rp results schema": (["report", "{bad}/results-schema.json", "--out", "{out}"], "schema"),
+}
+for _where in UNWRITABLE:
+    _name = _where.rsplit("/", 2)[-2]
+    BAD_INPUTS[f"pm out {_name}"] = (["prepare-model", "--tflite", FULL, "--out", _where], "--out")
+    BAD_INPUTS[f"pd out {_name}"] = (
+        ["prepare-dataset", "--model", DEVICE, "--out", _where],
+        "--out",
+    )
+    BAD_INPUTS[f"pk out {_name}"] = (
+        ["pack", "--model-dir", M, "--dataset", D, "--out", _where],
+        "--out",
+    )
+    BAD_INPUTS[f"be out {_name}"] = (["bench", "--quick", "--out", _where], "--out")
+    BAD_INPUTS[f"rp out {_name}"] = (["report", "{bad}/results-bad.json", "--out", _where], "--out")
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_clean_line(case, chain, bad, tmp_path, capsys, monkeypatch):
+    from micropeft import cli
+
+    monkeypatch.setenv("MICROPEFT_CACHE", chain["env"]["MICROPEFT_CACHE"])
+    monkeypatch.chdir(tmp_path)
+    argv, needle = BAD_INPUTS[case]
+    out = tmp_path / "out"
+    values = {"root": chain["root"], "bad": bad, "out": out}
+    argv = [a.format(**values) for a in argv]
+    watched = (tmp_path, chain["root"], bad)
+    before = [_tree(w) for w in watched]
+    try:
+        code = cli.main(argv)
+    except SystemExit as done:  # argparse
+        code = done.code
+    err = capsys.readouterr().err
+    assert code == 2, (code, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    # micropeft's own errors, or argparse's ("micropeft COMMAND: error: ...").
+    assert re.match(r"micropeft( [a-z-]+)?: error: ", lines[0]), lines[0]
+    assert needle in lines[0], lines[0]
+    assert [_tree(w) for w in watched] == before, "the command left files behind"
+    assert not out.exists()
+
+
+def test_bad_input_table_is_large():
+    assert len(BAD_INPUTS) >= 60
+    commands = {argv[0] for argv, _ in BAD_INPUTS.values() if argv}
+    assert commands >= {"prepare-model", "prepare-dataset", "pack", "bench", "report"}

@@ -4,7 +4,8 @@ Arena figures: the C reader recomputes the layout itself and refuses a plan
 whose stored offsets differ, so a plan that loads AND whose sizes equal the
 planner's proves both sides compute the same numbers. Corrupted blobs: each
 edit is re-signed with a fresh CRC so that the field check answers.
-(Bit flips, truncations and random mutations under ASan: tests/host/test_plan_fuzz.c.)
+(Bit flips, truncations and shape bounds: tests/host/test_plan_checks.c; random and
+structural mutations under ASan + UBSan: the libFuzzer harnesses in tests/fuzz.)
 """
 
 from __future__ import annotations

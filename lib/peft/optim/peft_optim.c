@@ -5,7 +5,52 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "../common/peft_try.h"
 #include "peft/peft_optim.h"
+
+
+/* One element of each update, shared by the step and its dry run so that
+ * both compute the same values. */
+static inline float sgd_direction(const peft_sgd_params *p, float param, float grad, float *vel,
+				  float grad_scale)
+{
+	float g = grad * grad_scale + p->weight_decay * param;
+
+	if (p->momentum != 0.0f) {
+		*vel = p->momentum * *vel + g;
+		g = *vel;
+	}
+	return g;
+}
+
+static inline float adam_update(const peft_adam_params *p, float param, float grad, float *m,
+				float *v, float grad_scale, float c1, float c2)
+{
+	const float g = grad * grad_scale + p->weight_decay * param;
+
+	*m = p->beta1 * *m + (1.0f - p->beta1) * g;
+	*v = p->beta2 * *v + (1.0f - p->beta2) * g * g;
+	return param - p->lr * (*m / c1) / (sqrtf(*v / c2) + p->eps);
+}
+
+/* Bias corrections in double: beta^t underflows float precision late. */
+static void adam_corrections(const peft_adam_params *p, float *c1, float *c2)
+{
+	*c1 = (float)(1.0 - pow((double)p->beta1, (double)p->step));
+	*c2 = (float)(1.0 - pow((double)p->beta2, (double)p->step));
+}
+
+/* A new value is acceptable: finite, and inside +-max_abs unless it moves inward. */
+static inline peft_status value_ok(float old_value, float new_value, float max_abs)
+{
+	if (!isfinite(new_value)) {
+		return PEFT_ERR_NUMERIC;
+	}
+	if (fabsf(new_value) > max_abs && fabsf(new_value) > fabsf(old_value)) {
+		return PEFT_ERR_DIVERGED;
+	}
+	return PEFT_OK;
+}
 
 peft_status peft_sgd_step_f32(const peft_sgd_params *p, int32_t n, float *param, const float *grad,
 			      float *velocity, float grad_scale)
@@ -17,16 +62,36 @@ peft_status peft_sgd_step_f32(const peft_sgd_params *p, int32_t n, float *param,
 	bool finite = true;
 
 	for (int32_t i = 0; i < n; i++) {
-		float g = grad[i] * grad_scale + p->weight_decay * param[i];
+		float vel = p->momentum != 0.0f ? velocity[i] : 0.0f;
+		const float g = sgd_direction(p, param[i], grad[i], &vel, grad_scale);
 
 		if (p->momentum != 0.0f) {
-			velocity[i] = p->momentum * velocity[i] + g;
-			g = velocity[i];
+			velocity[i] = vel;
 		}
 		param[i] -= p->lr * g;
 		finite = finite && isfinite(param[i]);
 	}
 	return finite ? PEFT_OK : PEFT_ERR_NUMERIC;
+}
+
+peft_status peft_sgd_check_f32(const peft_sgd_params *p, int32_t n, const float *param,
+			       const float *grad, const float *velocity, float grad_scale,
+			       float max_abs)
+{
+	if (p == NULL || n <= 0 || param == NULL || grad == NULL ||
+	    (p->momentum != 0.0f && velocity == NULL)) {
+		return PEFT_ERR_ARG;
+	}
+	for (int32_t i = 0; i < n; i++) {
+		float vel = p->momentum != 0.0f ? velocity[i] : 0.0f;
+		const float g = sgd_direction(p, param[i], grad[i], &vel, grad_scale);
+
+		if (!isfinite(vel)) {
+			return PEFT_ERR_NUMERIC;
+		}
+		PEFT_TRY(value_ok(param[i], param[i] - p->lr * g, max_abs));
+	}
+	return PEFT_OK;
 }
 
 peft_status peft_adam_step_f32(const peft_adam_params *p, int32_t n, float *param,
@@ -36,23 +101,38 @@ peft_status peft_adam_step_f32(const peft_adam_params *p, int32_t n, float *para
 	    p->step == 0) {
 		return PEFT_ERR_ARG;
 	}
-	/* Bias corrections in double: beta^t underflows float precision late. */
-	const float c1 = (float)(1.0 - pow((double)p->beta1, (double)p->step));
-	const float c2 = (float)(1.0 - pow((double)p->beta2, (double)p->step));
+	float c1, c2;
 	bool finite = true;
 
+	adam_corrections(p, &c1, &c2);
 	for (int32_t i = 0; i < n; i++) {
-		const float g = grad[i] * grad_scale + p->weight_decay * param[i];
-
-		m[i] = p->beta1 * m[i] + (1.0f - p->beta1) * g;
-		v[i] = p->beta2 * v[i] + (1.0f - p->beta2) * g * g;
-		const float m_hat = m[i] / c1;
-		const float v_hat = v[i] / c2;
-
-		param[i] -= p->lr * m_hat / (sqrtf(v_hat) + p->eps);
+		param[i] = adam_update(p, param[i], grad[i], &m[i], &v[i], grad_scale, c1, c2);
 		finite = finite && isfinite(param[i]);
 	}
 	return finite ? PEFT_OK : PEFT_ERR_NUMERIC;
+}
+
+peft_status peft_adam_check_f32(const peft_adam_params *p, int32_t n, const float *param,
+				const float *grad, const float *m, const float *v, float grad_scale,
+				float max_abs)
+{
+	if (p == NULL || n <= 0 || param == NULL || grad == NULL || m == NULL || v == NULL ||
+	    p->step == 0) {
+		return PEFT_ERR_ARG;
+	}
+	float c1, c2;
+
+	adam_corrections(p, &c1, &c2);
+	for (int32_t i = 0; i < n; i++) {
+		float mi = m[i], vi = v[i];
+		const float next = adam_update(p, param[i], grad[i], &mi, &vi, grad_scale, c1, c2);
+
+		if (!isfinite(mi) || !isfinite(vi)) {
+			return PEFT_ERR_NUMERIC;
+		}
+		PEFT_TRY(value_ok(param[i], next, max_abs));
+	}
+	return PEFT_OK;
 }
 
 peft_status peft_sum_squares_f32(int32_t n, const float *x, float *sum)

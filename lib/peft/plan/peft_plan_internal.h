@@ -116,6 +116,25 @@ typedef struct {
 
 peft_status peft_plan_work_peak(const peft_plan *plan, peft_work_peak *out);
 
+/* Every dimension and the element count within PEFT_MAX_TENSOR_ELEMENTS,
+ * tested in an order in which no product can overflow (each partial product
+ * is at most 2^24 before the next factor of at most 2^24). */
+static inline bool peft_shape_ok(int32_t h, int32_t w, int32_t c)
+{
+	const int64_t max = PEFT_MAX_TENSOR_ELEMENTS;
+
+	return h > 0 && w > 0 && c > 0 && h <= max && w <= max && c <= max &&
+	       (int64_t)h * w <= max && (int64_t)h * w * c <= max;
+}
+
+/* Elements of a tensor record. peft_plan_load() refuses a plan with a shape
+ * outside peft_shape_ok(), so 0 here cannot happen on a loaded plan; it only
+ * keeps the product defined for any input. */
+static inline int32_t peft_tensor_elements(const peft_tensor_rec *r)
+{
+	return peft_shape_ok(r->h, r->w, r->c) ? r->h * r->w * r->c : 0;
+}
+
 static inline uint32_t peft_align16(uint32_t n)
 {
 	return (n + PEFT_ALIGN - 1u) & ~(PEFT_ALIGN - 1u);

@@ -33,7 +33,7 @@ static int32_t tensor_size(const peft_plan *plan, int32_t t)
 	peft_tensor_rec r;
 
 	peft_plan_read_tensor(plan, t, &r);
-	return r.h * r.w * r.c;
+	return peft_tensor_elements(&r);
 }
 
 static int32_t bwd_step(const peft_plan *plan, int32_t k)

@@ -129,9 +129,26 @@ static peft_dims tensor_dims(const peft_plan *plan, int32_t t)
 	return (peft_dims){rec.h, rec.w, rec.c};
 }
 
+/* Tensor shapes were bounded (peft_shape_ok) before any caller runs. */
 static int32_t dims_size(const peft_dims *d)
 {
-	return d->h * d->w * d->c;
+	return peft_shape_ok(d->h, d->w, d->c) ? d->h * d->w * d->c : 0;
+}
+
+/* count == a * b * c * d for positive factors of at most 2^24, without
+ * overflow: the partial product only grows, so stop once it passes count. */
+static bool product_is(uint32_t count, int32_t a, int32_t b, int32_t c, int32_t d)
+{
+	const int32_t factors[4] = {a, b, c, d};
+	int64_t p = 1;
+
+	for (int i = 0; i < 4; i++) {
+		p *= factors[i];
+		if (p > (int64_t)count) {
+			return false;
+		}
+	}
+	return p == (int64_t)count;
 }
 
 static bool dims_equal(const peft_dims *a, const peft_dims *b)
@@ -213,6 +230,9 @@ static peft_status check_layer_fields(const peft_plan *plan, int32_t k)
 			return PEFT_ERR_PLAN_FIELD;
 		}
 	} else {
+		if (r.weights.count > PEFT_MAX_TENSOR_ELEMENTS) {
+			return PEFT_ERR_PLAN_SHAPE;
+		}
 		if (r.weights.count == 0 || !scale_count_ok(r.weights.scale_count, out.c)) {
 			return PEFT_ERR_PLAN_FIELD;
 		}
@@ -230,14 +250,12 @@ static peft_status check_layer_fields(const peft_plan *plan, int32_t k)
 	}
 	switch (r.op) {
 	case PEFT_OP_CONV_2D:
-		if ((int64_t)r.weights.count !=
-		    (int64_t)out.c * r.kernel_h * r.kernel_w * in.c) {
+		if (!product_is(r.weights.count, out.c, r.kernel_h, r.kernel_w, in.c)) {
 			return PEFT_ERR_PLAN_FIELD;
 		}
 		break;
 	case PEFT_OP_DEPTHWISE_CONV_2D:
-		if (in.c != out.c ||
-		    (int64_t)r.weights.count != (int64_t)r.kernel_h * r.kernel_w * in.c) {
+		if (in.c != out.c || !product_is(r.weights.count, r.kernel_h, r.kernel_w, in.c, 1)) {
 			return PEFT_ERR_PLAN_FIELD;
 		}
 		break;
@@ -469,8 +487,13 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 		peft_tensor_rec t;
 
 		peft_plan_read_tensor(plan, i, &t);
-		if (t.h <= 0 || t.w <= 0 || t.c <= 0 ||
-		    (int64_t)t.h * t.w * t.c > PEFT_MAX_TENSOR_ELEMENTS || !isfinite(t.scale) ||
+		if (t.h <= 0 || t.w <= 0 || t.c <= 0) {
+			return PEFT_ERR_PLAN_FIELD;
+		}
+		if (!peft_shape_ok(t.h, t.w, t.c)) {
+			return PEFT_ERR_PLAN_SHAPE;
+		}
+		if (!isfinite(t.scale) ||
 		    t.scale <= 0.0f || t.zero_point < -128 || t.zero_point > 127 ||
 		    t.cache_dtype > PEFT_CACHE_S8 || t.needs_grad > 1u || t.reserved != 0) {
 			return PEFT_ERR_PLAN_FIELD;

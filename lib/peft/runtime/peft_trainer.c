@@ -141,6 +141,8 @@ peft_status peft_trainer_init(peft_trainer *t, const peft_plan *plan, peft_mode 
 	t->step = 0;
 	t->samples = 0;
 	t->pending_label = -1;
+	t->max_loss = PEFT_DEFAULT_MAX_LOSS;
+	t->max_param = PEFT_DEFAULT_MAX_PARAM;
 	memset(arena, PEFT_ARENA_CANARY, arena_size);
 	if (mode == PEFT_MODE_TRAIN) {
 		memset(t->arena + plan->param_grads.offset, 0,
@@ -158,6 +160,16 @@ peft_status peft_trainer_init(peft_trainer *t, const peft_plan *plan, peft_mode 
 	return PEFT_OK;
 }
 
+peft_status peft_trainer_set_limits(peft_trainer *t, float max_loss, float max_param)
+{
+	if (!trainer_ok(t) || !(max_loss > 0.0f) || !(max_param > 0.0f)) {
+		return PEFT_ERR_ARG;
+	}
+	t->max_loss = max_loss;
+	t->max_param = max_param;
+	return PEFT_OK;
+}
+
 /* ---- tensors ---- */
 
 static peft_tensor_rec tensor(const peft_trainer *t, int32_t i)
@@ -170,7 +182,7 @@ static peft_tensor_rec tensor(const peft_trainer *t, int32_t i)
 
 static int32_t size_of(const peft_tensor_rec *r)
 {
-	return r->h * r->w * r->c;
+	return peft_tensor_elements(r);
 }
 
 /* Tensor i's float values (forward value buffer). */
@@ -341,11 +353,9 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 	return PEFT_OK;
 }
 
-/* Runs every layer; *logits points at the float logits afterwards. */
-static peft_status forward(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
-			   const float **logits)
+/* Runs every layer on the input set; *logits points at the float logits afterwards. */
+static peft_status forward_layers(peft_trainer *t, const float **logits)
 {
-	PEFT_TRY(set_input(t, in_s8, in_f32));
 	for (int32_t k = 0; k < t->plan->num_layers; k++) {
 		peft_layer_info L;
 
@@ -353,6 +363,13 @@ static peft_status forward(peft_trainer *t, const int8_t *in_s8, const float *in
 		PEFT_TRY(layer_forward(t, &L, logits));
 	}
 	return PEFT_OK;
+}
+
+static peft_status forward(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
+			   const float **logits)
+{
+	PEFT_TRY(set_input(t, in_s8, in_f32));
+	return forward_layers(t, logits);
 }
 
 /* ---- backward ---- */
@@ -379,32 +396,42 @@ static bool first_contribution(const peft_plan *plan, const peft_layer_rec *r, i
 	return true;
 }
 
-/* One optimizer update of a layer's parameters (per-layer updates: batch 1, the
- * gradient complete once the layer's backward has run). */
+/* One optimizer update of array p of a layer (Adam's t = step): a dry run that
+ * only checks the new values against the trainer's bounds (apply false), or the
+ * update itself. */
 static peft_status optimizer_update(const peft_trainer *t, const peft_layer_rec *r, int p,
-				    int32_t count, float *param, const float *grad, float scale)
+				    int32_t count, float *param, const float *grad, float scale,
+				    uint32_t step, bool apply)
 {
 	const peft_optimizer_config *o = &t->plan->optimizer;
+	float *m = peft_arena_f32(t, r->opt_m[p]);
 
 	if (o->kind == PEFT_OPTIMIZER_ADAM) {
 		const peft_adam_params adam = {o->lr,           o->beta1, o->beta2, o->eps,
-					       o->weight_decay, t->step};
+					       o->weight_decay, step};
+		float *v = peft_arena_f32(t, r->opt_v[p]);
 
-		return peft_adam_step_f32(&adam, count, param, grad, peft_arena_f32(t, r->opt_m[p]),
-					  peft_arena_f32(t, r->opt_v[p]), scale);
+		return apply ? peft_adam_step_f32(&adam, count, param, grad, m, v, scale)
+			     : peft_adam_check_f32(&adam, count, param, grad, m, v, scale,
+						   t->max_param);
 	}
 	const peft_sgd_params sgd = {o->lr, o->momentum, o->weight_decay};
 
-	return peft_sgd_step_f32(&sgd, count, param, grad, peft_arena_f32(t, r->opt_m[p]), scale);
+	return apply ? peft_sgd_step_f32(&sgd, count, param, grad, m, scale)
+		     : peft_sgd_check_f32(&sgd, count, param, grad, m, scale, t->max_param);
 }
 
+/* Per-layer updates: the layer's arrays are checked first, then updated, so a
+ * layer is updated whole or not at all. */
 static peft_status update_layer(const peft_trainer *t, const peft_layer_info *L,
 				const peft_layer_ctx *ctx)
 {
-	for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
-		if (L->trainable[p]) {
-			PEFT_TRY(optimizer_update(t, &L->rec, p, L->counts[p], ctx->param[p],
-						  ctx->grad[p], 1.0f));
+	for (int pass = 0; pass < 2; pass++) {
+		for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
+			if (L->trainable[p]) {
+				PEFT_TRY(optimizer_update(t, &L->rec, p, L->counts[p], ctx->param[p],
+							  ctx->grad[p], 1.0f, t->step, pass == 1));
+			}
 		}
 	}
 	return PEFT_OK;
@@ -557,6 +584,12 @@ static peft_status forward_loss(peft_trainer *t, const int8_t *in_s8, const floa
 	PEFT_TRY(forward(t, in_s8, in_f32, &logits));
 	PEFT_TRY(peft_softmax_xent_fwd_f32(plan->num_classes, logits, label,
 				      work_f32(t, PEFT_BUF_PROBS, 0), &value));
+	if (!isfinite(value)) {
+		return PEFT_ERR_NUMERIC;
+	}
+	if (value > t->max_loss) {
+		return PEFT_ERR_DIVERGED; /* no backward: the sample adds nothing */
+	}
 	t->pending_label = label;
 	if (loss != NULL) {
 		*loss = value;
@@ -642,7 +675,20 @@ static peft_status predict(peft_trainer *t, const int8_t *in_s8, const float *in
 	const int32_t n = t->plan->num_classes;
 
 	t->pending_label = -1; /* the forward below overwrites what backward needed */
-	PEFT_TRY(forward(t, in_s8, in_f32, &logits));
+	PEFT_TRY(set_input(t, in_s8, in_f32));
+	const peft_status st = forward_layers(t, &logits);
+
+	/* A value on the way to the logits that is not finite (the int8 cache
+	 * refuses it) makes them non-finite too. */
+	if (st == PEFT_ERR_NUMERIC) {
+		return PEFT_ERR_LOGITS_NONFINITE;
+	}
+	PEFT_TRY(st);
+	for (int32_t i = 0; i < n; i++) {
+		if (!isfinite(logits[i])) {
+			return PEFT_ERR_LOGITS_NONFINITE;
+		}
+	}
 	int32_t best = 0;
 
 	for (int32_t i = 0; i < n; i++) {
@@ -679,39 +725,47 @@ peft_status peft_trainer_predict_f32(peft_trainer *t, const float *input, float 
 
 /* ---- optimizer step ---- */
 
-peft_status peft_trainer_step(peft_trainer *t)
+/* Forget the batch: gradients zeroed, no sample counted. */
+static void clear_batch(peft_trainer *t)
 {
-	if (!trainer_ok(t) || t->mode != PEFT_MODE_TRAIN) {
-		return PEFT_ERR_ARG;
+	memset(t->arena + t->plan->param_grads.offset, 0, t->plan->param_grads.size);
+	t->samples = 0;
+}
+
+/* The factor that turns the summed gradients into the applied ones: 1 / samples,
+ * times the clipping factor. The sum of squares also finds any non-finite
+ * gradient (NaN and infinity propagate) and an overflowing norm. */
+static peft_status gradient_scale(const peft_trainer *t, float *scale)
+{
+	const peft_optimizer_config *o = &t->plan->optimizer;
+	float sum = 0.0f;
+
+	*scale = 1.0f / (float)t->samples;
+	for (int32_t i = 0;; i++) {
+		peft_param_info info;
+
+		if (peft_trainer_param_info(t, i, &info) != PEFT_OK) {
+			break;
+		}
+		PEFT_TRY(peft_sum_squares_f32(info.count, info.grad, &sum));
 	}
-	if (t->samples == 0) {
-		return PEFT_OK;
+	const float norm = sqrtf(sum) * *scale;
+
+	if (!isfinite(norm)) {
+		return PEFT_ERR_NUMERIC;
 	}
+	if (o->clip_norm > 0.0f && norm > o->clip_norm) {
+		*scale *= o->clip_norm / norm;
+	}
+	return PEFT_OK;
+}
+
+/* Every trainable array through the optimizer: a dry run that only checks the
+ * new values (apply false), or the update itself (step: Adam's t). */
+static peft_status optimizer_pass(const peft_trainer *t, float scale, uint32_t step, bool apply)
+{
 	const peft_plan *plan = t->plan;
-	const peft_optimizer_config *o = &plan->optimizer;
-	float scale = 1.0f / (float)t->samples;
 
-	if (o->clip_norm > 0.0f) {
-		float sum = 0.0f;
-
-		for (int32_t i = 0;; i++) {
-			peft_param_info info;
-
-			if (peft_trainer_param_info(t, i, &info) != PEFT_OK) {
-				break;
-			}
-			PEFT_TRY(peft_sum_squares_f32(info.count, info.grad, &sum));
-		}
-		const float norm = sqrtf(sum) * scale;
-
-		if (!isfinite(norm)) {
-			return PEFT_ERR_NUMERIC;
-		}
-		if (norm > o->clip_norm) {
-			scale *= o->clip_norm / norm;
-		}
-	}
-	t->step++;
 	for (int32_t k = 0; k < plan->num_layers; k++) {
 		peft_layer_rec r;
 
@@ -724,12 +778,33 @@ peft_status peft_trainer_step(peft_trainer *t)
 
 			PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 			PEFT_TRY(optimizer_update(t, &r, p, L.counts[p], peft_arena_f32(t, r.param[p]),
-						  peft_arena_f32(t, r.grad[p]), scale));
+						  peft_arena_f32(t, r.grad[p]), scale, step, apply));
 		}
 	}
-	memset(t->arena + plan->param_grads.offset, 0, plan->param_grads.size);
-	t->samples = 0;
 	return PEFT_OK;
+}
+
+peft_status peft_trainer_step(peft_trainer *t)
+{
+	if (!trainer_ok(t) || t->mode != PEFT_MODE_TRAIN) {
+		return PEFT_ERR_ARG;
+	}
+	if (t->samples == 0) {
+		return PEFT_OK;
+	}
+	float scale;
+	peft_status st = gradient_scale(t, &scale);
+
+	if (st == PEFT_OK) {
+		st = optimizer_pass(t, scale, t->step + 1u, false);
+	}
+	if (st == PEFT_OK) {
+		/* The dry run computed these very values: the update cannot fail now. */
+		t->step++;
+		st = optimizer_pass(t, scale, t->step, true);
+	}
+	clear_batch(t);
+	return st;
 }
 
 /* ---- introspection ---- */

@@ -2,6 +2,7 @@
  * peft_formats.h (PEFT_STATE_HDR_*), then every trainable array (plan order,
  * packed float32), then the optimizer state of each array (m, then v for
  * Adam), packed likewise. */
+#include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,6 +68,44 @@ static void transfer(const peft_trainer *t, uint8_t *blob, bool to_blob, bool wi
 	}
 }
 
+static bool floats_finite(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		float v;
+
+		memcpy(&v, p + 4u * i, sizeof(v));
+		if (!isfinite(v)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Every trainable array and its optimizer state is finite. */
+static bool state_finite(const peft_trainer *t)
+{
+	const peft_plan *plan = t->plan;
+	const uint32_t states = states_per_param(plan);
+
+	for (int32_t k = 0; k < plan->num_layers; k++) {
+		peft_layer_info L;
+
+		if (peft_plan_layer_info(plan, k, &L) != PEFT_OK) {
+			return false;
+		}
+		for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
+			const uint32_t arrays[3] = {L.rec.param[p], L.rec.opt_m[p], L.rec.opt_v[p]};
+
+			for (uint32_t a = 0; L.trainable[p] && a <= states; a++) {
+				if (!floats_finite(t->arena + arrays[a], (size_t)L.counts[p])) {
+					return false;
+				}
+			}
+		}
+	}
+	return true;
+}
+
 static size_t state_size(const peft_plan *plan)
 {
 	return PEFT_STATE_HEADER_SIZE +
@@ -95,6 +134,9 @@ peft_status peft_trainer_export_state(const peft_trainer *t, void *buf, size_t s
 
 	if (size < total) {
 		return PEFT_ERR_BUFFER_TOO_SMALL;
+	}
+	if (!state_finite(t)) {
+		return PEFT_ERR_PARAMS_NONFINITE;
 	}
 	memset(b, 0, PEFT_STATE_HEADER_SIZE);
 	peft_wr32(b + PEFT_BLOB_HDR_OFF_MAGIC, PEFT_STATE_MAGIC);
@@ -147,6 +189,9 @@ peft_status peft_trainer_import_state(peft_trainer *t, const void *buf, size_t s
 	    peft_rd32(b + PEFT_STATE_HDR_OFF_OPTIMIZER) != (uint32_t)plan->optimizer.kind ||
 	    peft_rd32(b + PEFT_STATE_HDR_OFF_RESERVED) != 0u) {
 		return PEFT_ERR_STATE_LENGTH;
+	}
+	if (!floats_finite(b + PEFT_STATE_HEADER_SIZE, (total - PEFT_STATE_HEADER_SIZE) / 4u)) {
+		return PEFT_ERR_STATE_NONFINITE;
 	}
 	/* transfer() only reads the blob when copying into the arena. */
 	transfer(t, (uint8_t *)(uintptr_t)b, false, t->mode == PEFT_MODE_TRAIN);

@@ -1,1 +1,79 @@
-"""One module per CLI subcommand; each exposes register(subparsers)."""
+"""The subcommands of `micropeft` (one module each), and the input checks they share.
+
+Every check here runs before any long work and raises UserError (one line,
+exit 2); none of them creates anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from micropeft.errors import UserError
+
+
+def output_folder(text: str | Path, option: str = "--out") -> Path:
+    """`text` as an output folder: a folder, or nothing yet, in which files can
+    be created. Checked by creating and removing a probe file in the nearest
+    folder that exists, so it holds for root and read-only file systems too."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {text} exists and is not a folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option} {text}: {existing} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".micropeft-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise UserError(
+            f"{option} {text} is not writable ({error.strerror or error} in {existing})"
+        ) from None
+    return path
+
+
+@contextlib.contextmanager
+def removed_on_error(folder: Path) -> Iterator[None]:
+    """Remove `folder` again if it did not exist before and the block fails, so
+    that a failed command leaves nothing behind."""
+    existed = folder.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def read_tflite(text: str | Path, option: str = "--model", parse: str = "io") -> bytes:
+    """The bytes of an int8 .tflite file, parsed once so that a truncated or
+    corrupt file is a clear error here rather than a traceback later. `parse`:
+    "input" (the input tensor), "io" (input and output) or "whole" (every operator)."""
+    from micropeft import tflite_graph
+
+    path = Path(text)
+    if not path.is_file():
+        raise UserError(f"model file not found: {text}")
+    data = path.read_bytes()
+    try:
+        if parse == "whole":
+            tflite_graph.graph_from_tflite(data)
+        else:
+            tflite_graph.input_info(data)
+            if parse == "io":
+                tflite_graph.output_classes(data)
+    except UserError as error:
+        raise UserError(f"{option} {text}: {error}") from None
+    except Exception as error:  # noqa: BLE001 - a corrupt flatbuffer fails anywhere in the reader
+        raise UserError(
+            f"{option} {text} is not a valid .tflite model: truncated or corrupt "
+            f"({type(error).__name__} after {len(data):,d} bytes)"
+        ) from None
+    return data

@@ -4,9 +4,11 @@ write results.json, results.csv and the report."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
+from micropeft.commands import output_folder, read_tflite
 from micropeft.errors import UserError
 
 
@@ -85,7 +87,12 @@ def run(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     from micropeft import bench
 
+    output_folder(args.out)
     cfg = bench.quick_config() if args.quick else bench.BenchConfig()
+    if (args.model is None) != (args.dataset is None):
+        raise UserError("--model and --dataset go together (a .tflite and its dataset)")
+    if args.model:
+        read_tflite(args.model, parse="whole")
     if args.model or args.dataset:
         cfg.model_path = args.model
         cfg.dataset = args.dataset
@@ -110,7 +117,15 @@ def run(args: argparse.Namespace) -> int:
     cfg.cm4 = not args.no_cm4
     cfg.scratch = not args.no_scratch
     start = time.perf_counter()
-    path = bench.run_bench(cfg, args.out, report=not args.no_report)
+    existed = args.out.exists()
+    try:
+        path = bench.run_bench(cfg, args.out, report=not args.no_report)
+    except UserError:
+        # Bad input found during the set-up: leave nothing behind, but never
+        # remove a folder that holds results (a later run resumes them).
+        if not existed and not (args.out / "results.json").exists():
+            shutil.rmtree(args.out, ignore_errors=True)
+        raise
     print(f"wrote {path} ({time.perf_counter() - start:.0f} s)")
     if not args.no_report:
         print(f"report: {args.out / 'report.md'} and {args.out / 'report.html'}")

@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from micropeft.commands import output_folder, read_tflite, removed_on_error
 from micropeft.errors import UserError
 from micropeft.files import write_atomic
 
@@ -49,9 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from micropeft import plan as plan_module
     from micropeft.config import parse_size
 
+    out = output_folder(args.out)
     board = boards.get_board(args.board)
     model_dir = Path(args.model_dir)
-    model = _read(model_dir / "model.tflite", "device model")
+    model = read_tflite(model_dir / "model.tflite", "--model-dir", parse="input")
     plan = _read(model_dir / "plan.bin", "plan")
     plan_module.check_blob_version(plan, str(model_dir / "plan.bin"))
     summary_text = _read(model_dir / "summary.json", "summary").decode()
@@ -89,13 +91,6 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("summary.json has no state size: give --state-size")
     images = {"peft_model": pack.model_container(model, plan), "peft_dataset": dataset}
     parts = pack.layout(board, images, state, firmware)
-    out = Path(args.out)
-    for p in parts:
-        write_atomic(out / f"{p.label}.bin", p.data)
-    write_atomic(out / "partitions.hex", pack.intel_hex(board, parts))
-    write_atomic(out / f"{board.name}.overlay", pack.overlay(board, parts, firmware))
-    if board.name == "native_sim":
-        write_atomic(out / "flash.bin", pack.flash_image(board, parts))
     used = parts[-1].offset + parts[-1].size
     meta = {
         "board": board.name,
@@ -108,7 +103,14 @@ def run(args: argparse.Namespace) -> int:
             for p in parts
         ],
     }
-    write_atomic(out / "pack.json", json.dumps(meta, indent=2) + "\n")
+    with removed_on_error(out):
+        for p in parts:
+            write_atomic(out / f"{p.label}.bin", p.data)
+        write_atomic(out / "partitions.hex", pack.intel_hex(board, parts))
+        write_atomic(out / f"{board.name}.overlay", pack.overlay(board, parts, firmware))
+        if board.name == "native_sim":
+            write_atomic(out / "flash.bin", pack.flash_image(board, parts))
+        write_atomic(out / "pack.json", json.dumps(meta, indent=2) + "\n")
     print(f"{board.name}: flash {board.flash_size // 1024} KiB, firmware {firmware // 1024} KiB")
     for p in parts:
         print(

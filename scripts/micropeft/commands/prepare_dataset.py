@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from micropeft.errors import UserError
+from micropeft.commands import output_folder, read_tflite, removed_on_error
 from micropeft.files import write_atomic
 
 
@@ -58,10 +58,9 @@ def _input_range(args: argparse.Namespace, model_path: Path) -> tuple[float, flo
 def run(args: argparse.Namespace) -> int:
     from micropeft import datasets, tflite_graph
 
+    out = output_folder(args.out)
     model_path = Path(args.model)
-    if not model_path.is_file():
-        raise UserError(f"model file not found: {args.model}")
-    model = model_path.read_bytes()
+    model = read_tflite(model_path)
     info = tflite_graph.input_info(model)
     classes = tflite_graph.output_classes(model)
     # The device model ends at the split; its output is not the logits. Use the
@@ -81,7 +80,6 @@ def run(args: argparse.Namespace) -> int:
     q = datasets.quantize(fitted, rng, info.quant)
     n = len(train)
     blob = datasets.dataset_blob(q[:n], data.y[train], q[n:], data.y[test], info.quant, classes)
-    out = Path(args.out)
     meta = {
         **datasets.summary(data, train, test),
         "shape": list(info.shape),
@@ -90,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "bytes": len(blob),
     }
-    write_atomic(out / "dataset.bin", blob)
-    write_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
+    with removed_on_error(out):
+        write_atomic(out / "dataset.bin", blob)
+        write_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
     print(
         f"wrote {out}/dataset.bin: {data.name}, {n} train + {len(test)} test samples of "
         f"{'x'.join(map(str, info.shape))}, {classes} classes, {len(blob):,d} bytes"

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from micropeft.commands import output_folder, read_tflite, removed_on_error
 from micropeft.errors import UserError
 from micropeft.files import write_atomic
 
@@ -81,6 +82,20 @@ def _parse_range(text: str | None, default: tuple[float, float]) -> tuple[float,
     return low, high
 
 
+def _refuse_device_model(path: Path) -> None:
+    """prepare-model's device model (model.tflite, cut at the split) is not a whole
+    model: it has the same length as the full.tflite beside it, patched in place."""
+    full = path.with_name("full.tflite")
+    if path.name == full.name or not (path.is_file() and full.is_file()):
+        return
+    data, whole = path.read_bytes(), full.read_bytes()
+    if len(data) == len(whole) and data != whole:
+        raise UserError(
+            f"--tflite {path} is the device model that prepare-model wrote (cut at the "
+            f"split); give the whole model beside it: --tflite {full}"
+        )
+
+
 @dataclass
 class Prepared:
     full_model: bytes
@@ -98,10 +113,10 @@ def _source_model(args: argparse.Namespace) -> tuple[bytes, dict[str, Any]]:
         raise UserError("give one model source: --arch, --keras or --tflite")
     if args.tflite:
         path = Path(args.tflite)
-        if not path.is_file():
-            raise UserError(f"model file not found: {args.tflite}")
+        _refuse_device_model(path)
+        model_bytes = read_tflite(path, "--tflite", parse="whole")
         rng = _parse_range(args.input_range, (0.0, 1.0))
-        return path.read_bytes(), {"source": str(path), "input_range": list(rng)}
+        return model_bytes, {"source": str(path), "input_range": list(rng)}
 
     if args.keras:
         model = models.load_keras_model(args.keras)
@@ -257,10 +272,10 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads
     from micropeft import config
 
+    out = output_folder(args.out)
+    if args.num_classes is not None and args.num_classes < 2:
+        raise UserError(f"--num-classes must be at least 2, not {args.num_classes}")
     cfg = config.config_from_args(args)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {args.out} exists and is not a folder")
     from micropeft.convert import quiet_native_stderr
 
     with quiet_native_stderr():
@@ -284,9 +299,10 @@ def run(args: argparse.Namespace) -> int:
             "(nothing written)"
         )
     summary["ram_budget"] = budget
-    write_atomic(out / "full.tflite", prepared.full_model)
-    write_atomic(out / "model.tflite", prepared.device_model)
-    write_atomic(out / "plan.bin", prepared.plan.to_bytes())
-    write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    with removed_on_error(out):
+        write_atomic(out / "full.tflite", prepared.full_model)
+        write_atomic(out / "model.tflite", prepared.device_model)
+        write_atomic(out / "plan.bin", prepared.plan.to_bytes())
+        write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     print(f"wrote {out}/model.tflite, full.tflite, plan.bin, summary.json")
     return 0

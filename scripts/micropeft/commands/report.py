@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from micropeft import report
+from micropeft.commands import output_folder
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    md_path, html_path = report.write_report(args.results, args.out)
+    out = output_folder(args.out if args.out is not None else args.results.parent)
+    md_path, html_path = report.write_report(args.results, out)
     print(f"wrote {md_path} and {html_path}")
     return 0

@@ -146,6 +146,9 @@ class Status(IntEnum):
     ERR_BUFFER_TOO_SMALL = 2
     ERR_UNSUPPORTED = 3
     ERR_NUMERIC = 4
+    ERR_DIVERGED = 5
+    ERR_LOGITS_NONFINITE = 6
+    ERR_PARAMS_NONFINITE = 7
     ERR_PLAN_TRUNCATED = 10
     ERR_PLAN_MAGIC = 11
     ERR_PLAN_VERSION = 12
@@ -157,6 +160,7 @@ class Status(IntEnum):
     ERR_PLAN_ARENA_OFFSET = 18
     ERR_PLAN_METHOD_NOT_COMPILED = 19
     ERR_PLAN_ALIGNMENT = 20
+    ERR_PLAN_SHAPE = 21
     ERR_PLAN_BUFFER_KIND = 28
     ERR_STATE_TRUNCATED = 30
     ERR_STATE_MAGIC = 31
@@ -164,6 +168,7 @@ class Status(IntEnum):
     ERR_STATE_LENGTH = 33
     ERR_STATE_CRC = 34
     ERR_STATE_PLAN_MISMATCH = 35
+    ERR_STATE_NONFINITE = 36
 
 
 # What peft_status_str() answers, and the doc comment of each code.
@@ -179,8 +184,22 @@ STATUS_TEXT: dict[Status, tuple[str, str]] = {
         "Operator/shape combination the kernels do not handle.",
     ),
     Status.ERR_NUMERIC: (
-        "NaN or infinity in loss or gradient",
-        "A NaN or infinity appeared (loss or gradient).",
+        "NaN or infinity in loss, gradient or update",
+        "A NaN or infinity appeared (loss, gradient or update); a step returning it changed "
+        "nothing.",
+    ),
+    Status.ERR_DIVERGED: (
+        "training diverged (loss or parameter beyond its bound)",
+        "Loss above the trainer's bound, or an update would take a parameter beyond its "
+        "bound; nothing was applied.",
+    ),
+    Status.ERR_LOGITS_NONFINITE: (
+        "NaN or infinity in the logits",
+        "predict: a logit is NaN or infinite.",
+    ),
+    Status.ERR_PARAMS_NONFINITE: (
+        "NaN or infinity in the parameters",
+        "export: a parameter or optimizer value is not finite; nothing was written.",
     ),
     Status.ERR_PLAN_TRUNCATED: ("plan truncated", "Shorter than its header or declared length."),
     Status.ERR_PLAN_MAGIC: ("plan: bad magic", "Not a plan blob."),
@@ -217,6 +236,10 @@ STATUS_TEXT: dict[Status, tuple[str, str]] = {
         "plan or model not 4-byte aligned",
         "Model or blob base not 4-byte aligned.",
     ),
+    Status.ERR_PLAN_SHAPE: (
+        "plan: tensor shape beyond the runtime's bound",
+        "A dimension or element count beyond the runtime's bound.",
+    ),
     Status.ERR_PLAN_BUFFER_KIND: (
         "plan: unknown buffer kind",
         "A buffer record of a kind this runtime does not know.",
@@ -235,6 +258,10 @@ STATUS_TEXT: dict[Status, tuple[str, str]] = {
     Status.ERR_STATE_PLAN_MISMATCH: (
         "state: saved for another plan",
         "State was saved for another plan.",
+    ),
+    Status.ERR_STATE_NONFINITE: (
+        "state: NaN or infinity in the stored values",
+        "A stored parameter or optimizer value is not finite.",
     ),
 }
 
