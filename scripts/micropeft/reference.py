@@ -297,10 +297,17 @@ def _avg_pool(tf: Any, graph: Graph, layer: Layer, x: Any) -> Any:
     return sums / counts  # both carry the same 1/(kh*kw) factor
 
 
-def forward(graph: Graph, split_layer: int, params: Mapping[str, Any], x: Any) -> Any:
+def forward(
+    graph: Graph,
+    split_layer: int,
+    params: Mapping[str, Any],
+    x: Any,
+    values_out: dict[int, Any] | None = None,
+) -> Any:
     """Logits [n, classes] of the trainable part for split-tensor inputs `x` [n, h, w, c].
 
-    `params` holds every parameter of the part (frozen ones as constants).
+    `params` holds every parameter of the part (frozen ones as constants);
+    `values_out`, when given, receives every tensor computed (graph index -> value).
     """
     import tensorflow as tf
 
@@ -351,6 +358,8 @@ def forward(graph: Graph, split_layer: int, params: Mapping[str, Any], x: Any) -
         values[layer.output] = tf.reshape(y, out_shape)
     if graph.output not in values:
         raise ValueError("the trainable part does not compute the graph's output")
+    if values_out is not None:
+        values_out.update(values)
     return tf.reshape(values[graph.output], [-1, graph.tensors[graph.output].size])
 
 
