@@ -607,6 +607,39 @@ def predictions(model: bytes, inputs: np.ndarray, runtime: str) -> np.ndarray:
     return np.argmax(out.reshape(len(inputs), -1), axis=1)
 
 
+def check_against_runtime(
+    model: bytes,
+    the_plan: Any,
+    state: bytes,
+    calibration: np.ndarray,
+    test_inputs: np.ndarray,
+    runtime_pred: np.ndarray,
+    labels: np.ndarray,
+) -> dict[str, Any]:
+    """Merge an exported state (plan built on `model`, the full int8 model) and score the
+    merged model in TFLite and TFLM against the runtime's predictions and the labels.
+
+    `calibration` and `test_inputs` are float model inputs (the model's input range)."""
+    from micropeft import convert, runtime
+
+    trainer = runtime.Trainer(model, the_plan.to_bytes(), mode="infer")
+    trained = import_state(trainer, state, "the exported state")
+    result = merge(
+        model,
+        the_plan.graph,
+        the_plan.split_layer,
+        trained.arrays,
+        convert.quantize_input(model, calibration),
+    )
+    x = convert.quantize_input(model, test_inputs)
+    out: dict[str, Any] = {"recalibrated": result.recalibrated, "bytes": len(result.model)}
+    for name in ("tflite", "tflm"):
+        pred = predictions(result.model, x, name)
+        out[f"agreement_{name}"] = float(np.mean(pred == runtime_pred))
+        out[f"accuracy_{name}"] = float(np.mean(pred == labels))
+    return out
+
+
 def export_npz(graph: Graph, trained: dict[tuple[int, str], np.ndarray]) -> bytes:
     """The trained arrays as .npz bytes, keyed "<layer name>/<kind>" in TFLite layouts."""
     from micropeft.reference import in_channels
