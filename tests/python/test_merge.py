@@ -45,25 +45,25 @@ METHOD_CASES = {
 }
 
 
-def _keras_model():
+def _keras_model(use_bias: bool):
     layers = tf.keras.layers
     inputs = tf.keras.Input((16, 16, 1))
-    x = layers.ReLU(6.0)(layers.Conv2D(8, 3, strides=2, padding="same")(inputs))
-    x = layers.ReLU()(layers.DepthwiseConv2D(3, padding="same")(x))
-    x = layers.ReLU()(layers.Conv2D(16, 1)(x))
-    x = layers.ReLU()(layers.DepthwiseConv2D(3, strides=2, padding="same")(x))
-    return tf.keras.Model(inputs, layers.Dense(10)(layers.Flatten()(x)))
+    x = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=use_bias)(inputs)
+    x = layers.ReLU(6.0)(x)
+    x = layers.ReLU()(layers.DepthwiseConv2D(3, padding="same", use_bias=use_bias)(x))
+    x = layers.ReLU()(layers.Conv2D(16, 1, use_bias=use_bias)(x))
+    x = layers.ReLU()(layers.DepthwiseConv2D(3, strides=2, padding="same", use_bias=use_bias)(x))
+    return tf.keras.Model(inputs, layers.Dense(10, use_bias=use_bias)(layers.Flatten()(x)))
 
 
-@pytest.fixture(scope="module")
-def task():
+def _digits_task(use_bias: bool) -> dict:
     """The int8 model and digits: 1000 training samples (300 of them pretrain), 797 test."""
     tf.keras.utils.set_random_seed(0)
     digits = datasets.load_source("digits", seed=0)
     x = datasets.fit_images(digits.x, (16, 16, 1)).astype(np.float32)
     order = np.random.default_rng(0).permutation(len(digits.y))
     train, test = order[:1000], order[1000:]
-    keras_model = _keras_model()
+    keras_model = _keras_model(use_bias)
     keras_model.compile(
         optimizer=tf.keras.optimizers.Adam(3e-3),
         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -80,9 +80,14 @@ def task():
     }
 
 
-def _plan(model: bytes, case: str) -> plan.Plan:
+@pytest.fixture(scope="module")
+def task():
+    return _digits_task(use_bias=True)
+
+
+def _plan(model: bytes, case: str | tuple) -> plan.Plan:
     graph = graph_from_tflite(model)
-    names, targets = METHOD_CASES[case]
+    names, targets = METHOD_CASES[case] if isinstance(case, str) else case
     cfg = methods.MethodConfig(method=names, r=2, lora_alpha=4.0, target_modules=targets)
     methods.apply_method(graph, cfg)
     return plan.build_plan(graph, model, plan.OptimizerConfig(kind="adam", lr=0.01), seed=0)
@@ -165,17 +170,47 @@ def test_merged_model_agrees_with_the_runtime_in_tflite_and_tflm(task, trained, 
         task["x_train"][:500],
     )
     assert result.model != model and result.layers
-    runtime_pred, y = run["pred"], task["y_test"]
+    _assert_agrees(result.model, task, run["pred"], case)
+
+
+def _assert_agrees(model: bytes, task: dict, runtime_pred: np.ndarray, case: str) -> None:
+    """The goal: >= 99 % agreement with the runtime, accuracy within 0.5 points."""
+    y = task["y_test"]
     runtime_acc = float(np.mean(runtime_pred == y))
     assert runtime_acc > 0.6, f"{case}: the runtime learned too little to test ({runtime_acc})"
     for name in ("tflite", "tflm"):
-        pred = merge.predictions(result.model, task["x_test"], name)
+        pred = merge.predictions(model, task["x_test"], name)
         agreement = float(np.mean(pred == runtime_pred))
         accuracy = float(np.mean(pred == y))
         assert agreement >= AGREEMENT, f"{case} {name}: agreement {agreement:.4f}"
         assert abs(accuracy - runtime_acc) <= ACCURACY_POINTS, (
             f"{case} {name}: accuracy {accuracy:.4f}, runtime {runtime_acc:.4f}"
         )
+
+
+def test_shared_and_missing_biases_get_their_own_tensors():
+    """Without Keras biases the converter gives the convolutions all-zero biases, one buffer
+    shared by the two 8-channel layers, and the dense head none. BitFit and scale+shift
+    train them: the shared buffer is split (through flatbuffer_utils), the head gains a bias
+    for its shift, and the model still runs in TFLite and TFLM like the runtime."""
+    task = _digits_task(use_bias=False)
+    model = task["model"]
+    graph = graph_from_tflite(model)
+    conv1, dw1 = graph.layers[0], graph.layers[1]
+    assert conv1.bias.offset == dw1.bias.offset and graph.layers[-1].bias is None
+    the_plan = _plan(model, (["scale_shift", "bitfit", "last_layer"], None))
+    trainer = runtime.Trainer(model, the_plan)
+    _train(trainer, _split_values(model, the_plan, task["x_train"]), task["y_train"], EPOCHS)
+    pred = np.array([trainer.predict(x)[1] for x in _split_values(model, the_plan, task["x_test"])])
+    arrays = _arrays(model, the_plan, trainer.export_state())
+    result = merge.merge(model, the_plan.graph, the_plan.split_layer, arrays, task["x_train"][:500])
+    merged = graph_from_tflite(result.model)
+    assert merged.layers[0].bias.offset != merged.layers[1].bias.offset
+    head_bias = reference.dequantize_bias(merged, result.model, merged.layers[-1])
+    beta = arrays[(len(graph.layers) - 1, "beta")]
+    step = reference.read_scales(result.model, merged.layers[-1].bias).max()
+    assert np.max(np.abs(head_bias - beta)) <= 0.5 * step * 1.001 and np.any(beta)
+    _assert_agrees(result.model, task, pred, "no biases")
 
 
 def test_merged_weights_are_the_folded_weights_requantized(task, trained):
@@ -341,6 +376,35 @@ def test_merge_from_flash_picks_the_newest_valid_slot(folder, board_name):
         assert done.returncode == 0, done.stderr
         assert "peft_state1" in done.stdout and "sequence 8" in done.stdout, done.stdout
         assert out.read_bytes() == reference_out.read_bytes()
+
+
+def test_merge_from_a_readout_of_the_slots_only_with_pack_json(folder):
+    """`nrfutil device read --address A --bytes N --to-file` of the two slots: a HEX with
+    only those addresses; pack.json says where the slots are."""
+    from intelhex import IntelHex
+
+    root = folder["root"]
+    board, parts = _flash_with_states(root, "nrf52840dk", folder["newer"], folder["older"])
+    slots = [p for p in parts if p.label.startswith("peft_state")]
+    ih = IntelHex()
+    for p in slots:
+        ih.frombytes(p.data + b"\xff" * (p.size - len(p.data)), offset=board.flash_base + p.offset)
+    readout = root / "slots.hex"
+    ih.write_hex_file(str(readout))
+    out = root / "slots.npz"
+    args = ["export", "--model-dir", root / "m", "--state", readout, "--out", out]
+    _one_line_error(_cli(*args), "--layout")
+    assert not out.exists()
+    done = _cli(*args, "--layout", root / "nrf52840dk" / "pack.json")
+    assert done.returncode == 0, done.stderr
+    assert "peft_state0 sequence 8" in done.stdout and "peft_state1 sequence 7" in done.stdout
+    blob = root / "blob.npz"
+    done = _cli("export", "--model-dir", root / "m", "--state", root / "state.bin", "--out", blob)
+    assert done.returncode == 0, done.stderr
+    a, b = np.load(out), np.load(blob)
+    assert sorted(a.files) == sorted(b.files)
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key])
 
 
 def test_merge_skips_a_torn_slot(folder):
