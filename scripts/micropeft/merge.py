@@ -132,7 +132,8 @@ class TrainedState:
     blob: bytes = b""  # the state blob itself
 
 
-def _trainer(model: bytes, plan_blob: bytes) -> Any:
+def infer_trainer(model: bytes, plan_blob: bytes) -> Any:
+    """An inference runtime.Trainer for the plan (the state is imported into it)."""
     from micropeft import runtime
 
     try:
@@ -634,9 +635,9 @@ def check_against_runtime(
     merged model in TFLite and TFLM against the runtime's predictions and the labels.
 
     `calibration` and `test_inputs` are float model inputs (the model's input range)."""
-    from micropeft import convert, runtime
+    from micropeft import convert
 
-    trainer = runtime.Trainer(model, the_plan.to_bytes(), mode="infer")
+    trainer = infer_trainer(model, the_plan.to_bytes())
     trained = import_state(trainer, state, "the exported state")
     result = merge(
         model,

@@ -15,8 +15,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,8 @@ import pytest
 from micropeft import convert, datasets, merge, methods, pack, plan, reference, runtime
 from micropeft.graph import Method
 from micropeft.tflite_graph import graph_from_tflite
+from test_prep_cli import _cli as run_cli
+from test_prep_cli import _one_line_error
 
 tf = pytest.importorskip("tensorflow")
 
@@ -271,22 +271,7 @@ def test_export_npz_holds_the_runtime_parameters(task, trained):
 
 
 def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "micropeft", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-        check=False,
-    )
-
-
-def _one_line_error(done, *needles):
-    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("micropeft: error:"), lines[0]
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+    return run_cli(*args, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
 
 
 @pytest.fixture(scope="module")

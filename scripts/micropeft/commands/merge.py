@@ -95,7 +95,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
     folder = merge.read_model_folder(args.model_dir)
     the_plan = folder.plan()
-    trainer = merge._trainer(folder.device, folder.plan_blob)
+    trainer = merge.infer_trainer(folder.device, folder.plan_blob)
     firmware = None if args.firmware_size is None else parse_size(args.firmware_size)
     source = merge.find_state(
         args.state,
@@ -156,7 +156,7 @@ def run_merge(args: argparse.Namespace) -> int:
 
 def _print_check(folder: Any, the_plan: Any, state: Any, model: bytes, test: Any) -> None:
     """Agreement of the merged model (TFLite) with the runtime on the dataset's test split."""
-    from micropeft import merge, reference, runtime
+    from micropeft import merge, reference
 
     x, y = test
     split = the_plan.graph.tensors[the_plan.input_tensor]
@@ -164,7 +164,7 @@ def _print_check(folder: Any, the_plan: Any, state: Any, model: bytes, test: Any
     (split_q,) = reference.tflite_tensor_values(
         folder.full, [split.name], reference.dequantize(x, inp.scale, inp.zero_point)
     )
-    trainer = runtime.Trainer(folder.device, folder.plan_blob, mode="infer")
+    trainer = merge.infer_trainer(folder.device, folder.plan_blob)
     trainer.import_state(state.blob)
     runtime_pred = np.array([trainer.predict(s)[1] for s in split_q])
     merged_pred = merge.predictions(model, x, "tflite")
