@@ -418,6 +418,8 @@ CSV_FIELDS = [
     "m4_backward",
     "m4_optimizer",
     "m4_step",
+    "merged_agreement",
+    "merged_accuracy",
 ]
 
 
@@ -500,6 +502,9 @@ class ResultsStore:
             }
             for part in ("total", *_RAM_PARTS):
                 row[f"ram_{part}"] = ram.get(part)
+            merged = run.get("merged") or {}
+            row["merged_agreement"] = merged.get("agreement_tflm")
+            row["merged_accuracy"] = merged.get("accuracy_tflm")
             writer.writerow(row)
         return buffer.getvalue()
 
@@ -895,6 +900,13 @@ def train_pair(
                 "param_diff_floor": PARAM_DIFF_FLOOR,
             }
         )
+    from micropeft import merge
+
+    # The state as the device would save it, folded into a standard int8 .tflite.
+    out[0]["merged"] = merge.check_against_runtime(
+        model, laid, trainer.export_state(), data.x_train[: merge.CALIBRATION_SAMPLES],
+        data.x_test, pred_c, data.y_test,
+    )  # fmt: skip
     memory = {
         "arena_train": int(trainer.arena_size("train")),
         "arena_infer": int(trainer.arena_size("infer")),

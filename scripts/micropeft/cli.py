@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "micropeft.commands.prepare_model",
     "micropeft.commands.prepare_dataset",
     "micropeft.commands.pack",
+    "micropeft.commands.merge",
     "micropeft.commands.bench",
     "micropeft.commands.report",
 ]

@@ -329,12 +329,18 @@ def _param_grad_sees(tf: Any, f: Any, x: Any, kept: Any, param: Any) -> Any:
 
 
 def forward(
-    graph: Graph, split_layer: int, params: Mapping[str, Any], x: Any, act_cache: str = "f32"
+    graph: Graph,
+    split_layer: int,
+    params: Mapping[str, Any],
+    x: Any,
+    act_cache: str = "f32",
+    values_out: dict[int, Any] | None = None,
 ) -> Any:
     """Logits [n, classes] of the trainable part for split-tensor inputs `x` [n, h, w, c].
 
     `params` holds every parameter of the part (frozen ones as constants);
     `act_cache` is what backward reads (module docstring).
+    `values_out`, when given, receives every tensor computed (graph index -> value).
     """
     import tensorflow as tf
 
@@ -403,6 +409,8 @@ def forward(
         values[layer.output] = tf.reshape(y, out_shape)
     if graph.output not in values:
         raise ValueError("the trainable part does not compute the graph's output")
+    if values_out is not None:
+        values_out.update(values)
     return tf.reshape(values[graph.output], [-1, graph.tensors[graph.output].size])
 
 

@@ -530,3 +530,18 @@ def output_classes(model: bytes) -> int:
     _, _, subgraph = _load_model(bytes(model))
     t = _read_tensor(bytes(model), subgraph, int(subgraph.Outputs(0)))
     return int(np.prod(t.shape)) if t.shape else 1
+
+
+_QUANT_ZERO_POINT = 10
+
+
+def quant_positions(model: bytes, tensor: int) -> tuple[int, int]:
+    """Absolute positions of a per-tensor-quantized tensor's float32 scale and int64 zero
+    point (a .tflite tensor index), for patching them in place."""
+    _, _, subgraph = _load_model(bytes(model))
+    quant = subgraph.Tensors(tensor).Quantization()
+    scale = _vector_pos(quant, _QUANT_SCALE) if quant is not None else None
+    zero = _vector_pos(quant, _QUANT_ZERO_POINT) if quant is not None else None
+    if scale is None or zero is None or scale[1] != 1 or zero[1] != 1:
+        raise UserError(f"tensor {tensor} has no per-tensor scale and zero point")
+    return scale[0], zero[0]

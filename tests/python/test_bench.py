@@ -151,6 +151,19 @@ def test_cortex_m4_counts_are_exact_and_repeat(quick, tmp_path):
     assert measured >= 1
 
 
+def test_merged_model_is_scored_per_method(quick):
+    """Each C run's state is merged into an int8 .tflite and run in TFLite and TFLM. The
+    smoke run barely learns (near-tied logits), so only a loose bound here: the 99 % goal
+    is tested in test_merge.py on a model that learned."""
+    results = quick["results"]
+    for run in _runs(results, "c").values():
+        merged = run["merged"]
+        for runtime in ("tflite", "tflm"):
+            assert merged[f"agreement_{runtime}"] >= 0.9, (run["method"], merged)
+            assert abs(merged[f"accuracy_{runtime}"] - run["accuracy"]) <= 0.05, merged
+    assert "agreement TFLM (%)" in (quick["out"] / "report.md").read_text()
+
+
 def test_report_is_written_and_self_contained(quick):
     out = quick["out"]
     md = (out / "report.md").read_text()

@@ -1,0 +1,456 @@
+"""`micropeft merge` / `export`: the trained state folded into a standard int8 .tflite.
+
+A small MobileNet-like int8 CNN (conv, depthwise, pointwise, flatten, dense),
+pretrained a few epochs in Keras on scikit-learn's digits. Each method trains
+in the C runtime; its exported state is merged, and the merged model runs in
+TFLite's interpreter and in TFLM (the `tflite-micro` package), with no micropeft
+code: their predictions must agree with the C runtime's on >= 99 % of 797 test
+samples, and their accuracy stay within 0.5 points. Then the command line: a
+state blob, a native_sim flash file, an nRF52840 flash readout (Intel HEX and
+binary) with two slots written, and bad input.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from micropeft import convert, datasets, merge, methods, pack, plan, reference, runtime
+from micropeft.graph import Method
+from micropeft.tflite_graph import graph_from_tflite
+from test_prep_cli import _cli as run_cli
+from test_prep_cli import _one_line_error
+
+tf = pytest.importorskip("tensorflow")
+
+AGREEMENT = 0.99
+ACCURACY_POINTS = 0.005
+EPOCHS = 2
+BATCH = 16
+
+# name -> (methods, targets): every method, and LoRA + BitFit + a new head.
+METHOD_CASES = {
+    "full": ("full", None),
+    "last_layer": ("last_layer", None),
+    "bitfit": (["bitfit", "last_layer"], None),
+    "scale_shift": (["scale_shift", "last_layer"], None),
+    "lora": ("lora", None),  # default targets: the pointwise conv and the dense head
+    "sparse": (["sparse", "last_layer"], {"sparse": [3]}),  # the second depthwise conv
+    "lora_bitfit_head": (["lora", "bitfit", "last_layer"], None),
+}
+
+
+def _keras_model(use_bias: bool):
+    layers = tf.keras.layers
+    inputs = tf.keras.Input((16, 16, 1))
+    x = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=use_bias)(inputs)
+    x = layers.ReLU(6.0)(x)
+    x = layers.ReLU()(layers.DepthwiseConv2D(3, padding="same", use_bias=use_bias)(x))
+    x = layers.ReLU()(layers.Conv2D(16, 1, use_bias=use_bias)(x))
+    x = layers.ReLU()(layers.DepthwiseConv2D(3, strides=2, padding="same", use_bias=use_bias)(x))
+    return tf.keras.Model(inputs, layers.Dense(10, use_bias=use_bias)(layers.Flatten()(x)))
+
+
+def _digits_task(use_bias: bool) -> dict:
+    """The int8 model and digits: 1000 training samples (300 of them pretrain), 797 test."""
+    tf.keras.utils.set_random_seed(0)
+    digits = datasets.load_source("digits", seed=0)
+    x = datasets.fit_images(digits.x, (16, 16, 1)).astype(np.float32)
+    order = np.random.default_rng(0).permutation(len(digits.y))
+    train, test = order[:1000], order[1000:]
+    keras_model = _keras_model(use_bias)
+    keras_model.compile(
+        optimizer=tf.keras.optimizers.Adam(3e-3),
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    keras_model.fit(x[train[:300]], digits.y[train[:300]], epochs=5, batch_size=16, verbose=0)
+    model = convert.to_int8_tflite(keras_model, x[train[:200]])
+    xq = convert.quantize_input(model, x)
+    return {
+        "model": model,
+        "x_train": xq[train],
+        "y_train": digits.y[train],
+        "x_test": xq[test],
+        "y_test": digits.y[test],
+    }
+
+
+@pytest.fixture(scope="module")
+def task():
+    return _digits_task(use_bias=True)
+
+
+def _plan(model: bytes, case: str | tuple) -> plan.Plan:
+    graph = graph_from_tflite(model)
+    names, targets = METHOD_CASES[case] if isinstance(case, str) else case
+    cfg = methods.MethodConfig(method=names, r=2, lora_alpha=4.0, target_modules=targets)
+    methods.apply_method(graph, cfg)
+    return plan.build_plan(graph, model, plan.OptimizerConfig(kind="adam", lr=0.01), seed=0)
+
+
+def _split_values(model: bytes, the_plan: plan.Plan, x_int8: np.ndarray) -> np.ndarray:
+    """The int8 split tensor that TFLite computes for model inputs (the frozen prefix)."""
+    graph = the_plan.graph
+    inp = graph.tensors[graph.input].quant
+    name = graph.tensors[the_plan.input_tensor].name
+    x = reference.dequantize(x_int8, inp.scale, inp.zero_point)
+    return reference.tflite_tensor_values(model, [name], x)[0]
+
+
+def _train(trainer: runtime.Trainer, xs: np.ndarray, ys: np.ndarray, epochs: int) -> None:
+    for _ in range(epochs):
+        for start in range(0, len(ys), BATCH):
+            for x, y in zip(xs[start : start + BATCH], ys[start : start + BATCH], strict=True):
+                trainer.train_sample(x, int(y))
+            trainer.step()
+
+
+@pytest.fixture(scope="module")
+def trained(task):
+    """Per method: the plan, the exported state and the runtime's test predictions."""
+    out = {}
+    for case in METHOD_CASES:
+        the_plan = _plan(task["model"], case)
+        trainer = runtime.Trainer(task["model"], the_plan)
+        train_split = _split_values(task["model"], the_plan, task["x_train"])
+        _train(trainer, train_split, task["y_train"], EPOCHS)
+        test_split = _split_values(task["model"], the_plan, task["x_test"])
+        pred = np.array([trainer.predict(x)[1] for x in test_split])
+        out[case] = {
+            "plan": the_plan,
+            "state": trainer.export_state(),
+            "pred": pred,
+            "test_split": test_split,
+        }
+    return out
+
+
+def _arrays(model: bytes, the_plan: plan.Plan, state: bytes) -> dict:
+    trainer = runtime.Trainer(model, the_plan.to_bytes(), mode="infer")
+    return merge.import_state(trainer, state, "state").arrays
+
+
+@pytest.mark.parametrize("case", list(METHOD_CASES))
+def test_folded_float_layers_compute_what_the_runtime_computes(task, trained, case):
+    """The folding algebra alone: one plain linear layer per weighted layer (TensorFlow)
+    gives the C runtime's logits (runtime.Trainer.predict, the adapted parameters)."""
+    run = trained[case]
+    the_plan, model = run["plan"], task["model"]
+    trainer = runtime.Trainer(model, the_plan.to_bytes(), mode="infer")
+    trainer.import_state(run["state"])
+    arrays = merge.import_state(trainer, run["state"], "state").arrays
+    folded = merge.folded_parameters(the_plan.graph, model, the_plan.split_layer, arrays)
+    plain = graph_from_tflite(model)  # no method marked: weight and bias only
+    params = {}
+    for index, (w, b) in folded.items():
+        params[f"{plain.layers[index].name}/weight"] = w.astype(np.float32)
+        params[f"{plain.layers[index].name}/bias"] = b.astype(np.float32)
+    split = the_plan.graph.tensors[the_plan.input_tensor]
+    x_q = run["test_split"][:64]
+    x = reference.dequantize(x_q, split.quant.scale, split.quant.zero_point)
+    got = np.asarray(reference.forward(plain, the_plan.split_layer, params, x))
+    want = np.stack([trainer.predict(s)[0] for s in x_q])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+
+
+@pytest.mark.parametrize("case", list(METHOD_CASES))
+def test_merged_model_agrees_with_the_runtime_in_tflite_and_tflm(task, trained, case):
+    run = trained[case]
+    the_plan, model = run["plan"], task["model"]
+    result = merge.merge(
+        model,
+        the_plan.graph,
+        the_plan.split_layer,
+        _arrays(model, the_plan, run["state"]),
+        task["x_train"][:500],
+    )
+    assert result.model != model and result.layers
+    _assert_agrees(result.model, task, run["pred"], case)
+
+
+def _assert_agrees(model: bytes, task: dict, runtime_pred: np.ndarray, case: str) -> None:
+    """The goal: >= 99 % agreement with the runtime, accuracy within 0.5 points."""
+    y = task["y_test"]
+    runtime_acc = float(np.mean(runtime_pred == y))
+    assert runtime_acc > 0.6, f"{case}: the runtime learned too little to test ({runtime_acc})"
+    for name in ("tflite", "tflm"):
+        pred = merge.predictions(model, task["x_test"], name)
+        agreement = float(np.mean(pred == runtime_pred))
+        accuracy = float(np.mean(pred == y))
+        assert agreement >= AGREEMENT, f"{case} {name}: agreement {agreement:.4f}"
+        assert abs(accuracy - runtime_acc) <= ACCURACY_POINTS, (
+            f"{case} {name}: accuracy {accuracy:.4f}, runtime {runtime_acc:.4f}"
+        )
+
+
+def test_shared_and_missing_biases_get_their_own_tensors():
+    """Without Keras biases the converter gives the convolutions all-zero biases, one buffer
+    shared by the two 8-channel layers, and the dense head none. BitFit and scale+shift
+    train them: the shared buffer is split (through flatbuffer_utils), the head gains a bias
+    for its shift, and the model still runs in TFLite and TFLM like the runtime."""
+    task = _digits_task(use_bias=False)
+    model = task["model"]
+    graph = graph_from_tflite(model)
+    conv1, dw1 = graph.layers[0], graph.layers[1]
+    assert conv1.bias.offset == dw1.bias.offset and graph.layers[-1].bias is None
+    the_plan = _plan(model, (["scale_shift", "bitfit", "last_layer"], None))
+    trainer = runtime.Trainer(model, the_plan)
+    _train(trainer, _split_values(model, the_plan, task["x_train"]), task["y_train"], EPOCHS)
+    pred = np.array([trainer.predict(x)[1] for x in _split_values(model, the_plan, task["x_test"])])
+    arrays = _arrays(model, the_plan, trainer.export_state())
+    result = merge.merge(model, the_plan.graph, the_plan.split_layer, arrays, task["x_train"][:500])
+    merged = graph_from_tflite(result.model)
+    assert merged.layers[0].bias.offset != merged.layers[1].bias.offset
+    head_bias = reference.dequantize_bias(merged, result.model, merged.layers[-1])
+    beta = arrays[(len(graph.layers) - 1, "beta")]
+    step = reference.read_scales(result.model, merged.layers[-1].bias).max()
+    assert np.max(np.abs(head_bias - beta)) <= 0.5 * step * 1.001 and np.any(beta)
+    _assert_agrees(result.model, task, pred, "no biases")
+
+
+def test_merged_weights_are_the_folded_weights_requantized(task, trained):
+    """LoRA + BitFit + head: every changed array dequantizes to the folded float array
+    within half a quantization step, with TFLite's bias scale = input x weight scale."""
+    run = trained["lora_bitfit_head"]
+    the_plan, model = run["plan"], task["model"]
+    arrays = _arrays(model, the_plan, run["state"])
+    folded = merge.folded_parameters(the_plan.graph, model, the_plan.split_layer, arrays)
+    merged = merge.merge(model, the_plan.graph, the_plan.split_layer, arrays, task["x_train"][:500])
+    graph = graph_from_tflite(merged.model)
+    lora_layers = [i for i, lay in enumerate(the_plan.graph.layers) if lay.methods & Method.LORA]
+    assert lora_layers
+    for index, (w, b) in folded.items():
+        layer = graph.layers[index]
+        scales = reference.read_scales(merged.model, layer.weights)
+        w_merged = reference.dequantize_weight(graph, merged.model, layer)
+        step = scales.max()
+        assert np.max(np.abs(w_merged - w)) <= 0.5 * step * 1.001 + 1e-7, layer.name
+        if layer.bias is not None:
+            b_scales = reference.read_scales(merged.model, layer.bias)
+            in_scale = graph.tensors[layer.inputs[0]].quant.scale
+            np.testing.assert_allclose(b_scales, np.float32(in_scale) * scales, rtol=1e-6)
+            b_merged = reference.dequantize_bias(graph, merged.model, layer)
+            assert np.max(np.abs(b_merged - b)) <= 0.5 * b_scales.max() * 1.001, layer.name
+    # The LoRA update itself is in the weights: W + alpha / r * B A differs from W.
+    original = reference.dequantize_weight(
+        graph_from_tflite(model), model, graph.layers[lora_layers[0]]
+    )
+    assert (
+        np.max(np.abs(folded[lora_layers[0]][0] - original))
+        > 10
+        * reference.read_scales(
+            model, graph_from_tflite(model).layers[lora_layers[0]].weights
+        ).max()
+    )
+
+
+def test_export_npz_holds_the_runtime_parameters(task, trained):
+    run = trained["lora_bitfit_head"]
+    the_plan, model = run["plan"], task["model"]
+    trainer = runtime.Trainer(model, the_plan)
+    trainer.import_state(run["state"])
+    expected = trainer.parameters()  # keyed "<layer name>/<kind>" by the plan's graph
+    npz = merge.export_npz(the_plan.graph, _arrays(model, the_plan, run["state"]))
+    stored = np.load(io.BytesIO(npz))
+    assert sorted(stored.files) == sorted(expected)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(stored[key].reshape(-1), value)
+    kinds = {key.rsplit("/", 1)[1] for key in expected}
+    assert {"weight", "bias", "lora_a", "lora_b"} <= kinds
+    lora_a = next(k for k in expected if k.endswith("/lora_a"))
+    assert stored[lora_a].shape[0] == 2  # [r][in]
+
+
+# ---------------------------------------------------------------------------
+# The command line: model folder, state sources, bad input
+
+
+def _cli(*args):
+    return run_cli(*args, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+
+
+@pytest.fixture(scope="module")
+def folder(task, tmp_path_factory):
+    """prepare-model (LoRA + BitFit + head) and prepare-dataset from the command line, pack
+    for both boards, and two states trained in the runtime on the device model + plan.bin."""
+    root = tmp_path_factory.mktemp("merge")
+    (root / "int8.tflite").write_bytes(task["model"])
+    done = _cli(
+        "prepare-model", "--tflite", root / "int8.tflite", "--method", "lora,bitfit,last_layer",
+        "--r", "2", "--optimizer", "adam", "--lr", "0.01", "--out", root / "m",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    done = _cli(
+        "prepare-dataset", "--model", root / "m" / "model.tflite", "--source", "digits",
+        "--limit", "600", "--test-fraction", "0.5", "--out", root / "d",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for board in ("native_sim", "nrf52840dk"):
+        done = _cli(
+            "pack", "--board", board, "--model-dir", root / "m", "--dataset",
+            root / "d" / "dataset.bin", "--out", root / board,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    device = (root / "m" / "model.tflite").read_bytes()
+    blob = (root / "m" / "plan.bin").read_bytes()
+    data = datasets.parse_dataset_blob((root / "d" / "dataset.bin").read_bytes())
+    xs = convert.run_tflite(device, data.x_train)  # the device model outputs the split tensor
+    trainer = runtime.Trainer(device, blob)
+    _train(trainer, xs, data.y_train, 1)
+    older = trainer.export_state(epoch=1, sequence=7)
+    _train(trainer, xs, data.y_train, 2)
+    newer = trainer.export_state(epoch=3, sequence=8)
+    (root / "state.bin").write_bytes(newer)
+    return {"root": root, "older": older, "newer": newer, "data": data}
+
+
+def _flash_with_states(root: Path, board_name: str, slot0: bytes, slot1: bytes) -> list:
+    from micropeft import boards
+
+    board = boards.get_board(board_name)
+    layout = json.loads((root / board_name / "pack.json").read_text())
+    parts = []
+    for p in layout["partitions"]:
+        data = (root / board_name / f"{p['label']}.bin").read_bytes()
+        data = {"peft_state0": slot0, "peft_state1": slot1}.get(p["label"], data)
+        parts.append(pack.Partition(p["label"], p["offset"], p["size"], data))
+    return board, parts
+
+
+def test_merge_from_a_state_blob_checks_itself_on_the_dataset(folder):
+    root = folder["root"]
+    out = root / "from_blob.tflite"
+    done = _cli(
+        "merge", "--model-dir", root / "m", "--state", root / "state.bin",
+        "--dataset", root / "d" / "dataset.bin", "--out", out,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "sequence 8" in done.stdout and "agreement with the runtime" in done.stdout
+    model = out.read_bytes()
+    # Standard .tflite: TFLM runs it, with the full model's input and output.
+    x = folder["data"].x_test[:40]
+    tflm = convert.run_tflm(model, x).outputs
+    assert tflm.shape == (40, 10)
+    np.testing.assert_array_equal(np.argmax(tflm, 1), merge.predictions(model, x, "tflite"))
+
+
+@pytest.mark.parametrize("board_name", ["native_sim", "nrf52840dk"])
+def test_merge_from_flash_picks_the_newest_valid_slot(folder, board_name):
+    root = folder["root"]
+    reference_out = root / "reference.tflite"
+    if not reference_out.is_file():
+        done = _cli("merge", "--model-dir", root / "m", "--state", root / "state.bin",
+                    "--dataset", root / "d" / "dataset.bin", "--out", reference_out)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    board, parts = _flash_with_states(root, board_name, folder["older"], folder["newer"])
+    flash = root / f"{board_name}-flash.bin"
+    flash.write_bytes(pack.flash_image(board, parts))
+    hex_file = root / f"{board_name}.hex"
+    hex_file.write_text(pack.intel_hex(board, parts))
+    for source in (flash, hex_file):
+        out = root / f"{source.name}.tflite"
+        done = _cli(
+            "merge", "--model-dir", root / "m", "--state", source, "--board", board_name,
+            "--dataset", root / "d" / "dataset.bin", "--out", out,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "peft_state1" in done.stdout and "sequence 8" in done.stdout, done.stdout
+        assert out.read_bytes() == reference_out.read_bytes()
+
+
+def test_merge_from_a_readout_of_the_slots_only_with_pack_json(folder):
+    """`nrfutil device read --address A --bytes N --to-file` of the two slots: a HEX with
+    only those addresses; pack.json says where the slots are."""
+    from intelhex import IntelHex
+
+    root = folder["root"]
+    board, parts = _flash_with_states(root, "nrf52840dk", folder["newer"], folder["older"])
+    slots = [p for p in parts if p.label.startswith("peft_state")]
+    ih = IntelHex()
+    for p in slots:
+        ih.frombytes(p.data + b"\xff" * (p.size - len(p.data)), offset=board.flash_base + p.offset)
+    readout = root / "slots.hex"
+    ih.write_hex_file(str(readout))
+    out = root / "slots.npz"
+    args = ["export", "--model-dir", root / "m", "--state", readout, "--out", out]
+    _one_line_error(_cli(*args), "--layout")
+    assert not out.exists()
+    done = _cli(*args, "--layout", root / "nrf52840dk" / "pack.json")
+    assert done.returncode == 0, done.stderr
+    assert "peft_state0 sequence 8" in done.stdout and "peft_state1 sequence 7" in done.stdout
+    blob = root / "blob.npz"
+    done = _cli("export", "--model-dir", root / "m", "--state", root / "state.bin", "--out", blob)
+    assert done.returncode == 0, done.stderr
+    a, b = np.load(out), np.load(blob)
+    assert sorted(a.files) == sorted(b.files)
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_merge_skips_a_torn_slot(folder):
+    """The newer slot corrupt (a power cut mid-save): the older valid one is merged."""
+    root = folder["root"]
+    torn = bytearray(folder["newer"])
+    torn[len(torn) // 2] ^= 0x5A
+    board, parts = _flash_with_states(root, "native_sim", folder["older"], bytes(torn))
+    flash = root / "torn.bin"
+    flash.write_bytes(pack.flash_image(board, parts))
+    done = _cli("export", "--model-dir", root / "m", "--state", flash, "--out", root / "t.npz")
+    assert done.returncode == 0, done.stderr
+    assert "sequence 7" in done.stdout and "corrupt" in done.stdout
+    # The plan rebuilt here from the same method names the parameters (and is plan.bin).
+    device = (root / "m" / "model.tflite").read_bytes()
+    graph = graph_from_tflite((root / "m" / "full.tflite").read_bytes())
+    cfg = methods.MethodConfig(method=["lora", "bitfit", "last_layer"], r=2, optimizer="adam")
+    methods.apply_method(graph, cfg)
+    the_plan = plan.build_plan(graph, device, plan.OptimizerConfig(kind="adam", lr=0.01))
+    assert the_plan.to_bytes() == (root / "m" / "plan.bin").read_bytes()
+    trainer = runtime.Trainer(device, the_plan)
+    trainer.import_state(folder["older"])
+    expected = trainer.parameters()
+    stored = np.load(root / "t.npz")
+    assert sorted(stored.files) == sorted(expected)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(stored[key].reshape(-1), value)
+
+
+def test_bad_input_is_one_line_and_writes_nothing(folder, task, trained, tmp_path):
+    root = folder["root"]
+    out = tmp_path / "out.tflite"
+    other = tmp_path / "other.bin"
+    other.write_bytes(trained["full"]["state"])  # a state of another plan
+    corrupt = bytearray(folder["newer"])
+    corrupt[60] ^= 0xFF
+    (tmp_path / "corrupt.bin").write_bytes(bytes(corrupt))
+    (tmp_path / "junk.bin").write_bytes(b"\x00" * 100)
+    (tmp_path / "junk.hex").write_text(":zz\n")
+    (tmp_path / "empty").mkdir()
+    model = root / "m"
+    cases = [
+        (["--model-dir", model, "--state", other], "another plan"),
+        (["--model-dir", model, "--state", tmp_path / "corrupt.bin"], "corrupt"),
+        (["--model-dir", model, "--state", tmp_path / "junk.bin"], "neither"),
+        (["--model-dir", model, "--state", tmp_path / "junk.hex"], "Intel HEX"),
+        (["--model-dir", model, "--state", tmp_path / "none.bin"], "not found"),
+        (["--model-dir", tmp_path / "empty", "--state", root / "state.bin"], "not a model folder"),
+        (["--model-dir", tmp_path / "nope", "--state", root / "state.bin"], "not found"),
+    ]
+    for args, needle in cases:
+        for command in ("merge", "export"):
+            _one_line_error(_cli(command, *args, "--out", out), needle)
+            assert not out.exists()
+    # A flash image packed for another model folder.
+    board, parts = _flash_with_states(root, "native_sim", folder["older"], folder["newer"])
+    alien = bytearray(pack.flash_image(board, parts))
+    alien[pack.MODEL_HEADER_SIZE + 200] ^= 0x01  # model bytes differ: another model
+    (tmp_path / "alien.bin").write_bytes(bytes(alien))
+    _one_line_error(
+        _cli("merge", "--model-dir", model, "--state", tmp_path / "alien.bin", "--out", out),
+        "another model",
+    )
+    assert not out.exists()
