@@ -167,12 +167,6 @@ peft_status peft_pad_bwd_input_f32(const peft_pad_params *p, const float *grad_o
 /* ---- Fused activation, in place: x = act(x); grad *= act'(y) using the forward output y ---- */
 peft_status peft_activation_fwd_f32(peft_activation act, int32_t n, float *x);
 peft_status peft_activation_bwd_f32(peft_activation act, int32_t n, const float *y, float *grad);
-/* The same derivative kept as 1 bit per element (bit i of byte i / 8, LSB first: set
- * where act'(y) = 1), so backward needs no copy of y: mask from the forward output
- * y, then grad *= bit. Equal to peft_activation_bwd_f32 on the same y. */
-peft_status peft_activation_mask_f32(peft_activation act, int32_t n, const float *y,
-				     uint8_t *mask);
-peft_status peft_activation_bwd_mask_f32(int32_t n, const uint8_t *mask, float *grad);
 
 /* ---- Per-channel scale and shift: out[i, c] = in[i, c] * gamma[c] + beta[c] over `pixels` rows ---- */
 peft_status peft_scale_shift_fwd_f32(int32_t pixels, int32_t channels, const float *in,

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../../lib/peft/kernels/activation/peft_activation_mask.h"
 #include "peft/peft_kernels.h"
 #include "peft_test.h"
 

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../kernels/activation/peft_activation_mask.h"
 #include "../methods/peft_method.h"
 #include "../plan/peft_plan_internal.h"
 #include "peft/peft_kernels.h"

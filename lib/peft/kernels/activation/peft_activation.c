@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "peft/peft_kernels.h"
+#include "peft_activation_mask.h"
 
 static bool activation_ok(peft_activation act)
 {
