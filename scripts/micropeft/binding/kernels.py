@@ -11,13 +11,17 @@ one, input gradients start as NaN (so a test sees any element the kernel left
 unwritten) and weight gradients start at zero.
 
 `library()` gives the raw functions (argtypes set) for calls that need NULL.
+The wrappers call the runtime's own kernels (libpeft.so, the build's default
+backend); inside `with use_backend("reference")` (or "optimized") they call
+that backend's kernel library instead, so that tests can run both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -148,10 +152,10 @@ SIGNATURES: dict[str, list[object]] = {
 }
 
 
-@functools.cache
-def library() -> ctypes.CDLL:
-    """The host runtime with every kernel's argtypes and restype set."""
-    lib = native.load_library()
+BACKENDS = ("reference", "optimized")
+
+
+def _with_signatures(lib: ctypes.CDLL) -> ctypes.CDLL:
     for name, argtypes in SIGNATURES.items():
         function = getattr(lib, name)
         function.argtypes = argtypes
@@ -159,8 +163,43 @@ def library() -> ctypes.CDLL:
     return lib
 
 
+@functools.cache
+def library() -> ctypes.CDLL:
+    """The host runtime with every kernel's argtypes and restype set."""
+    return _with_signatures(native.load_library())
+
+
+@functools.cache
+def backend_library(backend: str) -> ctypes.CDLL:
+    """The kernels of one backend alone (libpeft_kernels_<backend>.so), argtypes set."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    native.load_library()  # builds every library of the host build
+    return _with_signatures(ctypes.CDLL(str(native.kernels_library_path(backend))))
+
+
+_active: ctypes.CDLL | None = None
+
+
+@contextlib.contextmanager
+def use_backend(backend: str) -> Iterator[ctypes.CDLL]:
+    """Within the block, the wrappers call `backend`'s kernels."""
+    global _active
+    saved = _active
+    _active = backend_library(backend)
+    try:
+        yield _active
+    finally:
+        _active = saved
+
+
+def active_library() -> ctypes.CDLL:
+    """The library the wrappers call now (see use_backend)."""
+    return _active or library()
+
+
 def _call(name: str, *args: object) -> None:
-    status = getattr(library(), name)(*args)
+    status = getattr(active_library(), name)(*args)
     if status != PEFT_OK:
         raise KernelError(name, status)
 
