@@ -116,7 +116,7 @@ def test_kconfig_is_valid_and_every_symbol_is_prefixed(tmp_path, monkeypatch):
         "PEFT_ACT_CACHE_S8",
         "PEFT_ARENA_SIZE",
         "PEFT_BACKEND_REFERENCE",
-        "PEFT_BACKEND_CMSIS_NN",
+        "PEFT_BACKEND_OPTIMIZED",
         "PEFT_LOG_LEVEL",
         "PEFT_LORA_RANK",
         "PEFT_LORA_ALPHA",
@@ -132,8 +132,9 @@ def test_kconfig_defaults_when_enabled(tmp_path, monkeypatch):
     assert kconf.syms["PEFT_METHOD_LORA"].str_value == "y"
     assert kconf.syms["PEFT_LORA_RANK"].str_value == "4"
     assert kconf.syms["PEFT_ACT_CACHE_F32"].str_value == "y"
-    # The CMSIS-NN backend needs a Cortex-M; the TFLM glue needs TFLM.
-    assert kconf.syms["PEFT_BACKEND_CMSIS_NN"].visibility == 0
+    # The optimized kernels are the default backend; the TFLM glue needs TFLM.
+    assert kconf.syms["PEFT_BACKEND_OPTIMIZED"].str_value == "y"
+    assert "PEFT_BACKEND_CMSIS_NN" not in kconf.syms
     assert kconf.syms["PEFT_TFLM"].str_value == "n"
     kconf.syms["TENSORFLOW_LITE_MICRO"].set_value(2)
     kconf.syms["CPP"].set_value(2)
