@@ -15,9 +15,11 @@ list(SORT PEFT_COMMON_SOURCES)
 # Kernel backends: "reference" (kernels/<op>/, the readable reference) and
 # "optimized" (kernels_optimized/<op>/: the same file and function names,
 # register-blocked). An op without an optimized folder uses its reference
-# folder in both; the choice is made here, never by #ifdef in a kernel.
+# folder in both; the choice is made here, never by #ifdef in a kernel. An op
+# folder may also hold dsp/ and portable/ variants of the same file: dsp/ on
+# cores with the DSP extension (`dsp` ON), portable/ otherwise.
 set(PEFT_BACKENDS reference optimized)
-function(peft_kernel_sources backend out_var)
+function(peft_kernel_sources backend dsp out_var)
   if(NOT backend IN_LIST PEFT_BACKENDS)
     message(FATAL_ERROR "PEFT_BACKEND must be one of ${PEFT_BACKENDS}, not '${backend}'")
   endif()
@@ -34,6 +36,14 @@ function(peft_kernel_sources backend out_var)
     endif()
     file(GLOB op_sources CONFIGURE_DEPENDS ${dir}/*.c)
     list(APPEND sources ${op_sources})
+    if(IS_DIRECTORY ${dir}/dsp)
+      if(dsp)
+        file(GLOB variant CONFIGURE_DEPENDS ${dir}/dsp/*.c)
+      else()
+        file(GLOB variant CONFIGURE_DEPENDS ${dir}/portable/*.c)
+      endif()
+      list(APPEND sources ${variant})
+    endif()
   endforeach()
   list(SORT sources)
   set(${out_var} ${sources} PARENT_SCOPE)

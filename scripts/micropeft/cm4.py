@@ -153,9 +153,10 @@ BACKENDS = ("reference", "optimized")
 DEFAULT_BACKEND = "optimized"
 
 
-def kernel_sources(lib_dir: Path, backend: str = DEFAULT_BACKEND) -> list[Path]:
+def kernel_sources(lib_dir: Path, backend: str = DEFAULT_BACKEND, dsp: bool = True) -> list[Path]:
     """sources.cmake's peft_kernel_sources: every op folder of kernels/, replaced by
-    kernels_optimized/<op>/ (same file names) for the optimized backend where it exists."""
+    kernels_optimized/<op>/ (same file names) for the optimized backend where it exists,
+    with its dsp/ variants (the Cortex-M4 has the DSP extension) or portable/ ones."""
     if backend not in BACKENDS:
         raise UserError(f"unknown kernel backend {backend!r} (one of {', '.join(BACKENDS)})")
     sources: list[Path] = []
@@ -163,6 +164,8 @@ def kernel_sources(lib_dir: Path, backend: str = DEFAULT_BACKEND) -> list[Path]:
         optimized = lib_dir / "kernels_optimized" / op_dir.name
         chosen = optimized if backend == "optimized" and optimized.is_dir() else op_dir
         sources += chosen.glob("*.c")
+        if (chosen / "dsp").is_dir():
+            sources += (chosen / ("dsp" if dsp else "portable")).glob("*.c")
     return sorted(sources)
 
 

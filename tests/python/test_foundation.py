@@ -72,6 +72,9 @@ config $(module)_LOG_LEVEL
 # Zephyr symbols that micropeft's Kconfig depends on or selects.
 ZEPHYR_STAND_INS = (
     "CPU_CORTEX_M",
+    "CPU_CORTEX_M4",
+    "CPU_CORTEX_M7",
+    "ARMV8_M_DSP",
     "CPP",
     "REQUIRES_FULL_LIBC",
     "TENSORFLOW_LITE_MICRO",
@@ -117,6 +120,7 @@ def test_kconfig_is_valid_and_every_symbol_is_prefixed(tmp_path, monkeypatch):
         "PEFT_ARENA_SIZE",
         "PEFT_BACKEND_REFERENCE",
         "PEFT_BACKEND_OPTIMIZED",
+        "PEFT_KERNELS_DSP",
         "PEFT_LOG_LEVEL",
         "PEFT_LORA_RANK",
         "PEFT_LORA_ALPHA",
@@ -135,6 +139,10 @@ def test_kconfig_defaults_when_enabled(tmp_path, monkeypatch):
     # The optimized kernels are the default backend; the TFLM glue needs TFLM.
     assert kconf.syms["PEFT_BACKEND_OPTIMIZED"].str_value == "y"
     assert "PEFT_BACKEND_CMSIS_NN" not in kconf.syms
+    # The SMLAD int8 path needs a core with the DSP extension.
+    assert kconf.syms["PEFT_KERNELS_DSP"].str_value == "n"
+    kconf.syms["CPU_CORTEX_M4"].set_value(2)
+    assert kconf.syms["PEFT_KERNELS_DSP"].str_value == "y"
     assert kconf.syms["PEFT_TFLM"].str_value == "n"
     kconf.syms["TENSORFLOW_LITE_MICRO"].set_value(2)
     kconf.syms["CPP"].set_value(2)

@@ -138,6 +138,7 @@ class Buffers:
         self.gamma_grad, self.beta_grad = f(2), f(2)
         self.loss = np.zeros(1, dtype=np.float32)
         self.q_out = np.zeros(7, dtype=np.int8)
+        self.s8s8_scratch = np.zeros(256, dtype=np.int16)
 
     def arrays(self) -> list[np.ndarray]:
         return [v for v in vars(self).values() if isinstance(v, np.ndarray)]
@@ -182,6 +183,15 @@ def kernel_calls(b: Buffers) -> dict[str, list[object]]:
         "peft_fc_bwd_input_f32": [r(b.fc), fp(b.fc_w), fp(b.fc_y_grad), fp(b.fc_x_grad), True],
         "peft_fc_bwd_weight_f32": [r(b.fc), fp(b.fc_x), fp(b.fc_y_grad), fp(b.fc_w_grad)],
         "peft_fc_bwd_bias_f32": [r(b.fc), fp(b.fc_y_grad), fp(b.bias_grad)],
+        "peft_fc_bwd_input_s8s8": [
+            r(b.fc),
+            r(b.fc_w8),
+            fp(b.fc_y_grad),
+            fp(b.fc_x_grad),
+            True,
+            b.s8s8_scratch.ctypes.data_as(ctypes.POINTER(ctypes.c_int16)),
+            2 * b.s8s8_scratch.size,
+        ],
         "peft_add_fwd_f32": [7, fp(b.vec), fp(b.vec2), fp(b.vec_out)],
         "peft_add_bwd_input_f32": [7, fp(b.vec), fp(b.vec_out), True],
         "peft_mean_fwd_f32": [r(b.in_dims), fp(b.x), fp(b.mean)],

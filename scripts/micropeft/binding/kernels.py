@@ -132,6 +132,7 @@ SIGNATURES: dict[str, list[object]] = {
     "peft_fc_bwd_input_f32": [_FC, _F32P, _F32P, _F32P, _BOOL],
     "peft_fc_bwd_weight_f32": [_FC, _F32P, _F32P, _F32P],
     "peft_fc_bwd_bias_f32": [_FC, _F32P, _F32P],
+    "peft_fc_bwd_input_s8s8": [_FC, _W8, _F32P, _F32P, _BOOL, ctypes.POINTER(ctypes.c_int16), _I32],
     "peft_add_fwd_f32": [_I32, _F32P, _F32P, _F32P],
     "peft_add_bwd_input_f32": [_I32, _F32P, _F32P, _BOOL],
     "peft_mean_fwd_f32": [_DIMS, _F32P, _F32P],
@@ -605,6 +606,38 @@ def fc_bwd_weight_f32(
     gw = _inout(grad_w, (p.out_features, p.in_features), "grad_w", 0.0)
     _call("peft_fc_bwd_weight_f32", ctypes.byref(p), _fp(x), _fp(g), _fp(gw))
     return gw
+
+
+def fc_bwd_input_s8s8(
+    p: FcParams,
+    q: np.ndarray,
+    scales: np.ndarray | Sequence[float] | float,
+    grad_out: np.ndarray,
+    grad_in: np.ndarray | None = None,
+    accumulate: bool = False,
+) -> np.ndarray:
+    """The int8 path: grad_out quantized per row, exact integer products (peft_kernels.h)."""
+    q = _s8(q, (p.out_features, p.in_features), "q")
+    s = _scales(scales)
+    g = _f32(grad_out, (p.rows, p.out_features), "grad_out")
+    gi = _grad_in(grad_in, (p.rows, p.in_features), accumulate)
+    w = _weights_s8(q, s)
+    lib = active_library()
+    lib.peft_fc_bwd_input_s8s8_get_buffer_size.argtypes = [_FC]
+    lib.peft_fc_bwd_input_s8s8_get_buffer_size.restype = _I32
+    size = lib.peft_fc_bwd_input_s8s8_get_buffer_size(ctypes.byref(p))
+    scratch = np.zeros(max(size // 2, 1), dtype=np.int16)
+    _call(
+        "peft_fc_bwd_input_s8s8",
+        ctypes.byref(p),
+        ctypes.byref(w),
+        _fp(g),
+        _fp(gi),
+        accumulate,
+        scratch.ctypes.data_as(ctypes.POINTER(ctypes.c_int16)),
+        size,
+    )
+    return gi
 
 
 def fc_bwd_bias_f32(
