@@ -43,7 +43,14 @@ from micropeft.binding import kernels as kb
 from micropeft.errors import UserError
 from micropeft.files import write_atomic
 
-PASSES = ("fwd_s8", "fwd_f32", "bwd_input_s8", "bwd_input_f32", "bwd_weight_f32")
+PASSES = (
+    "fwd_s8",
+    "fwd_f32",
+    "bwd_input_s8",
+    "bwd_input_f32",
+    "bwd_weight_f32",
+    "bwd_input_s8s8",  # the int8 path: fully connected and pointwise layers only
+)
 STEP_METHODS = ("bitfit", "lora_r4")
 STEP_BATCH = 16
 
@@ -59,6 +66,18 @@ class Case:
     kernel: int = 1
     stride: int = 1
     pad: int = 0
+
+    @property
+    def fc_form(self) -> tuple[int, int, int] | None:
+        """(rows, in, out) when the layer runs as a fully connected one (the int8 path)."""
+        if self.op == "fc":
+            return (self.in_shape[1], self.in_shape[2], self.out_shape[2])
+        if self.op == "conv2d" and self.kernel == 1 and self.stride == 1 and self.pad == 0:
+            return (self.out_shape[0] * self.out_shape[1], self.in_shape[2], self.out_shape[2])
+        return None
+
+    def has_pass(self, name: str) -> bool:
+        return name != "bwd_input_s8s8" or self.fc_form is not None
 
     @property
     def weight_count(self) -> int:
@@ -127,15 +146,27 @@ def _calls(lib: ctypes.CDLL, case: Case) -> dict[str, Callable[[], int]]:
             case.pad,
         )
         prefix = f"peft_{case.op}"
-    fn = {p: getattr(lib, f"{prefix}_{p}") for p in PASSES}
+    fn = {p: getattr(lib, f"{prefix}_{p}") for p in PASSES if p != "bwd_input_s8s8"}
     pp, pw8 = ctypes.byref(params), ctypes.byref(w8)
-    keep = (x, g, out, gin, q, wf, gw, scales, bias, w8, params)
+    fc_form = kb.FcParams(*case.fc_form) if case.fc_form else kb.FcParams(1, 1, 1)
+    scratch = np.zeros(4096, np.int16)
+    keep = (x, g, out, gin, q, wf, gw, scales, bias, w8, params, fc_form, scratch)
+    s8s8 = lib.peft_fc_bwd_input_s8s8
     calls = {
         "fwd_s8": lambda: fn["fwd_s8"](pp, _f32(x), pw8, _f32(bias), _f32(out)),
         "fwd_f32": lambda: fn["fwd_f32"](pp, _f32(x), _f32(wf), _f32(bias), _f32(out)),
         "bwd_input_s8": lambda: fn["bwd_input_s8"](pp, pw8, _f32(g), _f32(gin), False),
         "bwd_input_f32": lambda: fn["bwd_input_f32"](pp, _f32(wf), _f32(g), _f32(gin), False),
         "bwd_weight_f32": lambda: fn["bwd_weight_f32"](pp, _f32(x), _f32(g), _f32(gw)),
+        "bwd_input_s8s8": lambda: s8s8(
+            ctypes.byref(fc_form),
+            pw8,
+            _f32(g),
+            _f32(gin),
+            False,
+            scratch.ctypes.data_as(ctypes.POINTER(ctypes.c_int16)),
+            2 * scratch.size,
+        ),
     }
     calls["_keep"] = lambda: len(keep)  # holds the buffers; never timed
     return calls
@@ -163,7 +194,9 @@ def host_kernel_times(lib: ctypes.CDLL, repeats: int) -> dict[str, dict[str, flo
     results = {}
     for case in CASES:
         calls = _calls(lib, case)
-        results[case.name] = {p: 1e6 * _time_call(calls[p], repeats) for p in PASSES}
+        results[case.name] = {
+            p: 1e6 * _time_call(calls[p], repeats) for p in PASSES if case.has_pass(p)
+        }
     return results
 
 
@@ -172,13 +205,15 @@ def host_kernel_times(lib: ctypes.CDLL, repeats: int) -> dict[str, dict[str, flo
 
 
 def _c_case(case: Case) -> str:
+    rows, n_in, n_out = case.fc_form or (0, 0, 0)
+    fc = f"{{{rows}, {n_in}, {n_out}}}"
     if case.op == "fc":
-        return f"{{2, {{{{0}}}}, {{{case.in_shape[1]}, {case.in_shape[2]}, {case.out_shape[2]}}}}}"
+        return f"{{2, {{{{0}}}}, {fc}}}"
     op = 0 if case.op == "conv2d" else 1
     i, o = case.in_shape, case.out_shape
     k, s, p = case.kernel, case.stride, case.pad
     dims = f"{{{i[0]}, {i[1]}, {i[2]}}}, {{{o[0]}, {o[1]}, {o[2]}}}"
-    return f"{{{op}, {{{dims}, {k}, {k}, {s}, {s}, {p}, {p}}}, {{0}}}}"
+    return f"{{{op}, {{{dims}, {k}, {k}, {s}, {s}, {p}, {p}}}, {fc}}}"
 
 
 def firmware_source() -> str:
@@ -207,6 +242,7 @@ static const bench_case cases[] = {{
 static float x[{max_in}], gin[{max_in}], out[{max_out}], g[{max_out}];
 static float wf[{max_w}], gw[{max_w}], scales[{max_c}], bias[{max_c}];
 static int8_t q[{max_w}];
+static int16_t scratch[4096] __attribute__((aligned(4)));
 static uint32_t seed = 1u;
 
 static float uniform(void)
@@ -218,6 +254,13 @@ static float uniform(void)
 static peft_status run(const bench_case *c, int pass)
 {{
 	const peft_weights_s8 w8 = {{q, scales, c->op == 2 ? c->fp.out_features : c->cp.out.c}};
+
+	if (pass == 5) {{ /* the int8 path, where the layer has a fully connected form */
+		if (c->fp.rows == 0) {{
+			return PEFT_OK;
+		}}
+		return peft_fc_bwd_input_s8s8(&c->fp, &w8, g, gin, false, scratch, sizeof(scratch));
+	}}
 
 	if (c->op == 2) {{
 		switch (pass) {{
@@ -303,7 +346,8 @@ def m4_kernel_counts(
     counts = cm4.phase_deltas(run.marks, cm4.REGION, cm4.REGION_END)
     cycles = cm4.phase_deltas(run.cycle_marks, cm4.REGION, cm4.REGION_END)
     it = iter(zip(counts, cycles, strict=True))
-    return {case.name: {p: next(it) for p in PASSES} for case in CASES}
+    table = {case.name: {p: next(it) for p in PASSES} for case in CASES}
+    return {c.name: {p: v for p, v in table[c.name].items() if c.has_pass(p)} for c in CASES}
 
 
 def m4_code_sizes(source_root: Path, work_dir: Path) -> dict[str, int]:
@@ -431,7 +475,7 @@ def kernel_rows(
     """One row per case, pass and backend (the --json objects); M4 figures None without it."""
     rows = []
     for case in CASES:
-        for p in PASSES:
+        for p in (p for p in PASSES if case.has_pass(p)):
             kernel_pass, _, dtype = p.rpartition("_")
             for backend in kb.BACKENDS:
                 counts = m4.get(backend, {}).get(case.name, {}).get(p)
