@@ -146,6 +146,22 @@ static void input_pixel(const peft_conv_params *p, const peft_wsrc *w, const flo
 	}
 }
 
+/* taps_of(i, ...).full without the loop: the class's taps first, first +
+ * stride, ... up to the last below the kernel all satisfy k <= r and
+ * (r - k) / stride < out_n (the smallest k decides the second). */
+static bool taps_full(int32_t i, int32_t pad, int32_t kernel, int32_t stride, int32_t out_n)
+{
+	const int32_t r = i + pad;
+	const int32_t first = r % stride;
+
+	if (first >= kernel) {
+		return true; /* no taps */
+	}
+	const int32_t last = first + (kernel - 1 - first) / stride * stride;
+
+	return last <= r && (r - first) / stride < out_n;
+}
+
 static void conv2d_bwd_input(const peft_conv_params *p, const peft_wsrc *w,
 			     const float *grad_out, float *grad_in, bool accumulate)
 {
@@ -160,8 +176,8 @@ static void conv2d_bwd_input(const peft_conv_params *p, const peft_wsrc *w,
 				const int32_t ix3 = ix + 3 * sw;
 
 				if (ix3 < p->in.w &&
-				    taps_of(ix, p->pad_left, p->kernel_w, sw, p->out.w).full &&
-				    taps_of(ix3, p->pad_left, p->kernel_w, sw, p->out.w).full) {
+				    taps_full(ix, p->pad_left, p->kernel_w, sw, p->out.w) &&
+				    taps_full(ix3, p->pad_left, p->kernel_w, sw, p->out.w)) {
 					input_block4(p, w, grad_out, iy, ix, &ty, grad_in, accumulate);
 					ix += 4 * sw;
 				} else {
