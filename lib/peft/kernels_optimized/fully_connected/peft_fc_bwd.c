@@ -104,6 +104,23 @@ peft_status peft_fc_bwd_weight_f32(const peft_fc_params *p, const float *in, con
 	const int32_t n_out = p->out_features;
 	float acc[16];
 
+	if (p->rows < 4) {
+		/* A batch-1 head: each weight's sum has at most 3 products, an outer
+		 * product per row pair; no block would fill its lanes. */
+		for (int32_t o = 0; o < n_out; o++) {
+			float *gw = grad_w + o * n_in;
+
+			for (int32_t i = 0; i < n_in; i++) {
+				float sum = grad_out[o] * in[i];
+
+				for (int32_t r = 1; r < p->rows; r++) {
+					sum += grad_out[r * n_out + o] * in[r * n_in + i];
+				}
+				gw[i] += sum;
+			}
+		}
+		return PEFT_OK;
+	}
 	for (int32_t j = 0; j < n_out; j += 4) {
 		const int32_t o0 = n_out >= 4 ? peft_blk_start(j, n_out) : j;
 		const int32_t no = n_out >= 4 ? 4 : n_out;
