@@ -132,3 +132,19 @@ def test_runtime_library_compiles_for_cortex_m4(build_dir):
         ["arm-none-eabi-readelf", "-A", library.objects[0]], capture_output=True, text=True
     ).stdout
     assert "Tag_ABI_VFP_args: VFP registers" in attrs
+
+
+def test_int8_path_smlad_equals_plain_c_on_the_m4(build_dir):
+    """The optimized backend's SMLAD variant (dsp/) and its plain-C one (portable/)
+    give bit-identical int8-path results on the Cortex-M4 (exact integer sums)."""
+    checksums = []
+    for dsp in (True, False):
+        sources = cm4.kernel_sources(cm4.LIB_DIR, "optimized", dsp=dsp)
+        elf = cm4.link_firmware(
+            build_dir / f"s8s8_{dsp}" / "check.elf", [cm4.FW_DIR / "s8s8_check.c", *sources]
+        )
+        run = cm4.run_firmware(elf, build_dir=build_dir)
+        assert run.values["status"] == "0"
+        checksums.append(run.values["checksum"])
+    assert any("dsp" in str(s) for s in cm4.kernel_sources(cm4.LIB_DIR, "optimized", dsp=True))
+    assert checksums[0] == checksums[1]
