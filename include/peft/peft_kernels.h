@@ -139,6 +139,23 @@ peft_status peft_fc_bwd_input_f32(const peft_fc_params *p, const float *w, const
 				  float *grad_in, bool accumulate);
 peft_status peft_fc_bwd_weight_f32(const peft_fc_params *p, const float *in, const float *grad_out,
 				   float *grad_w);
+
+/**
+ * The int8 path of the input gradient through frozen int8 weights
+ * (MCUNetV3/TinyEngine style): each row of h = grad_out * (weight scale of its
+ * output feature) is quantized symmetrically to int16 values in [-127, 127]
+ * with its own scale s_r = max|h_r| / 127 (halves away from zero), the
+ * products with the int8 weights are summed exactly in int32, and
+ * grad_in[r][i] = s_r * sum over o of w[o][i] * q_r[o] (a zero row gives 0).
+ * Every backend gives identical results (exact integer sums); on a core with
+ * the DSP extension the optimized backend uses SMLAD. `scratch` (4-byte
+ * aligned) holds quantized rows and widened weights: scratch_bytes >=
+ * peft_fc_bwd_input_s8s8_get_buffer_size(p), the same in every backend.
+ */
+int32_t peft_fc_bwd_input_s8s8_get_buffer_size(const peft_fc_params *p);
+peft_status peft_fc_bwd_input_s8s8(const peft_fc_params *p, const peft_weights_s8 *w,
+				   const float *grad_out, float *grad_in, bool accumulate,
+				   int16_t *scratch, int32_t scratch_bytes);
 peft_status peft_fc_bwd_bias_f32(const peft_fc_params *p, const float *grad_out, float *grad_bias);
 
 /* ---- ADD (residual): out = a + b; both inputs get grad_out ---- */

@@ -420,6 +420,7 @@ CSV_FIELDS = [
     "m4_step",
     "merged_agreement",
     "merged_accuracy",
+    "m4_est_step_ms",
 ]
 
 
@@ -499,6 +500,7 @@ class ResultsStore:
                 "macs_backward": macs.get("backward"),
                 "m4_fits": m4.get("fits"),
                 **{f"m4_{k}": m4.get(k) for k in ("forward", "backward", "optimizer", "step")},
+                "m4_est_step_ms": m4.get("est_step_ms"),
             }
             for part in ("total", *_RAM_PARTS):
                 row[f"ram_{part}"] = ram.get(part)
@@ -1136,9 +1138,12 @@ def run_bench(cfg: BenchConfig, out_dir: Path, report: bool = True, progress: bo
     if cfg.cm4:
         setup["cm4"] = (
             "lib/peft and cm4/fw/driver.c built with arm-none-eabi-gcc -mcpu=cortex-m4 "
-            "-mfpu=fpv4-sp-d16 -mfloat-abi=hard -O2 against the nRF52840's memory map (1 MB "
+            "-mfpu=fpv4-sp-d16 -mfloat-abi=hard -O2 -ffp-contract=off (optimized kernels) "
+            "against the nRF52840's memory map (1 MB "
             f"flash, 256 KB RAM), one step of {cfg.cm4_samples} sample(s) run under "
-            "qemu-system-arm -M mps2-an386 and counted by cm4/plugin/peft_icount.c"
+            "qemu-system-arm -M mps2-an386 and counted by cm4/plugin/peft_icount.c (exact "
+            "instructions; cycles estimated from the Cortex-M4 TRM's instruction timings, no "
+            "wait states, shown as ms per step at 64 MHz)"
         )
     old_timing = store.data["setup"].get("timing", {})
     setup["model_file"] = store.data["setup"]["model_file"]

@@ -7,8 +7,10 @@ nRF52840's memory map (1 MB flash, 256 KB RAM), and run under
 `qemu-system-arm -M mps2-an386` with the project's TCG plugin
 (cm4/plugin/peft_icount.c), which counts every executed instruction and
 reports the running count at each phase mark. The counts are exact and
-repeatable; they are instructions, not cycles (QEMU models no pipeline, flash
-wait states or FPU latency).
+repeatable. The plugin also weights every executed instruction with its
+Cortex-M4 cycle cost from the Cortex-M4 Technical Reference Manual (the table
+is in the plugin's header comment): an ESTIMATE of cycles, with no flash wait
+states or bus contention, reported beside the exact instruction counts.
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ QEMU = "qemu-system-arm"
 QEMU_MACHINE = "mps2-an386"
 
 ARCH_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
-OPT_FLAGS = ["-O2", "-g", "-ffunction-sections", "-fdata-sections"]
+# No fused multiply-add: the M4 takes 3 cycles for VFMA/VMLA and 1 + 1 for VMUL +
+# VADD, so contraction saves instructions but costs cycles (kernel_bench's
+# estimate: pointwise f32 forward 3.9 -> 4.9 cycles/MAC with -ffp-contract=fast).
+OPT_FLAGS = ["-O2", "-g", "-ffunction-sections", "-fdata-sections", "-ffp-contract=off"]
 WARN_FLAGS = ["-Wall", "-Wextra"]
 # The host build's method and optimizer symbols: the harness compiles them all.
 LIB_DEFINES = [
@@ -60,6 +65,8 @@ LINK_FLAGS = [
     "-nostartfiles",
     "-Wl,--gc-sections",
 ]
+# The nRF52840's core clock, for estimated milliseconds.
+CLOCK_HZ = 64_000_000
 RAM_BYTES = 256 * 1024
 FLASH_BYTES = 1024 * 1024
 STACK_BYTES = 8 * 1024
@@ -114,7 +121,7 @@ def build_plugin(build_dir: Path | None = None) -> Path:
     out_dir = (build_dir or default_build_dir()) / "plugin"
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = [PLUGIN_SOURCE, PLUGIN_SOURCE.with_name("qemu_plugin_v1.h")]
-    key = _digest(sources, ["plugin-v1"])
+    key = _digest(sources, ["plugin-v2"])
     library = out_dir / f"libpeft_icount-{key[:12]}.so"
     if not library.is_file():
         tmp = out_dir / f".{library.name}.tmp"
@@ -140,11 +147,33 @@ def _digest(files: Sequence[Path], extra: Sequence[str]) -> str:
 # The runtime library for the Cortex-M4F
 
 
-def runtime_sources() -> list[Path]:
+# Kernel backends, as lib/peft/sources.cmake names them; the benchmark measures
+# the default one, which the host build also uses.
+BACKENDS = ("reference", "optimized")
+DEFAULT_BACKEND = "optimized"
+
+
+def kernel_sources(lib_dir: Path, backend: str = DEFAULT_BACKEND, dsp: bool = True) -> list[Path]:
+    """sources.cmake's peft_kernel_sources: every op folder of kernels/, replaced by
+    kernels_optimized/<op>/ (same file names) for the optimized backend where it exists,
+    with its dsp/ variants (the Cortex-M4 has the DSP extension) or portable/ ones."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown kernel backend {backend!r} (one of {', '.join(BACKENDS)})")
+    sources: list[Path] = []
+    for op_dir in sorted(p for p in (lib_dir / "kernels").iterdir() if p.is_dir()):
+        optimized = lib_dir / "kernels_optimized" / op_dir.name
+        chosen = optimized if backend == "optimized" and optimized.is_dir() else op_dir
+        sources += chosen.glob("*.c")
+        if (chosen / "dsp").is_dir():
+            sources += (chosen / ("dsp" if dsp else "portable")).glob("*.c")
+    return sorted(sources)
+
+
+def runtime_sources(backend: str = DEFAULT_BACKEND) -> list[Path]:
     """lib/peft's C sources, as lib/peft/sources.cmake globs them (every method)."""
-    patterns = ["common/*.c", "kernels/*/*.c", "optim/*.c", "plan/*.c", "runtime/*.c"]
-    patterns.append("methods/*.c")
-    return sorted({p for pattern in patterns for p in LIB_DIR.glob(pattern)})
+    patterns = ["common/*.c", "optim/*.c", "plan/*.c", "runtime/*.c", "methods/*.c"]
+    common = {p for pattern in patterns for p in LIB_DIR.glob(pattern)}
+    return sorted(common | set(kernel_sources(LIB_DIR, backend)))
 
 
 def _runtime_headers() -> list[Path]:
@@ -157,10 +186,12 @@ class Library:
     objects: list[Path]
 
 
-def build_runtime(build_dir: Path | None = None, jobs: int = 2) -> Library:
+def build_runtime(
+    build_dir: Path | None = None, jobs: int = 2, backend: str = DEFAULT_BACKEND
+) -> Library:
     """Compile lib/peft for the Cortex-M4F into an archive (rebuilt only if a source changed)."""
     require_tools()
-    sources = runtime_sources()
+    sources = runtime_sources(backend)
     if not sources:
         raise UserError(f"no C sources under {LIB_DIR}")
     flags = [*ARCH_FLAGS, *OPT_FLAGS, *WARN_FLAGS, "-std=c11", f"-I{INCLUDE_DIR}"]
@@ -336,6 +367,9 @@ class QemuRun:
     marks: list[tuple[int, int]]  # (phase id, instructions executed before the mark)
     total: int
     values: dict[str, str] = field(default_factory=dict)  # "key: value" lines of the firmware
+    # (phase id, estimated Cortex-M4 cycles before the mark), and the total
+    cycle_marks: list[tuple[int, int]] = field(default_factory=list)
+    total_cycles: int = 0
 
 
 def run_firmware(
@@ -375,8 +409,10 @@ def run_firmware(
         key, sep, value = line.partition(":")
         if sep and re.fullmatch(r"[a-z_0-9]+", key.strip()):
             values[key.strip()] = value.strip()
-    counts = [int(m.group(2)) for m in re.finditer(r"^mark (\d+) (\d+)$", icount, re.M)]
-    total_match = re.search(r"^total (\d+)$", icount, re.M)
+    found = list(re.finditer(r"^mark (\d+) (\d+) (\d+)$", icount, re.M))
+    counts = [int(m.group(2)) for m in found]
+    cycle_counts = [int(m.group(3)) for m in found]
+    total_match = re.search(r"^total (\d+) (\d+)$", icount, re.M)
     if total_match is None or values.get("status") is None:
         raise UserError(
             f"{elf.name} did not run to the end under QEMU (exit {result.returncode}):\n"
@@ -388,7 +424,15 @@ def run_firmware(
             f"{elf.name}: {len(counts)} marks counted but {len(phases)} logged by the firmware"
         )
     marks = list(zip(phases, counts, strict=True))
-    return QemuRun(result.stdout, marks, int(total_match.group(1)), values)
+    cycle_marks = list(zip(phases, cycle_counts, strict=True))
+    return QemuRun(
+        result.stdout,
+        marks,
+        int(total_match.group(1)),
+        values,
+        cycle_marks,
+        int(total_match.group(2)),
+    )
 
 
 def calibrate(loops: int, build_dir: Path | None = None) -> int:
@@ -496,9 +540,19 @@ class TrainingCost:
     arena_high_water: int = 0
     stack_used: int = 0
     losses: list[float] = field(default_factory=list)
+    # Estimated Cortex-M4 cycles (the plugin's TRM weights) of the same phases.
+    est_forward_cycles: float = 0.0
+    est_backward_cycles: float = 0.0
+    est_optimizer_cycles: int = 0
+    est_step_cycles: int = 0
+
+    @property
+    def est_step_ms(self) -> float:
+        """Estimated milliseconds per training step at the nRF52840's 64 MHz."""
+        return 1e3 * self.est_step_cycles / CLOCK_HZ
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return {**asdict(self), "est_step_ms": self.est_step_ms}
 
 
 def _asm_blob(name: str, path: Path, align: int = 16) -> str:
@@ -550,6 +604,7 @@ def measure_training(
     work_dir: Path,
     build_dir: Path | None = None,
     timeout_s: float = 600.0,
+    backend: str = DEFAULT_BACKEND,
 ) -> TrainingCost:
     """Build the trainer firmware for one plan and count one training step plus one inference.
 
@@ -557,7 +612,7 @@ def measure_training(
     per sample of the step. A plan whose arena (plus the driver's RAM) does
     not fit 256 KB is returned with fits=False rather than raised.
     """
-    library = build_runtime(build_dir)
+    library = build_runtime(build_dir, backend=backend)
     samples = np.asarray(samples)
     if samples.ndim < 2 or len(samples) != len(labels) or len(samples) == 0:
         raise UserError("measure_training needs one label per sample and at least one sample")
@@ -578,6 +633,9 @@ def measure_training(
     infer = phase_deltas(run.marks, INFER, INFER_END)
     first = next(c for p, c in run.marks if p == FORWARD)
     end = next(c for p, c in run.marks if p == STEP_END)
+    forward_cycles, backward_cycles, optimizer_cycles = step_phases(run.cycle_marks)
+    first_cycle = next(c for p, c in run.cycle_marks if p == FORWARD)
+    end_cycle = next(c for p, c in run.cycle_marks if p == STEP_END)
     return TrainingCost(
         fits=True,
         samples_per_step=n,
@@ -599,4 +657,8 @@ def measure_training(
         arena_high_water=int(run.values.get("arena_high_water", "0")),
         stack_used=int(run.values.get("stack_used", "0")),
         losses=[float(x) / 1e6 for x in run.values.get("losses_micro", "").split()],
+        est_forward_cycles=float(np.mean(forward_cycles)),
+        est_backward_cycles=float(np.mean(backward_cycles)),
+        est_optimizer_cycles=optimizer_cycles,
+        est_step_cycles=end_cycle - first_cycle,
     )

@@ -26,6 +26,11 @@ def library_path() -> Path:
     return build_dir() / "lib" / "peft" / "libpeft.so"
 
 
+def kernels_library_path(backend: str) -> Path:
+    """One kernel backend alone ("reference" or "optimized"), built beside libpeft.so."""
+    return build_dir() / "lib" / "peft" / f"libpeft_kernels_{backend}.so"
+
+
 def build_host(quiet: bool = True) -> Path:
     """Configure and build the host runtime (Release, warnings as errors)."""
     if not (REPO_ROOT / "lib" / "peft" / "CMakeLists.txt").is_file():

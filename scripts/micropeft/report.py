@@ -810,9 +810,9 @@ def build_document(results: dict[str, Any]) -> list[Block]:
         macs = s.info.get("macs", {})
         m4 = s.m4
         if m4 is None:
-            m4_cells = ["n/a"] * 6
+            m4_cells = ["n/a"] * 7
         elif not m4.get("fits"):
-            m4_cells = ["does not fit"] + [""] * 5
+            m4_cells = ["does not fit"] + [""] * 6
         else:
             total_macs = macs.get("forward", 0) + macs.get("backward", 0)
             per_mac = (m4["forward"] + m4["backward"]) / total_macs if total_macs else math.nan
@@ -822,6 +822,7 @@ def build_document(results: dict[str, Any]) -> list[Block]:
                 si(m4["optimizer"]),
                 si(m4["step"]),
                 f"{per_mac:.1f}" if math.isfinite(per_mac) else "n/a",
+                f"{m4['est_step_ms']:.0f}" if m4.get("est_step_ms") else "n/a",
                 kb(m4.get("code", {}).get("text")),
             ]
         rows.append(
@@ -848,6 +849,7 @@ def build_document(results: dict[str, Any]) -> list[Block]:
                 "M4 optimizer",
                 "M4 step",
                 "M4 instr/MAC",
+                "M4 est. ms/step",
                 "M4 code (KB)",
                 "host C ms/step",
                 "host TF ms/step",
@@ -857,7 +859,9 @@ def build_document(results: dict[str, Any]) -> list[Block]:
             f"MACs of the trainable part per sample. M4: Cortex-M4F instructions counted under "
             f"QEMU for a step of {_join(sorted(map(str, steps))) or '?'} sample(s) (forward and "
             f"backward per sample, optimizer per step), instructions per MAC over forward + "
-            f"backward, and the firmware's code size (.text without the embedded model). Host: "
+            f"backward, the step's estimated time at 64 MHz (cycles weighted from the Cortex-M4 "
+            f"TRM's timings, an estimate: no flash wait states), and the firmware's code size "
+            f"(.text without the embedded model). Host: "
             f"wall time per training step of {batch} samples, C runtime and TensorFlow measured "
             f"side by side in the same run.",
         )

@@ -16,6 +16,8 @@ TOL = 1e-4
 
 # label -> every error measured under it, in this test session.
 RECORDED: dict[str, list[float]] = defaultdict(list)
+# The kernel backend under test (set by conftest's each_backend), shown per op.
+BACKEND: str | None = None
 
 
 def assert_close(
@@ -27,7 +29,7 @@ def assert_close(
     assert got.shape == want.shape, (op, got.shape, want.shape)
     assert np.all(np.isfinite(got)), f"{op}: non-finite output (an element left unwritten?)"
     err = float(np.max(np.abs(got - want)) / max(float(np.max(np.abs(want))), floor))
-    RECORDED[op].append(err)
+    RECORDED[op if BACKEND is None else f"{op}@{BACKEND}"].append(err)
     assert err <= tol, f"{op}: relative error {err:.3g} > {tol}"
     return err
 
@@ -37,7 +39,9 @@ def summary_rows() -> list[tuple[str, int, float, int, float]]:
     ops: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"fwd": [], "bwd": []})
     for label, errors in RECORDED.items():
         pass_index = label.find("_fwd_") if "_fwd_" in label else label.find("_bwd_")
-        op, kind = label[:pass_index], "fwd" if "_fwd_" in label else "bwd"
+        _, at, backend = label.partition("@")
+        op = label[:pass_index] + (f" ({backend})" if at else "")
+        kind = "fwd" if "_fwd_" in label else "bwd"
         ops[op][kind].extend(errors)
     return [
         (op, len(e["bwd"]), max(e["bwd"], default=0.0), len(e["fwd"]), max(e["fwd"], default=0.0))

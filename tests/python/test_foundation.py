@@ -52,6 +52,9 @@ def test_module_yml_points_at_root_cmake_and_kconfig():
 # Zephyr symbols that micropeft's Kconfig depends on or selects.
 ZEPHYR_STAND_INS = (
     "CPU_CORTEX_M",
+    "CPU_CORTEX_M4",
+    "CPU_CORTEX_M7",
+    "ARMV8_M_DSP",
     "CPP",
     "REQUIRES_FULL_LIBC",
     "TENSORFLOW_LITE_MICRO",
@@ -92,7 +95,8 @@ def test_kconfig_is_valid_and_every_symbol_is_prefixed(tmp_path, monkeypatch):
         "PEFT_OPTIMIZER_ADAM",
         "PEFT_ARENA_SIZE",
         "PEFT_BACKEND_REFERENCE",
-        "PEFT_BACKEND_CMSIS_NN",
+        "PEFT_BACKEND_OPTIMIZED",
+        "PEFT_KERNELS_DSP",
         "PEFT_TFLM",
     ):
         assert name in kconf.syms, name
@@ -100,8 +104,6 @@ def test_kconfig_is_valid_and_every_symbol_is_prefixed(tmp_path, monkeypatch):
 
 # Choice members that select code by file name in another lane's build: the kernels
 # work makes PEFT_BACKEND real (issue 11); until then it only names a choice.
-_READ_LATER = {"PEFT_BACKEND_REFERENCE", "PEFT_BACKEND_CMSIS_NN"}
-
 
 def test_every_kconfig_option_is_read_somewhere(tmp_path, monkeypatch):
     # an option nothing reads (C, CMake, .conf, YAML, Python) and that selects nothing
@@ -124,7 +126,7 @@ def test_every_kconfig_option_is_read_somewhere(tmp_path, monkeypatch):
     unread = [
         name
         for name in ours
-        if f"CONFIG_{name}" not in text and name not in methods | _READ_LATER | {"PEFT"}
+        if f"CONFIG_{name}" not in text and name not in methods | {"PEFT"}
     ]
     assert not unread, f"Kconfig options that nothing reads: {unread}"
 
@@ -134,8 +136,13 @@ def test_kconfig_defaults_when_enabled(tmp_path, monkeypatch):
     assert kconf.syms["PEFT_METHOD_LORA"].str_value == "n"  # hidden while PEFT is off
     kconf.syms["PEFT"].set_value(2)
     assert kconf.syms["PEFT_METHOD_LORA"].str_value == "y"
-    # The CMSIS-NN backend needs a Cortex-M; the TFLM glue needs TFLM.
-    assert kconf.syms["PEFT_BACKEND_CMSIS_NN"].visibility == 0
+    # The optimized kernels are the default backend; the TFLM glue needs TFLM.
+    assert kconf.syms["PEFT_BACKEND_OPTIMIZED"].str_value == "y"
+    assert "PEFT_BACKEND_CMSIS_NN" not in kconf.syms
+    # The SMLAD int8 path needs a core with the DSP extension.
+    assert kconf.syms["PEFT_KERNELS_DSP"].str_value == "n"
+    kconf.syms["CPU_CORTEX_M4"].set_value(2)
+    assert kconf.syms["PEFT_KERNELS_DSP"].str_value == "y"
     assert kconf.syms["PEFT_TFLM"].str_value == "n"
     kconf.syms["TENSORFLOW_LITE_MICRO"].set_value(2)
     kconf.syms["CPP"].set_value(2)

@@ -25,6 +25,9 @@ import tensorflow as tf
 from gradcheck import assert_close
 from micropeft.binding import kernels as k
 
+# Every test runs once per kernel backend (reference and optimized).
+pytestmark = pytest.mark.usefixtures("each_backend")
+
 
 def tf_padding(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int]:
     """(out, pad_before) as TensorFlow computes them for SAME/VALID."""

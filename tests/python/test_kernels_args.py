@@ -19,6 +19,9 @@ import pytest
 
 from micropeft.binding import kernels as k
 
+# Every test runs once per kernel backend (reference and optimized).
+pytestmark = pytest.mark.usefixtures("each_backend")
+
 REPO = Path(__file__).resolve().parents[2]
 ERR_ARG = 1
 ERR_NUMERIC = 4
@@ -45,7 +48,7 @@ def header_rule(size: int, out: int, kernel: int, stride: int, pad: int) -> bool
 
 def conv_status(p: k.ConvParams) -> tuple[int, bool]:
     """Status of a 1-channel conv (buffers sized from p) and whether out was touched."""
-    lib = k.library()
+    lib = k.active_library()
     x = np.ones(max(p.in_.h * p.in_.w, 1), dtype=np.float32)
     w = np.ones(max(p.kernel_h * p.kernel_w, 1), dtype=np.float32)
     out = np.full(max(p.out.h * p.out.w, 1), 7.0, dtype=np.float32)
@@ -135,6 +138,7 @@ class Buffers:
         self.gamma_grad, self.beta_grad = f(2), f(2)
         self.loss = np.zeros(1, dtype=np.float32)
         self.q_out = np.zeros(7, dtype=np.int8)
+        self.s8s8_scratch = np.zeros(256, dtype=np.int16)
 
     def arrays(self) -> list[np.ndarray]:
         return [v for v in vars(self).values() if isinstance(v, np.ndarray)]
@@ -179,6 +183,15 @@ def kernel_calls(b: Buffers) -> dict[str, list[object]]:
         "peft_fc_bwd_input_f32": [r(b.fc), fp(b.fc_w), fp(b.fc_y_grad), fp(b.fc_x_grad), True],
         "peft_fc_bwd_weight_f32": [r(b.fc), fp(b.fc_x), fp(b.fc_y_grad), fp(b.fc_w_grad)],
         "peft_fc_bwd_bias_f32": [r(b.fc), fp(b.fc_y_grad), fp(b.bias_grad)],
+        "peft_fc_bwd_input_s8s8": [
+            r(b.fc),
+            r(b.fc_w8),
+            fp(b.fc_y_grad),
+            fp(b.fc_x_grad),
+            True,
+            b.s8s8_scratch.ctypes.data_as(ctypes.POINTER(ctypes.c_int16)),
+            2 * b.s8s8_scratch.size,
+        ],
         "peft_add_fwd_f32": [7, fp(b.vec), fp(b.vec2), fp(b.vec_out)],
         "peft_add_bwd_input_f32": [7, fp(b.vec), fp(b.vec_out), True],
         "peft_mean_fwd_f32": [r(b.in_dims), fp(b.x), fp(b.mean)],
@@ -216,7 +229,7 @@ def kernel_calls(b: Buffers) -> dict[str, list[object]]:
 def expect_arg_error(name: str, args: list[object], b: Buffers) -> None:
     """The call returns PEFT_ERR_ARG and leaves every buffer as it was."""
     before = [a.copy() for a in b.arrays()]
-    status = getattr(k.library(), name)(*args)
+    status = getattr(k.active_library(), name)(*args)
     assert status == ERR_ARG, f"{name}{args}: status {status}"
     for old, new in zip(before, b.arrays(), strict=True):
         np.testing.assert_array_equal(old, new, err_msg=f"{name} wrote despite PEFT_ERR_ARG")
@@ -236,14 +249,14 @@ def test_every_declared_kernel_is_bound_and_covered():
 def test_valid_arguments_pass_and_null_pointers_are_rejected(name: str):
     b = Buffers()
     args = kernel_calls(b)[name]
-    assert getattr(k.library(), name)(*args) == 0, name
+    assert getattr(k.active_library(), name)(*args) == 0, name
     for i, arg in enumerate(args):
         if not isinstance(arg, (ctypes._Pointer, BYREF)):
             continue
         if "_fwd_" in name and i == 3 and ("conv" in name or "fc" in name):
             # bias == NULL means no bias: accepted.
             nulled = [None if j == i else a for j, a in enumerate(args)]
-            assert getattr(k.library(), name)(*nulled) == 0
+            assert getattr(k.active_library(), name)(*nulled) == 0
             continue
         b = Buffers()
         fresh = kernel_calls(b)[name]
@@ -380,7 +393,7 @@ def test_dims_kernels_reject_non_positive_dims():
 def test_quantize_refuses_nan_and_writes_nothing():
     out = np.full(3, 5, dtype=np.int8)
     x = np.float32([1.0, np.nan, 2.0])
-    status = k.library().peft_quantize_s8(3, fp(x), 0.1, 0, out.ctypes.data_as(S8P))
+    status = k.active_library().peft_quantize_s8(3, fp(x), 0.1, 0, out.ctypes.data_as(S8P))
     assert status == ERR_NUMERIC
     np.testing.assert_array_equal(out, [5, 5, 5])
 

@@ -126,4 +126,28 @@ static inline float peft_weight_scale(const peft_weights_s8 *w, int32_t channel)
 	return w->scales[w->scale_count == 1 ? 0 : channel];
 }
 
+/* Rows the int8 path quantizes at once, and the bytes of scratch it needs
+ * (the same for every backend): PEFT_S8S8_ROWS quantized rows and 4 widened
+ * weight columns, each padded to a pair of int16, and one float scale per
+ * row. */
+#define PEFT_S8S8_ROWS 8
+
+static inline int32_t peft_s8s8_scratch_bytes(int32_t out_features)
+{
+	const int32_t pairs = out_features + out_features % 2;
+
+	return (int32_t)sizeof(int16_t) * pairs * (PEFT_S8S8_ROWS + 4) +
+	       (int32_t)sizeof(float) * PEFT_S8S8_ROWS;
+}
+
+/* The int8 path's argument checks. */
+static inline bool peft_s8s8_args_ok(const peft_fc_params *p, const peft_weights_s8 *w,
+				     const float *grad_out, const float *grad_in,
+				     const int16_t *scratch, int32_t scratch_bytes)
+{
+	return peft_fc_params_ok(p) && grad_out != NULL && grad_in != NULL && scratch != NULL &&
+	       peft_weights_s8_ok(w, p->out_features) &&
+	       scratch_bytes >= peft_s8s8_scratch_bytes(p->out_features);
+}
+
 #endif /* PEFT_KERNEL_CHECK_H */

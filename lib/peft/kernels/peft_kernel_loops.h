@@ -187,4 +187,33 @@ static inline void peft_add_column_sums(int32_t rows, int32_t cols, const float 
 	}
 }
 
+/* The int8 path's row quantization (peft_fc_bwd_input_s8s8): q[o] =
+ * round(g[o] * scale(o) / s) with s = max|g * scale| / 127, halves away from
+ * zero, q[n] = 0 when n is odd (a pair for SMLAD). Returns s (0 for a zero row,
+ * whose q is all 0). */
+static inline float peft_quantize_grad_row(int32_t n, const float *g, const peft_wsrc *w,
+					   int16_t *q)
+{
+	float m = 0.0f;
+
+	for (int32_t o = 0; o < n; o++) {
+		const float h = g[o] * peft_wsrc_scale(w, o);
+		const float a = h < 0.0f ? -h : h;
+
+		m = a > m ? a : m;
+	}
+	const float inv = m > 0.0f ? 127.0f / m : 0.0f;
+
+	for (int32_t o = 0; o < n; o++) {
+		const float v = g[o] * peft_wsrc_scale(w, o) * inv;
+		const int32_t r = (int32_t)(v + (v < 0.0f ? -0.5f : 0.5f));
+
+		q[o] = (int16_t)(r > 127 ? 127 : (r < -127 ? -127 : r));
+	}
+	if (n % 2 != 0) {
+		q[n] = 0;
+	}
+	return m / 127.0f;
+}
+
 #endif /* PEFT_KERNEL_LOOPS_H */

@@ -11,13 +11,17 @@ one, input gradients start as NaN (so a test sees any element the kernel left
 unwritten) and weight gradients start at zero.
 
 `library()` gives the raw functions (argtypes set) for calls that need NULL.
+The wrappers call the runtime's own kernels (libpeft.so, the build's default
+backend); inside `with use_backend("reference")` (or "optimized") they call
+that backend's kernel library instead, so that tests can run both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -128,6 +132,7 @@ SIGNATURES: dict[str, list[object]] = {
     "peft_fc_bwd_input_f32": [_FC, _F32P, _F32P, _F32P, _BOOL],
     "peft_fc_bwd_weight_f32": [_FC, _F32P, _F32P, _F32P],
     "peft_fc_bwd_bias_f32": [_FC, _F32P, _F32P],
+    "peft_fc_bwd_input_s8s8": [_FC, _W8, _F32P, _F32P, _BOOL, ctypes.POINTER(ctypes.c_int16), _I32],
     "peft_add_fwd_f32": [_I32, _F32P, _F32P, _F32P],
     "peft_add_bwd_input_f32": [_I32, _F32P, _F32P, _BOOL],
     "peft_mean_fwd_f32": [_DIMS, _F32P, _F32P],
@@ -148,10 +153,10 @@ SIGNATURES: dict[str, list[object]] = {
 }
 
 
-@functools.cache
-def library() -> ctypes.CDLL:
-    """The host runtime with every kernel's argtypes and restype set."""
-    lib = native.load_library()
+BACKENDS = ("reference", "optimized")
+
+
+def _with_signatures(lib: ctypes.CDLL) -> ctypes.CDLL:
     for name, argtypes in SIGNATURES.items():
         function = getattr(lib, name)
         function.argtypes = argtypes
@@ -159,8 +164,43 @@ def library() -> ctypes.CDLL:
     return lib
 
 
+@functools.cache
+def library() -> ctypes.CDLL:
+    """The host runtime with every kernel's argtypes and restype set."""
+    return _with_signatures(native.load_library())
+
+
+@functools.cache
+def backend_library(backend: str) -> ctypes.CDLL:
+    """The kernels of one backend alone (libpeft_kernels_<backend>.so), argtypes set."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    native.load_library()  # builds every library of the host build
+    return _with_signatures(ctypes.CDLL(str(native.kernels_library_path(backend))))
+
+
+_active: ctypes.CDLL | None = None
+
+
+@contextlib.contextmanager
+def use_backend(backend: str) -> Iterator[ctypes.CDLL]:
+    """Within the block, the wrappers call `backend`'s kernels."""
+    global _active
+    saved = _active
+    _active = backend_library(backend)
+    try:
+        yield _active
+    finally:
+        _active = saved
+
+
+def active_library() -> ctypes.CDLL:
+    """The library the wrappers call now (see use_backend)."""
+    return _active or library()
+
+
 def _call(name: str, *args: object) -> None:
-    status = getattr(library(), name)(*args)
+    status = getattr(active_library(), name)(*args)
     if status != PEFT_OK:
         raise KernelError(name, status)
 
@@ -566,6 +606,38 @@ def fc_bwd_weight_f32(
     gw = _inout(grad_w, (p.out_features, p.in_features), "grad_w", 0.0)
     _call("peft_fc_bwd_weight_f32", ctypes.byref(p), _fp(x), _fp(g), _fp(gw))
     return gw
+
+
+def fc_bwd_input_s8s8(
+    p: FcParams,
+    q: np.ndarray,
+    scales: np.ndarray | Sequence[float] | float,
+    grad_out: np.ndarray,
+    grad_in: np.ndarray | None = None,
+    accumulate: bool = False,
+) -> np.ndarray:
+    """The int8 path: grad_out quantized per row, exact integer products (peft_kernels.h)."""
+    q = _s8(q, (p.out_features, p.in_features), "q")
+    s = _scales(scales)
+    g = _f32(grad_out, (p.rows, p.out_features), "grad_out")
+    gi = _grad_in(grad_in, (p.rows, p.in_features), accumulate)
+    w = _weights_s8(q, s)
+    lib = active_library()
+    lib.peft_fc_bwd_input_s8s8_get_buffer_size.argtypes = [_FC]
+    lib.peft_fc_bwd_input_s8s8_get_buffer_size.restype = _I32
+    size = lib.peft_fc_bwd_input_s8s8_get_buffer_size(ctypes.byref(p))
+    scratch = np.zeros(max(size // 2, 1), dtype=np.int16)
+    _call(
+        "peft_fc_bwd_input_s8s8",
+        ctypes.byref(p),
+        ctypes.byref(w),
+        _fp(g),
+        _fp(gi),
+        accumulate,
+        scratch.ctypes.data_as(ctypes.POINTER(ctypes.c_int16)),
+        size,
+    )
+    return gi
 
 
 def fc_bwd_bias_f32(

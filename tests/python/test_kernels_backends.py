@@ -1,0 +1,156 @@
+"""The optimized kernels against the reference kernels, both loaded at once.
+
+The optimized backend (lib/peft/kernels_optimized) must compute what the
+reference backend (lib/peft/kernels) computes, for every op and pass, on
+random shapes larger than test_kernels.py's (channel counts that are and are
+not multiples of the 4 x 4 blocks, 1 to 20 rows, MobileNet layer shapes), with
+`accumulate` on and off. Both libraries are loaded into this process side by
+side (libpeft_kernels_<backend>.so).
+
+Tolerance: the blocked kernels add in the reference's order, but an int8
+input gradient scales each weight before the sum instead of each output
+gradient, so single roundings differ: max|opt - ref| / max|ref| <= 1e-5 is
+some 80 float32 ulps of the largest value, far below any real error and far
+above those roundings (measured worst: printed by -s).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from micropeft.binding import kernels as k
+from test_kernels import random_scales, tf_padding
+
+TOL = 1e-5
+WORST: dict[str, float] = {}
+
+
+def close(label: str, opt: np.ndarray, ref: np.ndarray) -> None:
+    assert np.all(np.isfinite(opt)), f"{label}: non-finite output (an element left unwritten?)"
+    err = float(np.max(np.abs(opt - ref)) / max(float(np.max(np.abs(ref))), 1e-12))
+    WORST[label] = max(WORST.get(label, 0.0), err)
+    assert err <= TOL, f"{label}: optimized differs from reference by {err:.3g} (relative)"
+
+
+def both(call) -> tuple[np.ndarray, np.ndarray]:
+    with k.use_backend("reference"):
+        ref = call()
+    with k.use_backend("optimized"):
+        opt = call()
+    return np.asarray(opt), np.asarray(ref)
+
+
+def conv_geometry(rng: np.random.Generator, depthwise: bool) -> dict:
+    while True:
+        h, w = (int(v) for v in rng.integers(3, 17, size=2))
+        kh, kw = (int(v) for v in rng.choice([1, 2, 3, 5], size=2))
+        sh, sw = (int(v) for v in rng.choice([1, 2, 3], size=2))
+        if depthwise:
+            sw = sh
+        padding = str(rng.choice(["SAME", "VALID"]))
+        if padding == "VALID" and (kh > h or kw > w):
+            continue
+        oh, pt = tf_padding(h, kh, sh, padding)
+        ow, pl = tf_padding(w, kw, sw, padding)
+        cin = int(rng.choice([1, 2, 3, 4, 5, 8, 13, 16, 32]))
+        cout = cin if depthwise else int(rng.choice([1, 3, 4, 6, 8, 10, 16, 33]))
+        return dict(
+            in_shape=(h, w, cin),
+            out_shape=(oh, ow, cout),
+            kernel=(kh, kw),
+            stride=(sh, sw),
+            pad=(pt, pl),
+        )
+
+
+# MobileNetV1 0.25 32x32 layers (kernel_bench's shapes) plus random ones.
+MOBILENET = [
+    dict(in_shape=(32, 32, 1), out_shape=(16, 16, 8), kernel=(3, 3), stride=(2, 2), pad=(0, 0)),
+    dict(in_shape=(8, 8, 16), out_shape=(8, 8, 16), kernel=(3, 3), stride=(1, 1), pad=(1, 1)),
+    dict(in_shape=(8, 8, 32), out_shape=(8, 8, 32), kernel=(1, 1), stride=(1, 1), pad=(0, 0)),
+]
+
+
+DEPTHWISE_MOBILENET = [
+    dict(in_shape=(8, 8, 32), out_shape=(8, 8, 32), kernel=(3, 3), stride=(1, 1), pad=(1, 1)),
+    dict(in_shape=(8, 8, 32), out_shape=(4, 4, 32), kernel=(3, 3), stride=(2, 2), pad=(0, 0)),
+    dict(in_shape=(7, 9, 5), out_shape=(7, 9, 5), kernel=(3, 3), stride=(1, 1), pad=(1, 1)),
+]
+
+
+def run_window(op: str, geo: dict, rng: np.random.Generator) -> None:
+    p = k.conv_params(geo["in_shape"], geo["out_shape"], geo["kernel"], geo["stride"], geo["pad"])
+    (h, w, cin), (oh, ow, cout) = geo["in_shape"], geo["out_shape"]
+    kh, kw = geo["kernel"]
+    w_shape = (kh, kw, cin) if op == "depthwise_conv2d" else (cout, kh, kw, cin)
+    x = rng.standard_normal((h, w, cin)).astype(np.float32)
+    g = rng.standard_normal((oh, ow, cout)).astype(np.float32)
+    q = rng.integers(-127, 128, size=w_shape).astype(np.int8)
+    wf = rng.standard_normal(w_shape).astype(np.float32)
+    scales = random_scales(rng, cout)
+    bias = rng.standard_normal(cout).astype(np.float32)
+    base = rng.standard_normal((h, w, cin)).astype(np.float32)
+    f = {
+        name: getattr(k, f"{op}_{name}")
+        for name in ("fwd_s8", "fwd_f32", "bwd_input_s8", "bwd_input_f32", "bwd_weight_f32")
+    }
+    close(f"{op}_fwd_s8", *both(lambda: f["fwd_s8"](p, x, q, scales, bias)))
+    close(f"{op}_fwd_f32", *both(lambda: f["fwd_f32"](p, x, wf, None)))
+    close(f"{op}_bwd_input_s8", *both(lambda: f["bwd_input_s8"](p, q, scales, g)))
+    close(f"{op}_bwd_input_f32", *both(lambda: f["bwd_input_f32"](p, wf, g)))
+    close(
+        f"{op}_bwd_input_f32 accumulate",
+        *both(lambda: f["bwd_input_f32"](p, wf, g, base.copy(), True)),
+    )
+    close(f"{op}_bwd_weight_f32", *both(lambda: f["bwd_weight_f32"](p, x, g, wf.copy())))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_conv2d_optimized_matches_reference(seed: int):
+    rng = np.random.default_rng(5000 + seed)
+    geo = MOBILENET[seed] if seed < len(MOBILENET) else conv_geometry(rng, depthwise=False)
+    run_window("conv2d", geo, rng)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_depthwise_optimized_matches_reference(seed: int):
+    rng = np.random.default_rng(6000 + seed)
+    geo = (
+        DEPTHWISE_MOBILENET[seed]
+        if seed < len(DEPTHWISE_MOBILENET)
+        else conv_geometry(rng, depthwise=True)
+    )
+    run_window("depthwise_conv2d", geo, rng)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_fc_optimized_matches_reference(seed: int):
+    rng = np.random.default_rng(7000 + seed)
+    rows = int(rng.choice([1, 2, 3, 4, 5, 7, 16, 20]))
+    n_in, n_out = (int(rng.choice([1, 3, 4, 5, 10, 16, 33, 64, 256])) for _ in range(2))
+    p = k.fc_params(rows, n_in, n_out)
+    x = rng.standard_normal((rows, n_in)).astype(np.float32)
+    g = rng.standard_normal((rows, n_out)).astype(np.float32)
+    q = rng.integers(-127, 128, size=(n_out, n_in)).astype(np.int8)
+    wf = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    scales = random_scales(rng, n_out)
+    bias = rng.standard_normal(n_out).astype(np.float32)
+    base = rng.standard_normal((rows, n_in)).astype(np.float32)
+    close("fc_fwd_s8", *both(lambda: k.fc_fwd_s8(p, x, q, scales, bias)))
+    close("fc_fwd_f32", *both(lambda: k.fc_fwd_f32(p, x, wf, bias)))
+    close("fc_bwd_input_s8", *both(lambda: k.fc_bwd_input_s8(p, q, scales, g)))
+    close(
+        "fc_bwd_input_s8 accumulate",
+        *both(lambda: k.fc_bwd_input_s8(p, q, scales, g, base.copy(), True)),
+    )
+    close("fc_bwd_input_f32", *both(lambda: k.fc_bwd_input_f32(p, wf, g)))
+    close("fc_bwd_weight_f32", *both(lambda: k.fc_bwd_weight_f32(p, x, g, wf.copy())))
+    close("fc_bwd_bias_f32", *both(lambda: k.fc_bwd_bias_f32(p, g)))
+
+
+def test_print_worst_differences(capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs last in this file: the worst relative difference per kernel (pytest -s shows it)."""
+    with capsys.disabled():
+        for label, err in sorted(WORST.items()):
+            print(f"optimized vs reference {label:40s} {err:.2e}")
