@@ -22,6 +22,7 @@ def each_backend(request: pytest.FixtureRequest):
     finally:
         gradcheck.BACKEND = None
 
+
 STRICT = os.environ.get("MICROPEFT_STRICT") == "1"
 
 

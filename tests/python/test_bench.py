@@ -158,9 +158,9 @@ def test_merged_model_is_scored_per_method(quick):
     results = quick["results"]
     for run in _runs(results, "c").values():
         merged = run["merged"]
-        for runtime in ("tflite", "tflm"):
-            assert merged[f"agreement_{runtime}"] >= 0.9, (run["method"], merged)
-            assert abs(merged[f"accuracy_{runtime}"] - run["accuracy"]) <= 0.05, merged
+        for engine in ("tflite", "tflm"):
+            assert merged[f"agreement_{engine}"] >= 0.9, (run["method"], merged)
+            assert abs(merged[f"accuracy_{engine}"] - run["accuracy"]) <= 0.05, merged
     assert "agreement TFLM (%)" in (quick["out"] / "report.md").read_text()
 
 

@@ -102,9 +102,6 @@ def test_kconfig_is_valid_and_every_symbol_is_prefixed(tmp_path, monkeypatch):
         assert name in kconf.syms, name
 
 
-# Choice members that select code by file name in another lane's build: the kernels
-# work makes PEFT_BACKEND real (issue 11); until then it only names a choice.
-
 def test_every_kconfig_option_is_read_somewhere(tmp_path, monkeypatch):
     # an option nothing reads (C, CMake, .conf, YAML, Python) and that selects nothing
     # is dead configuration
@@ -124,9 +121,7 @@ def test_every_kconfig_option_is_read_somewhere(tmp_path, monkeypatch):
     )
     methods = {f"PEFT_METHOD_{m.upper()}" for m in formats.METHOD_NAMES}  # CMake builds the name
     unread = [
-        name
-        for name in ours
-        if f"CONFIG_{name}" not in text and name not in methods | {"PEFT"}
+        name for name in ours if f"CONFIG_{name}" not in text and name not in methods | {"PEFT"}
     ]
     assert not unread, f"Kconfig options that nothing reads: {unread}"
 
