@@ -24,6 +24,11 @@ class Board:
     firmware_size: int  # default flash kept for the firmware at offset 0
     flash_node: str  # devicetree label of the flash the partitions live in
     code_partition: bool  # whether the firmware itself runs from flash0
+    # Zephyr 3.x board name, which names the sample's boards/<name>.conf and .overlay
+    # (4.x turns nrf52840dk/nrf52840 into the same file name).
+    zephyr_board: str
+    # "cortex-m4f": built with lib/peft/cortex_m4f.flags (FPU on, its -O2); "host": native_sim.
+    core: str
     erased: int = 0xFF
 
 
@@ -36,6 +41,8 @@ BOARDS = {
         firmware_size=256 * 1024,
         flash_node="flash0",
         code_partition=True,
+        zephyr_board="nrf52840dk_nrf52840",
+        core="cortex-m4f",
     ),
     "native_sim": Board(
         name="native_sim",
@@ -45,6 +52,8 @@ BOARDS = {
         firmware_size=0,
         flash_node="flash0",
         code_partition=False,
+        zephyr_board="native_sim",
+        core="host",
     ),
 }
 

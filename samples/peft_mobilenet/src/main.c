@@ -71,6 +71,22 @@ static const char *methods_compiled(void)
 		;
 }
 
+/* Whether float math runs on the FPU: the benchmark's Cortex-M4F figures assume it does. */
+static const char *fpu_state(void)
+{
+#if defined(CONFIG_ARCH_POSIX)
+	return "the host's (native_sim)";
+#elif defined(CONFIG_FPU) && defined(CONFIG_FP_HARDABI)
+	return "on (hard-float ABI)";
+#elif defined(CONFIG_FPU)
+	return "on (soft-float ABI: floats passed in integer registers)";
+#elif defined(CONFIG_CPU_HAS_FPU)
+	return "off: float math in software (set CONFIG_FPU=y CONFIG_FP_HARDABI=y)";
+#else
+	return "none: float math in software";
+#endif
+}
+
 static void print_budget(void)
 {
 	const size_t statics = sizeof(tflm_arena) + sizeof(train_arena) + sizeof(prefix_cache) +
@@ -78,6 +94,7 @@ static void print_budget(void)
 
 	printk("micropeft peft_mobilenet on %s\n", CONFIG_BOARD);
 	printk("methods compiled in:%s\n", methods_compiled());
+	printk("FPU: %s\n", fpu_state());
 	printk("RAM budget: TFLM arena %u B, training arena %u B, prefix cache %u B, "
 	       "state buffer %u B, split buffer %u B: %u B static\n",
 	       (unsigned)sizeof(tflm_arena), (unsigned)sizeof(train_arena),
