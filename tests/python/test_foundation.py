@@ -21,6 +21,9 @@ def test_manifest_parses_with_west_and_pins_a_release_tag():
     manifest = Manifest.from_data((REPO / "west.yml").read_text(), import_flags=ImportFlag.IGNORE)
     zephyr = next(p for p in manifest.projects if p.name == "zephyr")
     assert re.fullmatch(r"v\d+\.\d+\.\d+", zephyr.revision), zephyr.revision
+    # A supported release: the 3.7 LTS (until 2029) or the latest stable 4.4.
+    assert re.fullmatch(r"v(3\.7|4\.4)\.\d+", zephyr.revision), zephyr.revision
+    assert zephyr.revision in (REPO / "README.md").read_text()
     raw = yaml.safe_load((REPO / "west.yml").read_text())
     # tflite-micro sits in Zephyr's "optional" group, which Zephyr disables.
     assert "+optional" in raw["manifest"]["group-filter"]
