@@ -80,6 +80,8 @@ ZEPHYR_STAND_INS = (
     "REQUIRES_FULL_LIBC",
     "TENSORFLOW_LITE_MICRO",
     "TENSORFLOW_LITE_MICRO_CMSIS_NN_KERNELS",
+    "FLASH_MAP",
+    "FLASH_PAGE_LAYOUT",
 )
 
 
@@ -125,6 +127,8 @@ def test_kconfig_is_valid_and_every_symbol_is_prefixed(tmp_path, monkeypatch):
         "PEFT_LORA_RANK",
         "PEFT_LORA_ALPHA",
         "PEFT_TFLM",
+        "PEFT_STORAGE",
+        "PEFT_STORAGE_FLASH_MAP",
     ):
         assert name in kconf.syms, name
 
@@ -143,6 +147,12 @@ def test_kconfig_defaults_when_enabled(tmp_path, monkeypatch):
     kconf.syms["CPP"].set_value(2)
     assert kconf.syms["PEFT_TFLM"].str_value == "y"
     assert kconf.syms["REQUIRES_FULL_LIBC"].str_value == "y"  # selected: libm for expf/sqrtf
+    # The storage library's flash_map adapter needs Zephyr's flash map.
+    kconf.syms["PEFT_STORAGE"].set_value(2)
+    assert kconf.syms["PEFT_STORAGE_FLASH_MAP"].str_value == "n"
+    kconf.syms["FLASH_MAP"].set_value(2)
+    kconf.syms["FLASH_PAGE_LAYOUT"].set_value(2)
+    assert kconf.syms["PEFT_STORAGE_FLASH_MAP"].str_value == "y"
 
 
 def test_host_build_compiles_with_warnings_as_errors(tmp_path):
