@@ -5,6 +5,9 @@
 #include <math.h>
 #include <string.h>
 
+#define MIN_SIZE(a, b) ((a) < (b) ? (a) : (b))
+#define MAX_SIZE(a, b) ((a) > (b) ? (a) : (b))
+
 int peft_state_store_init(struct peft_state_store *s, const struct peft_flash *slot0,
 			  const struct peft_flash *slot1, uint8_t *buf, size_t buf_size)
 {
@@ -55,31 +58,43 @@ static bool header_erased(const uint8_t *p)
 	return true;
 }
 
-/* Read slot i's state (the size this trainer's state has) into the buffer and import it. */
+/* Offset of the u32 total length in every blob header (docs/formats.md). */
+#define STATE_TOTAL_OFFSET 8u
+
+/* Read slot i's state blob (its header's length, at most the buffer) and import it. */
 static peft_status import_slot(struct peft_state_store *s, peft_trainer *t, int i,
 			       struct peft_state_slot_report *r)
 {
 	const struct peft_flash *f = s->slot[i];
-	size_t bytes = 0;
 
 	*r = (struct peft_state_slot_report){.status = PEFT_ERR_BUFFER_TOO_SMALL,
 					     .run_status = PEFT_OK};
-	peft_status st = peft_trainer_state_size(t, &bytes);
-
-	if (st != PEFT_OK) {
-		r->status = st;
-		return st;
-	}
-	if (bytes > s->buf_size || bytes > f->size) {
+	if (s->buf_size < PEFT_STATE_HEADER_SIZE || f->size < PEFT_STATE_HEADER_SIZE) {
 		return r->status;
 	}
-	r->flash_rc = f->read(f, 0, s->buf, bytes);
+	r->flash_rc = f->read(f, 0, s->buf, PEFT_STATE_HEADER_SIZE);
 	if (r->flash_rc != 0) {
 		r->status = PEFT_ERR_STATE_TRUNCATED;
 		return r->status;
 	}
 	r->erased = header_erased(s->buf);
-	r->status = peft_trainer_import_state(t, s->buf, bytes, &r->meta);
+	uint32_t total;
+
+	memcpy(&total, s->buf + STATE_TOTAL_OFFSET, sizeof(total));
+	/* A length beyond the slot or the buffer: import sees the bytes there are and
+	 * says what is wrong with them. */
+	size_t n = MIN_SIZE(MIN_SIZE((size_t)total, s->buf_size), (size_t)f->size);
+
+	n = MAX_SIZE(n, PEFT_STATE_HEADER_SIZE);
+	if (n > PEFT_STATE_HEADER_SIZE) {
+		r->flash_rc = f->read(f, PEFT_STATE_HEADER_SIZE, s->buf + PEFT_STATE_HEADER_SIZE,
+				      n - PEFT_STATE_HEADER_SIZE);
+		if (r->flash_rc != 0) {
+			r->status = PEFT_ERR_STATE_TRUNCATED;
+			return r->status;
+		}
+	}
+	r->status = peft_trainer_import_state(t, s->buf, n, &r->meta);
 	return r->status;
 }
 
