@@ -5,10 +5,12 @@ configuration of the sample turns on the FPU with the hard-float ABI those flags
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from micropeft import boards, cm4, target_flags
 from micropeft.errors import UserError
@@ -88,3 +90,42 @@ def test_bad_flags_file_is_a_one_line_error(tmp_path):
     bad.write_text("arch = -mthumb\nopt = -O2\nkconfig = CONFIG_FPU=y\nspeed = -O3\n")
     with pytest.raises(UserError, match="bad.flags:4"):
         target_flags.read_flags(bad)
+
+
+QEMU_ARM_BOARD = "mps2/an521/cpu0"  # Cortex-M33 with FPU; Zephyr 3.4 calls it mps2_an521
+QEMU_ARM_FILE = "mps2_an521"  # boards/<name>.{conf,overlay}, read under both names
+
+
+def partitions(text: str) -> dict[str, tuple[int, int]]:
+    found = re.findall(r"(\w+): partition@([0-9a-f]+) \{\s*label = \"\w+\";\s*reg = <(\S+) (\S+)>;",
+                       text)  # fmt: skip
+    return {label: (int(at, 16), int(size, 16)) for label, at, _addr, size in found}
+
+
+def test_qemu_arm_board_runs_the_sample_on_a_flash_simulator():
+    overlay = (SAMPLE_BOARDS / f"{QEMU_ARM_FILE}.overlay").read_text()
+    assert 'compatible = "zephyr,sim-flash";' in overlay and "flash_sim@0" in overlay
+    # The same partitions as native_sim's built-in images use.
+    native = partitions((SAMPLE_BOARDS / "native_sim.overlay").read_text())
+    assert partitions(overlay) == native and len(native) == 4
+    options = conf_options(SAMPLE_BOARDS / f"{QEMU_ARM_FILE}.conf")
+    for name, value in target_flags.kconfig_options().items():
+        assert options.get(name) == value, name
+    assert options["CONFIG_PEFT_SAMPLE_BUILTIN_IMAGES"] == "y"
+    kconfig = (REPO / "samples" / "peft_mobilenet" / "Kconfig").read_text()
+    builtin = kconfig[kconfig.index("config PEFT_SAMPLE_BUILTIN_IMAGES") :]
+    assert "depends on FLASH_SIMULATOR" in builtin.split("\n\n")[0]
+
+
+def test_sample_and_every_suite_list_the_qemu_arm_board():
+    files = [REPO / "samples" / "peft_mobilenet" / "sample.yaml"]
+    files += sorted((REPO / "tests").glob("*/testcase.yaml"))
+    assert len(files) >= 5
+    for path in files:
+        spec = yaml.safe_load(path.read_text())
+        allowed = [p for t in spec["tests"].values() for p in t.get("platform_allow", [])] + spec[
+            "common"
+        ].get("platform_allow", [])
+        assert QEMU_ARM_BOARD in allowed, path
+    state_overlay = (REPO / "tests" / "state" / "boards" / f"{QEMU_ARM_FILE}.overlay").read_text()
+    assert set(partitions(state_overlay)) == {"peft_state0", "peft_state1"}
