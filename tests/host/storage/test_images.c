@@ -47,28 +47,30 @@ static void resign(uint8_t *blob)
 	wr32(blob + 12, peft_crc32_update(0, blob + 16, rd32(blob + 8) - 16u));
 }
 
-static enum peft_image_status model_after(size_t n, size_t at, uint8_t value, int sign)
+/* A copy of blob with byte `at` set to value (and the CRC re-signed if asked). */
+static const uint8_t *corrupted(const uint8_t *blob, size_t n, size_t at, uint8_t value,
+				int sign)
 {
-	struct peft_model_image img;
-
-	memcpy(work, model_blob, n);
+	memcpy(work, blob, n);
 	work[at] = value;
 	if (sign) {
 		resign(work);
 	}
-	return peft_model_image_parse(work, n, &img);
+	return work;
+}
+
+static enum peft_image_status model_after(size_t n, size_t at, uint8_t value, int sign)
+{
+	struct peft_model_image img;
+
+	return peft_model_image_parse(corrupted(model_blob, n, at, value, sign), n, &img);
 }
 
 static enum peft_image_status data_after(size_t n, size_t at, uint8_t value, int sign)
 {
 	struct peft_dataset_image d;
 
-	memcpy(work, data_blob, n);
-	work[at] = value;
-	if (sign) {
-		resign(work);
-	}
-	return peft_dataset_image_parse(work, n, &d);
+	return peft_dataset_image_parse(corrupted(data_blob, n, at, value, sign), n, &d);
 }
 
 int main(int argc, char **argv)
