@@ -29,6 +29,11 @@ class Board:
     zephyr_board: str
     # "cortex-m4f": built with lib/peft/cortex_m4f.flags (FPU on, its -O2); "host": native_sim.
     core: str
+    # RAM of the SoC, and what peft_mobilenet takes of it besides the buffers that pack
+    # sizes (Zephyr, stacks, TFLM's and the runtime's statics): the linker's RAM figure of
+    # the sample minus those buffers. None: not limited (native_sim runs on the host).
+    ram_size: int | None = None
+    sample_ram_baseline: int | None = None
     erased: int = 0xFF
 
 
@@ -43,6 +48,8 @@ BOARDS = {
         code_partition=True,
         zephyr_board="nrf52840dk_nrf52840",
         core="cortex-m4f",
+        ram_size=256 * 1024,
+        sample_ram_baseline=48 * 1024,
     ),
     "native_sim": Board(
         name="native_sim",
