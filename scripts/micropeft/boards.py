@@ -24,6 +24,16 @@ class Board:
     firmware_size: int  # default flash kept for the firmware at offset 0
     flash_node: str  # devicetree label of the flash the partitions live in
     code_partition: bool  # whether the firmware itself runs from flash0
+    # Zephyr 3.x board name, which names the sample's boards/<name>.conf and .overlay
+    # (4.x turns nrf52840dk/nrf52840 into the same file name).
+    zephyr_board: str
+    # "cortex-m4f": built with lib/peft/cortex_m4f.flags (FPU on, its -O2); "host": native_sim.
+    core: str
+    # RAM of the SoC, and what peft_mobilenet takes of it besides the buffers that pack
+    # sizes (Zephyr, stacks, TFLM's and the runtime's statics): the linker's RAM figure of
+    # the sample minus those buffers. None: not limited (native_sim runs on the host).
+    ram_size: int | None = None
+    sample_ram_baseline: int | None = None
     erased: int = 0xFF
 
 
@@ -36,6 +46,12 @@ BOARDS = {
         firmware_size=256 * 1024,
         flash_node="flash0",
         code_partition=True,
+        zephyr_board="nrf52840dk_nrf52840",
+        core="cortex-m4f",
+        ram_size=256 * 1024,
+        # Measured: the linker's RAM line of the default build (Zephyr 3.4.99), 211,264 B,
+        # minus its 194,560 B of buffers = 16,704 B; with a margin for other Kconfig.
+        sample_ram_baseline=20 * 1024,
     ),
     "native_sim": Board(
         name="native_sim",
@@ -45,6 +61,8 @@ BOARDS = {
         firmware_size=0,
         flash_node="flash0",
         code_partition=False,
+        zephyr_board="native_sim",
+        core="host",
     ),
 }
 

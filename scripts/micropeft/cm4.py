@@ -1,11 +1,11 @@
 """Cortex-M4F cost of the runtime, measured without a board.
 
 The runtime (lib/peft, the same sources as the device build) is compiled with
-arm-none-eabi-gcc for the nRF52840's core (-mcpu=cortex-m4 -mfpu=fpv4-sp-d16
--mfloat-abi=hard -O2), linked with a small driver (cm4/fw) against the
-nRF52840's memory map (1 MB flash, 256 KB RAM), and run under
-`qemu-system-arm -M mps2-an386` with the project's TCG plugin
-(cm4/plugin/peft_icount.c), which counts every executed instruction and
+arm-none-eabi-gcc for the nRF52840's core with the firmware's own flags
+(lib/peft/cortex_m4f.flags: -mcpu=cortex-m4 -mfpu=fpv4-sp-d16 -mfloat-abi=hard
+-O2), linked with a small driver (cm4/fw) against the nRF52840's memory map
+(1 MB flash, 256 KB RAM), and run under `qemu-system-arm -M mps2-an386` with the
+project's TCG plugin (cm4/plugin/peft_icount.c), which counts every executed instruction and
 reports the running count at each phase mark. The counts are exact and
 repeatable. The plugin also weights every executed instruction with its
 Cortex-M4 cycle cost from the Cortex-M4 Technical Reference Manual (the table
@@ -30,6 +30,7 @@ import numpy as np
 
 from micropeft.errors import UserError
 from micropeft.native import REPO_ROOT
+from micropeft.target_flags import read_flags
 
 CM4_DIR = REPO_ROOT / "cm4"
 FW_DIR = CM4_DIR / "fw"
@@ -44,11 +45,10 @@ NM = "arm-none-eabi-nm"
 QEMU = "qemu-system-arm"
 QEMU_MACHINE = "mps2-an386"
 
-ARCH_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
-# No fused multiply-add: the M4 takes 3 cycles for VFMA/VMLA and 1 + 1 for VMUL +
-# VADD, so contraction saves instructions but costs cycles (kernel_bench's
-# estimate: pointwise f32 forward 3.9 -> 4.9 cycles/MAC with -ffp-contract=fast).
-OPT_FLAGS = ["-O2", "-g", "-ffunction-sections", "-fdata-sections", "-ffp-contract=off"]
+# Core, FPU and optimisation level: the firmware's own (lib/peft/cortex_m4f.flags).
+_M4F = read_flags()
+ARCH_FLAGS = _M4F["arch"]
+OPT_FLAGS = [*_M4F["opt"], "-g", "-ffunction-sections", "-fdata-sections"]
 WARN_FLAGS = ["-Wall", "-Wextra"]
 # The host build's method and optimizer symbols: the harness compiles them all.
 LIB_DEFINES = [

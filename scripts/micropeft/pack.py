@@ -183,3 +183,97 @@ def state_size(trainable_parameters: int, states_per_param: int) -> int:
     """Bytes of a trained-state blob: header, float32 parameters, optimizer state
     (the formula of peft_trainer_state_size in lib/peft/runtime)."""
     return STATE_HEADER_SIZE + 4 * trainable_parameters * (1 + states_per_param)
+
+
+# Kconfig of the sample's buffers (samples/peft_mobilenet/Kconfig and the module's).
+_RAM_OPTIONS = (
+    ("CONFIG_PEFT_TFLM_ARENA_SIZE", "TFLM arena"),
+    ("CONFIG_PEFT_ARENA_SIZE", "training arena"),
+    ("CONFIG_PEFT_SAMPLE_STATE_BUFFER_SIZE", "state buffer"),
+    ("CONFIG_PEFT_SAMPLE_SPLIT_BUFFER_SIZE", "split buffer"),
+    ("CONFIG_PEFT_SAMPLE_CACHE_SIZE", "prefix cache"),
+)
+# Room kept for TFLM's arena over prepare-model's figure, which is measured by a 64-bit host
+# build (a 32-bit device needs less, but allocation rounding varies).
+_TFLM_MARGIN = 1024
+
+
+def _plan_methods(summary: dict) -> set[str]:
+    """Method names the plan's layers use (summary.json's "trainable_layers")."""
+    from micropeft.methods import METHODS
+
+    used = set()
+    for entry in summary.get("trainable_layers", []):
+        for name in entry["methods"].split(" ")[0].split("+"):
+            if name not in METHODS:
+                raise UserError(f"summary.json names an unknown method {name!r}")
+            used.add(name)
+    if not used:
+        raise UserError("summary.json lists no trainable layer: run prepare-model again")
+    return used
+
+
+def board_config(
+    board: Board, summary: dict, split_bytes: int, n_train: int
+) -> tuple[dict[str, str], list[str]]:
+    """The sample's Kconfig for these images: ({CONFIG_...: value}, comment lines).
+
+    Every size the images need, the methods and the optimizer the plan uses (the others
+    left out), and a prefix cache for as many training samples as the board's RAM holds
+    beside the rest. UserError with the figures when the plan does not fit the RAM."""
+    from micropeft.methods import METHODS, OPTIMIZERS
+
+    ram = summary["ram"]
+    optimizer = summary.get("method", {}).get("optimizer", "sgd")
+    if optimizer not in OPTIMIZERS:
+        raise UserError(f"summary.json names an unknown optimizer {optimizer!r}")
+    sizes = {
+        "CONFIG_PEFT_TFLM_ARENA_SIZE": _align(int(ram["tflm_arena_prefix"]) + _TFLM_MARGIN, 1024),
+        "CONFIG_PEFT_ARENA_SIZE": _align(int(ram["train_arena"]), 16),
+        "CONFIG_PEFT_SAMPLE_STATE_BUFFER_SIZE": _align(int(summary["flash"]["state_slot"]), 16),
+        "CONFIG_PEFT_SAMPLE_SPLIT_BUFFER_SIZE": _align(split_bytes, 16),
+    }
+    need = sum(sizes.values())
+    comments = [f"RAM for these images: {need:,d} B without the prefix cache"]
+    cache = _align(split_bytes * n_train, 16)
+    if board.ram_size is not None and board.sample_ram_baseline is not None:
+        room = board.ram_size - board.sample_ram_baseline - need
+        listing = ", ".join(
+            f"{label} {sizes[name]:,d} B" for name, label in _RAM_OPTIONS if name in sizes
+        )
+        if room < 0:
+            raise UserError(
+                f"the plan does not fit the RAM of {board.name}: {listing} = {need:,d} B, "
+                f"beside the sample's {board.sample_ram_baseline:,d} B, is "
+                f"{need + board.sample_ram_baseline:,d} B > {board.ram_size:,d} B "
+                f"(over by {-room:,d} B): use a smaller model or --size, fewer trained "
+                "layers, --act-cache s8, or SGD"
+            )
+        cache = min(cache, room // 16 * 16)
+        cached = cache // max(split_bytes, 1)
+        comments.append(
+            f"{board.name}: {board.ram_size:,d} B RAM, the sample's own "
+            f"{board.sample_ram_baseline:,d} B, {room:,d} B left for the prefix cache "
+            f"({cached} of {n_train} training samples)"
+        )
+    sizes["CONFIG_PEFT_SAMPLE_CACHE_SIZE"] = max(cache, 16)
+    options = {name: str(value) for name, value in sizes.items()}
+    used = _plan_methods(summary)
+    for name in METHODS:
+        options[f"CONFIG_PEFT_METHOD_{name.upper()}"] = "y" if name in used else "n"
+    for name in OPTIMIZERS:
+        options[f"CONFIG_PEFT_OPTIMIZER_{name.upper()}"] = "y" if name == optimizer else "n"
+    return options, comments
+
+
+def conf_text(board: Board, options: dict[str, str], comments: list[str]) -> str:
+    """A Kconfig fragment (-DEXTRA_CONF_FILE=...)."""
+    lines = [
+        f"# Configuration of samples/peft_mobilenet for these images, made by "
+        f"`micropeft pack --board {board.name}`.",
+        f"# Build with -DEXTRA_CONF_FILE=<this file> (next to -DDTC_OVERLAY_FILE={board.name}"
+        ".overlay).",
+        *(f"# {c}" for c in comments),
+    ]
+    lines += [f"{name}={value}" for name, value in options.items()]
+    return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-/* libFuzzer harness: the model+plan container reader (model_image_parse, the
+/* libFuzzer harness: the model+plan container reader (peft_model_image_parse, the
  * sample's reader of the peft_model partition), under ASan + UBSan.
  *
  * Input: one flag byte, then the container, copied into a heap buffer of
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 
 #include "fuzz_common.h"
-#include "peft_images.h"
+#include "peft/storage/peft_images.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const size_t n = size - 1u;
 	uint8_t *blob = fuzz_copy(data + 1, n);
 
-	if ((flags & 2u) && n >= MODEL_IMAGE_HEADER_SIZE) {
+	if ((flags & 2u) && n >= PEFT_MODEL_IMAGE_HEADER_SIZE) {
 		const uint32_t m_off = fuzz_rd32(blob + 16), m_len = fuzz_rd32(blob + 20);
 
 		if (m_off <= n && m_len <= n - m_off) {
@@ -35,16 +35,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (flags & 1u) {
 		fuzz_resign(blob, n);
 	}
-	struct model_image img;
+	struct peft_model_image img;
 
-	if (model_image_parse(blob, n, &img) == IMAGE_OK) {
+	if (peft_model_image_parse(blob, n, &img) == PEFT_IMAGE_OK) {
 		const uint8_t *end = blob + n;
 		uint32_t sum = 0;
 
 		FUZZ_ASSERT(img.total <= n);
-		FUZZ_ASSERT(img.model >= blob + MODEL_IMAGE_HEADER_SIZE && img.model <= end &&
+		FUZZ_ASSERT(img.model >= blob + PEFT_MODEL_IMAGE_HEADER_SIZE && img.model <= end &&
 			    img.model_len <= (size_t)(end - img.model));
-		FUZZ_ASSERT(img.plan >= blob + MODEL_IMAGE_HEADER_SIZE && img.plan <= end &&
+		FUZZ_ASSERT(img.plan >= blob + PEFT_MODEL_IMAGE_HEADER_SIZE && img.plan <= end &&
 			    img.plan_len <= (size_t)(end - img.plan));
 		FUZZ_ASSERT((uintptr_t)img.model % 16u == 0 && (uintptr_t)img.plan % 4u == 0);
 		for (size_t i = 0; i < img.model_len; i++) {

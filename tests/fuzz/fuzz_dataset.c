@@ -1,4 +1,4 @@
-/* libFuzzer harness: the dataset blob reader (dataset_image_parse, the
+/* libFuzzer harness: the dataset blob reader (peft_dataset_image_parse, the
  * sample's reader of the peft_dataset partition), under ASan + UBSan.
  *
  * Input: one flag byte, then the blob, copied into a heap buffer of exactly
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 
 #include "fuzz_common.h"
-#include "peft_images.h"
+#include "peft/storage/peft_images.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -26,9 +26,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (data[0] & 1u) {
 		fuzz_resign(blob, n);
 	}
-	struct dataset_image d;
+	struct peft_dataset_image d;
 
-	if (dataset_image_parse(blob, n, &d) == IMAGE_OK) {
+	if (peft_dataset_image_parse(blob, n, &d) == PEFT_IMAGE_OK) {
 		const uint8_t *end = blob + n;
 		const uint64_t count = (uint64_t)d.n_train + d.n_test;
 		const uint64_t bytes = count * d.sample_bytes;

@@ -23,6 +23,9 @@ def test_manifest_parses_with_west_and_pins_a_release_tag():
     manifest = Manifest.from_data((REPO / "west.yml").read_text(), import_flags=ImportFlag.IGNORE)
     zephyr = next(p for p in manifest.projects if p.name == "zephyr")
     assert re.fullmatch(r"v\d+\.\d+\.\d+", zephyr.revision), zephyr.revision
+    # A supported release: the 3.7 LTS (until 2029) or the latest stable 4.4.
+    assert re.fullmatch(r"v(3\.7|4\.4)\.\d+", zephyr.revision), zephyr.revision
+    assert zephyr.revision in (REPO / "README.md").read_text()
     raw = yaml.safe_load((REPO / "west.yml").read_text())
     # tflite-micro sits in Zephyr's "optional" group, which Zephyr disables.
     assert "+optional" in raw["manifest"]["group-filter"]
@@ -36,8 +39,9 @@ def test_west_commands_file_is_listed_and_exists():
     raw = yaml.safe_load((REPO / "west.yml").read_text())
     commands = REPO / raw["manifest"]["self"]["west-commands"]
     assert commands.is_file()
+    # West resolves `file:` from the project's root (see test_west_command.py).
     for entry in yaml.safe_load(commands.read_text())["west-commands"]:
-        assert (REPO / "scripts" / entry["file"]).is_file()
+        assert (REPO / entry["file"]).is_file()
 
 
 def test_module_yml_points_at_root_cmake_and_kconfig():
@@ -59,6 +63,8 @@ ZEPHYR_STAND_INS = (
     "REQUIRES_FULL_LIBC",
     "TENSORFLOW_LITE_MICRO",
     "TENSORFLOW_LITE_MICRO_CMSIS_NN_KERNELS",
+    "FLASH_MAP",
+    "FLASH_PAGE_LAYOUT",
 )
 
 
@@ -98,6 +104,8 @@ def test_kconfig_is_valid_and_every_symbol_is_prefixed(tmp_path, monkeypatch):
         "PEFT_BACKEND_OPTIMIZED",
         "PEFT_KERNELS_DSP",
         "PEFT_TFLM",
+        "PEFT_STORAGE",
+        "PEFT_STORAGE_FLASH_MAP",
     ):
         assert name in kconf.syms, name
 
@@ -143,6 +151,12 @@ def test_kconfig_defaults_when_enabled(tmp_path, monkeypatch):
     kconf.syms["CPP"].set_value(2)
     assert kconf.syms["PEFT_TFLM"].str_value == "y"
     assert kconf.syms["REQUIRES_FULL_LIBC"].str_value == "y"  # selected: libm for expf/sqrtf
+    # The storage library's flash_map adapter needs Zephyr's flash map.
+    kconf.syms["PEFT_STORAGE"].set_value(2)
+    assert kconf.syms["PEFT_STORAGE_FLASH_MAP"].str_value == "n"
+    kconf.syms["FLASH_MAP"].set_value(2)
+    kconf.syms["FLASH_PAGE_LAYOUT"].set_value(2)
+    assert kconf.syms["PEFT_STORAGE_FLASH_MAP"].str_value == "y"
 
 
 def test_host_build_compiles_with_warnings_as_errors(tmp_path):

@@ -256,6 +256,83 @@ def test_dataset_for_another_model_is_refused(chain, tmp_path):
     assert not (tmp_path / "p").exists()
 
 
+def _conf(path):
+    return dict(
+        line.split("=", 1) for line in path.read_text().splitlines() if line.startswith("CONFIG_")
+    )
+
+
+def test_pack_writes_the_board_configuration(chain):
+    from micropeft import boards, runtime
+    from micropeft.methods import METHODS
+
+    root = chain["root"]
+    device = (root / "m" / "model.tflite").read_bytes()
+    plan = (root / "m" / "plan.bin").read_bytes()
+    parsed = datasets.parse_dataset_blob((root / "d" / "dataset.bin").read_bytes())
+    # References: the C runtime's own size queries and export, and TFLM's measured arena.
+    trainer = runtime.Trainer(device, plan)
+    h, w, c = trainer.plan.input_dims()
+    tflm_used = convert.run_tflm(device, parsed.x_train[:1]).arena_used_bytes
+    for board_name, folder in chain["packed"].items():
+        conf = _conf(folder / f"{board_name}.conf")
+        assert int(conf["CONFIG_PEFT_ARENA_SIZE"]) >= trainer.plan.arena_size("train")
+        assert int(conf["CONFIG_PEFT_SAMPLE_STATE_BUFFER_SIZE"]) >= len(trainer.export_state())
+        assert int(conf["CONFIG_PEFT_SAMPLE_SPLIT_BUFFER_SIZE"]) >= h * w * c
+        assert int(conf["CONFIG_PEFT_TFLM_ARENA_SIZE"]) >= tflm_used
+        # Every training sample's split activation fits the cache (the images are small).
+        assert int(conf["CONFIG_PEFT_SAMPLE_CACHE_SIZE"]) >= h * w * c * len(parsed.x_train)
+        used = {m for m in METHODS if conf[f"CONFIG_PEFT_METHOD_{m.upper()}"] == "y"}
+        assert {"lora", "bitfit"} <= used  # the chain's --method lora,bitfit
+        assert not used & {"full", "sparse", "scale_shift"}
+        assert (conf["CONFIG_PEFT_OPTIMIZER_SGD"], conf["CONFIG_PEFT_OPTIMIZER_ADAM"]) == ("y", "n")
+        board = boards.get_board(board_name)
+        if board.ram_size is not None:
+            buffers = sum(int(v) for k, v in conf.items() if k.endswith("_SIZE") and "PEFT" in k)
+            assert board.sample_ram_baseline + buffers <= board.ram_size
+
+
+def test_images_hex_leaves_the_state_slots_alone(chain):
+    folder = chain["packed"]["nrf52840dk"]
+    regs = {
+        label: (int(a, 16), int(s, 16))
+        for label, a, s in REG.findall((folder / "nrf52840dk.overlay").read_text())
+    }
+    ih = IntelHex()
+    ih.loadhex(io.StringIO((folder / "images.hex").read_text()))
+    addresses = set(ih.addresses())
+    for label in ("peft_model", "peft_dataset"):
+        addr, _ = regs[label]
+        data = (folder / f"{label}.bin").read_bytes()
+        assert ih.tobinstr(start=addr, size=len(data)) == data
+    for label in ("peft_state0", "peft_state1"):
+        addr, size = regs[label]
+        assert not addresses & set(range(addr, addr + size)), label
+
+
+def test_pack_refuses_a_plan_over_the_board_ram(chain, tmp_path):
+    import shutil
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(chain["root"] / "m", model_dir)
+    summary = json.loads((model_dir / "summary.json").read_text())
+    summary["ram"]["train_arena"] = 240_000
+    (model_dir / "summary.json").write_text(json.dumps(summary))
+    done = _cli(
+        "pack", "--board", "nrf52840dk", "--model-dir", model_dir, "--dataset",
+        chain["root"] / "d" / "dataset.bin", "--out", tmp_path / "p",
+    )  # fmt: skip
+    _one_line_error(done, "does not fit the RAM of nrf52840dk", "training arena 240,000 B")
+    assert not (tmp_path / "p").exists()
+    # native_sim runs on the host: no RAM limit.
+    done = _cli(
+        "pack", "--board", "native_sim", "--model-dir", model_dir, "--dataset",
+        chain["root"] / "d" / "dataset.bin", "--out", tmp_path / "sim",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert _conf(tmp_path / "sim" / "native_sim.conf")["CONFIG_PEFT_ARENA_SIZE"] == "240000"
+
+
 # ---- bad input, table-driven: every case one line on stderr, exit 2, nothing left ----
 
 

@@ -13,7 +13,7 @@ static const uint8_t demo_dataset[] __aligned(16) = {
 #include "demo_dataset.inc"
 };
 
-static int blank(const struct partition_view *v)
+static int blank(const struct peft_flash_area *v)
 {
 	for (size_t i = 0; i < 64u && i < v->size; i++) {
 		if (v->data[i] != 0xFFu) {
@@ -23,7 +23,7 @@ static int blank(const struct partition_view *v)
 	return 1;
 }
 
-static int program(const struct partition_view *v, const uint8_t *img, size_t len)
+static int program(const struct peft_flash_area *v, const uint8_t *img, size_t len)
 {
 	if (len > v->size || flash_area_erase(v->fa, 0, v->size) != 0 ||
 	    flash_area_write(v->fa, 0, img, len) != 0) {
@@ -32,7 +32,7 @@ static int program(const struct partition_view *v, const uint8_t *img, size_t le
 	return 0;
 }
 
-int builtin_images_install(const struct partition_view *model, const struct partition_view *data)
+int builtin_images_install(const struct peft_flash_area *model, const struct peft_flash_area *data)
 {
 	if (!blank(model)) {
 		return 0;

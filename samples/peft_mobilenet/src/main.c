@@ -6,6 +6,8 @@
  * weights). Model+plan, dataset and the two state slots live in fixed flash
  * partitions written by `micropeft pack`; every image is checked before use.
  */
+#include <errno.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include <zephyr/devicetree.h>
 #include <zephyr/kernel.h>
 #include <zephyr/logging/log.h>
+#include <zephyr/logging/log_ctrl.h>
 #include <zephyr/storage/flash_map.h>
 #include <zephyr/sys/printk.h>
 
@@ -21,10 +24,15 @@
 #include "peft/peft_trainer.h"
 #include "peft_tflm.h"
 
+#include "peft/storage/peft_flash_area.h"
+#include "peft/storage/peft_images.h"
+#include "peft/storage/peft_state_store.h"
+
 #include "builtin_images.h"
-#include "flash_map_view.h"
-#include "peft_images.h"
-#include "state_store.h"
+
+#if defined(CONFIG_ARCH_POSIX)
+#include <posix_board_if.h>
+#endif
 
 LOG_MODULE_REGISTER(peft_sample, LOG_LEVEL_INF);
 
@@ -39,10 +47,12 @@ static int8_t split_buf[CONFIG_PEFT_SAMPLE_SPLIT_BUFFER_SIZE] __aligned(4);
 static peft_plan plan;
 static peft_trainer trainer;
 static peft_tflm prefix;
-static struct model_image model_img;
-static struct dataset_image data;
-static struct state_store store;
+static struct peft_model_image model_img;
+static struct peft_dataset_image data;
+static struct peft_flash_area state_slot[2];
+static struct peft_state_store store;
 static uint32_t cached_samples;
+static size_t trainer_arena_need;
 
 /* Partitions: absent ones are reported at run time, not as a build error. */
 #define PART_ID(label) COND_CODE_1(FIXED_PARTITION_EXISTS(label), (FIXED_PARTITION_ID(label)), (-1))
@@ -71,6 +81,22 @@ static const char *methods_compiled(void)
 		;
 }
 
+/* Whether float math runs on the FPU: the benchmark's Cortex-M4F figures assume it does. */
+static const char *fpu_state(void)
+{
+#if defined(CONFIG_ARCH_POSIX)
+	return "the host's (native_sim)";
+#elif defined(CONFIG_FPU) && defined(CONFIG_FP_HARDABI)
+	return "on (hard-float ABI)";
+#elif defined(CONFIG_FPU)
+	return "on (soft-float ABI: floats passed in integer registers)";
+#elif defined(CONFIG_CPU_HAS_FPU)
+	return "off: float math in software (set CONFIG_FPU=y CONFIG_FP_HARDABI=y)";
+#else
+	return "none: float math in software";
+#endif
+}
+
 static void print_budget(void)
 {
 	const size_t statics = sizeof(tflm_arena) + sizeof(train_arena) + sizeof(prefix_cache) +
@@ -78,6 +104,7 @@ static void print_budget(void)
 
 	printk("micropeft peft_mobilenet on %s\n", CONFIG_BOARD);
 	printk("methods compiled in:%s\n", methods_compiled());
+	printk("FPU: %s\n", fpu_state());
 	printk("RAM budget: TFLM arena %u B, training arena %u B, prefix cache %u B, "
 	       "state buffer %u B, split buffer %u B: %u B static\n",
 	       (unsigned)sizeof(tflm_arena), (unsigned)sizeof(train_arena),
@@ -90,7 +117,7 @@ static void print_budget(void)
 }
 
 /* Open a partition and say what it holds, or why it cannot be used. */
-static int open_partition(struct partition_view *v, int id, const char *label)
+static int open_partition(struct peft_flash_area *v, int id, const char *label)
 {
 	if (id < 0) {
 		LOG_ERR("missing partition %s: the devicetree has no such fixed partition "
@@ -98,20 +125,20 @@ static int open_partition(struct partition_view *v, int id, const char *label)
 			label);
 		return -1;
 	}
-	if (partition_view_open(v, (uint8_t)id, label) != 0) {
+	if (peft_flash_area_open(v, (uint8_t)id, label) != 0) {
 		LOG_ERR("partition %s: cannot open or map it", label);
 		return -1;
 	}
 	return 0;
 }
 
-static bool image_ok(enum image_status st, const char *what, const char *label)
+static bool image_ok(enum peft_image_status st, const char *what, const char *label)
 {
-	if (st == IMAGE_OK) {
+	if (st == PEFT_IMAGE_OK) {
 		return true;
 	}
-	LOG_ERR("%s in partition %s: %s", what, label, image_status_str(st));
-	if (st == IMAGE_ERASED) {
+	LOG_ERR("%s in partition %s: %s", what, label, peft_image_status_str(st));
+	if (st == PEFT_IMAGE_ERASED) {
 		LOG_ERR("flash the partition images: see README.md, \"On a board\"");
 	}
 	return false;
@@ -316,7 +343,7 @@ static peft_status train_epoch(uint32_t epoch, float *mean_loss, uint64_t *cycle
 
 static int load_images(void)
 {
-	struct partition_view model_part, data_part;
+	struct peft_flash_area model_part, data_part;
 
 	if (open_partition(&model_part, PART_ID(peft_model), "peft_model") != 0 ||
 	    open_partition(&data_part, PART_ID(peft_dataset), "peft_dataset") != 0) {
@@ -327,9 +354,9 @@ static int load_images(void)
 		return -1;
 	}
 #endif
-	if (!image_ok(model_image_parse(model_part.data, model_part.size, &model_img),
+	if (!image_ok(peft_model_image_parse(model_part.data, model_part.size, &model_img),
 		      "model+plan container", "peft_model") ||
-	    !image_ok(dataset_image_parse(data_part.data, data_part.size, &data), "dataset",
+	    !image_ok(peft_dataset_image_parse(data_part.data, data_part.size, &data), "dataset",
 		      "peft_dataset")) {
 		return -1;
 	}
@@ -380,6 +407,7 @@ static int init_trainer(void)
 			(unsigned)need, (unsigned)sizeof(train_arena));
 		return -1;
 	}
+	trainer_arena_need = need;
 	peft_status st = peft_trainer_init(&trainer, &plan, PEFT_MODE_TRAIN, train_arena, need);
 
 	if (st != PEFT_OK) {
@@ -389,49 +417,137 @@ static int init_trainer(void)
 	return 0;
 }
 
-/* Resume from the newest valid state slot, if any. Returns the epoch reached. */
+/* A state "runs" when the first training samples give finite logits through it
+ * (the logits of models with up to RUN_CHECK_CLASSES classes are checked). */
+#define RUN_CHECK_SAMPLES 8u
+#define RUN_CHECK_CLASSES 128
+
+static peft_status state_runs(const struct peft_state_check *check, peft_trainer *t)
+{
+	static float logits[RUN_CHECK_CLASSES];
+	int32_t classes = 0;
+
+	ARG_UNUSED(check);
+	if (peft_plan_num_classes(&plan, &classes) != PEFT_OK) {
+		return PEFT_ERR_ARG;
+	}
+	const bool check_logits = classes <= RUN_CHECK_CLASSES;
+
+	for (uint32_t i = 0; i < MIN(RUN_CHECK_SAMPLES, data.n_train); i++) {
+		const int8_t *x;
+		peft_status st = split_activation(i, &x);
+
+		if (st == PEFT_OK) {
+			st = peft_trainer_predict_s8(t, x, check_logits ? logits : NULL, NULL);
+		}
+		if (st != PEFT_OK) {
+			return st;
+		}
+		for (int32_t k = 0; check_logits && k < classes; k++) {
+			if (!isfinite(logits[k])) {
+				return PEFT_ERR_NUMERIC;
+			}
+		}
+	}
+	return PEFT_OK;
+}
+
+static const struct peft_state_check run_check = {.run = state_runs};
+
+static void print_slot(int i, const struct peft_state_slot_report *r, int resumed)
+{
+	if (r->status == PEFT_OK && r->run_status != PEFT_OK) {
+		printk("state slot %d: epoch %u, sequence %u fails to run (%s): not used\n", i,
+		       r->meta.epoch, r->meta.sequence, peft_status_str(r->run_status));
+	} else if (r->status == PEFT_OK) {
+		printk("state slot %d: valid (epoch %u, sequence %u)%s\n", i, r->meta.epoch,
+		       r->meta.sequence, i == resumed ? "" : ", not used");
+	} else if (r->erased) {
+		printk("state slot %d: empty\n", i);
+	} else {
+		printk("state slot %d: fails to import (%s): not used\n", i,
+		       peft_status_str(r->status));
+	}
+}
+
+/* Resume from the newest slot that imports and runs, else the older one. Returns the
+ * epoch reached. */
 static uint32_t resume(bool *can_save)
 {
-	struct partition_view s0, s1;
-	struct state_slot_report rep[2];
+	struct peft_state_slot_report rep[2];
 
 	*can_save = false;
-	if (open_partition(&s0, PART_ID(peft_state0), "peft_state0") != 0 ||
-	    open_partition(&s1, PART_ID(peft_state1), "peft_state1") != 0 ||
-	    state_store_init(&store, s0.fa, s0.data, s1.fa, s1.data, state_buf,
-			     sizeof(state_buf)) != 0) {
+	if (open_partition(&state_slot[0], PART_ID(peft_state0), "peft_state0") != 0 ||
+	    open_partition(&state_slot[1], PART_ID(peft_state1), "peft_state1") != 0 ||
+	    peft_state_store_init(&store, &state_slot[0].flash, &state_slot[1].flash, state_buf,
+				  sizeof(state_buf)) != 0) {
 		printk("state: slots unavailable, training will not be saved\n");
 		return 0;
 	}
 	size_t bytes = 0;
 
 	if (peft_trainer_state_size(&trainer, &bytes) != PEFT_OK || bytes > sizeof(state_buf) ||
-	    bytes > s0.size || bytes > s1.size) {
+	    bytes > state_slot[0].size || bytes > state_slot[1].size) {
 		printk("state: %u B does not fit the %u B buffer or the slots: not saving\n",
 		       (unsigned)bytes, (unsigned)sizeof(state_buf));
 	} else {
 		*can_save = true;
 	}
-	peft_status st = state_store_load(&store, &trainer, rep);
+	peft_status st = peft_state_store_resume(&store, &trainer, &run_check, rep);
 
 	for (int i = 0; i < 2; i++) {
-		if (rep[i].status == PEFT_OK) {
-			printk("state slot %d: valid (epoch %u, sequence %u)\n", i, rep[i].meta.epoch,
-			       rep[i].meta.sequence);
-		} else if (rep[i].erased) {
-			printk("state slot %d: empty\n", i);
-		} else {
-			printk("state slot %d: invalid (%s), ignored\n", i,
-			       peft_status_str(rep[i].status));
-		}
+		print_slot(i, &rep[i], store.current);
+	}
+	const int other = 1 - store.current;
+
+	if (st == PEFT_OK && !rep[other].erased &&
+	    (rep[other].status != PEFT_OK || rep[other].run_status != PEFT_OK)) {
+		printk("falling back to the older state in slot %d: the newer one in slot %d "
+		       "fails to %s\n",
+		       store.current, other, rep[other].status != PEFT_OK ? "import" : "run");
 	}
 	if (st != PEFT_OK) {
-		printk("no saved state: starting from the model's parameters\n");
+		/* A state that imported but failed to run may be in the trainer: start over. */
+		if (peft_trainer_init(&trainer, &plan, PEFT_MODE_TRAIN, train_arena,
+				      trainer_arena_need) != PEFT_OK) {
+			LOG_ERR("trainer init failed");
+			*can_save = false;
+		}
+		printk("%s: starting from the model's parameters\n",
+		       (rep[0].erased && rep[1].erased) ? "no saved state" : "no usable saved state");
 		return 0;
 	}
-	printk("resumed from state slot %d (epoch %u, sequence %u)\n", store.newest,
+	printk("resumed from state slot %d (epoch %u, sequence %u)\n", store.current,
 	       store.meta.epoch, store.meta.sequence);
 	return store.meta.epoch;
+}
+
+/* The end of the run; on native_sim the process exits, so a run takes seconds. */
+static int finish(const char *why)
+{
+	printk("%s\n", why);
+#if defined(CONFIG_ARCH_POSIX)
+	LOG_PANIC();
+	posix_exit(0);
+#endif
+	return 0;
+}
+
+/* An epoch's mean loss this far above chance (ln of the class count) means the
+ * training diverged: such a state is never saved. */
+static bool diverged(float loss)
+{
+	return !isfinite(loss) || loss * 1000.0f > (float)CONFIG_PEFT_SAMPLE_MAX_LOSS_MILLI;
+}
+
+static void keep_saved_state(void)
+{
+	if (store.current >= 0) {
+		printk("state not saved; slot %d keeps epoch %u (sequence %u)\n", store.current,
+		       store.meta.epoch, store.meta.sequence);
+	} else {
+		printk("state not saved\n");
+	}
 }
 
 int main(void)
@@ -441,19 +557,17 @@ int main(void)
 
 	print_budget();
 	if (load_images() != 0 || init_trainer() != 0) {
-		printk("stopped: fix the error above\n");
-		return 0;
+		return finish("stopped: fix the error above");
 	}
 	if (fill_cache() != PEFT_OK) {
 		LOG_ERR("TFLM failed on a training sample: %s", peft_tflm_error_str(prefix.error));
-		return 0;
+		return finish("stopped: fix the error above");
 	}
 	uint32_t epoch = resume(&can_save);
 	const uint32_t start_epoch = epoch;
 
 	if (accuracy(data.n_train, data.n_test, &before) != PEFT_OK) {
-		printk("stopped: inference failed\n");
-		return 0;
+		return finish("stopped: inference failed");
 	}
 	printk("inference: frozen prefix in TFLM, trainable part in the PEFT runtime with the "
 	       "adapted parameters (not merged into the weights)\n");
@@ -465,12 +579,22 @@ int main(void)
 		uint64_t cycles = 0;
 		size_t high = 0;
 
-		if (train_epoch(epoch, &loss, &cycles) != PEFT_OK ||
-		    accuracy(0, data.n_train, &train_acc) != PEFT_OK ||
+		if (train_epoch(epoch, &loss, &cycles) != PEFT_OK) {
+			keep_saved_state();
+			return finish("stopped: training failed");
+		}
+		if (diverged(loss)) {
+			printk("epoch %u diverged: mean loss %.4f above %u.%03u\n", epoch + 1u,
+			       (double)loss, CONFIG_PEFT_SAMPLE_MAX_LOSS_MILLI / 1000u,
+			       CONFIG_PEFT_SAMPLE_MAX_LOSS_MILLI % 1000u);
+			keep_saved_state();
+			return finish("stopped: training diverged");
+		}
+		if (accuracy(0, data.n_train, &train_acc) != PEFT_OK ||
 		    accuracy(data.n_train, data.n_test, &test_acc) != PEFT_OK ||
 		    peft_trainer_arena_high_water(&trainer, &high) != PEFT_OK) {
-			printk("stopped: training failed\n");
-			return 0;
+			keep_saved_state();
+			return finish("stopped: inference failed");
 		}
 		printk("epoch %u/%u: loss %.4f train acc %.1f%% test acc %.1f%% time %u ms "
 		       "arena high-water %u/%u B\n",
@@ -479,11 +603,15 @@ int main(void)
 		       (unsigned)high, (unsigned)trainer.arena_size);
 		if (can_save) {
 			int slot = -1;
-			int rc = state_store_save(&store, &trainer, epoch + 1u, &slot);
+			int rc = peft_state_store_save(&store, &trainer, epoch + 1u, &slot);
 
 			if (rc == 0) {
 				printk("state saved to slot %d (epoch %u, sequence %u)\n", slot,
 				       store.meta.epoch, store.meta.sequence);
+			} else if (rc == -EDOM) {
+				LOG_ERR("a parameter is not finite: state not saved, the previous "
+					"slot stays valid");
+				return finish("stopped: training diverged");
 			} else {
 				LOG_ERR("saving the state failed (%d); the previous slot stays valid",
 					rc);
@@ -500,6 +628,5 @@ int main(void)
 		printk("test accuracy did not improve: %.1f%% -> %.1f%%\n", (double)before,
 		       (double)test_acc);
 	}
-	printk("done\n");
-	return 0;
+	return finish("done");
 }

@@ -2,9 +2,12 @@
 
 Reads prepare-model's folder (model.tflite, plan.bin, summary.json) and
 prepare-dataset's dataset.bin; writes into --out the four partition images,
-partitions.hex (every partition at its flash address), <board>.overlay
-(fixed-partitions matching them), pack.json, and for native_sim flash.bin, the
-raw flash file its flash simulator loads (`zephyr.exe --flash=flash.bin`).
+partitions.hex (every partition at its flash address, the state slots erased),
+images.hex (model and dataset only: re-flashing it keeps the trained state),
+<board>.overlay (fixed-partitions matching them), <board>.conf (the sample's Kconfig
+for these images: buffer sizes, methods, optimizer), pack.json, and for native_sim
+flash.bin, the raw flash file its flash simulator loads (`zephyr.exe --flash=flash.bin`).
+A plan whose RAM does not fit the board beside the sample is refused.
 """
 
 from __future__ import annotations
@@ -91,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("summary.json has no state size: give --state-size")
     images = {"peft_model": pack.model_container(model, plan), "peft_dataset": dataset}
     parts = pack.layout(board, images, state, firmware)
+    # The device model's output is the split activation (int8): one byte per element.
+    split_bytes = tflite_graph.output_classes(model)
+    options, comments = pack.board_config(board, summary, split_bytes, len(parsed.x_train))
     used = parts[-1].offset + parts[-1].size
     meta = {
         "board": board.name,
@@ -107,7 +113,11 @@ def run(args: argparse.Namespace) -> int:
         for p in parts:
             write_atomic(out / f"{p.label}.bin", p.data)
         write_atomic(out / "partitions.hex", pack.intel_hex(board, parts))
+        # Model and dataset only: re-flashing them leaves the trained state slots alone.
+        images_only = [p for p in parts if p.label in images]
+        write_atomic(out / "images.hex", pack.intel_hex(board, images_only))
         write_atomic(out / f"{board.name}.overlay", pack.overlay(board, parts, firmware))
+        write_atomic(out / f"{board.name}.conf", pack.conf_text(board, options, comments))
         if board.name == "native_sim":
             write_atomic(out / "flash.bin", pack.flash_image(board, parts))
         write_atomic(out / "pack.json", json.dumps(meta, indent=2) + "\n")
@@ -118,4 +128,6 @@ def run(args: argparse.Namespace) -> int:
             f"({len(p.data):,d} bytes of data)"
         )
     print(f"  free          {(board.flash_size - used) // 1024:5d} KiB; wrote {out}")
+    for line in comments:
+        print(f"  {line}")
     return 0

@@ -9,7 +9,7 @@
 
 #include "peft/peft_plan.h"
 #include "peft/peft_crc32.h"
-#include "peft_images.h"
+#include "peft/storage/peft_images.h"
 #include "peft_ztest.h"
 
 #include "golden_plan.h"
@@ -27,12 +27,12 @@ static uint8_t buf[sizeof(container) + 16] __aligned(16);
 static uint8_t model_copy[sizeof(container)] __aligned(16);
 static uint8_t data_buf[sizeof(dataset)] __aligned(16);
 
-static struct model_image img;
+static struct peft_model_image img;
 static peft_plan plan;
 
 static void *setup(void)
 {
-	zassert_equal(model_image_parse(container, sizeof(container), &img), IMAGE_OK);
+	zassert_equal(peft_model_image_parse(container, sizeof(container), &img), PEFT_IMAGE_OK);
 	return NULL;
 }
 
@@ -125,59 +125,59 @@ ZTEST(peft_plan, test_method_not_compiled_is_refused)
 
 ZTEST(peft_plan, test_model_container_checks)
 {
-	struct model_image m;
+	struct peft_model_image m;
 
 	/* Erased flash, then wrong magic, version, CRC, truncation, model CRC. */
 	memset(buf, 0xFF, sizeof(buf));
-	zassert_equal(model_image_parse(buf, sizeof(container), &m), IMAGE_ERASED);
+	zassert_equal(peft_model_image_parse(buf, sizeof(container), &m), PEFT_IMAGE_ERASED);
 	memcpy(buf, container, sizeof(container));
 	buf[1] ^= 0xFF;
-	zassert_equal(model_image_parse(buf, sizeof(container), &m), IMAGE_MAGIC);
+	zassert_equal(peft_model_image_parse(buf, sizeof(container), &m), PEFT_IMAGE_MAGIC);
 	memcpy(buf, container, sizeof(container));
 	buf[4] = 2;
-	zassert_equal(model_image_parse(buf, sizeof(container), &m), IMAGE_VERSION);
+	zassert_equal(peft_model_image_parse(buf, sizeof(container), &m), PEFT_IMAGE_VERSION);
 	memcpy(buf, container, sizeof(container));
 	buf[sizeof(container) - 1] ^= 0x40;
-	zassert_equal(model_image_parse(buf, sizeof(container), &m), IMAGE_CRC);
-	zassert_equal(model_image_parse(container, sizeof(container) - 1, &m), IMAGE_TRUNCATED);
-	zassert_equal(model_image_parse(container, 10, &m), IMAGE_TRUNCATED);
+	zassert_equal(peft_model_image_parse(buf, sizeof(container), &m), PEFT_IMAGE_CRC);
+	zassert_equal(peft_model_image_parse(container, sizeof(container) - 1, &m), PEFT_IMAGE_TRUNCATED);
+	zassert_equal(peft_model_image_parse(container, 10, &m), PEFT_IMAGE_TRUNCATED);
 	/* A model offset that is not 16-byte aligned (CRC recomputed: a valid but wrong header). */
 	memcpy(buf, container, sizeof(container));
 	put32(buf + 16, 68);
 	put32(buf + 12, peft_crc32_update(0, buf + 16, sizeof(container) - 16));
-	zassert_equal(model_image_parse(buf, sizeof(container), &m), IMAGE_FIELD);
-	zassert_equal(model_image_parse(container, sizeof(container), &m), IMAGE_OK);
+	zassert_equal(peft_model_image_parse(buf, sizeof(container), &m), PEFT_IMAGE_FIELD);
+	zassert_equal(peft_model_image_parse(container, sizeof(container), &m), PEFT_IMAGE_OK);
 	zassert_equal(m.model_len, img.model_len);
 }
 
 ZTEST(peft_plan, test_dataset_checks)
 {
-	struct dataset_image d;
+	struct peft_dataset_image d;
 
-	zassert_equal(dataset_image_parse(dataset, sizeof(dataset), &d), IMAGE_OK);
+	zassert_equal(peft_dataset_image_parse(dataset, sizeof(dataset), &d), PEFT_IMAGE_OK);
 	zassert_equal(d.num_classes, PLAN_NUM_CLASSES);
 	zassert_equal(d.sample_bytes, (uint32_t)d.h * d.w * d.c);
 	zassert_true(d.n_train > 0 && d.n_test > 0);
 
 	memset(data_buf, 0xFF, sizeof(data_buf));
-	zassert_equal(dataset_image_parse(data_buf, sizeof(data_buf), &d), IMAGE_ERASED);
+	zassert_equal(peft_dataset_image_parse(data_buf, sizeof(data_buf), &d), PEFT_IMAGE_ERASED);
 	memcpy(data_buf, dataset, sizeof(dataset));
 	data_buf[0] = 'X';
-	zassert_equal(dataset_image_parse(data_buf, sizeof(data_buf), &d), IMAGE_MAGIC);
+	zassert_equal(peft_dataset_image_parse(data_buf, sizeof(data_buf), &d), PEFT_IMAGE_MAGIC);
 	memcpy(data_buf, dataset, sizeof(dataset));
 	data_buf[4] = 7;
-	zassert_equal(dataset_image_parse(data_buf, sizeof(data_buf), &d), IMAGE_VERSION);
+	zassert_equal(peft_dataset_image_parse(data_buf, sizeof(data_buf), &d), PEFT_IMAGE_VERSION);
 	memcpy(data_buf, dataset, sizeof(dataset));
 	data_buf[100] ^= 0x01; /* a sample byte */
-	zassert_equal(dataset_image_parse(data_buf, sizeof(data_buf), &d), IMAGE_CRC);
-	zassert_equal(dataset_image_parse(dataset, sizeof(dataset) / 2, &d), IMAGE_TRUNCATED);
+	zassert_equal(peft_dataset_image_parse(data_buf, sizeof(data_buf), &d), PEFT_IMAGE_CRC);
+	zassert_equal(peft_dataset_image_parse(dataset, sizeof(dataset) / 2, &d), PEFT_IMAGE_TRUNCATED);
 	/* A label outside the classes, CRC recomputed. */
 	memcpy(data_buf, dataset, sizeof(dataset));
 	const uint32_t labels = data_buf[48] | (data_buf[49] << 8) | (data_buf[50] << 16) |
 				((uint32_t)data_buf[51] << 24);
 	data_buf[labels] = 200;
 	put32(data_buf + 12, peft_crc32_update(0, data_buf + 16, sizeof(dataset) - 16));
-	zassert_equal(dataset_image_parse(data_buf, sizeof(data_buf), &d), IMAGE_FIELD);
+	zassert_equal(peft_dataset_image_parse(data_buf, sizeof(data_buf), &d), PEFT_IMAGE_FIELD);
 }
 
 ZTEST_SUITE(peft_plan, NULL, setup, NULL, NULL, NULL);

@@ -12,7 +12,7 @@
  *   24 u16 h | 26 u16 w | 28 u16 c | 30 u16 classes | 32 f32 scale | 36 i32 zero point
  *   40 u32 sample bytes | 44 u32 samples offset | 48 u32 labels offset | 52..63 zero
  */
-#include "peft_images.h"
+#include "peft/storage/peft_images.h"
 
 #include <string.h>
 
@@ -41,31 +41,31 @@ static int is_erased(const uint8_t *p, size_t n)
 }
 
 /* Common header: magic, version, header size, total, CRC. */
-static enum image_status check_header(const uint8_t *data, size_t avail, uint32_t magic,
-				      uint32_t version, uint32_t header_size, size_t *total)
+static enum peft_image_status check_header(const uint8_t *data, size_t avail, uint32_t magic,
+					   uint32_t version, uint32_t header_size, size_t *total)
 {
 	if (data == NULL || avail < header_size) {
-		return IMAGE_TRUNCATED;
+		return PEFT_IMAGE_TRUNCATED;
 	}
 	if (is_erased(data, header_size)) {
-		return IMAGE_ERASED;
+		return PEFT_IMAGE_ERASED;
 	}
 	if (rd32(data) != magic) {
-		return IMAGE_MAGIC;
+		return PEFT_IMAGE_MAGIC;
 	}
 	if (rd16(data + 4) != version || rd16(data + 6) != header_size) {
-		return IMAGE_VERSION;
+		return PEFT_IMAGE_VERSION;
 	}
 	const uint32_t n = rd32(data + 8);
 
 	if (n < header_size || n > avail) {
-		return IMAGE_TRUNCATED;
+		return PEFT_IMAGE_TRUNCATED;
 	}
 	if (peft_crc32_update(0, data + 16, n - 16u) != rd32(data + 12)) {
-		return IMAGE_CRC;
+		return PEFT_IMAGE_CRC;
 	}
 	*total = n;
-	return IMAGE_OK;
+	return PEFT_IMAGE_OK;
 }
 
 /* [offset, offset + len) inside [header, total) without overflow. */
@@ -74,13 +74,15 @@ static int span_ok(uint32_t offset, uint32_t len, size_t header, size_t total)
 	return offset >= header && offset <= total && len <= total - offset;
 }
 
-enum image_status model_image_parse(const uint8_t *data, size_t avail, struct model_image *out)
+enum peft_image_status peft_model_image_parse(const uint8_t *data, size_t avail,
+					      struct peft_model_image *out)
 {
 	size_t total = 0;
-	enum image_status s = check_header(data, avail, MODEL_IMAGE_MAGIC, MODEL_IMAGE_VERSION,
-					   MODEL_IMAGE_HEADER_SIZE, &total);
+	enum peft_image_status s = check_header(data, avail, PEFT_MODEL_IMAGE_MAGIC,
+						PEFT_MODEL_IMAGE_VERSION,
+						PEFT_MODEL_IMAGE_HEADER_SIZE, &total);
 
-	if (s != IMAGE_OK) {
+	if (s != PEFT_IMAGE_OK) {
 		return s;
 	}
 	const uint32_t m_off = rd32(data + 16), m_len = rd32(data + 20);
@@ -88,31 +90,33 @@ enum image_status model_image_parse(const uint8_t *data, size_t avail, struct mo
 
 	/* TFLM and the plan reader need 16- and 4-byte aligned bases. */
 	if (m_len == 0u || p_len == 0u || (m_off % 16u) != 0u || (p_off % 4u) != 0u ||
-	    !span_ok(m_off, m_len, MODEL_IMAGE_HEADER_SIZE, total) ||
-	    !span_ok(p_off, p_len, MODEL_IMAGE_HEADER_SIZE, total)) {
-		return IMAGE_FIELD;
+	    !span_ok(m_off, m_len, PEFT_MODEL_IMAGE_HEADER_SIZE, total) ||
+	    !span_ok(p_off, p_len, PEFT_MODEL_IMAGE_HEADER_SIZE, total)) {
+		return PEFT_IMAGE_FIELD;
 	}
 	if (peft_crc32_update(0, data + m_off, m_len) != rd32(data + 32)) {
-		return IMAGE_MODEL_CRC;
+		return PEFT_IMAGE_MODEL_CRC;
 	}
 	out->model = data + m_off;
 	out->model_len = m_len;
 	out->plan = data + p_off;
 	out->plan_len = p_len;
 	out->total = total;
-	return IMAGE_OK;
+	return PEFT_IMAGE_OK;
 }
 
-enum image_status dataset_image_parse(const uint8_t *data, size_t avail, struct dataset_image *out)
+enum peft_image_status peft_dataset_image_parse(const uint8_t *data, size_t avail,
+						struct peft_dataset_image *out)
 {
 	size_t total = 0;
-	enum image_status s = check_header(data, avail, DATASET_IMAGE_MAGIC, DATASET_IMAGE_VERSION,
-					   DATASET_IMAGE_HEADER_SIZE, &total);
+	enum peft_image_status s = check_header(data, avail, PEFT_DATASET_IMAGE_MAGIC,
+						PEFT_DATASET_IMAGE_VERSION,
+						PEFT_DATASET_IMAGE_HEADER_SIZE, &total);
 
-	if (s != IMAGE_OK) {
+	if (s != PEFT_IMAGE_OK) {
 		return s;
 	}
-	struct dataset_image d;
+	struct peft_dataset_image d;
 
 	d.n_train = rd32(data + 16);
 	d.n_test = rd32(data + 20);
@@ -132,40 +136,40 @@ enum image_status dataset_image_parse(const uint8_t *data, size_t avail, struct 
 	    (uint32_t)d.h * d.w * d.c != d.sample_bytes || !(d.scale > 0.0f) ||
 	    d.zero_point < -128 || d.zero_point > 127 || count > UINT32_MAX ||
 	    count * d.sample_bytes > UINT32_MAX ||
-	    !span_ok(s_off, (uint32_t)(count * d.sample_bytes), DATASET_IMAGE_HEADER_SIZE, total) ||
-	    !span_ok(l_off, (uint32_t)count, DATASET_IMAGE_HEADER_SIZE, total)) {
-		return IMAGE_FIELD;
+	    !span_ok(s_off, (uint32_t)(count * d.sample_bytes), PEFT_DATASET_IMAGE_HEADER_SIZE, total) ||
+	    !span_ok(l_off, (uint32_t)count, PEFT_DATASET_IMAGE_HEADER_SIZE, total)) {
+		return PEFT_IMAGE_FIELD;
 	}
 	d.samples = (const int8_t *)(data + s_off);
 	d.labels = data + l_off;
 	for (uint32_t i = 0; i < count; i++) {
 		if (d.labels[i] >= d.num_classes) {
-			return IMAGE_FIELD;
+			return PEFT_IMAGE_FIELD;
 		}
 	}
 	d.total = total;
 	*out = d;
-	return IMAGE_OK;
+	return PEFT_IMAGE_OK;
 }
 
-const char *image_status_str(enum image_status status)
+const char *peft_image_status_str(enum peft_image_status status)
 {
 	switch (status) {
-	case IMAGE_OK:
+	case PEFT_IMAGE_OK:
 		return "ok";
-	case IMAGE_ERASED:
+	case PEFT_IMAGE_ERASED:
 		return "partition is empty (erased): the image was not flashed";
-	case IMAGE_TRUNCATED:
+	case PEFT_IMAGE_TRUNCATED:
 		return "truncated: shorter than its header or its declared length";
-	case IMAGE_MAGIC:
+	case PEFT_IMAGE_MAGIC:
 		return "bad magic: not this kind of image";
-	case IMAGE_VERSION:
+	case PEFT_IMAGE_VERSION:
 		return "unsupported format version";
-	case IMAGE_CRC:
+	case PEFT_IMAGE_CRC:
 		return "CRC mismatch: corrupted or partially written";
-	case IMAGE_FIELD:
+	case PEFT_IMAGE_FIELD:
 		return "inconsistent header fields";
-	case IMAGE_MODEL_CRC:
+	case PEFT_IMAGE_MODEL_CRC:
 		return "the model inside fails its CRC";
 	}
 	return "unknown";
