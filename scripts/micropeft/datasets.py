@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import gzip
 import pickle
-import struct
 import zipfile
 import zlib
 from dataclasses import dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from micropeft import cm4, runtime
+from micropeft import bench, cm4, runtime
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,6 +64,24 @@ def test_c_and_tf_accuracy_agree_within_two_points(quick):
         assert gap <= 0.02 + 1e-9, f"{key}: C {run['accuracy']:.3f} vs TF {tf[key]['accuracy']:.3f}"
         # the accuracy is a count over the test set
         assert abs(run["accuracy"] * n_test - round(run["accuracy"] * n_test)) < 1e-6
+
+
+def test_c_runs_match_the_reference_at_their_own_parameters(quick):
+    # After every epoch a TF reference set to the C run's parameters gives C's gradient
+    # (1e-4, test_training_equivalence's bound) and C's test predictions: wherever the C
+    # run went, the runtime computes what the reference computes there (a kept value
+    # rounded differently, a mask from another tensor, would show here).
+    results = quick["results"]
+    for run in _runs(results, "c").values():
+        checks = run["at_c_params"]
+        assert [c["epoch"] for c in checks] == [e["epoch"] for e in run["epochs"]], run["key"]
+        for check, epoch in zip(checks, run["epochs"], strict=True):
+            if bench.METHODS[run["method"]].update == "batch":
+                assert 0.0 <= check["grad_diff"] < 1e-4, (run["key"], check)
+            assert check["prediction_agreement"] == 1.0, (run["key"], check)
+            assert check["tf_accuracy"] == epoch["accuracy"], (run["key"], check)
+        assert 1 <= run["lockstep_steps"] <= run["steps"], run["key"]
+        assert run["lockstep_bound"] == bench.LOCKSTEP_BOUND
 
 
 def test_c_and_tf_parameters_agree_after_the_first_step(quick):
@@ -158,9 +176,9 @@ def test_merged_model_is_scored_per_method(quick):
     results = quick["results"]
     for run in _runs(results, "c").values():
         merged = run["merged"]
-        for runtime in ("tflite", "tflm"):
-            assert merged[f"agreement_{runtime}"] >= 0.9, (run["method"], merged)
-            assert abs(merged[f"accuracy_{runtime}"] - run["accuracy"]) <= 0.05, merged
+        for interpreter in ("tflite", "tflm"):
+            assert merged[f"agreement_{interpreter}"] >= 0.9, (run["method"], merged)
+            assert abs(merged[f"accuracy_{interpreter}"] - run["accuracy"]) <= 0.05, merged
     assert "agreement TFLM (%)" in (quick["out"] / "report.md").read_text()
 
 
