@@ -812,6 +812,28 @@ def _max_relative_diff(c_params: dict[str, Any], tf_params: dict[str, Any]) -> f
     return worst
 
 
+# A gradient array whose values all sit near zero (an early layer's bias) would turn rounding
+# noise into a large relative difference: below this fraction of the largest gradient of the
+# step the difference is measured against that fraction instead.
+GRAD_DIFF_FLOOR = 1e-3
+# C and TF are "in lockstep" while every trained array differs by less than this (relative,
+# as _max_relative_diff): past it the runs are separate trajectories (see train_pair).
+LOCKSTEP_BOUND = 1e-3
+
+
+def _max_relative_grad_diff(c_grads: dict[str, Any], tf_grads: dict[str, Any]) -> float:
+    """Largest |C - TF| over every gradient array, relative to that array's largest value or
+    GRAD_DIFF_FLOOR times the largest gradient of all, whichever is larger."""
+    flat = {k: np.asarray(v, np.float64).reshape(-1) for k, v in tf_grads.items()}
+    floor = GRAD_DIFF_FLOOR * max(float(np.max(np.abs(v))) for v in flat.values())
+    worst = 0.0
+    for key, b in flat.items():
+        a = np.asarray(c_grads[key], np.float64).reshape(-1)
+        scale = max(float(np.max(np.abs(b))), floor, np.finfo(np.float32).tiny)
+        worst = max(worst, float(np.max(np.abs(a - b))) / scale)
+    return worst
+
+
 def train_pair(
     prepared: PreparedMethod,
     model: bytes,
@@ -825,6 +847,14 @@ def train_pair(
     Same int8 split activations, same sample order, same initial parameters
     (the C trainer's, LoRA A included). Returns the C run, the TF run, and the
     runtime's own memory figures.
+
+    The two runs start in lockstep, but SGD on the whole network (and Adam on
+    rounding-level gradients) amplifies float32 rounding: two TF runs whose initial
+    parameters differ by 1e-7 end as different models, several accuracy points
+    apart. So the C run also records how many steps the runs stayed within
+    LOCKSTEP_BOUND, and, after every epoch, a TF reference set to the C run's own
+    parameters: its gradient on the epoch's last batch (before the step) and its
+    test predictions after it, which must equal the C runtime's wherever C went.
     """
     from micropeft import reference, runtime
 
@@ -843,6 +873,17 @@ def train_pair(
         initial,
         act_cache=laid.act_cache,
     )
+    # The same reference, moved onto the C run's parameters after every epoch.
+    probe = reference.TFReferenceTrainer(
+        graph,
+        model,
+        laid.split_layer,
+        prepared.spec.optimizer_config(),
+        initial,
+        act_cache=laid.act_cache,
+    )
+    # Per-layer updates keep no gradient past its layer: only whole-batch steps compare them.
+    compare_grads = prepared.spec.update == "batch"
     quant = graph.tensors[laid.input_tensor].quant
     xq_train = cache.train[laid.input_tensor]
     xq_test = cache.test[laid.input_tensor]
@@ -851,6 +892,9 @@ def train_pair(
     n = len(xq_train)
     rng = np.random.default_rng(seed)
     first_step_diff: float | None = None
+    lockstep_steps: int | None = None  # None: in lockstep to the end
+    step_index = 0
+    at_c_params: list[dict[str, Any]] = []
     runs: dict[str, dict[str, Any]] = {
         impl: {"epochs": [], "step_times": []} for impl in ("c", "tf")
     }
@@ -858,24 +902,50 @@ def train_pair(
         order = rng.permutation(n)
         losses: dict[str, list[float]] = {"c": [], "tf": []}
         batch_size = prepared.spec.batch_size(cfg)
+        epoch_diff = 0.0
+        grad_diff: float | None = None
         for start in range(0, n, batch_size):
             batch = order[start : start + batch_size]
             t0 = time.perf_counter()
             batch_loss = 0.0
             for i in batch:
                 batch_loss += trainer.train_sample(xq_train[i], int(data.y_train[i]))
+            c_time = time.perf_counter() - t0
+            if compare_grads and start + batch_size >= n:
+                c_grads = {k: v / len(batch) for k, v in trainer.gradients().items()}
+                probe.assign(trainer.parameters())
+                tf_grads = probe.gradients(xf_train[batch], data.y_train[batch])
+                grad_diff = _max_relative_grad_diff(c_grads, tf_grads)
+            t0 = time.perf_counter()
             trainer.step()
             t1 = time.perf_counter()
+            c_time += t1 - t0
             tf_loss = tf_trainer.train_batch(xf_train[batch], data.y_train[batch])
             t2 = time.perf_counter()
+            diff = _max_relative_diff(trainer.parameters(), tf_trainer.parameters())
             if first_step_diff is None:
-                first_step_diff = _max_relative_diff(trainer.parameters(), tf_trainer.parameters())
-            runs["c"]["step_times"].append(t1 - t0)
+                first_step_diff = diff
+            if lockstep_steps is None and diff >= LOCKSTEP_BOUND:
+                lockstep_steps = step_index
+            step_index += 1
+            epoch_diff = max(epoch_diff, diff)
+            runs["c"]["step_times"].append(c_time)
             runs["tf"]["step_times"].append(t2 - t1)
             losses["c"].append(batch_loss / len(batch))
             losses["tf"].append(tf_loss)
         pred_c = np.array([trainer.predict(x)[1] for x in xq_test])
         pred_tf = np.argmax(tf_trainer.predict(xf_test), axis=1)
+        probe.assign(trainer.parameters())
+        pred_probe = np.argmax(probe.predict(xf_test), axis=1)
+        at_c_params.append(
+            {
+                "epoch": epoch + 1,
+                "max_param_diff": epoch_diff,  # C vs TF run, largest over the epoch's steps
+                "grad_diff": grad_diff,
+                "prediction_agreement": float(np.mean(pred_probe == pred_c)),
+                "tf_accuracy": float(np.mean(pred_probe == data.y_test)),
+            }
+        )
         for impl, pred in (("c", pred_c), ("tf", pred_tf)):
             runs[impl]["epochs"].append(
                 {
@@ -900,6 +970,9 @@ def train_pair(
                 "steps": len(times),
                 "first_step_param_diff": first_step_diff,
                 "param_diff_floor": PARAM_DIFF_FLOOR,
+                "lockstep_steps": len(times) if lockstep_steps is None else lockstep_steps,
+                "lockstep_bound": LOCKSTEP_BOUND,
+                "at_c_params": at_c_params if impl == "c" else None,
             }
         )
     from micropeft import merge

@@ -579,6 +579,18 @@ class TFReferenceTrainer:
         """Logits [n, classes] for split-tensor inputs [n, h, w, c] (or one [h, w, c])."""
         return self._predict_fn(self._inputs(x_split)).numpy()
 
+    def assign(self, params: Mapping[str, np.ndarray]) -> None:
+        """Set every trained parameter (TFLite layout, or flat as the C runtime returns it);
+        the optimizer state is left as it is."""
+        missing = [k for k in self.trained if k not in params]
+        if missing:
+            raise ValueError(f"assign: no value for {', '.join(missing)}")
+        for key, var in zip(self.trained, self._vars, strict=True):
+            value = np.asarray(params[key], np.float32)
+            if value.size != int(np.prod(var.shape)):
+                raise ValueError(f"{key}: {value.size} values, expected {var.shape}")
+            var.assign(value.reshape(var.shape))
+
     def parameters(self) -> dict[str, np.ndarray]:
         """The trained parameters now, keyed f"{layer_name}/{kind}", TFLite layouts."""
         return {k: v.numpy().copy() for k, v in zip(self.trained, self._vars, strict=True)}

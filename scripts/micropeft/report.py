@@ -616,6 +616,24 @@ def conclusions(results: dict[str, Any], summaries: Sequence[MethodSummary]) -> 
                 f"more in {names}, the largest {worst:.1e} "
                 f"({_label(results, worst_run['method'])} seed {worst_run['seed']})."
             )
+    probed = [
+        r for r in results["runs"] if r.get("impl") == "c" and r.get("at_c_params") is not None
+    ]
+    if probed:
+        checks = [c for r in probed for c in r["at_c_params"]]
+        agreement = min(c["prediction_agreement"] for c in checks)
+        grads = [c["grad_diff"] for c in checks if c.get("grad_diff") is not None]
+        grad_text = f", and its gradient differs by at most {max(grads):.1e}" if grads else ""
+        lockstep = [r["lockstep_steps"] / r["steps"] for r in probed if r.get("steps")]
+        out.append(
+            f"Set to the C run's own parameters after every epoch, the TF reference predicts "
+            f"the C runtime's class for at least {100 * agreement:.1f} % of the test samples"
+            f"{grad_text} (relative); the C and TF runs themselves stay within "
+            f"{probed[0]['lockstep_bound']:g} of each other for a median "
+            f"{100 * float(np.median(lockstep)):.0f} % of their steps: training amplifies "
+            f"float rounding, so one seed's C and TF accuracies are two samples of the same "
+            f"spread, not one number computed twice."
+        )
     ratios = [(s, s.speed_ratio) for s in measured if math.isfinite(s.speed_ratio)]
     if ratios:
         geo = math.exp(float(np.mean([math.log(r) for _, r in ratios])))

@@ -193,3 +193,20 @@ def test_first_step_runs_that_differ_are_named(results):
     assert "agree within 1e-04" in text and f"in {c_runs - 1} of {c_runs} runs" in text
     assert f"{label} seed 1 (2.0e-02)" in text
     assert "compute the same gradients" not in text
+
+
+def test_checks_at_the_c_parameters_come_from_the_runs(results):
+    c_runs = [run for run in results["runs"] if run["impl"] == "c"]
+    for i, run in enumerate(c_runs):
+        run["steps"] = 100
+        run["lockstep_steps"] = 10 * (i + 1)  # 10 %, 20 %, ... of the steps
+        run["lockstep_bound"] = 1e-3
+        run["at_c_params"] = [
+            {"epoch": 1, "grad_diff": 2e-7 * (i + 1), "prediction_agreement": 1.0},
+            {"epoch": 2, "grad_diff": None, "prediction_agreement": 0.995 if i == 1 else 1.0},
+        ]
+    text = " ".join(report.conclusions(results, report.summarize(results)))
+    median = 10 * (len(c_runs) + 1) / 2
+    assert "class for at least 99.5 % of the test samples" in text
+    assert f"differs by at most {2e-7 * len(c_runs):.1e} (relative)" in text
+    assert f"within 0.001 of each other for a median {median:.0f} % of their steps" in text
