@@ -1,33 +1,14 @@
 /*
- * Model+plan container and dataset blob readers. Layouts (little-endian,
- * docs/formats.md; writers: scripts/micropeft/pack.py and datasets.py):
- *
- * container header, 64 bytes:
- *   0 magic "PEFM" | 4 u16 version | 6 u16 header size | 8 u32 total
- *   12 u32 CRC32 of bytes [16, total) | 16 u32 model offset | 20 u32 model length
- *   24 u32 plan offset | 28 u32 plan length | 32 u32 CRC32 of the model | 36..63 zero
- * dataset header, 64 bytes:
- *   0 magic "PEFD" | 4 u16 version | 6 u16 header size | 8 u32 total
- *   12 u32 CRC32 of bytes [16, total) | 16 u32 train count | 20 u32 test count
- *   24 u16 h | 26 u16 w | 28 u16 c | 30 u16 classes | 32 f32 scale | 36 i32 zero point
- *   40 u32 sample bytes | 44 u32 samples offset | 48 u32 labels offset | 52..63 zero
+ * Model+plan container and dataset blob readers. Layouts: PEFT_CONTAINER_HDR_*
+ * and PEFT_DATASET_HDR_* of peft/peft_formats.h (docs/formats.md; writers:
+ * scripts/micropeft/pack.py and datasets.py).
  */
 #include "peft/storage/peft_images.h"
 
-#include <string.h>
-
+#include "../../lib/peft/common/peft_blob.h"
+#include "peft/peft_bytes.h"
 #include "peft/peft_crc32.h"
-
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-	       ((uint32_t)p[3] << 24);
-}
-
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (p[1] << 8));
-}
+#include "peft/peft_formats.h"
 
 /* Flash reads 0xFF where nothing was written. */
 static int is_erased(const uint8_t *p, size_t n)
@@ -40,9 +21,18 @@ static int is_erased(const uint8_t *p, size_t n)
 	return 1;
 }
 
-/* Common header: magic, version, header size, total, CRC. */
+/* The common header, checked by peft_blob_check (magic, version, header size, total,
+ * CRC). It answers peft_status codes: these stand for the image statuses. */
+static const peft_blob_errors image_header_errors = {
+	.truncated = PEFT_ERR_STATE_TRUNCATED,
+	.magic = PEFT_ERR_STATE_MAGIC,
+	.version = PEFT_ERR_STATE_VERSION,
+	.length = PEFT_ERR_STATE_LENGTH,
+	.crc = PEFT_ERR_STATE_CRC,
+};
+
 static enum peft_image_status check_header(const uint8_t *data, size_t avail, uint32_t magic,
-					   uint32_t version, uint32_t header_size, size_t *total)
+					   uint16_t version, uint16_t header_size, size_t *total)
 {
 	if (data == NULL || avail < header_size) {
 		return PEFT_IMAGE_TRUNCATED;
@@ -50,21 +40,25 @@ static enum peft_image_status check_header(const uint8_t *data, size_t avail, ui
 	if (is_erased(data, header_size)) {
 		return PEFT_IMAGE_ERASED;
 	}
-	if (rd32(data) != magic) {
+	switch (peft_blob_check(data, avail, magic, version, header_size, &image_header_errors)) {
+	case PEFT_OK:
+		break;
+	case PEFT_ERR_STATE_MAGIC:
 		return PEFT_IMAGE_MAGIC;
-	}
-	if (rd16(data + 4) != version || rd16(data + 6) != header_size) {
+	case PEFT_ERR_STATE_VERSION:
 		return PEFT_IMAGE_VERSION;
-	}
-	const uint32_t n = rd32(data + 8);
-
-	if (n < header_size || n > avail) {
+	case PEFT_ERR_STATE_LENGTH:
+		/* Another header size is another format version; a total under the header
+		 * (the header size being right) is a truncated image. */
+		return peft_rd16(data + PEFT_BLOB_HDR_OFF_HEADER_SIZE) != header_size
+			       ? PEFT_IMAGE_VERSION
+			       : PEFT_IMAGE_TRUNCATED;
+	case PEFT_ERR_STATE_CRC:
+		return PEFT_IMAGE_CRC;
+	default: /* PEFT_ERR_STATE_TRUNCATED: the total exceeds the bytes there are */
 		return PEFT_IMAGE_TRUNCATED;
 	}
-	if (peft_crc32_update(0, data + 16, n - 16u) != rd32(data + 12)) {
-		return PEFT_IMAGE_CRC;
-	}
-	*total = n;
+	*total = peft_rd32(data + PEFT_BLOB_HDR_OFF_TOTAL_LENGTH);
 	return PEFT_IMAGE_OK;
 }
 
@@ -78,23 +72,26 @@ enum peft_image_status peft_model_image_parse(const uint8_t *data, size_t avail,
 					      struct peft_model_image *out)
 {
 	size_t total = 0;
-	enum peft_image_status s = check_header(data, avail, PEFT_MODEL_IMAGE_MAGIC,
-						PEFT_MODEL_IMAGE_VERSION,
-						PEFT_MODEL_IMAGE_HEADER_SIZE, &total);
+	enum peft_image_status s = check_header(data, avail, PEFT_CONTAINER_MAGIC,
+						PEFT_CONTAINER_VERSION,
+						PEFT_CONTAINER_HEADER_SIZE, &total);
 
 	if (s != PEFT_IMAGE_OK) {
 		return s;
 	}
-	const uint32_t m_off = rd32(data + 16), m_len = rd32(data + 20);
-	const uint32_t p_off = rd32(data + 24), p_len = rd32(data + 28);
+	const uint32_t m_off = peft_rd32(data + PEFT_CONTAINER_HDR_OFF_MODEL_OFFSET),
+		       m_len = peft_rd32(data + PEFT_CONTAINER_HDR_OFF_MODEL_LENGTH);
+	const uint32_t p_off = peft_rd32(data + PEFT_CONTAINER_HDR_OFF_PLAN_OFFSET),
+		       p_len = peft_rd32(data + PEFT_CONTAINER_HDR_OFF_PLAN_LENGTH);
 
 	/* TFLM and the plan reader need 16- and 4-byte aligned bases. */
 	if (m_len == 0u || p_len == 0u || (m_off % 16u) != 0u || (p_off % 4u) != 0u ||
-	    !span_ok(m_off, m_len, PEFT_MODEL_IMAGE_HEADER_SIZE, total) ||
-	    !span_ok(p_off, p_len, PEFT_MODEL_IMAGE_HEADER_SIZE, total)) {
+	    !span_ok(m_off, m_len, PEFT_CONTAINER_HEADER_SIZE, total) ||
+	    !span_ok(p_off, p_len, PEFT_CONTAINER_HEADER_SIZE, total)) {
 		return PEFT_IMAGE_FIELD;
 	}
-	if (peft_crc32_update(0, data + m_off, m_len) != rd32(data + 32)) {
+	if (peft_crc32_update(0, data + m_off, m_len) !=
+	    peft_rd32(data + PEFT_CONTAINER_HDR_OFF_MODEL_CRC)) {
 		return PEFT_IMAGE_MODEL_CRC;
 	}
 	out->model = data + m_off;
@@ -109,35 +106,35 @@ enum peft_image_status peft_dataset_image_parse(const uint8_t *data, size_t avai
 						struct peft_dataset_image *out)
 {
 	size_t total = 0;
-	enum peft_image_status s = check_header(data, avail, PEFT_DATASET_IMAGE_MAGIC,
-						PEFT_DATASET_IMAGE_VERSION,
-						PEFT_DATASET_IMAGE_HEADER_SIZE, &total);
+	enum peft_image_status s = check_header(data, avail, PEFT_DATASET_MAGIC,
+						PEFT_DATASET_VERSION,
+						PEFT_DATASET_HEADER_SIZE, &total);
 
 	if (s != PEFT_IMAGE_OK) {
 		return s;
 	}
 	struct peft_dataset_image d;
 
-	d.n_train = rd32(data + 16);
-	d.n_test = rd32(data + 20);
-	d.h = rd16(data + 24);
-	d.w = rd16(data + 26);
-	d.c = rd16(data + 28);
-	d.num_classes = rd16(data + 30);
-	const uint32_t scale_bits = rd32(data + 32);
-
-	memcpy(&d.scale, &scale_bits, sizeof(d.scale));
-	d.zero_point = (int32_t)rd32(data + 36);
-	d.sample_bytes = rd32(data + 40);
-	const uint32_t s_off = rd32(data + 44), l_off = rd32(data + 48);
+	d.n_train = peft_rd32(data + PEFT_DATASET_HDR_OFF_N_TRAIN);
+	d.n_test = peft_rd32(data + PEFT_DATASET_HDR_OFF_N_TEST);
+	d.h = peft_rd16(data + PEFT_DATASET_HDR_OFF_HEIGHT);
+	d.w = peft_rd16(data + PEFT_DATASET_HDR_OFF_WIDTH);
+	d.c = peft_rd16(data + PEFT_DATASET_HDR_OFF_CHANNELS);
+	d.num_classes = peft_rd16(data + PEFT_DATASET_HDR_OFF_CLASSES);
+	d.scale = peft_rdf32(data + PEFT_DATASET_HDR_OFF_INPUT_SCALE);
+	d.zero_point = peft_rdi32(data + PEFT_DATASET_HDR_OFF_INPUT_ZERO_POINT);
+	d.sample_bytes = peft_rd32(data + PEFT_DATASET_HDR_OFF_SAMPLE_BYTES);
+	const uint32_t s_off = peft_rd32(data + PEFT_DATASET_HDR_OFF_SAMPLES_OFFSET),
+		       l_off = peft_rd32(data + PEFT_DATASET_HDR_OFF_LABELS_OFFSET);
 	const uint64_t count = (uint64_t)d.n_train + d.n_test;
 
-	if (d.h == 0u || d.w == 0u || d.c == 0u || d.num_classes < 2u || d.n_train == 0u ||
-	    (uint32_t)d.h * d.w * d.c != d.sample_bytes || !(d.scale > 0.0f) ||
+	if (d.h == 0u || d.w == 0u || d.c == 0u || d.num_classes < PEFT_MIN_CLASSES ||
+	    d.n_train == 0u || (uint32_t)d.h * d.w * d.c != d.sample_bytes || !(d.scale > 0.0f) ||
 	    d.zero_point < -128 || d.zero_point > 127 || count > UINT32_MAX ||
 	    count * d.sample_bytes > UINT32_MAX ||
-	    !span_ok(s_off, (uint32_t)(count * d.sample_bytes), PEFT_DATASET_IMAGE_HEADER_SIZE, total) ||
-	    !span_ok(l_off, (uint32_t)count, PEFT_DATASET_IMAGE_HEADER_SIZE, total)) {
+	    !span_ok(s_off, (uint32_t)(count * d.sample_bytes), PEFT_DATASET_HEADER_SIZE,
+		     total) ||
+	    !span_ok(l_off, (uint32_t)count, PEFT_DATASET_HEADER_SIZE, total)) {
 		return PEFT_IMAGE_FIELD;
 	}
 	d.samples = (const int8_t *)(data + s_off);

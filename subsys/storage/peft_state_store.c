@@ -5,6 +5,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "peft/peft_bytes.h"
+#include "peft/peft_formats.h"
+
 #define MIN_SIZE(a, b) ((a) < (b) ? (a) : (b))
 #define MAX_SIZE(a, b) ((a) > (b) ? (a) : (b))
 
@@ -58,9 +61,6 @@ static bool header_erased(const uint8_t *p)
 	return true;
 }
 
-/* Offset of the u32 total length in every blob header (docs/formats.md). */
-#define STATE_TOTAL_OFFSET 8u
-
 /* Read slot i's state blob (its header's length, at most the buffer) and import it. */
 static peft_status import_slot(struct peft_state_store *s, peft_trainer *t, int i,
 			       struct peft_state_slot_report *r)
@@ -78,9 +78,8 @@ static peft_status import_slot(struct peft_state_store *s, peft_trainer *t, int 
 		return r->status;
 	}
 	r->erased = header_erased(s->buf);
-	uint32_t total;
+	const uint32_t total = peft_rd32(s->buf + PEFT_BLOB_HDR_OFF_TOTAL_LENGTH);
 
-	memcpy(&total, s->buf + STATE_TOTAL_OFFSET, sizeof(total));
 	/* A length beyond the slot or the buffer: import sees the bytes there are and
 	 * says what is wrong with them. */
 	size_t n = MIN_SIZE(MIN_SIZE((size_t)total, s->buf_size), (size_t)f->size);

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "peft/peft_formats.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -29,15 +31,10 @@ enum peft_image_status {
 	PEFT_IMAGE_MODEL_CRC, /**< The model inside the container fails its own CRC32. */
 };
 
-/** The model+plan container (magic "PEFM"). */
-#define PEFT_MODEL_IMAGE_MAGIC 0x4d464550u /* "PEFM" little-endian */
-#define PEFT_MODEL_IMAGE_VERSION 1u
-#define PEFT_MODEL_IMAGE_HEADER_SIZE 64u
-
-/** The dataset blob (magic "PEFD"). */
-#define PEFT_DATASET_IMAGE_MAGIC 0x44464550u /* "PEFD" */
-#define PEFT_DATASET_IMAGE_VERSION 1u
-#define PEFT_DATASET_IMAGE_HEADER_SIZE 64u
+/* Magic, version and layout of both images: PEFT_CONTAINER_* and PEFT_DATASET_* of
+ * peft/peft_formats.h. */
+/** The container's header size, under the name tests/fuzz uses. */
+#define PEFT_MODEL_IMAGE_HEADER_SIZE PEFT_CONTAINER_HEADER_SIZE
 
 struct peft_model_image {
 	const uint8_t *model; /**< The device .tflite (16-byte aligned in the container). */

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "peft/peft_bytes.h"
 #include "peft/peft_crc32.h"
+#include "peft/peft_formats.h"
 #include "peft/storage/peft_images.h"
 #include "peft_test.h"
 
@@ -28,23 +30,13 @@ static size_t load(const char *path, uint8_t *out)
 	return n;
 }
 
-static uint32_t rd32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-/* CRC32 of bytes [16, total) into offset 12, as pack.py signs an image. */
+/* CRC32 of bytes [PEFT_BLOB_CRC_START, total) into the header, as pack.py signs an image. */
 static void resign(uint8_t *blob)
 {
-	wr32(blob + 12, peft_crc32_update(0, blob + 16, rd32(blob + 8) - 16u));
+	const uint32_t total = peft_rd32(blob + PEFT_BLOB_HDR_OFF_TOTAL_LENGTH);
+
+	peft_wr32(blob + PEFT_BLOB_HDR_OFF_CRC,
+		  peft_crc32_update(0, blob + PEFT_BLOB_CRC_START, total - PEFT_BLOB_CRC_START));
 }
 
 /* A copy of blob with byte `at` set to value (and the CRC re-signed if asked). */
@@ -82,40 +74,51 @@ int main(int argc, char **argv)
 	const size_t nm = load(argv[1], model_blob), nd = load(argv[2], data_blob);
 
 	PEFT_CHECK_EQ_INT(peft_model_image_parse(model_blob, nm, &img), PEFT_IMAGE_OK);
-	PEFT_CHECK_EQ_INT(img.total, rd32(model_blob + 8));
-	PEFT_CHECK(img.model == model_blob + rd32(model_blob + 16));
-	PEFT_CHECK_EQ_INT(img.model_len, rd32(model_blob + 20));
+	PEFT_CHECK_EQ_INT(img.total, peft_rd32(model_blob + PEFT_BLOB_HDR_OFF_TOTAL_LENGTH));
+	PEFT_CHECK(img.model ==
+		   model_blob + peft_rd32(model_blob + PEFT_CONTAINER_HDR_OFF_MODEL_OFFSET));
+	PEFT_CHECK_EQ_INT(img.model_len,
+			  peft_rd32(model_blob + PEFT_CONTAINER_HDR_OFF_MODEL_LENGTH));
 	PEFT_CHECK(memcmp(img.model + 4, "TFL3", 4) == 0); /* a flatbuffer's identifier */
 	PEFT_CHECK(memcmp(img.plan, "PEFP", 4) == 0);
 	PEFT_CHECK_EQ_INT(peft_dataset_image_parse(data_blob, nd, &d), PEFT_IMAGE_OK);
+	const size_t samples_at = peft_rd32(data_blob + PEFT_DATASET_HDR_OFF_SAMPLES_OFFSET);
+
 	PEFT_CHECK_EQ_INT((size_t)d.n_train + d.n_test,
-			  (d.total - (size_t)rd32(data_blob + 44)) / (d.sample_bytes + 1u));
+			  (d.total - samples_at) / (d.sample_bytes + 1u));
 	PEFT_CHECK_EQ_INT(d.sample_bytes, (uint32_t)d.h * d.w * d.c);
 
 	/* Erased flash, a partition shorter than the image, each header check. */
 	memset(work, 0xFF, nm);
 	PEFT_CHECK_EQ_INT(peft_model_image_parse(work, nm, &img), PEFT_IMAGE_ERASED);
-	PEFT_CHECK_EQ_INT(peft_model_image_parse(model_blob, 63, &img), PEFT_IMAGE_TRUNCATED);
+	PEFT_CHECK_EQ_INT(peft_model_image_parse(model_blob, PEFT_CONTAINER_HEADER_SIZE - 1u, &img),
+			  PEFT_IMAGE_TRUNCATED);
 	PEFT_CHECK_EQ_INT(peft_model_image_parse(model_blob, nm - 1u, &img), PEFT_IMAGE_TRUNCATED);
-	PEFT_CHECK_EQ_INT(model_after(nm, 0, 'X', 0), PEFT_IMAGE_MAGIC);
-	PEFT_CHECK_EQ_INT(model_after(nm, 4, 2, 0), PEFT_IMAGE_VERSION);
+	PEFT_CHECK_EQ_INT(model_after(nm, PEFT_BLOB_HDR_OFF_MAGIC, 'X', 0), PEFT_IMAGE_MAGIC);
+	PEFT_CHECK_EQ_INT(model_after(nm, PEFT_BLOB_HDR_OFF_VERSION, 2, 0), PEFT_IMAGE_VERSION);
 	PEFT_CHECK_EQ_INT(model_after(nm, nm - 1u, (uint8_t)~model_blob[nm - 1u], 0),
 			  PEFT_IMAGE_CRC);
 	/* A signed container whose model offset is not 16-aligned, or whose model fails
 	 * its own CRC. */
-	PEFT_CHECK_EQ_INT(model_after(nm, 16, (uint8_t)(model_blob[16] + 4u), 1), PEFT_IMAGE_FIELD);
-	const size_t in_model = rd32(model_blob + 16) + 40u;
+	const size_t m_off_at = PEFT_CONTAINER_HDR_OFF_MODEL_OFFSET;
+
+	PEFT_CHECK_EQ_INT(model_after(nm, m_off_at, (uint8_t)(model_blob[m_off_at] + 4u), 1),
+			  PEFT_IMAGE_FIELD);
+	const size_t in_model =
+		peft_rd32(model_blob + PEFT_CONTAINER_HDR_OFF_MODEL_OFFSET) + 40u;
 
 	PEFT_CHECK_EQ_INT(model_after(nm, in_model, (uint8_t)~model_blob[in_model], 1),
 			  PEFT_IMAGE_MODEL_CRC);
 
 	memset(work, 0xFF, nd);
 	PEFT_CHECK_EQ_INT(peft_dataset_image_parse(work, nd, &d), PEFT_IMAGE_ERASED);
-	PEFT_CHECK_EQ_INT(data_after(nd, 1, 'X', 0), PEFT_IMAGE_MAGIC);
+	PEFT_CHECK_EQ_INT(data_after(nd, PEFT_BLOB_HDR_OFF_MAGIC + 1u, 'X', 0), PEFT_IMAGE_MAGIC);
 	PEFT_CHECK_EQ_INT(data_after(nd, nd - 1u, (uint8_t)~data_blob[nd - 1u], 0), PEFT_IMAGE_CRC);
 	/* Signed, but a label beyond the class count, or a zero height. */
-	PEFT_CHECK_EQ_INT(data_after(nd, rd32(data_blob + 48), 200, 1), PEFT_IMAGE_FIELD);
-	PEFT_CHECK_EQ_INT(data_after(nd, 24, 0, 1), PEFT_IMAGE_FIELD);
+	const size_t first_label = peft_rd32(data_blob + PEFT_DATASET_HDR_OFF_LABELS_OFFSET);
+
+	PEFT_CHECK_EQ_INT(data_after(nd, first_label, 200, 1), PEFT_IMAGE_FIELD);
+	PEFT_CHECK_EQ_INT(data_after(nd, PEFT_DATASET_HDR_OFF_HEIGHT, 0, 1), PEFT_IMAGE_FIELD);
 	printf("test_images: container (%u B) and dataset (%u train + %u test) parse; 13 "
 	       "corruptions each give their own status\n",
 	       (unsigned)nm, d.n_train, d.n_test);
