@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from micropeft import cm4, runtime
+from micropeft import bench, cm4, runtime
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,15 +55,43 @@ def test_every_method_ran_in_c_and_tf(quick):
     assert "zero_shot" in methods and "scratch" in methods
 
 
-def test_c_and_tf_accuracy_agree_within_two_points(quick):
+def test_c_and_tf_accuracy_agree_where_the_runs_stay_in_step(quick):
+    # Two float32 trainings of the same model drift apart once rounding differences grow
+    # (a TF run started 1e-7 away from itself ends as far from it as C does): final
+    # accuracies are compared only where C and TF stayed within the lockstep bound for
+    # the whole run, and there they must be equal. Everywhere else the claim is the one
+    # test_c_runs_match_the_reference_at_their_own_parameters checks exactly.
     results = quick["results"]
     c, tf = _runs(results, "c"), _runs(results, "tf")
     n_test = int(results["config"]["test_samples"])
+    in_step = 0
     for key, run in c.items():
-        gap = abs(run["accuracy"] - tf[key]["accuracy"])
-        assert gap <= 0.02 + 1e-9, f"{key}: C {run['accuracy']:.3f} vs TF {tf[key]['accuracy']:.3f}"
         # the accuracy is a count over the test set
         assert abs(run["accuracy"] * n_test - round(run["accuracy"] * n_test)) < 1e-6
+        if run["lockstep_steps"] == run["steps"]:
+            in_step += 1
+            assert run["accuracy"] == tf[key]["accuracy"], (
+                f"{key}: C {run['accuracy']:.3f} vs TF {tf[key]['accuracy']:.3f}"
+            )
+    assert in_step >= 1, "no quick run stayed in step with the reference"
+
+
+def test_c_runs_match_the_reference_at_their_own_parameters(quick):
+    # After every epoch a TF reference set to the C run's parameters gives C's gradient
+    # (1e-4, test_training_equivalence's bound) and C's test predictions: wherever the C
+    # run went, the runtime computes what the reference computes there (a kept value
+    # rounded differently, a mask from another tensor, would show here).
+    results = quick["results"]
+    for run in _runs(results, "c").values():
+        checks = run["at_c_params"]
+        assert [c["epoch"] for c in checks] == [e["epoch"] for e in run["epochs"]], run["key"]
+        for check, epoch in zip(checks, run["epochs"], strict=True):
+            if bench.METHODS[run["method"]].update == "batch":
+                assert 0.0 <= check["grad_diff"] < 1e-4, (run["key"], check)
+            assert check["prediction_agreement"] == 1.0, (run["key"], check)
+            assert check["tf_accuracy"] == epoch["accuracy"], (run["key"], check)
+        assert 1 <= run["lockstep_steps"] <= run["steps"], run["key"]
+        assert run["lockstep_bound"] == bench.LOCKSTEP_BOUND
 
 
 def test_c_and_tf_parameters_agree_after_the_first_step(quick):
@@ -158,9 +186,9 @@ def test_merged_model_is_scored_per_method(quick):
     results = quick["results"]
     for run in _runs(results, "c").values():
         merged = run["merged"]
-        for engine in ("tflite", "tflm"):
-            assert merged[f"agreement_{engine}"] >= 0.9, (run["method"], merged)
-            assert abs(merged[f"accuracy_{engine}"] - run["accuracy"]) <= 0.05, merged
+        for interpreter in ("tflite", "tflm"):
+            assert merged[f"agreement_{interpreter}"] >= 0.9, (run["method"], merged)
+            assert abs(merged[f"accuracy_{interpreter}"] - run["accuracy"]) <= 0.05, merged
     assert "agreement TFLM (%)" in (quick["out"] / "report.md").read_text()
 
 
