@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from micropeft import convert, datasets, merge, methods, pack, plan, reference, runtime
 from micropeft.graph import Method
 from micropeft.tflite_graph import graph_from_tflite
 from test_prep_cli import _cli as run_cli
 from test_prep_cli import _one_line_error
-
-tf = pytest.importorskip("tensorflow")
 
 AGREEMENT = 0.99
 ACCURACY_POINTS = 0.005
