@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from micropeft.errors import UserError
+from micropeft.formats import METHOD_NAMES
 from micropeft.native import REPO_ROOT
 from micropeft.target_flags import read_flags
 
@@ -54,10 +55,7 @@ WARN_FLAGS = ["-Wall", "-Wextra"]
 LIB_DEFINES = [
     "CONFIG_PEFT_OPTIMIZER_SGD=1",
     "CONFIG_PEFT_OPTIMIZER_ADAM=1",
-    *[
-        f"CONFIG_PEFT_METHOD_{m.upper()}=1"
-        for m in ("full", "last_layer", "bitfit", "scale_shift", "lora", "sparse")
-    ],
+    *[f"CONFIG_PEFT_METHOD_{m.upper()}=1" for m in METHOD_NAMES],
 ]
 LINK_FLAGS = [
     "--specs=nano.specs",
@@ -154,24 +152,35 @@ DEFAULT_BACKEND = "optimized"
 
 
 def kernel_sources(lib_dir: Path, backend: str = DEFAULT_BACKEND, dsp: bool = True) -> list[Path]:
-    """sources.cmake's peft_kernel_sources: every op folder of kernels/, replaced by
-    kernels_optimized/<op>/ (same file names) for the optimized backend where it exists,
+    """sources.cmake's peft_kernel_sources: every op folder of kernels/; for the optimized
+    backend a file of kernels_optimized/<op>/ replaces the reference file of the same name,
     with its dsp/ variants (the Cortex-M4 has the DSP extension) or portable/ ones."""
     if backend not in BACKENDS:
         raise UserError(f"unknown kernel backend {backend!r} (one of {', '.join(BACKENDS)})")
     sources: list[Path] = []
     for op_dir in sorted(p for p in (lib_dir / "kernels").iterdir() if p.is_dir()):
         optimized = lib_dir / "kernels_optimized" / op_dir.name
-        chosen = optimized if backend == "optimized" and optimized.is_dir() else op_dir
-        sources += chosen.glob("*.c")
-        if (chosen / "dsp").is_dir():
-            sources += (chosen / ("dsp" if dsp else "portable")).glob("*.c")
+        # peft_<op>_op.c is the op's table entry, part of the runtime (runtime_sources).
+        chosen = {p.name: p for p in op_dir.glob("*.c") if not p.name.endswith("_op.c")}
+        if backend == "optimized" and optimized.is_dir():
+            chosen.update({p.name: p for p in optimized.glob("*.c")})
+            if (optimized / "dsp").is_dir():
+                sources += (optimized / ("dsp" if dsp else "portable")).glob("*.c")
+        sources += chosen.values()
     return sorted(sources)
 
 
 def runtime_sources(backend: str = DEFAULT_BACKEND) -> list[Path]:
     """lib/peft's C sources, as lib/peft/sources.cmake globs them (every method)."""
-    patterns = ["common/*.c", "optim/*.c", "plan/*.c", "runtime/*.c", "methods/*.c"]
+    patterns = [
+        "common/*.c",
+        "kernels/*/peft_*_op.c",
+        "ops/*.c",
+        "optim/*.c",
+        "plan/*.c",
+        "runtime/*.c",
+        "methods/*.c",
+    ]
     common = {p for pattern in patterns for p in LIB_DIR.glob(pattern)}
     return sorted(common | set(kernel_sources(LIB_DIR, backend)))
 
