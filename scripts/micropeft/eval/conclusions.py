@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
+from micropeft.eval.results import ResultsFile
 from micropeft.eval.summary import MethodSummary, baseline, join_items, kb, pareto_front, si
 
 # ---------------------------------------------------------------------------
@@ -19,11 +19,11 @@ from micropeft.eval.summary import MethodSummary, baseline, join_items, kb, pare
 FIRST_STEP_AGREEMENT = 1e-4
 
 
-def _label(results: dict[str, Any], method: str) -> str:
+def _label(results: ResultsFile, method: str) -> str:
     return str(results.get("methods", {}).get(method, {}).get("label", method))
 
 
-def conclusions(results: dict[str, Any], summaries: Sequence[MethodSummary]) -> list[str]:
+def conclusions(results: ResultsFile, summaries: Sequence[MethodSummary]) -> list[str]:
     out: list[str] = []
     measured = [s for s in summaries if s.acc_c.values]
     if not measured:

@@ -1,8 +1,9 @@
 """The benchmark report: Markdown and a self-contained HTML page from results.json.
 
-Everything the report says about the numbers is computed here from the
-results file (`micropeft.eval.run` writes it): the tables, the plots and the
-conclusions. Only the account of the methods and their sources is fixed text.
+Everything the report says about the numbers is computed from the results file
+(`micropeft bench` writes it; results.py reads it): the tables here, the statistics
+in summary.py, the plots in plots.py and the conclusions in conclusions.py. Only the
+account of the methods and their sources is fixed text.
 The document is built once as a list of blocks and rendered twice: Markdown
 (plots as PNG files beside it) and HTML (plots embedded as base64 PNG, no
 external resource).
@@ -20,7 +21,7 @@ from typing import Any
 
 from micropeft.eval.conclusions import conclusions
 from micropeft.eval.plots import plot_accuracy_vs_ram, plot_costs, plot_learning_curves
-from micropeft.eval.results import load_results, optimizer_text
+from micropeft.eval.results import ResultsFile, load_results, optimizer_text
 from micropeft.eval.summary import (
     MethodSummary,
     Stat,
@@ -210,7 +211,7 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
 # The document
 
 
-def _setup_blocks(results: dict[str, Any]) -> list[Block]:
+def _setup_blocks(results: ResultsFile) -> list[Block]:
     config = results["config"]
     setup = results.get("setup", {})
     items = []
@@ -250,7 +251,7 @@ def _setup_blocks(results: dict[str, Any]) -> list[Block]:
     return [Heading(2, "Setup"), Bullets(items)]
 
 
-def merged_table(results: dict[str, Any], summaries: Sequence[MethodSummary]) -> Table | None:
+def merged_table(results: ResultsFile, summaries: Sequence[MethodSummary]) -> Table | None:
     """The trained state folded into a standard int8 .tflite (micropeft merge), per method."""
     rows = []
     for s in summaries:
@@ -288,7 +289,7 @@ def merged_table(results: dict[str, Any], summaries: Sequence[MethodSummary]) ->
     )
 
 
-def build_document(results: dict[str, Any]) -> list[Block]:
+def build_document(results: ResultsFile) -> list[Block]:
     summaries = summarize(results)
     blocks: list[Block] = [Heading(1, "micropeft benchmark: PEFT methods on a microcontroller")]
     config = results["config"]

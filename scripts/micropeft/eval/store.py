@@ -9,9 +9,8 @@ import io
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-from micropeft.eval.results import RAM_PARTS, RESULTS_SCHEMA
+from micropeft.eval.results import RAM_PARTS, RESULTS_SCHEMA, MethodRecord, ResultsFile, RunRecord
 from micropeft.eval.tasks import BenchConfig
 from micropeft.files import write_atomic
 
@@ -62,7 +61,7 @@ class ResultsStore:
         self.path = out_dir / "results.json"
         self.csv_path = out_dir / "results.csv"
         self.fingerprint = config.fingerprint()
-        self.data: dict[str, Any] = {
+        self.data: ResultsFile = {
             "schema": RESULTS_SCHEMA,
             "fingerprint": self.fingerprint,
             "config": asdict(config),
@@ -86,16 +85,16 @@ class ResultsStore:
     def has(self, key: str) -> bool:
         return any(r.get("key") == key for r in self.data["runs"])
 
-    def add_run(self, run: dict[str, Any]) -> None:
+    def add_run(self, run: RunRecord) -> None:
         self.data["runs"] = [r for r in self.data["runs"] if r.get("key") != run["key"]]
         self.data["runs"].append(run)
         self.save()
 
-    def set_method(self, name: str, info: dict[str, Any]) -> None:
+    def set_method(self, name: str, info: MethodRecord) -> None:
         self.data["methods"][name] = info
         self.save()
 
-    def method(self, name: str) -> dict[str, Any]:
+    def method(self, name: str) -> MethodRecord:
         return self.data["methods"].get(name, {})
 
     def save(self) -> None:

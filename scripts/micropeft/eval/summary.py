@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from micropeft.eval.results import MethodRecord, ResultsFile, RunRecord
+
 
 @dataclass
 class Stat:
@@ -40,7 +42,7 @@ class Stat:
 class MethodSummary:
     name: str
     label: str
-    info: dict[str, Any]
+    info: MethodRecord
     acc_c: Stat
     acc_tf: Stat
     step_ms_c: Stat
@@ -72,14 +74,14 @@ class MethodSummary:
         return m4 if isinstance(m4, dict) else None
 
 
-def runs_of(results: dict[str, Any], method: str, impl: str) -> list[dict[str, Any]]:
+def runs_of(results: ResultsFile, method: str, impl: str) -> list[RunRecord]:
     return sorted(
         (r for r in results["runs"] if r.get("method") == method and r.get("impl") == impl),
         key=lambda r: r.get("seed", 0),
     )
 
 
-def _mean_curve(runs: Sequence[dict[str, Any]], key: str) -> list[float]:
+def _mean_curve(runs: Sequence[RunRecord], key: str) -> list[float]:
     curves = [[e[key] for e in r.get("epochs", []) if e.get(key) is not None] for r in runs]
     curves = [c for c in curves if c]
     if not curves:
@@ -88,7 +90,7 @@ def _mean_curve(runs: Sequence[dict[str, Any]], key: str) -> list[float]:
     return [float(np.mean([c[i] for c in curves])) for i in range(n)]
 
 
-def summarize(results: dict[str, Any]) -> list[MethodSummary]:
+def summarize(results: ResultsFile) -> list[MethodSummary]:
     """One summary per method that has at least one run, in the config's order."""
     order = list(results["config"].get("methods", [])) or list(results["methods"])
     summaries = []
@@ -117,7 +119,7 @@ def summarize(results: dict[str, Any]) -> list[MethodSummary]:
     return summaries
 
 
-def baseline(results: dict[str, Any], name: str) -> Stat:
+def baseline(results: ResultsFile, name: str) -> Stat:
     return Stat([r["accuracy"] for r in results["runs"] if r.get("method") == name])
 
 

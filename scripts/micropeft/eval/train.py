@@ -18,6 +18,7 @@ import numpy as np
 
 from micropeft.deploy import merge
 from micropeft.eval import cm4
+from micropeft.eval.results import EpochRecord, MethodRecord, RunRecord
 from micropeft.eval.tasks import BenchConfig, MethodSpec, TaskData
 from micropeft.files import write_atomic
 from micropeft.host import reference, runtime
@@ -105,7 +106,7 @@ def _prefix_tflm_arena(model: bytes, graph: Any, split_layer: int) -> int:
     return int(convert.run_tflm(device, x).arena_used_bytes or 0)
 
 
-def method_costs(prepared: PreparedMethod, model: bytes, artifacts: Path) -> dict[str, Any]:
+def method_costs(prepared: PreparedMethod, model: bytes, artifacts: Path) -> MethodRecord:
     """The planner's figures for a method (seed-independent); writes its plan (seed 0)
     to <artifacts>/<method>/plan.bin so that anyone can reload it in the runtime."""
 
@@ -182,7 +183,7 @@ def train_pair(
     data: TaskData,
     cfg: BenchConfig,
     seed: int,
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+) -> tuple[RunRecord, RunRecord, dict[str, Any]]:
     """Train the method with the C runtime and the TF reference side by side.
 
     Same int8 split activations, same sample order, same initial parameters
@@ -294,7 +295,7 @@ def train_pair(
                     "accuracy": float(np.mean(pred == data.y_test)),
                 }
             )
-    out = []
+    out: list[RunRecord] = []
     for impl in ("c", "tf"):
         times = runs[impl]["step_times"]
         out.append(
@@ -366,7 +367,7 @@ def measure_m4(
 # Baselines
 
 
-def zero_shot_run(cache: PrefixCache, data: TaskData) -> dict[str, Any]:
+def zero_shot_run(cache: PrefixCache, data: TaskData) -> RunRecord:
     pred = np.argmax(cache.test_logits, axis=1)
     return {
         "key": "zero_shot/0",
@@ -395,7 +396,7 @@ def _recalibrate_batchnorm(model: Any, x: np.ndarray) -> None:
         lay.momentum = momentum
 
 
-def scratch_run(data: TaskData, cfg: BenchConfig, seed: int) -> dict[str, Any]:
+def scratch_run(data: TaskData, cfg: BenchConfig, seed: int) -> RunRecord:
     """The same architecture from random initialisation, Keras (Adam 1e-3), the same
     epochs and batch size; BatchNorm statistics recomputed on the training set."""
     import tensorflow as tf
@@ -407,7 +408,7 @@ def scratch_run(data: TaskData, cfg: BenchConfig, seed: int) -> dict[str, Any]:
         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    epochs = []
+    epochs: list[EpochRecord] = []
     start = time.perf_counter()
     for epoch in range(cfg.epochs):
         history = model.fit(
