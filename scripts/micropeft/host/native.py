@@ -3,8 +3,9 @@
 The C sources come from the repository when the package is installed in editable
 mode from it (three folders above this file); a wheel carries its own copy of them
 as package data (micropeft/csrc, put there by setup.py). The build goes to
-build/host of the repository, or to the user's cache folder for an installed wheel
-(or to $MICROPEFT_BUILD_DIR), and is redone only when a source is newer.
+build/host of the repository, or for a wheel to host/ in micropeft's cache folder
+(beside the pretrained models), or to $MICROPEFT_BUILD_DIR; it is redone only when a
+source is newer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 from micropeft.errors import UserError
+from micropeft.prep import models
 
 _CHECKOUT = Path(__file__).resolve().parents[3]
 _SHIPPED_SOURCES = Path(__file__).resolve().parents[1] / "csrc"
@@ -28,8 +30,7 @@ def build_dir() -> Path:
     if "MICROPEFT_BUILD_DIR" in os.environ:
         return Path(os.environ["MICROPEFT_BUILD_DIR"])
     if INSTALLED:
-        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-        return cache / "micropeft" / "host"
+        return models.cache_dir() / "host"
     return REPO_ROOT / "build" / "host"
 
 
