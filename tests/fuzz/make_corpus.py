@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE.parent / "python"))
 
 import gen_plan_fixtures  # noqa: E402
 
-from micropeft import pack  # noqa: E402
+from micropeft.deploy import pack  # noqa: E402
 from micropeft.host.runtime import Trainer  # noqa: E402
 from micropeft.planning.plan import OptimizerConfig, build_plan  # noqa: E402
 from runtime_fixtures import random_graph  # noqa: E402
