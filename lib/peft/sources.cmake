@@ -1,6 +1,6 @@
 # The runtime's sources, shared by the Zephyr, host and Cortex-M4F builds.
 # Each method's code sits in methods/peft_method_<name>.c so that Kconfig can
-# leave it out; everything else is common. scripts/micropeft/cm4.py mirrors
+# leave it out; everything else is common. scripts/micropeft/eval/cm4.py mirrors
 # these rules for the Cortex-M4F build.
 set(PEFT_LIB_DIR ${CMAKE_CURRENT_LIST_DIR})
 get_filename_component(PEFT_INCLUDE_DIR ${CMAKE_CURRENT_LIST_DIR}/../../include ABSOLUTE)

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from micropeft import cm4, formats, runtime
+from micropeft import formats
+from micropeft.eval import cm4
 from micropeft.formats import cheader, markdown
+from micropeft.host import runtime
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from micropeft.errors import UserError
+from micropeft.files import write_atomic
+from micropeft.prep import datasets
 
 # Keras' MobileNet builders accept these width multipliers for ImageNet weights.
 IMAGENET_ALPHAS_V1 = (0.25, 0.5, 0.75, 1.0)
@@ -226,8 +228,6 @@ def pretrained(cfg: PretrainConfig, use_cache: bool = True, verbose: int = 1) ->
     import numpy as np
     import tensorflow as tf
 
-    from micropeft import datasets
-
     folder = cache_dir() / f"{cfg.arch}-{cfg.key()}"
     model_file = folder / "model.keras"
     meta_file = folder / "meta.json"
@@ -283,7 +283,6 @@ def pretrained(cfg: PretrainConfig, use_cache: bool = True, verbose: int = 1) ->
     tmp = folder / f".model-{np.random.default_rng().integers(1 << 30)}.keras"
     model.save(tmp)
     tmp.replace(model_file)
-    from micropeft.files import write_atomic
 
     write_atomic(meta_file, json.dumps(meta, indent=2))
     return model, meta

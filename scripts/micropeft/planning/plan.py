@@ -32,8 +32,9 @@ import zlib
 from dataclasses import dataclass, field
 
 from micropeft import formats
+from micropeft.deploy import pack
 from micropeft.errors import UserError
-from micropeft.graph import Activation, ArrayRef, Graph, Layer, Method, Op, TensorInfo
+from micropeft.prep.graph import Activation, ArrayRef, Graph, Layer, Method, Op, TensorInfo
 
 PLAN_VERSION = formats.PLAN.version
 HEADER_SIZE = formats.PLAN_HEADER.size
@@ -234,7 +235,6 @@ class Plan:
         """RAM the sample (samples/peft_mobilenet) needs for this plan, bytes: the TFLM
         arena of the frozen prefix, the training arena, the buffer the trained state is
         exported to, the cache of prefix outputs and the buffer of one split activation."""
-        from micropeft import pack
 
         parts = {
             "tflm_arena": int(tflm_arena),

@@ -55,7 +55,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from micropeft.graph import Activation, ArrayRef, Graph, Layer, Method, Op
+from micropeft.planning.plan import lora_a_init
+from micropeft.prep import convert
+from micropeft.prep.graph import Activation, ArrayRef, Graph, Layer, Method, Op
 
 _WEIGHTED_OPS = (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED)
 
@@ -195,7 +197,6 @@ def initial_parameters(
     Weights and biases come from the model; gamma = 1, beta = 0, B = 0, and A is
     what the C runtime draws for the same seed (plan.lora_a_init).
     """
-    from micropeft.plan import lora_a_init
 
     params: dict[str, np.ndarray] = {}
     for index in range(split_layer, len(graph.layers)):
@@ -611,7 +612,6 @@ def tflite_tensor_values(
     """Run the .tflite on float `inputs` [n, h, w, c] (quantized as its input wants)
     in TFLite's reference kernels and return the raw values of the named tensors,
     stacked over the samples (e.g. the int8 split tensor that feeds the C runtime)."""
-    from micropeft import convert
 
     interpreter = convert.tflite_interpreter(bytes(model_bytes), preserve_all_tensors=True)
     details = {d["name"]: d["index"] for d in interpreter.get_tensor_details()}

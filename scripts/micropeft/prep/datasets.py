@@ -33,7 +33,7 @@ import numpy as np
 
 from micropeft import formats
 from micropeft.errors import UserError
-from micropeft.graph import QuantParams
+from micropeft.prep.graph import QuantParams
 
 BUILTIN = ("animal-mnist", "digits", "skimage-patches")
 ANIMAL_CLASSES = (

@@ -16,8 +16,9 @@ import zlib
 from dataclasses import dataclass
 
 from micropeft import formats
-from micropeft.boards import Board
+from micropeft.deploy.boards import Board
 from micropeft.errors import UserError
+from micropeft.planning import methods
 
 MODEL_MAGIC = formats.CONTAINER.magic
 MODEL_VERSION = formats.CONTAINER.version
@@ -200,12 +201,11 @@ _TFLM_MARGIN = 1024
 
 def _plan_methods(summary: dict) -> set[str]:
     """Method names the plan's layers use (summary.json's "trainable_layers")."""
-    from micropeft.methods import METHODS
 
     used = set()
     for entry in summary.get("trainable_layers", []):
         for name in entry["methods"].split(" ")[0].split("+"):
-            if name not in METHODS:
+            if name not in methods.METHODS:
                 raise UserError(f"summary.json names an unknown method {name!r}")
             used.add(name)
     if not used:
@@ -221,11 +221,10 @@ def board_config(
     Every size the images need, the methods and the optimizer the plan uses (the others
     left out), and a prefix cache for as many training samples as the board's RAM holds
     beside the rest. UserError with the figures when the plan does not fit the RAM."""
-    from micropeft.methods import METHODS, OPTIMIZERS
 
     ram = summary["ram"]
     optimizer = summary.get("method", {}).get("optimizer", "sgd")
-    if optimizer not in OPTIMIZERS:
+    if optimizer not in methods.OPTIMIZERS:
         raise UserError(f"summary.json names an unknown optimizer {optimizer!r}")
     sizes = {
         "CONFIG_PEFT_TFLM_ARENA_SIZE": _align(int(ram["tflm_arena_prefix"]) + _TFLM_MARGIN, 1024),
@@ -259,9 +258,9 @@ def board_config(
     sizes["CONFIG_PEFT_SAMPLE_CACHE_SIZE"] = max(cache, 16)
     options = {name: str(value) for name, value in sizes.items()}
     used = _plan_methods(summary)
-    for name in METHODS:
+    for name in methods.METHODS:
         options[f"CONFIG_PEFT_METHOD_{name.upper()}"] = "y" if name in used else "n"
-    for name in OPTIMIZERS:
+    for name in methods.OPTIMIZERS:
         options[f"CONFIG_PEFT_OPTIMIZER_{name.upper()}"] = "y" if name == optimizer else "n"
     return options, comments
 

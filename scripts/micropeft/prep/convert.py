@@ -7,7 +7,7 @@ int8 weights and activations, int8 input and output, batch fixed to 1.
 a model whose int8 results differ between the two would train on the device
 against features the PC never saw.
 
-TFLM runs in a child process (`python -m micropeft.convert --tflm-worker`):
+TFLM runs in a child process (`python -m micropeft.prep.convert --tflm-worker`):
 a model TFLM rejects may abort the process instead of raising.
 """
 
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from micropeft.errors import UserError
+from micropeft.prep import models
 
 # Largest difference (int8 units) tolerated between TFLM and TFLite's reference kernels:
 # both round the same way, but fixed-point rescaling may differ by one step.
@@ -72,8 +73,6 @@ def to_int8_tflite(keras_model: Any, representative: np.ndarray) -> bytes:
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
-
-    from micropeft import models
 
     h, w, c = models.input_shape(keras_model)
     representative = np.asarray(representative, dtype=np.float32)
@@ -163,7 +162,7 @@ def run_tflm(model: bytes, inputs: np.ndarray, arena_size: int | None = None) ->
         folder = Path(tmp)
         (folder / "model.tflite").write_bytes(model)
         np.save(folder / "inputs.npy", np.ascontiguousarray(inputs))
-        command = [sys.executable, "-m", "micropeft.convert", "--tflm-worker", tmp]
+        command = [sys.executable, "-m", "micropeft.prep.convert", "--tflm-worker", tmp]
         if arena_size is not None:
             command.append(str(arena_size))
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -242,4 +241,4 @@ if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "--tflm-worker":
         _tflm_worker(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else None)
     else:
-        sys.exit("usage: python -m micropeft.convert --tflm-worker FOLDER [ARENA_SIZE]")
+        sys.exit("usage: python -m micropeft.prep.convert --tflm-worker FOLDER [ARENA_SIZE]")

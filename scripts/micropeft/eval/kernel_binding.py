@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from micropeft import native
+from micropeft.host import native
 
 PEFT_OK = 0
 STATUS_NAMES = {

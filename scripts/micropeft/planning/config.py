@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from micropeft.errors import UserError
-from micropeft.methods import ACT_CACHES, METHODS, OPTIMIZERS, UPDATES, MethodConfig
+from micropeft.planning.methods import ACT_CACHES, METHODS, OPTIMIZERS, UPDATES, MethodConfig
 
 _UNITS = {
     "": 1,

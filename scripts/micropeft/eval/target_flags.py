@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from micropeft.errors import UserError
-from micropeft.native import REPO_ROOT
+from micropeft.host.native import REPO_ROOT
 
 M4F_FLAGS_FILE = REPO_ROOT / "lib" / "peft" / "cortex_m4f.flags"
 KEYS = ("arch", "kconfig", "opt")

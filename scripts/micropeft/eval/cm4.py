@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from micropeft.errors import UserError
+from micropeft.eval.target_flags import read_flags
 from micropeft.formats import METHOD_NAMES
-from micropeft.native import REPO_ROOT
-from micropeft.target_flags import read_flags
+from micropeft.host.native import REPO_ROOT
 
 CM4_DIR = REPO_ROOT / "cm4"
 FW_DIR = CM4_DIR / "fw"

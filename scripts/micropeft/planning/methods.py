@@ -35,7 +35,8 @@ from typing import Any
 
 from micropeft import formats
 from micropeft.errors import UserError
-from micropeft.graph import Graph, Layer, Method, Op
+from micropeft.planning import plan
+from micropeft.prep.graph import Graph, Layer, Method, Op
 
 # CLI name -> flag, in bit order (the names of micropeft.formats.METHOD_NAMES).
 METHODS = {m.name.lower(): m for m in Method if m != Method.NONE}
@@ -113,7 +114,6 @@ class MethodConfig:
 
     def optimizer_config(self) -> Any:
         """The planner's OptimizerConfig for these settings."""
-        from micropeft import plan
 
         return plan.OptimizerConfig(
             kind=self.optimizer, lr=float(self.lr), momentum=float(self.momentum)

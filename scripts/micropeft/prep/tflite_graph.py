@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from micropeft.errors import UserError
-from micropeft.graph import Activation, ArrayRef, Graph, Layer, Op, QuantParams, TensorInfo
+from micropeft.prep.graph import Activation, ArrayRef, Graph, Layer, Op, QuantParams, TensorInfo
 
 # Vtable slots of the schema fields whose vectors we locate or patch (schema.fbs order).
 _SUBGRAPH_OUTPUTS = 8

@@ -1,8 +1,11 @@
 """Builds and loads the host build of the C runtime (lib/peft) for Python.
 
-The package is installed in editable mode from the repository, so the C
-sources sit two folders above this file. The build goes to build/host (or
-$MICROPEFT_BUILD_DIR) and is redone only when a source is newer.
+The C sources come from the repository when the package is installed in editable
+mode from it (three folders above this file); a wheel carries its own copy of them
+as package data (micropeft/csrc, put there by setup.py). The build goes to
+build/host of the repository, or for a wheel to host/ in micropeft's cache folder
+(beside the pretrained models), or to $MICROPEFT_BUILD_DIR; it is redone only when a
+source is newer.
 """
 
 from __future__ import annotations
@@ -14,12 +17,21 @@ import subprocess
 from pathlib import Path
 
 from micropeft.errors import UserError
+from micropeft.prep import models
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+_CHECKOUT = Path(__file__).resolve().parents[3]
+_SHIPPED_SOURCES = Path(__file__).resolve().parents[1] / "csrc"
+# Where the C sources are: the copy shipped in a wheel, else the repository.
+INSTALLED = (_SHIPPED_SOURCES / "lib" / "peft" / "CMakeLists.txt").is_file()
+REPO_ROOT = _SHIPPED_SOURCES if INSTALLED else _CHECKOUT
 
 
 def build_dir() -> Path:
-    return Path(os.environ.get("MICROPEFT_BUILD_DIR", REPO_ROOT / "build" / "host"))
+    if "MICROPEFT_BUILD_DIR" in os.environ:
+        return Path(os.environ["MICROPEFT_BUILD_DIR"])
+    if INSTALLED:
+        return models.cache_dir() / "host"
+    return REPO_ROOT / "build" / "host"
 
 
 def library_path() -> Path:
@@ -39,8 +51,11 @@ def build_host(quiet: bool = True) -> Path:
         raise UserError("cmake is not installed; install cmake and a C compiler")
     out = build_dir()
     capture = subprocess.PIPE if quiet else None
+    configure = ["cmake", "-S", str(REPO_ROOT), "-B", str(out), "-DCMAKE_BUILD_TYPE=Release"]
+    if not (REPO_ROOT / "tests" / "host").is_dir():
+        configure.append("-DPEFT_BUILD_TESTS=OFF")  # a wheel ships the runtime, not its C tests
     steps = [
-        ["cmake", "-S", str(REPO_ROOT), "-B", str(out), "-DCMAKE_BUILD_TYPE=Release"],
+        configure,
         ["cmake", "--build", str(out), "--parallel"],
     ]
     for step in steps:

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from micropeft import native
 from micropeft.formats import PARAM_KINDS, Status
+from micropeft.host import native
+from micropeft.prep.tflite_graph import graph_from_tflite
 
 __all__ = [
     "LoadedPlan",
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from micropeft.plan import Plan
+    from micropeft.planning.plan import Plan
 
 
 class PeftError(Exception):
@@ -379,8 +380,6 @@ class Trainer:
                 self._names = [lay.name for lay in self._plan_obj.graph.layers]
             else:
                 try:
-                    from micropeft.tflite_graph import graph_from_tflite
-
                     graph = graph_from_tflite(self._model_bytes)
                     self._names = [lay.name for lay in graph.layers]
                 except Exception:  # noqa: BLE001 - names are a convenience only

@@ -40,8 +40,15 @@ from typing import Any
 
 import numpy as np
 
+from micropeft.deploy import boards, pack
 from micropeft.errors import UserError
-from micropeft.graph import ArrayRef, Graph, Layer, Method, Op
+from micropeft.host import reference, runtime
+from micropeft.host.reference import in_channels, weight_shape
+from micropeft.host.runtime import PARAM_KINDS, Status
+from micropeft.planning import config, methods, plan
+from micropeft.prep import convert, datasets, tflite_graph
+from micropeft.prep.convert import quiet_native_stderr
+from micropeft.prep.graph import ArrayRef, Graph, Layer, Method, Op
 
 _WEIGHTED = (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED)
 # Ops whose int8 kernels copy or average values without rescaling: output quant = input quant.
@@ -70,7 +77,6 @@ class ModelFolder:
 
         The rebuilt plan names the layers and carries what the state does not
         (LoRA alpha, the split layer), without decoding plan.bin here."""
-        from micropeft import config, methods, plan, tflite_graph
 
         graph = tflite_graph.graph_from_tflite(self.full)
         method = self.summary.get("method")
@@ -91,7 +97,6 @@ class ModelFolder:
 
 def read_model_folder(path: str | Path) -> ModelFolder:
     """prepare-model's output folder; UserError when it is not one."""
-    from micropeft import tflite_graph
 
     folder = Path(path)
     if not folder.is_dir():
@@ -134,7 +139,6 @@ class TrainedState:
 
 def infer_trainer(model: bytes, plan_blob: bytes) -> Any:
     """An inference runtime.Trainer for the plan (the state is imported into it)."""
-    from micropeft import runtime
 
     try:
         return runtime.Trainer(model, plan_blob, mode="infer")
@@ -143,7 +147,6 @@ def infer_trainer(model: bytes, plan_blob: bytes) -> Any:
 
 
 def _state_error(error: Any) -> str:
-    from micropeft.runtime import Status
 
     if error.status == Status.ERR_STATE_PLAN_MISMATCH:
         return "it was saved for another plan (another model, method or prepare-model run)"
@@ -156,7 +159,6 @@ def _state_error(error: Any) -> str:
 
 def import_state(trainer: Any, state: bytes, where: str) -> TrainedState:
     """Load `state` into `trainer` (runtime.Trainer) and copy its trained arrays."""
-    from micropeft import runtime
 
     try:
         meta = trainer.import_state(state)
@@ -169,7 +171,6 @@ def trained_arrays(
     trainer: Any, epoch: int = 0, sequence: int = 0, where: str = "", blob: bytes = b""
 ) -> TrainedState:
     """The trainer's trained arrays now (param_infos order)."""
-    from micropeft.runtime import PARAM_KINDS
 
     arrays = {}
     for info in trainer.param_infos():
@@ -229,7 +230,6 @@ def state_slots(
     With pack.json (`layout`) its offsets; otherwise pack.layout() over the
     images found in the flash: the model container (it must be this folder's)
     and the dataset after it."""
-    from micropeft import datasets, pack
 
     if layout is not None:
         slots = [
@@ -285,7 +285,6 @@ def find_state(
 
     A flash image's two slots are tried in the runtime; the valid one with the
     newer sequence number wins (the device's own rule)."""
-    from micropeft import boards, runtime
 
     file = Path(path)
     if not file.is_file():
@@ -348,7 +347,6 @@ def find_state(
 
 
 def _weight_shape(graph: Graph, layer: Layer) -> tuple[int, ...]:
-    from micropeft.reference import weight_shape
 
     return weight_shape(graph, layer)
 
@@ -368,7 +366,6 @@ def folded_parameters(
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Float (weight, bias) of every weighted layer from the split on, with the trained
     arrays folded in (TFLite layouts): what the runtime computes, as one linear layer."""
-    from micropeft import reference
 
     out = {}
     for index in range(split_layer, len(graph.layers)):
@@ -432,7 +429,6 @@ def calibrate(
 ) -> dict[int, tuple[float, int]]:
     """New (scale, zero point) of the activations from the split on: min/max of the
     runtime's float activations over the calibration samples (split-tensor inputs)."""
-    from micropeft import reference
 
     plain = copy.deepcopy(graph)
     params = {}
@@ -509,7 +505,6 @@ def merge(
     `graph` is full_model's graph with the methods marked (it carries LoRA's rank
     and alpha); `calibration` holds int8 model inputs [n, h, w, c], or None to
     keep every activation's quantization."""
-    from micropeft import reference, tflite_graph
 
     model = bytearray(full_model)
     folded = folded_parameters(graph, bytes(full_model), split_layer, trained)
@@ -575,7 +570,6 @@ def merge(
 def _rebuild(model: bytes, arrays: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]) -> bytes:
     """Give operator inputs (op index, input slot) new constant tensors with their own
     buffers (values, per-channel scales), through TensorFlow's flatbuffer_utils."""
-    from micropeft.convert import quiet_native_stderr
 
     with quiet_native_stderr():
         from tensorflow.lite.python import schema_py_generated as schema
@@ -613,7 +607,6 @@ def _rebuild(model: bytes, arrays: dict[tuple[int, int], tuple[np.ndarray, np.nd
 
 def predictions(model: bytes, inputs: np.ndarray, runtime: str) -> np.ndarray:
     """Class predictions of a .tflite on int8 model inputs, in TFLite or TFLM (no micropeft)."""
-    from micropeft import convert
 
     if runtime == "tflite":
         out = convert.run_tflite(model, inputs)
@@ -635,7 +628,6 @@ def check_against_runtime(
     merged model in TFLite and TFLM against the runtime's predictions and the labels.
 
     `calibration` and `test_inputs` are float model inputs (the model's input range)."""
-    from micropeft import convert
 
     trainer = infer_trainer(model, the_plan.to_bytes())
     trained = import_state(trainer, state, "the exported state")
@@ -657,7 +649,6 @@ def check_against_runtime(
 
 def export_npz(graph: Graph, trained: dict[tuple[int, str], np.ndarray]) -> bytes:
     """The trained arrays as .npz bytes, keyed "<layer name>/<kind>" in TFLite layouts."""
-    from micropeft.reference import in_channels
 
     arrays = {}
     for (index, kind), flat in sorted(trained.items()):
