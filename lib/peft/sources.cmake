@@ -50,7 +50,7 @@ function(peft_kernel_sources backend dsp out_var)
 endfunction()
 
 # Method name (file suffix) -> Kconfig symbol suffix.
-set(PEFT_METHODS full last_layer bitfit scale_shift lora sparse)
+set(PEFT_METHODS full last_layer bitfit scale_shift lora sparse dora ia3)
 foreach(method ${PEFT_METHODS})
   string(TOUPPER ${method} upper)
   set(PEFT_METHOD_SOURCE_${upper} ${PEFT_LIB_DIR}/methods/peft_method_${method}.c)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from micropeft import formats
 from micropeft.errors import UserError
 from micropeft.native import REPO_ROOT
 from micropeft.target_flags import read_flags
@@ -54,10 +55,7 @@ WARN_FLAGS = ["-Wall", "-Wextra"]
 LIB_DEFINES = [
     "CONFIG_PEFT_OPTIMIZER_SGD=1",
     "CONFIG_PEFT_OPTIMIZER_ADAM=1",
-    *[
-        f"CONFIG_PEFT_METHOD_{m.upper()}=1"
-        for m in ("full", "last_layer", "bitfit", "scale_shift", "lora", "sparse")
-    ],
+    *[f"CONFIG_PEFT_METHOD_{m.upper()}=1" for m in formats.METHOD_NAMES],
 ]
 LINK_FLAGS = [
     "--specs=nano.specs",

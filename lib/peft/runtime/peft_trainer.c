@@ -55,6 +55,14 @@ static uint8_t *work_bytes(const peft_trainer *t, peft_buffer_kind kind, int32_t
 	return off == PEFT_NONE ? NULL : t->arena + off;
 }
 
+static peft_weights_s8 frozen_weights(const peft_plan *plan, const peft_layer_info *L)
+{
+	return (peft_weights_s8){(const int8_t *)(plan->model + L->rec.weights.offset),
+				 (const float *)(const void *)(plan->model +
+							       L->rec.weights.scale_offset),
+				 (int32_t)L->rec.weights.scale_count};
+}
+
 static void bind_params(const peft_trainer *t, const peft_layer_info *L, peft_layer_ctx *ctx)
 {
 	const bool train = t->mode == PEFT_MODE_TRAIN;
@@ -63,6 +71,9 @@ static void bind_params(const peft_trainer *t, const peft_layer_info *L, peft_la
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->info = L;
 	ctx->seed = t->plan->seed;
+	if (L->rec.weights.count > 0) {
+		ctx->w8 = frozen_weights(t->plan, L);
+	}
 	for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
 		ctx->param[p] = peft_arena_f32(t, L->rec.param[p]);
 		if (train && per_layer) {
@@ -260,14 +271,6 @@ static peft_fc_params fc_params(const peft_layer_info *L)
 	return (peft_fc_params){L->rows, L->in_features, L->out_features};
 }
 
-static peft_weights_s8 frozen_weights(const peft_plan *plan, const peft_layer_info *L)
-{
-	return (peft_weights_s8){(const int8_t *)(plan->model + L->rec.weights.offset),
-				 (const float *)(const void *)(plan->model +
-							       L->rec.weights.scale_offset),
-				 (int32_t)L->rec.weights.scale_count};
-}
-
 static peft_status linear_forward(const peft_trainer *t, const peft_layer_info *L,
 				  const float *x0, const float *x1, const float *bias,
 				  const float *w, float *lin)
@@ -321,7 +324,7 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 	}
 	ctx.out = y;
 	ctx.lin = y;
-	if (L->trainable[PEFT_PARAM_GAMMA]) {
+	if (L->scales_lin) {
 		ctx.lin = train && !s8 ? work_f32(t, PEFT_BUF_KEEP_LIN, k)
 				       : work_f32(t, PEFT_BUF_FWD_LIN, k);
 	}
@@ -333,8 +336,9 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 		bias = work_f32(t, PEFT_BUF_FWD_BIAS, k);
 		dequantize_bias(t->plan, r, bias);
 	}
+	ctx.bias = bias;
 	PEFT_TRY(linear_forward(t, L, ctx.x, x1, bias, ctx.param[PEFT_PARAM_WEIGHT], ctx.lin));
-	if (train && s8 && L->trainable[PEFT_PARAM_GAMMA]) {
+	if (train && s8 && L->scales_lin) {
 		const peft_tensor_rec o = tensor(t, r->output);
 
 		PEFT_TRY(peft_quantize_s8(L->out_size, ctx.lin, o.scale, o.zero_point,
@@ -457,7 +461,7 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 	ctx.g = work_f32(t, PEFT_BUF_GRAD, r->output);
 	ctx.u = work_f32(t, PEFT_BUF_KEEP_U, k);
 	ctx.lin = work_f32(t, PEFT_BUF_KEEP_LIN, k);
-	if (L->trainable[PEFT_PARAM_GAMMA] && plan->act_cache == PEFT_CACHE_S8) {
+	if (L->scales_lin && plan->act_cache == PEFT_CACHE_S8) {
 		const peft_tensor_rec o = tensor(t, r->output);
 		/* Staged where the input gradient goes after: gamma's gradient reads it first. */
 		float *stage = work_f32(t, PEFT_BUF_BWD_GLIN, k);
@@ -481,13 +485,12 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 		PEFT_TRY(peft_activation_bwd_mask_f32(L->out_size, work_bytes(t, PEFT_BUF_MASK, k),
 						      ctx.g));
 	}
-	ctx.g_out = ctx.g; /* scale+shift writes its input gradient elsewhere (tmp_a) */
-	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_AFFINE, &ctx));
-	const float *g = ctx.g;
-
 	if (L->needs_input_values) {
 		PEFT_TRY(tensor_kept(t, r->input[0], work_f32(t, PEFT_BUF_BWD_IN, k), &ctx.x));
 	}
+	ctx.g_out = ctx.g; /* scale+shift writes its input gradient elsewhere (tmp_a) */
+	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_AFFINE, &ctx));
+	const float *g = ctx.g;
 	const peft_conv_params cp = conv_params(L);
 	const peft_fc_params fp = fc_params(L);
 	const peft_weights_s8 w8 = frozen_weights(plan, L);
