@@ -165,7 +165,8 @@ def can_carry(layer: Layer, method: str) -> str | None:
     if not _has_weights(layer):
         return f"{layer.op.name} has no weights"
     if method in LOW_RANK and not (_is_pointwise(layer) or layer.op == Op.FULLY_CONNECTED):
-        return f"{method} needs a 1x1 stride-1 convolution or a dense layer"
+        label = {"lora": "LoRA", "dora": "DoRA"}[method]
+        return f"{label} needs a 1x1 stride-1 convolution or a dense layer"
     if method == "bitfit" and layer.bias is None:
         return "it has no bias"
     return None
@@ -266,6 +267,17 @@ def apply_method(graph: Graph, cfg: MethodConfig) -> Graph:
             if name in LOW_RANK:
                 layer.lora_rank = int(cfg.r)
                 layer.lora_alpha = float(cfg.lora_alpha)
+    for layer in graph.layers:
+        if layer.methods & Method.DORA and layer.methods != Method.DORA:
+            others = [n for n, f in METHODS.items() if layer.methods & f and n != "dora"]
+            raise UserError(
+                f"layer {layer.name}: dora and {', '.join(others)} on one layer; DoRA rescales "
+                "the whole layer (target dora elsewhere, e.g. last:4:pointwise)"
+            )
+        if layer.methods & Method.IA3 and layer.methods & Method.SCALE_SHIFT:
+            raise UserError(
+                f"layer {layer.name}: ia3 and scale_shift both scale its output: choose one"
+            )
     if not any(layer.methods for layer in graph.layers):
         raise UserError("the configuration marks no layer to train")
     return graph
