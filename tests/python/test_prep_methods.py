@@ -169,6 +169,23 @@ def test_bad_configurations(cfg, message):
         methods.apply_method(_graph(), cfg)
 
 
+def test_hf_use_dora_turns_lora_into_dora_and_feedforward_modules_is_refused(tmp_path):
+    file = tmp_path / "d.yaml"
+    file.write_text(
+        "method: [lora, last_layer]\nuse_dora: true\nr: 2\n"
+        "target_modules: {lora: [last:1:pointwise]}\n"
+    )
+    cfg = config.load_config(file)
+    assert cfg.methods == ["dora", "last_layer"]
+    assert _marked(methods.apply_method(_graph(), cfg)) == {
+        "pw2": Method.DORA,
+        "fc": Method.LAST_LAYER,
+    }
+    file.write_text("method: ia3\nfeedforward_modules: [fc]\n")
+    with pytest.raises(UserError, match="feedforward_modules.*not supported"):
+        config.load_config(file)
+
+
 def test_yaml_and_flags(tmp_path):
     file = tmp_path / "m.yaml"
     file.write_text(
