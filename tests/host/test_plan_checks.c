@@ -234,7 +234,9 @@ static void check_fields(const peft_plan_fixture *f)
 	/* Layer fields. */
 	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_OP, 99, PEFT_ERR_PLAN_FIELD);
 	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_ACTIVATION, 7, PEFT_ERR_PLAN_FIELD);
-	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_METHODS, PEFT_METHOD_ALL + 1, PEFT_ERR_PLAN_FIELD);
+	/* The first bit above every method (methods is a u16: its high byte). */
+	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_METHODS + 1u, (uint8_t)((PEFT_METHOD_ALL + 1u) >> 8),
+		    PEFT_ERR_PLAN_FIELD);
 	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_INPUT, 5, PEFT_ERR_PLAN_FIELD); /* after the layer */
 	expect_word(f, L0 + PEFT_PLAN_LAYER_OFF_KERNEL_H, 2u, PEFT_ERR_PLAN_FIELD); /* vs shapes */
 	/* Weight references. */

@@ -44,6 +44,8 @@ METHOD_CASES = {
     "lora": ("lora", None),  # default targets: the pointwise conv and the dense head
     "sparse": (["sparse", "last_layer"], {"sparse": [3]}),  # the second depthwise conv
     "lora_bitfit_head": (["lora", "bitfit", "last_layer"], None),
+    "dora": (["dora", "last_layer"], {"dora": ["pointwise"]}),
+    "ia3": (["ia3", "last_layer"], None),  # IA3 on every layer with weights (the head too)
 }
 
 

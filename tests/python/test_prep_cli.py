@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from intelhex import IntelHex
 
+from micropeft import formats
 from micropeft.deploy import pack
 from micropeft.host import runtime
 from micropeft.prep import convert, datasets, tflite_graph
@@ -116,6 +117,37 @@ def test_plan_parses_in_the_c_runtime(chain):
     assert trainer.plan.trainable_params() == summary["trainable_parameters"]
     assert trainer.num_classes == summary["num_classes"]
     assert len(trainer.export_state()) == summary["flash"]["state_slot"]
+
+
+@pytest.mark.parametrize("method", ["dora", "ia3"])
+def test_prepare_model_plans_dora_and_ia3_for_the_c_runtime(chain, tmp_path, method):
+    """Each new method from a YAML file (dora) or flags (ia3), accepted by the C runtime,
+    its parameters those the method names (tiny CNN: conv, depthwise, pointwise, dense)."""
+    full = chain["root"] / "m" / "full.tflite"
+    out = tmp_path / method
+    if method == "dora":
+        recipe = tmp_path / "dora.yaml"
+        recipe.write_text(
+            "method: [dora, last_layer]\nr: 2\nlora_alpha: 4\ntarget_modules: {dora: [pointwise]}\n"
+        )
+        args = ["--config", recipe]
+    else:
+        args = ["--method", "ia3,last_layer"]
+    done = _cli("prepare-model", "--tflite", full, *args, "--out", out)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    trainer = runtime.Trainer((out / "model.tflite").read_bytes(), (out / "plan.bin").read_bytes())
+    assert trainer.plan.trainable_params() == summary["trainable_parameters"]
+    kinds = {}
+    for info in trainer.param_infos():
+        kinds.setdefault(formats.PARAM_KINDS[info.kind], []).append(info.count)
+    if method == "dora":  # the pointwise conv: m per output channel, A and B of rank 2
+        (m_count,) = kinds["dora_m"]
+        assert kinds["lora_b"] == [2 * m_count]
+        assert [e["methods"] for e in summary["trainable_layers"]] == ["dora r=2", "last_layer"]
+    else:  # IA3 on the 4 layers with weights; the head also trains its weights and bias
+        assert len(kinds["ia3_l"]) == 4 and "gamma" not in kinds
+        assert summary["trainable_layers"][-1]["methods"] == "last_layer+ia3"
 
 
 def test_packed_flash_holds_the_files(chain):

@@ -355,7 +355,7 @@ def test_an_old_plan_gets_a_clear_version_error(sample_plan):
     model, plan = sample_plan
     old = _edit(plan.to_bytes(), 4, "<H", 1)
     assert load_plan_status(model, old) == Status.ERR_PLAN_VERSION
-    with pytest.raises(UserError, match="plan format version 1.*reads version 2.*prepare-model"):
+    with pytest.raises(UserError, match="plan format version 1.*reads version 3.*prepare-model"):
         check_blob_version(old, "plan.bin")
     check_blob_version(plan.to_bytes(), "plan.bin")
 

@@ -35,6 +35,9 @@ METHOD_CASES = {
     "lora": ("lora", None),  # default targets: the 1x1 conv and the dense layer
     "sparse": ("sparse", [1]),  # the depthwise conv in the middle
     "lora_bitfit_head": (["lora", "bitfit", "last_layer"], None),
+    "dora": ("dora", None),  # default targets: the 1x1 conv and the dense layer
+    "ia3": ("ia3", None),  # every conv (3x3, depthwise, 1x1) and the dense layer
+    "dora_ia3": (["dora", "ia3"], {"dora": [2], "ia3": [0, 1, "head"]}),
 }
 OPTIMIZER_CASES = {
     "sgd": {"kind": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3},
@@ -176,7 +179,7 @@ def every_op():
 
 
 @pytest.mark.parametrize("opt_case", sorted(OPTIMIZER_CASES))
-@pytest.mark.parametrize("method_case", ["full", "scale_shift", "lora_bitfit_head"])
+@pytest.mark.parametrize("method_case", ["full", "scale_shift", "lora_bitfit_head", "dora", "ia3"])
 @pytest.mark.parametrize("act_cache", ["f32", "s8"])
 def test_c_runtime_matches_reference_through_pad_add_and_pool(
     every_op, method_case, opt_case, act_cache
@@ -238,3 +241,6 @@ def test_every_method_case_trains_what_it_names(tiny):
     assert marked["sparse"] == [0, Method.SPARSE, 0, 0, 0]
     assert marked["lora"] == [0, 0, Method.LORA, 0, Method.LORA]
     assert marked["lora_bitfit_head"][-1] == Method.LORA | Method.BITFIT | Method.LAST_LAYER
+    assert marked["dora"] == [0, 0, Method.DORA, 0, Method.DORA]
+    assert marked["ia3"] == [Method.IA3, Method.IA3, Method.IA3, 0, Method.IA3]
+    assert marked["dora_ia3"] == [Method.IA3, Method.IA3, Method.DORA, 0, Method.IA3]

@@ -87,6 +87,7 @@ typedef struct {
 	bool backward_input[2];
 	bool needs_input_values; /* input kept for backward (weight / LoRA A gradients) */
 	bool keeps_mask;         /* fused ReLU/ReLU6 derivative kept as a 1-bit mask */
+	bool scales_lin;         /* a trained per-channel scale of lin (scale+shift, IA3) */
 } peft_layer_info;
 
 /* Read record i (no checks beyond what peft_plan_load() already did). */

@@ -193,7 +193,13 @@ static peft_status check_layer_fields(const peft_plan *plan, int32_t k)
 	const int64_t in_size = dims_size(&in);
 	const int64_t out_size = dims_size(&out);
 
-	if (r.methods & PEFT_METHOD_LORA) {
+	/* DoRA rescales the whole layer (a trained bias or weight, scale+shift or IA3 would
+	 * see the wrong gradient); IA3 and scale+shift both scale the linear output. */
+	if (((r.methods & PEFT_METHOD_DORA) && r.methods != PEFT_METHOD_DORA) ||
+	    ((r.methods & PEFT_METHOD_IA3) && (r.methods & PEFT_METHOD_SCALE_SHIFT))) {
+		return PEFT_ERR_PLAN_FIELD;
+	}
+	if (r.methods & (PEFT_METHOD_LORA | PEFT_METHOD_DORA)) {
 		const bool pointwise = r.op == PEFT_OP_CONV_2D && r.kernel_h == 1 &&
 				       r.kernel_w == 1 && r.stride_h == 1 && r.stride_w == 1 &&
 				       r.pad_top == 0 && r.pad_left == 0;
@@ -278,7 +284,7 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	uint32_t trains = 0;
 
 	PEFT_TRY(peft_methods_trains(r->methods, &trains));
-	const int32_t rank = (r->methods & PEFT_METHOD_LORA) ? r->lora_rank : 0;
+	const int32_t rank = (r->methods & (PEFT_METHOD_LORA | PEFT_METHOD_DORA)) ? r->lora_rank : 0;
 
 	out->counts[PEFT_PARAM_WEIGHT] = (int32_t)r->weights.count;
 	out->counts[PEFT_PARAM_BIAS] = (int32_t)r->bias.count;
@@ -286,6 +292,8 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	out->counts[PEFT_PARAM_BETA] = out->counts[PEFT_PARAM_GAMMA];
 	out->counts[PEFT_PARAM_LORA_A] = rank * out->in_features;
 	out->counts[PEFT_PARAM_LORA_B] = out->out_features * rank;
+	out->counts[PEFT_PARAM_DORA_M] = (r->methods & PEFT_METHOD_DORA) ? out->out_features : 0;
+	out->counts[PEFT_PARAM_IA3_L] = (r->methods & PEFT_METHOD_IA3) ? out->out_features : 0;
 	for (int k = 0; k < PEFT_PARAM_KIND_COUNT; k++) {
 		out->trainable[k] = (trains & (1u << k)) != 0 && out->counts[k] > 0;
 	}
@@ -293,6 +301,7 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	out->runs_backward = t.needs_grad != 0;
 	out->needs_input_values = out->trainable[PEFT_PARAM_WEIGHT] || out->trainable[PEFT_PARAM_LORA_A];
 	out->keeps_mask = out->runs_backward && r->activation != PEFT_ACT_NONE;
+	out->scales_lin = out->trainable[PEFT_PARAM_GAMMA] || out->trainable[PEFT_PARAM_IA3_L];
 	return PEFT_OK;
 }
 

@@ -56,6 +56,14 @@ static uint8_t *work_bytes(const peft_trainer *t, peft_buffer_kind kind, int32_t
 	return off == PEFT_NONE ? NULL : t->arena + off;
 }
 
+static peft_weights_s8 frozen_weights(const peft_plan *plan, const peft_layer_info *L)
+{
+	return (peft_weights_s8){(const int8_t *)(plan->model + L->rec.weights.offset),
+				 (const float *)(const void *)(plan->model +
+							       L->rec.weights.scale_offset),
+				 (int32_t)L->rec.weights.scale_count};
+}
+
 static void bind_params(const peft_trainer *t, const peft_layer_info *L, peft_layer_ctx *ctx)
 {
 	const bool train = t->mode == PEFT_MODE_TRAIN;
@@ -64,6 +72,9 @@ static void bind_params(const peft_trainer *t, const peft_layer_info *L, peft_la
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->info = L;
 	ctx->seed = t->plan->seed;
+	if (L->rec.weights.count > 0) {
+		ctx->w8 = frozen_weights(t->plan, L);
+	}
 	for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
 		ctx->param[p] = peft_arena_f32(t, L->rec.param[p]);
 		if (train && per_layer) {
@@ -247,14 +258,6 @@ static peft_status set_input(peft_trainer *t, const int8_t *in_s8, const float *
 
 /* ---- forward ---- */
 
-static peft_weights_s8 frozen_weights(const peft_plan *plan, const peft_layer_info *L)
-{
-	return (peft_weights_s8){(const int8_t *)(plan->model + L->rec.weights.offset),
-				 (const float *)(const void *)(plan->model +
-							       L->rec.weights.scale_offset),
-				 (int32_t)L->rec.weights.scale_count};
-}
-
 static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L,
 				 const float **y_out)
 {
@@ -273,7 +276,7 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 	}
 	ctx.out = y;
 	ctx.lin = y;
-	if (L->trainable[PEFT_PARAM_GAMMA]) {
+	if (L->scales_lin) {
 		ctx.lin = train && !s8 ? work_f32(t, PEFT_BUF_KEEP_LIN, k)
 				       : work_f32(t, PEFT_BUF_FWD_LIN, k);
 	}
@@ -285,12 +288,12 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 		bias = work_f32(t, PEFT_BUF_FWD_BIAS, k);
 		dequantize_bias(t->plan, r, bias);
 	}
-	const peft_weights_s8 frozen = frozen_weights(t->plan, L);
+	ctx.bias = bias;
 	const peft_op_forward_args op_args = {
-		L, {ctx.x, x1}, ctx.param[PEFT_PARAM_WEIGHT], &frozen, bias, ctx.lin};
+		L, {ctx.x, x1}, ctx.param[PEFT_PARAM_WEIGHT], &ctx.w8, bias, ctx.lin};
 
 	PEFT_TRY(peft_op_find(r->op)->forward(&op_args));
-	if (train && s8 && L->trainable[PEFT_PARAM_GAMMA]) {
+	if (train && s8 && L->scales_lin) {
 		const peft_tensor_rec o = tensor(t, r->output);
 
 		PEFT_TRY(peft_quantize_s8(L->out_size, ctx.lin, o.scale, o.zero_point,
@@ -421,7 +424,7 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 	ctx.g = work_f32(t, PEFT_BUF_GRAD, r->output);
 	ctx.u = work_f32(t, PEFT_BUF_KEEP_U, k);
 	ctx.lin = work_f32(t, PEFT_BUF_KEEP_LIN, k);
-	if (L->trainable[PEFT_PARAM_GAMMA] && plan->act_cache == PEFT_CACHE_S8) {
+	if (L->scales_lin && plan->act_cache == PEFT_CACHE_S8) {
 		const peft_tensor_rec o = tensor(t, r->output);
 		/* Staged where the input gradient goes after: gamma's gradient reads it first. */
 		float *stage = work_f32(t, PEFT_BUF_BWD_GLIN, k);
@@ -445,19 +448,16 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 		PEFT_TRY(peft_activation_bwd_mask_f32(L->out_size, work_bytes(t, PEFT_BUF_MASK, k),
 						      ctx.g));
 	}
-	ctx.g_out = ctx.g; /* scale+shift writes its input gradient elsewhere (tmp_a) */
-	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_AFFINE, &ctx));
-	const float *g = ctx.g;
-
 	if (L->needs_input_values) {
 		PEFT_TRY(tensor_kept(t, r->input[0], work_f32(t, PEFT_BUF_BWD_IN, k), &ctx.x));
 	}
-	const peft_weights_s8 frozen = frozen_weights(plan, L);
+	ctx.g_out = ctx.g; /* scale+shift writes its input gradient elsewhere (tmp_a) */
+	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_AFFINE, &ctx));
 	const peft_op_backward_args op_args = {L,
-					       g,
+					       ctx.g,
 					       ctx.x,
 					       ctx.param[PEFT_PARAM_WEIGHT],
-					       &frozen,
+					       &ctx.w8,
 					       ctx.grad[PEFT_PARAM_WEIGHT],
 					       ctx.grad[PEFT_PARAM_BIAS],
 					       {grad_in[0], grad_in[1]},

@@ -5,9 +5,10 @@ semantics); this module rewrites the same arithmetic into the model's own
 tensors, so that TFLite or TFLM run the adapted model with no micropeft code:
 
 - weights: ``W' = gamma * W + (alpha / r) * B A`` (the trained W where full,
-  last-layer or sparse updates train it), requantized per output channel
+  last-layer or sparse updates train it; IA3's l multiplies each output channel like
+  gamma; DoRA's ``W' = m * (W + (alpha / r) B A) / ||.||_c``), requantized per output channel
   (scale ``max |W'| / 127``, or one scale for a per-tensor layer);
-- biases: ``b' = gamma * b + beta`` (the trained b for BitFit and the others),
+- biases: ``b' = gamma * b + beta``, ``l * b`` with IA3 (the trained b for BitFit and the others),
   requantized with ``input scale x new weight scale`` as TFLite requires;
 - activations from the split onward whose ranges the training changed (the new
   head's logits above all) are recalibrated from a calibration set: min/max of
@@ -383,6 +384,8 @@ def folded_parameters(
             gamma = trained[(index, "gamma")].astype(np.float64)
             w = w * _per_channel(w, axis, gamma)
             b = b * gamma + trained[(index, "beta")].astype(np.float64)
+        if (index, "ia3_l") in trained:
+            w, b = _fold_ia3(w, b, axis, trained[(index, "ia3_l")])
         if (index, "lora_a") in trained:
             a = trained[(index, "lora_a")].astype(np.float64)
             if not layer.lora_rank or a.size % layer.lora_rank:
@@ -392,8 +395,26 @@ def folded_parameters(
             bmat = trained[(index, "lora_b")].astype(np.float64).reshape(-1, rank)
             delta = (float(layer.lora_alpha) / rank) * (bmat @ a)  # [out, in]
             w = w + delta.reshape(shape)
+        if (index, "dora_m") in trained:
+            w = _fold_dora(w, trained[(index, "dora_m")])
         out[index] = (w, b)
     return out
+
+
+def _fold_ia3(
+    w: np.ndarray, b: np.ndarray, axis: int, scaling: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """IA3 scales the layer's output, bias included: each output channel's weights and bias."""
+    scaling = scaling.astype(np.float64)
+    return w * _per_channel(w, axis, scaling), b * scaling
+
+
+def _fold_dora(w: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+    """DoRA's W' = m * W / ||W||_c (W = W0 + s B A, one row per output channel; a 1x1 conv
+    or dense layer), the norm clamped as the runtime clamps it."""
+    rows = w.reshape(w.shape[0], -1)
+    norm = np.maximum(np.sqrt(np.sum(rows * rows, axis=1)), reference.DORA_NORM_MIN)
+    return (rows * (magnitude.astype(np.float64) / norm)[:, None]).reshape(w.shape)
 
 
 def _activation_quant(lo: float, hi: float) -> tuple[float, int] | None:
@@ -547,7 +568,7 @@ def merge(
         assert layer.weights is not None
         kinds = sorted({k for i, k in trained if i == index})
         w_scales = reference.read_scales(bytes(full_model), layer.weights)
-        if {"weight", "gamma", "lora_a"} & set(kinds):
+        if {"weight", "gamma", "lora_a", "ia3_l"} & set(kinds):
             q, w_scales = _requantize_weights(
                 w, _channel_axis(layer), w_scales.size > 1, w_scales.max()
             )

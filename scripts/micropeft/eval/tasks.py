@@ -194,6 +194,23 @@ METHODS: dict[str, MethodSpec] = {
             optimizer="adam",
             lr=0.003,
         ),
+        # Not swept: the rate of the method each one refines (LoRA r=4, scale+shift).
+        MethodSpec(
+            "dora_r4",
+            "DoRA r=4 + head",
+            "weight-decomposed rank-4 adapters (alpha 8; a trained magnitude per output "
+            "channel) on the last 4 pointwise convolutions, and the head",
+            ("dora", "last_layer"),
+            {"dora": ("last:4:pointwise",)},
+            r=4,
+        ),
+        MethodSpec(
+            "ia3",
+            "IA3 + head",
+            "a trained scaling of the output channels of every layer with weights, and the head",
+            ("ia3", "last_layer"),
+            {"ia3": ("all",)},
+        ),
         # The leanest variants of the methods whose memory is mostly per-sample state:
         # per-layer updates (one sample per step, no gradient buffers) and SGD without
         # momentum (no optimizer state). Rate: not swept; 0.005 per sample is about the

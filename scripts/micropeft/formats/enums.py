@@ -42,6 +42,8 @@ class Method(IntFlag):
     SCALE_SHIFT = 8  # per-channel gamma/beta after the layer's linear part
     LORA = 16  # low-rank adapter A (r x in), B (out x r) on 1x1 conv / FC
     SPARSE = 32  # weights and biases of chosen layers
+    DORA = 64  # weight-decomposed LoRA: magnitude m per output channel + LoRA direction A, B
+    IA3 = 128  # IA3: a per-output-channel scaling l of the layer's output (HF PEFT IA3Config)
 
 
 # The methods in bit order, as Kconfig, the C sources and the CLI name them.
@@ -57,6 +59,8 @@ class ParamKind(IntEnum):
     BETA = 3
     LORA_A = 4
     LORA_B = 5
+    DORA_M = 6  # DoRA's magnitude, one per output channel
+    IA3_L = 7  # IA3's scaling vector, one per output channel
 
 
 # Names of the kinds, as parameter keys f"{layer}/{kind}" use them.

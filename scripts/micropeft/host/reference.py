@@ -12,21 +12,29 @@ input of that layer. Everything runs in float32:
   ``y = linear(x) + bias``; with SCALE_SHIFT ``y = y * gamma + beta`` (per output
   channel, gamma starts at 1, beta at 0); with LORA (1x1 conv and FC only)
   ``y += (alpha / r) * B(A(x))`` with A ``[r][in]``, B ``[out][r]`` (B starts at
-  0); then the fused activation (NONE, RELU, RELU6).
+  0); with IA3 ``y = y * l`` (per output channel, l starts at 1; excludes
+  SCALE_SHIFT); with DORA (1x1 conv and FC only, no other method on the layer)
+  ``y = n * (linear(x) + (alpha / r) * B(A(x))) + bias`` with
+  ``n = m / max(||W + (alpha / r) B A||_c, 1e-12)``, the L2 norm of each output
+  channel's weight row held constant in backward (HF PEFT detaches it, DoRA
+  paper section 4.3), and m starting at ``||W||_c``; then the fused activation
+  (NONE, RELU, RELU6).
 - ADD is ``a + b`` (+ activation), MEAN averages over H and W, AVERAGE_POOL_2D
   divides by the number of non-padding elements (TFLite), PAD pads with zeros,
   RESHAPE is the identity on batch-1 data. Padding is explicit: ``pad_top`` /
   ``pad_left`` lead, the trailing padding follows from the in/out shapes.
 - trained parameters: FULL / LAST_LAYER / SPARSE train weight and bias, BITFIT
-  the bias, SCALE_SHIFT gamma and beta, LORA A and B; everything else is a
-  constant.
+  the bias, SCALE_SHIFT gamma and beta, LORA A and B, DORA dora_m, A and B,
+  IA3 ia3_l; everything else is a constant.
 
 What backward reads is what the runtime keeps (``act_cache``, plan.py): with
-"s8" the gradient of a trained weight or LoRA A sees the layer's input, and the
-gradient of gamma sees scale+shift's pre-scale output, both rounded to int8 with
-the quantization of the tensor they belong to (the input tensor; the layer's
-output tensor) and back; the forward and every other gradient use the float
-values. With "f32" nothing is rounded.
+"s8" the gradient of a trained weight or LoRA A sees the layer's input, the
+gradient of gamma (IA3's l) sees the pre-scale output, and DoRA's m sees
+``W x + (alpha / r) B A x`` with the input of ``W x`` (the runtime recomputes it
+from the kept input), all rounded to int8 with the quantization of the tensor
+they belong to (the input tensor; the layer's output tensor) and back; the
+forward and every other gradient use the float values. With "f32" nothing is
+rounded.
 
 Loss: softmax cross-entropy (natural log) of the graph's output logits, averaged
 over the batch (the C runtime sums per-sample gradients and divides by their
@@ -60,6 +68,7 @@ from micropeft.prep import convert
 from micropeft.prep.graph import Activation, ArrayRef, Graph, Layer, Method, Op
 
 _WEIGHTED_OPS = (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED)
+DORA_NORM_MIN = 1e-12  # DoRA's norm is clamped here (lib/peft/methods/peft_method_dora.c)
 
 
 class OptimizerSettings(Protocol):
@@ -176,8 +185,12 @@ def trained_kinds(layer: Layer) -> list[str]:
         kinds.append("bias")
     if layer.methods & Method.SCALE_SHIFT:
         kinds += ["gamma", "beta"]
-    if layer.methods & Method.LORA:
+    if layer.methods & (Method.LORA | Method.DORA):
         kinds += ["lora_a", "lora_b"]
+    if layer.methods & Method.DORA:
+        kinds.append("dora_m")
+    if layer.methods & Method.IA3:
+        kinds.append("ia3_l")
     return kinds
 
 
@@ -209,7 +222,9 @@ def initial_parameters(
         if layer.methods & Method.SCALE_SHIFT:
             params[f"{layer.name}/gamma"] = np.ones(n, np.float32)
             params[f"{layer.name}/beta"] = np.zeros(n, np.float32)
-        if layer.methods & Method.LORA:
+        if layer.methods & Method.IA3:
+            params[f"{layer.name}/ia3_l"] = np.ones(n, np.float32)
+        if layer.methods & (Method.LORA | Method.DORA):
             _check_lora(graph, layer)
             fan_in = in_channels(graph, layer)
             a = lora_a_init(seed, index, layer.lora_rank, fan_in)
@@ -217,6 +232,11 @@ def initial_parameters(
                 layer.lora_rank, fan_in
             )
             params[f"{layer.name}/lora_b"] = np.zeros((n, layer.lora_rank), np.float32)
+        if layer.methods & Method.DORA:  # B = 0: the norm of W0's rows
+            w = params[f"{layer.name}/weight"].reshape(n, -1)
+            params[f"{layer.name}/dora_m"] = np.maximum(
+                np.sqrt(np.sum(w * w, axis=1)), DORA_NORM_MIN
+            ).astype(np.float32)
     return params
 
 
@@ -302,6 +322,23 @@ def _lora(tf: Any, graph: Graph, layer: Layer, x: Any, a: Any, b: Any, x_kept: A
     )
 
 
+def _dora(
+    tf: Any, graph: Graph, layer: Layer, params: Mapping[str, Any], x: Any, x_kept: Any, w: Any
+) -> Any:
+    """DoRA's output: n * (W x + (alpha / r) B A x) + bias, the norm in n detached; m's
+    gradient sees W x_kept (the runtime recomputes W x from the kept input)."""
+    name = layer.name
+    a, b, m = params[f"{name}/lora_a"], params[f"{name}/lora_b"], params[f"{name}/dora_m"]
+    scale = float(layer.lora_alpha) / float(layer.lora_rank)
+    rows = tf.reshape(w, [w.shape[0], -1]) + scale * tf.matmul(b, a)
+    norm = tf.stop_gradient(tf.maximum(tf.norm(rows, axis=1), DORA_NORM_MIN))
+    lora = _lora(tf, graph, layer, x, a, b, x_kept)
+    direction = _linear(tf, graph, layer, x, w) + lora
+    direction_kept = _linear(tf, graph, layer, x_kept, w) + lora
+    scaled = _param_grad_sees(tf, lambda v, mag: v * (mag / norm), direction, direction_kept, m)
+    return scaled + params[f"{name}/bias"]
+
+
 def _avg_pool(tf: Any, graph: Graph, layer: Layer, x: Any) -> Any:
     """TFLite AVERAGE_POOL_2D: the window sum divided by its count of non-padding elements."""
     kh, kw = layer.kernel
@@ -382,9 +419,14 @@ def forward(
                 gamma = params[f"{name}/gamma"]
                 y = _param_grad_sees(tf, lambda v, g: v * g, y, kept(y, layer.output), gamma)
                 y = y + params[f"{name}/beta"]
+            if layer.methods & Method.IA3:
+                ia3_l = params[f"{name}/ia3_l"]
+                y = _param_grad_sees(tf, lambda v, g: v * g, y, kept(y, layer.output), ia3_l)
             if layer.methods & Method.LORA:
                 a, b = params[f"{name}/lora_a"], params[f"{name}/lora_b"]
                 y = y + _lora(tf, graph, layer, inputs[0], a, b, x_kept)
+            if layer.methods & Method.DORA:
+                y = _dora(tf, graph, layer, params, inputs[0], x_kept, weight)
             y = _activate(tf, y, layer.activation)
         elif layer.op == Op.ADD:
             y = _activate(tf, inputs[0] + inputs[1], layer.activation)

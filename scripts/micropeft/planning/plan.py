@@ -133,7 +133,9 @@ class PlanLayer:
     train_weight: bool = False
     train_bias: bool = False
     scale_shift: bool = False
-    lora: bool = False
+    lora: bool = False  # LoRA's A and B: LoRA or DoRA
+    dora: bool = False
+    ia3: bool = False
     runs_backward: bool = False
     backward_inputs: list[bool] = field(default_factory=list)
     needs_input_values: bool = False  # input kept for a weight / LoRA A gradient
@@ -144,14 +146,17 @@ class PlanLayer:
     opt_v: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
 
     def param_counts(self) -> list[int]:
-        """Float counts of weight, bias, gamma, beta, lora_a, lora_b (0: absent)."""
+        """Float counts of every ParamKind (weight, bias, gamma, beta, lora_a, lora_b,
+        dora_m, ia3_l; 0: absent)."""
         lay = self.layer
         out_c = self.out_features
         weight = lay.weights.count if lay.weights is not None else 0
         bias = lay.bias.count if lay.bias is not None else 0
         r = lay.lora_rank if self.lora else 0
         ss = out_c if self.scale_shift else 0
-        return [weight, bias, ss, ss, r * self.in_features, out_c * r]
+        dora = out_c if self.dora else 0
+        ia3 = out_c if self.ia3 else 0
+        return [weight, bias, ss, ss, r * self.in_features, out_c * r, dora, ia3]
 
     def trainable(self) -> list[bool]:
         return [
@@ -161,7 +166,14 @@ class PlanLayer:
             self.scale_shift,
             self.lora,
             self.lora,
+            self.dora,
+            self.ia3,
         ]
+
+    @property
+    def scales_lin(self) -> bool:
+        """A trained per-channel scale of the linear output (scale+shift, IA3): lin kept."""
+        return self.scale_shift or self.ia3
 
 
 @dataclass
@@ -340,6 +352,8 @@ class Plan:
             if pl.lora:
                 r = lay.lora_rank
                 lora = pl.rows * (pl.in_features * r + r * pl.out_features)
+            if pl.dora:  # the direction's norm: ||W0 + s B A|| per output channel
+                lora += pl.out_features * pl.in_features * lay.lora_rank
             forward += base + lora
             if not pl.runs_backward:
                 continue
@@ -354,6 +368,9 @@ class Plan:
                     backward += pl.rows * pl.in_features * r  # dA
                     if pl.backward_inputs[0]:
                         backward += pl.rows * pl.in_features * r  # A^T du
+                if pl.dora:  # W0 x and B u recomputed, the norm again
+                    backward += base + pl.rows * pl.out_features * lay.lora_rank
+                    backward += pl.out_features * pl.in_features * lay.lora_rank
             elif lay.op in (Op.MEAN, Op.AVERAGE_POOL_2D) and pl.backward_inputs[0]:
                 backward += base
         return {"prefix_forward": prefix, "forward": forward, "backward": backward}
@@ -536,7 +553,11 @@ def _check_layer(lay: Layer, pl: PlanLayer, tensors: list[PlanTensor]) -> None:
         raise UserError(f"{name}: methods apply to CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED")
     if lay.op in LINEAR_OPS and lay.weights is None:
         raise UserError(f"{name}: {lay.op.name} without weights")
-    if lay.methods & Method.LORA:
+    if lay.methods & Method.DORA and lay.methods != Method.DORA:
+        raise UserError(f"{name}: DoRA rescales the whole layer: no other method on it")
+    if lay.methods & Method.IA3 and lay.methods & Method.SCALE_SHIFT:
+        raise UserError(f"{name}: IA3 and scale_shift both scale the output: choose one")
+    if lay.methods & (Method.LORA | Method.DORA):
         pointwise = lay.op == Op.CONV_2D and lay.kernel == (1, 1) and lay.stride == (1, 1)
         if not (pointwise or lay.op == Op.FULLY_CONNECTED):
             raise UserError(f"{name}: LoRA needs a 1x1 stride-1 convolution or a dense layer")
@@ -620,7 +641,9 @@ def build_plan(
         pl.train_weight = lay.trains_weight
         pl.train_bias = lay.trains_bias
         pl.scale_shift = bool(lay.methods & Method.SCALE_SHIFT)
-        pl.lora = bool(lay.methods & Method.LORA)
+        pl.lora = bool(lay.methods & (Method.LORA | Method.DORA))
+        pl.dora = bool(lay.methods & Method.DORA)
+        pl.ia3 = bool(lay.methods & Method.IA3)
         _check_layer(lay, pl, tensors)
         tensors[pl.output].needs_grad = any(pl.trainable()) or any(
             tensors[t].needs_grad for t in pl.inputs
@@ -749,7 +772,7 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
         if pl.keeps_mask:
             add(0, "mask", pl.index, (size(pl) + 7) // 8, pl.index, bwd(pl.index))
     for pl in layers:
-        if pl.scale_shift:
+        if pl.scales_lin:
             add(0, "keep_lin", pl.index, (1 if s8 else 4) * size(pl), pl.index, bwd(pl.index))
     for pl in layers:
         if pl.lora:
@@ -761,7 +784,7 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
             k = pl.index
             add(0, "bwd_in", k, 4 * tensors[pl.inputs[0]].size, bwd(k), bwd(k))
     for pl in layers:
-        if pl.scale_shift:
+        if pl.scales_lin or pl.dora:  # DoRA: W0 x + B u recomputed, then n g
             add(0, "bwd_glin", pl.index, 4 * size(pl), bwd(pl.index), bwd(pl.index))
     for pl in layers:
         if pl.lora:
@@ -789,7 +812,7 @@ def _forward_scratch(plan: Plan, out: list[Buffer], arena: int, add: object) -> 
     staged_lin = arena == 1 or plan.act_cache == "s8"
     for kind, wanted in (
         ("fwd_bias", lambda pl: pl.layer.bias is not None and not pl.train_bias),
-        ("fwd_lin", lambda pl: pl.scale_shift and staged_lin),
+        ("fwd_lin", lambda pl: pl.scales_lin and staged_lin),
         ("fwd_lora_out", lambda pl: pl.lora),
         ("fwd_u", lambda pl: pl.lora and arena == 1),
     ):
