@@ -54,6 +54,7 @@ WARN_FLAGS = ["-Wall", "-Wextra"]
 LIB_DEFINES = [
     "CONFIG_PEFT_OPTIMIZER_SGD=1",
     "CONFIG_PEFT_OPTIMIZER_ADAM=1",
+    "CONFIG_PEFT_INT8_BACKWARD=1",
     *[
         f"CONFIG_PEFT_METHOD_{m.upper()}=1"
         for m in ("full", "last_layer", "bitfit", "scale_shift", "lora", "sparse")

@@ -222,6 +222,7 @@ def board_config(
     left out), and a prefix cache for as many training samples as the board's RAM holds
     beside the rest. UserError with the figures when the plan does not fit the RAM."""
     from micropeft.methods import METHODS, OPTIMIZERS
+    from micropeft.plan import INT8_BACKWARD_KCONFIG
 
     ram = summary["ram"]
     optimizer = summary.get("method", {}).get("optimizer", "sgd")
@@ -263,6 +264,9 @@ def board_config(
         options[f"CONFIG_PEFT_METHOD_{name.upper()}"] = "y" if name in used else "n"
     for name in OPTIMIZERS:
         options[f"CONFIG_PEFT_OPTIMIZER_{name.upper()}"] = "y" if name == optimizer else "n"
+    # The int8 backward path: compiled in when the plan asks for it, else left out.
+    int8 = bool(summary.get("method", {}).get("int8_backward", False))
+    options[INT8_BACKWARD_KCONFIG] = "y" if int8 else "n"
     return options, comments
 
 

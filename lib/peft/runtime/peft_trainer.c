@@ -438,6 +438,25 @@ static peft_status update_layer(const peft_trainer *t, const peft_layer_info *L,
 	return PEFT_OK;
 }
 
+/* The input gradient through frozen int8 weights on the int8 path (the plan's
+ * flag puts a pointwise conv or FC layer on it; peft_plan_load() refuses the
+ * flag in a build without CONFIG_PEFT_INT8_BACKWARD). */
+static peft_status int8_input_grad(const peft_trainer *t, const peft_layer_info *L,
+				   const peft_weights_s8 *w8, const float *g, float *grad_in,
+				   bool accumulate)
+{
+#ifdef CONFIG_PEFT_INT8_BACKWARD
+	const peft_fc_params fp = fc_params(L);
+	int16_t *scratch = (int16_t *)(void *)work_bytes(t, PEFT_BUF_BWD_S8S8, L->index);
+
+	return peft_fc_bwd_input_s8s8(&fp, w8, g, grad_in, accumulate, scratch,
+				      peft_fc_bwd_input_s8s8_get_buffer_size(&fp));
+#else
+	(void)t, (void)L, (void)w8, (void)g, (void)grad_in, (void)accumulate;
+	return PEFT_ERR_PLAN_INT8_NOT_COMPILED;
+#endif
+}
+
 static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *L)
 {
 	const peft_layer_rec *r = &L->rec;
@@ -505,7 +524,9 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 		}
 		if (grad_in[0] != NULL) {
 			PEFT_TRY(w != NULL ? peft_conv2d_bwd_input_f32(&cp, w, g, grad_in[0], acc[0])
-				      : peft_conv2d_bwd_input_s8(&cp, &w8, g, grad_in[0], acc[0]));
+				 : L->int8_input_grad
+				       ? int8_input_grad(t, L, &w8, g, grad_in[0], acc[0])
+				       : peft_conv2d_bwd_input_s8(&cp, &w8, g, grad_in[0], acc[0]));
 		}
 		break;
 	case PEFT_OP_DEPTHWISE_CONV_2D:
@@ -531,7 +552,9 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 		}
 		if (grad_in[0] != NULL) {
 			PEFT_TRY(w != NULL ? peft_fc_bwd_input_f32(&fp, w, g, grad_in[0], acc[0])
-				      : peft_fc_bwd_input_s8(&fp, &w8, g, grad_in[0], acc[0]));
+				 : L->int8_input_grad
+				       ? int8_input_grad(t, L, &w8, g, grad_in[0], acc[0])
+				       : peft_fc_bwd_input_s8(&fp, &w8, g, grad_in[0], acc[0]));
 		}
 		break;
 	case PEFT_OP_ADD:
