@@ -674,10 +674,7 @@ def build_plan(
         pl.needs_input_values = pl.train_weight or pl.lora
         pl.keeps_mask = pl.runs_backward and lay.activation != Activation.NONE
         pl.int8_input_grad = (
-            int8_backward
-            and has_fc_form(lay)
-            and pl.backward_inputs[0]
-            and not pl.train_weight
+            int8_backward and has_fc_form(lay) and pl.backward_inputs[0] and not pl.train_weight
         )
         if pl.needs_input_values:
             tensors[pl.inputs[0]].cached = True

@@ -141,6 +141,22 @@ def test_method_lists_of_kconfig_cmake_and_sources_are_the_description():
     )
 
 
+def test_int8_backward_option_is_one_name_everywhere():
+    """The Kconfig symbol that prepare-model and pack name is the one lib/peft/Kconfig
+    defines, the loader tests and the host and Cortex-M4F builds define."""
+    from micropeft.plan import INT8_BACKWARD_KCONFIG
+
+    symbol = INT8_BACKWARD_KCONFIG.removeprefix("CONFIG_")
+    kconfig = (REPO / "lib" / "peft" / "Kconfig").read_text()
+    assert re.search(rf"^config {symbol}$", kconfig, re.M)
+    loader = (REPO / "lib" / "peft" / "plan" / "peft_plan_load.c").read_text()
+    assert f"#ifndef {INT8_BACKWARD_KCONFIG}" in loader
+    host = (REPO / "lib" / "peft" / "CMakeLists.txt").read_text()
+    assert f"{INT8_BACKWARD_KCONFIG}=1" in host
+    assert f"{INT8_BACKWARD_KCONFIG}=1" in cm4.LIB_DEFINES
+    assert INT8_BACKWARD_KCONFIG in formats.STATUS_TEXT[formats.Status.ERR_PLAN_INT8_NOT_COMPILED][1]
+
+
 def test_cortex_m4_phase_ids_are_the_description():
     header = (REPO / "cm4" / "fw" / "peft_cm4.h").read_text()
     phases = {k: int(v) for k, v in re.findall(r"PEFT_CM4_(\w+) = (\d+)", header)}
