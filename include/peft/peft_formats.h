@@ -55,6 +55,8 @@ typedef enum {
 	PEFT_ERR_PLAN_ALIGNMENT = 20,
 	/** A dimension or element count beyond the runtime's bound. */
 	PEFT_ERR_PLAN_SHAPE = 21,
+	/** Plan needs the int8 backward path; CONFIG_PEFT_INT8_BACKWARD compiles it in. */
+	PEFT_ERR_PLAN_INT8_NOT_COMPILED = 22,
 	/** A buffer record of a kind this runtime does not know. */
 	PEFT_ERR_PLAN_BUFFER_KIND = 28,
 	/** Shorter than its header or declared length. */
@@ -108,6 +110,13 @@ enum {
 	PEFT_METHOD_COUNT = 8,
 	/** Every bit. */
 	PEFT_METHOD_ALL = 255,
+};
+
+/** Plan flags (plan header); a runtime refuses a bit outside PEFT_PLAN_FLAGS_ALL. */
+enum {
+	PEFT_PLAN_FLAG_INT8_BACKWARD = 1,
+	/** Every bit. */
+	PEFT_PLAN_FLAGS_ALL = 1,
 };
 
 /** The parameter arrays a layer can have; the plan stores buffer offsets for each. */
@@ -177,6 +186,7 @@ typedef enum {
 	PEFT_BUF_BWD_GLIN = 13,
 	PEFT_BUF_BWD_DU = 14,
 	PEFT_BUF_PARAM_GRAD = 15,
+	PEFT_BUF_BWD_S8S8 = 16,
 } peft_buffer_kind;
 
 /** Every status as X(code, text); peft_status_str() answers the text. */
@@ -201,6 +211,7 @@ typedef enum {
 	X(PEFT_ERR_PLAN_METHOD_NOT_COMPILED, "plan: method not compiled in")                       \
 	X(PEFT_ERR_PLAN_ALIGNMENT, "plan or model not 4-byte aligned")                             \
 	X(PEFT_ERR_PLAN_SHAPE, "plan: tensor shape beyond the runtime's bound")                    \
+	X(PEFT_ERR_PLAN_INT8_NOT_COMPILED, "plan: int8 backward path not compiled in")             \
 	X(PEFT_ERR_PLAN_BUFFER_KIND, "plan: unknown buffer kind")                                  \
 	X(PEFT_ERR_STATE_TRUNCATED, "state truncated")                                             \
 	X(PEFT_ERR_STATE_MAGIC, "state: bad magic")                                                \
@@ -307,8 +318,8 @@ typedef enum {
 #define PEFT_PLAN_HDR_OFF_INFER_SIZE         96u
 #define PEFT_PLAN_HDR_OFF_TRAINABLE_PARAMS   100u
 #define PEFT_PLAN_HDR_OFF_UPDATE             104u
-#define PEFT_PLAN_HDR_OFF_RESERVED           108u
-#define PEFT_PLAN_HDR_N_RESERVED             2u
+#define PEFT_PLAN_HDR_OFF_FLAGS              108u
+#define PEFT_PLAN_HDR_OFF_RESERVED           112u
 #define PEFT_PLAN_HDR_OFF_TENSOR_RECORD_SIZE 116u
 #define PEFT_PLAN_HDR_OFF_LAYER_RECORD_SIZE  120u
 #define PEFT_PLAN_HDR_OFF_BUFFER_RECORD_SIZE 124u

@@ -17,6 +17,7 @@ from micropeft import formats
 from micropeft.eval import cm4
 from micropeft.formats import cheader, markdown
 from micropeft.host import runtime
+from micropeft.planning.plan import INT8_BACKWARD_KCONFIG
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -151,6 +152,21 @@ def test_method_lists_of_kconfig_cmake_and_sources_are_the_description():
         )
         == names
     )
+
+
+def test_int8_backward_option_is_one_name_everywhere():
+    """The Kconfig symbol that prepare-model and pack name is the one lib/peft/Kconfig
+    defines, the loader tests and the host and Cortex-M4F builds define."""
+    symbol = INT8_BACKWARD_KCONFIG.removeprefix("CONFIG_")
+    kconfig = (REPO / "lib" / "peft" / "Kconfig").read_text()
+    assert re.search(rf"^config {symbol}$", kconfig, re.M)
+    loader = (REPO / "lib" / "peft" / "plan" / "peft_plan_load.c").read_text()
+    assert f"#ifndef {INT8_BACKWARD_KCONFIG}" in loader
+    host = (REPO / "lib" / "peft" / "CMakeLists.txt").read_text()
+    assert f"{INT8_BACKWARD_KCONFIG}=1" in host
+    assert f"{INT8_BACKWARD_KCONFIG}=1" in cm4.LIB_DEFINES
+    _, doc = formats.STATUS_TEXT[formats.Status.ERR_PLAN_INT8_NOT_COMPILED]
+    assert INT8_BACKWARD_KCONFIG in doc
 
 
 def test_cortex_m4_phase_ids_are_the_description():

@@ -43,7 +43,8 @@ def chain(tmp_path_factory):
     env = dict(os.environ, MICROPEFT_CACHE=str(root / "cache"))
     model = _cli(
         "prepare-model", "--arch", "tiny_cnn", "--size", "16", "--pretrain-epochs", "1",
-        "--method", "lora,bitfit", "--r", "2", "--act-cache", "s8", "--out", root / "m", env=env,
+        "--method", "lora,bitfit", "--r", "2", "--act-cache", "s8", "--int8-backward",
+        "--out", root / "m", env=env,
     )  # fmt: skip
     assert model.returncode == 0, model.stderr
     data = _cli(
@@ -87,6 +88,12 @@ def test_prepare_model_writes_table_and_files(chain):
         + int(np.prod(split))
     )  # fmt: skip
     assert "TOTAL DEVICE RAM" in text
+    # --int8-backward: BitFit trains the stem's bias, so the frozen 1x1 conv and the head
+    # (LoRA trains only their adapters) pass their input gradients through the int8 path.
+    assert len(summary["int8_backward"]["layers"]) == 2
+    assert "needs CONFIG_PEFT_INT8_BACKWARD=y" in text
+    flags = formats.PLAN_HEADER.read((out / "plan.bin").read_bytes(), "flags")
+    assert flags == int(formats.PlanFlag.INT8_BACKWARD)
 
 
 def test_device_model_output_is_the_split_tensor(chain):
@@ -321,6 +328,7 @@ def test_pack_writes_the_board_configuration(chain):
         assert {"lora", "bitfit"} <= used  # the chain's --method lora,bitfit
         assert not used & {"full", "sparse", "scale_shift"}
         assert (conf["CONFIG_PEFT_OPTIMIZER_SGD"], conf["CONFIG_PEFT_OPTIMIZER_ADAM"]) == ("y", "n")
+        assert conf["CONFIG_PEFT_INT8_BACKWARD"] == "y"  # the chain's --int8-backward
         board = boards.get_board(board_name)
         if board.ram_size is not None:
             buffers = sum(int(v) for k, v in conf.items() if k.endswith("_SIZE") and "PEFT" in k)
@@ -413,6 +421,7 @@ def bad(chain, tmp_path_factory):
     (folder / "dataset-noise.bin").write_bytes(np.random.default_rng(2).bytes(3000))
     (folder / "results-binary.json").write_bytes(b"\xff\xfe\x00binary")
     (folder / "results-bad.json").write_text("{")
+    (folder / "int8-maybe.yaml").write_text("method: bitfit\nint8_backward: maybe\n")
     (folder / "results-schema.json").write_text('{"schema": 0}')
     return folder
 
@@ -433,6 +442,10 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     # prepare-model
     "pm no out": (["prepare-model", "--tflite", FULL], "--out"),
     "pm tflite missing": ([*PM, "--tflite", "{bad}/missing.tflite"], "not found"),
+    "pm int8_backward not a bool": (
+        [*PM, "--tflite", FULL, "--config", "{bad}/int8-maybe.yaml"],
+        "int8_backward must be true or false",
+    ),
     "pm tflite truncated": ([*PM, "--tflite", "{bad}/truncated.tflite"], "--tflite"),
     "pm tflite tail cut": ([*PM, "--tflite", "{bad}/tail-cut.tflite"], "--tflite"),
     "pm tflite empty": ([*PM, "--tflite", "{bad}/empty.tflite"], "--tflite"),

@@ -207,5 +207,14 @@ def test_yaml_and_flags(tmp_path):
     with pytest.raises(UserError, match="not found"):
         config.load_config(tmp_path / "missing.yaml")
     assert config.parse_size("1M") == 1 << 20 and config.parse_size("4096") == 4096
+    # int8_backward: off by default, on from the YAML key or the flag, a bool only.
+    assert cfg.int8_backward is False
+    (tmp_path / "int8.yaml").write_text("method: bitfit\nint8_backward: true\n")
+    assert config.load_config(tmp_path / "int8.yaml").int8_backward is True
+    args = parser.parse_args(["--config", str(file), "--int8-backward"])
+    assert config.config_from_args(args).int8_backward is True
+    (tmp_path / "int8-text.yaml").write_text("method: bitfit\nint8_backward: 'yes'\n")
+    with pytest.raises(UserError, match="int8_backward must be true or false"):
+        config.load_config(tmp_path / "int8-text.yaml")
     with pytest.raises(UserError):
         config.parse_size("lots")

@@ -245,6 +245,13 @@ static peft_status layer_buffer(const peft_plan *plan, int arena, int kind, int3
 			*w = live(4u * (uint64_t)L.counts[part], b, b);
 		}
 		break;
+	case PEFT_BUF_BWD_S8S8:
+		if (train && L.int8_input_grad) {
+			const peft_fc_params fp = {L.rows, L.in_features, L.out_features};
+
+			*w = live((uint64_t)peft_fc_bwd_input_s8s8_get_buffer_size(&fp), b, b);
+		}
+		break;
 	default:
 		break;
 	}

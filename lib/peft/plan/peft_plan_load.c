@@ -302,6 +302,14 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	out->needs_input_values = out->trainable[PEFT_PARAM_WEIGHT] || out->trainable[PEFT_PARAM_LORA_A];
 	out->keeps_mask = out->runs_backward && r->activation != PEFT_ACT_NONE;
 	out->scales_lin = out->trainable[PEFT_PARAM_GAMMA] || out->trainable[PEFT_PARAM_IA3_L];
+	/* The int8 path's kernel is a fully connected one: FC, and 1x1 stride-1
+	 * unpadded convs (same [out][in] weights, one row per pixel). */
+	const bool fc_form = r->op == PEFT_OP_FULLY_CONNECTED ||
+			     (r->op == PEFT_OP_CONV_2D && r->kernel_h == 1 && r->kernel_w == 1 &&
+			      r->stride_h == 1 && r->stride_w == 1 && r->pad_top == 0 &&
+			      r->pad_left == 0);
+	out->int8_input_grad = (plan->flags & PEFT_PLAN_FLAG_INT8_BACKWARD) != 0 && fc_form &&
+			       out->backward_input[0] && !out->trainable[PEFT_PARAM_WEIGHT];
 	return PEFT_OK;
 }
 
@@ -368,6 +376,7 @@ static void decode_header(peft_plan *plan, const uint8_t *b)
 	plan->infer_size = peft_rd32(b + PEFT_PLAN_HDR_OFF_INFER_SIZE);
 	plan->trainable_params = peft_rd32(b + PEFT_PLAN_HDR_OFF_TRAINABLE_PARAMS);
 	plan->update = (peft_update_mode)peft_rd32(b + PEFT_PLAN_HDR_OFF_UPDATE);
+	plan->flags = peft_rd32(b + PEFT_PLAN_HDR_OFF_FLAGS);
 }
 
 peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, const void *model,
@@ -419,8 +428,8 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 	    plan->output_tensor != (int32_t)nt - 1 || plan->act_cache > PEFT_CACHE_S8 ||
 	    plan->optimizer.kind > PEFT_OPTIMIZER_ADAM || !optimizer_ok(&plan->optimizer) ||
 	    plan->update > PEFT_UPDATE_LAYER ||
+	    (plan->flags & ~(uint32_t)PEFT_PLAN_FLAGS_ALL) != 0 ||
 	    peft_rd32(b + PEFT_PLAN_HDR_OFF_RESERVED) != 0 ||
-	    peft_rd32(b + PEFT_PLAN_HDR_OFF_RESERVED + 4u) != 0 ||
 	    (plan->update == PEFT_UPDATE_LAYER && plan->optimizer.clip_norm != 0.0f)) {
 		return PEFT_ERR_PLAN_FIELD;
 	}
@@ -490,6 +499,11 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 	if (!optimizer_compiled(plan->optimizer.kind)) {
 		return PEFT_ERR_PLAN_METHOD_NOT_COMPILED;
 	}
+#ifndef CONFIG_PEFT_INT8_BACKWARD
+	if ((plan->flags & PEFT_PLAN_FLAG_INT8_BACKWARD) != 0) {
+		return PEFT_ERR_PLAN_INT8_NOT_COMPILED;
+	}
+#endif
 	for (int32_t k = 0; k < plan->num_layers; k++) {
 		peft_layer_rec r;
 

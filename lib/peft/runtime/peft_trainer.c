@@ -405,6 +405,25 @@ static peft_status update_layer(const peft_trainer *t, const peft_layer_info *L,
 	return PEFT_OK;
 }
 
+/* The input gradient through frozen int8 weights on the int8 path (the plan's
+ * flag puts a pointwise conv or FC layer on it; peft_plan_load() refuses the
+ * flag in a build without CONFIG_PEFT_INT8_BACKWARD). */
+static peft_status int8_input_grad(const peft_trainer *t, const peft_layer_info *L,
+				   const peft_weights_s8 *w8, const float *g, float *grad_in,
+				   bool accumulate)
+{
+#ifdef CONFIG_PEFT_INT8_BACKWARD
+	const peft_fc_params fp = peft_op_fc_params(L);
+	int16_t *scratch = (int16_t *)(void *)work_bytes(t, PEFT_BUF_BWD_S8S8, L->index);
+
+	return peft_fc_bwd_input_s8s8(&fp, w8, g, grad_in, accumulate, scratch,
+				      peft_fc_bwd_input_s8s8_get_buffer_size(&fp));
+#else
+	(void)t, (void)L, (void)w8, (void)g, (void)grad_in, (void)accumulate;
+	return PEFT_ERR_PLAN_INT8_NOT_COMPILED;
+#endif
+}
+
 static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *L)
 {
 	const peft_layer_rec *r = &L->rec;
@@ -460,10 +479,14 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 					       &ctx.w8,
 					       ctx.grad[PEFT_PARAM_WEIGHT],
 					       ctx.grad[PEFT_PARAM_BIAS],
-					       {grad_in[0], grad_in[1]},
+					       /* the int8 path computes its input gradient below */
+					       {L->int8_input_grad ? NULL : grad_in[0], grad_in[1]},
 					       {acc[0], acc[1]}};
 
 	PEFT_TRY(peft_op_find(r->op)->backward(&op_args));
+	if (L->int8_input_grad && grad_in[0] != NULL) {
+		PEFT_TRY(int8_input_grad(t, L, &ctx.w8, ctx.g, grad_in[0], acc[0]));
+	}
 	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_ADAPTER, &ctx));
 	if (plan->update == PEFT_UPDATE_LAYER) {
 		return update_layer(t, L, &ctx);

@@ -153,6 +153,10 @@ static void explain_plan_error(peft_status st)
 			"CONFIG_PEFT_OPTIMIZER_*) and rebuild",
 			methods_compiled());
 		break;
+	case PEFT_ERR_PLAN_INT8_NOT_COMPILED:
+		LOG_ERR("plan refused: it uses the int8 backward path (prepare-model "
+			"--int8-backward); enable CONFIG_PEFT_INT8_BACKWARD and rebuild");
+		break;
 	case PEFT_ERR_PLAN_MODEL_MISMATCH:
 		LOG_ERR("plan refused: it was made for another model (model CRC/length differ)");
 		break;

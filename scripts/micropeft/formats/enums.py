@@ -50,6 +50,16 @@ class Method(IntFlag):
 METHOD_NAMES: tuple[str, ...] = tuple(m.name.lower() for m in Method if m != Method.NONE)
 
 
+class PlanFlag(IntFlag):
+    """Options of the whole plan (plan header flags); a runtime refuses a bit it does
+    not know (ERR_PLAN_FIELD) or one whose code its build leaves out."""
+
+    NONE = 0
+    # The input gradient through a frozen int8 pointwise conv / FC layer with the output
+    # gradient quantized per row to int8 (peft_fc_bwd_input_s8s8; CONFIG_PEFT_INT8_BACKWARD).
+    INT8_BACKWARD = 1
+
+
 class ParamKind(IntEnum):
     """The parameter arrays a layer can have (plan records store an offset for each)."""
 
@@ -126,6 +136,7 @@ class BufferKind(IntEnum):
     BWD_GLIN = 13
     BWD_DU = 14  # backward scratch: LoRA's gradient wrt u
     PARAM_GRAD = 15  # per-layer updates: a parameter gradient during its layer's backward
+    BWD_S8S8 = 16  # backward scratch of the int8 path (peft_fc_bwd_input_s8s8_get_buffer_size)
 
 
 class Cm4Phase(IntEnum):
@@ -165,6 +176,7 @@ class Status(IntEnum):
     ERR_PLAN_METHOD_NOT_COMPILED = 19
     ERR_PLAN_ALIGNMENT = 20
     ERR_PLAN_SHAPE = 21
+    ERR_PLAN_INT8_NOT_COMPILED = 22
     ERR_PLAN_BUFFER_KIND = 28
     ERR_STATE_TRUNCATED = 30
     ERR_STATE_MAGIC = 31
@@ -244,6 +256,10 @@ STATUS_TEXT: dict[Status, tuple[str, str]] = {
         "plan: tensor shape beyond the runtime's bound",
         "A dimension or element count beyond the runtime's bound.",
     ),
+    Status.ERR_PLAN_INT8_NOT_COMPILED: (
+        "plan: int8 backward path not compiled in",
+        "Plan needs the int8 backward path; CONFIG_PEFT_INT8_BACKWARD compiles it in.",
+    ),
     Status.ERR_PLAN_BUFFER_KIND: (
         "plan: unknown buffer kind",
         "A buffer record of a kind this runtime does not know.",
@@ -297,6 +313,12 @@ ENUMS: tuple[CEnum, ...] = (
         count="METHOD_COUNT",
         all_name="METHOD_ALL",
         doc="Method flags (plan layer record); bit i is method i of PEFT_METHOD_COUNT.",
+    ),
+    CEnum(
+        PlanFlag,
+        "PEFT_PLAN_FLAG_",
+        all_name="PLAN_FLAGS_ALL",
+        doc="Plan flags (plan header); a runtime refuses a bit outside PEFT_PLAN_FLAGS_ALL.",
     ),
     CEnum(
         ParamKind,

@@ -36,6 +36,14 @@ they belong to (the input tensor; the layer's output tensor) and back; the
 forward and every other gradient use the float values. With "f32" nothing is
 rounded.
 
+The int8 backward path (``int8_backward``, plan.py): the gradient wrt the input
+of a frozen layer that has a fully connected form (FC, 1x1 stride-1 conv) is
+what peft_fc_bwd_input_s8s8 computes: per row (a pixel of one sample) of the
+output gradient ``g``, ``h = g * weight_scale`` per output channel, quantized to
+``round(h * 127 / max|h|)`` (halves away from zero) and multiplied by the int8
+weights in exact integer sums, times ``max|h| / 127``. Only that gradient changes;
+the forward and every parameter gradient stay float.
+
 Loss: softmax cross-entropy (natural log) of the graph's output logits, averaged
 over the batch (the C runtime sums per-sample gradients and divides by their
 count at step(), which is the same).
@@ -63,7 +71,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from micropeft.planning.plan import lora_a_init
+from micropeft.planning.plan import has_fc_form, lora_a_init
 from micropeft.prep import convert
 from micropeft.prep.graph import Activation, ArrayRef, Graph, Layer, Method, Op
 
@@ -366,6 +374,46 @@ def _param_grad_sees(tf: Any, f: Any, x: Any, kept: Any, param: Any) -> Any:
     return f(x, tf.stop_gradient(param)) + (t - tf.stop_gradient(t))
 
 
+def int8_backward_weights(
+    graph: Graph, model_bytes: bytes, split_layer: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Layer name -> (int8 weights as float32 [out][in], scales [out]) for every layer of
+    the trainable part whose input gradient the int8 path computes (plan.has_fc_form,
+    weights frozen)."""
+    out = {}
+    for layer in graph.layers[split_layer:]:
+        if layer.op in _WEIGHTED_OPS and has_fc_form(layer) and not layer.trains_weight:
+            n_out = out_channels(graph, layer)
+            q = read_array(model_bytes, layer.weights).astype(np.float32).reshape(n_out, -1)
+            scales = np.broadcast_to(read_scales(model_bytes, layer.weights), (n_out,))
+            out[layer.name] = (q, scales.astype(np.float32).copy())
+    return out
+
+
+def _int8_input_grad(
+    tf: Any, graph: Graph, layer: Layer, x: Any, weight: Any, q: np.ndarray, scales: np.ndarray
+) -> Any:
+    """The linear part, its gradient wrt x through the int8 path (module docstring), in
+    float32 as the C kernel computes it. The integer sums are exact in float32 while
+    127 * 127 * out_features < 2^24 (out_features <= 1040)."""
+    n_out = q.shape[0]
+    q_t, s_t = tf.constant(q), tf.constant(scales)
+
+    @tf.custom_gradient
+    def linear(v: Any) -> Any:
+        def grad(dy: Any) -> Any:
+            h = tf.reshape(dy, [-1, n_out]) * s_t
+            m = tf.reduce_max(tf.abs(h), axis=1, keepdims=True)
+            inv = tf.where(m > 0, 127.0 / tf.where(m > 0, m, 1.0), 0.0)
+            u = h * inv
+            r = tf.clip_by_value(tf.sign(u) * tf.floor(tf.abs(u) + 0.5), -127.0, 127.0)
+            return tf.reshape(tf.matmul(r, q_t) * (m / 127.0), tf.shape(v))
+
+        return _linear(tf, graph, layer, v, weight), grad
+
+    return linear(x)
+
+
 def forward(
     graph: Graph,
     split_layer: int,
@@ -373,12 +421,15 @@ def forward(
     x: Any,
     act_cache: str = "f32",
     values_out: dict[int, Any] | None = None,
+    int8_weights: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Any:
     """Logits [n, classes] of the trainable part for split-tensor inputs `x` [n, h, w, c].
 
     `params` holds every parameter of the part (frozen ones as constants);
     `act_cache` is what backward reads (module docstring).
     `values_out`, when given, receives every tensor computed (graph index -> value).
+    `int8_weights` (int8_backward_weights): the layers whose input gradient takes the
+    int8 path.
     """
     import tensorflow as tf
 
@@ -412,6 +463,9 @@ def forward(
                     x_kept,
                     weight,
                 )
+            elif int8_weights and name in int8_weights:
+                q, scales = int8_weights[name]
+                y = _int8_input_grad(tf, graph, layer, inputs[0], weight, q, scales)
             else:
                 y = _linear(tf, graph, layer, inputs[0], weight)
             y = y + params[f"{name}/bias"]
@@ -474,7 +528,8 @@ class TFReferenceTrainer:
     def from_plan(
         cls, plan: Any, model_bytes: bytes, initial_params: Mapping[str, np.ndarray] | None = None
     ) -> TFReferenceTrainer:
-        """The reference for a plan.Plan: its graph, split layer, optimizer and seed."""
+        """The reference for a plan.Plan: its graph, split layer, optimizer, seed, act_cache
+        and int8 backward path."""
         return cls(
             plan.graph,
             model_bytes,
@@ -483,6 +538,7 @@ class TFReferenceTrainer:
             initial_params,
             plan.seed,
             plan.act_cache,
+            plan.int8_backward,
         )
 
     def __init__(
@@ -494,6 +550,7 @@ class TFReferenceTrainer:
         initial_params: Mapping[str, np.ndarray] | None = None,
         seed: int = 0,
         act_cache: str = "f32",
+        int8_backward: bool = False,
     ) -> None:
         import tensorflow as tf
 
@@ -510,6 +567,9 @@ class TFReferenceTrainer:
         self.split_layer = split_layer
         self.optimizer = optimizer
         self.input_shape = graph.tensors[graph.layers[split_layer].inputs[0]].shape
+        self.int8_weights = (
+            int8_backward_weights(graph, bytes(model_bytes), split_layer) if int8_backward else {}
+        )
 
         values = initial_parameters(graph, bytes(model_bytes), split_layer, seed)
         for key, value in (initial_params or {}).items():
@@ -546,7 +606,14 @@ class TFReferenceTrainer:
     # -- graph functions --
 
     def _logits(self, x: Any) -> Any:
-        return forward(self.graph, self.split_layer, self._params, x, self.act_cache)
+        return forward(
+            self.graph,
+            self.split_layer,
+            self._params,
+            x,
+            self.act_cache,
+            int8_weights=self.int8_weights,
+        )
 
     def _loss_and_grads(self, x: Any, labels: Any) -> tuple[Any, list[Any]]:
         import tensorflow as tf

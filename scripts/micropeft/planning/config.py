@@ -14,6 +14,7 @@ A YAML file holds MethodConfig's fields (see methods.py), e.g.
     ram_budget: 160k
     act_cache: s8
     update: batch
+    int8_backward: false
     seed: 0
 
 Flags given on the command line override the file.
@@ -152,6 +153,14 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
         help="batch: one optimizer step per batch (default); layer: each layer's update "
         "during backward, per sample (no gradient buffers; needs --batch-size 1)",
     )
+    group.add_argument(
+        "--int8-backward",
+        action="store_true",
+        default=None,
+        help="input gradients through frozen pointwise conv / dense layers with the output "
+        "gradient quantized to int8 (SMLAD on DSP cores; the firmware needs "
+        "CONFIG_PEFT_INT8_BACKWARD=y, its default)",
+    )
     group.add_argument("--seed", type=int, help="default 0")
 
 
@@ -172,6 +181,7 @@ def config_from_args(args: argparse.Namespace) -> MethodConfig:
         "ram_budget",
         "act_cache",
         "update",
+        "int8_backward",
         "seed",
     ):
         value = getattr(args, name, None)

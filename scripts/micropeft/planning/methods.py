@@ -79,6 +79,7 @@ class MethodConfig:
     ram_budget: int | None = None  # bytes of total device RAM (plan.device_ram); None: no limit
     act_cache: str = "s8"  # values kept for backward: "s8" (tensor's quantization) | "f32"
     update: str = "batch"  # "batch": step() per batch | "layer": per layer, per sample
+    int8_backward: bool = False  # input gradients of frozen 1x1 conv / FC layers in int8
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -107,6 +108,8 @@ class MethodConfig:
             raise UserError(f"unknown act_cache {self.act_cache!r} (use 'f32' or 's8')")
         if self.update not in UPDATES:
             raise UserError(f"unknown update {self.update!r} (use 'batch' or 'layer')")
+        if not isinstance(self.int8_backward, bool):
+            raise UserError(f"int8_backward must be true or false, not {self.int8_backward!r}")
         if self.update == "layer" and int(self.batch_size) != 1:
             raise UserError("update 'layer' applies every sample's gradients at once: batch_size 1")
         if not float(self.lr) > 0:

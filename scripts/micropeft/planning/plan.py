@@ -57,6 +57,9 @@ LINEAR_OPS = (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED)
 BUFFER_KINDS = {k.name.lower(): int(k) for k in formats.BufferKind}
 BUFFER_KIND_NAMES = {v: k for k, v in BUFFER_KINDS.items()}
 _KEPT_KINDS = ("keep", "mask", "keep_lin", "keep_u")
+# The Kconfig option that compiles in the int8 backward path (lib/peft/Kconfig); a
+# firmware without it refuses a plan with PlanFlag.INT8_BACKWARD (ERR_PLAN_INT8_NOT_COMPILED).
+INT8_BACKWARD_KCONFIG = "CONFIG_PEFT_INT8_BACKWARD"
 
 
 def check_blob_version(blob: bytes, source: str) -> None:
@@ -140,6 +143,7 @@ class PlanLayer:
     backward_inputs: list[bool] = field(default_factory=list)
     needs_input_values: bool = False  # input kept for a weight / LoRA A gradient
     keeps_mask: bool = False  # fused ReLU/ReLU6 derivative kept as a 1-bit mask
+    int8_input_grad: bool = False  # input gradient through the int8 path (plan flag)
     params: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
     grads: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
     opt_m: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
@@ -221,6 +225,7 @@ class Plan:
     layers: list[PlanLayer]
     tensors: list[PlanTensor]
     update: str = "batch"  # UPDATES
+    int8_backward: bool = False  # PlanFlag.INT8_BACKWARD: the int8 path where it applies
     regions: dict[str, int] = field(default_factory=dict)
     buffers: list[Buffer] = field(default_factory=list)  # table order (_buffers)
 
@@ -259,6 +264,16 @@ class Plan:
         }
         parts["total"] = sum(parts.values())
         return parts
+
+    @property
+    def flags(self) -> int:
+        """The plan header's PlanFlag bits."""
+        return int(formats.PlanFlag.INT8_BACKWARD if self.int8_backward else formats.PlanFlag.NONE)
+
+    @property
+    def int8_backward_layers(self) -> list[PlanLayer]:
+        """The layers whose input gradient takes the int8 path."""
+        return [pl for pl in self.layers if pl.int8_input_grad]
 
     def _kept_as_value(self, tensor: int) -> bool:
         """With act_cache f32 a kept tensor's forward values live on for backward."""
@@ -415,7 +430,7 @@ class Plan:
             infer_size=r["infer_size"],
             trainable_params=self.trainable_parameters,
             update=UPDATES[self.update],
-            reserved=[0, 0],
+            flags=self.flags,
             tensor_record_size=TENSOR_RECORD_SIZE,
             layer_record_size=LAYER_RECORD_SIZE,
             buffer_record_size=BUFFER_RECORD_SIZE,
@@ -498,6 +513,31 @@ def _ref_fields(ref: ArrayRef | None) -> dict[str, int]:
         "scale_offset": ref.scale_offset,
         "scale_count": ref.scale_count,
     }
+
+
+def has_fc_form(lay: Layer) -> bool:
+    """A fully connected layer, or a 1x1 stride-1 unpadded conv (the same [out][in]
+    weights, one row per pixel): what the int8 path's kernel computes."""
+    pointwise = (
+        lay.op == Op.CONV_2D
+        and tuple(lay.kernel) == (1, 1)
+        and tuple(lay.stride) == (1, 1)
+        and lay.pad_top == 0
+        and lay.pad_left == 0
+    )
+    return pointwise or lay.op == Op.FULLY_CONNECTED
+
+
+# Rows the int8 path quantizes at once (PEFT_S8S8_ROWS, lib/peft/kernels/peft_kernel_check.h).
+_S8S8_ROWS = 8
+
+
+def int8_backward_scratch_bytes(out_features: int) -> int:
+    """peft_fc_bwd_input_s8s8_get_buffer_size: PEFT_S8S8_ROWS quantized gradient rows and
+    4 widened weight columns, int16, each padded to a pair, and one float scale per row
+    (the plan layout check and tests/python/test_runtime_plan.py hold it to the C query)."""
+    pairs = out_features + out_features % 2
+    return 2 * pairs * (_S8S8_ROWS + 4) + 4 * _S8S8_ROWS
 
 
 def _layer_macs(g: Graph, lay: Layer) -> int:
@@ -583,12 +623,16 @@ def build_plan(
     act_cache: str = "s8",
     seed: int = 0,
     update: str = "batch",
+    int8_backward: bool = False,
 ) -> Plan:
     """Lay out the trainable part of `graph` (layers marked by methods.py).
 
     `update` "layer" applies each layer's optimizer update as soon as its
     gradients are complete during backward (one sample per step, no gradient
-    buffers kept across layers: MCUNetV3's operator reordering)."""
+    buffers kept across layers: MCUNetV3's operator reordering).
+    `int8_backward` puts the input gradient of every frozen pointwise conv and
+    FC layer on the int8 path (the output gradient quantized per row to int8,
+    integer products with the int8 weights: peft_fc_bwd_input_s8s8)."""
     optimizer.check()
     if act_cache not in CACHE_DTYPES:
         raise UserError(f"unknown activation cache {act_cache!r} (use 'f32' or 's8')")
@@ -652,6 +696,9 @@ def build_plan(
         pl.backward_inputs = [tensors[t].needs_grad for t in pl.inputs]
         pl.needs_input_values = pl.train_weight or pl.lora
         pl.keeps_mask = pl.runs_backward and lay.activation != Activation.NONE
+        pl.int8_input_grad = (
+            int8_backward and has_fc_form(lay) and pl.backward_inputs[0] and not pl.train_weight
+        )
         if pl.needs_input_values:
             tensors[pl.inputs[0]].cached = True
 
@@ -667,6 +714,7 @@ def build_plan(
         layers=layers,
         tensors=tensors,
         update=update,
+        int8_backward=int8_backward,
     )
     if plan.trainable_parameters == 0:
         raise UserError("nothing to train: the marked layers have no trainable parameters")
@@ -797,6 +845,10 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
                 if trains:
                     k = pl.index
                     add(0, "param_grad", k, 4 * counts[part], bwd(k), bwd(k), part)
+    for pl in layers:
+        if pl.int8_input_grad:
+            k = pl.index
+            add(0, "bwd_s8s8", k, int8_backward_scratch_bytes(pl.out_features), bwd(k), bwd(k))
 
     # Inference arena.
     for t, pt in enumerate(tensors):
