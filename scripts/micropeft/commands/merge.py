@@ -49,12 +49,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fold the trained parameters into full.tflite: LoRA merged into the weights "
         "and requantized per channel, BitFit biases, scale/shift folded into weights and biases, "
         "the trained head and fully or sparsely updated weights; biases are requantized with "
-        "input scale x weight scale. With --dataset, the activations from the split on are "
-        "recalibrated (min/max of what the runtime computes on its training samples; the "
-        "logits' range starts at the lowest third-highest logit, lower ones never decide a "
-        "class and clip), so that a head whose logits grew does not saturate; without it "
-        "every activation keeps the quantization the model was converted with (outputs whose "
-        "range the training widened then clip, and predictions may differ from the runtime's).",
+        "input scale x weight scale. With --dataset, requantized weights are rounded to "
+        "minimise the layer's output error on its training samples (errors compensated "
+        "across inputs, the mean error into the bias), and the activations from the split on "
+        "are recalibrated (min/max of what the runtime computes; the int8 logits' range "
+        "starts at the lowest winning logit, lower ones never decide a class and clip); "
+        "without it weights round to nearest and every activation "
+        "keeps the quantization the model was converted with (outputs whose range the "
+        "training widened then clip, and predictions may differ from the runtime's).",
     )
     _source_arguments(merge)
     merge.add_argument(
