@@ -6,7 +6,8 @@ tensors, so that TFLite or TFLM run the adapted model with no micropeft code:
 
 - weights: ``W' = gamma * W + (alpha / r) * B A`` (the trained W where full,
   last-layer or sparse updates train it), requantized per output channel
-  (scale ``max |W'| / 127``, or one scale for a per-tensor layer). With a
+  (the original scale where the new weights still fit its range, else
+  ``max |W'| / 127``; one scale for a per-tensor layer). With a
   calibration set the codes are not rounded to nearest but one input at a time,
   each rounding error compensated on the inputs still to round (GPTQ's order,
   through the inverse Gram matrix of the layer's inputs as the runtime computes
@@ -584,15 +585,21 @@ class MergeResult:
 
 
 def _requantize_weights(
-    w: np.ndarray, axis: int, per_channel: bool, fallback: np.ndarray
+    w: np.ndarray, axis: int, original: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """int8 weights (narrow range, TFLite's -127..127) and their float32 scales."""
+    """int8 weights (narrow range, TFLite's -127..127) and their float32 scales: a
+    channel whose new weights still fit its original scale's range keeps that scale
+    (the weights trained from ``s * q``: a change smaller than a step costs at most
+    the change itself, where a new grid would round every weight afresh); a wider one
+    gets ``max |w| / 127``. One scale (`original` of size 1) stays per tensor."""
+    per_channel = original.size > 1
     moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
     if per_channel:
         peak = np.max(np.abs(moved), axis=1)
     else:
         peak = np.full(1, np.max(np.abs(moved)))
-    scales = np.where(peak > 0, peak / 127.0, fallback).astype(np.float32)
+    old = original.astype(np.float64)
+    scales = np.where(peak <= 127.0 * old * (1 + 1e-6), old, peak / 127.0).astype(np.float32)
     q = np.clip(np.round(w / _per_channel(w, axis, scales.astype(np.float64))
                          if per_channel else w / float(scales[0])), -127, 127)  # fmt: skip
     return q.astype(np.int8), scales
@@ -665,7 +672,7 @@ def merge(
         w_scales = reference.read_scales(bytes(full_model), layer.weights)
         if index in requantized:
             axis = _channel_axis(layer)
-            q, w_scales = _requantize_weights(w, axis, w_scales.size > 1, w_scales.max())
+            q, w_scales = _requantize_weights(w, axis, w_scales)
             if index in gram:
                 rows = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
                 row_scales = np.broadcast_to(w_scales, (len(rows),))
