@@ -57,12 +57,12 @@ typedef struct {
 
 /** A loaded plan. Caller-owned; filled by peft_plan_load(); treat as read-only. */
 typedef struct {
-	const uint8_t *blob;   /**< The plan blob (not copied). */
-	size_t blob_len;       /**< Its declared total length. */
-	const uint8_t *model;  /**< The .tflite model (not copied; weights read in place). */
+	const uint8_t *blob;  /**< The plan blob (not copied). */
+	size_t blob_len;      /**< Its declared total length. */
+	const uint8_t *model; /**< The .tflite model (not copied; weights read in place). */
 	size_t model_len;
-	uint32_t crc;          /**< The plan's CRC32 (identifies it in a state blob). */
-	uint32_t seed;         /**< Seed of the LoRA initialisation. */
+	uint32_t crc;  /**< The plan's CRC32 (identifies it in a state blob). */
+	uint32_t seed; /**< Seed of the LoRA initialisation. */
 	int32_t num_tensors;
 	int32_t num_layers;
 	int32_t input_tensor;  /**< Plan tensor index of the input (crosses the split). */
@@ -70,16 +70,16 @@ typedef struct {
 	int32_t num_classes;
 	peft_cache_dtype act_cache;
 	peft_update_mode update;
-	uint32_t flags;           /**< Plan options: PEFT_PLAN_FLAG_* bits. */
+	uint32_t flags; /**< Plan options: PEFT_PLAN_FLAG_* bits. */
 	peft_optimizer_config optimizer;
-	int32_t num_buffers;      /**< Work-region buffer records (both arenas). */
+	int32_t num_buffers;       /**< Work-region buffer records (both arenas). */
 	uint32_t trainable_params; /**< Number of trainable float parameters. */
-	peft_region params;       /**< Same offset in both arenas. */
-	peft_region param_grads;  /**< Train arena (empty with PEFT_UPDATE_LAYER). */
+	peft_region params;        /**< Same offset in both arenas. */
+	peft_region param_grads;   /**< Train arena (empty with PEFT_UPDATE_LAYER). */
 	peft_region optimizer_state;
-	peft_region work;         /**< Train arena: buffers laid out by lifetime. */
+	peft_region work; /**< Train arena: buffers laid out by lifetime. */
 	uint32_t train_size;
-	peft_region infer_work;   /**< Infer arena. */
+	peft_region infer_work; /**< Infer arena. */
 	uint32_t infer_size;
 } peft_plan;
 
@@ -91,8 +91,8 @@ typedef struct {
  * shapes, indices, methods, optimizer), every weight reference (inside the
  * model, aligned, counts consistent with shapes), that the methods and the
  * optimizer are compiled in (and the int8 backward path when the plan's flags
- * ask for it: PEFT_ERR_PLAN_INT8_NOT_COMPILED without CONFIG_PEFT_INT8_BACKWARD), and that every stored arena offset equals the
- * runtime's own layout.
+ * ask for it: PEFT_ERR_PLAN_INT8_NOT_COMPILED without CONFIG_PEFT_INT8_BACKWARD), and that every
+ * stored arena offset equals the runtime's own layout.
  *
  * @param plan      filled on success (untouched contents are meaningless on failure).
  * @param blob      the plan blob (4-byte aligned); may be longer than its declared length.

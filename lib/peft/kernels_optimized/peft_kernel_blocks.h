@@ -24,26 +24,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PEFT_MAC4(c0, c1, c2, c3, x)                                                        \
-	do {                                                                                \
-		c0 += (x) * w0;                                                             \
-		c1 += (x) * w1;                                                             \
-		c2 += (x) * w2;                                                             \
-		c3 += (x) * w3;                                                             \
+#define PEFT_MAC4(c0, c1, c2, c3, x)                                                               \
+	do {                                                                                       \
+		c0 += (x) * w0;                                                                    \
+		c1 += (x) * w1;                                                                    \
+		c2 += (x) * w2;                                                                    \
+		c3 += (x) * w3;                                                                    \
 	} while (0)
 
-#define PEFT_LOAD_ACC16(acc)                                                                \
-	float c00 = acc[0], c01 = acc[1], c02 = acc[2], c03 = acc[3];                       \
-	float c10 = acc[4], c11 = acc[5], c12 = acc[6], c13 = acc[7];                       \
-	float c20 = acc[8], c21 = acc[9], c22 = acc[10], c23 = acc[11];                     \
+#define PEFT_LOAD_ACC16(acc)                                                                       \
+	float c00 = acc[0], c01 = acc[1], c02 = acc[2], c03 = acc[3];                              \
+	float c10 = acc[4], c11 = acc[5], c12 = acc[6], c13 = acc[7];                              \
+	float c20 = acc[8], c21 = acc[9], c22 = acc[10], c23 = acc[11];                            \
 	float c30 = acc[12], c31 = acc[13], c32 = acc[14], c33 = acc[15]
 
-#define PEFT_STORE_ACC16(acc)                                                               \
-	do {                                                                                \
-		acc[0] = c00, acc[1] = c01, acc[2] = c02, acc[3] = c03;                     \
-		acc[4] = c10, acc[5] = c11, acc[6] = c12, acc[7] = c13;                     \
-		acc[8] = c20, acc[9] = c21, acc[10] = c22, acc[11] = c23;                   \
-		acc[12] = c30, acc[13] = c31, acc[14] = c32, acc[15] = c33;                 \
+#define PEFT_STORE_ACC16(acc)                                                                      \
+	do {                                                                                       \
+		acc[0] = c00, acc[1] = c01, acc[2] = c02, acc[3] = c03;                            \
+		acc[4] = c10, acc[5] = c11, acc[6] = c12, acc[7] = c13;                            \
+		acc[8] = c20, acc[9] = c21, acc[10] = c22, acc[11] = c23;                          \
+		acc[12] = c30, acc[13] = c31, acc[14] = c32, acc[15] = c33;                        \
 	} while (0)
 
 /* pp, 4 x 4, float b. */

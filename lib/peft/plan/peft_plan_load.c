@@ -98,8 +98,8 @@ static uint32_t buffer_key(uint32_t arena, uint32_t kind, uint32_t owner, uint32
 uint32_t peft_plan_buffer_offset(const peft_plan *plan, int arena, peft_buffer_kind kind,
 				 int32_t owner, int32_t part)
 {
-	const uint32_t key = buffer_key((uint32_t)arena, (uint32_t)kind, (uint32_t)owner,
-					(uint32_t)part);
+	const uint32_t key =
+		buffer_key((uint32_t)arena, (uint32_t)kind, (uint32_t)owner, (uint32_t)part);
 	int32_t lo = 0;
 	int32_t hi = plan->num_buffers;
 
@@ -233,8 +233,11 @@ static peft_status check_layer_fields(const peft_plan *plan, int32_t k)
 		return PEFT_ERR_PLAN_FIELD;
 	}
 	const peft_op_shapes shapes = {
-		&r, {in, two_inputs ? tensor_dims(plan, r.input[1]) : (peft_dims){0, 0, 0}},
-		out, in_size, out_size};
+		&r,
+		{in, two_inputs ? tensor_dims(plan, r.input[1]) : (peft_dims){0, 0, 0}},
+		out,
+		in_size,
+		out_size};
 
 	if (!op->shapes_ok(&shapes)) {
 		return PEFT_ERR_PLAN_FIELD;
@@ -284,11 +287,13 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	uint32_t trains = 0;
 
 	PEFT_TRY(peft_methods_trains(r->methods, &trains));
-	const int32_t rank = (r->methods & (PEFT_METHOD_LORA | PEFT_METHOD_DORA)) ? r->lora_rank : 0;
+	const int32_t rank =
+		(r->methods & (PEFT_METHOD_LORA | PEFT_METHOD_DORA)) ? r->lora_rank : 0;
 
 	out->counts[PEFT_PARAM_WEIGHT] = (int32_t)r->weights.count;
 	out->counts[PEFT_PARAM_BIAS] = (int32_t)r->bias.count;
-	out->counts[PEFT_PARAM_GAMMA] = (r->methods & PEFT_METHOD_SCALE_SHIFT) ? out->out_features : 0;
+	out->counts[PEFT_PARAM_GAMMA] =
+		(r->methods & PEFT_METHOD_SCALE_SHIFT) ? out->out_features : 0;
 	out->counts[PEFT_PARAM_BETA] = out->counts[PEFT_PARAM_GAMMA];
 	out->counts[PEFT_PARAM_LORA_A] = rank * out->in_features;
 	out->counts[PEFT_PARAM_LORA_B] = out->out_features * rank;
@@ -299,15 +304,16 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	}
 	peft_plan_read_tensor(plan, r->output, &t);
 	out->runs_backward = t.needs_grad != 0;
-	out->needs_input_values = out->trainable[PEFT_PARAM_WEIGHT] || out->trainable[PEFT_PARAM_LORA_A];
+	out->needs_input_values =
+		out->trainable[PEFT_PARAM_WEIGHT] || out->trainable[PEFT_PARAM_LORA_A];
 	out->keeps_mask = out->runs_backward && r->activation != PEFT_ACT_NONE;
 	out->scales_lin = out->trainable[PEFT_PARAM_GAMMA] || out->trainable[PEFT_PARAM_IA3_L];
 	/* The int8 path's kernel is a fully connected one: FC, and 1x1 stride-1
 	 * unpadded convs (same [out][in] weights, one row per pixel). */
-	const bool fc_form = r->op == PEFT_OP_FULLY_CONNECTED ||
-			     (r->op == PEFT_OP_CONV_2D && r->kernel_h == 1 && r->kernel_w == 1 &&
-			      r->stride_h == 1 && r->stride_w == 1 && r->pad_top == 0 &&
-			      r->pad_left == 0);
+	const bool fc_form =
+		r->op == PEFT_OP_FULLY_CONNECTED ||
+		(r->op == PEFT_OP_CONV_2D && r->kernel_h == 1 && r->kernel_w == 1 &&
+		 r->stride_h == 1 && r->stride_w == 1 && r->pad_top == 0 && r->pad_left == 0);
 	out->int8_input_grad = (plan->flags & PEFT_PLAN_FLAG_INT8_BACKWARD) != 0 && fc_form &&
 			       out->backward_input[0] && !out->trainable[PEFT_PARAM_WEIGHT];
 	return PEFT_OK;
@@ -444,9 +450,9 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 		if (!peft_shape_ok(t.h, t.w, t.c)) {
 			return PEFT_ERR_PLAN_SHAPE;
 		}
-		if (!isfinite(t.scale) ||
-		    t.scale <= 0.0f || t.zero_point < -128 || t.zero_point > 127 ||
-		    t.cache_dtype > PEFT_CACHE_S8 || t.needs_grad > 1u || t.reserved != 0) {
+		if (!isfinite(t.scale) || t.scale <= 0.0f || t.zero_point < -128 ||
+		    t.zero_point > 127 || t.cache_dtype > PEFT_CACHE_S8 || t.needs_grad > 1u ||
+		    t.reserved != 0) {
 			return PEFT_ERR_PLAN_FIELD;
 		}
 	}

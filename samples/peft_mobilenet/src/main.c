@@ -231,7 +231,8 @@ static peft_status split_activation(uint32_t i, const int8_t **out)
 		*out = prefix_cache + (size_t)i * n;
 		return PEFT_OK;
 	}
-	peft_status st = peft_tflm_run_s8(&prefix, sample_input(i), data.sample_bytes, split_buf, n);
+	peft_status st =
+		peft_tflm_run_s8(&prefix, sample_input(i), data.sample_bytes, split_buf, n);
 
 	*out = split_buf;
 	return st;
@@ -392,8 +393,8 @@ static int load_images(void)
 /* A fresh trainer on the plan, with the sample's bound on parameter magnitude. */
 static peft_status start_trainer(void)
 {
-	const peft_status st =
-		peft_trainer_init(&trainer, &plan, PEFT_MODE_TRAIN, train_arena, trainer_arena_need);
+	const peft_status st = peft_trainer_init(&trainer, &plan, PEFT_MODE_TRAIN, train_arena,
+						 trainer_arena_need);
 
 	if (st != PEFT_OK) {
 		return st;
@@ -530,7 +531,8 @@ static uint32_t resume(bool *can_save)
 			*can_save = false;
 		}
 		printk("%s: starting from the model's parameters\n",
-		       (rep[0].erased && rep[1].erased) ? "no saved state" : "no usable saved state");
+		       (rep[0].erased && rep[1].erased) ? "no saved state"
+							: "no usable saved state");
 		return 0;
 	}
 	printk("resumed from state slot %d (epoch %u, sequence %u)\n", store.current,
@@ -647,7 +649,8 @@ int main(void)
 				keep_saved_state();
 				return finish("stopped: training diverged");
 			} else {
-				LOG_ERR("saving the state failed (%d); the previous slot stays valid",
+				LOG_ERR("saving the state failed (%d); the previous slot stays "
+					"valid",
 					rc);
 			}
 		}

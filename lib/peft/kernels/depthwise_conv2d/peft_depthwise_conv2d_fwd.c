@@ -33,7 +33,8 @@ static void depthwise_fwd(const peft_conv_params *p, const float *in, const peft
 			peft_zero_f32(ch, o);
 			for (int32_t ky = ky_lo; ky < ky_hi; ky++) {
 				for (int32_t kx = kx_lo; kx < kx_hi; kx++) {
-					const float *x = in + ((iy0 + ky) * p->in.w + ix0 + kx) * ch;
+					const float *x =
+						in + ((iy0 + ky) * p->in.w + ix0 + kx) * ch;
 					const int32_t at = (ky * p->kernel_w + kx) * ch;
 
 					if (w->q != NULL) {
@@ -44,7 +45,8 @@ static void depthwise_fwd(const peft_conv_params *p, const float *in, const peft
 				}
 			}
 			for (int32_t c = 0; c < ch; c++) {
-				o[c] = o[c] * peft_wsrc_scale(w, c) + (bias != NULL ? bias[c] : 0.0f);
+				o[c] = o[c] * peft_wsrc_scale(w, c) +
+				       (bias != NULL ? bias[c] : 0.0f);
 			}
 		}
 	}

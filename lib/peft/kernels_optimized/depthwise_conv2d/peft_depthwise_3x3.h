@@ -12,9 +12,9 @@
  * the window's tap t (row-major) at p + (t / 3) * rs + (t % 3) * cs + c, then
  * out[c] = (add ? out[c] : 0) + y_c * scale[c] + shift[c]. Taps add in row-major
  * order. */
-static inline void peft_dw3x3_pair(int32_t n, const float *p, int32_t rs, int32_t cs,
-				   int32_t step, const float *w, const float *scale,
-				   const float *shift, bool add, float *out, int32_t out_step)
+static inline void peft_dw3x3_pair(int32_t n, const float *p, int32_t rs, int32_t cs, int32_t step,
+				   const float *w, const float *scale, const float *shift, bool add,
+				   float *out, int32_t out_step)
 {
 	const float a0 = w[0], a1 = w[2], a2 = w[4], a3 = w[6], a4 = w[8], a5 = w[10];
 	const float a6 = w[12], a7 = w[14], a8 = w[16];
@@ -58,8 +58,7 @@ static inline void peft_dw3x3_pair(int32_t n, const float *p, int32_t rs, int32_
 /* For n pixels: acc[t * 2 + c] += x(t) * g[c] (x(t) as above, g advancing by
  * g_step): the weight gradient's 18 sums of one channel pair. */
 static inline void peft_dw3x3_weight_pair(int32_t n, const float *p, int32_t rs, int32_t cs,
-					  int32_t step, const float *g, int32_t g_step,
-					  float *acc)
+					  int32_t step, const float *g, int32_t g_step, float *acc)
 {
 	float a0 = acc[0], a1 = acc[2], a2 = acc[4], a3 = acc[6], a4 = acc[8], a5 = acc[10];
 	float a6 = acc[12], a7 = acc[14], a8 = acc[16];

@@ -30,7 +30,8 @@ static void input_pixel(const peft_conv_params *p, const peft_wsrc *w, const flo
 		const int32_t nb = c_hi - c0 < PEFT_KERNEL_BLOCK ? c_hi - c0 : PEFT_KERNEL_BLOCK;
 
 		peft_zero_f32(nb, acc);
-		for (int32_t ky = ry % p->stride_h; ky < p->kernel_h && ky <= ry; ky += p->stride_h) {
+		for (int32_t ky = ry % p->stride_h; ky < p->kernel_h && ky <= ry;
+		     ky += p->stride_h) {
 			const int32_t oy = (ry - ky) / p->stride_h;
 
 			if (oy >= p->out.h) {
@@ -226,9 +227,9 @@ static void weight_pair3x3(const peft_conv_params *p, const float *in, const flo
 		if (inner_row && ox_hi > ox_lo) {
 			const int32_t ix0 = ox_lo * sw - p->pad_left;
 
-			peft_dw3x3_weight_pair(ox_hi - ox_lo, in + (iy0 * p->in.w + ix0) * ch + c,
-					       p->in.w * ch, ch, sw * ch,
-					       grad_out + (oy * p->out.w + ox_lo) * ch + c, ch, acc);
+			peft_dw3x3_weight_pair(
+				ox_hi - ox_lo, in + (iy0 * p->in.w + ix0) * ch + c, p->in.w * ch,
+				ch, sw * ch, grad_out + (oy * p->out.w + ox_lo) * ch + c, ch, acc);
 		}
 	}
 	for (int32_t t = 0; t < 9; t++) {

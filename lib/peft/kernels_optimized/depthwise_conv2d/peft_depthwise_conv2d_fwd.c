@@ -101,16 +101,17 @@ static void depthwise_fwd(const peft_conv_params *p, const float *in, const peft
 
 	for (int32_t c = 0; c + 1 < ch; c += 2) {
 		const float scale[2] = {peft_wsrc_scale(w, c), peft_wsrc_scale(w, c + 1)};
-		const float shift[2] = {bias != NULL ? bias[c] : 0.0f, bias != NULL ? bias[c + 1] : 0.0f};
+		const float shift[2] = {bias != NULL ? bias[c] : 0.0f,
+					bias != NULL ? bias[c + 1] : 0.0f};
 
 		pair_weights(w, ch, c, w18);
 		for (int32_t oy = oy_lo; oy < oy_hi; oy++) {
 			const int32_t iy0 = oy * p->stride_h - p->pad_top;
 			const int32_t ix0 = ox_lo * p->stride_w - p->pad_left;
 
-			peft_dw3x3_pair(ox_hi - ox_lo, in + (iy0 * p->in.w + ix0) * ch + c, p->in.w * ch,
-					ch, p->stride_w * ch, w18, scale, shift, false,
-					out + (oy * p->out.w + ox_lo) * ch + c, ch);
+			peft_dw3x3_pair(ox_hi - ox_lo, in + (iy0 * p->in.w + ix0) * ch + c,
+					p->in.w * ch, ch, p->stride_w * ch, w18, scale, shift,
+					false, out + (oy * p->out.w + ox_lo) * ch + c, ch);
 		}
 	}
 }

@@ -37,9 +37,13 @@ static void fc_bwd_input(const peft_fc_params *p, const peft_wsrc *w, const floa
 				for (int32_t r = 0; r < nr; r++) {
 					for (int32_t c = 0; c < nc; c++) {
 						for (int32_t o = 0; o < n_out; o++) {
-							const float wv = w->q != NULL
-								? (float)w->q[o * n_in + c] * peft_wsrc_scale(w, o)
-								: w->f[o * n_in + c];
+							const float wv =
+								w->q != NULL
+									? (float)w->q[o * n_in +
+										      c] *
+										  peft_wsrc_scale(w,
+												  o)
+									: w->f[o * n_in + c];
 
 							acc[r * 4 + c] += g[r * n_out + o] * wv;
 						}
@@ -51,8 +55,8 @@ static void fc_bwd_input(const peft_fc_params *p, const peft_wsrc *w, const floa
 			} else if (nr == 4) {
 				peft_blk_pc4x4_f32(n_out, g, n_out, w->f + c0, n_in, acc);
 			} else if (w->q != NULL) {
-				peft_blk_pc1x4_s8(n_out, g, w->q + c0, n_in, w->scales, w->scale_step,
-						  acc);
+				peft_blk_pc1x4_s8(n_out, g, w->q + c0, n_in, w->scales,
+						  w->scale_step, acc);
 			} else {
 				peft_blk_pc1x4_f32(n_out, g, w->f + c0, n_in, acc);
 			}
@@ -61,8 +65,8 @@ static void fc_bwd_input(const peft_fc_params *p, const peft_wsrc *w, const floa
 
 			for (int32_t r = r_new; r < nr; r++) {
 				for (int32_t c = c_new; c < nc; c++) {
-					peft_blk_put(grad_in + (r0 + r) * n_in + c0 + c, acc[r * 4 + c],
-						     accumulate);
+					peft_blk_put(grad_in + (r0 + r) * n_in + c0 + c,
+						     acc[r * 4 + c], accumulate);
 				}
 			}
 		}
@@ -131,7 +135,8 @@ peft_status peft_fc_bwd_weight_f32(const peft_fc_params *p, const float *in, con
 
 			peft_blk_zero(16, acc);
 			if (no == 4 && nc == 4) {
-				peft_blk_cc4x4_f32(p->rows, grad_out + o0, n_out, in + c0, n_in, acc);
+				peft_blk_cc4x4_f32(p->rows, grad_out + o0, n_out, in + c0, n_in,
+						   acc);
 			} else {
 				peft_blk_cc_tail_f32(p->rows, no, nc, grad_out + o0, n_out, in + c0,
 						     n_in, acc);

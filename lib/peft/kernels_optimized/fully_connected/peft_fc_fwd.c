@@ -11,21 +11,22 @@
 #include "../peft_kernel_blocks.h"
 #include "peft/peft_kernels.h"
 
-static void store_block(const peft_fc_params *p, const peft_wsrc *w, const float *bias,
-			int32_t r0, int32_t nr, int32_t o0, const float *acc, float *out)
+static void store_block(const peft_fc_params *p, const peft_wsrc *w, const float *bias, int32_t r0,
+			int32_t nr, int32_t o0, const float *acc, float *out)
 {
 	for (int32_t r = 0; r < nr; r++) {
 		for (int32_t q = 0; q < 4; q++) {
 			const int32_t o = o0 + q;
 
 			out[(r0 + r) * p->out_features + o] =
-				acc[r * 4 + q] * peft_wsrc_scale(w, o) + (bias != NULL ? bias[o] : 0.0f);
+				acc[r * 4 + q] * peft_wsrc_scale(w, o) +
+				(bias != NULL ? bias[o] : 0.0f);
 		}
 	}
 }
 
-static void fc_fwd(const peft_fc_params *p, const float *in, const peft_wsrc *w,
-		   const float *bias, float *out)
+static void fc_fwd(const peft_fc_params *p, const float *in, const peft_wsrc *w, const float *bias,
+		   float *out)
 {
 	const int32_t n_in = p->in_features;
 	const int32_t n_out = p->out_features;
@@ -53,9 +54,11 @@ static void fc_fwd(const peft_fc_params *p, const float *in, const peft_wsrc *w,
 
 			peft_blk_zero(16, acc);
 			if (nr == 4 && w->q != NULL) {
-				peft_blk_pp4x4_s8(1, n_in, x, n_in, 0, w->q + o0 * n_in, n_in, 0, acc);
+				peft_blk_pp4x4_s8(1, n_in, x, n_in, 0, w->q + o0 * n_in, n_in, 0,
+						  acc);
 			} else if (nr == 4) {
-				peft_blk_pp4x4_f32(1, n_in, x, n_in, 0, w->f + o0 * n_in, n_in, 0, acc);
+				peft_blk_pp4x4_f32(1, n_in, x, n_in, 0, w->f + o0 * n_in, n_in, 0,
+						   acc);
 			} else if (w->q != NULL) {
 				peft_blk_pp1x4_s8(1, n_in, x, 0, w->q + o0 * n_in, n_in, 0, acc);
 			} else {
