@@ -166,6 +166,16 @@ static bool scale_count_ok(uint32_t n, int32_t channels)
 	return n == 1u || n == (uint32_t)channels;
 }
 
+/* A fully connected layer, or a 1x1 stride-1 unpadded conv (the same [out][in]
+ * weights, one row per pixel): where LoRA and DoRA attach, and what the int8
+ * backward kernel computes (planning/plan.py has_fc_form). */
+static bool has_fc_form(const peft_layer_rec *r)
+{
+	return r->op == PEFT_OP_FULLY_CONNECTED ||
+	       (r->op == PEFT_OP_CONV_2D && r->kernel_h == 1 && r->kernel_w == 1 &&
+		r->stride_h == 1 && r->stride_w == 1 && r->pad_top == 0 && r->pad_left == 0);
+}
+
 /* Everything that needs only the record and its tensors' shapes. */
 static peft_status check_layer_fields(const peft_plan *plan, int32_t k)
 {
@@ -200,13 +210,8 @@ static peft_status check_layer_fields(const peft_plan *plan, int32_t k)
 		return PEFT_ERR_PLAN_FIELD;
 	}
 	if (r.methods & (PEFT_METHOD_LORA | PEFT_METHOD_DORA)) {
-		const bool pointwise = r.op == PEFT_OP_CONV_2D && r.kernel_h == 1 &&
-				       r.kernel_w == 1 && r.stride_h == 1 && r.stride_w == 1 &&
-				       r.pad_top == 0 && r.pad_left == 0;
-
-		if (!(pointwise || r.op == PEFT_OP_FULLY_CONNECTED) || r.lora_rank < 1 ||
-		    r.lora_rank > PEFT_MAX_LORA_RANK || !isfinite(r.lora_alpha) ||
-		    r.lora_alpha <= 0.0f) {
+		if (!has_fc_form(&r) || r.lora_rank < 1 || r.lora_rank > PEFT_MAX_LORA_RANK ||
+		    !isfinite(r.lora_alpha) || r.lora_alpha <= 0.0f) {
 			return PEFT_ERR_PLAN_FIELD;
 		}
 	} else if (r.lora_rank != 0 || r.lora_alpha != 0.0f) {
@@ -308,14 +313,10 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 		out->trainable[PEFT_PARAM_WEIGHT] || out->trainable[PEFT_PARAM_LORA_A];
 	out->keeps_mask = out->runs_backward && r->activation != PEFT_ACT_NONE;
 	out->scales_lin = out->trainable[PEFT_PARAM_GAMMA] || out->trainable[PEFT_PARAM_IA3_L];
-	/* The int8 path's kernel is a fully connected one: FC, and 1x1 stride-1
-	 * unpadded convs (same [out][in] weights, one row per pixel). */
-	const bool fc_form =
-		r->op == PEFT_OP_FULLY_CONNECTED ||
-		(r->op == PEFT_OP_CONV_2D && r->kernel_h == 1 && r->kernel_w == 1 &&
-		 r->stride_h == 1 && r->stride_w == 1 && r->pad_top == 0 && r->pad_left == 0);
-	out->int8_input_grad = (plan->flags & PEFT_PLAN_FLAG_INT8_BACKWARD) != 0 && fc_form &&
-			       out->backward_input[0] && !out->trainable[PEFT_PARAM_WEIGHT];
+	/* The int8 path's kernel is a fully connected one. */
+	out->int8_input_grad = (plan->flags & PEFT_PLAN_FLAG_INT8_BACKWARD) != 0 &&
+			       has_fc_form(r) && out->backward_input[0] &&
+			       !out->trainable[PEFT_PARAM_WEIGHT];
 	return PEFT_OK;
 }
 
