@@ -161,15 +161,7 @@ def prepare(args: argparse.Namespace, cfg: Any) -> Prepared:
     methods.apply_method(graph, cfg)
     split = plan.choose_split(graph)
     device = tflite_graph.device_model_for_graph(full, graph, split)
-    the_plan = plan.build_plan(
-        graph,
-        device,
-        cfg.optimizer_config(),
-        cfg.act_cache,
-        cfg.seed,
-        update=cfg.update,
-        int8_backward=cfg.int8_backward,
-    )
+    the_plan = cfg.plan(graph, device)
     blob = the_plan.to_bytes()
     prefix = convert.run_tflm(device, samples[:1])
     state_bytes = _state_bytes(the_plan)

@@ -60,7 +60,7 @@ from micropeft.errors import UserError
 from micropeft.host import reference, runtime
 from micropeft.host.reference import in_channels, weight_shape
 from micropeft.host.runtime import PARAM_KINDS, Status
-from micropeft.planning import config, methods, plan
+from micropeft.planning import config, methods
 from micropeft.prep import convert, datasets, tflite_graph
 from micropeft.prep.convert import quiet_native_stderr
 from micropeft.prep.graph import ArrayRef, Graph, Layer, Method, Op
@@ -96,9 +96,7 @@ class ModelFolder:
             raise UserError(f"{self.path / 'summary.json'} has no method: run prepare-model again")
         cfg = config.config_from_dict(method, str(self.path / "summary.json"))
         methods.apply_method(graph, cfg)
-        the_plan = plan.build_plan(
-            graph, self.device, cfg.optimizer_config(), cfg.act_cache, cfg.seed
-        )
+        the_plan = cfg.plan(graph, self.device)
         if the_plan.to_bytes() != self.plan_blob:
             raise UserError(
                 f"{self.path}: plan.bin is not the plan summary.json describes "

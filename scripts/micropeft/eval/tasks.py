@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 from micropeft.errors import UserError
 from micropeft.eval.results import optimizer_text
 from micropeft.files import write_atomic
-from micropeft.planning import plan
+from micropeft.planning import config, methods
 from micropeft.planning.methods import MethodConfig
 from micropeft.planning.plan import OptimizerConfig
 from micropeft.prep import convert, datasets, models, tflite_graph
@@ -69,7 +69,8 @@ DEFAULT_TASK = "animal-to-digits"
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One benchmarked method: a MethodConfig's fields plus its optimizer."""
+    """One benchmarked method: a shipped recipe (micropeft/recipes/NAME.yaml, loaded by
+    planning.config), as the fields that decide a benchmark run."""
 
     name: str
     label: str
@@ -78,33 +79,39 @@ class MethodSpec:
     targets: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     r: int = 4
     lora_alpha: float = 8.0
-    # SGD with momentum by default: one state array per parameter (Adam needs two), and
-    # its updates scale with the gradient, so C and TF trajectories stay comparable when
-    # the whole network is trained (Adam's normalisation turns rounding-level gradients
-    # into full-size steps, and a flipped ReLU then grows). Methods that train only the
-    # last layers use Adam: it copes with the badly conditioned pooled features (see
-    # LR_SWEEP) and there C and TF stay step for step together.
     optimizer: str = "sgd"
-    lr: float = 0.01  # the optimizer and rate are chosen per method by the sweep in LR_SWEEP
+    lr: float = 0.01
     momentum: float = 0.9  # SGD only
-    # "layer": the leanest variant of a method, each layer's update applied during backward,
-    # one sample per step (no gradient buffers; plan.build_plan's update)
+    # "layer": each layer's update applied during backward, one sample per step
     update: str = "batch"
-    # The int8 backward path: input gradients through frozen 1x1 convs / dense layers from
-    # the int8-quantized output gradient (plan.build_plan's int8_backward)
+    # The int8 backward path (plan.build_plan's int8_backward)
     int8_backward: bool = False
 
-    def plan(self, graph: Any, model: bytes, seed: int) -> Any:
-        """The method's plan (the default act_cache: int8 kept values)."""
-
-        return plan.build_plan(
-            graph,
-            model,
-            self.optimizer_config(),
-            seed=seed,
-            update=self.update,
-            int8_backward=self.int8_backward,
+    @classmethod
+    def from_recipe(cls, name: str) -> MethodSpec:
+        """The shipped recipe `name`, as prepare-model --config NAME reads it."""
+        cfg = config.load_config(name)
+        targets = {
+            m: tuple(cfg.targets_for(m)) for m in cfg.methods if m in methods.DEFAULT_TARGETS
+        }
+        return cls(
+            name,
+            cfg.label or name,
+            cfg.description,
+            tuple(cfg.methods),
+            targets,
+            r=cfg.r,
+            lora_alpha=cfg.lora_alpha,
+            optimizer=cfg.optimizer,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            update=cfg.update,
+            int8_backward=cfg.int8_backward,
         )
+
+    def plan(self, graph: Any, model: bytes, seed: int) -> Any:
+        """The method's plan: MethodConfig.plan, the path prepare-model takes."""
+        return self.method_config().plan(graph, model, seed)
 
     def batch_size(self, cfg: BenchConfig) -> int:
         return 1 if self.update == "layer" else cfg.batch_size
@@ -113,8 +120,8 @@ class MethodSpec:
         """How the report names this method's optimizer."""
         return optimizer_text(asdict(self.optimizer_config()))
 
-    def method_config(self) -> Any:
-
+    def method_config(self) -> MethodConfig:
+        """The recipe's MethodConfig (training length and batch are bench's own)."""
         targets = {k: list(v) for k, v in self.targets.items()} or None
         return MethodConfig(
             method=list(self.method),
@@ -127,149 +134,41 @@ class MethodSpec:
             update=self.update,
             batch_size=1 if self.update == "layer" else 16,
             int8_backward=self.int8_backward,
+            label=self.label,
+            description=self.description,
         )
 
-    def optimizer_config(self) -> Any:
+    def optimizer_config(self) -> OptimizerConfig:
+        return self.method_config().optimizer_config()
 
-        if self.optimizer == "adam":
-            return OptimizerConfig(kind="adam", lr=self.lr)
-        return OptimizerConfig(kind="sgd", lr=self.lr, momentum=self.momentum)
+    def prepare_model_command(self, model_file: str | Path) -> str:
+        """The command that builds this recipe's plan for `model_file` (bench's int8
+        model, artifacts/model.tflite) for a device, as bench measured it (seed 0)."""
+        name = self.name
+        return f"micropeft prepare-model --tflite {model_file} --config {name} --out {name}"
 
 
-_LORA_TARGETS = {"lora": ("last:4:pointwise",)}
-
-METHODS: dict[str, MethodSpec] = {
-    spec.name: spec
-    for spec in (
-        MethodSpec(
-            "full",
-            "Full fine-tuning",
-            "every weight and bias",
-            ("full",),
-            lr=0.002,
-        ),
-        MethodSpec(
-            "last_layer",
-            "Last layer",
-            "the new classifier head only",
-            ("last_layer",),
-            optimizer="adam",
-            lr=0.01,
-        ),
-        MethodSpec(
-            "bitfit",
-            "BitFit + head",
-            "the biases of every layer, and the head",
-            ("bitfit", "last_layer"),
-            {"bitfit": ("all",)},
-        ),
-        MethodSpec(
-            "scale_shift",
-            "Scale+shift + head",
-            "a per-channel scale and shift after every layer with weights, and the head",
-            ("scale_shift", "last_layer"),
-            {"scale_shift": ("all",)},
-        ),
-        *[
-            MethodSpec(
-                f"lora_r{r}",
-                f"LoRA r={r} + head",
-                f"rank-{r} adapters (alpha 8) on the last 4 pointwise convolutions, and the head",
-                ("lora", "last_layer"),
-                _LORA_TARGETS,
-                r=r,
-                # r=4: Adam won the sweep but not the benchmark (62.1 % against SGD's 62.9 %)
-                optimizer="sgd" if r == 4 else "adam",
-                lr=0.01 if r == 4 else 0.003,
-            )
-            for r in (2, 4, 8)
-        ],
-        MethodSpec(
-            "sparse",
-            "Sparse update + head",
-            "weights and biases of the last 3 depthwise convolutions (MCUNetV3-style: a few "
-            "cheap layers near the output), and the head",
-            ("sparse", "last_layer"),
-            {"sparse": ("last:3:depthwise",)},
-            optimizer="adam",
-            lr=0.02,
-        ),
-        MethodSpec(
-            "lora_bitfit",
-            "LoRA r=4 + BitFit + head",
-            "rank-4 adapters on the last 4 pointwise convolutions, the biases of the last 8 "
-            "layers with weights, and the head",
-            ("lora", "bitfit", "last_layer"),
-            {"lora": ("last:4:pointwise",), "bitfit": ("last:8",)},
-            r=4,
-            optimizer="adam",
-            lr=0.003,
-        ),
-        # Not swept: the rate of the method each one refines (LoRA r=4, scale+shift).
-        MethodSpec(
-            "dora_r4",
-            "DoRA r=4 + head",
-            "weight-decomposed rank-4 adapters (alpha 8; a trained magnitude per output "
-            "channel) on the last 4 pointwise convolutions, and the head",
-            ("dora", "last_layer"),
-            {"dora": ("last:4:pointwise",)},
-            r=4,
-        ),
-        MethodSpec(
-            "ia3",
-            "IA3 + head",
-            "a trained scaling of the output channels of every layer with weights, and the head",
-            ("ia3", "last_layer"),
-            {"ia3": ("all",)},
-        ),
-        # The leanest variants of the methods whose memory is mostly per-sample state:
-        # per-layer updates (one sample per step, no gradient buffers) and SGD without
-        # momentum (no optimizer state). Rate: not swept; 0.005 per sample is about the
-        # batch methods' effective step (0.01 / (1 - 0.9) per batch of 16).
-        *[
-            MethodSpec(
-                f"{base}_lean",
-                f"{label}, per-layer updates",
-                f"as {base}, each layer's update applied during backward, one sample per "
-                "step, SGD without momentum",
-                method,
-                targets,
-                r=4,
-                optimizer="sgd",
-                lr=0.005,
-                momentum=0.0,
-                update="layer",
-            )
-            for base, label, method, targets in (
-                ("lora_r4", "LoRA r=4 + head", ("lora", "last_layer"), _LORA_TARGETS),
-                ("bitfit", "BitFit + head", ("bitfit", "last_layer"), {"bitfit": ("all",)}),
-                (
-                    "scale_shift",
-                    "Scale+shift + head",
-                    ("scale_shift", "last_layer"),
-                    {"scale_shift": ("all",)},
-                ),
-            )
-        ],
-    )
-}
-# The int8 backward path beside the float one: the same recipes, the input gradients through
-# the frozen pointwise convs computed from the int8-quantized output gradient (LoRA: the 3
-# adapted convs above the first one; BitFit: every pointwise conv; the head trains its
-# weights, so its input gradient stays float).
-METHODS.update(
-    {
-        f"{base}_int8bwd": replace(
-            METHODS[base],
-            name=f"{base}_int8bwd",
-            label=f"{METHODS[base].label}, int8 backward",
-            description=f"as {base}, input gradients through the frozen 1x1 convs from the "
-            "output gradient quantized to int8 per row",
-            int8_backward=True,
-        )
-        for base in ("lora_r4", "bitfit")
-    }
+# The shipped recipes in the order bench runs and reports them (each is one file; a test
+# holds this list to the folder).
+BENCH_RECIPES = (
+    "full",
+    "last_layer",
+    "bitfit",
+    "scale_shift",
+    "lora_r2",
+    "lora_r4",
+    "lora_r8",
+    "sparse",
+    "lora_bitfit",
+    "dora_r4",
+    "ia3",
+    "lora_r4_lean",
+    "bitfit_lean",
+    "scale_shift_lean",
+    "lora_r4_int8bwd",
+    "bitfit_int8bwd",
 )
+METHODS: dict[str, MethodSpec] = {name: MethodSpec.from_recipe(name) for name in BENCH_RECIPES}
 # How each method's optimizer and learning rate were chosen: 5 epochs, batch 16, 640 samples of
 # the digits TRAINING split, scored on 314 other samples of that split (never the test split),
 # mean over seeds 0 and 1, on the default pretrained model (recipe in models.PretrainConfig).

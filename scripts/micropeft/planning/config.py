@@ -1,23 +1,26 @@
-"""Method configuration from a YAML file and/or command-line flags.
+"""Method configuration (a recipe) from a YAML file and/or command-line flags.
 
-A YAML file holds MethodConfig's fields (see methods.py), e.g.
+A recipe is a YAML file in HF PEFT's vocabulary (`r`, `lora_alpha`,
+`target_modules`, `modules_to_save`, `bias`, `use_dora`, `peft_type`) plus
+MethodConfig's own fields (see methods.py), e.g.
 
-    method: [lora, bitfit]
+    label: LoRA r=4 + head     # how the report names it
+    method: lora
     r: 4
     lora_alpha: 8
-    target_modules: {lora: ["last:4:linear"], bitfit: [all]}
-    use_dora: false        # HF PEFT's LoRA option: true turns lora into dora
+    target_modules: [last:4:pointwise]
+    modules_to_save: [head]    # HF PEFT: trained whole; "head" is our last_layer
+    bias: none                 # HF PEFT: "all" / "lora_only" add bitfit
     optimizer: sgd
     lr: 0.01
-    epochs: 10
-    batch_size: 16
-    ram_budget: 160k
     act_cache: s8
     update: batch
     int8_backward: false
-    seed: 0
 
-Flags given on the command line override the file.
+The HF PEFT keys are translated into MethodConfig's fields on load (methods
+added to the list, per-method targets), so a loaded configuration has one form.
+The shipped recipes (micropeft/recipes/NAME.yaml) are bench's methods; `--config`
+takes a recipe's name or a file. Flags given on the command line override it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,30 @@ from pathlib import Path
 from typing import Any
 
 from micropeft.errors import UserError
+from micropeft.planning import methods
 from micropeft.planning.methods import ACT_CACHES, METHODS, OPTIMIZERS, UPDATES, MethodConfig
+
+# The shipped recipes: bench's methods, and what `prepare-model --config NAME` reads.
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+# HF PEFT's keys (LoraConfig, IA3Config): translated into ours on load...
+HF_MAPPED = ("peft_type", "use_dora", "bias", "modules_to_save")
+HF_PEFT_TYPES = {"LORA": "lora", "IA3": "ia3"}
+# ...accepted at HF's default value only (an adapter_config.json carries them all)...
+HF_AT_DEFAULT_ONLY: dict[str, Any] = {
+    "lora_dropout": 0.0,
+    "fan_in_fan_out": False,
+    "use_rslora": False,
+    "init_lora_weights": True,
+    "init_ia3_weights": True,
+    "rank_pattern": {},
+    "alpha_pattern": {},
+    "layers_to_transform": None,
+    "layers_pattern": None,
+    "exclude_modules": None,
+}
+# ...or about where the model came from, which the .tflite says instead.
+HF_IGNORED = ("task_type", "inference_mode", "base_model_name_or_path", "revision")
 
 _UNITS = {
     "": 1,
@@ -57,12 +83,34 @@ def _split_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _method_names(values: dict[str, Any]) -> list[str]:
+    method = values.get("method", "lora")
+    if method is None:
+        return []
+    return _split_list(method) if isinstance(method, str) else list(method)
+
+
+def _hf_peft_type(values: dict[str, Any], source: str) -> None:
+    """HF PEFT's peft_type ("LORA", "IA3") names the method when `method` does not."""
+    peft_type = values.pop("peft_type", None)
+    if peft_type is None:
+        return
+    method = HF_PEFT_TYPES.get(str(peft_type).upper())
+    if method is None:
+        raise UserError(
+            f"{source}: peft_type {peft_type!r} is not supported (supported: "
+            f"{', '.join(HF_PEFT_TYPES)})"
+        )
+    if "method" in values and method not in _method_names(values):
+        raise UserError(f"{source}: peft_type {peft_type} but method {values['method']!r}")
+    values.setdefault("method", method)
+
+
 def _hf_use_dora(values: dict[str, Any], source: str) -> None:
     """HF PEFT's LoraConfig(use_dora=True) is our method dora: lora renamed, targets too."""
     if not values.pop("use_dora", False):
         return
-    method = values.get("method", "lora")
-    names = _split_list(method) if isinstance(method, str) else list(method)
+    names = _method_names(values)
     if "lora" not in names:
         raise UserError(f"{source}: use_dora applies to lora, which the method list lacks")
     values["method"] = ["dora" if n == "lora" else n for n in names]
@@ -71,18 +119,79 @@ def _hf_use_dora(values: dict[str, Any], source: str) -> None:
         values["target_modules"] = {("dora" if k == "lora" else k): v for k, v in targets.items()}
 
 
-def config_from_dict(data: dict[str, Any], source: str = "configuration") -> MethodConfig:
-    if "feedforward_modules" in data:
+def _add_method(values: dict[str, Any], name: str, targets: list[Any] | None, why: str) -> None:
+    """Adds `name` (with its own targets) to the method list: a list of targets that
+    applied to every method becomes per method first, so that it keeps its meaning."""
+    names = _method_names(values)
+    if name in names:
+        raise UserError(f"{why} and method {name} both choose what {name} trains: use one")
+    current = values.get("target_modules")
+    if targets is not None:
+        if current is None:
+            current = {}
+        elif not isinstance(current, dict):
+            current = {n: current for n in names if n in methods.DEFAULT_TARGETS}
+        values["target_modules"] = {**current, name: targets}
+    values["method"] = [*names, name]
+
+
+def _hf_bias(values: dict[str, Any], source: str) -> None:
+    """HF PEFT's bias: "none" | "all" (bitfit on every layer with a bias) | "lora_only"
+    (bitfit on the layers lora/dora adapts)."""
+    bias = values.pop("bias", None) or "none"
+    targets = {"none": None, "all": ["all"], "lora_only": [methods.LORA_LAYERS]}
+    if bias not in targets:
+        raise UserError(f"{source}: bias must be 'none', 'all' or 'lora_only', not {bias!r}")
+    if targets[bias] is not None:
+        _add_method(values, "bitfit", targets[bias], f"{source}: bias {bias!r}")
+
+
+def _hf_modules_to_save(values: dict[str, Any], source: str) -> None:
+    """HF PEFT's modules_to_save (layers trained whole, beside the adapters): "head" is our
+    last_layer, any other target (name, index, keyword) is sparse on those layers."""
+    modules = values.pop("modules_to_save", None)
+    if modules is None:
+        return
+    entries = [modules] if isinstance(modules, (str, int)) else list(modules)
+    why = f"{source}: modules_to_save"
+    if "head" in entries:
+        _add_method(values, "last_layer", None, why)
+    others = [entry for entry in entries if entry != "head"]
+    if others:
+        _add_method(values, "sparse", others, why)
+
+
+def _hf_unsupported(values: dict[str, Any], source: str) -> None:
+    """HF PEFT keys that have no meaning here: accepted at HF's default, refused otherwise."""
+    if "feedforward_modules" in values:
         raise UserError(
             f"{source}: feedforward_modules (IA3 scaling a layer's input) is not supported: "
             "ia3 scales the output of its target_modules"
         )
+    for key, default in HF_AT_DEFAULT_ONLY.items():
+        if key in values and values.pop(key) not in (default, None):
+            raise UserError(f"{source}: HF PEFT's {key} is not supported (only {default!r})")
+    for key in HF_IGNORED:
+        values.pop(key, None)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "configuration") -> MethodConfig:
+    """A MethodConfig from a recipe's keys: ours (MethodConfig's fields) and HF PEFT's,
+    which are translated into ours here (see docs/recipes.md for the mapping)."""
     known = {f.name for f in fields(MethodConfig)} - {"extra"}
-    unknown = sorted(set(data) - known - {"use_dora"})
-    if unknown:
-        raise UserError(f"{source}: unknown keys {unknown} (known: {sorted(known)})")
+    hf = {*HF_MAPPED, *HF_AT_DEFAULT_ONLY, *HF_IGNORED, "feedforward_modules"}
+    for key in data:
+        if key not in known and key not in hf:
+            raise UserError(
+                f"{source}: unknown key {key!r}: neither micropeft's nor HF PEFT's "
+                f"(micropeft's: {', '.join(sorted(known))}; HF PEFT's: {', '.join(HF_MAPPED)})"
+            )
     values = dict(data)
+    _hf_unsupported(values, source)
+    _hf_peft_type(values, source)
     _hf_use_dora(values, source)
+    _hf_bias(values, source)
+    _hf_modules_to_save(values, source)
     try:
         if isinstance(values.get("method"), str) and "," in values["method"]:
             values["method"] = _split_list(values["method"])
@@ -94,6 +203,9 @@ def config_from_dict(data: dict[str, Any], source: str = "configuration") -> Met
         for key in ("lora_alpha", "lr", "momentum"):
             if key in values:
                 values[key] = float(values[key])
+        for key in ("label", "description"):
+            if key in values:
+                values[key] = str(values[key]).strip()
     except (TypeError, ValueError) as error:
         raise UserError(f"{source}: bad value ({error})") from error
     cfg = MethodConfig(**values)
@@ -101,26 +213,47 @@ def config_from_dict(data: dict[str, Any], source: str = "configuration") -> Met
     return cfg
 
 
-def load_config(path: str | Path) -> MethodConfig:
-    """A MethodConfig from a YAML file."""
+def recipe_names() -> list[str]:
+    """The shipped recipes (micropeft/recipes/NAME.yaml), by name."""
+    return sorted(path.stem for path in RECIPES.glob("*.yaml"))
+
+
+def recipe_path(name_or_path: str | Path) -> Path:
+    """A recipe's file: a path as given, else a shipped recipe's name."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    text = str(name_or_path)
+    if (RECIPES / f"{text}.yaml").is_file() and Path(text).name == text:
+        return RECIPES / f"{text}.yaml"
+    known = ", ".join(recipe_names())
+    if Path(text).name == text and Path(text).suffix not in (".yaml", ".yml"):
+        raise UserError(f"unknown recipe {text!r}; known recipes: {known} (or a YAML file)")
+    raise UserError(f"configuration file not found: {text} (shipped recipes: {known})")
+
+
+def load_config(name_or_path: str | Path) -> MethodConfig:
+    """A MethodConfig from a YAML file, or from a shipped recipe given by name."""
     import yaml
 
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"configuration file not found: {path}")
+    file = recipe_path(name_or_path)
     try:
         data = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as error:
-        raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from error
+        raise UserError(f"{file}: not valid YAML ({str(error).splitlines()[0]})") from error
     if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of settings at the top level")
-    return config_from_dict(data, str(path))
+        raise UserError(f"{file}: expected a mapping of settings at the top level")
+    return config_from_dict(data, str(name_or_path))
 
 
 def add_method_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags for every MethodConfig field (all optional; they override --config)."""
     group = parser.add_argument_group("fine-tuning method")
-    group.add_argument("--config", help="YAML file with the method configuration")
+    group.add_argument(
+        "--config",
+        help="a recipe: a shipped one by name (e.g. lora_r4, the recipes bench measures; "
+        "see docs/recipes.md) or a YAML file",
+    )
     group.add_argument(
         "--method",
         help=f"method or comma-separated combination: {', '.join(METHODS)} (default lora)",

@@ -24,6 +24,8 @@ The vocabulary follows Hugging Face PEFT where it fits: `r`, `lora_alpha`,
     a kind               "pointwise" (1x1 conv), "depthwise", "conv" (any CONV_2D),
                          "fc" (dense), "linear" (pointwise + fc), "weighted" (any of them)
     "last:N" / "last:N:KIND"   the last N layers (of that kind) that can carry the method
+    "lora_layers"        the layers that lora or dora adapts in the same configuration
+                         (what HF PEFT's bias: "lora_only" trains: their biases)
     a layer name         exact match (layer names are the .tflite output tensor names)
     otherwise            a regular expression searched in layer names
 
@@ -61,6 +63,8 @@ DEFAULT_TARGETS: dict[str, list[Any]] = {
 }
 # Methods with LoRA's rank and alpha (r, lora_alpha).
 LOW_RANK = ("lora", "dora")
+# The target keyword for the layers the low-rank method adapts (HF PEFT's bias: "lora_only").
+LORA_LAYERS = "lora_layers"
 
 
 @dataclass
@@ -81,6 +85,9 @@ class MethodConfig:
     update: str = "batch"  # "batch": step() per batch | "layer": per layer, per sample
     int8_backward: bool = False  # input gradients of frozen 1x1 conv / FC layers in int8
     seed: int = 0
+    # A recipe's name in the report and what it trains, in words (bench's recipes set them).
+    label: str = ""
+    description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -134,6 +141,21 @@ class MethodConfig:
             kind=self.optimizer, lr=float(self.lr), momentum=float(self.momentum)
         )
 
+    def plan(self, graph: Graph, model: bytes, seed: int | None = None) -> Any:
+        """The plan of `graph` (marked by apply_method) for `model`'s bytes: the one path
+        from a configuration to a plan (prepare-model, bench and merge all take it).
+        `seed` (LoRA A's initialisation) overrides the configuration's."""
+
+        return plan.build_plan(
+            graph,
+            model,
+            self.optimizer_config(),
+            self.act_cache,
+            self.seed if seed is None else seed,
+            update=self.update,
+            int8_backward=self.int8_backward,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
 
@@ -175,6 +197,26 @@ def can_carry(layer: Layer, method: str) -> str | None:
     return None
 
 
+def kinds_of(layer: Layer) -> list[str]:
+    """The layer-kind keywords of target_modules (KINDS) that pick `layer`."""
+    return [kind for kind in KINDS if _of_kind(layer, kind)]
+
+
+def methods_for(graph: Graph, index: int) -> list[str]:
+    """The methods that can train layer `index` of `graph` (the rules apply_method uses)."""
+    layer = graph.layers[index]
+    if not _has_weights(layer):
+        return []
+    names = []
+    for name in METHODS:
+        if name == "last_layer":
+            if index == head_index(graph):
+                names.append(name)
+        elif name == "full" or can_carry(layer, name) is None:
+            names.append(name)
+    return names
+
+
 def head_index(graph: Graph) -> int:
     for i in range(len(graph.layers) - 1, -1, -1):
         if _has_weights(graph.layers[i]):
@@ -182,8 +224,11 @@ def head_index(graph: Graph) -> int:
     raise UserError("the model has no layer with weights")
 
 
-def select_layers(graph: Graph, targets: list[Any], method: str) -> list[int]:
-    """Indices of the layers `targets` pick for `method` (see the module docstring)."""
+def select_layers(
+    graph: Graph, targets: list[Any], method: str, adapted: list[int] | None = None
+) -> list[int]:
+    """Indices of the layers `targets` pick for `method` (see the module docstring);
+    `adapted`: the layers lora/dora picked (the "lora_layers" keyword)."""
     layers = graph.layers
     chosen: list[int] = []
 
@@ -226,6 +271,10 @@ def select_layers(graph: Graph, targets: list[Any], method: str) -> list[int]:
             add(eligible(), False, word)
         elif word == "head":
             add([head_index(graph)], True, word)
+        elif word == LORA_LAYERS:
+            if not adapted:
+                raise UserError(f"{method}: target {word!r} needs lora or dora in the method list")
+            add(adapted, False, word)
         elif word in KINDS:
             add(eligible(word), False, word)
         elif last:
@@ -256,14 +305,18 @@ def apply_method(graph: Graph, cfg: MethodConfig) -> Graph:
         layer.methods = Method.NONE
         layer.lora_rank = 0
         layer.lora_alpha = 0.0
-    for name in cfg.methods:
+    adapted: list[int] = []
+    # The low-rank methods first: "lora_layers" targets are the layers they adapt.
+    for name in sorted(cfg.methods, key=lambda n: n not in LOW_RANK):
         flag = METHODS[name]
         if name == "full":
             picked = [i for i, layer in enumerate(graph.layers) if _has_weights(layer)]
         elif name == "last_layer":
             picked = [head_index(graph)]
         else:
-            picked = select_layers(graph, cfg.targets_for(name), name)
+            picked = select_layers(graph, cfg.targets_for(name), name, adapted)
+        if name in LOW_RANK:
+            adapted += picked
         for i in picked:
             layer = graph.layers[i]
             layer.methods |= flag
