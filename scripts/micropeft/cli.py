@@ -20,6 +20,7 @@ from micropeft.errors import UserError
 COMMAND_MODULES = [
     "micropeft.commands.build_host",
     "micropeft.commands.prepare_model",
+    "micropeft.commands.layers",
     "micropeft.commands.prepare_dataset",
     "micropeft.commands.pack",
     "micropeft.commands.merge",

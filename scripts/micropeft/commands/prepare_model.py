@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _refuse_device_model(path: Path) -> None:
+def refuse_device_model(path: Path, option: str = "--tflite") -> None:
     """prepare-model's device model (model.tflite, cut at the split) is not a whole
     model: it has the same length as the full.tflite beside it, patched in place."""
     full = path.with_name("full.tflite")
@@ -82,8 +82,8 @@ def _refuse_device_model(path: Path) -> None:
     data, whole = path.read_bytes(), full.read_bytes()
     if len(data) == len(whole) and data != whole:
         raise UserError(
-            f"--tflite {path} is the device model that prepare-model wrote (cut at the "
-            f"split); give the whole model beside it: --tflite {full}"
+            f"{option} {path} is the device model that prepare-model wrote (cut at the "
+            f"split); give the whole model beside it: {option} {full}"
         )
 
 
@@ -103,7 +103,7 @@ def _source_model(args: argparse.Namespace) -> tuple[bytes, dict[str, Any]]:
         raise UserError("give one model source: --arch, --keras or --tflite")
     if args.tflite:
         path = Path(args.tflite)
-        _refuse_device_model(path)
+        refuse_device_model(path)
         model_bytes = read_tflite(path, "--tflite", parse="whole")
         rng = parse_range(args.input_range, (0.0, 1.0))
         return model_bytes, {"source": str(path), "input_range": list(rng)}
