@@ -202,7 +202,7 @@ def test_yaml_and_flags(tmp_path):
     g = methods.apply_method(_graph(), cfg)
     assert g.layers[2].methods == Method.LORA | Method.BITFIT
     (tmp_path / "bad.yaml").write_text("method: lora\nrank_typo: 3\n")
-    with pytest.raises(UserError, match="unknown keys"):
+    with pytest.raises(UserError, match="unknown key .rank_typo.: neither"):
         config.load_config(tmp_path / "bad.yaml")
     with pytest.raises(UserError, match="not found"):
         config.load_config(tmp_path / "missing.yaml")

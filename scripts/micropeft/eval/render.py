@@ -468,11 +468,17 @@ def build_document(results: ResultsFile) -> list[Block]:
     described = [
         f"**{s.label}**: {s.info['description']}"
         + (f"; {optimizer_text(s.info['optimizer'])}" if s.info.get("optimizer") else "")
+        + (f"; deploy: `{s.info['prepare_model']}`" if s.info.get("prepare_model") else "")
         for s in summaries
         if s.info.get("description")
     ]
     if described:
-        blocks.append(Paragraph("As configured in this run:"))
+        blocks.append(
+            Paragraph(
+                "As configured in this run (each deploy command builds, for a device, the "
+                "plan of seed 0 measured here, from this run's model):"
+            )
+        )
         blocks.append(Bullets(described))
     return blocks
 

@@ -118,6 +118,8 @@ def method_costs(prepared: PreparedMethod, model: bytes, artifacts: Path) -> Met
         write_atomic(plan_file, blob)
     return {
         "plan_file": str(plan_file.relative_to(artifacts.parent)),
+        # What builds this plan for a device (run.py writes the model there).
+        "prepare_model": prepared.spec.prepare_model_command(artifacts / "model.tflite"),
         "label": prepared.spec.label,
         "description": prepared.spec.description,
         "split_layer": laid.split_layer,
