@@ -61,6 +61,7 @@ def test_wheel_installs_and_runs_without_the_checkout(tmp_path):
     assert "micropeft/csrc/lib/peft/CMakeLists.txt" in names
     assert "micropeft/csrc/include/peft/peft_formats.h" in names
     assert "micropeft/eval/kernel_bench.py" in names
+    assert "micropeft/recipes/lora_r4.yaml" in names  # prepare-model --config NAME reads them
     assert not [n for n in names if "golden" in n or n.startswith(("tests/", "tools/"))]
 
     site = tmp_path / "site"
@@ -89,3 +90,9 @@ def test_wheel_installs_and_runs_without_the_checkout(tmp_path):
     assert got["params"] == summary["trainable_parameters"]
     assert got["classes"] == summary["num_classes"]
     assert got["state"] == summary["flash"]["state_slot"]
+    # The shipped recipes load from the installed package.
+    recipe = "from micropeft.planning import config; print(config.load_config('lora_r4').label)"
+    done = _run([sys.executable, "-c", recipe], elsewhere, env)
+    assert done.stdout.strip() == "LoRA r=4 + head"
+    done = _run([sys.executable, "-m", "micropeft", "layers", out], elsewhere, env)
+    assert "last_layer" in done.stdout

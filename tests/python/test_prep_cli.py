@@ -407,6 +407,8 @@ def bad(chain, tmp_path_factory):
     np.savez(folder / "no-y.npz", x=x)
     (folder / "not.npz").write_bytes(b"PK\x03\x04 broken zip")
     (folder / "file").write_text("a file, not a folder\n")
+    (folder / "typo.yaml").write_text("method: lora\nrank: 4\n")
+    (folder / "drop.yaml").write_text("method: lora\nlora_dropout: 0.05\n")
     # Model folders with one thing wrong each.
     for name in ("no-plan", "bad-summary", "truncated-model"):
         (folder / name).mkdir()
@@ -467,6 +469,17 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     "pm input range one value": ([*PM, "--tflite", FULL, "--input-range", "1"], "LOW,HIGH"),
     "pm pretrain epochs negative": ([*PM, "--arch", "tiny_cnn", "--pretrain-epochs", "-1"], ">= 0"),
     "pm unknown method": ([*PM, "--tflite", FULL, "--method", "magic"], "magic"),
+    "pm unknown recipe": ([*PM, "--tflite", FULL, "--config", "lora_r5"], "known recipes: bitfit"),
+    "pm recipe missing": ([*PM, "--tflite", FULL, "--config", "{bad}/r.yaml"], "not found"),
+    "pm recipe unknown key": ([*PM, "--tflite", FULL, "--config", "{bad}/typo.yaml"], "'rank'"),
+    "pm recipe hf dropout": ([*PM, "--tflite", FULL, "--config", "{bad}/drop.yaml"], "dropout"),
+    "pm recipe not yaml": ([*PM, "--tflite", FULL, "--config", "{bad}/file"], "mapping"),
+    "ly missing": (["layers", "{bad}/missing.tflite"], "not found"),
+    "ly device model": (["layers", DEVICE], "full.tflite"),
+    "ly folder without full": (["layers", "{bad}"], "full.tflite"),
+    "ly truncated": (["layers", "{bad}/truncated.tflite"], "truncated"),
+    "ly text": (["layers", "{bad}/text.tflite"], "not a TensorFlow Lite model"),
+    "ly no model": (["layers"], "required"),
     "pm unknown optimizer": ([*PM, "--tflite", FULL, "--optimizer", "rmsprop"], "invalid choice"),
     "pm act cache": ([*PM, "--tflite", FULL, "--act-cache", "s4"], "invalid choice"),
     "pm lr negative": ([*PM, "--tflite", FULL, "--lr", "-1"], "learning rate"),
@@ -614,4 +627,4 @@ def test_bad_input_is_one_clean_line(case, chain, bad, tmp_path, capsys, monkeyp
 def test_bad_input_table_is_large():
     assert len(BAD_INPUTS) >= 60
     commands = {argv[0] for argv, _ in BAD_INPUTS.values() if argv}
-    assert commands >= {"prepare-model", "prepare-dataset", "pack", "bench", "report"}
+    assert commands >= {"prepare-model", "prepare-dataset", "pack", "bench", "report", "layers"}

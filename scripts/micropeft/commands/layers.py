@@ -121,6 +121,6 @@ def table(graph: Graph) -> str:
 
 def run(args: argparse.Namespace) -> int:
     path = model_file(args.model)
-    data = read_tflite(path, COMMAND, parse="whole")
+    data = read_tflite(path, "model", parse="whole")
     print(table(tflite_graph.graph_from_tflite(data, name=path.stem)))
     return 0
