@@ -308,3 +308,15 @@ def test_layers_takes_a_prepared_folder(mobilenet, tmp_path, capsys):
     code, _, err = _main(["layers", tmp_path / "m" / "model.tflite"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "device model" in err and str(tmp_path / "m" / "full.tflite") in err
+
+
+def test_docs_name_every_recipe_and_their_examples_load():
+    text = (REPO / "docs" / "recipes.md").read_text()
+    assert all(f"`{name}`" in text for name in tasks.BENCH_RECIPES)
+    examples = sorted((REPO / "docs" / "configs").glob("*.yaml"))
+    assert examples
+    for file in examples:
+        assert config.load_config(file).methods, file
+    # Without adapters: only what bias and modules_to_save name.
+    cfg = config.config_from_dict({"method": [], "bias": "all", "modules_to_save": ["head"]})
+    assert cfg.methods == ["bitfit", "last_layer"] and cfg.targets_for("bitfit") == ["all"]
