@@ -189,7 +189,8 @@ def can_carry(layer: Layer, method: str) -> str | None:
     """None if `layer` can carry `method`, else why not."""
     if not _has_weights(layer):
         return f"{layer.op.name} has no weights"
-    if method in LOW_RANK and not (_is_pointwise(layer) or layer.op == Op.FULLY_CONNECTED):
+    # The C plan loader's rule (peft_plan_load.c has_fc_form), so nothing it refuses is offered.
+    if method in LOW_RANK and not plan.has_fc_form(layer):
         label = {"lora": "LoRA", "dora": "DoRA"}[method]
         return f"{label} needs a 1x1 stride-1 convolution or a dense layer"
     if method == "bitfit" and layer.bias is None:
