@@ -174,7 +174,7 @@ static bool input_stride2(const peft_conv_params *p, const peft_wsrc *w, const f
 static void depthwise_bwd_input(const peft_conv_params *p, const peft_wsrc *w,
 				const float *grad_out, float *grad_in, bool accumulate)
 {
-	if (p->kernel_h == 3 && p->kernel_w == 3) {
+	if (p->kernel_h == 3 && p->kernel_w == 3 && p->in.h * p->in.w >= PEFT_DW_MIN_PIXELS) {
 		if (p->stride_h == 1 && p->stride_w == 1 &&
 		    input_stride1(p, w, grad_out, grad_in, accumulate)) {
 			return;
@@ -265,7 +265,11 @@ peft_status peft_depthwise_conv2d_bwd_weight_f32(const peft_conv_params *p, cons
 	if (!peft_depthwise_params_ok(p) || in == NULL || grad_out == NULL || grad_w == NULL) {
 		return PEFT_ERR_ARG;
 	}
-	if (p->kernel_h == 3 && p->kernel_w == 3 && weight3x3(p, in, grad_out, grad_w)) {
+	/* At stride 2 a plane holds 4 inputs per output: 64 outputs repay it. */
+	const int32_t min_pixels = p->stride_h == 1 ? PEFT_DW_MIN_PIXELS : 4 * PEFT_DW_MIN_PIXELS;
+
+	if (p->kernel_h == 3 && p->kernel_w == 3 && p->out.h * p->out.w >= min_pixels &&
+	    weight3x3(p, in, grad_out, grad_w)) {
 		return PEFT_OK;
 	}
 	for (int32_t ky = 0; ky < p->kernel_h; ky++) {

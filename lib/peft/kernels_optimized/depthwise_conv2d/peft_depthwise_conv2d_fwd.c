@@ -27,7 +27,9 @@ static void depthwise_fwd(const peft_conv_params *p, const float *in, const peft
 	const int32_t ch = p->in.c;
 	const int32_t sh = p->stride_h;
 	const int32_t pw = (p->out.w - 1) * p->stride_w + 3;
-	const int32_t band = p->kernel_h == 3 && p->kernel_w == 3 ? peft_dw_band(pw, sh) : 0;
+	const bool planes = p->kernel_h == 3 && p->kernel_w == 3 &&
+			    p->out.h * p->out.w >= PEFT_DW_MIN_PIXELS;
+	const int32_t band = planes ? peft_dw_band(pw, sh) : 0;
 
 	if (band == 0) {
 		for (int32_t oy = 0; oy < p->out.h; oy++) {

@@ -231,4 +231,9 @@ static inline int32_t peft_dw_band(int32_t pw, int32_t stride)
 	return rows < 3 ? 0 : (rows - 3) / stride + 1;
 }
 
+/* Whether a channel's plane pays for its copy: with fewer than `min_pixels`
+ * pixels per channel (the 2 x 2 and 1 x 1 layers at the end of a network), the
+ * reference's loops over contiguous channels cost less (kernel_bench, step). */
+#define PEFT_DW_MIN_PIXELS 16
+
 #endif /* PEFT_DEPTHWISE_PLANE_H */
