@@ -7,10 +7,12 @@
  * - grad_in, stride 2: an input pixel's taps depend on the parity of its row
  *   and column (4, 2, 2 or 1 of them, in the reference's order); each parity
  *   runs its own loop over the padded grad_out;
- * - grad_w: the 9 sums of a channel while every output streams past over the
- *   padded input.
- * Other kernels and strides, and planes too wide for the stack, run the
- * reference's loops (peft_depthwise_loops.h). Each sum is finished before it
+ * - grad_w: per tap, four channels' sums in registers while the outputs that
+ *   read the input through the tap stream past (peft_depthwise_quad.h: the
+ *   reads are contiguous in NHWC, which a plane's copy does not beat).
+ * Other kernels and strides, layers with few pixels per channel and planes
+ * too wide for the stack run the reference's loops four channels at a time
+ * (peft_depthwise_quad.h). Each sum is finished before it
  * is stored or added. */
 #include <stddef.h>
 
@@ -19,6 +21,7 @@
 #include "../../kernels/peft_kernel_loops.h"
 #include "peft/peft_kernels.h"
 #include "peft_depthwise_plane.h"
+#include "peft_depthwise_quad.h"
 
 static void channel_taps(const peft_wsrc *w, int32_t ch, int32_t c, float *k)
 {
@@ -186,7 +189,7 @@ static void depthwise_bwd_input(const peft_conv_params *p, const peft_wsrc *w,
 	}
 	for (int32_t iy = 0; iy < p->in.h; iy++) {
 		for (int32_t ix = 0; ix < p->in.w; ix++) {
-			peft_dw_input_pixel(p, w, grad_out, iy, ix, 0, p->in.c, grad_in, accumulate);
+			peft_dw_quad_input_pixel(p, w, grad_out, iy, ix, grad_in, accumulate);
 		}
 	}
 }
@@ -218,63 +221,15 @@ peft_status peft_depthwise_conv2d_bwd_input_f32(const peft_conv_params *p, const
 	return PEFT_OK;
 }
 
-/* 3 x 3 grad_w over bands of the padded input (the forward's planes). */
-static bool weight3x3(const peft_conv_params *p, const float *in, const float *grad_out,
-		      float *grad_w)
-{
-	const int32_t ch = p->in.c;
-	const int32_t sh = p->stride_h;
-	const int32_t pw = (p->out.w - 1) * p->stride_w + 3;
-	const int32_t band = peft_dw_band(pw, sh);
-	float buf[PEFT_DW_BUF];
-	peft_dw_plane pl;
-	float acc[9];
-
-	if (band == 0) {
-		return false;
-	}
-	peft_dw_plane_init(&pl, buf, pw, ((p->out.h < band ? p->out.h : band) - 1) * sh + 3);
-	for (int32_t c = 0; c < ch; c++) {
-		peft_zero_f32(9, acc);
-		for (int32_t oy0 = 0; oy0 < p->out.h; oy0 += band) {
-			const int32_t n = p->out.h - oy0 < band ? p->out.h - oy0 : band;
-
-			peft_dw_fill(&pl, in, &p->in, c, oy0 * sh - p->pad_top, (n - 1) * sh + 3,
-				     -p->pad_left);
-			const float *g = grad_out + oy0 * p->out.w * ch + c;
-
-			if (pl.pitch == PEFT_DW_PITCH) {
-				peft_dw3x3_rows_weight(n, p->out.w, buf, sh * PEFT_DW_PITCH,
-						       PEFT_DW_PITCH, p->stride_w, g, p->out.w * ch, ch,
-						       acc);
-			} else {
-				peft_dw3x3_rows_weight(n, p->out.w, buf, sh * pl.pitch, pl.pitch,
-						       p->stride_w, g, p->out.w * ch, ch, acc);
-			}
-		}
-		for (int32_t t = 0; t < 9; t++) {
-			grad_w[t * ch + c] += acc[t];
-		}
-	}
-	return true;
-}
-
 peft_status peft_depthwise_conv2d_bwd_weight_f32(const peft_conv_params *p, const float *in,
 						 const float *grad_out, float *grad_w)
 {
 	if (!peft_depthwise_params_ok(p) || in == NULL || grad_out == NULL || grad_w == NULL) {
 		return PEFT_ERR_ARG;
 	}
-	/* At stride 2 a plane holds 4 inputs per output: 64 outputs repay it. */
-	const int32_t min_pixels = p->stride_h == 1 ? PEFT_DW_MIN_PIXELS : 4 * PEFT_DW_MIN_PIXELS;
-
-	if (p->kernel_h == 3 && p->kernel_w == 3 && p->out.h * p->out.w >= min_pixels &&
-	    weight3x3(p, in, grad_out, grad_w)) {
-		return PEFT_OK;
-	}
 	for (int32_t ky = 0; ky < p->kernel_h; ky++) {
 		for (int32_t kx = 0; kx < p->kernel_w; kx++) {
-			peft_dw_weight_tap(p, in, grad_out, ky, kx, 0, p->in.c, grad_w);
+			peft_dw_quad_weight_tap(p, in, grad_out, ky, kx, grad_w);
 		}
 	}
 	return PEFT_OK;

@@ -3,8 +3,9 @@
  * one channel at a time over zero-padded planes of its input (a band of rows
  * at a time, peft_depthwise_plane.h), its 9 taps in registers, int8 taps
  * converted once per channel; every output, border or not, takes the same
- * loop. Other kernel sizes, and inputs too wide for a plane, run the
- * reference's loops (peft_depthwise_loops.h). */
+ * loop. Other kernel sizes, layers with few pixels per channel and inputs
+ * too wide for a plane run the reference's loops four channels at a time
+ * (peft_depthwise_quad.h). */
 #include <stddef.h>
 
 #include "../../kernels/depthwise_conv2d/peft_depthwise_loops.h"
@@ -12,6 +13,7 @@
 #include "../../kernels/peft_kernel_loops.h"
 #include "peft/peft_kernels.h"
 #include "peft_depthwise_plane.h"
+#include "peft_depthwise_quad.h"
 
 /* Taps of channel c as floats (raw int8 values or the float weights). */
 static void channel_taps(const peft_wsrc *w, int32_t ch, int32_t c, float *k)
@@ -34,7 +36,7 @@ static void depthwise_fwd(const peft_conv_params *p, const float *in, const peft
 	if (band == 0) {
 		for (int32_t oy = 0; oy < p->out.h; oy++) {
 			for (int32_t ox = 0; ox < p->out.w; ox++) {
-				peft_dw_fwd_pixel(p, in, w, bias, oy, ox, 0, ch, out);
+				peft_dw_quad_fwd_pixel(p, in, w, bias, oy, ox, out);
 			}
 		}
 		return;

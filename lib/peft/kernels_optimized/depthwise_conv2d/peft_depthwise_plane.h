@@ -2,8 +2,7 @@
  * One channel at a time, a band of the NHWC tensor it reads is copied into a
  * zero-padded plane on the stack (PEFT_DW_PLANE floats), so that every
  * window lies inside the plane: the loops below never test a border, and the
- * channel's 9 taps (or 9 weight-gradient sums) stay in registers while a row
- * of pixels streams past. A padding tap adds w * 0, which leaves every sum as
+ * channel's 9 taps stay in registers while a row of pixels streams past. A padding tap adds w * 0, which leaves every sum as
  * the reference's in-bounds sum. */
 #ifndef PEFT_DEPTHWISE_PLANE_H
 #define PEFT_DEPTHWISE_PLANE_H
@@ -186,40 +185,6 @@ static inline void peft_dw3x3_rows(int32_t m, int32_t n, const float *p, int32_t
 			o += os;
 		}
 	}
-}
-
-/* For rows j < m and pixels i < n: acc[t] += p[j * p_row + (t / 3) * pw +
- * t % 3 + i * step] * g[j * g_row + i * gs] (a channel's 9 weight-gradient
- * sums, in registers for the whole band). */
-static inline void peft_dw3x3_rows_weight(int32_t m, int32_t n, const float *p, int32_t p_row,
-					  int32_t pw, int32_t step, const float *g, int32_t g_row,
-					  int32_t gs, float *acc)
-{
-	float a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], a4 = acc[4], a5 = acc[5];
-	float a6 = acc[6], a7 = acc[7], a8 = acc[8];
-
-	for (int32_t j = 0; j < m; j++) {
-		const float *r0 = p + j * p_row;
-		const float *gp = g + j * g_row;
-
-		for (int32_t i = 0; i < n; i++) {
-			const float gv = *gp;
-
-			a0 += r0[0] * gv;
-			a1 += r0[1] * gv;
-			a2 += r0[2] * gv;
-			a3 += r0[pw] * gv;
-			a4 += r0[pw + 1] * gv;
-			a5 += r0[pw + 2] * gv;
-			a6 += r0[2 * pw] * gv;
-			a7 += r0[2 * pw + 1] * gv;
-			a8 += r0[2 * pw + 2] * gv;
-			r0 += step;
-			gp += gs;
-		}
-	}
-	acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5;
-	acc[6] = a6, acc[7] = a7, acc[8] = a8;
 }
 
 /* Output rows per band of a 3-row window moving `stride` rows per output row
