@@ -187,11 +187,7 @@ static void depthwise_bwd_input(const peft_conv_params *p, const peft_wsrc *w,
 			return;
 		}
 	}
-	for (int32_t iy = 0; iy < p->in.h; iy++) {
-		for (int32_t ix = 0; ix < p->in.w; ix++) {
-			peft_dw_quad_input_pixel(p, w, grad_out, iy, ix, grad_in, accumulate);
-		}
-	}
+	peft_dw_quad_input(p, w, grad_out, grad_in, accumulate);
 }
 
 peft_status peft_depthwise_conv2d_bwd_input_s8(const peft_conv_params *p, const peft_weights_s8 *w,

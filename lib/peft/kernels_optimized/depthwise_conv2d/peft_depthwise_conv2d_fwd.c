@@ -29,16 +29,14 @@ static void depthwise_fwd(const peft_conv_params *p, const float *in, const peft
 	const int32_t ch = p->in.c;
 	const int32_t sh = p->stride_h;
 	const int32_t pw = (p->out.w - 1) * p->stride_w + 3;
+	/* At stride 2 a plane holds 4 inputs per output: 64 outputs repay it. */
+	const int32_t min_pixels = sh == 1 ? PEFT_DW_MIN_PIXELS : 4 * PEFT_DW_MIN_PIXELS;
 	const bool planes = p->kernel_h == 3 && p->kernel_w == 3 &&
-			    p->out.h * p->out.w >= PEFT_DW_MIN_PIXELS;
+			    p->out.h * p->out.w >= min_pixels;
 	const int32_t band = planes ? peft_dw_band(pw, sh) : 0;
 
 	if (band == 0) {
-		for (int32_t oy = 0; oy < p->out.h; oy++) {
-			for (int32_t ox = 0; ox < p->out.w; ox++) {
-				peft_dw_quad_fwd_pixel(p, in, w, bias, oy, ox, out);
-			}
-		}
+		peft_dw_quad_fwd_region(p, in, w, bias, 0, p->out.h, 0, p->out.w, out);
 		return;
 	}
 	float buf[PEFT_DW_BUF];

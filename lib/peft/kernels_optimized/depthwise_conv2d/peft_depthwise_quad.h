@@ -1,9 +1,12 @@
 /* The reference's depthwise loops (kernels/depthwise_conv2d/
  * peft_depthwise_loops.h) four channels at a time with the four sums in
- * registers, for the layers whose planes would not repay their copy (a few
- * pixels per channel, many channels) and for kernels other than 3 x 3. Sums
- * run in the reference's order; the channels left over after the last group
- * of four run the reference's loops themselves. Private to this folder. */
+ * registers and the taps converted once per group of four channels: the
+ * weight gradient, and the forward and input gradient of layers whose
+ * planes would not repay their copy (a few pixels per channel, many
+ * channels), of kernels other than 3 x 3 and of planes too wide for the
+ * stack. Sums run in the reference's order; the channels after the last
+ * group of four run the reference's loops themselves. Private to this
+ * folder. */
 #ifndef PEFT_DEPTHWISE_QUAD_H
 #define PEFT_DEPTHWISE_QUAD_H
 
@@ -14,112 +17,158 @@
 #include "../../kernels/peft_kernel_loops.h"
 #include "peft/peft_kernels.h"
 
-/* Channels c..c+3 of weight tap `at` as floats (raw int8 or float weights). */
-#define PEFT_DW_QUAD_W(w, at, v0, v1, v2, v3)                                               \
-	do {                                                                                \
-		if ((w)->q != NULL) {                                                       \
-			const int8_t *q_ = (w)->q + (at);                                   \
-			v0 = (float)q_[0], v1 = (float)q_[1], v2 = (float)q_[2];            \
-			v3 = (float)q_[3];                                                  \
-		} else {                                                                    \
-			const float *f_ = (w)->f + (at);                                    \
-			v0 = f_[0], v1 = f_[1], v2 = f_[2], v3 = f_[3];                     \
-		}                                                                           \
-	} while (0)
+/* Kernels of up to this many taps have their weights converted once per
+ * group of four channels (a stack array of 4 x PEFT_DW_QUAD_TAPS floats). */
+#define PEFT_DW_QUAD_TAPS 25
 
-/* peft_dw_fwd_pixel for every channel of output pixel (oy, ox). */
-static inline void peft_dw_quad_fwd_pixel(const peft_conv_params *p, const float *in,
-					  const peft_wsrc *w, const float *bias, int32_t oy,
-					  int32_t ox, float *out)
+/* wq[t * 4 + j] = weight of tap t, channel c + j, as a float. */
+static inline void peft_dw_quad_taps(const peft_wsrc *w, int32_t taps, int32_t ch, int32_t c,
+				     float *wq)
 {
-	const int32_t ch = p->in.c;
-	const int32_t iy0 = oy * p->stride_h - p->pad_top;
-	const int32_t ix0 = ox * p->stride_w - p->pad_left;
-	int32_t ky_lo, ky_hi, kx_lo, kx_hi;
-	float *o = out + (oy * p->out.w + ox) * ch;
-	int32_t c = 0;
+	for (int32_t t = 0; t < taps; t++) {
+		for (int32_t j = 0; j < 4; j++) {
+			const int32_t at = t * ch + c + j;
 
-	peft_tap_range(iy0, p->kernel_h, p->in.h, &ky_lo, &ky_hi);
-	peft_tap_range(ix0, p->kernel_w, p->in.w, &kx_lo, &kx_hi);
-	for (; c + 4 <= ch; c += 4) {
-		float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-
-		for (int32_t ky = ky_lo; ky < ky_hi; ky++) {
-			const float *x = in + ((iy0 + ky) * p->in.w + ix0 + kx_lo) * ch + c;
-			int32_t at = (ky * p->kernel_w + kx_lo) * ch + c;
-
-			for (int32_t kx = kx_lo; kx < kx_hi; kx++) {
-				float v0, v1, v2, v3;
-
-				PEFT_DW_QUAD_W(w, at, v0, v1, v2, v3);
-				a0 += v0 * x[0];
-				a1 += v1 * x[1];
-				a2 += v2 * x[2];
-				a3 += v3 * x[3];
-				x += ch;
-				at += ch;
-			}
+			wq[t * 4 + j] = w->q != NULL ? (float)w->q[at] : w->f[at];
 		}
-		o[c] = a0 * peft_wsrc_scale(w, c) + (bias != NULL ? bias[c] : 0.0f);
-		o[c + 1] = a1 * peft_wsrc_scale(w, c + 1) + (bias != NULL ? bias[c + 1] : 0.0f);
-		o[c + 2] = a2 * peft_wsrc_scale(w, c + 2) + (bias != NULL ? bias[c + 2] : 0.0f);
-		o[c + 3] = a3 * peft_wsrc_scale(w, c + 3) + (bias != NULL ? bias[c + 3] : 0.0f);
-	}
-	if (c < ch) {
-		peft_dw_fwd_pixel(p, in, w, bias, oy, ox, c, ch, out);
 	}
 }
 
-/* peft_dw_input_pixel for every channel of input pixel (iy, ix). */
-static inline void peft_dw_quad_input_pixel(const peft_conv_params *p, const peft_wsrc *w,
-					    const float *grad_out, int32_t iy, int32_t ix,
-					    float *grad_in, bool accumulate)
+/* Outputs (oy, ox) in [oy_lo, oy_hi) x [ox_lo, ox_hi), channels c..c+3 (taps
+ * wq, peft_dw_quad_taps): peft_dw_fwd_pixel's sums, in its order. */
+static inline void peft_dw_quad_fwd(const peft_conv_params *p, const float *in, const float *wq,
+				    const float *scale, const float *shift, int32_t c,
+				    int32_t oy_lo, int32_t oy_hi, int32_t ox_lo, int32_t ox_hi,
+				    float *out)
 {
 	const int32_t ch = p->in.c;
-	const int32_t ry = iy + p->pad_top;
-	const int32_t rx = ix + p->pad_left;
-	float *gi = grad_in + (iy * p->in.w + ix) * ch;
-	int32_t c = 0;
+	const int32_t kw = p->kernel_w;
 
-	for (; c + 4 <= ch; c += 4) {
-		float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+	for (int32_t oy = oy_lo; oy < oy_hi; oy++) {
+		const int32_t iy0 = oy * p->stride_h - p->pad_top;
+		int32_t ky_lo, ky_hi;
 
-		for (int32_t ky = ry % p->stride_h; ky < p->kernel_h && ky <= ry; ky += p->stride_h) {
-			const int32_t oy = (ry - ky) / p->stride_h;
+		peft_tap_range(iy0, p->kernel_h, p->in.h, &ky_lo, &ky_hi);
+		for (int32_t ox = ox_lo; ox < ox_hi; ox++) {
+			const int32_t ix0 = ox * p->stride_w - p->pad_left;
+			int32_t kx_lo, kx_hi;
+			float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
 
-			if (oy >= p->out.h) {
-				continue;
-			}
-			for (int32_t kx = rx % p->stride_w; kx < p->kernel_w && kx <= rx;
-			     kx += p->stride_w) {
-				const int32_t ox = (rx - kx) / p->stride_w;
+			peft_tap_range(ix0, kw, p->in.w, &kx_lo, &kx_hi);
+			for (int32_t ky = ky_lo; ky < ky_hi; ky++) {
+				const float *x = in + ((iy0 + ky) * p->in.w + ix0 + kx_lo) * ch + c;
+				const float *v = wq + (ky * kw + kx_lo) * 4;
 
-				if (ox >= p->out.w) {
-					continue;
+				for (int32_t kx = kx_lo; kx < kx_hi; kx++) {
+					a0 += v[0] * x[0];
+					a1 += v[1] * x[1];
+					a2 += v[2] * x[2];
+					a3 += v[3] * x[3];
+					x += ch;
+					v += 4;
 				}
-				const float *g = grad_out + (oy * p->out.w + ox) * ch + c;
-				float v0, v1, v2, v3;
+			}
+			float *o = out + (oy * p->out.w + ox) * ch + c;
 
-				PEFT_DW_QUAD_W(w, (ky * p->kernel_w + kx) * ch + c, v0, v1, v2, v3);
-				a0 += v0 * g[0];
-				a1 += v1 * g[1];
-				a2 += v2 * g[2];
-				a3 += v3 * g[3];
+			o[0] = a0 * scale[0] + shift[0];
+			o[1] = a1 * scale[1] + shift[1];
+			o[2] = a2 * scale[2] + shift[2];
+			o[3] = a3 * scale[3] + shift[3];
+		}
+	}
+}
+
+/* peft_dw_fwd_pixel over outputs [oy_lo, oy_hi) x [ox_lo, ox_hi), every channel. */
+static inline void peft_dw_quad_fwd_region(const peft_conv_params *p, const float *in,
+					   const peft_wsrc *w, const float *bias, int32_t oy_lo,
+					   int32_t oy_hi, int32_t ox_lo, int32_t ox_hi, float *out)
+{
+	const int32_t ch = p->in.c;
+	const int32_t taps = p->kernel_h * p->kernel_w;
+	int32_t c = 0;
+	float wq[4 * PEFT_DW_QUAD_TAPS];
+
+	for (; c + 4 <= ch && taps <= PEFT_DW_QUAD_TAPS; c += 4) {
+		float scale[4], shift[4];
+
+		for (int32_t j = 0; j < 4; j++) {
+			scale[j] = peft_wsrc_scale(w, c + j);
+			shift[j] = bias != NULL ? bias[c + j] : 0.0f;
+		}
+		peft_dw_quad_taps(w, taps, ch, c, wq);
+		peft_dw_quad_fwd(p, in, wq, scale, shift, c, oy_lo, oy_hi, ox_lo, ox_hi, out);
+	}
+	for (int32_t oy = oy_lo; oy < oy_hi && c < ch; oy++) {
+		for (int32_t ox = ox_lo; ox < ox_hi; ox++) {
+			peft_dw_fwd_pixel(p, in, w, bias, oy, ox, c, ch, out);
+		}
+	}
+}
+
+/* peft_dw_input_pixel for every input pixel and channel (taps converted once
+ * per group of four channels). */
+static inline void peft_dw_quad_input(const peft_conv_params *p, const peft_wsrc *w,
+				      const float *grad_out, float *grad_in, bool accumulate)
+{
+	const int32_t ch = p->in.c;
+	const int32_t kw = p->kernel_w;
+	const int32_t taps = p->kernel_h * kw;
+	int32_t c = 0;
+	float wq[4 * PEFT_DW_QUAD_TAPS];
+
+	for (; c + 4 <= ch && taps <= PEFT_DW_QUAD_TAPS; c += 4) {
+		float scale[4];
+
+		for (int32_t j = 0; j < 4; j++) {
+			scale[j] = peft_wsrc_scale(w, c + j);
+		}
+		peft_dw_quad_taps(w, taps, ch, c, wq);
+		for (int32_t iy = 0; iy < p->in.h; iy++) {
+			const int32_t ry = iy + p->pad_top;
+
+			for (int32_t ix = 0; ix < p->in.w; ix++) {
+				const int32_t rx = ix + p->pad_left;
+				float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+
+				for (int32_t ky = ry % p->stride_h; ky < p->kernel_h && ky <= ry;
+				     ky += p->stride_h) {
+					const int32_t oy = (ry - ky) / p->stride_h;
+
+					if (oy >= p->out.h) {
+						continue;
+					}
+					for (int32_t kx = rx % p->stride_w; kx < kw && kx <= rx;
+					     kx += p->stride_w) {
+						const int32_t ox = (rx - kx) / p->stride_w;
+
+						if (ox >= p->out.w) {
+							continue;
+						}
+						const float *g = grad_out + (oy * p->out.w + ox) * ch + c;
+						const float *v = wq + (ky * kw + kx) * 4;
+
+						a0 += v[0] * g[0];
+						a1 += v[1] * g[1];
+						a2 += v[2] * g[2];
+						a3 += v[3] * g[3];
+					}
+				}
+				if (w->q != NULL) {
+					a0 *= scale[0], a1 *= scale[1], a2 *= scale[2], a3 *= scale[3];
+				}
+				float *gi = grad_in + (iy * p->in.w + ix) * ch + c;
+
+				gi[0] = accumulate ? gi[0] + a0 : a0;
+				gi[1] = accumulate ? gi[1] + a1 : a1;
+				gi[2] = accumulate ? gi[2] + a2 : a2;
+				gi[3] = accumulate ? gi[3] + a3 : a3;
 			}
 		}
-		if (w->q != NULL) {
-			a0 *= peft_wsrc_scale(w, c);
-			a1 *= peft_wsrc_scale(w, c + 1);
-			a2 *= peft_wsrc_scale(w, c + 2);
-			a3 *= peft_wsrc_scale(w, c + 3);
-		}
-		gi[c] = accumulate ? gi[c] + a0 : a0;
-		gi[c + 1] = accumulate ? gi[c + 1] + a1 : a1;
-		gi[c + 2] = accumulate ? gi[c + 2] + a2 : a2;
-		gi[c + 3] = accumulate ? gi[c + 3] + a3 : a3;
 	}
-	if (c < ch) {
-		peft_dw_input_pixel(p, w, grad_out, iy, ix, c, ch, grad_in, accumulate);
+	for (int32_t iy = 0; iy < p->in.h && c < ch; iy++) {
+		for (int32_t ix = 0; ix < p->in.w; ix++) {
+			peft_dw_input_pixel(p, w, grad_out, iy, ix, c, ch, grad_in, accumulate);
+		}
 	}
 }
 
