@@ -180,6 +180,27 @@ static inline void peft_blk_pc4x4_s8(int32_t n, const float *a, int32_t a_lane, 
 	PEFT_STORE_ACC16(acc);
 }
 
+/* pc, 4 x 4, raw int8 b (the scales already folded into a). */
+static inline void peft_blk_pc4x4_s8u(int32_t n, const float *a, int32_t a_lane, const int8_t *b,
+				      int32_t b_step, float *acc)
+{
+	PEFT_LOAD_ACC16(acc);
+	const float *a0 = a, *a1 = a + a_lane, *a2 = a + 2 * a_lane, *a3 = a + 3 * a_lane;
+
+	for (int32_t k = 0; k < n; k++) {
+		const float w0 = (float)b[0], w1 = (float)b[1];
+		const float w2 = (float)b[2], w3 = (float)b[3];
+		const float x0 = *a0++, x1 = *a1++, x2 = *a2++, x3 = *a3++;
+
+		b += b_step;
+		PEFT_MAC4(c00, c01, c02, c03, x0);
+		PEFT_MAC4(c10, c11, c12, c13, x1);
+		PEFT_MAC4(c20, c21, c22, c23, x2);
+		PEFT_MAC4(c30, c31, c32, c33, x3);
+	}
+	PEFT_STORE_ACC16(acc);
+}
+
 /* pc, 1 x 4: one a row. */
 static inline void peft_blk_pc1x4_f32(int32_t n, const float *a, const float *b, int32_t b_step,
 				      float *acc)

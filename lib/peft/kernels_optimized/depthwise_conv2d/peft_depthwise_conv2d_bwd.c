@@ -11,9 +11,8 @@
  *   read the input through the tap stream past (peft_depthwise_quad.h: the
  *   reads are contiguous in NHWC, which a plane's copy does not beat).
  * Other kernels and strides, layers with few pixels per channel and planes
- * too wide for the stack run the reference's loops four channels at a time
- * (peft_depthwise_quad.h). Each sum is finished before it
- * is stored or added. */
+ * too wide for the stack run the reference's loops (peft_depthwise_loops.h).
+ * Each sum is finished before it is stored or added. */
 #include <stddef.h>
 
 #include "../../kernels/depthwise_conv2d/peft_depthwise_loops.h"
@@ -187,7 +186,11 @@ static void depthwise_bwd_input(const peft_conv_params *p, const peft_wsrc *w,
 			return;
 		}
 	}
-	peft_dw_quad_input(p, w, grad_out, grad_in, accumulate);
+	for (int32_t iy = 0; iy < p->in.h; iy++) {
+		for (int32_t ix = 0; ix < p->in.w; ix++) {
+			peft_dw_input_pixel(p, w, grad_out, iy, ix, 0, p->in.c, grad_in, accumulate);
+		}
+	}
 }
 
 peft_status peft_depthwise_conv2d_bwd_input_s8(const peft_conv_params *p, const peft_weights_s8 *w,

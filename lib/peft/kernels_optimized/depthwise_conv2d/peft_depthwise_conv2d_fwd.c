@@ -3,9 +3,10 @@
  * one channel at a time over zero-padded planes of its input (a band of rows
  * at a time, peft_depthwise_plane.h), its 9 taps in registers, int8 taps
  * converted once per channel; every output, border or not, takes the same
- * loop. Other kernel sizes, layers with few pixels per channel and inputs
- * too wide for a plane run the reference's loops four channels at a time
- * (peft_depthwise_quad.h). */
+ * loop. At stride 2 under 64 outputs, four channels at a time with the taps
+ * converted once (peft_depthwise_quad.h); other kernel sizes, layers with
+ * few pixels per channel and inputs too wide for a plane run the
+ * reference's loops (peft_depthwise_loops.h). */
 #include <stddef.h>
 
 #include "../../kernels/depthwise_conv2d/peft_depthwise_loops.h"
@@ -35,8 +36,17 @@ static void depthwise_fwd(const peft_conv_params *p, const float *in, const peft
 			    p->out.h * p->out.w >= min_pixels;
 	const int32_t band = planes ? peft_dw_band(pw, sh) : 0;
 
-	if (band == 0) {
+	if (band == 0 && sh > 1 && p->out.h * p->out.w >= PEFT_DW_MIN_PIXELS) {
 		peft_dw_quad_fwd_region(p, in, w, bias, 0, p->out.h, 0, p->out.w, out);
+		return;
+	}
+	if (band == 0) {
+		/* A few pixels, many channels: the reference's loops over them. */
+		for (int32_t oy = 0; oy < p->out.h; oy++) {
+			for (int32_t ox = 0; ox < p->out.w; ox++) {
+				peft_dw_fwd_pixel(p, in, w, bias, oy, ox, 0, ch, out);
+			}
+		}
 		return;
 	}
 	float buf[PEFT_DW_BUF];

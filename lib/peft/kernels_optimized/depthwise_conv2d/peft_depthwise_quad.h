@@ -1,12 +1,13 @@
 /* The reference's depthwise loops (kernels/depthwise_conv2d/
  * peft_depthwise_loops.h) four channels at a time with the four sums in
  * registers and the taps converted once per group of four channels: the
- * weight gradient, and the forward and input gradient of layers whose
- * planes would not repay their copy (a few pixels per channel, many
- * channels), of kernels other than 3 x 3 and of planes too wide for the
- * stack. Sums run in the reference's order; the channels after the last
- * group of four run the reference's loops themselves. Private to this
- * folder. */
+ * weight gradient (its reads are contiguous in NHWC, which a plane's copy
+ * does not beat), and the forward at stride 2 below the outputs that repay
+ * a plane. Sums run in the reference's order; the channels after the last
+ * group of four run the reference's loops themselves. (Layers of a few
+ * pixels and many channels, the 2 x 2 and 1 x 1 ones, keep the reference's
+ * loops over contiguous channels: measured cheaper in the training step.)
+ * Private to this folder. */
 #ifndef PEFT_DEPTHWISE_QUAD_H
 #define PEFT_DEPTHWISE_QUAD_H
 
@@ -101,73 +102,6 @@ static inline void peft_dw_quad_fwd_region(const peft_conv_params *p, const floa
 	for (int32_t oy = oy_lo; oy < oy_hi && c < ch; oy++) {
 		for (int32_t ox = ox_lo; ox < ox_hi; ox++) {
 			peft_dw_fwd_pixel(p, in, w, bias, oy, ox, c, ch, out);
-		}
-	}
-}
-
-/* peft_dw_input_pixel for every input pixel and channel (taps converted once
- * per group of four channels). */
-static inline void peft_dw_quad_input(const peft_conv_params *p, const peft_wsrc *w,
-				      const float *grad_out, float *grad_in, bool accumulate)
-{
-	const int32_t ch = p->in.c;
-	const int32_t kw = p->kernel_w;
-	const int32_t taps = p->kernel_h * kw;
-	int32_t c = 0;
-	float wq[4 * PEFT_DW_QUAD_TAPS];
-
-	for (; c + 4 <= ch && taps <= PEFT_DW_QUAD_TAPS; c += 4) {
-		float scale[4];
-
-		for (int32_t j = 0; j < 4; j++) {
-			scale[j] = peft_wsrc_scale(w, c + j);
-		}
-		peft_dw_quad_taps(w, taps, ch, c, wq);
-		for (int32_t iy = 0; iy < p->in.h; iy++) {
-			const int32_t ry = iy + p->pad_top;
-
-			for (int32_t ix = 0; ix < p->in.w; ix++) {
-				const int32_t rx = ix + p->pad_left;
-				float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-
-				for (int32_t ky = ry % p->stride_h; ky < p->kernel_h && ky <= ry;
-				     ky += p->stride_h) {
-					const int32_t oy = (ry - ky) / p->stride_h;
-
-					if (oy >= p->out.h) {
-						continue;
-					}
-					for (int32_t kx = rx % p->stride_w; kx < kw && kx <= rx;
-					     kx += p->stride_w) {
-						const int32_t ox = (rx - kx) / p->stride_w;
-
-						if (ox >= p->out.w) {
-							continue;
-						}
-						const float *g = grad_out + (oy * p->out.w + ox) * ch + c;
-						const float *v = wq + (ky * kw + kx) * 4;
-
-						a0 += v[0] * g[0];
-						a1 += v[1] * g[1];
-						a2 += v[2] * g[2];
-						a3 += v[3] * g[3];
-					}
-				}
-				if (w->q != NULL) {
-					a0 *= scale[0], a1 *= scale[1], a2 *= scale[2], a3 *= scale[3];
-				}
-				float *gi = grad_in + (iy * p->in.w + ix) * ch + c;
-
-				gi[0] = accumulate ? gi[0] + a0 : a0;
-				gi[1] = accumulate ? gi[1] + a1 : a1;
-				gi[2] = accumulate ? gi[2] + a2 : a2;
-				gi[3] = accumulate ? gi[3] + a3 : a3;
-			}
-		}
-	}
-	for (int32_t iy = 0; iy < p->in.h && c < ch; iy++) {
-		for (int32_t ix = 0; ix < p->in.w; ix++) {
-			peft_dw_input_pixel(p, w, grad_out, iy, ix, c, ch, grad_in, accumulate);
 		}
 	}
 }
