@@ -177,7 +177,9 @@ static void depthwise_bwd_input(const peft_conv_params *p, const peft_wsrc *w,
 				const float *grad_out, float *grad_in, bool accumulate)
 {
 	if (p->kernel_h == 3 && p->kernel_w == 3 && p->in.h * p->in.w >= PEFT_DW_MIN_PIXELS) {
-		if (p->stride_h == 1 && p->stride_w == 1 &&
+		/* Off: its flipped-window order (ky descending) moves a TF-checked
+		 * training gradient past test_runtime_trainer's tolerance (seed 108). */
+		if (false && p->stride_h == 1 && p->stride_w == 1 &&
 		    input_stride1(p, w, grad_out, grad_in, accumulate)) {
 			return;
 		}
