@@ -14,8 +14,8 @@ bench: setup
 test: setup lint test-c test-python fuzz-ci
 
 lint:
-	$(BIN)/ruff check scripts tests
-	$(BIN)/ruff format --check scripts tests
+	$(BIN)/ruff check scripts tests tools setup.py
+	$(BIN)/ruff format --check scripts tests tools setup.py
 
 # Host build with warnings as errors, once plain and once under ASan + UBSan.
 test-c:

@@ -1,6 +1,6 @@
 /*
  * Trainer driver: loads the plan embedded in flash (cm4/fw/blobs.S, generated
- * per plan by scripts/micropeft/cm4.py), trains one step on the embedded int8
+ * per plan by scripts/micropeft/eval/cm4.py), trains one step on the embedded int8
  * samples (inputs of the trainable part: the frozen prefix runs once per
  * sample and is cached, so it is not part of a training step), runs one
  * inference, and marks every phase for the instruction-count plugin. Results

@@ -216,6 +216,17 @@ typedef enum {
 	X(LORA, lora)                                                                              \
 	X(SPARSE, sparse)
 
+/** Every op as X(NAME, name): PEFT_OP_<NAME>, its table entry peft_op_<name>. */
+#define PEFT_OP_LIST(X)                                                                            \
+	X(CONV_2D, conv_2d)                                                                        \
+	X(DEPTHWISE_CONV_2D, depthwise_conv_2d)                                                    \
+	X(FULLY_CONNECTED, fully_connected)                                                        \
+	X(ADD, add)                                                                                \
+	X(MEAN, mean)                                                                              \
+	X(AVERAGE_POOL_2D, average_pool_2d)                                                        \
+	X(PAD, pad)                                                                                \
+	X(RESHAPE, reshape)
+
 /* Limits. */
 /* An absent buffer in an offset field. */
 #define PEFT_NONE                0xFFFFFFFFu

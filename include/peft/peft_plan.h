@@ -3,7 +3,7 @@
  * @brief The plan: what the runtime trains, and where every buffer lives.
  *
  * A plan blob (docs/formats.md, "Plan blob") is written by the Python planner
- * (scripts/micropeft/plan.py) for one int8 .tflite model. peft_plan_load()
+ * (scripts/micropeft/planning/plan.py) for one int8 .tflite model. peft_plan_load()
  * checks every field against the blob and the model, recomputes the arena
  * layout with the planner's algorithm and refuses a plan whose stored offsets
  * differ. The plan keeps pointers to the blob and the model (both stay

@@ -11,6 +11,8 @@ from west.commands import WestCommand  # type: ignore[import-not-found]
 # west loads this file by path; make the package importable when it is not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from micropeft.cli import main  # noqa: E402 (importable only after the line above)
+
 
 class MicropeftCommand(WestCommand):
     def __init__(self) -> None:
@@ -25,6 +27,4 @@ class MicropeftCommand(WestCommand):
         return parser_adder.add_parser(self.name, help=self.help, add_help=False)
 
     def do_run(self, args: argparse.Namespace, unknown: list[str]) -> None:
-        from micropeft.cli import main
-
         raise SystemExit(main(unknown))

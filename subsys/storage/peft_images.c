@@ -1,7 +1,7 @@
 /*
  * Model+plan container and dataset blob readers. Layouts: PEFT_CONTAINER_HDR_*
  * and PEFT_DATASET_HDR_* of peft/peft_formats.h (docs/formats.md; writers:
- * scripts/micropeft/pack.py and datasets.py).
+ * scripts/micropeft/deploy/pack.py and datasets.py).
  */
 #include "peft/storage/peft_images.h"
 

@@ -27,9 +27,9 @@ sys.path.insert(0, str(HERE.parent / "python"))
 
 import gen_plan_fixtures  # noqa: E402
 
-from micropeft import pack  # noqa: E402
-from micropeft.plan import OptimizerConfig, build_plan  # noqa: E402
-from micropeft.runtime import Trainer  # noqa: E402
+from micropeft.deploy import pack  # noqa: E402
+from micropeft.host.runtime import Trainer  # noqa: E402
+from micropeft.planning.plan import OptimizerConfig, build_plan  # noqa: E402
 from runtime_fixtures import random_graph  # noqa: E402
 
 FIXTURES = (gen_plan_fixtures.chain, gen_plan_fixtures.residual_s8, gen_plan_fixtures.bitfit_only)

@@ -14,8 +14,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "python"))
 
-from micropeft.graph import Activation, Method  # noqa: E402
-from micropeft.plan import OptimizerConfig, build_plan  # noqa: E402
+from micropeft.planning.plan import OptimizerConfig, build_plan  # noqa: E402
+from micropeft.prep.graph import Activation, Method  # noqa: E402
 from runtime_fixtures import GraphBuilder, mark, random_graph  # noqa: E402
 
 SOAK_SEEDS = range(400, 409)

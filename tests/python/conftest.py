@@ -9,7 +9,7 @@ import os
 import pytest
 
 import gradcheck
-from micropeft.binding import kernels
+from micropeft.eval import kernel_binding as kernels
 
 
 @pytest.fixture(params=kernels.BACKENDS)

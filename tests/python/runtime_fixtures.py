@@ -12,7 +12,7 @@ import random
 
 import numpy as np
 
-from micropeft.graph import (
+from micropeft.prep.graph import (
     Activation,
     ArrayRef,
     Graph,

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from micropeft import bench, cm4, runtime
+from micropeft.eval import cm4, tasks, train
+from micropeft.host import runtime
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,12 +87,12 @@ def test_c_runs_match_the_reference_at_their_own_parameters(quick):
         checks = run["at_c_params"]
         assert [c["epoch"] for c in checks] == [e["epoch"] for e in run["epochs"]], run["key"]
         for check, epoch in zip(checks, run["epochs"], strict=True):
-            if bench.METHODS[run["method"]].update == "batch":
+            if tasks.METHODS[run["method"]].update == "batch":
                 assert 0.0 <= check["grad_diff"] < 1e-4, (run["key"], check)
             assert check["prediction_agreement"] == 1.0, (run["key"], check)
             assert check["tf_accuracy"] == epoch["accuracy"], (run["key"], check)
         assert 1 <= run["lockstep_steps"] <= run["steps"], run["key"]
-        assert run["lockstep_bound"] == bench.LOCKSTEP_BOUND
+        assert run["lockstep_bound"] == train.LOCKSTEP_BOUND
 
 
 def test_c_and_tf_parameters_agree_after_the_first_step(quick):
@@ -221,15 +222,14 @@ def test_rerun_resumes_without_training_again(quick):
 
 
 def test_parameter_difference_has_an_absolute_floor():
-    from micropeft import bench
 
     tf = {"w": np.array([2.0, -4.0]), "shift": np.array([1e-6, -2e-6])}
     # hand-computed: w differs by 0.004 of max |w| = 4 -> 1e-3; shift by 1e-7 absolute,
     # below the floor (1e-3) -> 1e-4, not 1e-7 / 2e-6 = 0.05
     c = {"w": np.array([2.0, -3.996]), "shift": np.array([1e-6, -2.1e-6])}
-    assert bench._max_relative_diff(c, tf) == pytest.approx(1e-3)
+    assert train._max_relative_diff(c, tf) == pytest.approx(1e-3)
     c["w"] = tf["w"].copy()
-    assert bench._max_relative_diff(c, tf) == pytest.approx(1e-7 / bench.PARAM_DIFF_FLOOR)
+    assert train._max_relative_diff(c, tf) == pytest.approx(1e-7 / train.PARAM_DIFF_FLOOR)
     # a real difference in a small array still shows at full size
     c["shift"] = np.array([1e-6, 5e-4])
-    assert bench._max_relative_diff(c, tf) == pytest.approx((5e-4 + 2e-6) / 1e-3)
+    assert train._max_relative_diff(c, tf) == pytest.approx((5e-4 + 2e-6) / 1e-3)

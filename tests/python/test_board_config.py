@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from micropeft import boards, cm4, target_flags
+from micropeft.deploy import boards
 from micropeft.errors import UserError
+from micropeft.eval import cm4, target_flags
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_BOARDS = REPO / "samples" / "peft_mobilenet" / "boards"

@@ -1,4 +1,4 @@
-"""The Cortex-M4F harness (cm4/ + micropeft.cm4), checked against facts that do
+"""The Cortex-M4F harness (cm4/ + micropeft.eval.cm4), checked against facts that do
 not come from QEMU: the instruction set (a subs/bne loop is two instructions
 per iteration), arm-none-eabi-size's own Berkeley totals, and the linker's
 256 KB limit."""
@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from micropeft import cm4
+from micropeft.eval import cm4
 
 pytestmark = pytest.mark.skipif(
     bool(cm4.missing_tools()), reason=f"missing tools: {cm4.missing_tools()}"

@@ -1,5 +1,5 @@
 """Committed generated data is what the current code generates: the golden headers
-and the sample's demo images (`python -m micropeft.golden`) and the host plan
+and the sample's demo images (`python tools/golden.py`) and the host plan
 fixtures (tests/host/gen_plan_fixtures.py), each regenerated into a temporary
 folder and compared byte for byte; and the demo images are loaded and trained on
 through the runtime binding, as the native_sim sample does."""
@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from micropeft import convert, datasets, golden, pack, runtime, tflite_graph
+import golden
+from micropeft.deploy import pack
+from micropeft.host import runtime
+from micropeft.prep import convert, datasets, tflite_graph
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "samples" / "peft_mobilenet" / "data"
@@ -26,7 +29,7 @@ def test_golden_headers_and_demo_images_are_current(tmp_path):
         for path in written
         if path.read_bytes() != (REPO / path.relative_to(tmp_path)).read_bytes()
     ]
-    assert not stale, f"stale generated files (run python -m micropeft.golden): {stale}"
+    assert not stale, f"stale generated files (run python tools/golden.py): {stale}"
 
 
 def test_host_plan_fixtures_are_current():

@@ -23,7 +23,7 @@ import pytest
 import tensorflow as tf
 
 from gradcheck import assert_close
-from micropeft.binding import kernels as k
+from micropeft.eval import kernel_binding as k
 
 # Every test runs once per kernel backend (reference and optimized).
 pytestmark = pytest.mark.usefixtures("each_backend")

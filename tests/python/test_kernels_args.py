@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from micropeft.binding import kernels as k
+from micropeft.eval import kernel_binding as k
 
 # Every test runs once per kernel backend (reference and optimized).
 pytestmark = pytest.mark.usefixtures("each_backend")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from micropeft.binding import kernels as k
+from micropeft.eval import kernel_binding as k
 from test_kernels import random_scales, tf_padding
 
 TOL = 1e-5

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from micropeft.binding import kernels as k
+from micropeft.eval import kernel_binding as k
 
 
 def numpy_model(q: np.ndarray, scales: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ import pytest
 import tensorflow as tf
 
 from gradcheck import assert_close
-from micropeft.binding import kernels as k
+from micropeft.eval import kernel_binding as k
 
 
 def tape(fn, inputs: list[np.ndarray], g: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -21,9 +21,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from micropeft import convert, datasets, merge, methods, pack, plan, reference, runtime
-from micropeft.graph import Method
-from micropeft.tflite_graph import graph_from_tflite
+from micropeft.deploy import merge, pack
+from micropeft.host import reference, runtime
+from micropeft.planning import methods, plan
+from micropeft.prep import convert, datasets
+from micropeft.prep.graph import Method
+from micropeft.prep.tflite_graph import graph_from_tflite
 from test_prep_cli import _cli as run_cli
 from test_prep_cli import _one_line_error
 
@@ -309,7 +312,7 @@ def folder(task, tmp_path_factory):
 
 
 def _flash_with_states(root: Path, board_name: str, slot0: bytes, slot1: bytes) -> list:
-    from micropeft import boards
+    from micropeft.deploy import boards
 
     board = boards.get_board(board_name)
     layout = json.loads((root / board_name / "pack.json").read_text())

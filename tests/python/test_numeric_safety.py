@@ -18,9 +18,9 @@ import zlib
 import numpy as np
 import pytest
 
-from micropeft.graph import Method
-from micropeft.plan import OptimizerConfig, build_plan
-from micropeft.runtime import PeftError, Status, Trainer
+from micropeft.host.runtime import PeftError, Status, Trainer
+from micropeft.planning.plan import OptimizerConfig, build_plan
+from micropeft.prep.graph import Method
 from runtime_fixtures import random_graph
 from test_runtime_plan import _chain
 

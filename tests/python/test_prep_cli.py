@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 from intelhex import IntelHex
 
-from micropeft import convert, datasets, pack, runtime, tflite_graph
+from micropeft.deploy import pack
+from micropeft.host import runtime
+from micropeft.prep import convert, datasets, tflite_graph
 
 REG = re.compile(r"(\w+): partition@[0-9a-f]+ \{[^}]*reg = <(0x[0-9a-f]+) (0x[0-9a-f]+)>;")
 
@@ -75,7 +77,7 @@ def test_prepare_model_writes_table_and_files(chain):
     assert summary["pretrain"]["dataset"] == "animal-mnist"
     # Total device RAM: the sample's TFLM arena, training arena, state export buffer (one
     # state slot's bytes), prefix cache (none asked for) and one split activation (int8).
-    from micropeft.runtime import LoadedPlan
+    from micropeft.host.runtime import LoadedPlan
 
     split = LoadedPlan(device, (out / "plan.bin").read_bytes()).input_dims()
     ram = summary["ram"]
@@ -263,8 +265,9 @@ def _conf(path):
 
 
 def test_pack_writes_the_board_configuration(chain):
-    from micropeft import boards, runtime
-    from micropeft.methods import METHODS
+    from micropeft.deploy import boards
+    from micropeft.host import runtime
+    from micropeft.planning.methods import METHODS
 
     root = chain["root"]
     device = (root / "m" / "model.tflite").read_bytes()

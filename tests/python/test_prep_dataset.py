@@ -14,9 +14,9 @@ import zlib
 import numpy as np
 import pytest
 
-from micropeft import convert, datasets, models
 from micropeft.errors import UserError
-from micropeft.graph import QuantParams
+from micropeft.prep import convert, datasets, models
+from micropeft.prep.graph import QuantParams
 
 
 def parse_blob(blob: bytes) -> dict:

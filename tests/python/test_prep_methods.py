@@ -9,9 +9,9 @@ import argparse
 
 import pytest
 
-from micropeft import config, methods
 from micropeft.errors import UserError
-from micropeft.graph import ArrayRef, Graph, Layer, Method, Op, QuantParams, TensorInfo
+from micropeft.planning import config, methods
+from micropeft.prep.graph import ArrayRef, Graph, Layer, Method, Op, QuantParams, TensorInfo
 
 Q = QuantParams(0.1, 0)
 

@@ -13,7 +13,7 @@ import zlib
 import pytest
 from intelhex import IntelHex
 
-from micropeft import boards, pack
+from micropeft.deploy import boards, pack
 from micropeft.errors import UserError
 from micropeft.files import write_atomic
 

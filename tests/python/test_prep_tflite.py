@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from micropeft import convert, models, tflite_graph
 from micropeft.errors import UserError
-from micropeft.graph import Activation, Op
+from micropeft.prep import convert, models, tflite_graph
+from micropeft.prep.graph import Activation, Op
 
 
 def _geometry_model():

@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from micropeft.graph import (
+from micropeft.host.reference import (
+    TFReferenceTrainer,
+    dequantize,
+    first_trainable_layer,
+    tflite_tensor_values,
+)
+from micropeft.prep.graph import (
     Activation,
     ArrayRef,
     Graph,
@@ -23,12 +29,6 @@ from micropeft.graph import (
     Op,
     QuantParams,
     TensorInfo,
-)
-from micropeft.reference import (
-    TFReferenceTrainer,
-    dequantize,
-    first_trainable_layer,
-    tflite_tensor_values,
 )
 
 
@@ -403,8 +403,8 @@ def test_optimizer_steps_match_hand_computed_updates(case):
 
 @pytest.fixture(scope="module")
 def tiny_int8():
-    from micropeft import convert, models
-    from micropeft.tflite_graph import graph_from_tflite
+    from micropeft.prep import convert, models
+    from micropeft.prep.tflite_graph import graph_from_tflite
 
     tf.keras.utils.set_random_seed(0)
     model = models.build_tiny_cnn(size=16, channels=3, num_classes=4, width=8, seed=0)
@@ -462,9 +462,9 @@ def _every_op_keras_model():
 def test_every_layer_matches_tflite_within_rounding():
     """Each layer, fed the interpreter's own (dequantized) input, gives the
     interpreter's output up to the int8 rounding of that output."""
-    from micropeft import convert
-    from micropeft.reference import forward, initial_parameters
-    from micropeft.tflite_graph import graph_from_tflite
+    from micropeft.host.reference import forward, initial_parameters
+    from micropeft.prep import convert
+    from micropeft.prep.tflite_graph import graph_from_tflite
 
     tf.keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)

@@ -8,8 +8,11 @@ import re
 
 import pytest
 
-from micropeft import report
 from micropeft.errors import UserError
+from micropeft.eval.conclusions import conclusions
+from micropeft.eval.render import write_report
+from micropeft.eval.results import RESULTS_SCHEMA, load_results
+from micropeft.eval.summary import Stat, pareto_front, summarize
 
 
 def _method(label, total, params, m4_step=None, fits=True):
@@ -89,7 +92,7 @@ def results():
         for s in range(3)
     ]
     return {
-        "schema": report.RESULTS_SCHEMA,
+        "schema": RESULTS_SCHEMA,
         "config": {"task": "toy", "seeds": [0, 1, 2], "methods": list(methods), "batch_size": 8},
         "setup": {"target": "toy digits", "timing": {"total_s": 12.0}},
         "methods": methods,
@@ -100,19 +103,19 @@ def results():
 def test_pareto_front_by_hand():
     # (cost, accuracy): point 1 is dominated by point 2 (cheaper and better)
     points = [(1.0, 0.5), (10.0, 0.6), (5.0, 0.7), (100.0, 0.9), (5.0, 0.7)]
-    assert report.pareto_front(points) == [0, 2, 4, 3]
-    assert report.pareto_front([(1.0, float("nan"))]) == []
+    assert pareto_front(points) == [0, 2, 4, 3]
+    assert pareto_front([(1.0, float("nan"))]) == []
 
 
 def test_stat_mean_and_sample_std():
-    stat = report.Stat([0.70, 0.72, 0.74])
+    stat = Stat([0.70, 0.72, 0.74])
     assert stat.mean == pytest.approx(0.72)
     assert stat.std == pytest.approx(0.02)  # sample (ddof=1) standard deviation
     assert stat.pct() == "72.0 ± 2.0"
 
 
 def test_conclusions_follow_the_numbers(results):
-    text = " ".join(report.conclusions(results, report.summarize(results)))
+    text = " ".join(conclusions(results, summarize(results)))
     front = text.split("Highest")[0]
     assert "Head" in front and "LoRA" in front and "Full" in front
     assert "BitFit" not in front  # dominated by LoRA
@@ -132,7 +135,7 @@ def test_conclusions_follow_the_numbers(results):
 def test_report_files_are_self_contained(results, tmp_path):
     path = tmp_path / "results.json"
     path.write_text(json.dumps(results))
-    md_path, html_path = report.write_report(path)
+    md_path, html_path = write_report(path)
     md = md_path.read_text()
     page = html_path.read_text()
     for name in ("accuracy_vs_ram", "costs", "learning_curves"):
@@ -154,12 +157,12 @@ def test_bad_results_file_is_a_user_error(tmp_path):
     path = tmp_path / "results.json"
     path.write_text("{not json")
     with pytest.raises(UserError):
-        report.load_results(path)
+        load_results(path)
     path.write_text(json.dumps({"schema": 999}))
     with pytest.raises(UserError):
-        report.load_results(path)
+        load_results(path)
     with pytest.raises(UserError):
-        report.load_results(tmp_path / "missing.json")
+        load_results(tmp_path / "missing.json")
 
 
 def test_first_step_difference_and_optimizers_come_from_the_runs(results, tmp_path):
@@ -170,12 +173,12 @@ def test_first_step_difference_and_optimizers_come_from_the_runs(results, tmp_pa
             run["param_diff_floor"] = 1e-3
     results["methods"]["head"]["optimizer"] = {"kind": "adam", "lr": 0.01}
     results["methods"]["full"]["optimizer"] = {"kind": "sgd", "lr": 0.002, "momentum": 0.9}
-    text = " ".join(report.conclusions(results, report.summarize(results)))
+    text = " ".join(conclusions(results, summarize(results)))
     # the worst run: BitFit seed 2, 2.5e-5 x 3
     assert "differ by at most 7.5e-05 (relative to each array's largest value, or 0.001 if" in text
     path = tmp_path / "results.json"
     path.write_text(json.dumps(results))
-    md = report.write_report(path)[0].read_text()
+    md = write_report(path)[0].read_text()
     assert "**Head**: Head as configured; Adam, lr 0.01" in md
     assert "**Full**: Full as configured; SGD (momentum 0.9), lr 0.002" in md
 
@@ -187,7 +190,7 @@ def test_first_step_runs_that_differ_are_named(results):
                 2e-2 if (run["method"], run["seed"]) == ("lora", 1) else 1e-6
             )
             run["param_diff_floor"] = 1e-3
-    text = " ".join(report.conclusions(results, report.summarize(results)))
+    text = " ".join(conclusions(results, summarize(results)))
     c_runs = sum(1 for run in results["runs"] if run["impl"] == "c")
     label = results["methods"]["lora"].get("label", "lora")
     assert "agree within 1e-04" in text and f"in {c_runs - 1} of {c_runs} runs" in text
@@ -205,7 +208,7 @@ def test_checks_at_the_c_parameters_come_from_the_runs(results):
             {"epoch": 1, "grad_diff": 2e-7 * (i + 1), "prediction_agreement": 1.0},
             {"epoch": 2, "grad_diff": None, "prediction_agreement": 0.995 if i == 1 else 1.0},
         ]
-    text = " ".join(report.conclusions(results, report.summarize(results)))
+    text = " ".join(conclusions(results, summarize(results)))
     median = 10 * (len(c_runs) + 1) / 2
     assert "class for at least 99.5 % of the test samples" in text
     assert f"differs by at most {2e-7 * len(c_runs):.1e} (relative)" in text

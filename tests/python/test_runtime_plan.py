@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from micropeft.errors import UserError
-from micropeft.graph import Activation, Method
-from micropeft.plan import (
+from micropeft.host.runtime import LoadedPlan, PeftError, Status, Trainer, load_plan_status
+from micropeft.planning.plan import (
     BUFFER_KIND_NAMES,
     BUFFER_RECORD_SIZE,
     HEADER_SIZE,
@@ -28,7 +28,7 @@ from micropeft.plan import (
     build_plan,
     lora_a_init,
 )
-from micropeft.runtime import LoadedPlan, PeftError, Status, Trainer, load_plan_status
+from micropeft.prep.graph import Activation, Method
 from runtime_fixtures import GraphBuilder, mark, random_graph
 
 OPTIMIZERS = [
@@ -350,7 +350,7 @@ def test_each_corruption_has_its_code(sample_plan):
 
 
 def test_an_old_plan_gets_a_clear_version_error(sample_plan):
-    from micropeft.plan import check_blob_version
+    from micropeft.planning.plan import check_blob_version
 
     model, plan = sample_plan
     old = _edit(plan.to_bytes(), 4, "<H", 1)

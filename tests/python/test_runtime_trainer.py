@@ -1,4 +1,4 @@
-"""The C trainer against TensorFlow autodiff (micropeft.reference), on random
+"""The C trainer against TensorFlow autodiff (micropeft.host.reference), on random
 graphs of every operator and method combination; its state blob; its arena.
 
 The whole int8 Keras model, every method and both optimizers, is compared in
@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from micropeft.graph import Method
-from micropeft.plan import OptimizerConfig, build_plan
-from micropeft.runtime import PeftError, Status, Trainer
+from micropeft.host.runtime import PeftError, Status, Trainer
+from micropeft.planning.plan import OptimizerConfig, build_plan
+from micropeft.prep.graph import Method
 from runtime_fixtures import random_graph
 from test_runtime_plan import _chain
 
@@ -41,7 +41,7 @@ def _samples(plan, rng: np.random.Generator, n: int):
 
 @pytest.mark.parametrize("seed", list(range(100, 112)))
 def test_random_graph_gradients_and_step_match_tensorflow(seed):
-    from micropeft.reference import TFReferenceTrainer
+    from micropeft.host.reference import TFReferenceTrainer
 
     graph, model = random_graph(seed)
     opt = (
@@ -74,7 +74,7 @@ def test_random_graph_gradients_and_step_match_tensorflow(seed):
 
 
 def test_int8_cache_stays_close_to_the_float_gradients():
-    from micropeft.reference import TFReferenceTrainer
+    from micropeft.host.reference import TFReferenceTrainer
 
     graph, model = _chain({0: Method.FULL, 1: Method.SCALE_SHIFT, 2: Method.LORA, 4: Method.FULL})
     opt = OptimizerConfig("sgd", lr=0.05)

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from micropeft.graph import Method
-from micropeft.reference import (
+from micropeft.host.reference import (
     TFReferenceTrainer,
     dequantize,
     initial_parameters,
     tflite_tensor_values,
 )
+from micropeft.prep.graph import Method
 
 PARAM_RTOL = 1e-4
 SAMPLES = 4
@@ -49,7 +49,7 @@ def rel_err(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def tiny():
     """The int8 model, 12 samples and their labels."""
-    from micropeft import convert, models
+    from micropeft.prep import convert, models
 
     tf.keras.utils.set_random_seed(0)
     model = models.build_tiny_cnn(size=16, channels=3, num_classes=4, width=8, seed=0)
@@ -72,8 +72,9 @@ def _setup(
     act_cache: str = "f32",
     update: str = "batch",
 ):
-    from micropeft import methods, plan, runtime
-    from micropeft.tflite_graph import graph_from_tflite
+    from micropeft.host import runtime
+    from micropeft.planning import methods, plan
+    from micropeft.prep.tflite_graph import graph_from_tflite
 
     model_bytes, samples, labels = tiny
     graph = graph_from_tflite(model_bytes)
@@ -163,7 +164,7 @@ def test_per_layer_updates_match_one_sample_steps(tiny, method_case, opt_case):
 @pytest.fixture(scope="module")
 def every_op():
     """An int8 model with PAD, a residual ADD and AVERAGE_POOL_2D in the trainable part."""
-    from micropeft import convert
+    from micropeft.prep import convert
     from test_reference import _every_op_keras_model
 
     tf.keras.utils.set_random_seed(0)
@@ -223,8 +224,8 @@ def test_fifty_steps_reduce_the_loss_in_c(tiny, method_case, opt_case):
 
 def test_every_method_case_trains_what_it_names(tiny):
     """Guards the cases above: each marks the layers its name says."""
-    from micropeft import methods
-    from micropeft.tflite_graph import graph_from_tflite
+    from micropeft.planning import methods
+    from micropeft.prep.tflite_graph import graph_from_tflite
 
     graph = graph_from_tflite(tiny[0])
     marked = {}

@@ -1,11 +1,11 @@
 /* LoRA on a 1x1 stride-1 convolution or a fully connected layer:
  * out += (alpha / r) * B (A x) (after scale+shift, before the activation, as
- * scripts/micropeft/reference.py),  with A (r x in) and B (out x r) in the FC
+ * scripts/micropeft/host/reference.py),  with A (r x in) and B (out x r) in the FC
  * weight layout. As in HF PEFT, B starts at zero (the untrained layer is
  * unchanged) and A is kaiming-uniform-like, U(-1/sqrt(in), 1/sqrt(in)), drawn
  * from xorshift32 seeded with (seed ^ (0x9E3779B9 * (graph_layer + 1))) | 1:
  * x ^= x << 13; x ^= x >> 17; x ^= x << 5; value = bound * (2 u - 1) with
- * u = (x >> 8) / 2^24, row-major. scripts/micropeft/plan.py lora_a_init()
+ * u = (x >> 8) / 2^24, row-major. scripts/micropeft/planning/plan.py lora_a_init()
  * computes the same values.
  *
  * The forward keeps u = (alpha / r) * A x (train: in the activation cache),

@@ -1,6 +1,6 @@
 /* Per-channel scale and shift: out = lin * gamma + beta after the layer's
  * linear output (+ bias), before LoRA adds its branch and before the fused
- * activation (scripts/micropeft/reference.py has the same order). Stands in
+ * activation (scripts/micropeft/host/reference.py has the same order). Stands in
  * for BatchNorm tuning, which TFLite folds into the convolution. gamma starts
  * at 1 and beta at 0, so the untrained layer is unchanged. */
 #include <stddef.h>

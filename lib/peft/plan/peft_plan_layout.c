@@ -1,5 +1,5 @@
 /* The arena layout, recomputed from the plan's layers and compared with every
- * offset and size the plan stores. scripts/micropeft/plan.py (_layout,
+ * offset and size the plan stores. scripts/micropeft/planning/plan.py (_layout,
  * _buffers, _place) is the same algorithm; docs/formats.md describes it.
  *
  * Parameters, gradients and optimizer state are packed in layer order. Every

@@ -8,6 +8,7 @@
 #include "../common/peft_blob.h"
 #include "../common/peft_try.h"
 #include "../methods/peft_method.h"
+#include "../ops/peft_ops.h"
 #include "peft/peft_bytes.h"
 #include "peft/peft_crc32.h"
 #include "peft/peft_formats.h"
@@ -137,25 +138,6 @@ static int32_t dims_size(const peft_dims *d)
 
 /* count == a * b * c * d for positive factors of at most 2^24, without
  * overflow: the partial product only grows, so stop once it passes count. */
-static bool product_is(uint32_t count, int32_t a, int32_t b, int32_t c, int32_t d)
-{
-	const int32_t factors[4] = {a, b, c, d};
-	int64_t p = 1;
-
-	for (int i = 0; i < 4; i++) {
-		p *= factors[i];
-		if (p > (int64_t)count) {
-			return false;
-		}
-	}
-	return p == (int64_t)count;
-}
-
-static bool dims_equal(const peft_dims *a, const peft_dims *b)
-{
-	return a->h == b->h && a->w == b->w && a->c == b->c;
-}
-
 /* out == (in + pad_before + pad_after - kernel) / stride + 1 for some
  * 0 <= pad_after < kernel + stride (the kernels' geometry rule). */
 static bool axis_ok(int32_t in, int32_t out, int32_t kernel, int32_t stride, int32_t pad)
@@ -190,21 +172,20 @@ static peft_status check_layer_fields(const peft_plan *plan, int32_t k)
 	peft_layer_rec r;
 
 	peft_plan_read_layer(plan, k, &r);
-	/* Op codes run from 1 to PEFT_OP_COUNT. */
-	if (r.op < PEFT_OP_CONV_2D || r.op > PEFT_OP_COUNT || r.activation > PEFT_ACT_RELU6 ||
+	const peft_op *op = peft_op_find(r.op);
+
+	if (op == NULL || r.activation > PEFT_ACT_RELU6 ||
 	    (r.methods & ~(uint32_t)PEFT_METHOD_ALL) != 0 || r.reserved != 0 ||
 	    r.output != (uint32_t)k + 1u) {
 		return PEFT_ERR_PLAN_FIELD;
 	}
-	const bool is_add = r.op == PEFT_OP_ADD;
-	const bool linear = r.op == PEFT_OP_CONV_2D || r.op == PEFT_OP_DEPTHWISE_CONV_2D ||
-			    r.op == PEFT_OP_FULLY_CONNECTED;
+	const bool two_inputs = op->num_inputs == 2u;
 
-	if (r.num_inputs != (is_add ? 2u : 1u) || r.input[0] > k ||
-	    (is_add ? r.input[1] > k : r.input[1] != PEFT_NO_INPUT)) {
+	if (r.num_inputs != op->num_inputs || r.input[0] > k ||
+	    (two_inputs ? r.input[1] > k : r.input[1] != PEFT_NO_INPUT)) {
 		return PEFT_ERR_PLAN_FIELD;
 	}
-	if (r.methods != 0 && !linear) {
+	if (r.methods != 0 && !op->linear) {
 		return PEFT_ERR_PLAN_FIELD;
 	}
 	const peft_dims in = tensor_dims(plan, r.input[0]);
@@ -225,7 +206,7 @@ static peft_status check_layer_fields(const peft_plan *plan, int32_t k)
 	} else if (r.lora_rank != 0 || r.lora_alpha != 0.0f) {
 		return PEFT_ERR_PLAN_FIELD;
 	}
-	if (!linear) {
+	if (!op->linear) {
 		if (!ref_is_zero(&r.weights) || !ref_is_zero(&r.bias)) {
 			return PEFT_ERR_PLAN_FIELD;
 		}
@@ -241,64 +222,16 @@ static peft_status check_layer_fields(const peft_plan *plan, int32_t k)
 			return PEFT_ERR_PLAN_FIELD;
 		}
 	}
-	const bool geometry = r.op == PEFT_OP_CONV_2D || r.op == PEFT_OP_DEPTHWISE_CONV_2D ||
-			      r.op == PEFT_OP_AVERAGE_POOL_2D;
-
-	if (geometry && (!axis_ok(in.h, out.h, r.kernel_h, r.stride_h, r.pad_top) ||
-			 !axis_ok(in.w, out.w, r.kernel_w, r.stride_w, r.pad_left))) {
+	if (op->window && (!axis_ok(in.h, out.h, r.kernel_h, r.stride_h, r.pad_top) ||
+			   !axis_ok(in.w, out.w, r.kernel_w, r.stride_w, r.pad_left))) {
 		return PEFT_ERR_PLAN_FIELD;
 	}
-	switch (r.op) {
-	case PEFT_OP_CONV_2D:
-		if (!product_is(r.weights.count, out.c, r.kernel_h, r.kernel_w, in.c)) {
-			return PEFT_ERR_PLAN_FIELD;
-		}
-		break;
-	case PEFT_OP_DEPTHWISE_CONV_2D:
-		if (in.c != out.c || !product_is(r.weights.count, r.kernel_h, r.kernel_w, in.c, 1)) {
-			return PEFT_ERR_PLAN_FIELD;
-		}
-		break;
-	case PEFT_OP_FULLY_CONNECTED: {
-		const uint32_t in_features = r.weights.count / (uint32_t)out.c;
+	const peft_op_shapes shapes = {
+		&r, {in, two_inputs ? tensor_dims(plan, r.input[1]) : (peft_dims){0, 0, 0}},
+		out, in_size, out_size};
 
-		if (r.weights.count % (uint32_t)out.c != 0 || in_features == 0 ||
-		    in_size % in_features != 0 ||
-		    (in_size / in_features) * out.c != out_size) {
-			return PEFT_ERR_PLAN_FIELD;
-		}
-		break;
-	}
-	case PEFT_OP_ADD: {
-		const peft_dims in1 = tensor_dims(plan, r.input[1]);
-
-		if (!dims_equal(&in, &out) || !dims_equal(&in1, &out)) {
-			return PEFT_ERR_PLAN_FIELD;
-		}
-		break;
-	}
-	case PEFT_OP_MEAN:
-		if (out.h != 1 || out.w != 1 || out.c != in.c) {
-			return PEFT_ERR_PLAN_FIELD;
-		}
-		break;
-	case PEFT_OP_AVERAGE_POOL_2D:
-		if (in.c != out.c) {
-			return PEFT_ERR_PLAN_FIELD;
-		}
-		break;
-	case PEFT_OP_PAD:
-		if (in.c != out.c || r.pad_top < 0 || r.pad_left < 0 ||
-		    (int64_t)out.h < (int64_t)in.h + r.pad_top ||
-		    (int64_t)out.w < (int64_t)in.w + r.pad_left) {
-			return PEFT_ERR_PLAN_FIELD;
-		}
-		break;
-	default: /* RESHAPE */
-		if (in_size != out_size) {
-			return PEFT_ERR_PLAN_FIELD;
-		}
-		break;
+	if (!op->shapes_ok(&shapes)) {
+		return PEFT_ERR_PLAN_FIELD;
 	}
 	return PEFT_OK;
 }

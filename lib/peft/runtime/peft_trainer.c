@@ -18,6 +18,7 @@
 
 #include "../kernels/activation/peft_activation_mask.h"
 #include "../methods/peft_method.h"
+#include "../ops/peft_ops.h"
 #include "../plan/peft_plan_internal.h"
 #include "peft/peft_kernels.h"
 #include "peft/peft_optim.h"
@@ -105,12 +106,11 @@ static void load_weights(const peft_trainer *t, const peft_layer_info *L, peft_l
 		const int8_t *q = (const int8_t *)(plan->model + r->weights.offset);
 		const uint32_t n = r->weights.count;
 		const uint32_t per_channel = n / (uint32_t)L->out_features;
+		const bool channel_innermost = peft_op_find(r->op)->channel_innermost;
 
 		for (uint32_t i = 0; i < n; i++) {
-			/* Output channel: innermost for depthwise [kh][kw][c], outermost otherwise. */
-			const uint32_t ch = r->op == PEFT_OP_DEPTHWISE_CONV_2D
-						    ? i % (uint32_t)L->out_features
-						    : i / per_channel;
+			const uint32_t ch = channel_innermost ? i % (uint32_t)L->out_features
+							      : i / per_channel;
 			const uint32_t s = r->weights.scale_count == 1u ? 0u : ch;
 
 			ctx->param[PEFT_PARAM_WEIGHT][i] =
@@ -247,60 +247,12 @@ static peft_status set_input(peft_trainer *t, const int8_t *in_s8, const float *
 
 /* ---- forward ---- */
 
-static peft_conv_params conv_params(const peft_layer_info *L)
-{
-	const peft_layer_rec *r = &L->rec;
-
-	return (peft_conv_params){L->in[0],    L->out,      r->kernel_h, r->kernel_w,
-				  r->stride_h, r->stride_w, r->pad_top,  r->pad_left};
-}
-
-static peft_fc_params fc_params(const peft_layer_info *L)
-{
-	return (peft_fc_params){L->rows, L->in_features, L->out_features};
-}
-
 static peft_weights_s8 frozen_weights(const peft_plan *plan, const peft_layer_info *L)
 {
 	return (peft_weights_s8){(const int8_t *)(plan->model + L->rec.weights.offset),
 				 (const float *)(const void *)(plan->model +
 							       L->rec.weights.scale_offset),
 				 (int32_t)L->rec.weights.scale_count};
-}
-
-static peft_status linear_forward(const peft_trainer *t, const peft_layer_info *L,
-				  const float *x0, const float *x1, const float *bias,
-				  const float *w, float *lin)
-{
-	const peft_weights_s8 w8 = frozen_weights(t->plan, L);
-	const peft_conv_params cp = conv_params(L);
-	const peft_fc_params fp = fc_params(L);
-
-	switch (L->rec.op) {
-	case PEFT_OP_CONV_2D:
-		return w != NULL ? peft_conv2d_fwd_f32(&cp, x0, w, bias, lin)
-				 : peft_conv2d_fwd_s8(&cp, x0, &w8, bias, lin);
-	case PEFT_OP_DEPTHWISE_CONV_2D:
-		return w != NULL ? peft_depthwise_conv2d_fwd_f32(&cp, x0, w, bias, lin)
-				 : peft_depthwise_conv2d_fwd_s8(&cp, x0, &w8, bias, lin);
-	case PEFT_OP_FULLY_CONNECTED:
-		return w != NULL ? peft_fc_fwd_f32(&fp, x0, w, bias, lin)
-				 : peft_fc_fwd_s8(&fp, x0, &w8, bias, lin);
-	case PEFT_OP_ADD:
-		return peft_add_fwd_f32(L->out_size, x0, x1, lin);
-	case PEFT_OP_MEAN:
-		return peft_mean_fwd_f32(&L->in[0], x0, lin);
-	case PEFT_OP_AVERAGE_POOL_2D:
-		return peft_avg_pool2d_fwd_f32(&cp, x0, lin);
-	case PEFT_OP_PAD: {
-		const peft_pad_params pp = {L->in[0], L->out, L->rec.pad_top, L->rec.pad_left};
-
-		return peft_pad_fwd_f32(&pp, x0, lin);
-	}
-	default: /* RESHAPE: batch-1 NHWC data is the same bytes */
-		memcpy(lin, x0, (size_t)L->out_size * sizeof(float));
-		return PEFT_OK;
-	}
 }
 
 static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L,
@@ -333,7 +285,11 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 		bias = work_f32(t, PEFT_BUF_FWD_BIAS, k);
 		dequantize_bias(t->plan, r, bias);
 	}
-	PEFT_TRY(linear_forward(t, L, ctx.x, x1, bias, ctx.param[PEFT_PARAM_WEIGHT], ctx.lin));
+	const peft_weights_s8 frozen = frozen_weights(t->plan, L);
+	const peft_op_forward_args op_args = {
+		L, {ctx.x, x1}, ctx.param[PEFT_PARAM_WEIGHT], &frozen, bias, ctx.lin};
+
+	PEFT_TRY(peft_op_find(r->op)->forward(&op_args));
 	if (train && s8 && L->trainable[PEFT_PARAM_GAMMA]) {
 		const peft_tensor_rec o = tensor(t, r->output);
 
@@ -374,6 +330,14 @@ static peft_status forward(peft_trainer *t, const int8_t *in_s8, const float *in
 }
 
 /* ---- backward ---- */
+
+/* The update counter after one more update. It saturates: Adam's bias
+ * corrections are 1 to float precision long before 2^32 - 1 updates, and a
+ * wrapped count (0) would be an invalid Adam step. */
+static uint32_t next_step(uint32_t step)
+{
+	return step == UINT32_MAX ? step : step + 1u;
+}
 
 /* True when layer k is the first to contribute to the gradient of its input
  * j (backward runs in reverse: the tensor's last reader, first position). */
@@ -488,82 +452,18 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 	if (L->needs_input_values) {
 		PEFT_TRY(tensor_kept(t, r->input[0], work_f32(t, PEFT_BUF_BWD_IN, k), &ctx.x));
 	}
-	const peft_conv_params cp = conv_params(L);
-	const peft_fc_params fp = fc_params(L);
-	const peft_weights_s8 w8 = frozen_weights(plan, L);
-	const float *w = ctx.param[PEFT_PARAM_WEIGHT];
-	float *gw = ctx.grad[PEFT_PARAM_WEIGHT];
-	float *gb = ctx.grad[PEFT_PARAM_BIAS];
+	const peft_weights_s8 frozen = frozen_weights(plan, L);
+	const peft_op_backward_args op_args = {L,
+					       g,
+					       ctx.x,
+					       ctx.param[PEFT_PARAM_WEIGHT],
+					       &frozen,
+					       ctx.grad[PEFT_PARAM_WEIGHT],
+					       ctx.grad[PEFT_PARAM_BIAS],
+					       {grad_in[0], grad_in[1]},
+					       {acc[0], acc[1]}};
 
-	switch (r->op) {
-	case PEFT_OP_CONV_2D:
-		if (gb != NULL) {
-			PEFT_TRY(peft_conv2d_bwd_bias_f32(&L->out, g, gb));
-		}
-		if (gw != NULL) {
-			PEFT_TRY(peft_conv2d_bwd_weight_f32(&cp, ctx.x, g, gw));
-		}
-		if (grad_in[0] != NULL) {
-			PEFT_TRY(w != NULL ? peft_conv2d_bwd_input_f32(&cp, w, g, grad_in[0], acc[0])
-				      : peft_conv2d_bwd_input_s8(&cp, &w8, g, grad_in[0], acc[0]));
-		}
-		break;
-	case PEFT_OP_DEPTHWISE_CONV_2D:
-		if (gb != NULL) {
-			PEFT_TRY(peft_depthwise_conv2d_bwd_bias_f32(&L->out, g, gb));
-		}
-		if (gw != NULL) {
-			PEFT_TRY(peft_depthwise_conv2d_bwd_weight_f32(&cp, ctx.x, g, gw));
-		}
-		if (grad_in[0] != NULL) {
-			PEFT_TRY(w != NULL ? peft_depthwise_conv2d_bwd_input_f32(&cp, w, g, grad_in[0],
-									    acc[0])
-				      : peft_depthwise_conv2d_bwd_input_s8(&cp, &w8, g, grad_in[0],
-									   acc[0]));
-		}
-		break;
-	case PEFT_OP_FULLY_CONNECTED:
-		if (gb != NULL) {
-			PEFT_TRY(peft_fc_bwd_bias_f32(&fp, g, gb));
-		}
-		if (gw != NULL) {
-			PEFT_TRY(peft_fc_bwd_weight_f32(&fp, ctx.x, g, gw));
-		}
-		if (grad_in[0] != NULL) {
-			PEFT_TRY(w != NULL ? peft_fc_bwd_input_f32(&fp, w, g, grad_in[0], acc[0])
-				      : peft_fc_bwd_input_s8(&fp, &w8, g, grad_in[0], acc[0]));
-		}
-		break;
-	case PEFT_OP_ADD:
-		for (uint32_t j = 0; j < 2u; j++) {
-			if (grad_in[j] != NULL) {
-				PEFT_TRY(peft_add_bwd_input_f32(L->out_size, g, grad_in[j], acc[j]));
-			}
-		}
-		break;
-	case PEFT_OP_MEAN:
-		if (grad_in[0] != NULL) {
-			PEFT_TRY(peft_mean_bwd_input_f32(&L->in[0], g, grad_in[0], acc[0]));
-		}
-		break;
-	case PEFT_OP_AVERAGE_POOL_2D:
-		if (grad_in[0] != NULL) {
-			PEFT_TRY(peft_avg_pool2d_bwd_input_f32(&cp, g, grad_in[0], acc[0]));
-		}
-		break;
-	case PEFT_OP_PAD:
-		if (grad_in[0] != NULL) {
-			const peft_pad_params pp = {L->in[0], L->out, r->pad_top, r->pad_left};
-
-			PEFT_TRY(peft_pad_bwd_input_f32(&pp, g, grad_in[0], acc[0]));
-		}
-		break;
-	default: /* RESHAPE: the gradient passes through unchanged */
-		if (grad_in[0] != NULL) {
-			PEFT_TRY(peft_add_bwd_input_f32(L->out_size, g, grad_in[0], acc[0]));
-		}
-		break;
-	}
+	PEFT_TRY(peft_op_find(r->op)->backward(&op_args));
 	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_ADAPTER, &ctx));
 	if (plan->update == PEFT_UPDATE_LAYER) {
 		return update_layer(t, L, &ctx);
@@ -608,7 +508,7 @@ peft_status peft_trainer_backward(peft_trainer *t)
 
 	t->pending_label = -1;
 	if (plan->update == PEFT_UPDATE_LAYER) {
-		t->step++; /* one update per sample; Adam's bias correction counts them */
+		t->step = next_step(t->step); /* one update per sample: Adam counts them */
 	}
 	PEFT_TRY(peft_softmax_xent_bwd_f32(plan->num_classes, work_f32(t, PEFT_BUF_PROBS, 0), label,
 				      work_f32(t, PEFT_BUF_GRAD, plan->output_tensor)));
@@ -797,11 +697,11 @@ peft_status peft_trainer_step(peft_trainer *t)
 	peft_status st = gradient_scale(t, &scale);
 
 	if (st == PEFT_OK) {
-		st = optimizer_pass(t, scale, t->step + 1u, false);
+		st = optimizer_pass(t, scale, next_step(t->step), false);
 	}
 	if (st == PEFT_OK) {
 		/* The dry run computed these very values: the update cannot fail now. */
-		t->step++;
+		t->step = next_step(t->step);
 		st = optimizer_pass(t, scale, t->step, true);
 	}
 	clear_batch(t);

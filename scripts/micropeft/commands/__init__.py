@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from micropeft.errors import UserError
+from micropeft.prep import tflite_graph
 
 
 def output_folder(text: str | Path, option: str = "--out") -> Path:
@@ -56,7 +57,6 @@ def read_tflite(text: str | Path, option: str = "--model", parse: str = "io") ->
     """The bytes of an int8 .tflite file, parsed once so that a truncated or
     corrupt file is a clear error here rather than a traceback later. `parse`:
     "input" (the input tensor), "io" (input and output) or "whole" (every operator)."""
-    from micropeft import tflite_graph
 
     path = Path(text)
     if not path.is_file():
@@ -77,3 +77,16 @@ def read_tflite(text: str | Path, option: str = "--model", parse: str = "io") ->
             f"({type(error).__name__} after {len(data):,d} bytes)"
         ) from None
     return data
+
+
+def parse_range(text: str | None, default: tuple[float, float]) -> tuple[float, float]:
+    """--input-range LOW,HIGH as floats (`default` when not given); UserError when malformed."""
+    if text is None:
+        return default
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"--input-range must be LOW,HIGH (e.g. 0,1), not {text!r}") from None
+    if not low < high:
+        raise UserError(f"--input-range: LOW must be below HIGH ({text})")
+    return low, high

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from micropeft.commands import output_folder, read_tflite
 from micropeft.errors import UserError
+from micropeft.eval import tasks
+from micropeft.eval.run import run_bench
 
 
 def _int_list(text: str) -> list[int]:
@@ -20,7 +22,6 @@ def _int_list(text: str) -> list[int]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from micropeft import bench
 
     parser = subparsers.add_parser(
         "bench",
@@ -33,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--task",
-        default=bench.DEFAULT_TASK,
-        help=f"built-in task: {', '.join(bench.TASKS)} (default {bench.DEFAULT_TASK})",
+        default=tasks.DEFAULT_TASK,
+        help=f"built-in task: {', '.join(tasks.TASKS)} (default {tasks.DEFAULT_TASK})",
     )
     parser.add_argument("--model", help="a user's int8 .tflite instead of a task (needs --dataset)")
     parser.add_argument(
@@ -47,10 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--methods",
-        help=f"comma-separated subset of: {', '.join(bench.METHODS)} (default: all)",
+        help=f"comma-separated subset of: {', '.join(tasks.METHODS)} (default: all)",
     )
     parser.add_argument("--seeds", type=int, help="number of seeds (default 3)")
-    d = bench.BenchConfig()
+    d = tasks.BenchConfig()
     parser.add_argument("--epochs", type=int, help=f"fine-tuning epochs (default {d.epochs})")
     parser.add_argument("--batch-size", type=int, help=f"samples per step (default {d.batch_size})")
     parser.add_argument(
@@ -85,10 +86,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    from micropeft import bench
 
     output_folder(args.out)
-    cfg = bench.quick_config() if args.quick else bench.BenchConfig()
+    cfg = tasks.quick_config() if args.quick else tasks.BenchConfig()
     if (args.model is None) != (args.dataset is None):
         raise UserError("--model and --dataset go together (a .tflite and its dataset)")
     if args.model:
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     existed = args.out.exists()
     try:
-        path = bench.run_bench(cfg, args.out, report=not args.no_report)
+        path = run_bench(cfg, args.out, report=not args.no_report)
     except UserError:
         # Bad input found during the set-up: leave nothing behind, but never
         # remove a folder that holds results (a later run resumes them).

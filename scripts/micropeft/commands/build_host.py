@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from micropeft import native
+from micropeft.host import native
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,5 +16,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = native.build_host(quiet=False)
-    print(f"built {path.relative_to(native.REPO_ROOT)}")
+    shown = path.relative_to(native.REPO_ROOT) if path.is_relative_to(native.REPO_ROOT) else path
+    print(f"built {shown}")
     return 0

@@ -1,6 +1,6 @@
 """`micropeft merge` and `micropeft export`: a trained state, off the device, onto a PC.
 
-merge writes a standard int8 .tflite with the adaptation folded in (micropeft.merge);
+merge writes a standard int8 .tflite with the adaptation folded in (micropeft.deploy.merge);
 export writes the trained parameters to an .npz keyed "<layer name>/<kind>".
 Both read the state from a state blob, a native_sim flash file, or a flash
 readout (Intel HEX or binary), and the model folder it was trained for.
@@ -14,8 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from micropeft.deploy import merge
 from micropeft.errors import UserError
 from micropeft.files import write_atomic
+from micropeft.host import reference
+from micropeft.planning.config import parse_size
+from micropeft.prep import datasets, tflite_graph
+from micropeft.prep.convert import quiet_native_stderr
 
 _STATE_HELP = (
     "the trained state: a state blob (the runtime's export), a native_sim flash file, or a "
@@ -91,8 +96,6 @@ def _address(text: str | None) -> int | None:
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """(model folder, its plan, the trained state) from the common arguments."""
-    from micropeft import merge
-    from micropeft.config import parse_size
 
     folder = merge.read_model_folder(args.model_dir)
     the_plan = folder.plan()
@@ -122,8 +125,6 @@ def _check_out(path: str, suffix: str) -> Path:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from micropeft import datasets, merge, tflite_graph
-    from micropeft.convert import quiet_native_stderr
 
     out = _check_out(args.out, ".tflite")
     if args.calibration_samples is not None and args.calibration_samples < 1:
@@ -157,7 +158,6 @@ def run_merge(args: argparse.Namespace) -> int:
 
 def _print_check(folder: Any, the_plan: Any, state: Any, model: bytes, test: Any) -> None:
     """Agreement of the merged model (TFLite) with the runtime on the dataset's test split."""
-    from micropeft import merge, reference
 
     x, y = test
     split = the_plan.graph.tensors[the_plan.input_tensor]
@@ -180,7 +180,6 @@ def _print_check(folder: Any, the_plan: Any, state: Any, model: bytes, test: Any
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from micropeft import merge
 
     out = _check_out(args.out, ".npz")
     _, the_plan, state = _load(args)

@@ -17,12 +17,16 @@ import json
 from pathlib import Path
 
 from micropeft.commands import output_folder, read_tflite, removed_on_error
+from micropeft.deploy import boards, pack
+from micropeft.deploy.boards import BOARDS
 from micropeft.errors import UserError
 from micropeft.files import write_atomic
+from micropeft.planning import plan as plan_module
+from micropeft.planning.config import parse_size
+from micropeft.prep import datasets, tflite_graph
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from micropeft.boards import BOARDS
 
     parser = subparsers.add_parser(
         "pack",
@@ -49,9 +53,6 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def run(args: argparse.Namespace) -> int:
-    from micropeft import boards, datasets, pack, tflite_graph
-    from micropeft import plan as plan_module
-    from micropeft.config import parse_size
 
     out = output_folder(args.out)
     board = boards.get_board(args.board)

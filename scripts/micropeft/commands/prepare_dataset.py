@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from micropeft.commands import output_folder, read_tflite, removed_on_error
+from micropeft.commands import output_folder, parse_range, read_tflite, removed_on_error
 from micropeft.files import write_atomic
+from micropeft.prep import datasets, tflite_graph
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,10 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _input_range(args: argparse.Namespace, model_path: Path) -> tuple[float, float]:
-    from micropeft.commands.prepare_model import _parse_range
 
     if args.input_range is not None:
-        return _parse_range(args.input_range, (0.0, 1.0))
+        return parse_range(args.input_range, (0.0, 1.0))
     summary = model_path.parent / "summary.json"
     if summary.is_file():
         try:
@@ -56,7 +56,6 @@ def _input_range(args: argparse.Namespace, model_path: Path) -> tuple[float, flo
 
 
 def run(args: argparse.Namespace) -> int:
-    from micropeft import datasets, tflite_graph
 
     out = output_folder(args.out)
     model_path = Path(args.model)

@@ -16,15 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from micropeft.commands import output_folder, read_tflite, removed_on_error
+from micropeft.commands import output_folder, parse_range, read_tflite, removed_on_error
+from micropeft.deploy import pack
 from micropeft.errors import UserError
 from micropeft.files import write_atomic
+from micropeft.planning import config, methods, plan
+from micropeft.prep import convert, datasets, models, tflite_graph
+from micropeft.prep.convert import quiet_native_stderr
 
 ARCHS = ("mobilenet_v1", "mobilenet_v2", "tiny_cnn")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from micropeft import config
 
     parser = subparsers.add_parser(
         "prepare-model",
@@ -70,18 +73,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _parse_range(text: str | None, default: tuple[float, float]) -> tuple[float, float]:
-    if text is None:
-        return default
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise UserError(f"--input-range must be LOW,HIGH (e.g. 0,1), not {text!r}") from None
-    if not low < high:
-        raise UserError(f"--input-range: LOW must be below HIGH ({text})")
-    return low, high
-
-
 def _refuse_device_model(path: Path) -> None:
     """prepare-model's device model (model.tflite, cut at the split) is not a whole
     model: it has the same length as the full.tflite beside it, patched in place."""
@@ -106,7 +97,6 @@ class Prepared:
 
 def _source_model(args: argparse.Namespace) -> tuple[bytes, dict[str, Any]]:
     """The full int8 .tflite and facts about where it came from."""
-    from micropeft import convert, datasets, models
 
     chosen = [s for s in (args.arch, args.keras, args.tflite) if s]
     if len(chosen) > 1:
@@ -115,13 +105,13 @@ def _source_model(args: argparse.Namespace) -> tuple[bytes, dict[str, Any]]:
         path = Path(args.tflite)
         _refuse_device_model(path)
         model_bytes = read_tflite(path, "--tflite", parse="whole")
-        rng = _parse_range(args.input_range, (0.0, 1.0))
+        rng = parse_range(args.input_range, (0.0, 1.0))
         return model_bytes, {"source": str(path), "input_range": list(rng)}
 
     if args.keras:
         model = models.load_keras_model(args.keras)
         shape = models.input_shape(model)
-        rng = _parse_range(args.input_range, (0.0, 1.0))
+        rng = parse_range(args.input_range, (0.0, 1.0))
         info: dict[str, Any] = {"source": args.keras, "input_range": list(rng)}
     else:
         arch = args.arch or "mobilenet_v1"
@@ -142,7 +132,7 @@ def _source_model(args: argparse.Namespace) -> tuple[bytes, dict[str, Any]]:
         if args.num_classes and args.num_classes != len(meta["classes"]):
             model = models.replace_head(model, args.num_classes, cfg.seed)
         shape = (args.size, args.size, channels)
-        rng = _parse_range(args.input_range, tuple(meta["input_range"]))
+        rng = parse_range(args.input_range, tuple(meta["input_range"]))
         info = {
             "source": f"{arch} alpha {args.alpha:g} size {args.size}",
             "pretrain": {k: meta[k] for k in ("dataset", "test_accuracy", "config")},
@@ -153,7 +143,6 @@ def _source_model(args: argparse.Namespace) -> tuple[bytes, dict[str, Any]]:
 
 
 def prepare(args: argparse.Namespace, cfg: Any) -> Prepared:
-    from micropeft import convert, methods, plan, tflite_graph
 
     full, info = _source_model(args)
     graph = tflite_graph.graph_from_tflite(full, name=Path(args.out).name)
@@ -218,7 +207,6 @@ def prepare(args: argparse.Namespace, cfg: Any) -> Prepared:
 
 
 def _prefix_cache(args: argparse.Namespace) -> int:
-    from micropeft import config
 
     value = config.parse_size(getattr(args, "prefix_cache", "0") or "0")
     if value < 0:
@@ -227,7 +215,6 @@ def _prefix_cache(args: argparse.Namespace) -> int:
 
 
 def _state_bytes(the_plan: Any) -> int:
-    from micropeft import pack
 
     return pack.state_size(the_plan.trainable_parameters, the_plan.optimizer.states_per_param)
 
@@ -270,13 +257,11 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads
-    from micropeft import config
 
     out = output_folder(args.out)
     if args.num_classes is not None and args.num_classes < 2:
         raise UserError(f"--num-classes must be at least 2, not {args.num_classes}")
     cfg = config.config_from_args(args)
-    from micropeft.convert import quiet_native_stderr
 
     with quiet_native_stderr():
         prepared = prepare(args, cfg)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from micropeft import report
 from micropeft.commands import output_folder
+from micropeft.eval import render
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,6 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = output_folder(args.out if args.out is not None else args.results.parent)
-    md_path, html_path = report.write_report(args.results, out)
+    md_path, html_path = render.write_report(args.results, out)
     print(f"wrote {md_path} and {html_path}")
     return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from micropeft.files import write_atomic
 from micropeft.formats import cheader, markdown
-from micropeft.native import REPO_ROOT
+from micropeft.host.native import REPO_ROOT
 
 
 def generated(repo: Path = REPO_ROOT) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import IntFlag
 
 from micropeft.formats.blobs import BLOB_HEADER, BLOBS, CRC_START, LAYOUTS, LIMITS
-from micropeft.formats.enums import ENUMS, STATUS_TEXT, CEnum, Method, Status
+from micropeft.formats.enums import ENUMS, STATUS_TEXT, CEnum, Method, Op, Status
 from micropeft.formats.layout import PAD, Layout
 
 HEADER_PATH = "include/peft/peft_formats.h"
@@ -99,7 +99,7 @@ def _align_macros(lines: list[str]) -> list[str]:
 
 
 def _lists() -> list[str]:
-    """X-macros, so that C code can visit every status or method without a copy of the list."""
+    """X-macros, so that C code can visit every status, method or op without a copy of the list."""
     out = ["/** Every status as X(code, text); peft_status_str() answers the text. */"]
     entries = [f'\tX(PEFT_{s.name}, "{STATUS_TEXT[s][0]}")' for s in Status]
     out += _continued("#define PEFT_STATUS_LIST(X)", entries)
@@ -109,6 +109,10 @@ def _lists() -> list[str]:
     out.append(" * Bit i of the method flags is the i-th entry. */")
     entries = [f"\tX({m.name}, {m.name.lower()})" for m in methods]
     out += _continued("#define PEFT_METHOD_LIST(X)", entries)
+    out.append("")
+    out.append("/** Every op as X(NAME, name): PEFT_OP_<NAME>, its table entry peft_op_<name>. */")
+    entries = [f"\tX({op.name}, {op.name.lower()})" for op in Op]
+    out += _continued("#define PEFT_OP_LIST(X)", entries)
     out.append("")
     return out
 

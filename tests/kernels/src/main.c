@@ -1,7 +1,7 @@
 /*
  * Kernels (lib/peft/kernels) on the target against TensorFlow: forward by
  * tf.nn, backward by tf.GradientTape (golden_kernels.h, written by
- * `python -m micropeft.golden`).
+ * `python tools/golden.py`).
  */
 #include <string.h>
 

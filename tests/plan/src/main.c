@@ -1,6 +1,6 @@
 /*
  * Plan and image validation: the demo model+plan container and dataset blob
- * written by `python -m micropeft.golden` load, the arena sizes equal the
+ * written by `python tools/golden.py` load, the arena sizes equal the
  * Python planner's (golden_plan.h), and every corruption gives its own code.
  */
 #include <string.h>

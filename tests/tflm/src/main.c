@@ -2,7 +2,7 @@
  * TFLM glue (modules/tflite-micro): a tiny int8 prefix (pad, conv, depthwise,
  * add, 1x1 conv, mean, fully connected) runs in TFLM on the target and must
  * give TFLite's own output for the same input (golden_tflm.h, written by
- * `python -m micropeft.golden`), and a corrupted model must be refused.
+ * `python tools/golden.py`), and a corrupted model must be refused.
  */
 #include <stdlib.h>
 #include <string.h>

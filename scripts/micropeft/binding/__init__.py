@@ -1,1 +1,0 @@
-"""ctypes bindings of the C runtime (lib/peft) for tests and tools."""

@@ -1,0 +1,667 @@
+"""Fold a trained state into a standard int8 .tflite, and export trained parameters.
+
+The runtime computes a trained layer in float32 (reference.py states the exact
+semantics); this module rewrites the same arithmetic into the model's own
+tensors, so that TFLite or TFLM run the adapted model with no micropeft code:
+
+- weights: ``W' = gamma * W + (alpha / r) * B A`` (the trained W where full,
+  last-layer or sparse updates train it), requantized per output channel
+  (scale ``max |W'| / 127``, or one scale for a per-tensor layer);
+- biases: ``b' = gamma * b + beta`` (the trained b for BitFit and the others),
+  requantized with ``input scale x new weight scale`` as TFLite requires;
+- activations from the split onward whose ranges the training changed (the new
+  head's logits above all) are recalibrated from a calibration set: min/max of
+  the float activations the runtime computes, over the set. PAD, RESHAPE and
+  AVERAGE_POOL_2D keep their input's quantization (their int8 kernels do not
+  rescale), so such tensors share one range. The logits' range starts at the
+  lowest third-highest logit of a calibration sample: lower logits, which never
+  decide a prediction, clip there (a trailing softmax then gives those classes a
+  little more probability), and the competing ones get finer steps. Without a
+  calibration set every activation keeps the quantization the model was
+  converted with.
+
+Everything keeps its shape, so the model is patched in place (int8 weights,
+int32 biases and float32 scale vectors are fixed-length flatbuffer vectors); a
+layer without a bias tensor that gains a nonzero bias gets one through
+TensorFlow's flatbuffer_utils. Trained parameters are read through the runtime's
+ctypes binding (runtime.Trainer), never by decoding the state blob here.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from micropeft.deploy import boards, pack
+from micropeft.errors import UserError
+from micropeft.host import reference, runtime
+from micropeft.host.reference import in_channels, weight_shape
+from micropeft.host.runtime import PARAM_KINDS, Status
+from micropeft.planning import config, methods, plan
+from micropeft.prep import convert, datasets, tflite_graph
+from micropeft.prep.convert import quiet_native_stderr
+from micropeft.prep.graph import ArrayRef, Graph, Layer, Method, Op
+
+_WEIGHTED = (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED)
+# Ops whose int8 kernels copy or average values without rescaling: output quant = input quant.
+_SAME_QUANT_OPS = (Op.PAD, Op.RESHAPE, Op.AVERAGE_POOL_2D)
+# The logits' range starts at the lowest 3rd-highest logit over the calibration set: a
+# class ranked below that never decides a prediction, and the competing logits get
+# steps about twice as fine (TFLite's full min/max would spend most codes on the tail).
+COMPETING_LOGITS = 3
+CALIBRATION_SAMPLES = 500  # default cap on the calibration set (min/max settle well before)
+
+
+# ---------------------------------------------------------------------------
+# The model folder (prepare-model's --out)
+
+
+@dataclass
+class ModelFolder:
+    path: Path
+    full: bytes  # full.tflite: the whole int8 model
+    device: bytes  # model.tflite: the device model the plan was built for
+    plan_blob: bytes
+    summary: dict[str, Any]
+
+    def plan(self) -> Any:
+        """The plan rebuilt from summary.json's method over full.tflite; it must be plan.bin.
+
+        The rebuilt plan names the layers and carries what the state does not
+        (LoRA alpha, the split layer), without decoding plan.bin here."""
+
+        graph = tflite_graph.graph_from_tflite(self.full)
+        method = self.summary.get("method")
+        if not isinstance(method, dict):
+            raise UserError(f"{self.path / 'summary.json'} has no method: run prepare-model again")
+        cfg = config.config_from_dict(method, str(self.path / "summary.json"))
+        methods.apply_method(graph, cfg)
+        the_plan = plan.build_plan(
+            graph, self.device, cfg.optimizer_config(), cfg.act_cache, cfg.seed
+        )
+        if the_plan.to_bytes() != self.plan_blob:
+            raise UserError(
+                f"{self.path}: plan.bin is not the plan summary.json describes "
+                "(files from different prepare-model runs or versions): run prepare-model again"
+            )
+        return the_plan
+
+
+def read_model_folder(path: str | Path) -> ModelFolder:
+    """prepare-model's output folder; UserError when it is not one."""
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UserError(f"model folder not found: {folder}")
+    names = ("full.tflite", "model.tflite", "plan.bin", "summary.json")
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise UserError(
+            f"{folder} is not a model folder (prepare-model's --out): missing {', '.join(missing)}"
+        )
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{folder / 'summary.json'} is not JSON ({error})") from error
+    if not isinstance(summary, dict):
+        raise UserError(f"{folder / 'summary.json'} is not a prepare-model summary")
+    full = (folder / "full.tflite").read_bytes()
+    device = (folder / "model.tflite").read_bytes()
+    for name, data in (("full.tflite", full), ("model.tflite", device)):
+        tflite_graph.input_info(data)  # a UserError for anything but an int8 .tflite
+        if len(data) != len(full):
+            raise UserError(f"{folder}: {name} is not the device cut of full.tflite")
+    return ModelFolder(folder, full, device, (folder / "plan.bin").read_bytes(), summary)
+
+
+# ---------------------------------------------------------------------------
+# Trained parameters through the runtime binding
+
+
+@dataclass
+class TrainedState:
+    """The trained arrays of a state, keyed (graph layer, kind), TFLite layouts (flat)."""
+
+    arrays: dict[tuple[int, str], np.ndarray]
+    epoch: int
+    sequence: int
+    source: str  # where the state was found, for messages
+    blob: bytes = b""  # the state blob itself
+
+
+def infer_trainer(model: bytes, plan_blob: bytes) -> Any:
+    """An inference runtime.Trainer for the plan (the state is imported into it)."""
+
+    try:
+        return runtime.Trainer(model, plan_blob, mode="infer")
+    except runtime.PeftError as error:
+        raise UserError(f"the runtime refuses the plan ({error.name})") from error
+
+
+def _state_error(error: Any) -> str:
+
+    if error.status == Status.ERR_STATE_PLAN_MISMATCH:
+        return "it was saved for another plan (another model, method or prepare-model run)"
+    if error.status in (Status.ERR_STATE_CRC, Status.ERR_STATE_TRUNCATED):
+        return f"it is truncated or corrupt ({error.name})"
+    if error.status == Status.ERR_STATE_MAGIC:
+        return "it is not a trained state"
+    return f"the runtime refuses it ({error.name})"
+
+
+def import_state(trainer: Any, state: bytes, where: str) -> TrainedState:
+    """Load `state` into `trainer` (runtime.Trainer) and copy its trained arrays."""
+
+    try:
+        meta = trainer.import_state(state)
+    except runtime.PeftError as error:
+        raise UserError(f"{where}: {_state_error(error)}") from error
+    return trained_arrays(trainer, meta["epoch"], meta["sequence"], where, bytes(state))
+
+
+def trained_arrays(
+    trainer: Any, epoch: int = 0, sequence: int = 0, where: str = "", blob: bytes = b""
+) -> TrainedState:
+    """The trainer's trained arrays now (param_infos order)."""
+
+    arrays = {}
+    for info in trainer.param_infos():
+        flat = np.ctypeslib.as_array(info.data, shape=(info.count,)).copy()
+        arrays[(int(info.graph_layer), PARAM_KINDS[info.kind])] = flat
+    return TrainedState(arrays, epoch, sequence, where, blob)
+
+
+# ---------------------------------------------------------------------------
+# Finding the state: a blob, a native_sim flash file, a flash readout (HEX or binary)
+
+
+@dataclass
+class StateSource:
+    state: bytes  # the chosen state blob (the slot's bytes for a flash image)
+    where: str
+    meta: dict[str, int]
+    slots: list[str] = field(default_factory=list)  # what each slot held, for messages
+
+
+def _flash_from_hex(path: Path, board: Any) -> bytes:
+    from intelhex import HexReaderError, IntelHex
+
+    ih = IntelHex()
+    try:
+        ih.loadhex(str(path))
+    except (HexReaderError, ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not a valid Intel HEX file ({error})") from error
+    ih.padding = board.erased
+    if ih.minaddr() is None:
+        raise UserError(f"{path}: the Intel HEX file holds no data")
+    if ih.minaddr() < board.flash_base or ih.maxaddr() >= board.flash_base + board.flash_size:
+        raise UserError(
+            f"{path}: addresses 0x{ih.minaddr():x}..0x{ih.maxaddr():x} lie outside the "
+            f"{board.name} flash (0x{board.flash_base:x}, {board.flash_size // 1024} KiB)"
+        )
+    return bytes(ih.tobinarray(start=board.flash_base, size=board.flash_size))
+
+
+def _flash_from_binary(data: bytes, address: int, board: Any, path: Path) -> bytes:
+    offset = address - board.flash_base
+    if offset < 0 or offset + len(data) > board.flash_size:
+        raise UserError(
+            f"{path}: {len(data)} bytes at 0x{address:x} do not fit the {board.name} flash "
+            f"({board.flash_size // 1024} KiB at 0x{board.flash_base:x}); give --board or --address"
+        )
+    flash = bytearray([board.erased]) * board.flash_size
+    flash[offset : offset + len(data)] = data
+    return bytes(flash)
+
+
+def state_slots(
+    flash: bytes, folder: ModelFolder, board: Any, firmware_size: int | None, layout: Any
+) -> list[tuple[str, int, int]]:
+    """(label, offset, size) of the two state slots in a flash image.
+
+    With pack.json (`layout`) its offsets; otherwise pack.layout() over the
+    images found in the flash: the model container (it must be this folder's)
+    and the dataset after it."""
+
+    if layout is not None:
+        slots = [
+            (p["label"], int(p["offset"]), int(p["size"]))
+            for p in layout.get("partitions", [])
+            if p.get("label") in ("peft_state0", "peft_state1")
+        ]
+        if len(slots) != 2:
+            raise UserError("pack.json lists no peft_state0 / peft_state1 partitions")
+        return slots
+    container = pack.model_container(folder.device, folder.plan_blob)
+    page = board.page_size
+    starts = (
+        [firmware_size]
+        if firmware_size is not None
+        else [board.firmware_size] + list(range(0, board.flash_size, page))
+    )
+    found = next((s for s in starts if flash[s : s + len(container)] == container), None)
+    if found is None:
+        other = any(flash[s : s + 4] == pack.MODEL_MAGIC for s in range(0, len(flash), page))
+        raise UserError(
+            "the flash holds another model and plan than this model folder: merge with the "
+            "folder it was packed from"
+            if other
+            else "no micropeft model partition in the flash image (not a readout of a packed "
+            "board, or a partial one: give --layout with pack's pack.json)"
+        )
+    dataset_at = found + max(-(-len(container) // page) * page, page)
+    parsed = datasets.parse_dataset_blob(flash[dataset_at:])
+    dataset = datasets.dataset_blob(
+        parsed.x_train, parsed.y_train, parsed.x_test, parsed.y_test, parsed.quant,
+        parsed.num_classes,
+    )  # fmt: skip
+    state_size = int(folder.summary.get("flash", {}).get("state_slot", 0))
+    if state_size <= 0:
+        raise UserError("summary.json has no state size: give --layout with pack's pack.json")
+    parts = pack.layout(
+        board, {"peft_model": container, "peft_dataset": dataset}, state_size, found
+    )
+    return [(p.label, p.offset, p.size) for p in parts if p.label.startswith("peft_state")]
+
+
+def find_state(
+    path: str | Path,
+    folder: ModelFolder,
+    trainer: Any,
+    board_name: str | None = None,
+    firmware_size: int | None = None,
+    address: int | None = None,
+    layout_path: str | None = None,
+) -> StateSource:
+    """The state to merge: `path` is a state blob, a flash file or a readout (HEX/binary).
+
+    A flash image's two slots are tried in the runtime; the valid one with the
+    newer sequence number wins (the device's own rule)."""
+
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"state file not found: {file}")
+    data = file.read_bytes()
+    layout = None
+    if layout_path is not None:
+        try:
+            layout = json.loads(Path(layout_path).read_text())
+        except (OSError, ValueError) as error:
+            raise UserError(f"--layout {layout_path}: not pack's pack.json ({error})") from error
+    is_hex = data[:1] == b":"
+    if not is_hex:
+        try:
+            meta = trainer.import_state(data)
+            return StateSource(data, str(file), meta)
+        except runtime.PeftError as error:
+            if error.status != runtime.Status.ERR_STATE_MAGIC:
+                raise UserError(f"{file}: {_state_error(error)}") from error
+    if board_name is None and layout is not None:
+        board_name = layout.get("board")
+    if board_name is None:
+        by_size = [b for b in boards.BOARDS.values() if not is_hex and b.flash_size == len(data)]
+        board_name = by_size[0].name if len(by_size) == 1 else "nrf52840dk"
+    board = boards.get_board(board_name)
+    if is_hex:
+        flash = _flash_from_hex(file, board)
+    else:
+        if address is None and len(data) < 64 * 1024 and layout is None:
+            raise UserError(f"{file}: {len(data)} bytes, neither a trained state nor a flash image")
+        flash = _flash_from_binary(data, board.flash_base if address is None else address,
+                                   board, file)  # fmt: skip
+    best: StateSource | None = None
+    notes = []
+    for label, offset, size in state_slots(flash, folder, board, firmware_size, layout):
+        blob = flash[offset : offset + size]
+        if blob[:4] == bytes([board.erased]) * 4:
+            notes.append(f"{label} erased")
+            continue
+        try:
+            meta = trainer.import_state(blob)
+        except runtime.PeftError as error:
+            notes.append(f"{label}: {_state_error(error)}")
+            continue
+        notes.append(f"{label} sequence {meta['sequence']} epoch {meta['epoch']}")
+        newer = best is None or ((meta["sequence"] - best.meta["sequence"]) & 0xFFFFFFFF) < (
+            1 << 31
+        )
+        if newer:
+            where = f"{file} {label} (0x{board.flash_base + offset:x})"
+            best = StateSource(blob, where, meta)
+    if best is None:
+        raise UserError(f"{file}: no valid trained state in the flash ({'; '.join(notes)})")
+    best.slots = notes
+    return best
+
+
+# ---------------------------------------------------------------------------
+# The merge
+
+
+def _weight_shape(graph: Graph, layer: Layer) -> tuple[int, ...]:
+
+    return weight_shape(graph, layer)
+
+
+def _channel_axis(layer: Layer) -> int:
+    return 2 if layer.op == Op.DEPTHWISE_CONV_2D else 0
+
+
+def _per_channel(w: np.ndarray, axis: int, values: np.ndarray) -> np.ndarray:
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    return values.reshape(shape)
+
+
+def folded_parameters(
+    graph: Graph, model: bytes, split_layer: int, trained: dict[tuple[int, str], np.ndarray]
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Float (weight, bias) of every weighted layer from the split on, with the trained
+    arrays folded in (TFLite layouts): what the runtime computes, as one linear layer."""
+
+    out = {}
+    for index in range(split_layer, len(graph.layers)):
+        layer = graph.layers[index]
+        if layer.op not in _WEIGHTED:
+            continue
+        shape = _weight_shape(graph, layer)
+        w = trained.get((index, "weight"))
+        w = reference.dequantize_weight(graph, model, layer) if w is None else w.reshape(shape)
+        b = trained.get((index, "bias"))
+        b = reference.dequantize_bias(graph, model, layer) if b is None else b
+        w, b = np.asarray(w, np.float64), np.asarray(b, np.float64)
+        axis = _channel_axis(layer)
+        if (index, "gamma") in trained:
+            gamma = trained[(index, "gamma")].astype(np.float64)
+            w = w * _per_channel(w, axis, gamma)
+            b = b * gamma + trained[(index, "beta")].astype(np.float64)
+        if (index, "lora_a") in trained:
+            a = trained[(index, "lora_a")].astype(np.float64)
+            if not layer.lora_rank or a.size % layer.lora_rank:
+                raise UserError(f"layer {layer.name}: LoRA rank unknown to the graph")
+            rank = layer.lora_rank
+            a = a.reshape(rank, -1)
+            bmat = trained[(index, "lora_b")].astype(np.float64).reshape(-1, rank)
+            delta = (float(layer.lora_alpha) / rank) * (bmat @ a)  # [out, in]
+            w = w + delta.reshape(shape)
+        out[index] = (w, b)
+    return out
+
+
+def _activation_quant(lo: float, hi: float) -> tuple[float, int] | None:
+    """TFLite's asymmetric int8 quantization of a range that includes zero."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi - lo < 1e-12:
+        return None
+    scale = (hi - lo) / 255.0
+    zero_point = int(np.clip(np.round(-128.0 - lo / scale), -128, 127))
+    return float(np.float32(scale)), zero_point
+
+
+def _tensor_groups(graph: Graph, split_layer: int) -> dict[int, int]:
+    """Representative of each tensor's quantization group (union over _SAME_QUANT_OPS)."""
+    parent: dict[int, int] = {}
+
+    def find(t: int) -> int:
+        while parent.get(t, t) != t:
+            t = parent[t]
+        return t
+
+    for layer in graph.layers[split_layer:]:
+        if layer.op in _SAME_QUANT_OPS:
+            parent[find(layer.output)] = find(layer.inputs[0])
+    return {t: find(t) for t in range(len(graph.tensors))}
+
+
+def calibrate(
+    graph: Graph,
+    split_layer: int,
+    folded: dict[int, tuple[np.ndarray, np.ndarray]],
+    split_values: np.ndarray,
+) -> dict[int, tuple[float, int]]:
+    """New (scale, zero point) of the activations from the split on: min/max of the
+    runtime's float activations over the calibration samples (split-tensor inputs)."""
+
+    plain = copy.deepcopy(graph)
+    params = {}
+    for index, (w, b) in folded.items():
+        layer = plain.layers[index]
+        layer.methods = Method.NONE  # the folded weights already hold gamma, beta and LoRA
+        params[f"{layer.name}/weight"] = w.astype(np.float32)
+        params[f"{layer.name}/bias"] = b.astype(np.float32)
+    split_tensor = graph.layers[split_layer].inputs[0]
+    q = graph.tensors[split_tensor].quant
+    lo: dict[int, float] = {}
+    hi: dict[int, float] = {}
+    for start in range(0, len(split_values), 64):
+        x = reference.dequantize(split_values[start : start + 64], q.scale, q.zero_point)
+        x = x.reshape((-1, *graph.tensors[split_tensor].shape))
+        values: dict[int, Any] = {}
+        reference.forward(plain, split_layer, params, x, values_out=values)
+        for t, v in values.items():
+            v = np.asarray(v)
+            if t == graph.output:
+                # Logits far below a sample's best never decide its class (COMPETING_LOGITS).
+                ranked = np.sort(v.reshape(len(v), -1), axis=1)
+                low = float(ranked[:, -min(COMPETING_LOGITS, ranked.shape[1])].min())
+            else:
+                low = float(v.min())
+            lo[t] = min(lo.get(t, np.inf), low)
+            hi[t] = max(hi.get(t, -np.inf), float(v.max()))
+    produced = {layer.output for layer in graph.layers[split_layer:]}
+    groups = _tensor_groups(graph, split_layer)
+    members: dict[int, list[int]] = {}
+    for t in lo:
+        members.setdefault(groups[t], []).append(t)
+    quant = {}
+    for group in members.values():
+        if not all(t in produced for t in group):
+            continue  # tied to the split tensor (the frozen prefix's output): keep
+        new = _activation_quant(min(lo[t] for t in group), max(hi[t] for t in group))
+        if new is not None:
+            quant.update({t: new for t in group})
+    return quant
+
+
+@dataclass
+class MergeResult:
+    model: bytes
+    layers: list[dict[str, Any]]  # what changed, per layer
+    recalibrated: int  # activation tensors given a new quantization
+
+
+def _requantize_weights(
+    w: np.ndarray, axis: int, per_channel: bool, fallback: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """int8 weights (narrow range, TFLite's -127..127) and their float32 scales."""
+    moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+    if per_channel:
+        peak = np.max(np.abs(moved), axis=1)
+    else:
+        peak = np.full(1, np.max(np.abs(moved)))
+    scales = np.where(peak > 0, peak / 127.0, fallback).astype(np.float32)
+    q = np.clip(np.round(w / _per_channel(w, axis, scales.astype(np.float64))
+                         if per_channel else w / float(scales[0])), -127, 127)  # fmt: skip
+    return q.astype(np.int8), scales
+
+
+def merge(
+    full_model: bytes,
+    graph: Graph,
+    split_layer: int,
+    trained: dict[tuple[int, str], np.ndarray],
+    calibration: np.ndarray | None = None,
+) -> MergeResult:
+    """full_model with the trained arrays folded in (see the module docstring).
+
+    `graph` is full_model's graph with the methods marked (it carries LoRA's rank
+    and alpha); `calibration` holds int8 model inputs [n, h, w, c], or None to
+    keep every activation's quantization."""
+
+    model = bytearray(full_model)
+    folded = folded_parameters(graph, bytes(full_model), split_layer, trained)
+    quant: dict[int, tuple[float, int]] = {}
+    if calibration is not None and len(calibration):
+        split_tensor = graph.tensors[graph.layers[split_layer].inputs[0]]
+        inp = graph.tensors[graph.input].quant
+        x = reference.dequantize(calibration, inp.scale, inp.zero_point)
+        (split_values,) = reference.tflite_tensor_values(bytes(full_model), [split_tensor.name], x)
+        quant = calibrate(graph, split_layer, folded, split_values)
+    tflite_index = graph.extra["tflite_tensor_index"]
+    for t, (scale, zero_point) in quant.items():
+        scale_pos, zero_pos = tflite_graph.quant_positions(bytes(full_model), tflite_index[t])
+        struct.pack_into("<f", model, scale_pos, scale)
+        struct.pack_into("<q", model, zero_pos, zero_point)
+
+    # The converter shares one buffer between equal constants (all-zero biases, say): an
+    # array that another tensor also reads gets a buffer of its own instead of a patch.
+    owners = Counter(
+        ref.offset for lay in graph.layers for ref in (lay.weights, lay.bias) if ref is not None
+    )
+    rebuilt: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def put(index: int, slot: int, ref: ArrayRef | None, values: np.ndarray, scales: Any) -> None:
+        if ref is None or owners[ref.offset] > 1:
+            rebuilt[(index, slot)] = (values, scales)
+            return
+        raw = values.tobytes()
+        model[ref.offset : ref.offset + len(raw)] = raw
+        stored = np.asarray(scales, "<f4")[: ref.scale_count]
+        model[ref.scale_offset : ref.scale_offset + 4 * stored.size] = stored.tobytes()
+
+    def in_scale(layer: Layer) -> float:
+        t = layer.inputs[0]
+        return quant[t][0] if t in quant else graph.tensors[t].quant.scale
+
+    changes = []
+    for index, (w, b) in folded.items():
+        layer = graph.layers[index]
+        assert layer.weights is not None
+        kinds = sorted({k for i, k in trained if i == index})
+        w_scales = reference.read_scales(bytes(full_model), layer.weights)
+        if {"weight", "gamma", "lora_a"} & set(kinds):
+            q, w_scales = _requantize_weights(
+                w, _channel_axis(layer), w_scales.size > 1, w_scales.max()
+            )
+            put(index, 1, layer.weights, q.reshape(-1), w_scales)
+        if kinds:
+            changes.append({"index": index, "name": layer.name, "trained": kinds})
+        if layer.bias is None and not np.any(b):
+            continue
+        bias_scales = (np.float64(in_scale(layer)) * w_scales.astype(np.float64)).astype(np.float32)
+        if bias_scales.size == 1:
+            bias_scales = np.full(b.size, bias_scales[0], np.float32)
+        q_bias = np.clip(np.round(b / bias_scales.astype(np.float64)), -(2**31), 2**31 - 1)
+        put(index, 2, layer.bias, q_bias.astype("<i4"), bias_scales)
+    merged = bytes(model)
+    if rebuilt:
+        merged = _rebuild(merged, rebuilt)
+    return MergeResult(merged, changes, len(quant))
+
+
+def _rebuild(model: bytes, arrays: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]) -> bytes:
+    """Give operator inputs (op index, input slot) new constant tensors with their own
+    buffers (values, per-channel scales), through TensorFlow's flatbuffer_utils."""
+
+    with quiet_native_stderr():
+        from tensorflow.lite.python import schema_py_generated as schema
+        from tensorflow.lite.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    subgraph = obj.subgraphs[0]
+    for (op_index, slot), (values, scales) in sorted(arrays.items()):
+        op = subgraph.operators[op_index]
+        inputs = list(op.inputs) + [-1] * (slot + 1 - len(op.inputs))
+        old = subgraph.tensors[inputs[slot]] if inputs[slot] >= 0 else None
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(values.tobytes(), np.uint8)
+        obj.buffers.append(buffer)
+        tensor = schema.TensorT()
+        tensor.shape = old.shape if old is not None else np.array([values.size], np.int32)
+        tensor.type = schema.TensorType.INT8 if values.dtype == np.int8 else schema.TensorType.INT32
+        tensor.buffer = len(obj.buffers) - 1
+        tensor.name = (old.name if old is not None else b"bias") + f"/merged_{op_index}".encode()
+        params = schema.QuantizationParametersT()
+        params.scale = np.asarray(scales, np.float32)
+        params.zeroPoint = np.zeros(len(params.scale), np.int64)
+        has_axis = old is not None and old.quantization is not None
+        params.quantizedDimension = old.quantization.quantizedDimension if has_axis else 0
+        tensor.quantization = params
+        subgraph.tensors.append(tensor)
+        inputs[slot] = len(subgraph.tensors) - 1
+        op.inputs = np.array(inputs, np.int32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
+
+
+# ---------------------------------------------------------------------------
+# Checks and export
+
+
+def predictions(model: bytes, inputs: np.ndarray, runtime: str) -> np.ndarray:
+    """Class predictions of a .tflite on int8 model inputs, in TFLite or TFLM (no micropeft)."""
+
+    if runtime == "tflite":
+        out = convert.run_tflite(model, inputs)
+    else:
+        out = convert.run_tflm(model, inputs).outputs
+    return np.argmax(out.reshape(len(inputs), -1), axis=1)
+
+
+def check_against_runtime(
+    model: bytes,
+    the_plan: Any,
+    state: bytes,
+    calibration: np.ndarray,
+    test_inputs: np.ndarray,
+    runtime_pred: np.ndarray,
+    labels: np.ndarray,
+) -> dict[str, Any]:
+    """Merge an exported state (plan built on `model`, the full int8 model) and score the
+    merged model in TFLite and TFLM against the runtime's predictions and the labels.
+
+    `calibration` and `test_inputs` are float model inputs (the model's input range)."""
+
+    trainer = infer_trainer(model, the_plan.to_bytes())
+    trained = import_state(trainer, state, "the exported state")
+    result = merge(
+        model,
+        the_plan.graph,
+        the_plan.split_layer,
+        trained.arrays,
+        convert.quantize_input(model, calibration),
+    )
+    x = convert.quantize_input(model, test_inputs)
+    out: dict[str, Any] = {"recalibrated": result.recalibrated, "bytes": len(result.model)}
+    for name in ("tflite", "tflm"):
+        pred = predictions(result.model, x, name)
+        out[f"agreement_{name}"] = float(np.mean(pred == runtime_pred))
+        out[f"accuracy_{name}"] = float(np.mean(pred == labels))
+    return out
+
+
+def export_npz(graph: Graph, trained: dict[tuple[int, str], np.ndarray]) -> bytes:
+    """The trained arrays as .npz bytes, keyed "<layer name>/<kind>" in TFLite layouts."""
+
+    arrays = {}
+    for (index, kind), flat in sorted(trained.items()):
+        layer = graph.layers[index]
+        if kind == "weight":
+            shape: tuple[int, ...] = _weight_shape(graph, layer)
+        elif kind == "lora_a":
+            shape = (layer.lora_rank or 1, in_channels(graph, layer))
+        elif kind == "lora_b":
+            shape = (-1, layer.lora_rank or 1)
+        else:
+            shape = (-1,)
+        arrays[f"{layer.name}/{kind}"] = flat.reshape(shape)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()

@@ -1,0 +1,482 @@
+"""The benchmark report: Markdown and a self-contained HTML page from results.json.
+
+Everything the report says about the numbers is computed from the results file
+(`micropeft bench` writes it; results.py reads it): the tables here, the statistics
+in summary.py, the plots in plots.py and the conclusions in conclusions.py. Only the
+account of the methods and their sources is fixed text.
+The document is built once as a list of blocks and rendered twice: Markdown
+(plots as PNG files beside it) and HTML (plots embedded as base64 PNG, no
+external resource).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from micropeft.eval.conclusions import conclusions
+from micropeft.eval.plots import plot_accuracy_vs_ram, plot_costs, plot_learning_curves
+from micropeft.eval.results import ResultsFile, load_results, optimizer_text
+from micropeft.eval.summary import (
+    MethodSummary,
+    Stat,
+    baseline,
+    join_items,
+    kb,
+    ms,
+    pareto_front,
+    runs_of,
+    si,
+    summarize,
+)
+from micropeft.files import write_atomic
+
+# Fixed text: what each family of methods trains, and where it comes from.
+METHOD_ACCOUNTS: list[tuple[str, str]] = [
+    (
+        "Full fine-tuning",
+        "every weight and bias of the network is trained: the accuracy reference, and the "
+        "memory worst case (every activation kept for backward, a gradient and optimizer "
+        "state for every parameter).",
+    ),
+    (
+        "Last layer (classifier head)",
+        "only the new classifier is trained on top of frozen features: the cheapest method, "
+        "and the floor that every other method should beat. Every other method below also "
+        "trains the head, since the target task has its own, freshly initialised, label set.",
+    ),
+    (
+        "BitFit",
+        "trains the biases only (Ben Zaken, Ravfogel and Goldberg, *BitFit: Simple "
+        "Parameter-efficient Fine-tuning for Transformer-based Masked Language-models*, ACL "
+        "2022). TinyTL (Cai, Gan, Zhu and Han, *TinyTL: Reduce Memory, Not Parameters for "
+        "Efficient On-Device Learning*, NeurIPS 2020) showed why this suits small devices: "
+        "a bias gradient needs no stored input activation, so training memory is dominated by "
+        "activations, not parameters; TinyTL adds lite residual modules to win back accuracy.",
+    ),
+    (
+        "Scale and shift",
+        "a per-channel gamma and beta after each layer's linear part; it stands in for "
+        "BatchNorm tuning, which is not possible as such because TFLite folds BatchNorm "
+        "into the convolution weights.",
+    ),
+    (
+        "LoRA",
+        "low-rank adapters A (r x in) and B (out x r) added to 1x1 convolutions and fully "
+        "connected layers, y += (alpha / r) B A x, with B starting at zero (Hu et al., *LoRA: "
+        "Low-Rank Adaptation of Large Language Models*, ICLR 2022, arXiv 2021). Depthwise "
+        "convolutions are left out: an adapter would be larger than the layer.",
+    ),
+    (
+        "Sparse update",
+        "weights and biases of a chosen subset of layers (the last blocks) are trained, "
+        "following the sparse back-propagation of MCUNetV3 / tiny-training (Lin et al., "
+        "*On-Device Training Under 256KB Memory*, NeurIPS 2022), which selects the layers "
+        "worth updating under a memory budget.",
+    ),
+    (
+        "Combinations",
+        "methods compose because freezing is data: e.g. LoRA + BitFit + head trains the "
+        "adapters, every bias and the classifier in one pass.",
+    ),
+]
+
+
+# ---------------------------------------------------------------------------
+# The document model: blocks rendered to Markdown and HTML
+
+
+@dataclass
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass
+class Paragraph:
+    text: str
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+
+
+@dataclass
+class Figure:
+    name: str
+    png: bytes
+    caption: str
+
+
+Block = Heading | Paragraph | Bullets | Table | Figure
+
+
+def render_markdown(blocks: Sequence[Block], image_dir: Path, image_prefix: str) -> str:
+    out = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            out.append(f"{'#' * block.level} {block.text}\n")
+        elif isinstance(block, Paragraph):
+            out.append(block.text + "\n")
+        elif isinstance(block, Bullets):
+            out.append("\n".join(f"- {item}" for item in block.items) + "\n")
+        elif isinstance(block, Table):
+            lines = ["| " + " | ".join(block.header) + " |"]
+            lines.append("|" + "|".join(" --- " for _ in block.header) + "|")
+            lines += ["| " + " | ".join(row) + " |" for row in block.rows]
+            if block.caption:
+                lines.append(f"\n*{block.caption}*")
+            out.append("\n".join(lines) + "\n")
+        elif isinstance(block, Figure):
+            write_atomic(image_dir / f"{block.name}.png", block.png)
+            out.append(
+                f"![{block.caption}]({image_prefix}/{block.name}.png)\n\n*{block.caption}*\n"
+            )
+    return "\n".join(out)
+
+
+def _inline_html(text: str) -> str:
+    """Escape, then turn the few Markdown inline marks used here (*x*, **x**, `x`) into tags."""
+    import re
+
+    escaped = html.escape(text, quote=False)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
+    escaped = re.sub(r"\*(.+?)\*", r"<em>\1</em>", escaped)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
+       color: #222; line-height: 1.45; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f0f0f0; }
+figure { margin: 1.5em 0; } figcaption { font-style: italic; color: #555; }
+img { max-width: 100%; }
+code { background: #f4f4f4; padding: 0 0.2em; }
+"""
+
+
+def render_html(blocks: Sequence[Block], title: str) -> str:
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+    ]
+    for block in blocks:
+        if isinstance(block, Heading):
+            out.append(f"<h{block.level}>{_inline_html(block.text)}</h{block.level}>")
+        elif isinstance(block, Paragraph):
+            out.append(f"<p>{_inline_html(block.text)}</p>")
+        elif isinstance(block, Bullets):
+            items = "".join(f"<li>{_inline_html(i)}</li>" for i in block.items)
+            out.append(f"<ul>{items}</ul>")
+        elif isinstance(block, Table):
+            head = "".join(f"<th>{_inline_html(h)}</th>" for h in block.header)
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>"
+                for row in block.rows
+            )
+            caption = f"<caption>{_inline_html(block.caption)}</caption>" if block.caption else ""
+            out.append(
+                f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+            )
+        elif isinstance(block, Figure):
+            data = base64.b64encode(block.png).decode("ascii")
+            out.append(
+                f'<figure><img alt="{html.escape(block.caption)}" '
+                f'src="data:image/png;base64,{data}">'
+                f"<figcaption>{_inline_html(block.caption)}</figcaption></figure>"
+            )
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# The document
+
+
+def _setup_blocks(results: ResultsFile) -> list[Block]:
+    config = results["config"]
+    setup = results.get("setup", {})
+    items = []
+    task = setup.get("task", {})
+    if task:
+        items.append(
+            f"Task **{config.get('task', '?')}**: {task.get('description', '')}".rstrip(": ")
+        )
+    for key, text in (
+        ("source", "Source (pretraining)"),
+        ("target", "Target (fine-tuning)"),
+        ("model", "Model"),
+        ("training", "Training"),
+        ("tuning", "Learning rates"),
+        ("host", "Host"),
+        ("cm4", "Cortex-M4F"),
+        ("choices", "Budget choices"),
+    ):
+        value = setup.get(key)
+        if isinstance(value, str) and value:
+            items.append(f"{text}: {value}")
+    seeds = config.get("seeds", [])
+    items.append(
+        f"Seeds: {', '.join(map(str, seeds))} ({len(seeds)}); tables give the mean ± sample "
+        "standard deviation over seeds."
+    )
+    if config.get("quick"):
+        items.append("**Quick (smoke) configuration**: numbers are not meaningful.")
+    timing = setup.get("timing", {})
+    if timing:
+        items.append(
+            "Wall time: "
+            + ", ".join(
+                f"{k.removesuffix('_s').replace('_', ' ')} {v:.0f} s" for k, v in timing.items()
+            )
+        )
+    return [Heading(2, "Setup"), Bullets(items)]
+
+
+def merged_table(results: ResultsFile, summaries: Sequence[MethodSummary]) -> Table | None:
+    """The trained state folded into a standard int8 .tflite (micropeft merge), per method."""
+    rows = []
+    for s in summaries:
+        merged = [r["merged"] for r in runs_of(results, s.name, "c") if r.get("merged")]
+        if not merged:
+            continue
+
+        def stat(key: str, runs: list[dict[str, Any]] = merged) -> str:
+            return Stat([float(m[key]) for m in runs]).pct()
+
+        rows.append(
+            [
+                s.label,
+                stat("agreement_tflite"),
+                stat("agreement_tflm"),
+                stat("accuracy_tflm"),
+                s.acc_c.pct(),
+            ]
+        )
+    if not rows:
+        return None
+    return Table(
+        [
+            "method",
+            "agreement TFLite (%)",
+            "agreement TFLM (%)",
+            "accuracy merged, TFLM (%)",
+            "accuracy runtime (%)",
+        ],
+        rows,
+        "The trained state merged into the int8 model (micropeft merge: LoRA and scale/shift "
+        "folded into the weights, requantized per channel, activations recalibrated on the "
+        "training samples) and run in TFLite's and TFLM's interpreters without micropeft: "
+        "share of test samples predicted as the C runtime predicts them, and test accuracy.",
+    )
+
+
+def build_document(results: ResultsFile) -> list[Block]:
+    summaries = summarize(results)
+    blocks: list[Block] = [Heading(1, "micropeft benchmark: PEFT methods on a microcontroller")]
+    config = results["config"]
+    blocks.append(
+        Paragraph(
+            f"Task {config.get('task', '?')}: every method fine-tunes the same int8 model in the "
+            "C runtime (the code the device runs, built for the host) and in a TensorFlow "
+            "reference, on the same data from the same initial parameters; costs come from the "
+            "planner, the runtime's own queries and a Cortex-M4F build run under QEMU."
+        )
+    )
+    blocks.append(Heading(2, "Conclusions"))
+    blocks.append(Bullets(conclusions(results, summaries)))
+
+    blocks.append(Heading(2, "Accuracy and memory"))
+    rows = []
+    for s in summaries:
+        ram = s.info.get("ram", {})
+        flash = s.info.get("flash", {})
+        rows.append(
+            [
+                s.label,
+                f"{s.info.get('trainable_parameters', 0):,}",
+                s.acc_c.pct(),
+                s.acc_tf.pct(),
+                f"{100 * s.gap:+.1f}" if s.acc_tf.values and s.acc_c.values else "n/a",
+                kb(ram.get("total")),
+                kb(ram.get("high_water")),
+                kb(flash.get("model", 0) + flash.get("plan", 0)) if flash else "n/a",
+            ]
+        )
+    for name, label in (
+        ("zero_shot", "Zero-shot (new head, no training)"),
+        ("scratch", "From scratch (Keras, same epochs)"),
+    ):
+        stat = baseline(results, name)
+        if stat.values:
+            rows.append(
+                [
+                    label,
+                    "",
+                    stat.pct() if name == "zero_shot" else "",
+                    stat.pct() if name == "scratch" else "",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
+    blocks.append(
+        Table(
+            [
+                "method",
+                "trainable params",
+                "accuracy C (%)",
+                "accuracy TF (%)",
+                "C − TF (points)",
+                "train RAM plan (KB)",
+                "RAM high-water (KB)",
+                "flash model+plan (KB)",
+            ],
+            rows,
+            "Target test accuracy after fine-tuning (mean ± std over seeds). RAM: the training "
+            "arena as the planner lays it out and the highest byte the runtime touched. Zero-shot "
+            "accuracy is the int8 model with its freshly initialised head before any training.",
+        )
+    )
+
+    merged = merged_table(results, summaries)
+    if merged is not None:
+        blocks.append(merged)
+
+    blocks.append(Heading(2, "Compute"))
+    rows = []
+    for s in summaries:
+        macs = s.info.get("macs", {})
+        m4 = s.m4
+        if m4 is None:
+            m4_cells = ["n/a"] * 7
+        elif not m4.get("fits"):
+            m4_cells = ["does not fit"] + [""] * 6
+        else:
+            total_macs = macs.get("forward", 0) + macs.get("backward", 0)
+            per_mac = (m4["forward"] + m4["backward"]) / total_macs if total_macs else math.nan
+            m4_cells = [
+                si(m4["forward"]),
+                si(m4["backward"]),
+                si(m4["optimizer"]),
+                si(m4["step"]),
+                f"{per_mac:.1f}" if math.isfinite(per_mac) else "n/a",
+                f"{m4['est_step_ms']:.0f}" if m4.get("est_step_ms") else "n/a",
+                kb(m4.get("code", {}).get("text")),
+            ]
+        rows.append(
+            [
+                s.label,
+                si(macs.get("forward")),
+                si(macs.get("backward")),
+                *m4_cells,
+                ms(s.step_ms_c),
+                ms(s.step_ms_tf),
+                f"{s.speed_ratio:.1f}" if math.isfinite(s.speed_ratio) else "n/a",
+            ]
+        )
+    steps = {s.m4.get("samples_per_step") for s in summaries if s.m4 and s.m4.get("fits")}
+    batch = config.get("batch_size", "?")
+    blocks.append(
+        Table(
+            [
+                "method",
+                "MACs fwd/sample",
+                "MACs bwd/sample",
+                "M4 fwd/sample",
+                "M4 bwd/sample",
+                "M4 optimizer",
+                "M4 step",
+                "M4 instr/MAC",
+                "M4 est. ms/step",
+                "M4 code (KB)",
+                "host C ms/step",
+                "host TF ms/step",
+                "TF/C",
+            ],
+            rows,
+            f"MACs of the trainable part per sample. M4: Cortex-M4F instructions counted under "
+            "QEMU for a step of "
+            f"{join_items(sorted(map(str, steps))) or '?'} sample(s) (forward and "
+            f"backward per sample, optimizer per step), instructions per MAC over forward + "
+            f"backward, the step's estimated time at 64 MHz (cycles weighted from the Cortex-M4 "
+            f"TRM's timings, an estimate: no flash wait states), and the firmware's code size "
+            f"(.text without the embedded model). Host: "
+            f"wall time per training step of {batch} samples, C runtime and TensorFlow measured "
+            f"side by side in the same run.",
+        )
+    )
+
+    blocks.append(Heading(2, "Plots"))
+    measured = [s for s in summaries if s.acc_c.values]
+    front = pareto_front([(s.ram_total, s.acc_c.mean) for s in measured])
+    if measured:
+        blocks.append(
+            Figure(
+                "accuracy_vs_ram",
+                plot_accuracy_vs_ram(measured, front),
+                "Accuracy against training RAM; circles and the line: the Pareto front; error "
+                "bars: std over seeds.",
+            )
+        )
+    if summaries:
+        blocks.append(
+            Figure(
+                "costs",
+                plot_costs(summaries),
+                "Cost of each method: the training arena by part (planner) and Cortex-M4F "
+                "instructions per training step by phase.",
+            )
+        )
+        blocks.append(
+            Figure(
+                "learning_curves",
+                plot_learning_curves(summaries),
+                "Learning curves, mean over seeds: training loss and test accuracy per epoch.",
+            )
+        )
+    blocks += _setup_blocks(results)
+    blocks.append(Heading(2, "Methods"))
+    blocks.append(Bullets([f"**{name}**: {text}" for name, text in METHOD_ACCOUNTS]))
+    described = [
+        f"**{s.label}**: {s.info['description']}"
+        + (f"; {optimizer_text(s.info['optimizer'])}" if s.info.get("optimizer") else "")
+        for s in summaries
+        if s.info.get("description")
+    ]
+    if described:
+        blocks.append(Paragraph("As configured in this run:"))
+        blocks.append(Bullets(described))
+    return blocks
+
+
+def write_report(results_path: Path, out_dir: Path | None = None) -> tuple[Path, Path]:
+    """Write report.md (+ report_files/*.png) and report.html into `out_dir`."""
+    results = load_results(results_path)
+    out_dir = out_dir or results_path.parent
+    blocks = build_document(results)
+    md = render_markdown(blocks, out_dir / "report_files", "report_files")
+    page = render_html(blocks, "micropeft benchmark report")
+    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    write_atomic(md_path, md.encode())
+    write_atomic(html_path, page.encode())
+    return md_path, html_path

@@ -1,0 +1,629 @@
+"""TensorFlow reference of what the C runtime trains: the same method, from the same int8 model.
+
+The trainable part is ``graph.layers[split_layer:]`` (the plan's split layer: the
+first layer that trains anything); its input is the split tensor, the first
+input of that layer. Everything runs in float32:
+
+- frozen weights are ``int8 * scale`` (one scale per output channel, or one per
+  tensor), read in place from the .tflite bytes through the layers' ArrayRefs,
+  in TFLite's layouts (CONV_2D ``[out][kh][kw][in]``, DEPTHWISE_CONV_2D
+  ``[kh][kw][c]``, FULLY_CONNECTED ``[out][in]``); biases are ``int32 * scale``.
+- a CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED layer computes
+  ``y = linear(x) + bias``; with SCALE_SHIFT ``y = y * gamma + beta`` (per output
+  channel, gamma starts at 1, beta at 0); with LORA (1x1 conv and FC only)
+  ``y += (alpha / r) * B(A(x))`` with A ``[r][in]``, B ``[out][r]`` (B starts at
+  0); then the fused activation (NONE, RELU, RELU6).
+- ADD is ``a + b`` (+ activation), MEAN averages over H and W, AVERAGE_POOL_2D
+  divides by the number of non-padding elements (TFLite), PAD pads with zeros,
+  RESHAPE is the identity on batch-1 data. Padding is explicit: ``pad_top`` /
+  ``pad_left`` lead, the trailing padding follows from the in/out shapes.
+- trained parameters: FULL / LAST_LAYER / SPARSE train weight and bias, BITFIT
+  the bias, SCALE_SHIFT gamma and beta, LORA A and B; everything else is a
+  constant.
+
+What backward reads is what the runtime keeps (``act_cache``, plan.py): with
+"s8" the gradient of a trained weight or LoRA A sees the layer's input, and the
+gradient of gamma sees scale+shift's pre-scale output, both rounded to int8 with
+the quantization of the tensor they belong to (the input tensor; the layer's
+output tensor) and back; the forward and every other gradient use the float
+values. With "f32" nothing is rounded.
+
+Loss: softmax cross-entropy (natural log) of the graph's output logits, averaged
+over the batch (the C runtime sums per-sample gradients and divides by their
+count at step(), which is the same).
+
+One optimizer step on the mean gradient ``g`` of every trained parameter ``p``:
+
+1. clipping (``clip_norm > 0``): ``g *= min(1, clip_norm / ||g||)``, with
+   ``||g||`` the global L2 norm over all trained parameters;
+2. weight decay (``weight_decay > 0``, L2): ``g += weight_decay * p``;
+3. SGD with momentum ``m``: ``v = m * v + g``; ``p -= lr * v`` (v starts at 0);
+   Adam: ``t += 1``; ``m1 = b1 * m1 + (1 - b1) * g``;
+   ``m2 = b2 * m2 + (1 - b2) * g * g``;
+   ``p -= lr * (m1 / (1 - b1**t)) / (sqrt(m2 / (1 - b2**t)) + eps)``.
+
+These are written out by hand (Keras optimizers put epsilon elsewhere).
+Parameters are keyed ``f"{layer_name}/{kind}"`` with kind one of weight, bias,
+gamma, beta, lora_a, lora_b, in the layouts above. TensorFlow is imported inside
+functions so that importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from micropeft.planning.plan import lora_a_init
+from micropeft.prep import convert
+from micropeft.prep.graph import Activation, ArrayRef, Graph, Layer, Method, Op
+
+_WEIGHTED_OPS = (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED)
+
+
+class OptimizerSettings(Protocol):
+    """What the reference reads of an optimizer configuration (plan.OptimizerConfig fits)."""
+
+    kind: str  # "sgd" or "adam"
+    lr: float
+    momentum: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    clip_norm: float
+
+
+# ---- Reading the int8 model ---------------------------------------------------------------
+
+
+def read_array(model_bytes: bytes, ref: ArrayRef) -> np.ndarray:
+    """The raw values (int8 weights or int32 biases) of a constant array, flat."""
+    dtype = np.dtype(ref.dtype)
+    end = ref.offset + ref.count * dtype.itemsize
+    if ref.offset < 0 or end > len(model_bytes):
+        raise ValueError(f"array at {ref.offset} (+{ref.count} {ref.dtype}) is outside the model")
+    return np.frombuffer(model_bytes, dtype=dtype, count=ref.count, offset=ref.offset).copy()
+
+
+def read_scales(model_bytes: bytes, ref: ArrayRef) -> np.ndarray:
+    """The float32 scales of a constant array (1, or one per output channel)."""
+    end = ref.scale_offset + 4 * ref.scale_count
+    if ref.scale_count < 1 or ref.scale_offset < 0 or end > len(model_bytes):
+        raise ValueError(f"scales at {ref.scale_offset} (x{ref.scale_count}) outside the model")
+    return np.frombuffer(
+        model_bytes, dtype="<f4", count=ref.scale_count, offset=ref.scale_offset
+    ).astype(np.float32)
+
+
+def in_channels(graph: Graph, layer: Layer) -> int:
+    """Input features of a weighted layer (FC flattens its whole input)."""
+    shape = graph.tensors[layer.inputs[0]].shape
+    if layer.op == Op.FULLY_CONNECTED:
+        if layer.weights is not None:  # TFLite: rows of [in] when the input is larger
+            return layer.weights.count // out_channels(graph, layer)
+        return shape[0] * shape[1] * shape[2]
+    return shape[2]
+
+
+def out_channels(graph: Graph, layer: Layer) -> int:
+    return graph.tensors[layer.output].shape[2]
+
+
+def weight_shape(graph: Graph, layer: Layer) -> tuple[int, ...]:
+    """The TFLite layout of a layer's weights."""
+    kh, kw = layer.kernel
+    if layer.op == Op.CONV_2D:
+        return (out_channels(graph, layer), kh, kw, in_channels(graph, layer))
+    if layer.op == Op.DEPTHWISE_CONV_2D:
+        return (kh, kw, out_channels(graph, layer))
+    if layer.op == Op.FULLY_CONNECTED:
+        return (out_channels(graph, layer), in_channels(graph, layer))
+    raise ValueError(f"layer {layer.name}: {layer.op.name} has no weights")
+
+
+def dequantize_weight(graph: Graph, model_bytes: bytes, layer: Layer) -> np.ndarray:
+    """float32 weights = int8 * scale (per output channel or per tensor), TFLite layout."""
+    if layer.weights is None:
+        raise ValueError(f"layer {layer.name}: no weights")
+    shape = weight_shape(graph, layer)
+    q = read_array(model_bytes, layer.weights).astype(np.float32)
+    if q.size != int(np.prod(shape)):
+        raise ValueError(f"layer {layer.name}: {q.size} weights, expected shape {shape}")
+    q = q.reshape(shape)
+    scales = read_scales(model_bytes, layer.weights)
+    if scales.size == 1:
+        return q * scales[0]
+    if scales.size != out_channels(graph, layer):
+        raise ValueError(f"layer {layer.name}: {scales.size} weight scales")
+    channel_axis = 2 if layer.op == Op.DEPTHWISE_CONV_2D else 0
+    bshape = [1] * len(shape)
+    bshape[channel_axis] = -1
+    return q * scales.reshape(bshape)
+
+
+def dequantize_bias(graph: Graph, model_bytes: bytes, layer: Layer) -> np.ndarray:
+    """float32 biases = int32 * scale; zeros for a layer without a bias."""
+    n = out_channels(graph, layer)
+    if layer.bias is None:
+        return np.zeros(n, np.float32)
+    q = read_array(model_bytes, layer.bias).astype(np.float32)
+    if q.size != n:
+        raise ValueError(f"layer {layer.name}: {q.size} biases for {n} channels")
+    scales = read_scales(model_bytes, layer.bias)
+    if scales.size not in (1, n):
+        raise ValueError(f"layer {layer.name}: {scales.size} bias scales")
+    return q * scales
+
+
+def first_trainable_layer(graph: Graph) -> int:
+    """The index of the first layer that trains anything (the plan's split layer)."""
+    for index, layer in enumerate(graph.layers):
+        if layer.methods != Method.NONE:
+            return index
+    raise ValueError("no layer trains anything: apply a method first")
+
+
+def trained_kinds(layer: Layer) -> list[str]:
+    """Which of the layer's parameters its methods train, in micropeft.formats.PARAM_KINDS order."""
+    if layer.op not in _WEIGHTED_OPS:
+        return []
+    kinds = []
+    if layer.trains_weight:
+        kinds.append("weight")
+    if layer.trains_bias:
+        kinds.append("bias")
+    if layer.methods & Method.SCALE_SHIFT:
+        kinds += ["gamma", "beta"]
+    if layer.methods & Method.LORA:
+        kinds += ["lora_a", "lora_b"]
+    return kinds
+
+
+def _check_lora(graph: Graph, layer: Layer) -> None:
+    pointwise = layer.op == Op.CONV_2D and tuple(layer.kernel) == (1, 1)
+    if not (pointwise or layer.op == Op.FULLY_CONNECTED):
+        raise ValueError(f"layer {layer.name}: LoRA needs a 1x1 CONV_2D or FULLY_CONNECTED")
+    if layer.lora_rank < 1:
+        raise ValueError(f"layer {layer.name}: LoRA rank {layer.lora_rank}")
+
+
+def initial_parameters(
+    graph: Graph, model_bytes: bytes, split_layer: int, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Every parameter of the trainable part, frozen or not, before training.
+
+    Weights and biases come from the model; gamma = 1, beta = 0, B = 0, and A is
+    what the C runtime draws for the same seed (plan.lora_a_init).
+    """
+
+    params: dict[str, np.ndarray] = {}
+    for index in range(split_layer, len(graph.layers)):
+        layer = graph.layers[index]
+        if layer.op not in _WEIGHTED_OPS:
+            continue
+        n = out_channels(graph, layer)
+        params[f"{layer.name}/weight"] = dequantize_weight(graph, model_bytes, layer)
+        params[f"{layer.name}/bias"] = dequantize_bias(graph, model_bytes, layer)
+        if layer.methods & Method.SCALE_SHIFT:
+            params[f"{layer.name}/gamma"] = np.ones(n, np.float32)
+            params[f"{layer.name}/beta"] = np.zeros(n, np.float32)
+        if layer.methods & Method.LORA:
+            _check_lora(graph, layer)
+            fan_in = in_channels(graph, layer)
+            a = lora_a_init(seed, index, layer.lora_rank, fan_in)
+            params[f"{layer.name}/lora_a"] = np.asarray(a, np.float32).reshape(
+                layer.lora_rank, fan_in
+            )
+            params[f"{layer.name}/lora_b"] = np.zeros((n, layer.lora_rank), np.float32)
+    return params
+
+
+# ---- The float forward pass (batched NHWC) -------------------------------------------------
+
+
+def _trailing(in_size: int, out_size: int, kernel: int, stride: int, lead: int) -> int:
+    return (out_size - 1) * stride + kernel - in_size - lead
+
+
+def _pad_spatial(tf: Any, x: Any, top: int, bottom: int, left: int, right: int) -> Any:
+    """Zero-pad (positive) or crop (negative) the H and W dims of NHWC `x`."""
+    if min(top, bottom, left, right) < 0:
+        h, w = int(x.shape[1]), int(x.shape[2])
+        x = x[:, max(-top, 0) : h - max(-bottom, 0), max(-left, 0) : w - max(-right, 0), :]
+    pads = [[0, 0], [max(top, 0), max(bottom, 0)], [max(left, 0), max(right, 0)], [0, 0]]
+    if any(p for pair in pads for p in pair):
+        x = tf.pad(x, pads)
+    return x
+
+
+def _windowed_input(tf: Any, graph: Graph, layer: Layer, x: Any) -> Any:
+    """The explicitly padded input, so that a VALID window op gives the output shape."""
+    ih, iw, _ = graph.tensors[layer.inputs[0]].shape
+    oh, ow, _ = graph.tensors[layer.output].shape
+    kh, kw = layer.kernel
+    sh, sw = layer.stride
+    bottom = _trailing(ih, oh, kh, sh, layer.pad_top)
+    right = _trailing(iw, ow, kw, sw, layer.pad_left)
+    return _pad_spatial(tf, x, layer.pad_top, bottom, layer.pad_left, right)
+
+
+def _activate(tf: Any, y: Any, activation: Activation) -> Any:
+    if activation == Activation.RELU:
+        return tf.nn.relu(y)
+    if activation == Activation.RELU6:
+        return tf.nn.relu6(y)
+    return y
+
+
+def _linear(tf: Any, graph: Graph, layer: Layer, x: Any, weight: Any) -> Any:
+    """The layer's linear part without the bias, output [n, h, w, c]."""
+    stride = [1, layer.stride[0], layer.stride[1], 1]
+    if layer.op == Op.CONV_2D:
+        filters = tf.transpose(weight, [1, 2, 3, 0])  # [out,kh,kw,in] -> [kh,kw,in,out]
+        return tf.nn.conv2d(_windowed_input(tf, graph, layer, x), filters, stride, "VALID")
+    if layer.op == Op.DEPTHWISE_CONV_2D:
+        filters = tf.expand_dims(weight, -1)  # [kh,kw,c] -> [kh,kw,c,1]
+        return tf.nn.depthwise_conv2d(
+            _windowed_input(tf, graph, layer, x), filters, stride, "VALID"
+        )
+    flat = tf.reshape(x, [-1, in_channels(graph, layer)])
+    y = tf.matmul(flat, weight, transpose_b=True)
+    return tf.reshape(y, [-1, *graph.tensors[layer.output].shape])
+
+
+def _lora(tf: Any, graph: Graph, layer: Layer, x: Any, a: Any, b: Any, x_kept: Any = None) -> Any:
+    """(alpha / r) * B(A(x)), with A and B applied per pixel (1x1 conv) or to the flat input;
+    A's gradient sees `x_kept` (what the runtime keeps of x) when given."""
+    scale = float(layer.lora_alpha) / float(layer.lora_rank)
+    kept = x if x_kept is None else x_kept
+    if layer.op == Op.FULLY_CONNECTED:
+        n_in = in_channels(graph, layer)
+
+        def down(v: Any, w: Any) -> Any:
+            return tf.matmul(tf.reshape(v, [-1, n_in]), w, transpose_b=True)
+
+        y = tf.matmul(_param_grad_sees(tf, down, x, kept, a), b, transpose_b=True)
+        return scale * tf.reshape(y, [-1, *graph.tensors[layer.output].shape])
+    stride = [1, layer.stride[0], layer.stride[1], 1]
+
+    def down_conv(v: Any, w: Any) -> Any:
+        return tf.nn.conv2d(
+            _windowed_input(tf, graph, layer, v),
+            tf.reshape(tf.transpose(w), [1, 1, w.shape[1], w.shape[0]]),
+            stride,
+            "VALID",
+        )
+
+    xa = _param_grad_sees(tf, down_conv, x, kept, a)
+    return scale * tf.nn.conv2d(
+        xa, tf.reshape(tf.transpose(b), [1, 1, b.shape[1], b.shape[0]]), 1, "VALID"
+    )
+
+
+def _avg_pool(tf: Any, graph: Graph, layer: Layer, x: Any) -> Any:
+    """TFLite AVERAGE_POOL_2D: the window sum divided by its count of non-padding elements."""
+    kh, kw = layer.kernel
+    stride = [1, layer.stride[0], layer.stride[1], 1]
+    window = [1, kh, kw, 1]
+    padded = _windowed_input(tf, graph, layer, x)
+    ones = _windowed_input(tf, graph, layer, tf.ones_like(x[:1, :, :, :1]))
+    sums = tf.nn.avg_pool2d(padded, window, stride, "VALID")
+    counts = tf.nn.avg_pool2d(ones, window, stride, "VALID")
+    return sums / counts  # both carry the same 1/(kh*kw) factor
+
+
+def fake_quantize(tf: Any, x: Any, scale: float, zero_point: int) -> Any:
+    """int8 and back, as peft_quantize_s8 / peft_dequantize_s8 (half away from zero)."""
+    v = x / tf.constant(scale, tf.float32)
+    q = tf.sign(v) * tf.floor(tf.abs(v) + 0.5) + float(zero_point)
+    q = tf.clip_by_value(q, -128.0, 127.0)
+    return (q - float(zero_point)) * tf.constant(scale, tf.float32)
+
+
+def _param_grad_sees(tf: Any, f: Any, x: Any, kept: Any, param: Any) -> Any:
+    """f(x, param) in value; its gradient wrt x at the float x, wrt param at `kept`.
+    t - stop_gradient(t) is exactly zero, so the value is f(x, param) bit for bit."""
+    t = f(tf.stop_gradient(kept), param)
+    return f(x, tf.stop_gradient(param)) + (t - tf.stop_gradient(t))
+
+
+def forward(
+    graph: Graph,
+    split_layer: int,
+    params: Mapping[str, Any],
+    x: Any,
+    act_cache: str = "f32",
+    values_out: dict[int, Any] | None = None,
+) -> Any:
+    """Logits [n, classes] of the trainable part for split-tensor inputs `x` [n, h, w, c].
+
+    `params` holds every parameter of the part (frozen ones as constants);
+    `act_cache` is what backward reads (module docstring).
+    `values_out`, when given, receives every tensor computed (graph index -> value).
+    """
+    import tensorflow as tf
+
+    s8 = act_cache == "s8"
+
+    def kept(value: Any, tensor: int) -> Any:
+        quant = graph.tensors[tensor].quant
+        return fake_quantize(tf, value, quant.scale, quant.zero_point) if s8 else value
+
+    layers = graph.layers[split_layer:]
+    split_tensor = layers[0].inputs[0]
+    values: dict[int, Any] = {split_tensor: x}
+    for layer in layers:
+        missing = [t for t in layer.inputs if t not in values]
+        if missing:
+            raise ValueError(
+                f"layer {layer.name} reads tensor(s) {missing} that the trainable part does not "
+                "compute: the split must leave a single tensor between the parts"
+            )
+        inputs = [values[t] for t in layer.inputs]
+        out_shape = [-1, *graph.tensors[layer.output].shape]
+        if layer.op in _WEIGHTED_OPS:
+            name = layer.name
+            x_kept = kept(inputs[0], layer.inputs[0])
+            weight = params[f"{name}/weight"]
+            if layer.trains_weight and s8:
+                y = _param_grad_sees(
+                    tf,
+                    lambda v, w, lay=layer: _linear(tf, graph, lay, v, w),
+                    inputs[0],
+                    x_kept,
+                    weight,
+                )
+            else:
+                y = _linear(tf, graph, layer, inputs[0], weight)
+            y = y + params[f"{name}/bias"]
+            if layer.methods & Method.SCALE_SHIFT:
+                gamma = params[f"{name}/gamma"]
+                y = _param_grad_sees(tf, lambda v, g: v * g, y, kept(y, layer.output), gamma)
+                y = y + params[f"{name}/beta"]
+            if layer.methods & Method.LORA:
+                a, b = params[f"{name}/lora_a"], params[f"{name}/lora_b"]
+                y = y + _lora(tf, graph, layer, inputs[0], a, b, x_kept)
+            y = _activate(tf, y, layer.activation)
+        elif layer.op == Op.ADD:
+            y = _activate(tf, inputs[0] + inputs[1], layer.activation)
+        elif layer.op == Op.MEAN:
+            y = tf.reduce_mean(inputs[0], axis=[1, 2], keepdims=True)
+        elif layer.op == Op.AVERAGE_POOL_2D:
+            y = _activate(tf, _avg_pool(tf, graph, layer, inputs[0]), layer.activation)
+        elif layer.op == Op.PAD:
+            ih, iw, _ = graph.tensors[layer.inputs[0]].shape
+            oh, ow, _ = graph.tensors[layer.output].shape
+            y = _pad_spatial(
+                tf,
+                inputs[0],
+                layer.pad_top,
+                oh - ih - layer.pad_top,
+                layer.pad_left,
+                ow - iw - layer.pad_left,
+            )
+        elif layer.op == Op.RESHAPE:
+            y = inputs[0]
+        else:
+            raise ValueError(f"layer {layer.name}: unsupported op {layer.op!r}")
+        values[layer.output] = tf.reshape(y, out_shape)
+    if graph.output not in values:
+        raise ValueError("the trainable part does not compute the graph's output")
+    if values_out is not None:
+        values_out.update(values)
+    return tf.reshape(values[graph.output], [-1, graph.tensors[graph.output].size])
+
+
+# ---- The trainer ---------------------------------------------------------------------------
+
+
+class TFReferenceTrainer:
+    """Trains the suffix of an int8 model with a PEFT method, in TensorFlow float32.
+
+    Mirrors the C runtime's semantics (see the module docstring); a test drives
+    both from the same initial state and compares the parameters after training.
+    `split_layer` None means the first layer that trains anything; `seed` is the
+    plan's seed (LoRA A starts as the C runtime's for that seed); `initial_params`
+    overrides any parameter (TFLite layout, or flat as the C runtime returns it).
+    """
+
+    @classmethod
+    def from_plan(
+        cls, plan: Any, model_bytes: bytes, initial_params: Mapping[str, np.ndarray] | None = None
+    ) -> TFReferenceTrainer:
+        """The reference for a plan.Plan: its graph, split layer, optimizer and seed."""
+        return cls(
+            plan.graph,
+            model_bytes,
+            plan.split_layer,
+            plan.optimizer,
+            initial_params,
+            plan.seed,
+            plan.act_cache,
+        )
+
+    def __init__(
+        self,
+        graph: Graph,
+        model_bytes: bytes,
+        split_layer: int | None,
+        optimizer: OptimizerSettings,
+        initial_params: Mapping[str, np.ndarray] | None = None,
+        seed: int = 0,
+        act_cache: str = "f32",
+    ) -> None:
+        import tensorflow as tf
+
+        if act_cache not in ("f32", "s8"):
+            raise ValueError(f"unknown act_cache {act_cache!r} (f32 or s8)")
+        self.act_cache = act_cache
+        if split_layer is None:
+            split_layer = first_trainable_layer(graph)
+        if not 0 <= split_layer < len(graph.layers):
+            raise ValueError(f"split layer {split_layer} outside 0..{len(graph.layers) - 1}")
+        if optimizer.kind not in ("sgd", "adam"):
+            raise ValueError(f"unknown optimizer {optimizer.kind!r} (sgd or adam)")
+        self.graph = graph
+        self.split_layer = split_layer
+        self.optimizer = optimizer
+        self.input_shape = graph.tensors[graph.layers[split_layer].inputs[0]].shape
+
+        values = initial_parameters(graph, bytes(model_bytes), split_layer, seed)
+        for key, value in (initial_params or {}).items():
+            if key not in values:
+                raise ValueError(f"initial parameter {key!r} is not a parameter of the part")
+            value = np.asarray(value, np.float32)
+            if value.size != values[key].size:
+                raise ValueError(f"{key}: shape {value.shape}, expected {values[key].shape}")
+            # Same layout, so a flat array (as the C runtime returns it) is accepted too.
+            values[key] = value.reshape(values[key].shape).copy()
+
+        self.trained: list[str] = [
+            f"{layer.name}/{kind}"
+            for layer in graph.layers[split_layer:]
+            for kind in trained_kinds(layer)
+        ]
+        self._vars = [tf.Variable(values[k], name=k.replace("/", "_")) for k in self.trained]
+        self._params: dict[str, Any] = {
+            k: tf.constant(v) for k, v in values.items() if k not in self.trained
+        }
+        self._params.update(zip(self.trained, self._vars, strict=True))
+        self._slots1 = [tf.Variable(tf.zeros_like(v)) for v in self._vars]
+        self._slots2 = [tf.Variable(tf.zeros_like(v)) for v in self._vars]
+        self._t = tf.Variable(0.0, dtype=tf.float32)
+
+        spec = [
+            tf.TensorSpec([None, *self.input_shape], tf.float32),
+            tf.TensorSpec([None], tf.int32),
+        ]
+        self._grad_fn = tf.function(self._loss_and_grads, input_signature=spec)
+        self._step_fn = tf.function(self._train_step, input_signature=spec)
+        self._predict_fn = tf.function(self._logits, input_signature=spec[:1])
+
+    # -- graph functions --
+
+    def _logits(self, x: Any) -> Any:
+        return forward(self.graph, self.split_layer, self._params, x, self.act_cache)
+
+    def _loss_and_grads(self, x: Any, labels: Any) -> tuple[Any, list[Any]]:
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            logits = self._logits(x)
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+            )
+        return loss, tape.gradient(loss, self._vars)
+
+    def _train_step(self, x: Any, labels: Any) -> Any:
+        import tensorflow as tf
+
+        loss, grads = self._loss_and_grads(x, labels)
+        opt = self.optimizer
+        if opt.clip_norm > 0:
+            norm = tf.sqrt(tf.add_n([tf.reduce_sum(g * g) for g in grads]))
+            factor = tf.where(norm > opt.clip_norm, opt.clip_norm / tf.maximum(norm, 1e-30), 1.0)
+            grads = [g * factor for g in grads]
+        if opt.weight_decay > 0:
+            grads = [g + opt.weight_decay * p for g, p in zip(grads, self._vars, strict=True)]
+        if opt.kind == "sgd":
+            for p, g, v in zip(self._vars, grads, self._slots1, strict=True):
+                v.assign(opt.momentum * v + g)
+                p.assign_sub(opt.lr * v)
+        else:
+            self._t.assign_add(1.0)
+            c1 = 1.0 - tf.pow(tf.constant(opt.beta1, tf.float32), self._t)
+            c2 = 1.0 - tf.pow(tf.constant(opt.beta2, tf.float32), self._t)
+            for p, g, m1, m2 in zip(self._vars, grads, self._slots1, self._slots2, strict=True):
+                m1.assign(opt.beta1 * m1 + (1.0 - opt.beta1) * g)
+                m2.assign(opt.beta2 * m2 + (1.0 - opt.beta2) * g * g)
+                p.assign_sub(opt.lr * (m1 / c1) / (tf.sqrt(m2 / c2) + opt.eps))
+        return loss
+
+    # -- public API --
+
+    def _inputs(self, x: np.ndarray, labels: Sequence[int] | np.ndarray | None = None) -> Any:
+        x = np.asarray(x, np.float32)
+        shape = tuple(self.input_shape)
+        if x.shape == shape:
+            x = x[None]
+        if x.ndim < 2 or int(np.prod(x.shape[1:])) != int(np.prod(shape)):
+            raise ValueError(f"inputs shaped {x.shape}, expected (n, {', '.join(map(str, shape))})")
+        x = x.reshape((x.shape[0], *shape))  # the same elements in the same (h, w, c) order
+        if labels is None:
+            return x
+        y = np.asarray(labels, np.int32).reshape(-1)
+        if y.shape[0] != x.shape[0]:
+            raise ValueError(f"{y.shape[0]} labels for {x.shape[0]} samples")
+        return x, y
+
+    def train_batch(self, x_split: np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
+        """One optimizer step on the batch's mean loss; returns that loss (before the step)."""
+        x, y = self._inputs(x_split, labels)
+        return float(self._step_fn(x, y))
+
+    def gradients(
+        self, x_split: np.ndarray, labels: Sequence[int] | np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Gradients of the batch's mean loss for every trained parameter (no step)."""
+        x, y = self._inputs(x_split, labels)
+        _, grads = self._grad_fn(x, y)
+        return {k: g.numpy() for k, g in zip(self.trained, grads, strict=True)}
+
+    def loss(self, x_split: np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
+        x, y = self._inputs(x_split, labels)
+        loss, _ = self._grad_fn(x, y)
+        return float(loss)
+
+    def predict(self, x_split: np.ndarray) -> np.ndarray:
+        """Logits [n, classes] for split-tensor inputs [n, h, w, c] (or one [h, w, c])."""
+        return self._predict_fn(self._inputs(x_split)).numpy()
+
+    def assign(self, params: Mapping[str, np.ndarray]) -> None:
+        """Set every trained parameter (TFLite layout, or flat as the C runtime returns it);
+        the optimizer state is left as it is."""
+        missing = [k for k in self.trained if k not in params]
+        if missing:
+            raise ValueError(f"assign: no value for {', '.join(missing)}")
+        for key, var in zip(self.trained, self._vars, strict=True):
+            value = np.asarray(params[key], np.float32)
+            if value.size != int(np.prod(var.shape)):
+                raise ValueError(f"{key}: {value.size} values, expected {var.shape}")
+            var.assign(value.reshape(var.shape))
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The trained parameters now, keyed f"{layer_name}/{kind}", TFLite layouts."""
+        return {k: v.numpy().copy() for k, v in zip(self.trained, self._vars, strict=True)}
+
+
+# ---- Helpers for checks against TFLite -----------------------------------------------------
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return ((np.asarray(q, np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(
+        np.float32
+    )
+
+
+def tflite_tensor_values(
+    model_bytes: bytes, tensor_names: Sequence[str], inputs: np.ndarray
+) -> list[np.ndarray]:
+    """Run the .tflite on float `inputs` [n, h, w, c] (quantized as its input wants)
+    in TFLite's reference kernels and return the raw values of the named tensors,
+    stacked over the samples (e.g. the int8 split tensor that feeds the C runtime)."""
+
+    interpreter = convert.tflite_interpreter(bytes(model_bytes), preserve_all_tensors=True)
+    details = {d["name"]: d["index"] for d in interpreter.get_tensor_details()}
+    missing = [n for n in tensor_names if n not in details]
+    if missing:
+        raise ValueError(f"tensors not in the model: {missing}")
+    (inp,) = interpreter.get_input_details()
+    quantized = convert.quantize_input(bytes(model_bytes), np.asarray(inputs, np.float32))
+    results: list[list[np.ndarray]] = [[] for _ in tensor_names]
+    for sample in quantized:
+        interpreter.set_tensor(inp["index"], sample[None])
+        interpreter.invoke()
+        for i, name in enumerate(tensor_names):
+            results[i].append(interpreter.get_tensor(details[name])[0].copy())
+    return [np.stack(r) for r in results]

@@ -1,0 +1,270 @@
+"""Which parameters each layer trains: PEFT method configuration.
+
+The vocabulary follows Hugging Face PEFT where it fits: `r`, `lora_alpha`,
+`target_modules`. A configuration names one method or a combination:
+
+    full         every weight and bias (the baseline)
+    last_layer   the classifier head's weights and bias
+    bitfit       biases
+    scale_shift  a per-output-channel scale and shift after the layer's linear part
+    lora         low-rank adapters on 1x1 convolutions and dense layers
+    sparse       weights and biases of chosen layers (MCUNetV3-style sparse update)
+
+`target_modules` selects layers for the methods that take targets (all but
+`full` and `last_layer`). Each entry is one of:
+
+    an integer           layer index (negative counts from the end)
+    "all"                every layer that can carry the method
+    "head"               the last layer with weights
+    a kind               "pointwise" (1x1 conv), "depthwise", "conv" (any CONV_2D),
+                         "fc" (dense), "linear" (pointwise + fc), "weighted" (any of them)
+    "last:N" / "last:N:KIND"   the last N layers (of that kind) that can carry the method
+    a layer name         exact match (layer names are the .tflite output tensor names)
+    otherwise            a regular expression searched in layer names
+
+Selectors by keyword pick only layers that can carry the method; a name, index or
+regular expression that picks a layer that cannot (LoRA on a 3x3 conv, say) is an
+error. `target_modules` may also map method names to their own list.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from micropeft import formats
+from micropeft.errors import UserError
+from micropeft.planning import plan
+from micropeft.prep.graph import Graph, Layer, Method, Op
+
+# CLI name -> flag, in bit order (the names of micropeft.formats.METHOD_NAMES).
+METHODS = {m.name.lower(): m for m in Method if m != Method.NONE}
+OPTIMIZERS = tuple(o.name.lower() for o in formats.Optimizer)
+ACT_CACHES = tuple(d.name.lower() for d in formats.CacheDtype)
+UPDATES = tuple(u.name.lower() for u in formats.UpdateMode)
+KINDS = ("pointwise", "depthwise", "conv", "fc", "linear", "weighted")
+
+# Targets when the configuration names none.
+DEFAULT_TARGETS: dict[str, list[Any]] = {
+    "bitfit": ["all"],
+    "scale_shift": ["all"],
+    "lora": ["last:4:linear"],
+    "sparse": ["last:2"],
+}
+
+
+@dataclass
+class MethodConfig:
+    """A fine-tuning configuration: method(s), their targets, and training settings."""
+
+    method: str | list[str] = "lora"
+    r: int = 4
+    lora_alpha: float = 8.0
+    target_modules: list[Any] | dict[str, list[Any]] | str | None = None
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    epochs: int = 10
+    batch_size: int = 16
+    ram_budget: int | None = None  # bytes of total device RAM (plan.device_ram); None: no limit
+    act_cache: str = "s8"  # values kept for backward: "s8" (tensor's quantization) | "f32"
+    update: str = "batch"  # "batch": step() per batch | "layer": per layer, per sample
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def methods(self) -> list[str]:
+        names = [self.method] if isinstance(self.method, str) else list(self.method)
+        return [n.strip().lower().replace("-", "_") for n in names]
+
+    def check(self) -> None:
+        names = self.methods
+        if not names:
+            raise UserError("no method given (choose from " + ", ".join(METHODS) + ")")
+        for name in names:
+            if name not in METHODS:
+                raise UserError(f"unknown method {name!r} (choose from {', '.join(METHODS)})")
+        if "lora" in names and not 1 <= int(self.r) <= 64:
+            raise UserError(f"LoRA rank r must lie in 1..64, not {self.r}")
+        if "lora" in names and not float(self.lora_alpha) > 0:
+            raise UserError(f"lora_alpha must be positive, not {self.lora_alpha}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"unknown optimizer {self.optimizer!r} (use 'sgd' or 'adam')")
+        if self.act_cache not in ACT_CACHES:
+            raise UserError(f"unknown act_cache {self.act_cache!r} (use 'f32' or 's8')")
+        if self.update not in UPDATES:
+            raise UserError(f"unknown update {self.update!r} (use 'batch' or 'layer')")
+        if self.update == "layer" and int(self.batch_size) != 1:
+            raise UserError("update 'layer' applies every sample's gradients at once: batch_size 1")
+        if not float(self.lr) > 0:
+            raise UserError(f"learning rate must be positive, not {self.lr}")
+        if int(self.epochs) < 1 or int(self.batch_size) < 1:
+            raise UserError("epochs and batch_size must be at least 1")
+        if self.ram_budget is not None and int(self.ram_budget) <= 0:
+            raise UserError(f"ram_budget must be a positive number of bytes, not {self.ram_budget}")
+
+    def targets_for(self, method: str) -> list[Any]:
+        targets = self.target_modules
+        if isinstance(targets, dict):
+            targets = targets.get(method)
+        if targets is None:
+            return list(DEFAULT_TARGETS.get(method, []))
+        return [targets] if isinstance(targets, (str, int)) else list(targets)
+
+    def optimizer_config(self) -> Any:
+        """The planner's OptimizerConfig for these settings."""
+
+        return plan.OptimizerConfig(
+            kind=self.optimizer, lr=float(self.lr), momentum=float(self.momentum)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+
+
+def _has_weights(layer: Layer) -> bool:
+    return layer.weights is not None and layer.op in (
+        Op.CONV_2D,
+        Op.DEPTHWISE_CONV_2D,
+        Op.FULLY_CONNECTED,
+    )
+
+
+def _is_pointwise(layer: Layer) -> bool:
+    return layer.op == Op.CONV_2D and layer.kernel == (1, 1) and layer.stride == (1, 1)
+
+
+def _of_kind(layer: Layer, kind: str) -> bool:
+    if not _has_weights(layer):
+        return False
+    return {
+        "pointwise": _is_pointwise(layer),
+        "depthwise": layer.op == Op.DEPTHWISE_CONV_2D,
+        "conv": layer.op == Op.CONV_2D,
+        "fc": layer.op == Op.FULLY_CONNECTED,
+        "linear": _is_pointwise(layer) or layer.op == Op.FULLY_CONNECTED,
+        "weighted": True,
+    }[kind]
+
+
+def can_carry(layer: Layer, method: str) -> str | None:
+    """None if `layer` can carry `method`, else why not."""
+    if not _has_weights(layer):
+        return f"{layer.op.name} has no weights"
+    if method == "lora" and not (_is_pointwise(layer) or layer.op == Op.FULLY_CONNECTED):
+        return "LoRA needs a 1x1 stride-1 convolution or a dense layer"
+    if method == "bitfit" and layer.bias is None:
+        return "it has no bias"
+    return None
+
+
+def head_index(graph: Graph) -> int:
+    for i in range(len(graph.layers) - 1, -1, -1):
+        if _has_weights(graph.layers[i]):
+            return i
+    raise UserError("the model has no layer with weights")
+
+
+def select_layers(graph: Graph, targets: list[Any], method: str) -> list[int]:
+    """Indices of the layers `targets` pick for `method` (see the module docstring)."""
+    layers = graph.layers
+    chosen: list[int] = []
+
+    def add(indices: list[int], explicit: bool, what: str) -> None:
+        if not indices:
+            raise UserError(f"{method}: target {what!r} matches no layer that can carry it")
+        for i in indices:
+            why = can_carry(layers[i], method)
+            if why is not None:
+                if explicit:
+                    raise UserError(
+                        f"{method}: target {what!r} picks layer {i} ({layers[i].name}), "
+                        f"which cannot carry it: {why}"
+                    )
+                continue
+            if i not in chosen:
+                chosen.append(i)
+
+    def eligible(kind: str = "weighted") -> list[int]:
+        return [
+            i
+            for i, layer in enumerate(layers)
+            if _of_kind(layer, kind) and can_carry(layer, method) is None
+        ]
+
+    for target in targets:
+        if isinstance(target, bool):
+            raise UserError(f"{method}: bad target {target!r}")
+        if isinstance(target, int) or (isinstance(target, str) and re.fullmatch(r"-?\d+", target)):
+            i = int(target)
+            if not -len(layers) <= i < len(layers):
+                raise UserError(f"{method}: layer index {i} out of range (0..{len(layers) - 1})")
+            add([i % len(layers)], True, str(target))
+            continue
+        if not isinstance(target, str):
+            raise UserError(f"{method}: bad target {target!r} (a name, index or keyword)")
+        word = target.strip()
+        last = re.fullmatch(r"last:(\d+)(?::(\w+))?", word)
+        if word == "all":
+            add(eligible(), False, word)
+        elif word == "head":
+            add([head_index(graph)], True, word)
+        elif word in KINDS:
+            add(eligible(word), False, word)
+        elif last:
+            kind = last.group(2) or "weighted"
+            if kind not in KINDS:
+                raise UserError(f"{method}: unknown layer kind {kind!r} in {word!r} ({KINDS})")
+            count = int(last.group(1))
+            if count < 1:
+                raise UserError(f"{method}: {word!r} selects no layer")
+            add(eligible(kind)[-count:], False, word)
+        else:
+            exact = [i for i, layer in enumerate(layers) if layer.name == word]
+            if exact:
+                add(exact, True, word)
+                continue
+            try:
+                pattern = re.compile(word)
+            except re.error as error:
+                raise UserError(f"{method}: bad regular expression {word!r} ({error})") from error
+            add([i for i, layer in enumerate(layers) if pattern.search(layer.name)], True, word)
+    return sorted(chosen)
+
+
+def apply_method(graph: Graph, cfg: MethodConfig) -> Graph:
+    """Mark `graph`'s layers with cfg's methods (in place); returns the graph."""
+    cfg.check()
+    for layer in graph.layers:
+        layer.methods = Method.NONE
+        layer.lora_rank = 0
+        layer.lora_alpha = 0.0
+    for name in cfg.methods:
+        flag = METHODS[name]
+        if name == "full":
+            picked = [i for i, layer in enumerate(graph.layers) if _has_weights(layer)]
+        elif name == "last_layer":
+            picked = [head_index(graph)]
+        else:
+            picked = select_layers(graph, cfg.targets_for(name), name)
+        for i in picked:
+            layer = graph.layers[i]
+            layer.methods |= flag
+            if name == "lora":
+                layer.lora_rank = int(cfg.r)
+                layer.lora_alpha = float(cfg.lora_alpha)
+    if not any(layer.methods for layer in graph.layers):
+        raise UserError("the configuration marks no layer to train")
+    return graph
+
+
+def describe(graph: Graph) -> list[tuple[int, str, str]]:
+    """(index, layer name, methods) of every marked layer, for printing."""
+    rows = []
+    for i, layer in enumerate(graph.layers):
+        if layer.methods:
+            names = [n for n, f in METHODS.items() if layer.methods & f]
+            extra = f" r={layer.lora_rank}" if layer.methods & Method.LORA else ""
+            rows.append((i, layer.name, "+".join(names) + extra))
+    return rows

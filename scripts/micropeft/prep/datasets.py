@@ -1,0 +1,436 @@
+"""Datasets: built-in and user sources, fitted to a model's input, packed in a blob.
+
+Sources (`load_source`):
+
+    animal-mnist        10,000 28x28 grayscale animal silhouettes, 10 classes (bundled
+                        with the `animal-mnist` wheel; read directly from its data files)
+    digits              scikit-learn's 1,797 8x8 handwritten digits, 10 classes
+    skimage-patches     64x64 crops of 8 of scikit-image's bundled images (brick, grass,
+                        gravel, camera, coins, moon, cell, text; colour ones in gray), one
+                        class per image, 200 random crops each: a texture-recognition task
+    PATH.npz            arrays `x` (N, H, W[, C]) and `y` (N,), optional `class_names`
+    PATH/               a folder with one sub-folder of images per class
+    tfds:NAME[:SPLIT]   a TensorFlow Datasets dataset (needs tensorflow-datasets, online)
+
+Every source yields float images in [0, 1], shaped (N, H, W, C). `fit_images`
+resizes them to the model input (bilinear) and converts channels (gray to RGB by
+repetition, RGB to gray by luminance); `quantize` maps [0, 1] onto the input
+range the model was trained with, then onto its int8 scale and zero point.
+The blob layout is in docs/formats.md, "Dataset blob".
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from micropeft import formats
+from micropeft.errors import UserError
+from micropeft.prep.graph import QuantParams
+
+BUILTIN = ("animal-mnist", "digits", "skimage-patches")
+ANIMAL_CLASSES = (
+    "bear",
+    "bird",
+    "cat",
+    "cow",
+    "dog",
+    "elephant",
+    "giraffe",
+    "horse",
+    "sheep",
+    "zebra",
+)
+SKIMAGE_IMAGES = ("brick", "grass", "gravel", "camera", "coins", "moon", "cell", "text")
+PATCH_SIZE = 64
+PATCHES_PER_IMAGE = 200
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+DATASET_MAGIC = formats.DATASET.magic
+DATASET_VERSION = formats.DATASET.version
+HEADER_SIZE = formats.DATASET.header_size
+
+
+@dataclass
+class Dataset:
+    """Float images in [0, 1] (N, H, W, C), integer labels, class names."""
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: list[str]
+    name: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _to_nhwc01(x: np.ndarray, where: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3, 4):
+        raise UserError(f"{where}: images must be (N, H, W) or (N, H, W, 1|3|4), got {x.shape}")
+    if x.dtype == np.bool_:
+        x = x.astype(np.float32)
+    elif np.issubdtype(x.dtype, np.integer):
+        top = 255.0 if x.max(initial=0) > 1 else 1.0
+        x = x.astype(np.float32) / top
+    else:
+        x = x.astype(np.float32)
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        if bad:
+            raise UserError(f"{where}: {bad} pixel value(s) are NaN or infinite")
+        if x.size and (x.min() < 0 or x.max() > 1):
+            low, high = float(x.min()), float(x.max())
+            x = (x - low) / max(high - low, 1e-12)
+    if x.shape[-1] == 4:
+        x = x[..., :3]
+    return x
+
+
+def _animal_mnist() -> Dataset:
+    try:
+        import animal_mnist
+    except ImportError as error:
+        raise UserError(
+            "the animal-mnist package is not installed (pip install animal-mnist)"
+        ) from error
+    folder = Path(animal_mnist.__file__).parent / "data" / "Animal_MNIST"
+    files = folder / "animal_data_version_3.gz", folder / "animal_label_version_3.gz"
+    if not all(f.is_file() for f in files):
+        raise UserError(f"animal-mnist's data files are missing from {folder}")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pickles made with numpy 1 name numpy.core
+        # The files are pickled numpy arrays shipped inside the installed wheel.
+        with gzip.open(files[0], "rb") as f:
+            x = pickle.load(f)  # noqa: S301
+        with gzip.open(files[1], "rb") as f:
+            y = pickle.load(f)  # noqa: S301
+    return Dataset(
+        _to_nhwc01(x, "animal-mnist"), np.asarray(y, np.int64), list(ANIMAL_CLASSES), "animal-mnist"
+    )
+
+
+def _digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32) / 16.0
+    return Dataset(
+        x[..., None], bunch.target.astype(np.int64), [str(i) for i in range(10)], "digits"
+    )
+
+
+def _skimage_patches(seed: int) -> Dataset:
+    import skimage.data
+    from skimage.color import rgb2gray
+
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for label, name in enumerate(SKIMAGE_IMAGES):
+        image = np.asarray(getattr(skimage.data, name)())
+        gray = rgb2gray(image[..., :3]) if image.ndim == 3 else image.astype(np.float32) / 255.0
+        h, w = gray.shape
+        tops = rng.integers(0, h - PATCH_SIZE + 1, PATCHES_PER_IMAGE)
+        lefts = rng.integers(0, w - PATCH_SIZE + 1, PATCHES_PER_IMAGE)
+        for top, left in zip(tops, lefts, strict=True):
+            xs.append(gray[top : top + PATCH_SIZE, left : left + PATCH_SIZE])
+            ys.append(label)
+    x = np.stack(xs).astype(np.float32)[..., None]
+    return Dataset(x, np.asarray(ys, np.int64), list(SKIMAGE_IMAGES), "skimage-patches")
+
+
+def _npz(path: Path) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "x" not in data or "y" not in data:
+                raise UserError(f"{path}: needs arrays 'x' and 'y' (has {sorted(data.files)})")
+            x, y = data["x"], data["y"]
+            names = [str(n) for n in data["class_names"]] if "class_names" in data else None
+    except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as error:
+        raise UserError(f"{path}: not a readable .npz file ({error})") from error
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+        raise UserError(f"{path}: 'y' must be {len(x)} integer labels, got {y.shape} {y.dtype}")
+    if len(y) and y.min() < 0:
+        raise UserError(f"{path}: labels must be >= 0")
+    count = int(y.max()) + 1 if len(y) else 0
+    names = names or [str(i) for i in range(count)]
+    if len(names) < count:
+        raise UserError(f"{path}: {len(names)} class names for labels up to {count - 1}")
+    return Dataset(_to_nhwc01(x, str(path)), y.astype(np.int64), names, path.stem)
+
+
+def _folder(path: Path) -> Dataset:
+    from PIL import Image, UnidentifiedImageError
+
+    classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise UserError(f"{path}: needs one sub-folder per class (found {len(classes)})")
+    images, labels = [], []
+    size = None
+    for label, folder in enumerate(classes):
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise UserError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        for file in files:
+            try:
+                with Image.open(file) as im:
+                    rgb = np.asarray(im.convert("RGB"), np.float32) / 255.0
+            except (UnidentifiedImageError, OSError) as error:
+                raise UserError(f"{file}: not a readable image ({error})") from error
+            # Folders mix sizes: bring every image to the first one's size now.
+            if size is None:
+                size = rgb.shape[:2]
+            if rgb.shape[:2] != size:
+                rgb = _resize(rgb[None], size[0], size[1])[0]
+            images.append(rgb)
+            labels.append(label)
+    x = np.stack(images)
+    if all(np.allclose(x[..., 0], x[..., k]) for k in (1, 2)):
+        x = x[..., :1]
+    return Dataset(x, np.asarray(labels, np.int64), [c.name for c in classes], path.name)
+
+
+def _tfds(spec: str) -> Dataset:
+    parts = spec.split(":")
+    name = parts[1] if len(parts) > 1 else ""
+    split = parts[2] if len(parts) > 2 else "train"
+    if not name:
+        raise UserError("tfds source needs a name: tfds:NAME[:SPLIT]")
+    try:
+        import tensorflow_datasets as tfds  # type: ignore[import-not-found]
+    except ImportError as error:
+        raise UserError(
+            "tfds sources need the tensorflow-datasets package: pip install tensorflow-datasets"
+        ) from error
+    try:
+        data, info = tfds.load(name, split=split, as_supervised=True, batch_size=-1, with_info=True)
+        x, y = tfds.as_numpy(data)
+    except Exception as error:  # noqa: BLE001 - download/build failures come in many types
+        raise UserError(
+            f"TensorFlow Datasets could not load {name}:{split} ({type(error).__name__}); "
+            "it downloads on first use: connect to the internet or use a local source"
+        ) from error
+    names = list(info.features["label"].names)
+    return Dataset(_to_nhwc01(x, spec), np.asarray(y, np.int64), names, name)
+
+
+def load_source(source: str, seed: int = 0) -> Dataset:
+    """A dataset from a built-in name, a .npz, a class-per-folder tree or tfds:NAME."""
+    if source == "animal-mnist":
+        return _animal_mnist()
+    if source == "digits":
+        return _digits()
+    if source == "skimage-patches":
+        return _skimage_patches(seed)
+    if source.startswith("tfds:"):
+        return _tfds(source)
+    path = Path(source)
+    if path.is_dir():
+        return _folder(path)
+    if path.suffix == ".npz":
+        if not path.is_file():
+            raise UserError(f"dataset file not found: {source}")
+        return _npz(path)
+    raise UserError(
+        f"unknown dataset source {source!r}: use {', '.join(BUILTIN)}, a .npz file, "
+        "a folder with one sub-folder per class, or tfds:NAME"
+    )
+
+
+def _resize(x: np.ndarray, h: int, w: int) -> np.ndarray:
+    if x.shape[1:3] == (h, w):
+        return x
+    from skimage.transform import resize
+
+    shrinking = x.shape[1] > h or x.shape[2] > w
+    out = resize(
+        x, (x.shape[0], h, w, x.shape[3]), order=1, anti_aliasing=shrinking, preserve_range=True
+    )
+    return out.astype(np.float32)
+
+
+def fit_images(x: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Resize (N, H, W, C) images in [0, 1] to `shape` (h, w, c), converting channels."""
+    h, w, c = shape
+    if c not in (1, 3):
+        raise UserError(f"the model input has {c} channels; supported: 1 (gray) or 3 (RGB)")
+    have = x.shape[-1]
+    if have == 3 and c == 1:
+        x = (x @ np.asarray([0.299, 0.587, 0.114], np.float32))[..., None]
+    elif have == 1 and c == 3:
+        x = np.repeat(x, 3, axis=-1)
+    chunks = [_resize(x[i : i + 1024], h, w) for i in range(0, len(x), 1024)]
+    return np.clip(np.concatenate(chunks) if chunks else x, 0.0, 1.0).astype(np.float32)
+
+
+def to_model_range(x01: np.ndarray, input_range: tuple[float, float]) -> np.ndarray:
+    low, high = input_range
+    return (x01 * (high - low) + low).astype(np.float32)
+
+
+def quantize(x01: np.ndarray, input_range: tuple[float, float], quant: QuantParams) -> np.ndarray:
+    """[0, 1] images -> the model's input range -> int8 with its scale and zero point."""
+    real = to_model_range(x01, input_range)
+    q = np.round(real / quant.scale) + quant.zero_point
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def stratified_split(
+    y: np.ndarray, test_fraction: float, seed: int, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified (train, test) index arrays, optionally over `limit` samples."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < test_fraction < 1:
+        raise UserError(f"test fraction must lie in (0, 1), not {test_fraction}")
+    index = np.arange(len(y))
+    classes = np.unique(y)
+    if limit is not None:
+        if limit < 2 * len(classes):
+            raise UserError(f"--limit {limit} is too small for {len(classes)} classes")
+        if limit < len(y):
+            index, _ = train_test_split(index, train_size=limit, stratify=y, random_state=seed)
+    counts = np.bincount(y[index])
+    if counts[counts > 0].min() < 2:
+        raise UserError("every class needs at least 2 samples for a train/test split")
+    n_test = max(int(round(len(index) * test_fraction)), len(classes))
+    if n_test >= len(index) - len(classes) + 1:
+        raise UserError(f"too few samples ({len(index)}) for a test split of {test_fraction}")
+    train, test = train_test_split(index, test_size=n_test, stratify=y[index], random_state=seed)
+    return np.sort(train), np.sort(test)
+
+
+def dataset_blob(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    quant: QuantParams,
+    num_classes: int,
+) -> bytes:
+    """The dataset partition image (docs/formats.md, "Dataset blob")."""
+    if x_train.dtype != np.int8 or x_test.dtype != np.int8:
+        raise ValueError("samples must be int8")
+    h, w, c = x_train.shape[1:]
+    if x_test.shape[1:] != (h, w, c):
+        raise ValueError("train and test shapes differ")
+    low, high = formats.LIMIT["MIN_CLASSES"], formats.LIMIT["MAX_CLASSES"]
+    if not low <= num_classes <= high:
+        raise UserError(f"the dataset blob holds {low}..{high} classes, not {num_classes}")
+    labels = np.concatenate([y_train, y_test])
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise UserError(f"labels must lie in 0..{num_classes - 1}")
+    sample_bytes = h * w * c
+    count = len(x_train) + len(x_test)
+    samples_offset = HEADER_SIZE
+    labels_offset = samples_offset + count * sample_bytes
+    total = labels_offset + count
+    total += (-total) % 4
+    blob = bytearray(total)
+    formats.DATASET.pack_header(
+        blob,
+        total_length=total,
+        n_train=len(x_train),
+        n_test=len(x_test),
+        height=h,
+        width=w,
+        channels=c,
+        classes=num_classes,
+        input_scale=float(quant.scale),
+        input_zero_point=int(quant.zero_point),
+        sample_bytes=sample_bytes,
+        samples_offset=samples_offset,
+        labels_offset=labels_offset,
+    )
+    samples = np.concatenate([x_train, x_test]).reshape(-1)
+    blob[samples_offset:labels_offset] = samples.tobytes()
+    blob[labels_offset : labels_offset + count] = labels.astype(np.uint8).tobytes()
+    return formats.DATASET.seal(blob)
+
+
+@dataclass
+class DatasetBlob:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    quant: QuantParams
+    num_classes: int
+
+
+def parse_dataset_blob(blob: bytes) -> DatasetBlob:
+    """Read and check a dataset blob (the inverse of dataset_blob)."""
+    if len(blob) < HEADER_SIZE:
+        raise UserError("dataset blob too short for its header")
+    head = formats.DATASET_HEADER.unpack(blob)
+    magic, version, total = head["magic"], head["version"], head["total_length"]
+    n_train, n_test, classes = head["n_train"], head["n_test"], head["classes"]
+    h, w, c = head["height"], head["width"], head["channels"]
+    sample_bytes, s_off, l_off = head["sample_bytes"], head["samples_offset"], head["labels_offset"]
+    scale, zero = head["input_scale"], head["input_zero_point"]
+    if magic != DATASET_MAGIC:
+        raise UserError(f"not a dataset blob (magic {magic!r})")
+    if version != DATASET_VERSION or head["header_size"] != HEADER_SIZE:
+        raise UserError(f"dataset blob version {version} is not supported")
+    crc = zlib.crc32(blob[formats.CRC_START : total]) & 0xFFFFFFFF
+    if total > len(blob) or crc != head["crc"]:
+        raise UserError("dataset blob is truncated or corrupt (CRC mismatch)")
+    count = n_train + n_test
+    if (
+        sample_bytes != h * w * c
+        or s_off < HEADER_SIZE
+        or l_off < s_off + count * sample_bytes
+        or l_off + count > total
+        or not formats.LIMIT["MIN_CLASSES"] <= classes <= formats.LIMIT["MAX_CLASSES"]
+    ):
+        raise UserError("dataset blob header is inconsistent (shape, counts or offsets)")
+    x = np.frombuffer(blob, np.int8, count * sample_bytes, s_off).reshape(count, h, w, c)
+    y = np.frombuffer(blob, np.uint8, count, l_off).astype(np.int64)
+    return DatasetBlob(
+        x[:n_train], y[:n_train], x[n_train:], y[n_train:], QuantParams(scale, zero), classes
+    )
+
+
+def check_against_model(dataset: Dataset, num_classes: int) -> None:
+    """Class-count agreement between a dataset and a model's output."""
+    if len(dataset.y) == 0:
+        raise UserError(f"dataset {dataset.name} has no samples")
+    if dataset.num_classes < 2:
+        raise UserError(
+            f"dataset {dataset.name} has {dataset.num_classes} class: fine-tuning needs at least 2"
+        )
+    used = int(dataset.y.max()) + 1 if len(dataset.y) else 0
+    if dataset.num_classes != num_classes or used > num_classes:
+        raise UserError(
+            f"dataset {dataset.name} has {dataset.num_classes} classes but the model outputs "
+            f"{num_classes}: prepare the model with --num-classes {dataset.num_classes}"
+        )
+
+
+def representative(source: str, shape: tuple[int, int, int], count: int, seed: int) -> np.ndarray:
+    """`count` images of a source fitted to `shape`, in [0, 1], for calibration."""
+    data = load_source(source, seed)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(data.x), size=min(count, len(data.x)), replace=False)
+    return fit_images(data.x[np.sort(pick)], shape)
+
+
+def summary(dataset: Dataset, train: Any, test: Any) -> dict[str, Any]:
+    return {
+        "source": dataset.name,
+        "classes": dataset.class_names,
+        "train": int(len(train)),
+        "test": int(len(test)),
+    }
