@@ -10,14 +10,14 @@
 
 /** Phase boundaries; the host pairs the i-th printed id with the i-th count. */
 enum peft_cm4_phase {
-	PEFT_CM4_FORWARD = 1,   /**< start of a sample's forward pass */
-	PEFT_CM4_BACKWARD = 2,  /**< start of its backward pass (ends at the next mark) */
+	PEFT_CM4_FORWARD = 1,    /**< start of a sample's forward pass */
+	PEFT_CM4_BACKWARD = 2,   /**< start of its backward pass (ends at the next mark) */
 	PEFT_CM4_SAMPLE_END = 3, /**< unused by the trainer driver */
-	PEFT_CM4_OPTIMIZER = 4, /**< start of the optimizer step */
+	PEFT_CM4_OPTIMIZER = 4,  /**< start of the optimizer step */
 	PEFT_CM4_STEP_END = 5,
-	PEFT_CM4_INFER = 6,     /**< start of one inference (predict) */
+	PEFT_CM4_INFER = 6, /**< start of one inference (predict) */
 	PEFT_CM4_INFER_END = 7,
-	PEFT_CM4_REGION = 8,    /**< free use (calibration firmware) */
+	PEFT_CM4_REGION = 8, /**< free use (calibration firmware) */
 	PEFT_CM4_REGION_END = 9,
 };
 

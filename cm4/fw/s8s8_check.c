@@ -9,8 +9,8 @@
 #include "peft/peft_kernels.h"
 #include "peft_cm4.h"
 
-#define ROWS 11
-#define N_IN 37
+#define ROWS  11
+#define N_IN  37
 #define N_OUT 29
 
 static int8_t q[N_OUT * N_IN];

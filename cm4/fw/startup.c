@@ -32,10 +32,22 @@ static void fault_handler(void)
 }
 
 __attribute__((section(".isr_vector"), used)) const void *const peft_cm4_vectors[16] = {
-	&__StackTop,	     (void *)Reset_Handler, (void *)fault_handler, (void *)fault_handler,
-	(void *)fault_handler, (void *)fault_handler, (void *)fault_handler, 0,
-	0,		     0,			    0,			   (void *)fault_handler,
-	(void *)fault_handler, 0,		    (void *)fault_handler, (void *)fault_handler,
+	&__StackTop,
+	(void *)Reset_Handler,
+	(void *)fault_handler,
+	(void *)fault_handler,
+	(void *)fault_handler,
+	(void *)fault_handler,
+	(void *)fault_handler,
+	0,
+	0,
+	0,
+	0,
+	(void *)fault_handler,
+	(void *)fault_handler,
+	0,
+	(void *)fault_handler,
+	(void *)fault_handler,
 };
 
 __attribute__((noreturn)) void Reset_Handler(void)

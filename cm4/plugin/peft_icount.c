@@ -57,7 +57,11 @@ static uint64_t mark_addr = UINT64_MAX;
 static unsigned long mark_count;
 static FILE *report;
 
-enum { COST_DIV = 7, COST_FP_MAC = 3, COST_FP_DIV = 14 };
+enum {
+	COST_DIV = 7,
+	COST_FP_MAC = 3,
+	COST_FP_DIV = 14
+};
 
 /* What the cycle model needs of one translation block. */
 typedef struct {
@@ -69,7 +73,11 @@ typedef struct {
 
 static const block_info *last_block;
 
-typedef enum { K_OTHER, K_LDST, K_BRANCH } insn_kind;
+typedef enum {
+	K_OTHER,
+	K_LDST,
+	K_BRANCH
+} insn_kind;
 
 static unsigned popcount16(unsigned v)
 {
@@ -132,7 +140,7 @@ static unsigned cost16(unsigned hw, insn_kind *kind)
 /* Cost of a floating-point (cp10/cp11) instruction. */
 static unsigned cost_fp(unsigned hw1, unsigned hw2, insn_kind *kind)
 {
-	if ((hw1 & 0x0E00) == 0x0C00) { /* extension register load/store */
+	if ((hw1 & 0x0E00) == 0x0C00) {         /* extension register load/store */
 		if ((hw1 & 0x01E0) == 0x0040) { /* VMOV of two core registers */
 			return 2;
 		}
@@ -185,7 +193,7 @@ static unsigned cost32(unsigned hw1, unsigned hw2, insn_kind *kind)
 			return 3; /* LDRD, STRD, exclusives */
 		}
 		return 1; /* data processing (shifted register), other coprocessor */
-	case 0x1E: /* 11110 */
+	case 0x1E:        /* 11110 */
 		if ((hw2 & 0x8000) == 0) {
 			return 1; /* data processing (immediate) */
 		}
@@ -194,7 +202,7 @@ static unsigned cost32(unsigned hw1, unsigned hw2, insn_kind *kind)
 			*kind = K_BRANCH;
 		}
 		return 1;
-	default: /* 11111 */
+	default:                                /* 11111 */
 		if ((hw1 & 0x0600) == 0x0000) { /* load/store single; LDR pc is a branch */
 			*kind = ((hw1 & 0x0010) && (hw2 >> 12) == 15) ? K_BRANCH : K_LDST;
 			return 2;
@@ -274,13 +282,13 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 		/* The mark callback runs before this instruction's own increments,
 		 * so a mark reports what ran strictly before the marker. */
 		if ((vaddr & ~1ull) == mark_addr) {
-			qemu_plugin_register_vcpu_insn_exec_cb(insn, on_mark, QEMU_PLUGIN_CB_NO_REGS,
-							       NULL);
+			qemu_plugin_register_vcpu_insn_exec_cb(insn, on_mark,
+							       QEMU_PLUGIN_CB_NO_REGS, NULL);
 		}
 		qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64,
 							   &executed, 1);
-		qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &cycles,
-							   cost);
+		qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64,
+							   &cycles, cost);
 	}
 	qemu_plugin_register_vcpu_tb_exec_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, block);
 }

@@ -185,7 +185,8 @@ peft_status peft_pad_bwd_input_f32(const peft_pad_params *p, const float *grad_o
 peft_status peft_activation_fwd_f32(peft_activation act, int32_t n, float *x);
 peft_status peft_activation_bwd_f32(peft_activation act, int32_t n, const float *y, float *grad);
 
-/* ---- Per-channel scale and shift: out[i, c] = in[i, c] * gamma[c] + beta[c] over `pixels` rows ---- */
+/* ---- Per-channel scale and shift: out[i, c] = in[i, c] * gamma[c] + beta[c] over `pixels` rows
+ * ---- */
 peft_status peft_scale_shift_fwd_f32(int32_t pixels, int32_t channels, const float *in,
 				     const float *gamma, const float *beta, float *out);
 peft_status peft_scale_shift_bwd_input_f32(int32_t pixels, int32_t channels, const float *gamma,

@@ -42,7 +42,7 @@ typedef struct {
 /** Parameters of one SGD update. */
 typedef struct {
 	float lr;
-	float momentum;     /**< 0: plain SGD (velocity may then be NULL). */
+	float momentum; /**< 0: plain SGD (velocity may then be NULL). */
 	float weight_decay;
 } peft_sgd_params;
 

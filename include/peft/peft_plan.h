@@ -57,12 +57,12 @@ typedef struct {
 
 /** A loaded plan. Caller-owned; filled by peft_plan_load(); treat as read-only. */
 typedef struct {
-	const uint8_t *blob;   /**< The plan blob (not copied). */
-	size_t blob_len;       /**< Its declared total length. */
-	const uint8_t *model;  /**< The .tflite model (not copied; weights read in place). */
+	const uint8_t *blob;  /**< The plan blob (not copied). */
+	size_t blob_len;      /**< Its declared total length. */
+	const uint8_t *model; /**< The .tflite model (not copied; weights read in place). */
 	size_t model_len;
-	uint32_t crc;          /**< The plan's CRC32 (identifies it in a state blob). */
-	uint32_t seed;         /**< Seed of the LoRA initialisation. */
+	uint32_t crc;  /**< The plan's CRC32 (identifies it in a state blob). */
+	uint32_t seed; /**< Seed of the LoRA initialisation. */
 	int32_t num_tensors;
 	int32_t num_layers;
 	int32_t input_tensor;  /**< Plan tensor index of the input (crosses the split). */
@@ -71,14 +71,14 @@ typedef struct {
 	peft_cache_dtype act_cache;
 	peft_update_mode update;
 	peft_optimizer_config optimizer;
-	int32_t num_buffers;      /**< Work-region buffer records (both arenas). */
+	int32_t num_buffers;       /**< Work-region buffer records (both arenas). */
 	uint32_t trainable_params; /**< Number of trainable float parameters. */
-	peft_region params;       /**< Same offset in both arenas. */
-	peft_region param_grads;  /**< Train arena (empty with PEFT_UPDATE_LAYER). */
+	peft_region params;        /**< Same offset in both arenas. */
+	peft_region param_grads;   /**< Train arena (empty with PEFT_UPDATE_LAYER). */
 	peft_region optimizer_state;
-	peft_region work;         /**< Train arena: buffers laid out by lifetime. */
+	peft_region work; /**< Train arena: buffers laid out by lifetime. */
 	uint32_t train_size;
-	peft_region infer_work;   /**< Infer arena. */
+	peft_region infer_work; /**< Infer arena. */
 	uint32_t infer_size;
 } peft_plan;
 

@@ -32,7 +32,7 @@ extern "C" {
 /** Default divergence bounds (peft_trainer_set_limits()): a cross-entropy loss
  * above 1000 means a logit gap of 1000, and trained weights of a quantized
  * model sit far below 1e4 in magnitude. */
-#define PEFT_DEFAULT_MAX_LOSS 1000.0f
+#define PEFT_DEFAULT_MAX_LOSS  1000.0f
 #define PEFT_DEFAULT_MAX_PARAM 1.0e4f
 
 /** A trainer. Caller-owned; filled by peft_trainer_init(). */
@@ -41,21 +41,21 @@ typedef struct {
 	peft_mode mode;
 	uint8_t *arena;
 	size_t arena_size;
-	uint32_t step;    /**< Optimizer steps taken (Adam's t). */
-	uint32_t samples; /**< Samples accumulated since the last step. */
+	uint32_t step;         /**< Optimizer steps taken (Adam's t). */
+	uint32_t samples;      /**< Samples accumulated since the last step. */
 	int32_t pending_label; /**< Label of a forward awaiting its backward, or -1. */
-	float max_loss;   /**< A forward whose loss exceeds it returns PEFT_ERR_DIVERGED. */
-	float max_param;  /**< A step that would take a parameter beyond +-max_param is refused. */
+	float max_loss;        /**< A forward whose loss exceeds it returns PEFT_ERR_DIVERGED. */
+	float max_param; /**< A step that would take a parameter beyond +-max_param is refused. */
 } peft_trainer;
 
 /** One trainable array, as peft_trainer_param_info() describes it. */
 typedef struct {
-	int32_t layer;        /**< Plan layer index (0 = first layer the runtime runs). */
-	int32_t graph_layer;  /**< Index of that layer in the planner's graph. */
+	int32_t layer;       /**< Plan layer index (0 = first layer the runtime runs). */
+	int32_t graph_layer; /**< Index of that layer in the planner's graph. */
 	peft_param_kind kind;
-	float *data;          /**< The parameters, in the kernel layout. */
-	const float *grad;    /**< Their summed gradients (NULL in infer mode). */
-	int32_t count;        /**< Number of floats. */
+	float *data;       /**< The parameters, in the kernel layout. */
+	const float *grad; /**< Their summed gradients (NULL in infer mode). */
+	int32_t count;     /**< Number of floats. */
 } peft_param_info;
 
 /**

@@ -21,8 +21,7 @@ static int area_read(const struct peft_flash *flash, uint32_t offset, void *dst,
 	return flash_area_read(area_of(flash), (off_t)offset, dst, len);
 }
 
-static int area_write(const struct peft_flash *flash, uint32_t offset, const void *src,
-		      size_t len)
+static int area_write(const struct peft_flash *flash, uint32_t offset, const void *src, size_t len)
 {
 	return flash_area_write(area_of(flash), (off_t)offset, src, len);
 }

@@ -72,9 +72,9 @@ enum peft_image_status peft_model_image_parse(const uint8_t *data, size_t avail,
 					      struct peft_model_image *out)
 {
 	size_t total = 0;
-	enum peft_image_status s = check_header(data, avail, PEFT_CONTAINER_MAGIC,
-						PEFT_CONTAINER_VERSION,
-						PEFT_CONTAINER_HEADER_SIZE, &total);
+	enum peft_image_status s =
+		check_header(data, avail, PEFT_CONTAINER_MAGIC, PEFT_CONTAINER_VERSION,
+			     PEFT_CONTAINER_HEADER_SIZE, &total);
 
 	if (s != PEFT_IMAGE_OK) {
 		return s;
@@ -106,9 +106,9 @@ enum peft_image_status peft_dataset_image_parse(const uint8_t *data, size_t avai
 						struct peft_dataset_image *out)
 {
 	size_t total = 0;
-	enum peft_image_status s = check_header(data, avail, PEFT_DATASET_MAGIC,
-						PEFT_DATASET_VERSION,
-						PEFT_DATASET_HEADER_SIZE, &total);
+	enum peft_image_status s =
+		check_header(data, avail, PEFT_DATASET_MAGIC, PEFT_DATASET_VERSION,
+			     PEFT_DATASET_HEADER_SIZE, &total);
 
 	if (s != PEFT_IMAGE_OK) {
 		return s;
@@ -132,8 +132,7 @@ enum peft_image_status peft_dataset_image_parse(const uint8_t *data, size_t avai
 	    d.n_train == 0u || (uint32_t)d.h * d.w * d.c != d.sample_bytes || !(d.scale > 0.0f) ||
 	    d.zero_point < -128 || d.zero_point > 127 || count > UINT32_MAX ||
 	    count * d.sample_bytes > UINT32_MAX ||
-	    !span_ok(s_off, (uint32_t)(count * d.sample_bytes), PEFT_DATASET_HEADER_SIZE,
-		     total) ||
+	    !span_ok(s_off, (uint32_t)(count * d.sample_bytes), PEFT_DATASET_HEADER_SIZE, total) ||
 	    !span_ok(l_off, (uint32_t)count, PEFT_DATASET_HEADER_SIZE, total)) {
 		return PEFT_IMAGE_FIELD;
 	}

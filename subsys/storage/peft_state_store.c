@@ -174,7 +174,7 @@ peft_status peft_state_store_resume(struct peft_state_store *s, peft_trainer *t,
 
 	if (r[first].status != PEFT_OK) {
 		return (r[first].erased && !r[1 - first].erased) ? r[1 - first].status
-								  : r[first].status;
+								 : r[first].status;
 	}
 	return r[first].run_status;
 }

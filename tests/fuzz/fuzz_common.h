@@ -15,7 +15,8 @@
 #define FUZZ_ASSERT(cond)                                                                          \
 	do {                                                                                       \
 		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond); \
+			fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__,       \
+				#cond);                                                            \
 			abort();                                                                   \
 		}                                                                                  \
 	} while (0)

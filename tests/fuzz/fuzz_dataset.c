@@ -36,7 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		FUZZ_ASSERT(d.total <= n && d.num_classes >= 2u && d.n_train > 0u);
 		FUZZ_ASSERT(d.sample_bytes == (uint32_t)d.h * d.w * d.c);
-		FUZZ_ASSERT((const uint8_t *)d.samples >= blob && (const uint8_t *)d.samples <= end &&
+		FUZZ_ASSERT((const uint8_t *)d.samples >= blob &&
+			    (const uint8_t *)d.samples <= end &&
 			    bytes <= (uint64_t)(end - (const uint8_t *)d.samples));
 		FUZZ_ASSERT(d.labels >= blob && d.labels <= end &&
 			    count <= (uint64_t)(end - d.labels));

@@ -24,7 +24,7 @@
 
 /* Bounds that keep one execution short; larger plans are only loaded. */
 #define FUZZ_MAX_ARENA (1u << 20)
-#define FUZZ_MAX_MACS (1u << 21)
+#define FUZZ_MAX_MACS  (1u << 21)
 
 /* Multiply-accumulates of one forward pass, to skip plans that would take long. */
 static uint64_t forward_macs(const peft_plan *plan)
@@ -95,7 +95,8 @@ static void train_round(const peft_plan *plan, const int8_t *input, int32_t labe
 	float logits[256];
 	int32_t predicted = -1;
 
-	st = peft_trainer_predict_s8(&t, input, plan->num_classes <= 256 ? logits : NULL, &predicted);
+	st = peft_trainer_predict_s8(&t, input, plan->num_classes <= 256 ? logits : NULL,
+				     &predicted);
 	EXPECT_ONE_OF(st, PEFT_OK, PEFT_ERR_LOGITS_NONFINITE);
 	FUZZ_ASSERT(st != PEFT_OK || (predicted >= 0 && predicted < plan->num_classes));
 	FUZZ_ASSERT(peft_trainer_arena_high_water(&t, &hw) == PEFT_OK && hw <= need);
@@ -112,7 +113,8 @@ static void train_round(const peft_plan *plan, const int8_t *input, int32_t labe
 	EXPECT_ONE_OF(st, PEFT_OK, PEFT_ERR_PARAMS_NONFINITE);
 	if (st == PEFT_OK) {
 		FUZZ_ASSERT(written == state_size);
-		FUZZ_ASSERT(peft_trainer_import_state(&t, state, state_size, &meta_back) == PEFT_OK);
+		FUZZ_ASSERT(peft_trainer_import_state(&t, state, state_size, &meta_back) ==
+			    PEFT_OK);
 		FUZZ_ASSERT(meta_back.epoch == 3u && meta_back.sequence == 7u);
 		FUZZ_ASSERT(peft_trainer_export_state(&t, again, state_size, &written, &meta) ==
 			    PEFT_OK);
@@ -131,7 +133,8 @@ static void train_round(const peft_plan *plan, const int8_t *input, int32_t labe
 		FUZZ_ASSERT(arena != NULL);
 		FUZZ_ASSERT(peft_trainer_init(&t, plan, PEFT_MODE_INFER, arena, need) == PEFT_OK);
 		if (st == PEFT_OK) {
-			FUZZ_ASSERT(peft_trainer_import_state(&t, state, state_size, NULL) == PEFT_OK);
+			FUZZ_ASSERT(peft_trainer_import_state(&t, state, state_size, NULL) ==
+				    PEFT_OK);
 		}
 		st = peft_trainer_predict_s8(&t, input, NULL, &predicted);
 		EXPECT_ONE_OF(st, PEFT_OK, PEFT_ERR_LOGITS_NONFINITE);

@@ -95,7 +95,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    train == PEFT_ERR_DIVERGED);
 		const peft_status step = peft_trainer_step(&t);
 
-		FUZZ_ASSERT(step == PEFT_OK || step == PEFT_ERR_NUMERIC || step == PEFT_ERR_DIVERGED);
+		FUZZ_ASSERT(step == PEFT_OK || step == PEFT_ERR_NUMERIC ||
+			    step == PEFT_ERR_DIVERGED);
 		free(input);
 	}
 	FUZZ_ASSERT(peft_trainer_arena_high_water(&t, &hw) == PEFT_OK && hw <= need);

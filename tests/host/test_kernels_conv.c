@@ -11,8 +11,14 @@
 /* 3x3 input 1..9, one 2x2 kernel [[1, 2], [3, 4]], stride 1, VALID -> 2x2. */
 static const float in3x3[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
 static const peft_conv_params valid_2x2 = {
-	.in = {3, 3, 1}, .out = {2, 2, 1}, .kernel_h = 2, .kernel_w = 2,
-	.stride_h = 1, .stride_w = 1, .pad_top = 0, .pad_left = 0,
+	.in = {3, 3, 1},
+	.out = {2, 2, 1},
+	.kernel_h = 2,
+	.kernel_w = 2,
+	.stride_h = 1,
+	.stride_w = 1,
+	.pad_top = 0,
+	.pad_left = 0,
 };
 
 static void test_valid_forward(void)
@@ -101,8 +107,14 @@ static void test_same_stride2(void)
 		w[i] = 1.0f;
 	}
 	const peft_conv_params p = {
-		.in = {4, 4, 1}, .out = {2, 2, 1}, .kernel_h = 3, .kernel_w = 3,
-		.stride_h = 2, .stride_w = 2, .pad_top = 0, .pad_left = 0,
+		.in = {4, 4, 1},
+		.out = {2, 2, 1},
+		.kernel_h = 3,
+		.kernel_w = 3,
+		.stride_h = 2,
+		.stride_w = 2,
+		.pad_top = 0,
+		.pad_left = 0,
 	};
 
 	/* [0][0]: rows 0-2, cols 0-2: 3 + 15 + 27 = 45. [0][1]: cols 2-3 (4 is
@@ -134,8 +146,14 @@ static void test_same_leading_pad(void)
 	const float w[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
 	float out[9];
 	const peft_conv_params p = {
-		.in = {3, 3, 1}, .out = {3, 3, 1}, .kernel_h = 3, .kernel_w = 3,
-		.stride_h = 1, .stride_w = 1, .pad_top = 1, .pad_left = 1,
+		.in = {3, 3, 1},
+		.out = {3, 3, 1},
+		.kernel_h = 3,
+		.kernel_w = 3,
+		.stride_h = 1,
+		.stride_w = 1,
+		.pad_top = 1,
+		.pad_left = 1,
 	};
 
 	PEFT_CHECK_EQ_INT(peft_conv2d_fwd_f32(&p, in3x3, w, NULL, out), PEFT_OK);
@@ -157,8 +175,12 @@ static void test_per_channel_scales(void)
 	float out[2];
 	float gi[2];
 	const peft_conv_params p = {
-		.in = {1, 1, 2}, .out = {1, 1, 2}, .kernel_h = 1, .kernel_w = 1,
-		.stride_h = 1, .stride_w = 1,
+		.in = {1, 1, 2},
+		.out = {1, 1, 2},
+		.kernel_h = 1,
+		.kernel_w = 1,
+		.stride_h = 1,
+		.stride_w = 1,
 	};
 
 	PEFT_CHECK_EQ_INT(peft_conv2d_fwd_s8(&p, x, &ws, bias, out), PEFT_OK);

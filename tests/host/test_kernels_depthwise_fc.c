@@ -11,8 +11,12 @@
  * (interleaved, NHWC). 2x2 kernel, VALID -> one pixel. */
 static const float dw_in[8] = {1, 5, 2, 6, 3, 7, 4, 8};
 static const peft_conv_params dw_p = {
-	.in = {2, 2, 2}, .out = {1, 1, 2}, .kernel_h = 2, .kernel_w = 2,
-	.stride_h = 1, .stride_w = 1,
+	.in = {2, 2, 2},
+	.out = {1, 1, 2},
+	.kernel_h = 2,
+	.kernel_w = 2,
+	.stride_h = 1,
+	.stride_w = 1,
 };
 
 static void test_depthwise(void)

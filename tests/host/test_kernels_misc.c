@@ -114,8 +114,12 @@ static void test_avg_pool(void)
 	 * {(1+2+4+5)/4, (3+6)/2, (7+8)/2, 9/1} = {3, 4.5, 7.5, 9}. */
 	const float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
 	const peft_conv_params p = {
-		.in = {3, 3, 1}, .out = {2, 2, 1}, .kernel_h = 2, .kernel_w = 2,
-		.stride_h = 2, .stride_w = 2,
+		.in = {3, 3, 1},
+		.out = {2, 2, 1},
+		.kernel_h = 2,
+		.kernel_w = 2,
+		.stride_h = 2,
+		.stride_w = 2,
 	};
 	float out[6]; /* room for the 3x2 case below */
 

@@ -69,7 +69,8 @@ static void conv_case(const peft_conv_params *p, bool depthwise)
 	float *x = floats(n_in), *g = floats(n_out), *wf = floats(n_w), *scales = floats(oc);
 	int8_t *q = int8s(n_w);
 	float *y = floats(n_out), *gi = floats(n_in), *gw = calloc((size_t)n_w, sizeof(float));
-	double *ry = calloc((size_t)n_out, sizeof(double)), *rgi = calloc((size_t)n_in, sizeof(double));
+	double *ry = calloc((size_t)n_out, sizeof(double)),
+	       *rgi = calloc((size_t)n_in, sizeof(double));
 	double *rgw = calloc((size_t)n_w, sizeof(double));
 
 	for (int32_t c = 0; c < oc; c++) {
@@ -87,16 +88,34 @@ static void conv_case(const peft_conv_params *p, bool depthwise)
 					const int32_t yi = (oy * p->out.w + ox) * oc + o;
 
 					for (int32_t ky = 0; ky < kh; ky++) {
-						const int32_t iy = tap_pos(oy, ky, p->stride_h, p->pad_top, p->in.h);
+						const int32_t iy = tap_pos(oy, ky, p->stride_h,
+									   p->pad_top, p->in.h);
 
 						for (int32_t kx = 0; kx < kw && iy >= 0; kx++) {
-							const int32_t ix = tap_pos(ox, kx, p->stride_w, p->pad_left, p->in.w);
+							const int32_t ix =
+								tap_pos(ox, kx, p->stride_w,
+									p->pad_left, p->in.w);
 
-							for (int32_t c = depthwise ? o : 0; ix >= 0 && c < (depthwise ? o + 1 : ic); c++) {
-								const int32_t wi = depthwise ? (ky * kw + kx) * oc + o
-											 : ((o * kh + ky) * kw + kx) * ic + c;
-								const int32_t xi = (iy * p->in.w + ix) * ic + c;
-								const double wv = dtype == 0 ? (double)q[wi] * scales[o] : wf[wi];
+							for (int32_t c = depthwise ? o : 0;
+							     ix >= 0 &&
+							     c < (depthwise ? o + 1 : ic);
+							     c++) {
+								const int32_t wi =
+									depthwise ? (ky * kw +
+										     kx) * oc +
+											    o
+										  : ((o * kh + ky) *
+											     kw +
+										     kx) * ic +
+											    c;
+								const int32_t xi =
+									(iy * p->in.w + ix) * ic +
+									c;
+								const double wv =
+									dtype == 0
+										? (double)q[wi] *
+											  scales[o]
+										: wf[wi];
 
 								ry[yi] += wv * x[xi];
 								rgi[xi] += wv * g[yi];
@@ -108,15 +127,21 @@ static void conv_case(const peft_conv_params *p, bool depthwise)
 			}
 		}
 		if (depthwise) {
-			PEFT_CHECK(dtype == 0 ? peft_depthwise_conv2d_fwd_s8(p, x, &w8, NULL, y) == PEFT_OK
-					      : peft_depthwise_conv2d_fwd_f32(p, x, wf, NULL, y) == PEFT_OK);
-			PEFT_CHECK(dtype == 0 ? peft_depthwise_conv2d_bwd_input_s8(p, &w8, g, gi, false) == PEFT_OK
-					      : peft_depthwise_conv2d_bwd_input_f32(p, wf, g, gi, false) == PEFT_OK);
+			PEFT_CHECK(dtype == 0 ? peft_depthwise_conv2d_fwd_s8(p, x, &w8, NULL, y) ==
+							PEFT_OK
+					      : peft_depthwise_conv2d_fwd_f32(p, x, wf, NULL, y) ==
+							PEFT_OK);
+			PEFT_CHECK(dtype == 0 ? peft_depthwise_conv2d_bwd_input_s8(p, &w8, g, gi,
+										   false) == PEFT_OK
+					      : peft_depthwise_conv2d_bwd_input_f32(
+							p, wf, g, gi, false) == PEFT_OK);
 		} else {
 			PEFT_CHECK(dtype == 0 ? peft_conv2d_fwd_s8(p, x, &w8, NULL, y) == PEFT_OK
 					      : peft_conv2d_fwd_f32(p, x, wf, NULL, y) == PEFT_OK);
-			PEFT_CHECK(dtype == 0 ? peft_conv2d_bwd_input_s8(p, &w8, g, gi, false) == PEFT_OK
-					      : peft_conv2d_bwd_input_f32(p, wf, g, gi, false) == PEFT_OK);
+			PEFT_CHECK(dtype == 0 ? peft_conv2d_bwd_input_s8(p, &w8, g, gi, false) ==
+							PEFT_OK
+					      : peft_conv2d_bwd_input_f32(p, wf, g, gi, false) ==
+							PEFT_OK);
 		}
 		check_close(y, ry, n_out);
 		check_close(gi, rgi, n_in);
@@ -164,7 +189,8 @@ static void fc_case(int32_t rows, int32_t n_in, int32_t n_out)
 	check_close(gw, rgw, n_out * n_in);
 	/* The int8 path: within the quantization's half step of the float gradient
 	 * (test_kernels_int8_path.py checks it exactly against its own model). */
-	PEFT_CHECK(peft_fc_bwd_input_s8s8(&p, &w8, g, gi, false, scratch, scratch_bytes) == PEFT_OK);
+	PEFT_CHECK(peft_fc_bwd_input_s8s8(&p, &w8, g, gi, false, scratch, scratch_bytes) ==
+		   PEFT_OK);
 	for (int32_t r = 0; r < rows; r++) {
 		double m = 0.0;
 
@@ -179,20 +205,22 @@ static void fc_case(int32_t rows, int32_t n_in, int32_t n_out)
 			for (int32_t o = 0; o < n_out; o++) {
 				bound += fabs((double)q[o * n_in + i]);
 			}
-			PEFT_CHECK_NEAR(gi[r * n_in + i], rgi[r * n_in + i], 0.5 * m / 127.0 * bound * 1.001 + 1e-6);
+			PEFT_CHECK_NEAR(gi[r * n_in + i], rgi[r * n_in + i],
+					0.5 * m / 127.0 * bound * 1.001 + 1e-6);
 		}
 	}
-	free(x), free(g), free(wf), free(scales), free(y), free(gi), free(gw), free(q), free(scratch);
+	free(x), free(g), free(wf), free(scales), free(y), free(gi), free(gw), free(q),
+		free(scratch);
 	free(ry), free(rgi), free(rgw);
 }
 
 int main(void)
 {
 	const peft_conv_params convs[] = {
-		{{32, 32, 1}, {16, 16, 8}, 3, 3, 2, 2, 0, 0},   /* the stem */
+		{{32, 32, 1}, {16, 16, 8}, 3, 3, 2, 2, 0, 0}, /* the stem */
 		{{8, 8, 16}, {8, 8, 16}, 3, 3, 1, 1, 1, 1},
 		{{9, 7, 5}, {5, 4, 6}, 3, 3, 2, 2, 1, 1},
-		{{8, 8, 32}, {8, 8, 32}, 1, 1, 1, 1, 0, 0},     /* pointwise */
+		{{8, 8, 32}, {8, 8, 32}, 1, 1, 1, 1, 0, 0}, /* pointwise */
 		{{6, 11, 3}, {6, 11, 10}, 5, 3, 1, 1, 2, 1},
 	};
 	const peft_conv_params depthwise[] = {

@@ -16,8 +16,8 @@
 #include "peft_plan_fixtures.h"
 #include "peft_test.h"
 
-#define MAX_BLOB 8192
-#define MAX_MODEL 8192
+#define MAX_BLOB    8192
+#define MAX_MODEL   8192
 #define ARENA_BYTES 65536
 
 static uint8_t blob[MAX_BLOB] __attribute__((aligned(16)));
@@ -81,7 +81,8 @@ static void exercise(const peft_plan *plan)
 	}
 	PEFT_CHECK_EQ_INT(peft_plan_arena_size(plan, PEFT_MODE_TRAIN, &need), PEFT_OK);
 	if (need <= ARENA_BYTES) {
-		PEFT_CHECK_EQ_INT(peft_trainer_init(&t, plan, PEFT_MODE_TRAIN, arena, need), PEFT_OK);
+		PEFT_CHECK_EQ_INT(peft_trainer_init(&t, plan, PEFT_MODE_TRAIN, arena, need),
+				  PEFT_OK);
 		peft_status st = peft_trainer_train_sample_s8(&t, input, 0, &loss);
 
 		PEFT_CHECK(st == PEFT_OK || st == PEFT_ERR_NUMERIC || st == PEFT_ERR_DIVERGED);
@@ -92,7 +93,8 @@ static void exercise(const peft_plan *plan)
 	}
 	PEFT_CHECK_EQ_INT(peft_plan_arena_size(plan, PEFT_MODE_INFER, &need), PEFT_OK);
 	if (need <= ARENA_BYTES) {
-		PEFT_CHECK_EQ_INT(peft_trainer_init(&t, plan, PEFT_MODE_INFER, arena, need), PEFT_OK);
+		PEFT_CHECK_EQ_INT(peft_trainer_init(&t, plan, PEFT_MODE_INFER, arena, need),
+				  PEFT_OK);
 		peft_status st = peft_trainer_predict_s8(&t, input, logits, &pred);
 
 		PEFT_CHECK(st == PEFT_OK || st == PEFT_ERR_LOGITS_NONFINITE);
@@ -159,7 +161,7 @@ static void check_header_bits(const peft_plan_fixture *f)
 				const uint32_t total =
 					peft_rd32(blob + PEFT_BLOB_HDR_OFF_TOTAL_LENGTH);
 
-				expected = total > f->plan_len ? PEFT_ERR_PLAN_TRUNCATED
+				expected = total > f->plan_len             ? PEFT_ERR_PLAN_TRUNCATED
 					   : total < PEFT_PLAN_HEADER_SIZE ? PEFT_ERR_PLAN_LENGTH
 									   : PEFT_ERR_PLAN_CRC;
 			}
@@ -208,7 +210,8 @@ static void check_fields(const peft_plan_fixture *f)
 
 	/* Version and lengths. */
 	reset(f);
-	blob[PEFT_BLOB_HDR_OFF_VERSION] = PEFT_PLAN_VERSION - 1u; /* a plan of the previous format */
+	blob[PEFT_BLOB_HDR_OFF_VERSION] =
+		PEFT_PLAN_VERSION - 1u; /* a plan of the previous format */
 	PEFT_CHECK_EQ_INT(load(f, f->plan_len, &plan), PEFT_ERR_PLAN_VERSION);
 	expect_word(f, H + PEFT_PLAN_HDR_OFF_TENSOR_RECORD_SIZE, PEFT_PLAN_TENSOR_SIZE + 4u,
 		    PEFT_ERR_PLAN_LENGTH);
@@ -235,7 +238,8 @@ static void check_fields(const peft_plan_fixture *f)
 	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_OP, 99, PEFT_ERR_PLAN_FIELD);
 	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_ACTIVATION, 7, PEFT_ERR_PLAN_FIELD);
 	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_METHODS, PEFT_METHOD_ALL + 1, PEFT_ERR_PLAN_FIELD);
-	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_INPUT, 5, PEFT_ERR_PLAN_FIELD); /* after the layer */
+	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_INPUT, 5,
+		    PEFT_ERR_PLAN_FIELD); /* after the layer */
 	expect_word(f, L0 + PEFT_PLAN_LAYER_OFF_KERNEL_H, 2u, PEFT_ERR_PLAN_FIELD); /* vs shapes */
 	/* Weight references. */
 	const size_t W = L0 + PEFT_PLAN_LAYER_OFF_WEIGHTS;
@@ -252,9 +256,9 @@ static void check_fields(const peft_plan_fixture *f)
 	const size_t B0 = layer_at(f, f->num_layers);
 	const size_t gamma_param = L0 + PEFT_PLAN_LAYER_OFF_PARAM + 4u * PEFT_PARAM_GAMMA;
 	const size_t region = H + PEFT_PLAN_HDR_OFF_TRAIN_REGION_SIZE;
-	const size_t moved[] = {gamma_param, region + 4u * PEFT_TRAIN_PARAMS,
-				region + 4u * PEFT_TRAIN_WORK, B0 + PEFT_PLAN_BUFFER_OFF_ARENA_OFFSET,
-				B0 + PEFT_PLAN_BUFFER_OFF_SIZE};
+	const size_t moved[] = {
+		gamma_param, region + 4u * PEFT_TRAIN_PARAMS, region + 4u * PEFT_TRAIN_WORK,
+		B0 + PEFT_PLAN_BUFFER_OFF_ARENA_OFFSET, B0 + PEFT_PLAN_BUFFER_OFF_SIZE};
 
 	for (size_t i = 0; i < sizeof(moved) / sizeof(moved[0]); i++) {
 		expect_word(f, moved[i], peft_rd32(f->plan + moved[i]) + 16u,
@@ -303,7 +307,8 @@ static void check_shape_bounds(const peft_plan_fixture *f)
 	resign(f->plan_len);
 	PEFT_CHECK_EQ_INT(load(f, f->plan_len, &plan), PEFT_ERR_PLAN_SHAPE);
 	/* A weight count beyond the bound is a shape error, not a wrapped match. */
-	expect_word(f, layer_at(f, 0) + PEFT_PLAN_LAYER_OFF_WEIGHTS + PEFT_PLAN_REF_OFF_COUNT, 0xFFFFFFF0u, PEFT_ERR_PLAN_SHAPE);
+	expect_word(f, layer_at(f, 0) + PEFT_PLAN_LAYER_OFF_WEIGHTS + PEFT_PLAN_REF_OFF_COUNT,
+		    0xFFFFFFF0u, PEFT_ERR_PLAN_SHAPE);
 	/* Negative dimensions stay field errors. */
 	expect_word(f, T0 + PEFT_PLAN_TENSOR_OFF_W, 0x80000000u, PEFT_ERR_PLAN_FIELD);
 }

@@ -26,7 +26,8 @@ int main(void)
 
 		memcpy(blob, f->plan, f->plan_len);
 		memcpy(model, f->model, f->model_len);
-		const peft_status st = peft_plan_load(&plan, blob, f->plan_len, model, f->model_len);
+		const peft_status st =
+			peft_plan_load(&plan, blob, f->plan_len, model, f->model_len);
 
 		if (f->uses_lora) {
 			PEFT_CHECK_EQ_INT(st, PEFT_ERR_PLAN_METHOD_NOT_COMPILED);
@@ -34,8 +35,9 @@ int main(void)
 			continue;
 		}
 		PEFT_CHECK_EQ_INT(st, PEFT_OK);
-		PEFT_CHECK_EQ_INT(peft_trainer_init(&t, &plan, PEFT_MODE_TRAIN, arena, sizeof(arena)),
-				  PEFT_OK);
+		PEFT_CHECK_EQ_INT(
+			peft_trainer_init(&t, &plan, PEFT_MODE_TRAIN, arena, sizeof(arena)),
+			PEFT_OK);
 		memset(input, 3, sizeof(input));
 		PEFT_CHECK_EQ_INT(peft_trainer_train_sample_s8(&t, input, 1, &loss), PEFT_OK);
 		PEFT_CHECK_EQ_INT(peft_trainer_step(&t), PEFT_OK);

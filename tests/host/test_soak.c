@@ -19,10 +19,10 @@
 #include "peft_test.h"
 
 #define TOTAL_STEPS 100000
-#define SPARE 1024u
+#define SPARE       1024u
 #define EPOCH_STEPS 120
 #define PROBE_STEPS 5
-#define SAMPLES 16
+#define SAMPLES     16
 
 static uint32_t rng_state = 2463534242u;
 
@@ -45,8 +45,9 @@ static void start(soak_trainer *s, const peft_plan *plan)
 	PEFT_CHECK_EQ_INT(peft_plan_arena_size(plan, PEFT_MODE_TRAIN, &s->need), PEFT_OK);
 	s->arena = aligned_alloc(16, s->need + SPARE);
 	PEFT_CHECK(s->arena != NULL);
-	PEFT_CHECK_EQ_INT(peft_trainer_init(&s->t, plan, PEFT_MODE_TRAIN, s->arena, s->need + SPARE),
-			  PEFT_OK);
+	PEFT_CHECK_EQ_INT(
+		peft_trainer_init(&s->t, plan, PEFT_MODE_TRAIN, s->arena, s->need + SPARE),
+		PEFT_OK);
 }
 
 static void check_finite_params(const soak_trainer *s)
@@ -197,9 +198,9 @@ int main(void)
 	long total = 0;
 
 	for (size_t i = 0; i < plans; i++) {
-		const peft_plan_fixture *f = i < PEFT_PLAN_FIXTURE_COUNT
-						     ? &peft_plan_fixtures[i]
-						     : &peft_soak_plans[i - PEFT_PLAN_FIXTURE_COUNT];
+		const peft_plan_fixture *f =
+			i < PEFT_PLAN_FIXTURE_COUNT ? &peft_plan_fixtures[i]
+						    : &peft_soak_plans[i - PEFT_PLAN_FIXTURE_COUNT];
 		const long taken = soak_plan(f, per_plan);
 
 		printf("%-14s %6ld steps\n", f->name, taken);

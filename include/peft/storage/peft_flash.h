@@ -36,8 +36,8 @@ struct peft_flash;
 typedef int (*peft_flash_read_fn)(const struct peft_flash *flash, uint32_t offset, void *dst,
 				  size_t len);
 /** Program @p len bytes (whole write blocks) at @p offset. @return 0 or a negative errno. */
-typedef int (*peft_flash_write_fn)(const struct peft_flash *flash, uint32_t offset,
-				   const void *src, size_t len);
+typedef int (*peft_flash_write_fn)(const struct peft_flash *flash, uint32_t offset, const void *src,
+				   size_t len);
 /** Erase [@p offset, @p offset + @p len), whole pages. @return 0 or a negative errno. */
 typedef int (*peft_flash_erase_fn)(const struct peft_flash *flash, uint32_t offset, size_t len);
 

@@ -23,9 +23,9 @@ extern "C" {
 
 /** An open partition. */
 struct peft_flash_area {
-	struct peft_flash flash;     /**< The three calls over it (first member). */
+	struct peft_flash flash; /**< The three calls over it (first member). */
 	const struct flash_area *fa;
-	const uint8_t *data;         /**< fa_size bytes, read in place. */
+	const uint8_t *data; /**< fa_size bytes, read in place. */
 	size_t size;
 	const char *name;
 };

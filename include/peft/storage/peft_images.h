@@ -39,9 +39,9 @@ enum peft_image_status {
 struct peft_model_image {
 	const uint8_t *model; /**< The device .tflite (16-byte aligned in the container). */
 	size_t model_len;
-	const uint8_t *plan;  /**< The plan blob. */
+	const uint8_t *plan; /**< The plan blob. */
 	size_t plan_len;
-	size_t total;         /**< Bytes of the container. */
+	size_t total; /**< Bytes of the container. */
 };
 
 struct peft_dataset_image {
@@ -49,7 +49,7 @@ struct peft_dataset_image {
 	uint32_t n_test;
 	uint16_t h, w, c;
 	uint16_t num_classes;
-	float scale;          /**< Quantization of the samples (the model input's). */
+	float scale; /**< Quantization of the samples (the model input's). */
 	int32_t zero_point;
 	uint32_t sample_bytes; /**< h * w * c */
 	const int8_t *samples; /**< n_train + n_test samples, train first. */

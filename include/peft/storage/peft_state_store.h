@@ -38,10 +38,10 @@ struct peft_state_store {
 	const struct peft_flash *slot[2];
 	uint8_t *buf; /**< One state blob (read on load, exported on save). */
 	size_t buf_size;
-	int current;               /**< Slot of the state in use, -1 if none. */
-	peft_state_meta meta;      /**< Its metadata. */
-	uint32_t last_sequence;    /**< Highest sequence of any valid slot (0: none). */
-	bool any_valid;            /**< Some slot held a valid state at load time. */
+	int current;            /**< Slot of the state in use, -1 if none. */
+	peft_state_meta meta;   /**< Its metadata. */
+	uint32_t last_sequence; /**< Highest sequence of any valid slot (0: none). */
+	bool any_valid;         /**< Some slot held a valid state at load time. */
 };
 
 /** What loading found in one slot. */

@@ -60,7 +60,8 @@ static inline float peft_dot_s8(int32_t n, const int8_t *q, const float *x, floa
 static inline float peft_wsrc_dot(const peft_wsrc *w, int32_t at, int32_t n, const float *x,
 				  float acc)
 {
-	return w->q != NULL ? peft_dot_s8(n, w->q + at, x, acc) : peft_dot_f32(n, w->f + at, x, acc);
+	return w->q != NULL ? peft_dot_s8(n, w->q + at, x, acc)
+			    : peft_dot_f32(n, w->f + at, x, acc);
 }
 
 /* y[i] += g * a[i] */

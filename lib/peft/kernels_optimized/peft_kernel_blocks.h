@@ -24,26 +24,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PEFT_MAC4(c0, c1, c2, c3, x)                                                        \
-	do {                                                                                \
-		c0 += (x) * w0;                                                             \
-		c1 += (x) * w1;                                                             \
-		c2 += (x) * w2;                                                             \
-		c3 += (x) * w3;                                                             \
+#define PEFT_MAC4(c0, c1, c2, c3, x)                                                               \
+	do {                                                                                       \
+		c0 += (x) * w0;                                                                    \
+		c1 += (x) * w1;                                                                    \
+		c2 += (x) * w2;                                                                    \
+		c3 += (x) * w3;                                                                    \
 	} while (0)
 
-#define PEFT_LOAD_ACC16(acc)                                                                \
-	float c00 = acc[0], c01 = acc[1], c02 = acc[2], c03 = acc[3];                       \
-	float c10 = acc[4], c11 = acc[5], c12 = acc[6], c13 = acc[7];                       \
-	float c20 = acc[8], c21 = acc[9], c22 = acc[10], c23 = acc[11];                     \
+#define PEFT_LOAD_ACC16(acc)                                                                       \
+	float c00 = acc[0], c01 = acc[1], c02 = acc[2], c03 = acc[3];                              \
+	float c10 = acc[4], c11 = acc[5], c12 = acc[6], c13 = acc[7];                              \
+	float c20 = acc[8], c21 = acc[9], c22 = acc[10], c23 = acc[11];                            \
 	float c30 = acc[12], c31 = acc[13], c32 = acc[14], c33 = acc[15]
 
-#define PEFT_STORE_ACC16(acc)                                                               \
-	do {                                                                                \
-		acc[0] = c00, acc[1] = c01, acc[2] = c02, acc[3] = c03;                     \
-		acc[4] = c10, acc[5] = c11, acc[6] = c12, acc[7] = c13;                     \
-		acc[8] = c20, acc[9] = c21, acc[10] = c22, acc[11] = c23;                   \
-		acc[12] = c30, acc[13] = c31, acc[14] = c32, acc[15] = c33;                 \
+#define PEFT_STORE_ACC16(acc)                                                                      \
+	do {                                                                                       \
+		acc[0] = c00, acc[1] = c01, acc[2] = c02, acc[3] = c03;                            \
+		acc[4] = c10, acc[5] = c11, acc[6] = c12, acc[7] = c13;                            \
+		acc[8] = c20, acc[9] = c21, acc[10] = c22, acc[11] = c23;                          \
+		acc[12] = c30, acc[13] = c31, acc[14] = c32, acc[15] = c33;                        \
 	} while (0)
 
 /* pp, 4 x 4, float b. */
@@ -331,7 +331,7 @@ static inline void peft_blk_cc4x1_f32(int32_t n, const float *a, int32_t a_step,
  * lanes and PEFT_TILE_K values (1 KiB of stack), packed [k][4] so that one
  * pointer serves a block's four lanes; a tile pays off once two or more
  * blocks of 4 rows read it (PEFT_TILE_MIN_ROWS). */
-#define PEFT_TILE_K	   64
+#define PEFT_TILE_K        64
 #define PEFT_TILE_MIN_ROWS 8
 
 static inline int32_t peft_tile_len(int32_t n, int32_t k0)
@@ -373,8 +373,8 @@ static inline void peft_tile_cols_s8(int32_t n, const int8_t *q8, int32_t step, 
 
 /* pc, 4 x 4 over a packed tile: four a rows, the tile's four lanes from one
  * pointer (one k per iteration: unrolled by two, GCC's schedule spills). */
-static inline void peft_blk_pt4x4_f32(int32_t n, const float *a, int32_t a_lane,
-				      const float *tile, float *acc)
+static inline void peft_blk_pt4x4_f32(int32_t n, const float *a, int32_t a_lane, const float *tile,
+				      float *acc)
 {
 	peft_blk_pc4x4_f32(n, a, a_lane, tile, 4, acc);
 }

@@ -19,27 +19,27 @@
 /* Buffers of one layer while it runs (NULL where absent). */
 typedef struct {
 	const peft_layer_info *info;
-	uint32_t seed;                /* plan seed (LoRA initialisation) */
+	uint32_t seed; /* plan seed (LoRA initialisation) */
 	float *param[PEFT_PARAM_KIND_COUNT];
-	float *grad[PEFT_PARAM_KIND_COUNT];   /* NULL in inference */
-	const float *x;               /* the layer's input values */
-	float *lin;                   /* linear output (+ bias), rows x out_features */
-	float *out;                   /* output before the fused activation */
-	float *g;                     /* backward: gradient at the current point */
-	float *g_out;                 /* backward: gradient wrt out (after the activation's) */
-	float *grad_in;               /* input gradient, NULL if not computed */
-	float *u;                     /* LoRA: (alpha / r) * A x, rows x r */
-	float *tmp_a;                 /* scratch, out_size floats */
-	float *tmp_b;                 /* scratch, rows * r floats */
+	float *grad[PEFT_PARAM_KIND_COUNT]; /* NULL in inference */
+	const float *x;                     /* the layer's input values */
+	float *lin;                         /* linear output (+ bias), rows x out_features */
+	float *out;                         /* output before the fused activation */
+	float *g;                           /* backward: gradient at the current point */
+	float *g_out;   /* backward: gradient wrt out (after the activation's) */
+	float *grad_in; /* input gradient, NULL if not computed */
+	float *u;       /* LoRA: (alpha / r) * A x, rows x r */
+	float *tmp_a;   /* scratch, out_size floats */
+	float *tmp_b;   /* scratch, rows * r floats */
 } peft_layer_ctx;
 
 typedef peft_status (*peft_method_hook)(peft_layer_ctx *ctx);
 
 typedef struct {
-	uint16_t flag;      /* graph.Method bit */
+	uint16_t flag; /* graph.Method bit */
 	const char *name;
-	uint8_t trains;     /* bit (1 << peft_param_kind) for each array the method trains */
-	peft_method_hook init;        /* initialise the method's own arrays */
+	uint8_t trains;        /* bit (1 << peft_param_kind) for each array the method trains */
+	peft_method_hook init; /* initialise the method's own arrays */
 	peft_method_hook fwd_affine;  /* ctx->out from ctx->lin; NULL: out is lin */
 	peft_method_hook fwd_adapter; /* add a side branch of ctx->x to ctx->out */
 	peft_method_hook bwd_affine;  /* param grads; set ctx->g to the gradient wrt lin */

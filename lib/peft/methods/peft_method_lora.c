@@ -54,7 +54,8 @@ static peft_status lora_fwd(peft_layer_ctx *ctx)
 	const int32_t r = L->rec.lora_rank;
 	const peft_fc_params down = {L->rows, L->in_features, r};
 	const peft_fc_params up = {L->rows, r, L->out_features};
-	peft_status st = peft_fc_fwd_f32(&down, ctx->x, ctx->param[PEFT_PARAM_LORA_A], NULL, ctx->u);
+	peft_status st =
+		peft_fc_fwd_f32(&down, ctx->x, ctx->param[PEFT_PARAM_LORA_A], NULL, ctx->u);
 
 	if (st != PEFT_OK) {
 		return st;
@@ -74,7 +75,8 @@ static peft_status lora_bwd(peft_layer_ctx *ctx)
 	const peft_fc_params down = {L->rows, L->in_features, r};
 	const peft_fc_params up = {L->rows, r, L->out_features};
 	float *du = ctx->tmp_b;
-	peft_status st = peft_fc_bwd_weight_f32(&up, ctx->u, ctx->g_out, ctx->grad[PEFT_PARAM_LORA_B]);
+	peft_status st =
+		peft_fc_bwd_weight_f32(&up, ctx->u, ctx->g_out, ctx->grad[PEFT_PARAM_LORA_B]);
 
 	if (st != PEFT_OK) {
 		return st;

@@ -41,19 +41,19 @@ typedef struct {
 typedef struct {
 	const peft_layer_info *layer;
 	const float *g;
-	const float *x;                /* the kept input (when weights train) */
+	const float *x; /* the kept input (when weights train) */
 	const float *weight;
 	const peft_weights_s8 *frozen;
 	float *grad_weight;
 	float *grad_bias;
 	float *grad_in[2];
-	bool accumulate[2];            /* add to grad_in[j] instead of overwriting it */
+	bool accumulate[2]; /* add to grad_in[j] instead of overwriting it */
 } peft_op_backward_args;
 
 typedef struct {
 	uint8_t num_inputs;
-	bool linear; /* weights and bias from the model; methods may attach */
-	bool window; /* kernel, stride and padding fields describe a sliding window */
+	bool linear;            /* weights and bias from the model; methods may attach */
+	bool window;            /* kernel, stride and padding fields describe a sliding window */
 	bool channel_innermost; /* weights [kh][kw][c] (depthwise), else output channel first */
 	/* The shape rule beyond the common checks (true: consistent). */
 	bool (*shapes_ok)(const peft_op_shapes *s);

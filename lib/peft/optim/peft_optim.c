@@ -8,7 +8,6 @@
 #include "../common/peft_try.h"
 #include "peft/peft_optim.h"
 
-
 /* One element of each update, shared by the step and its dry run so that
  * both compute the same values. */
 static inline float sgd_direction(const peft_sgd_params *p, float param, float grad, float *vel,

@@ -23,7 +23,7 @@
 typedef struct {
 	uint8_t kind;
 	uint8_t arena;
-	uint8_t part;   /* parameter kind of a PARAM_GRAD, else 0 */
+	uint8_t part; /* parameter kind of a PARAM_GRAD, else 0 */
 	uint8_t reserved;
 	uint16_t owner;
 	uint16_t first; /* live range: forward of layer k = k, loss = L, backward = 2L - k */
@@ -45,7 +45,7 @@ typedef struct {
 	int32_t h, w, c;
 	float scale;
 	int32_t zero_point;
-	uint8_t cache_dtype;   /* peft_cache_dtype when kept for backward, else 0 */
+	uint8_t cache_dtype; /* peft_cache_dtype when kept for backward, else 0 */
 	uint8_t needs_grad;
 	uint16_t reserved;
 } peft_tensor_rec;
@@ -78,11 +78,11 @@ typedef struct {
 	peft_dims out;
 	int32_t in_size[2];
 	int32_t out_size;
-	int32_t rows;         /* FC / LoRA rows */
-	int32_t in_features;  /* FC input features, conv input channels */
-	int32_t out_features; /* output channels */
-	int32_t counts[PEFT_PARAM_KIND_COUNT];     /* floats per array (0: absent) */
-	bool trainable[PEFT_PARAM_KIND_COUNT];     /* has a parameter buffer and a gradient */
+	int32_t rows;                          /* FC / LoRA rows */
+	int32_t in_features;                   /* FC input features, conv input channels */
+	int32_t out_features;                  /* output channels */
+	int32_t counts[PEFT_PARAM_KIND_COUNT]; /* floats per array (0: absent) */
+	bool trainable[PEFT_PARAM_KIND_COUNT]; /* has a parameter buffer and a gradient */
 	bool runs_backward;
 	bool backward_input[2];
 	bool needs_input_values; /* input kept for backward (weight / LoRA A gradients) */

@@ -79,8 +79,8 @@ static peft_status check_params_grads_opt(const peft_plan *plan, uint64_t *off)
 {
 	peft_layer_info L;
 	const int32_t states = plan->optimizer.kind == PEFT_OPTIMIZER_ADAM ? 2
-			       : plan->optimizer.momentum != 0.0f  ? 1
-								   : 0;
+			       : plan->optimizer.momentum != 0.0f          ? 1
+									   : 0;
 	const bool batch = plan->update == PEFT_UPDATE_BATCH;
 
 	for (int32_t k = 0; k < plan->num_layers; k++) {
@@ -170,8 +170,8 @@ static peft_status tensor_buffer(const peft_plan *plan, int arena, int kind, int
 }
 
 /* The buffer of a layer-owned kind for layer k (part: parameter kind). */
-static peft_status layer_buffer(const peft_plan *plan, int arena, int kind, int32_t k,
-				int32_t part, want *w)
+static peft_status layer_buffer(const peft_plan *plan, int arena, int kind, int32_t k, int32_t part,
+				want *w)
 {
 	peft_layer_info L;
 	const bool s8 = plan->act_cache == PEFT_CACHE_S8;
@@ -289,7 +289,8 @@ static peft_status check_table(const peft_plan *plan)
 			const int32_t owners = kind == PEFT_BUF_PROBS ? 1
 					       : by_tensor            ? plan->num_tensors
 								      : plan->num_layers;
-			const int32_t parts = kind == PEFT_BUF_PARAM_GRAD ? PEFT_PARAM_KIND_COUNT : 1;
+			const int32_t parts =
+				kind == PEFT_BUF_PARAM_GRAD ? PEFT_PARAM_KIND_COUNT : 1;
 
 			for (int32_t owner = 0; owner < owners; owner++) {
 				for (int32_t part = 0; part < parts; part++) {
@@ -299,12 +300,15 @@ static peft_status check_table(const peft_plan *plan)
 					if (kind == PEFT_BUF_PROBS) {
 						if (arena == PEFT_ARENA_TRAIN) {
 							w = live(4u * (uint64_t)plan->num_classes,
-								 plan->num_layers, plan->num_layers);
+								 plan->num_layers,
+								 plan->num_layers);
 						}
 					} else if (by_tensor) {
-						PEFT_TRY(tensor_buffer(plan, arena, kind, owner, &w));
+						PEFT_TRY(tensor_buffer(plan, arena, kind, owner,
+								       &w));
 					} else {
-						PEFT_TRY(layer_buffer(plan, arena, kind, owner, part, &w));
+						PEFT_TRY(layer_buffer(plan, arena, kind, owner,
+								      part, &w));
 					}
 					if (w.size == 0) {
 						continue;

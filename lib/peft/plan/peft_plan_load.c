@@ -98,8 +98,8 @@ static uint32_t buffer_key(uint32_t arena, uint32_t kind, uint32_t owner, uint32
 uint32_t peft_plan_buffer_offset(const peft_plan *plan, int arena, peft_buffer_kind kind,
 				 int32_t owner, int32_t part)
 {
-	const uint32_t key = buffer_key((uint32_t)arena, (uint32_t)kind, (uint32_t)owner,
-					(uint32_t)part);
+	const uint32_t key =
+		buffer_key((uint32_t)arena, (uint32_t)kind, (uint32_t)owner, (uint32_t)part);
 	int32_t lo = 0;
 	int32_t hi = plan->num_buffers;
 
@@ -227,8 +227,11 @@ static peft_status check_layer_fields(const peft_plan *plan, int32_t k)
 		return PEFT_ERR_PLAN_FIELD;
 	}
 	const peft_op_shapes shapes = {
-		&r, {in, two_inputs ? tensor_dims(plan, r.input[1]) : (peft_dims){0, 0, 0}},
-		out, in_size, out_size};
+		&r,
+		{in, two_inputs ? tensor_dims(plan, r.input[1]) : (peft_dims){0, 0, 0}},
+		out,
+		in_size,
+		out_size};
 
 	if (!op->shapes_ok(&shapes)) {
 		return PEFT_ERR_PLAN_FIELD;
@@ -282,7 +285,8 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 
 	out->counts[PEFT_PARAM_WEIGHT] = (int32_t)r->weights.count;
 	out->counts[PEFT_PARAM_BIAS] = (int32_t)r->bias.count;
-	out->counts[PEFT_PARAM_GAMMA] = (r->methods & PEFT_METHOD_SCALE_SHIFT) ? out->out_features : 0;
+	out->counts[PEFT_PARAM_GAMMA] =
+		(r->methods & PEFT_METHOD_SCALE_SHIFT) ? out->out_features : 0;
 	out->counts[PEFT_PARAM_BETA] = out->counts[PEFT_PARAM_GAMMA];
 	out->counts[PEFT_PARAM_LORA_A] = rank * out->in_features;
 	out->counts[PEFT_PARAM_LORA_B] = out->out_features * rank;
@@ -291,7 +295,8 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	}
 	peft_plan_read_tensor(plan, r->output, &t);
 	out->runs_backward = t.needs_grad != 0;
-	out->needs_input_values = out->trainable[PEFT_PARAM_WEIGHT] || out->trainable[PEFT_PARAM_LORA_A];
+	out->needs_input_values =
+		out->trainable[PEFT_PARAM_WEIGHT] || out->trainable[PEFT_PARAM_LORA_A];
 	out->keeps_mask = out->runs_backward && r->activation != PEFT_ACT_NONE;
 	return PEFT_OK;
 }
@@ -409,8 +414,7 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 	if (nl < 1u || nt != nl + 1u || plan->input_tensor != 0 ||
 	    plan->output_tensor != (int32_t)nt - 1 || plan->act_cache > PEFT_CACHE_S8 ||
 	    plan->optimizer.kind > PEFT_OPTIMIZER_ADAM || !optimizer_ok(&plan->optimizer) ||
-	    plan->update > PEFT_UPDATE_LAYER ||
-	    peft_rd32(b + PEFT_PLAN_HDR_OFF_RESERVED) != 0 ||
+	    plan->update > PEFT_UPDATE_LAYER || peft_rd32(b + PEFT_PLAN_HDR_OFF_RESERVED) != 0 ||
 	    peft_rd32(b + PEFT_PLAN_HDR_OFF_RESERVED + 4u) != 0 ||
 	    (plan->update == PEFT_UPDATE_LAYER && plan->optimizer.clip_norm != 0.0f)) {
 		return PEFT_ERR_PLAN_FIELD;
@@ -426,9 +430,9 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 		if (!peft_shape_ok(t.h, t.w, t.c)) {
 			return PEFT_ERR_PLAN_SHAPE;
 		}
-		if (!isfinite(t.scale) ||
-		    t.scale <= 0.0f || t.zero_point < -128 || t.zero_point > 127 ||
-		    t.cache_dtype > PEFT_CACHE_S8 || t.needs_grad > 1u || t.reserved != 0) {
+		if (!isfinite(t.scale) || t.scale <= 0.0f || t.zero_point < -128 ||
+		    t.zero_point > 127 || t.cache_dtype > PEFT_CACHE_S8 || t.needs_grad > 1u ||
+		    t.reserved != 0) {
 			return PEFT_ERR_PLAN_FIELD;
 		}
 	}

@@ -36,4 +36,3 @@ const peft_method *peft_method_find(uint16_t flag)
 	}
 	return NULL;
 }
-

@@ -109,8 +109,8 @@ static void load_weights(const peft_trainer *t, const peft_layer_info *L, peft_l
 		const bool channel_innermost = peft_op_find(r->op)->channel_innermost;
 
 		for (uint32_t i = 0; i < n; i++) {
-			const uint32_t ch = channel_innermost ? i % (uint32_t)L->out_features
-							      : i / per_channel;
+			const uint32_t ch =
+				channel_innermost ? i % (uint32_t)L->out_features : i / per_channel;
 			const uint32_t s = r->weights.scale_count == 1u ? 0u : ch;
 
 			ctx->param[PEFT_PARAM_WEIGHT][i] =
@@ -249,10 +249,10 @@ static peft_status set_input(peft_trainer *t, const int8_t *in_s8, const float *
 
 static peft_weights_s8 frozen_weights(const peft_plan *plan, const peft_layer_info *L)
 {
-	return (peft_weights_s8){(const int8_t *)(plan->model + L->rec.weights.offset),
-				 (const float *)(const void *)(plan->model +
-							       L->rec.weights.scale_offset),
-				 (int32_t)L->rec.weights.scale_count};
+	return (peft_weights_s8){
+		(const int8_t *)(plan->model + L->rec.weights.offset),
+		(const float *)(const void *)(plan->model + L->rec.weights.scale_offset),
+		(int32_t)L->rec.weights.scale_count};
 }
 
 static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L,
@@ -286,8 +286,8 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 		dequantize_bias(t->plan, r, bias);
 	}
 	const peft_weights_s8 frozen = frozen_weights(t->plan, L);
-	const peft_op_forward_args op_args = {
-		L, {ctx.x, x1}, ctx.param[PEFT_PARAM_WEIGHT], &frozen, bias, ctx.lin};
+	const peft_op_forward_args op_args = {L,       {ctx.x, x1}, ctx.param[PEFT_PARAM_WEIGHT],
+					      &frozen, bias,        ctx.lin};
 
 	PEFT_TRY(peft_op_find(r->op)->forward(&op_args));
 	if (train && s8 && L->trainable[PEFT_PARAM_GAMMA]) {
@@ -301,8 +301,9 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 	if (r->activation != PEFT_ACT_NONE) {
 		PEFT_TRY(peft_activation_fwd_f32((peft_activation)r->activation, L->out_size, y));
 		if (train && L->keeps_mask) {
-			PEFT_TRY(peft_activation_mask_f32((peft_activation)r->activation, L->out_size,
-							  y, work_bytes(t, PEFT_BUF_MASK, k)));
+			PEFT_TRY(peft_activation_mask_f32((peft_activation)r->activation,
+							  L->out_size, y,
+							  work_bytes(t, PEFT_BUF_MASK, k)));
 		}
 	}
 	PEFT_TRY(tensor_keep(t, r->output, y));
@@ -372,8 +373,8 @@ static peft_status optimizer_update(const peft_trainer *t, const peft_layer_rec 
 	float *m = peft_arena_f32(t, r->opt_m[p]);
 
 	if (o->kind == PEFT_OPTIMIZER_ADAM) {
-		const peft_adam_params adam = {o->lr,           o->beta1, o->beta2, o->eps,
-					       o->weight_decay, step};
+		const peft_adam_params adam = {o->lr,  o->beta1,        o->beta2,
+					       o->eps, o->weight_decay, step};
 		float *v = peft_arena_f32(t, r->opt_v[p]);
 
 		return apply ? peft_adam_step_f32(&adam, count, param, grad, m, v, scale)
@@ -394,8 +395,9 @@ static peft_status update_layer(const peft_trainer *t, const peft_layer_info *L,
 	for (int pass = 0; pass < 2; pass++) {
 		for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
 			if (L->trainable[p]) {
-				PEFT_TRY(optimizer_update(t, &L->rec, p, L->counts[p], ctx->param[p],
-							  ctx->grad[p], 1.0f, t->step, pass == 1));
+				PEFT_TRY(optimizer_update(t, &L->rec, p, L->counts[p],
+							  ctx->param[p], ctx->grad[p], 1.0f,
+							  t->step, pass == 1));
 			}
 		}
 	}
@@ -426,10 +428,10 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 		/* Staged where the input gradient goes after: gamma's gradient reads it first. */
 		float *stage = work_f32(t, PEFT_BUF_BWD_GLIN, k);
 
-		PEFT_TRY(peft_dequantize_s8(L->out_size,
-					    (const int8_t *)(const void *)work_bytes(
-						    t, PEFT_BUF_KEEP_LIN, k),
-					    o.scale, o.zero_point, stage));
+		PEFT_TRY(peft_dequantize_s8(
+			L->out_size,
+			(const int8_t *)(const void *)work_bytes(t, PEFT_BUF_KEEP_LIN, k), o.scale,
+			o.zero_point, stage));
 		ctx.lin = stage;
 	}
 	ctx.tmp_a = work_f32(t, PEFT_BUF_BWD_GLIN, k);
@@ -484,7 +486,7 @@ static peft_status forward_loss(peft_trainer *t, const int8_t *in_s8, const floa
 	}
 	PEFT_TRY(forward(t, in_s8, in_f32, &logits));
 	PEFT_TRY(peft_softmax_xent_fwd_f32(plan->num_classes, logits, label,
-				      work_f32(t, PEFT_BUF_PROBS, 0), &value));
+					   work_f32(t, PEFT_BUF_PROBS, 0), &value));
 	if (!isfinite(value)) {
 		return PEFT_ERR_NUMERIC;
 	}
@@ -511,7 +513,7 @@ peft_status peft_trainer_backward(peft_trainer *t)
 		t->step = next_step(t->step); /* one update per sample: Adam counts them */
 	}
 	PEFT_TRY(peft_softmax_xent_bwd_f32(plan->num_classes, work_f32(t, PEFT_BUF_PROBS, 0), label,
-				      work_f32(t, PEFT_BUF_GRAD, plan->output_tensor)));
+					   work_f32(t, PEFT_BUF_GRAD, plan->output_tensor)));
 	for (int32_t k = plan->num_layers - 1; k >= 0; k--) {
 		peft_layer_info L;
 
@@ -678,8 +680,9 @@ static peft_status optimizer_pass(const peft_trainer *t, float scale, uint32_t s
 			peft_layer_info L;
 
 			PEFT_TRY(peft_plan_layer_info(plan, k, &L));
-			PEFT_TRY(optimizer_update(t, &r, p, L.counts[p], peft_arena_f32(t, r.param[p]),
-						  peft_arena_f32(t, r.grad[p]), scale, step, apply));
+			PEFT_TRY(optimizer_update(
+				t, &r, p, L.counts[p], peft_arena_f32(t, r.param[p]),
+				peft_arena_f32(t, r.grad[p]), scale, step, apply));
 		}
 	}
 	return PEFT_OK;
@@ -765,7 +768,8 @@ peft_status peft_trainer_param_info(const peft_trainer *t, int32_t index, peft_p
 			info->graph_layer = r.graph_layer;
 			info->kind = (peft_param_kind)p;
 			info->data = peft_arena_f32(t, r.param[p]);
-			info->grad = t->mode == PEFT_MODE_TRAIN ? peft_arena_f32(t, r.grad[p]) : NULL;
+			info->grad =
+				t->mode == PEFT_MODE_TRAIN ? peft_arena_f32(t, r.grad[p]) : NULL;
 			info->count = L.counts[p];
 			return PEFT_OK;
 		}

@@ -31,34 +31,34 @@ extern "C" {
 /** Why peft_tflm_init() failed (it returns a peft_status; this says more). */
 typedef enum {
 	PEFT_TFLM_ERROR_NONE = 0,
-	PEFT_TFLM_ERROR_MODEL = 1,    /**< Not a valid .tflite flatbuffer (verifier failed). */
-	PEFT_TFLM_ERROR_SCHEMA = 2,   /**< Schema version TFLM does not read. */
-	PEFT_TFLM_ERROR_GRAPH = 3,    /**< Not one subgraph with one input and one output. */
-	PEFT_TFLM_ERROR_OPS = 4,      /**< An operator outside the glue's resolver, or bad op data. */
-	PEFT_TFLM_ERROR_ARENA = 5,    /**< The arena is too small for the prefix's tensors. */
-	PEFT_TFLM_ERROR_IO_TYPE = 6,  /**< Input or output is not int8. */
-	PEFT_TFLM_ERROR_INVOKE = 7,   /**< A kernel failed while running. */
+	PEFT_TFLM_ERROR_MODEL = 1,  /**< Not a valid .tflite flatbuffer (verifier failed). */
+	PEFT_TFLM_ERROR_SCHEMA = 2, /**< Schema version TFLM does not read. */
+	PEFT_TFLM_ERROR_GRAPH = 3,  /**< Not one subgraph with one input and one output. */
+	PEFT_TFLM_ERROR_OPS = 4,    /**< An operator outside the glue's resolver, or bad op data. */
+	PEFT_TFLM_ERROR_ARENA = 5,  /**< The arena is too small for the prefix's tensors. */
+	PEFT_TFLM_ERROR_IO_TYPE = 6,        /**< Input or output is not int8. */
+	PEFT_TFLM_ERROR_INVOKE = 7,         /**< A kernel failed while running. */
 	PEFT_TFLM_ERROR_FC_PER_CHANNEL = 8, /**< Per-channel FULLY_CONNECTED weights, which
-					      *   this (older) TFLM computes wrongly. */
+					     *   this (older) TFLM computes wrongly. */
 } peft_tflm_error;
 
 /** One int8 tensor at the edge of the prefix (batch 1). */
 typedef struct {
-	int32_t h;          /**< Height (1 for a vector). */
-	int32_t w;          /**< Width (1 for a vector). */
-	int32_t c;          /**< Channels (or vector length). */
-	int32_t bytes;      /**< h * w * c. */
-	float scale;        /**< real = scale * (q - zero_point) */
+	int32_t h;     /**< Height (1 for a vector). */
+	int32_t w;     /**< Width (1 for a vector). */
+	int32_t c;     /**< Channels (or vector length). */
+	int32_t bytes; /**< h * w * c. */
+	float scale;   /**< real = scale * (q - zero_point) */
 	int32_t zero_point;
 } peft_tflm_tensor_info;
 
 /** An interpreter for one prefix model. Fields are private to the glue. */
 typedef struct {
-	void *interpreter;        /**< tflite::MicroInterpreter inside the arena. */
+	void *interpreter; /**< tflite::MicroInterpreter inside the arena. */
 	peft_tflm_tensor_info in;
 	peft_tflm_tensor_info out;
-	size_t arena_used;        /**< Bytes of the arena in use after allocation. */
-	peft_tflm_error error;    /**< Detail of the last failure. */
+	size_t arena_used;     /**< Bytes of the arena in use after allocation. */
+	peft_tflm_error error; /**< Detail of the last failure. */
 } peft_tflm;
 
 /**
@@ -84,8 +84,8 @@ peft_status peft_tflm_init(peft_tflm *ctx, const void *model, size_t model_len, 
  * @return PEFT_OK, PEFT_ERR_ARG (NULL, wrong length, not initialized), PEFT_ERR_UNSUPPORTED
  *         when a kernel fails.
  */
-peft_status peft_tflm_run_s8(peft_tflm *ctx, const int8_t *input, size_t input_len,
-			     int8_t *output, size_t output_len);
+peft_status peft_tflm_run_s8(peft_tflm *ctx, const int8_t *input, size_t input_len, int8_t *output,
+			     size_t output_len);
 
 /** @brief A short, constant name for a glue error. */
 const char *peft_tflm_error_str(peft_tflm_error error);

@@ -22,7 +22,8 @@
 #include "tensorflow/lite/micro/micro_error_reporter.h"
 #endif
 
-namespace {
+namespace
+{
 
 /* Exactly the operators that MobileNet V1/V2 prefixes need; every other
  * kernel stays out of the image. Kernels come from whichever TFLM backend
@@ -211,8 +212,8 @@ extern "C" peft_status peft_tflm_init(peft_tflm *ctx, const void *model, size_t 
 extern "C" peft_status peft_tflm_run_s8(peft_tflm *ctx, const int8_t *input, size_t input_len,
 					int8_t *output, size_t output_len)
 {
-	if (ctx == nullptr || ctx->interpreter == nullptr || input == nullptr || output == nullptr ||
-	    input_len != static_cast<size_t>(ctx->in.bytes) ||
+	if (ctx == nullptr || ctx->interpreter == nullptr || input == nullptr ||
+	    output == nullptr || input_len != static_cast<size_t>(ctx->in.bytes) ||
 	    output_len != static_cast<size_t>(ctx->out.bytes)) {
 		return PEFT_ERR_ARG;
 	}

@@ -1,7 +1,7 @@
 /*
- * Flash simulator (native_sim, QEMU boards): built-in demo images (data/demo_model.bin, demo_dataset.bin) written into a blank flash
- * simulator, so that the sample runs (and twister passes) without a flash
- * file. A flash file given with --flash=<file> that holds images wins.
+ * Flash simulator (native_sim, QEMU boards): built-in demo images (data/demo_model.bin,
+ * demo_dataset.bin) written into a blank flash simulator, so that the sample runs (and twister
+ * passes) without a flash file. A flash file given with --flash=<file> that holds images wins.
  */
 #ifndef BUILTIN_IMAGES_H
 #define BUILTIN_IMAGES_H

@@ -227,7 +227,8 @@ static peft_status split_activation(uint32_t i, const int8_t **out)
 		*out = prefix_cache + (size_t)i * n;
 		return PEFT_OK;
 	}
-	peft_status st = peft_tflm_run_s8(&prefix, sample_input(i), data.sample_bytes, split_buf, n);
+	peft_status st =
+		peft_tflm_run_s8(&prefix, sample_input(i), data.sample_bytes, split_buf, n);
 
 	*out = split_buf;
 	return st;
@@ -514,7 +515,8 @@ static uint32_t resume(bool *can_save)
 			*can_save = false;
 		}
 		printk("%s: starting from the model's parameters\n",
-		       (rep[0].erased && rep[1].erased) ? "no saved state" : "no usable saved state");
+		       (rep[0].erased && rep[1].erased) ? "no saved state"
+							: "no usable saved state");
 		return 0;
 	}
 	printk("resumed from state slot %d (epoch %u, sequence %u)\n", store.current,
@@ -613,7 +615,8 @@ int main(void)
 					"slot stays valid");
 				return finish("stopped: training diverged");
 			} else {
-				LOG_ERR("saving the state failed (%d); the previous slot stays valid",
+				LOG_ERR("saving the state failed (%d); the previous slot stays "
+					"valid",
 					rc);
 			}
 		}

@@ -12,11 +12,15 @@ static uint8_t noise(struct nor_fake *dev)
 	return (uint8_t)(dev->rng >> 11);
 }
 
-void nor_fake_init(struct nor_fake *dev, uint8_t *mem, bool *written, uint32_t size,
-		   uint32_t page, uint32_t block)
+void nor_fake_init(struct nor_fake *dev, uint8_t *mem, bool *written, uint32_t size, uint32_t page,
+		   uint32_t block)
 {
 	*dev = (struct nor_fake){
-		.mem = mem, .size = size, .page = page, .block = block, .written = written,
+		.mem = mem,
+		.size = size,
+		.page = page,
+		.block = block,
+		.written = written,
 		.rng = 0x9e3779b9u,
 	};
 	memset(mem, PEFT_FLASH_ERASED, size);
@@ -70,8 +74,7 @@ static int fake_read(const struct peft_flash *flash, uint32_t offset, void *dst,
 	return 0;
 }
 
-static int fake_write(const struct peft_flash *flash, uint32_t offset, const void *src,
-		      size_t len)
+static int fake_write(const struct peft_flash *flash, uint32_t offset, const void *src, size_t len)
 {
 	const struct nor_region *r = (const struct nor_region *)flash;
 	struct nor_fake *dev = r->dev;
@@ -92,8 +95,8 @@ static int fake_write(const struct peft_flash *flash, uint32_t offset, const voi
 			return -EINVAL;
 		}
 	}
-	const bool cut = dev->cut.kind == NOR_CUT_IN_WRITE && dev->cut.call == call &&
-			 dev->cut.at < len;
+	const bool cut =
+		dev->cut.kind == NOR_CUT_IN_WRITE && dev->cut.call == call && dev->cut.at < len;
 	const size_t stop = cut ? dev->cut.at : len;
 
 	for (size_t i = 0; i < stop; i++) {

@@ -19,7 +19,11 @@
 
 #include "peft/storage/peft_flash.h"
 
-enum nor_op { NOR_READ, NOR_WRITE, NOR_ERASE };
+enum nor_op {
+	NOR_READ,
+	NOR_WRITE,
+	NOR_ERASE
+};
 
 enum nor_cut_kind {
 	NOR_CUT_NONE,
@@ -50,9 +54,9 @@ struct nor_fake {
 	bool *written; /* per write block: programmed since its last erase */
 	struct nor_cut cut;
 	bool dead;
-	uint32_t calls;       /* calls since the last nor_fake_power_on() */
+	uint32_t calls; /* calls since the last nor_fake_power_on() */
 	uint32_t pages_erased;
-	uint32_t violations;  /* contract violations: misaligned, double write, out of range */
+	uint32_t violations; /* contract violations: misaligned, double write, out of range */
 	uint32_t rng;
 	struct nor_call log[NOR_LOG_MAX];
 	uint32_t n_log;
@@ -66,8 +70,8 @@ struct nor_region {
 };
 
 /* mem: size bytes; written: size / block entries. Starts erased. */
-void nor_fake_init(struct nor_fake *dev, uint8_t *mem, bool *written, uint32_t size,
-		   uint32_t page, uint32_t block);
+void nor_fake_init(struct nor_fake *dev, uint8_t *mem, bool *written, uint32_t size, uint32_t page,
+		   uint32_t block);
 void nor_region_init(struct nor_region *r, struct nor_fake *dev, uint32_t base, uint32_t size);
 /* Power back on: no cut planned, call counter and log cleared. */
 void nor_fake_power_on(struct nor_fake *dev);

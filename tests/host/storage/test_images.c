@@ -40,8 +40,7 @@ static void resign(uint8_t *blob)
 }
 
 /* A copy of blob with byte `at` set to value (and the CRC re-signed if asked). */
-static const uint8_t *corrupted(const uint8_t *blob, size_t n, size_t at, uint8_t value,
-				int sign)
+static const uint8_t *corrupted(const uint8_t *blob, size_t n, size_t at, uint8_t value, int sign)
 {
 	memcpy(work, blob, n);
 	work[at] = value;
@@ -104,8 +103,7 @@ int main(int argc, char **argv)
 
 	PEFT_CHECK_EQ_INT(model_after(nm, m_off_at, (uint8_t)(model_blob[m_off_at] + 4u), 1),
 			  PEFT_IMAGE_FIELD);
-	const size_t in_model =
-		peft_rd32(model_blob + PEFT_CONTAINER_HDR_OFF_MODEL_OFFSET) + 40u;
+	const size_t in_model = peft_rd32(model_blob + PEFT_CONTAINER_HDR_OFF_MODEL_OFFSET) + 40u;
 
 	PEFT_CHECK_EQ_INT(model_after(nm, in_model, (uint8_t)~model_blob[in_model], 1),
 			  PEFT_IMAGE_MODEL_CRC);

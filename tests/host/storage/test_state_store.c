@@ -29,9 +29,9 @@
 #include "peft/storage/peft_state_store.h"
 #include "peft_test.h"
 
-#define MAX_SLOT (64u * 1024u)
+#define MAX_SLOT  (64u * 1024u)
 #define MAX_STATE 8192u
-#define ARENA 65536u
+#define ARENA     65536u
 
 static uint8_t container[65536] __attribute__((aligned(16)));
 static peft_plan plan;
@@ -122,9 +122,9 @@ static void rig_init(struct rig *r, const struct geometry *g, int first_slot_reg
 	nor_region_init(&r->region[1], &r->dev, g->slot, g->slot);
 	r->slot[0] = &r->region[first_slot_region].flash;
 	r->slot[1] = &r->region[1 - first_slot_region].flash;
-	PEFT_CHECK_EQ_INT(
-		peft_state_store_init(&r->store, r->slot[0], r->slot[1], state_buf, sizeof(state_buf)),
-		0);
+	PEFT_CHECK_EQ_INT(peft_state_store_init(&r->store, r->slot[0], r->slot[1], state_buf,
+						sizeof(state_buf)),
+			  0);
 }
 
 /* Reboot: a fresh store over the same flash; returns resume's status. The booted
@@ -135,7 +135,8 @@ static peft_status reboot(struct rig *r, struct peft_state_store *store,
 {
 	nor_fake_power_on(&r->dev);
 	PEFT_CHECK_EQ_INT(
-		peft_state_store_init(store, r->slot[0], r->slot[1], state_buf, sizeof(state_buf)), 0);
+		peft_state_store_init(store, r->slot[0], r->slot[1], state_buf, sizeof(state_buf)),
+		0);
 	return peft_state_store_resume(store, &booted, NULL, rep);
 }
 
@@ -215,8 +216,8 @@ static void scenario(const struct geometry *g, int first_slot_region, int k)
 		int slot = -1;
 
 		train(100u * (uint32_t)k + (uint32_t)i);
-		PEFT_CHECK_EQ_INT(peft_state_store_save(&r.store, &trainer, (uint32_t)i + 1u, &slot),
-				  0);
+		PEFT_CHECK_EQ_INT(
+			peft_state_store_save(&r.store, &trainer, (uint32_t)i + 1u, &slot), 0);
 		PEFT_CHECK_EQ_INT(slot, i % 2);
 	}
 	if (k > 0) {
@@ -248,7 +249,8 @@ static void scenario(const struct geometry *g, int first_slot_region, int k)
 
 	PEFT_CHECK_EQ_INT(r.dev.pages_erased - erased_before, pages);
 	if (tail >= MAX_STATE) {
-		const uint8_t *target = mem + (uint32_t)(r.slot[slot] == &r.region[1].flash) * g->slot;
+		const uint8_t *target =
+			mem + (uint32_t)(r.slot[slot] == &r.region[1].flash) * g->slot;
 		const uint8_t marker = (target == mem) ? 0xA5 : 0x5A;
 
 		for (uint32_t i = 0; i < g->page; i++) {
@@ -268,7 +270,7 @@ static void scenario(const struct geometry *g, int first_slot_region, int k)
 				n_calls);
 	}
 	for (uint32_t c = 0; c < n_calls; c++) {
-		const uint32_t units = (log[c].op == NOR_ERASE) ? log[c].len / g->page
+		const uint32_t units = (log[c].op == NOR_ERASE)   ? log[c].len / g->page
 				       : (log[c].op == NOR_WRITE) ? log[c].len
 								  : 0u;
 		const enum nor_cut_kind kind =
@@ -284,8 +286,8 @@ static void scenario(const struct geometry *g, int first_slot_region, int k)
 					     log[c].offset % g->slot == 0u || u % 16u == 0u;
 
 			check_after_cut(&r, prev, recover,
-					kind == NOR_CUT_IN_ERASE ? "in erase page" : "after byte", u,
-					units);
+					kind == NOR_CUT_IN_ERASE ? "in erase page" : "after byte",
+					u, units);
 		}
 	}
 }
@@ -304,11 +306,11 @@ static void poison_slot(struct rig *r, int i)
 
 	memcpy(blob + 12, &crc, sizeof(crc));
 	memset(blob + state_bytes, 0xFF, sizeof(got) - state_bytes);
-	const uint32_t len = (uint32_t)((state_bytes + f->write_size - 1u) / f->write_size *
-					 f->write_size);
+	const uint32_t len =
+		(uint32_t)((state_bytes + f->write_size - 1u) / f->write_size * f->write_size);
 
-	PEFT_CHECK_EQ_INT(f->erase(f, 0, (len + f->erase_size - 1u) / f->erase_size * f->erase_size),
-			  0);
+	PEFT_CHECK_EQ_INT(
+		f->erase(f, 0, (len + f->erase_size - 1u) / f->erase_size * f->erase_size), 0);
 	PEFT_CHECK_EQ_INT(f->write(f, 0, blob, len), 0);
 }
 
@@ -327,7 +329,7 @@ static peft_status refuse_run(const struct peft_state_check *check, peft_trainer
 	self->runs++;
 	PEFT_CHECK_EQ_INT(peft_trainer_param_info(t, 0, &info), PEFT_OK);
 	return (memcmp(&info.data[0], &self->first_param, sizeof(float)) == 0) ? PEFT_ERR_NUMERIC
-										: PEFT_OK;
+									       : PEFT_OK;
 }
 
 static void test_fallback_and_refusals(void)
@@ -363,9 +365,9 @@ static void test_fallback_and_refusals(void)
 	struct refuse_one refuse = {{refuse_run}, keep, 0};
 
 	nor_fake_power_on(&r.dev);
-	PEFT_CHECK_EQ_INT(peft_state_store_init(&store, r.slot[0], r.slot[1], state_buf,
-						sizeof(state_buf)),
-			  0);
+	PEFT_CHECK_EQ_INT(
+		peft_state_store_init(&store, r.slot[0], r.slot[1], state_buf, sizeof(state_buf)),
+		0);
 	PEFT_CHECK_EQ_INT(peft_state_store_resume(&store, &booted, &refuse.check, rep), PEFT_OK);
 	PEFT_CHECK_EQ_INT(store.current, 0);
 	PEFT_CHECK_EQ_INT(rep[1].status, PEFT_OK);

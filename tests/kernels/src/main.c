@@ -217,8 +217,8 @@ ZTEST(peft_kernels, test_scale_shift)
 	memset(grad_beta, 0, sizeof(grad_beta));
 	PEFT_ASSERT_OK(peft_scale_shift_fwd_f32(SS_PIXELS, SS_C, ss_in, ss_gamma, ss_beta, out));
 	PEFT_ASSERT_CLOSE(out, ss_out, ARRAY_SIZE(ss_out), ATOL, RTOL);
-	PEFT_ASSERT_OK(
-		peft_scale_shift_bwd_input_f32(SS_PIXELS, SS_C, ss_gamma, ss_grad_out, grad, false));
+	PEFT_ASSERT_OK(peft_scale_shift_bwd_input_f32(SS_PIXELS, SS_C, ss_gamma, ss_grad_out, grad,
+						      false));
 	PEFT_ASSERT_CLOSE(grad, ss_grad_in, ARRAY_SIZE(ss_grad_in), ATOL, RTOL);
 	memset(grad, 0, sizeof(grad));
 	PEFT_ASSERT_OK(peft_scale_shift_bwd_param_f32(SS_PIXELS, SS_C, ss_in, ss_grad_out, grad,

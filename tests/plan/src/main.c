@@ -118,9 +118,9 @@ ZTEST(peft_plan, test_method_not_compiled_is_refused)
 {
 	zassert_false(IS_ENABLED(CONFIG_PEFT_METHOD_SCALE_SHIFT), "the suite must leave it out");
 	memcpy(buf, plan_scale_shift, sizeof(plan_scale_shift));
-	zassert_equal(peft_plan_load(&plan, buf, sizeof(plan_scale_shift), img.model,
-				     img.model_len),
-		      PEFT_ERR_PLAN_METHOD_NOT_COMPILED);
+	zassert_equal(
+		peft_plan_load(&plan, buf, sizeof(plan_scale_shift), img.model, img.model_len),
+		PEFT_ERR_PLAN_METHOD_NOT_COMPILED);
 }
 
 ZTEST(peft_plan, test_model_container_checks)
@@ -139,7 +139,8 @@ ZTEST(peft_plan, test_model_container_checks)
 	memcpy(buf, container, sizeof(container));
 	buf[sizeof(container) - 1] ^= 0x40;
 	zassert_equal(peft_model_image_parse(buf, sizeof(container), &m), PEFT_IMAGE_CRC);
-	zassert_equal(peft_model_image_parse(container, sizeof(container) - 1, &m), PEFT_IMAGE_TRUNCATED);
+	zassert_equal(peft_model_image_parse(container, sizeof(container) - 1, &m),
+		      PEFT_IMAGE_TRUNCATED);
 	zassert_equal(peft_model_image_parse(container, 10, &m), PEFT_IMAGE_TRUNCATED);
 	/* A model offset that is not 16-byte aligned (CRC recomputed: a valid but wrong header). */
 	memcpy(buf, container, sizeof(container));
@@ -170,7 +171,8 @@ ZTEST(peft_plan, test_dataset_checks)
 	memcpy(data_buf, dataset, sizeof(dataset));
 	data_buf[100] ^= 0x01; /* a sample byte */
 	zassert_equal(peft_dataset_image_parse(data_buf, sizeof(data_buf), &d), PEFT_IMAGE_CRC);
-	zassert_equal(peft_dataset_image_parse(dataset, sizeof(dataset) / 2, &d), PEFT_IMAGE_TRUNCATED);
+	zassert_equal(peft_dataset_image_parse(dataset, sizeof(dataset) / 2, &d),
+		      PEFT_IMAGE_TRUNCATED);
 	/* A label outside the classes, CRC recomputed. */
 	memcpy(data_buf, dataset, sizeof(dataset));
 	const uint32_t labels = data_buf[48] | (data_buf[49] << 8) | (data_buf[50] << 16) |

@@ -68,8 +68,8 @@ static void train(uint32_t seed)
 			seed = seed * 1664525u + 1013904223u;
 			input[i] = (float)(seed >> 8) / 16777216.0f;
 		}
-		PEFT_ASSERT_OK(peft_trainer_train_sample_f32(&trainer, input, s % PLAN_NUM_CLASSES,
-							     NULL));
+		PEFT_ASSERT_OK(
+			peft_trainer_train_sample_f32(&trainer, input, s % PLAN_NUM_CLASSES, NULL));
 		PEFT_ASSERT_OK(peft_trainer_step(&trainer));
 	}
 }

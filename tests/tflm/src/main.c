@@ -37,8 +37,8 @@ ZTEST(peft_tflm, test_prefix_matches_tflite)
 	/* Twice: the interpreter must be reusable without re-initialisation. */
 	for (int round = 0; round < 2; round++) {
 		memset(out, 0, sizeof(out));
-		PEFT_ASSERT_OK(peft_tflm_run_s8(&ctx, tflm_input, sizeof(tflm_input), out,
-						sizeof(out)));
+		PEFT_ASSERT_OK(
+			peft_tflm_run_s8(&ctx, tflm_input, sizeof(tflm_input), out, sizeof(out)));
 		for (int i = 0; i < TFLM_OUT_N; i++) {
 			zassert_true(abs(out[i] - tflm_output[i]) <= MAX_DIFF,
 				     "out[%d] = %d, TFLite %d", i, out[i], tflm_output[i]);
@@ -55,8 +55,8 @@ ZTEST(peft_tflm, test_per_channel_fully_connected)
 {
 	peft_tflm ctx;
 	static int8_t fc_out[TFLM_FC_OUT_N];
-	peft_status status = peft_tflm_init(&ctx, tflm_fc_model, sizeof(tflm_fc_model), arena,
-					    sizeof(arena));
+	peft_status status =
+		peft_tflm_init(&ctx, tflm_fc_model, sizeof(tflm_fc_model), arena, sizeof(arena));
 
 #if __has_include("tensorflow/lite/micro/micro_log.h")
 	PEFT_ASSERT_OK(status);
@@ -84,8 +84,9 @@ ZTEST(peft_tflm, test_rejects_bad_models)
 	zassert_equal(ctx.error, PEFT_TFLM_ERROR_MODEL);
 
 	/* Truncated: offsets point past the end. */
-	zassert_equal(peft_tflm_init(&ctx, tflm_model, sizeof(tflm_model) / 2, arena, sizeof(arena)),
-		      PEFT_ERR_PLAN_FIELD);
+	zassert_equal(
+		peft_tflm_init(&ctx, tflm_model, sizeof(tflm_model) / 2, arena, sizeof(arena)),
+		PEFT_ERR_PLAN_FIELD);
 	zassert_equal(ctx.error, PEFT_TFLM_ERROR_MODEL);
 
 	/* Valid model, arena too small for its tensors. */
@@ -95,9 +96,9 @@ ZTEST(peft_tflm, test_rejects_bad_models)
 
 	/* Misaligned model pointer. */
 	memcpy(bad_model, tflm_model, sizeof(tflm_model));
-	zassert_equal(peft_tflm_init(&ctx, bad_model + 1, sizeof(tflm_model) - 1, arena,
-				     sizeof(arena)),
-		      PEFT_ERR_ARG);
+	zassert_equal(
+		peft_tflm_init(&ctx, bad_model + 1, sizeof(tflm_model) - 1, arena, sizeof(arena)),
+		PEFT_ERR_ARG);
 }
 
 ZTEST_SUITE(peft_tflm, NULL, NULL, NULL, NULL, NULL);

@@ -36,8 +36,7 @@ static bool passes(peft_activation act, float y)
 	return y > 0.0f && (act != PEFT_ACT_RELU6 || y < 6.0f);
 }
 
-peft_status peft_activation_mask_f32(peft_activation act, int32_t n, const float *y,
-				     uint8_t *mask)
+peft_status peft_activation_mask_f32(peft_activation act, int32_t n, const float *y, uint8_t *mask)
 {
 	if (!activation_ok(act) || act == PEFT_ACT_NONE || n <= 0 || y == NULL || mask == NULL) {
 		return PEFT_ERR_ARG;

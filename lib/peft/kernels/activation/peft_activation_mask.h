@@ -10,8 +10,7 @@
 
 #include "peft/peft_kernels.h"
 
-peft_status peft_activation_mask_f32(peft_activation act, int32_t n, const float *y,
-				     uint8_t *mask);
+peft_status peft_activation_mask_f32(peft_activation act, int32_t n, const float *y, uint8_t *mask);
 peft_status peft_activation_bwd_mask_f32(int32_t n, const uint8_t *mask, float *grad);
 
 #endif /* PEFT_ACTIVATION_MASK_H */

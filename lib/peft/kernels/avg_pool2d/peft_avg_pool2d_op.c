@@ -19,9 +19,9 @@ static peft_status avg_pool_backward(const peft_op_backward_args *a)
 {
 	const peft_conv_params cp = peft_op_conv_params(a->layer);
 
-	return a->grad_in[0] == NULL ? PEFT_OK
-				     : peft_avg_pool2d_bwd_input_f32(&cp, a->g, a->grad_in[0],
-								     a->accumulate[0]);
+	return a->grad_in[0] == NULL
+		       ? PEFT_OK
+		       : peft_avg_pool2d_bwd_input_f32(&cp, a->g, a->grad_in[0], a->accumulate[0]);
 }
 
 const peft_op peft_op_average_pool_2d = {

@@ -76,8 +76,8 @@ static void gather_input(const peft_conv_params *p, const peft_wsrc *w, const fl
 	}
 }
 
-static void conv2d_bwd_input(const peft_conv_params *p, const peft_wsrc *w,
-			     const float *grad_out, float *grad_in, bool accumulate)
+static void conv2d_bwd_input(const peft_conv_params *p, const peft_wsrc *w, const float *grad_out,
+			     float *grad_in, bool accumulate)
 {
 	float acc[PEFT_KERNEL_BLOCK];
 
@@ -167,7 +167,8 @@ peft_status peft_conv2d_bwd_weight_f32(const peft_conv_params *p, const float *i
 	for (int32_t oc = 0; oc < p->out.c; oc++) {
 		for (int32_t ky = 0; ky < p->kernel_h; ky++) {
 			for (int32_t kx = 0; kx < p->kernel_w; kx++) {
-				float *gw = grad_w + ((oc * p->kernel_h + ky) * p->kernel_w + kx) * in_c;
+				float *gw = grad_w +
+					    ((oc * p->kernel_h + ky) * p->kernel_w + kx) * in_c;
 
 				for (int32_t c0 = 0; c0 < in_c; c0 += PEFT_KERNEL_BLOCK) {
 					const int32_t nb = peft_block_len(in_c, c0);

@@ -33,11 +33,10 @@ static peft_status conv2d_backward(const peft_op_backward_args *a)
 	if (a->grad_in[0] == NULL) {
 		return PEFT_OK;
 	}
-	return a->weight != NULL
-		       ? peft_conv2d_bwd_input_f32(&cp, a->weight, a->g, a->grad_in[0],
-						   a->accumulate[0])
-		       : peft_conv2d_bwd_input_s8(&cp, a->frozen, a->g, a->grad_in[0],
-						  a->accumulate[0]);
+	return a->weight != NULL ? peft_conv2d_bwd_input_f32(&cp, a->weight, a->g, a->grad_in[0],
+							     a->accumulate[0])
+				 : peft_conv2d_bwd_input_s8(&cp, a->frozen, a->g, a->grad_in[0],
+							    a->accumulate[0]);
 }
 
 const peft_op peft_op_conv_2d = {

@@ -20,7 +20,8 @@ static void depthwise_bwd_input(const peft_conv_params *p, const peft_wsrc *w,
 {
 	for (int32_t iy = 0; iy < p->in.h; iy++) {
 		for (int32_t ix = 0; ix < p->in.w; ix++) {
-			peft_dw_input_pixel(p, w, grad_out, iy, ix, 0, p->in.c, grad_in, accumulate);
+			peft_dw_input_pixel(p, w, grad_out, iy, ix, 0, p->in.c, grad_in,
+					    accumulate);
 		}
 	}
 }

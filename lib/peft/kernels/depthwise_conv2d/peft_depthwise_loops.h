@@ -15,9 +15,9 @@
  * accumulators, each in-bounds tap adds w[ky][kx][:] * in[iy][ix][:]
  * (contiguous over channels in both); an int8 sum is scaled once per
  * channel at the end. */
-static inline void peft_dw_fwd_pixel(const peft_conv_params *p, const float *in,
-				     const peft_wsrc *w, const float *bias, int32_t oy, int32_t ox,
-				     int32_t c_lo, int32_t c_hi, float *out)
+static inline void peft_dw_fwd_pixel(const peft_conv_params *p, const float *in, const peft_wsrc *w,
+				     const float *bias, int32_t oy, int32_t ox, int32_t c_lo,
+				     int32_t c_hi, float *out)
 {
 	const int32_t ch = p->in.c;
 	const int32_t n = c_hi - c_lo;
@@ -87,9 +87,8 @@ static inline void peft_dw_gather_input(const peft_conv_params *p, const peft_ws
 /* grad_in of input pixel (iy, ix), channels c_lo..c_hi - 1, in blocks of
  * PEFT_KERNEL_BLOCK channels: each sum scaled once and then stored or added. */
 static inline void peft_dw_input_pixel(const peft_conv_params *p, const peft_wsrc *w,
-				       const float *grad_out, int32_t iy, int32_t ix,
-				       int32_t c_lo, int32_t c_hi, float *grad_in,
-				       bool accumulate)
+				       const float *grad_out, int32_t iy, int32_t ix, int32_t c_lo,
+				       int32_t c_hi, float *grad_in, bool accumulate)
 {
 	float *gi = grad_in + (iy * p->in.w + ix) * p->in.c;
 	float acc[PEFT_KERNEL_BLOCK];

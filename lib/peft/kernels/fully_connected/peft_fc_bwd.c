@@ -27,8 +27,8 @@ static void fc_bwd_input(const peft_fc_params *p, const peft_wsrc *w, const floa
 			peft_zero_f32(nb, acc);
 			for (int32_t oc = 0; oc < p->out_features; oc++) {
 				/* The scale belongs to the output feature: fold it into g. */
-				peft_wsrc_axpy(w, oc * n_in + i0, nb, g[oc] * peft_wsrc_scale(w, oc),
-					       acc);
+				peft_wsrc_axpy(w, oc * n_in + i0, nb,
+					       g[oc] * peft_wsrc_scale(w, oc), acc);
 			}
 			peft_store_block(nb, acc, gi + i0, accumulate);
 		}

@@ -8,8 +8,8 @@
 
 /* One row at a time: each output is a contiguous dot product of a weight row
  * with the input row. An int8 sum is scaled once per output feature. */
-static void fc_fwd(const peft_fc_params *p, const float *in, const peft_wsrc *w,
-		   const float *bias, float *out)
+static void fc_fwd(const peft_fc_params *p, const float *in, const peft_wsrc *w, const float *bias,
+		   float *out)
 {
 	const int32_t n_in = p->in_features;
 
@@ -18,7 +18,8 @@ static void fc_fwd(const peft_fc_params *p, const float *in, const peft_wsrc *w,
 		float *o = out + r * p->out_features;
 
 		for (int32_t oc = 0; oc < p->out_features; oc++) {
-			o[oc] = peft_wsrc_dot(w, oc * n_in, n_in, x, 0.0f) * peft_wsrc_scale(w, oc) +
+			o[oc] = peft_wsrc_dot(w, oc * n_in, n_in, x, 0.0f) *
+					peft_wsrc_scale(w, oc) +
 				(bias != NULL ? bias[oc] : 0.0f);
 		}
 	}

@@ -11,7 +11,8 @@ static bool fc_shapes_ok(const peft_op_shapes *s)
 	const uint32_t in_features = count / (uint32_t)s->out.c;
 
 	return count % (uint32_t)s->out.c == 0 && in_features != 0 &&
-	       s->in_size % in_features == 0 && (s->in_size / in_features) * s->out.c == s->out_size;
+	       s->in_size % in_features == 0 &&
+	       (s->in_size / in_features) * s->out.c == s->out_size;
 }
 
 static peft_status fc_forward(const peft_op_forward_args *a)
@@ -35,9 +36,10 @@ static peft_status fc_backward(const peft_op_backward_args *a)
 	if (a->grad_in[0] == NULL) {
 		return PEFT_OK;
 	}
-	return a->weight != NULL
-		       ? peft_fc_bwd_input_f32(&fp, a->weight, a->g, a->grad_in[0], a->accumulate[0])
-		       : peft_fc_bwd_input_s8(&fp, a->frozen, a->g, a->grad_in[0], a->accumulate[0]);
+	return a->weight != NULL ? peft_fc_bwd_input_f32(&fp, a->weight, a->g, a->grad_in[0],
+							 a->accumulate[0])
+				 : peft_fc_bwd_input_s8(&fp, a->frozen, a->g, a->grad_in[0],
+							a->accumulate[0]);
 }
 
 const peft_op peft_op_fully_connected = {

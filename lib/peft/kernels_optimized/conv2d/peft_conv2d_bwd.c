@@ -75,15 +75,17 @@ static void input_block4(const peft_conv_params *p, const peft_wsrc *w, const fl
 				const int32_t at = (ky * kw + kx) * in_c + c0;
 
 				if (step == 4 && w->q != NULL) {
-					peft_blk_pc4x4_s8(out_c, g, out_c, w->q + at, oc_size, w->scales,
-							  w->scale_step, acc);
+					peft_blk_pc4x4_s8(out_c, g, out_c, w->q + at, oc_size,
+							  w->scales, w->scale_step, acc);
 				} else if (step == 4) {
-					peft_blk_pc4x4_f32(out_c, g, out_c, w->f + at, oc_size, acc);
+					peft_blk_pc4x4_f32(out_c, g, out_c, w->f + at, oc_size,
+							   acc);
 				} else if (w->q != NULL) {
-					peft_blk_pc4x1_s8(out_c, g, out_c, w->q + at, oc_size, w->scales,
-							  w->scale_step, acc);
+					peft_blk_pc4x1_s8(out_c, g, out_c, w->q + at, oc_size,
+							  w->scales, w->scale_step, acc);
 				} else {
-					peft_blk_pc4x1_f32(out_c, g, out_c, w->f + at, oc_size, acc);
+					peft_blk_pc4x1_f32(out_c, g, out_c, w->f + at, oc_size,
+							   acc);
 				}
 			}
 		}
@@ -91,7 +93,8 @@ static void input_block4(const peft_conv_params *p, const peft_wsrc *w, const fl
 			float *gi = grad_in + (iy * p->in.w + ix + lane * p->stride_w) * in_c + c0;
 
 			for (int32_t q = j - c0; q < step; q++) {
-				peft_blk_put(gi + q, acc[step == 4 ? lane * 4 + q : lane], accumulate);
+				peft_blk_put(gi + q, acc[step == 4 ? lane * 4 + q : lane],
+					     accumulate);
 			}
 		}
 	}
@@ -133,9 +136,12 @@ static void input_pixel(const peft_conv_params *p, const peft_wsrc *w, const flo
 					peft_blk_pc1x4_f32(out_c, g, w->f + at, oc_size, acc);
 				} else {
 					for (int32_t oc = 0; oc < out_c; oc++) {
-						acc[0] += g[oc] * (w->q != NULL
-							? (float)w->q[oc * oc_size + at] * peft_wsrc_scale(w, oc)
-							: w->f[oc * oc_size + at]);
+						acc[0] +=
+							g[oc] *
+							(w->q != NULL
+								 ? (float)w->q[oc * oc_size + at] *
+									   peft_wsrc_scale(w, oc)
+								 : w->f[oc * oc_size + at]);
 					}
 				}
 			}
@@ -162,8 +168,8 @@ static bool taps_full(int32_t i, int32_t pad, int32_t kernel, int32_t stride, in
 	return last <= r && (r - first) / stride < out_n;
 }
 
-static void conv2d_bwd_input(const peft_conv_params *p, const peft_wsrc *w,
-			     const float *grad_out, float *grad_in, bool accumulate)
+static void conv2d_bwd_input(const peft_conv_params *p, const peft_wsrc *w, const float *grad_out,
+			     float *grad_in, bool accumulate)
 {
 	const int32_t sw = p->stride_w;
 
@@ -178,10 +184,12 @@ static void conv2d_bwd_input(const peft_conv_params *p, const peft_wsrc *w,
 				if (ix3 < p->in.w &&
 				    taps_full(ix, p->pad_left, p->kernel_w, sw, p->out.w) &&
 				    taps_full(ix3, p->pad_left, p->kernel_w, sw, p->out.w)) {
-					input_block4(p, w, grad_out, iy, ix, &ty, grad_in, accumulate);
+					input_block4(p, w, grad_out, iy, ix, &ty, grad_in,
+						     accumulate);
 					ix += 4 * sw;
 				} else {
-					input_pixel(p, w, grad_out, iy, ix, &ty, grad_in, accumulate);
+					input_pixel(p, w, grad_out, iy, ix, &ty, grad_in,
+						    accumulate);
 					ix += sw;
 				}
 			}
@@ -257,12 +265,17 @@ peft_status peft_conv2d_bwd_weight_f32(const peft_conv_params *p, const float *i
 					const int32_t c0 = nc == 4 ? peft_blk_start(k, in_c) : k;
 
 					peft_blk_zero(16, acc);
-					for (int32_t oy = oy_lo; oy < oy_hi && ox_lo < ox_hi; oy++) {
-						const int32_t iy = oy * p->stride_h - p->pad_top + ky;
-						const int32_t ix = ox_lo * p->stride_w - p->pad_left + kx;
-						const float *g =
-							grad_out + (oy * p->out.w + ox_lo) * out_c + o0;
-						const float *x = in + (iy * p->in.w + ix) * in_c + c0;
+					for (int32_t oy = oy_lo; oy < oy_hi && ox_lo < ox_hi;
+					     oy++) {
+						const int32_t iy =
+							oy * p->stride_h - p->pad_top + ky;
+						const int32_t ix =
+							ox_lo * p->stride_w - p->pad_left + kx;
+						const float *g = grad_out +
+								 (oy * p->out.w + ox_lo) * out_c +
+								 o0;
+						const float *x =
+							in + (iy * p->in.w + ix) * in_c + c0;
 						const int32_t n = ox_hi - ox_lo;
 						const int32_t xs = p->stride_w * in_c;
 
@@ -271,14 +284,16 @@ peft_status peft_conv2d_bwd_weight_f32(const peft_conv_params *p, const float *i
 						} else if (no == 4) {
 							peft_blk_cc4x1_f32(n, g, out_c, x, xs, acc);
 						} else {
-							peft_blk_cc_tail_f32(n, no, nc, g, out_c, x, xs,
-									     acc);
+							peft_blk_cc_tail_f32(n, no, nc, g, out_c, x,
+									     xs, acc);
 						}
 					}
 					for (int32_t o = j - o0; o < no; o++) {
 						float *gw = grad_w +
-							    (((o0 + o) * p->kernel_h + ky) * p->kernel_w +
-							     kx) * in_c + c0;
+							    (((o0 + o) * p->kernel_h + ky) *
+								     p->kernel_w +
+							     kx) * in_c +
+							    c0;
 
 						for (int32_t c = k - c0; c < nc; c++) {
 							gw[c] += acc[o * nc + c];

@@ -15,8 +15,8 @@
 #include "peft/peft_kernels.h"
 
 /* Output channels oc0..oc0+3 of pixel `o` from the sums acc[lane * 4 + q]. */
-static void store_pixel(const peft_wsrc *w, const float *bias,
-			int32_t oc0, const float *acc, float *o)
+static void store_pixel(const peft_wsrc *w, const float *bias, int32_t oc0, const float *acc,
+			float *o)
 {
 	for (int32_t q = 0; q < 4; q++) {
 		const int32_t oc = oc0 + q;
@@ -76,11 +76,11 @@ static void pixel_blocked(const peft_conv_params *p, const float *in, const peft
 
 		peft_blk_zero(4, acc);
 		if (segs > 0 && w->q != NULL) {
-			peft_blk_pp1x4_s8(segs, n, x, p->in.w * in_c - n, w->q + oc0 * oc_size + tap,
-					  oc_size, kw * in_c - n, acc);
+			peft_blk_pp1x4_s8(segs, n, x, p->in.w * in_c - n,
+					  w->q + oc0 * oc_size + tap, oc_size, kw * in_c - n, acc);
 		} else if (segs > 0) {
-			peft_blk_pp1x4_f32(segs, n, x, p->in.w * in_c - n, w->f + oc0 * oc_size + tap,
-					   oc_size, kw * in_c - n, acc);
+			peft_blk_pp1x4_f32(segs, n, x, p->in.w * in_c - n,
+					   w->f + oc0 * oc_size + tap, oc_size, kw * in_c - n, acc);
 		}
 		store_pixel(w, bias, oc0, acc, o);
 	}
@@ -131,11 +131,13 @@ static void conv2d_fwd(const peft_conv_params *p, const float *in, const peft_ws
 				if (w->q != NULL) {
 					peft_blk_pp4x4_s8(segs, kw * in_c, x, sw * in_c,
 							  (p->in.w - kw) * in_c,
-							  w->q + oc0 * oc_size + tap, oc_size, 0, acc);
+							  w->q + oc0 * oc_size + tap, oc_size, 0,
+							  acc);
 				} else {
 					peft_blk_pp4x4_f32(segs, kw * in_c, x, sw * in_c,
 							   (p->in.w - kw) * in_c,
-							   w->f + oc0 * oc_size + tap, oc_size, 0, acc);
+							   w->f + oc0 * oc_size + tap, oc_size, 0,
+							   acc);
 				}
 				for (int32_t lane = 0; lane < 4; lane++) {
 					store_pixel(w, bias, oc0, acc + lane * 4,

@@ -65,11 +65,12 @@ static bool input_stride1(const peft_conv_params *p, const peft_wsrc *w, const f
 			float *y = grad_in + iy0 * p->in.w * ch + c;
 
 			if (pl.pitch == PEFT_DW_PITCH) {
-				peft_dw3x3_rows(n, p->in.w, buf, PEFT_DW_PITCH, PEFT_DW_PITCH, 1, flipped,
-						scale, 0.0f, accumulate, y, p->in.w * ch, ch);
+				peft_dw3x3_rows(n, p->in.w, buf, PEFT_DW_PITCH, PEFT_DW_PITCH, 1,
+						flipped, scale, 0.0f, accumulate, y, p->in.w * ch,
+						ch);
 			} else {
-				peft_dw3x3_rows(n, p->in.w, buf, pl.pitch, pl.pitch, 1, flipped, scale,
-						0.0f, accumulate, y, p->in.w * ch, ch);
+				peft_dw3x3_rows(n, p->in.w, buf, pl.pitch, pl.pitch, 1, flipped,
+						scale, 0.0f, accumulate, y, p->in.w * ch, ch);
 			}
 		}
 	}
@@ -149,7 +150,8 @@ static bool input_stride2(const peft_conv_params *p, const peft_wsrc *w, const f
 			peft_dw_fill(&pl, grad_out, &p->out, c, row0, rows, -1);
 			for (int32_t iy = iy0; iy < iy0 + n; iy++) {
 				const int32_t ry = iy + p->pad_top;
-				const float *ra = buf + (ry / 2 - row0) * pl.pitch; /* ky = ry % 2 */
+				const float *ra =
+					buf + (ry / 2 - row0) * pl.pitch; /* ky = ry % 2 */
 				const float *rb = ry % 2 == 0 ? ra - pl.pitch : NULL; /* ky = 2 */
 				const int32_t ky = ry % 2;
 				float *gi = grad_in + iy * p->in.w * ch + c;
@@ -158,14 +160,16 @@ static bool input_stride2(const peft_conv_params *p, const peft_wsrc *w, const f
 					const int32_t rx = par + p->pad_left;
 					const int32_t kx = rx % 2;
 					const bool two = kx == 0;
-					const int32_t j = rx / 2 + 1; /* kx: column rx / 2 (+1 shift) */
-					const float kk[4] = {k[ky * 3 + kx], two ? k[ky * 3 + 2] : 0.0f,
+					const int32_t j =
+						rx / 2 + 1; /* kx: column rx / 2 (+1 shift) */
+					const float kk[4] = {k[ky * 3 + kx],
+							     two ? k[ky * 3 + 2] : 0.0f,
 							     rb != NULL ? k[6 + kx] : 0.0f,
 							     rb != NULL && two ? k[8] : 0.0f};
 
 					stride2_run((p->in.w - par + 1) / 2, ra + j,
-						    rb != NULL ? rb + j : NULL, two, kk, scale, accumulate,
-						    gi + par * ch, 2 * ch);
+						    rb != NULL ? rb + j : NULL, two, kk, scale,
+						    accumulate, gi + par * ch, 2 * ch);
 				}
 			}
 		}
@@ -190,7 +194,8 @@ static void depthwise_bwd_input(const peft_conv_params *p, const peft_wsrc *w,
 	}
 	for (int32_t iy = 0; iy < p->in.h; iy++) {
 		for (int32_t ix = 0; ix < p->in.w; ix++) {
-			peft_dw_input_pixel(p, w, grad_out, iy, ix, 0, p->in.c, grad_in, accumulate);
+			peft_dw_input_pixel(p, w, grad_out, iy, ix, 0, p->in.c, grad_in,
+					    accumulate);
 		}
 	}
 }

@@ -32,8 +32,8 @@ static void depthwise_fwd(const peft_conv_params *p, const float *in, const peft
 	const int32_t pw = (p->out.w - 1) * p->stride_w + 3;
 	/* At stride 2 a plane holds 4 inputs per output: 64 outputs repay it. */
 	const int32_t min_pixels = sh == 1 ? PEFT_DW_MIN_PIXELS : 4 * PEFT_DW_MIN_PIXELS;
-	const bool planes = p->kernel_h == 3 && p->kernel_w == 3 &&
-			    p->out.h * p->out.w >= min_pixels;
+	const bool planes =
+		p->kernel_h == 3 && p->kernel_w == 3 && p->out.h * p->out.w >= min_pixels;
 	const int32_t band = planes ? peft_dw_band(pw, sh) : 0;
 
 	if (band == 0 && sh > 1 && p->out.h * p->out.w >= PEFT_DW_MIN_PIXELS) {
@@ -69,10 +69,12 @@ static void depthwise_fwd(const peft_conv_params *p, const float *in, const peft
 			/* A constant pitch makes the window rows immediate offsets. */
 			if (pl.pitch == PEFT_DW_PITCH) {
 				peft_dw3x3_rows(n, p->out.w, buf, sh * PEFT_DW_PITCH, PEFT_DW_PITCH,
-						p->stride_w, k, scale, shift, false, y, p->out.w * ch, ch);
+						p->stride_w, k, scale, shift, false, y,
+						p->out.w * ch, ch);
 			} else {
-				peft_dw3x3_rows(n, p->out.w, buf, sh * pl.pitch, pl.pitch, p->stride_w,
-						k, scale, shift, false, y, p->out.w * ch, ch);
+				peft_dw3x3_rows(n, p->out.w, buf, sh * pl.pitch, pl.pitch,
+						p->stride_w, k, scale, shift, false, y,
+						p->out.w * ch, ch);
 			}
 		}
 	}

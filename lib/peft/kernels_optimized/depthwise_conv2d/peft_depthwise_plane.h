@@ -2,8 +2,8 @@
  * One channel at a time, a band of the NHWC tensor it reads is copied into a
  * zero-padded plane on the stack (PEFT_DW_PLANE floats), so that every
  * window lies inside the plane: the loops below never test a border, and the
- * channel's 9 taps stay in registers while a row of pixels streams past. A padding tap adds w * 0, which leaves every sum as
- * the reference's in-bounds sum. */
+ * channel's 9 taps stay in registers while a row of pixels streams past. A padding tap adds w * 0,
+ * which leaves every sum as the reference's in-bounds sum. */
 #ifndef PEFT_DEPTHWISE_PLANE_H
 #define PEFT_DEPTHWISE_PLANE_H
 
@@ -96,22 +96,22 @@ static inline void peft_dw_fill(peft_dw_plane *pl, const float *t, const peft_di
 
 /* y of one stride-1 pixel from the window's columns A, B, C (rows 0..2 each),
  * taps in row-major order; then column A takes the next column of the row. */
-#define PEFT_DW_PIXEL(A, B, C)                                                              \
-	do {                                                                                \
-		float y = A##0 * k0;                                                        \
-		y += B##0 * k1;                                                             \
-		y += C##0 * k2;                                                             \
-		y += A##1 * k3;                                                             \
-		y += B##1 * k4;                                                             \
-		y += C##1 * k5;                                                             \
-		y += A##2 * k6;                                                             \
-		y += B##2 * k7;                                                             \
-		y += C##2 * k8;                                                             \
-		y = y * scale + shift;                                                      \
-		*o = add ? *o + y : y;                                                      \
-		o += os;                                                                    \
-		A##0 = r[3], A##1 = r[pw + 3], A##2 = r[2 * pw + 3];                        \
-		r++;                                                                        \
+#define PEFT_DW_PIXEL(A, B, C)                                                                     \
+	do {                                                                                       \
+		float y = A##0 * k0;                                                               \
+		y += B##0 * k1;                                                                    \
+		y += C##0 * k2;                                                                    \
+		y += A##1 * k3;                                                                    \
+		y += B##1 * k4;                                                                    \
+		y += C##1 * k5;                                                                    \
+		y += A##2 * k6;                                                                    \
+		y += B##2 * k7;                                                                    \
+		y += C##2 * k8;                                                                    \
+		y = y * scale + shift;                                                             \
+		*o = add ? *o + y : y;                                                             \
+		o += os;                                                                           \
+		A##0 = r[3], A##1 = r[pw + 3], A##2 = r[2 * pw + 3];                               \
+		r++;                                                                               \
 	} while (0)
 
 /* Rows j < m (plane rows p_row apart, output rows o_row apart) of n stride-1
@@ -119,9 +119,9 @@ static inline void peft_dw_fill(peft_dw_plane *pl, const float *t, const peft_di
  * its new column (three pixels per iteration, the columns' registers taking
  * turns); the taps stay in registers for all m rows. A row's last pixel
  * loads one column past its window (inside the plane's slack). */
-static inline void peft_dw3x3_slide(int32_t m, int32_t n, const float *p, int32_t p_row,
-				    int32_t pw, const float *k, float scale, float shift, bool add,
-				    float *out, int32_t o_row, int32_t os)
+static inline void peft_dw3x3_slide(int32_t m, int32_t n, const float *p, int32_t p_row, int32_t pw,
+				    const float *k, float scale, float shift, bool add, float *out,
+				    int32_t o_row, int32_t os)
 {
 	const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5];
 	const float k6 = k[6], k7 = k[7], k8 = k[8];
@@ -153,9 +153,9 @@ static inline void peft_dw3x3_slide(int32_t m, int32_t n, const float *p, int32_
  * k[t] * p[j * p_row + (t / 3) * pw + t % 3 + i * step], then
  * out[j * o_row + i * os] = (add ? that : 0) + y * scale + shift. The taps
  * stay in registers for the whole band. */
-static inline void peft_dw3x3_rows(int32_t m, int32_t n, const float *p, int32_t p_row,
-				   int32_t pw, int32_t step, const float *k, float scale,
-				   float shift, bool add, float *out, int32_t o_row, int32_t os)
+static inline void peft_dw3x3_rows(int32_t m, int32_t n, const float *p, int32_t p_row, int32_t pw,
+				   int32_t step, const float *k, float scale, float shift, bool add,
+				   float *out, int32_t o_row, int32_t os)
 {
 	const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5];
 	const float k6 = k[6], k7 = k[7], k8 = k[8];

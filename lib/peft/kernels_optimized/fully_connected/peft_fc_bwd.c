@@ -21,8 +21,8 @@
  * every block of 4 rows reads them. Between tiles a sum waits in grad_in,
  * which `accumulate` forbids unless one tile holds every output
  * (fc_bwd_input checks). Overlapping blocks store only their new lanes. */
-static void fc_bwd_input_tiled(const peft_fc_params *p, const peft_wsrc *w,
-			       const float *grad_out, float *grad_in, bool accumulate)
+static void fc_bwd_input_tiled(const peft_fc_params *p, const peft_wsrc *w, const float *grad_out,
+			       float *grad_in, bool accumulate)
 {
 	const int32_t n_in = p->in_features;
 	const int32_t n_out = p->out_features;
@@ -36,16 +36,16 @@ static void fc_bwd_input_tiled(const peft_fc_params *p, const peft_wsrc *w,
 			const int32_t kn = peft_tile_len(n_out, k0);
 			const bool last = k0 + kn == n_out;
 
-			peft_tile_cols_s8(kn, w->q + k0 * n_in + c0, n_in, w->scales + k0 * w->scale_step,
-					  w->scale_step, tile);
+			peft_tile_cols_s8(kn, w->q + k0 * n_in + c0, n_in,
+					  w->scales + k0 * w->scale_step, w->scale_step, tile);
 			for (int32_t i = 0; i < p->rows; i += 4) {
 				const int32_t r0 = peft_blk_start(i, p->rows);
 				float *gi = grad_in + r0 * n_in + c0;
 				const float *g = grad_out + r0 * n_out + k0;
 
 				if (i == r0 && j == c0) {
-					peft_blk_pt4x4_f32_y(kn, g, n_out, tile, gi, n_in, k0 > 0, NULL,
-							     NULL, last && accumulate);
+					peft_blk_pt4x4_f32_y(kn, g, n_out, tile, gi, n_in, k0 > 0,
+							     NULL, NULL, last && accumulate);
 					continue;
 				}
 				for (int32_t r = 0; r < 4; r++) {
@@ -57,8 +57,8 @@ static void fc_bwd_input_tiled(const peft_fc_params *p, const peft_wsrc *w,
 				for (int32_t r = i - r0; r < 4; r++) {
 					for (int32_t c = j - c0; c < 4; c++) {
 						if (last) {
-							peft_blk_put(gi + r * n_in + c, acc[r * 4 + c],
-								     accumulate);
+							peft_blk_put(gi + r * n_in + c,
+								     acc[r * 4 + c], accumulate);
 						} else {
 							gi[r * n_in + c] = acc[r * 4 + c];
 						}
@@ -75,8 +75,8 @@ static void fc_bwd_input_tiled(const peft_fc_params *p, const peft_wsrc *w,
  * a float tile once (the reference's g * scale), and every block of 4 input
  * features reads it against the raw int8 weights. Partial sums wait in
  * grad_in between tiles, as in fc_bwd_input_tiled. */
-static void fc_bwd_input_scaled(const peft_fc_params *p, const peft_wsrc *w,
-				const float *grad_out, float *grad_in, bool accumulate)
+static void fc_bwd_input_scaled(const peft_fc_params *p, const peft_wsrc *w, const float *grad_out,
+				float *grad_in, bool accumulate)
 {
 	const int32_t n_in = p->in_features;
 	const int32_t n_out = p->out_features;
@@ -110,8 +110,8 @@ static void fc_bwd_input_scaled(const peft_fc_params *p, const peft_wsrc *w,
 				for (int32_t r = i - r0; r < 4; r++) {
 					for (int32_t c = j - c0; c < 4; c++) {
 						if (last) {
-							peft_blk_put(gi + r * n_in + c, acc[r * 4 + c],
-								     accumulate);
+							peft_blk_put(gi + r * n_in + c,
+								     acc[r * 4 + c], accumulate);
 						} else {
 							gi[r * n_in + c] = acc[r * 4 + c];
 						}
@@ -153,9 +153,13 @@ static void fc_bwd_input(const peft_fc_params *p, const peft_wsrc *w, const floa
 				for (int32_t r = 0; r < nr; r++) {
 					for (int32_t c = 0; c < nc; c++) {
 						for (int32_t o = 0; o < n_out; o++) {
-							const float wv = w->q != NULL
-								? (float)w->q[o * n_in + c] * peft_wsrc_scale(w, o)
-								: w->f[o * n_in + c];
+							const float wv =
+								w->q != NULL
+									? (float)w->q[o * n_in +
+										      c] *
+										  peft_wsrc_scale(w,
+												  o)
+									: w->f[o * n_in + c];
 
 							acc[r * 4 + c] += g[r * n_out + o] * wv;
 						}
@@ -167,8 +171,8 @@ static void fc_bwd_input(const peft_fc_params *p, const peft_wsrc *w, const floa
 			} else if (nr == 4) {
 				peft_blk_pc4x4_f32(n_out, g, n_out, w->f + c0, n_in, acc);
 			} else if (w->q != NULL) {
-				peft_blk_pc1x4_s8(n_out, g, w->q + c0, n_in, w->scales, w->scale_step,
-						  acc);
+				peft_blk_pc1x4_s8(n_out, g, w->q + c0, n_in, w->scales,
+						  w->scale_step, acc);
 			} else {
 				peft_blk_pc1x4_f32(n_out, g, w->f + c0, n_in, acc);
 			}
@@ -177,8 +181,8 @@ static void fc_bwd_input(const peft_fc_params *p, const peft_wsrc *w, const floa
 
 			for (int32_t r = r_new; r < nr; r++) {
 				for (int32_t c = c_new; c < nc; c++) {
-					peft_blk_put(grad_in + (r0 + r) * n_in + c0 + c, acc[r * 4 + c],
-						     accumulate);
+					peft_blk_put(grad_in + (r0 + r) * n_in + c0 + c,
+						     acc[r * 4 + c], accumulate);
 				}
 			}
 		}
@@ -247,7 +251,8 @@ peft_status peft_fc_bwd_weight_f32(const peft_fc_params *p, const float *in, con
 
 			peft_blk_zero(16, acc);
 			if (no == 4 && nc == 4) {
-				peft_blk_cc4x4_f32(p->rows, grad_out + o0, n_out, in + c0, n_in, acc);
+				peft_blk_cc4x4_f32(p->rows, grad_out + o0, n_out, in + c0, n_in,
+						   acc);
 			} else {
 				peft_blk_cc_tail_f32(p->rows, no, nc, grad_out + o0, n_out, in + c0,
 						     n_in, acc);

@@ -32,8 +32,8 @@ peft_status peft_fc_bwd_input_s8s8(const peft_fc_params *p, const peft_weights_s
 	const int32_t n_out = p->out_features;
 	const int32_t pairs = n_out + n_out % 2;
 	const peft_wsrc src = peft_wsrc_s8(w);
-	int16_t *q = scratch;                          /* [PEFT_S8S8_ROWS][pairs] */
-	int16_t *cols = q + PEFT_S8S8_ROWS * pairs;    /* [4][pairs] */
+	int16_t *q = scratch;                                /* [PEFT_S8S8_ROWS][pairs] */
+	int16_t *cols = q + PEFT_S8S8_ROWS * pairs;          /* [4][pairs] */
 	float *scales = (float *)(void *)(cols + 4 * pairs); /* [PEFT_S8S8_ROWS] */
 
 	for (int32_t r0 = 0; r0 < p->rows; r0 += PEFT_S8S8_ROWS) {

@@ -65,14 +65,15 @@ static void fc_fwd_tiled(const peft_fc_params *p, const float *in, const peft_ws
 					peft_blk_in4x4(acc, y, n_out);
 				}
 				peft_blk_pt4x4_f32(kn, x, n_in, tile, acc);
-				peft_blk_out4x4(acc, y, n_out, i - r0, j - o0, last ? sc : NULL, sh);
+				peft_blk_out4x4(acc, y, n_out, i - r0, j - o0, last ? sc : NULL,
+						sh);
 			}
 		}
 	}
 }
 
-static void fc_fwd(const peft_fc_params *p, const float *in, const peft_wsrc *w,
-		   const float *bias, float *out)
+static void fc_fwd(const peft_fc_params *p, const float *in, const peft_wsrc *w, const float *bias,
+		   float *out)
 {
 	const int32_t n_in = p->in_features;
 	const int32_t n_out = p->out_features;
@@ -104,9 +105,11 @@ static void fc_fwd(const peft_fc_params *p, const float *in, const peft_wsrc *w,
 
 			peft_blk_zero(16, acc);
 			if (nr == 4 && w->q != NULL) {
-				peft_blk_pp4x4_s8(1, n_in, x, n_in, 0, w->q + o0 * n_in, n_in, 0, acc);
+				peft_blk_pp4x4_s8(1, n_in, x, n_in, 0, w->q + o0 * n_in, n_in, 0,
+						  acc);
 			} else if (nr == 4) {
-				peft_blk_pp4x4_f32(1, n_in, x, n_in, 0, w->f + o0 * n_in, n_in, 0, acc);
+				peft_blk_pp4x4_f32(1, n_in, x, n_in, 0, w->f + o0 * n_in, n_in, 0,
+						   acc);
 			} else if (w->q != NULL) {
 				peft_blk_pp1x4_s8(1, n_in, x, 0, w->q + o0 * n_in, n_in, 0, acc);
 			} else {
