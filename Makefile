@@ -3,7 +3,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup bench test test-c test-python lint clean fuzz fuzz-ci fuzz-build
+.PHONY: setup bench test test-c test-python lint format clean fuzz fuzz-ci fuzz-build
 
 setup:
 	@scripts/bootstrap.sh
@@ -13,9 +13,19 @@ bench: setup
 
 test: setup lint test-c test-python fuzz-ci
 
+# C and C++ sources under clang-format, except the generated ones (written by
+# python -m micropeft.formats, tools/golden.py and tests/host/gen_plan_fixtures.py).
+C_SOURCES = $(shell git ls-files '*.c' '*.h' '*.cc' '*.cpp' | \
+	grep -v -e 'include/peft/peft_formats.h' -e '/golden_' -e 'peft_plan_fixtures.h')
+
 lint:
+	$(BIN)/clang-format --dry-run --Werror $(C_SOURCES)
 	$(BIN)/ruff check scripts tests tools setup.py
 	$(BIN)/ruff format --check scripts tests tools setup.py
+
+format: setup
+	$(BIN)/clang-format -i $(C_SOURCES)
+	$(BIN)/ruff format scripts tests tools setup.py
 
 # Host build with warnings as errors, once plain and once under ASan + UBSan.
 test-c:

@@ -55,6 +55,8 @@ typedef enum {
 	PEFT_ERR_PLAN_ALIGNMENT = 20,
 	/** A dimension or element count beyond the runtime's bound. */
 	PEFT_ERR_PLAN_SHAPE = 21,
+	/** Plan needs the int8 backward path; CONFIG_PEFT_INT8_BACKWARD compiles it in. */
+	PEFT_ERR_PLAN_INT8_NOT_COMPILED = 22,
 	/** A buffer record of a kind this runtime does not know. */
 	PEFT_ERR_PLAN_BUFFER_KIND = 28,
 	/** Shorter than its header or declared length. */
@@ -102,10 +104,19 @@ enum {
 	PEFT_METHOD_SCALE_SHIFT = 8,
 	PEFT_METHOD_LORA = 16,
 	PEFT_METHOD_SPARSE = 32,
+	PEFT_METHOD_DORA = 64,
+	PEFT_METHOD_IA3 = 128,
 	/** Number of members, not a member. */
-	PEFT_METHOD_COUNT = 6,
+	PEFT_METHOD_COUNT = 8,
 	/** Every bit. */
-	PEFT_METHOD_ALL = 63,
+	PEFT_METHOD_ALL = 255,
+};
+
+/** Plan flags (plan header); a runtime refuses a bit outside PEFT_PLAN_FLAGS_ALL. */
+enum {
+	PEFT_PLAN_FLAG_INT8_BACKWARD = 1,
+	/** Every bit. */
+	PEFT_PLAN_FLAGS_ALL = 1,
 };
 
 /** The parameter arrays a layer can have; the plan stores buffer offsets for each. */
@@ -116,8 +127,10 @@ typedef enum {
 	PEFT_PARAM_BETA = 3,
 	PEFT_PARAM_LORA_A = 4,
 	PEFT_PARAM_LORA_B = 5,
+	PEFT_PARAM_DORA_M = 6,
+	PEFT_PARAM_IA3_L = 7,
 	/** Number of members, not a member. */
-	PEFT_PARAM_KIND_COUNT = 6,
+	PEFT_PARAM_KIND_COUNT = 8,
 } peft_param_kind;
 
 /** Storage of the activations kept for backward. */
@@ -173,6 +186,7 @@ typedef enum {
 	PEFT_BUF_BWD_GLIN = 13,
 	PEFT_BUF_BWD_DU = 14,
 	PEFT_BUF_PARAM_GRAD = 15,
+	PEFT_BUF_BWD_S8S8 = 16,
 } peft_buffer_kind;
 
 /** Every status as X(code, text); peft_status_str() answers the text. */
@@ -197,6 +211,7 @@ typedef enum {
 	X(PEFT_ERR_PLAN_METHOD_NOT_COMPILED, "plan: method not compiled in")                       \
 	X(PEFT_ERR_PLAN_ALIGNMENT, "plan or model not 4-byte aligned")                             \
 	X(PEFT_ERR_PLAN_SHAPE, "plan: tensor shape beyond the runtime's bound")                    \
+	X(PEFT_ERR_PLAN_INT8_NOT_COMPILED, "plan: int8 backward path not compiled in")             \
 	X(PEFT_ERR_PLAN_BUFFER_KIND, "plan: unknown buffer kind")                                  \
 	X(PEFT_ERR_STATE_TRUNCATED, "state truncated")                                             \
 	X(PEFT_ERR_STATE_MAGIC, "state: bad magic")                                                \
@@ -214,7 +229,9 @@ typedef enum {
 	X(BITFIT, bitfit)                                                                          \
 	X(SCALE_SHIFT, scale_shift)                                                                \
 	X(LORA, lora)                                                                              \
-	X(SPARSE, sparse)
+	X(SPARSE, sparse)                                                                          \
+	X(DORA, dora)                                                                              \
+	X(IA3, ia3)
 
 /** Every op as X(NAME, name): PEFT_OP_<NAME>, its table entry peft_op_<name>. */
 #define PEFT_OP_LIST(X)                                                                            \
@@ -250,7 +267,7 @@ typedef enum {
 #define PEFT_BLOB_CRC_START        16u
 /* Plan blob: "PEFP". */
 #define PEFT_PLAN_MAGIC            0x50464550u
-#define PEFT_PLAN_VERSION          2u
+#define PEFT_PLAN_VERSION          3u
 #define PEFT_PLAN_HEADER_SIZE      128u
 /* Trained-state blob: "PEFS". */
 #define PEFT_STATE_MAGIC           0x53464550u
@@ -301,8 +318,8 @@ typedef enum {
 #define PEFT_PLAN_HDR_OFF_INFER_SIZE         96u
 #define PEFT_PLAN_HDR_OFF_TRAINABLE_PARAMS   100u
 #define PEFT_PLAN_HDR_OFF_UPDATE             104u
-#define PEFT_PLAN_HDR_OFF_RESERVED           108u
-#define PEFT_PLAN_HDR_N_RESERVED             2u
+#define PEFT_PLAN_HDR_OFF_FLAGS              108u
+#define PEFT_PLAN_HDR_OFF_RESERVED           112u
 #define PEFT_PLAN_HDR_OFF_TENSOR_RECORD_SIZE 116u
 #define PEFT_PLAN_HDR_OFF_LAYER_RECORD_SIZE  120u
 #define PEFT_PLAN_HDR_OFF_BUFFER_RECORD_SIZE 124u
@@ -325,8 +342,8 @@ typedef enum {
 #define PEFT_PLAN_REF_OFF_SCALE_OFFSET 8u
 #define PEFT_PLAN_REF_OFF_SCALE_COUNT  12u
 
-/* Plan layer record: 176 bytes. */
-#define PEFT_PLAN_LAYER_SIZE            176u
+/* Plan layer record: 208 bytes. */
+#define PEFT_PLAN_LAYER_SIZE            208u
 #define PEFT_PLAN_LAYER_OFF_OP          0u
 #define PEFT_PLAN_LAYER_OFF_ACTIVATION  1u
 #define PEFT_PLAN_LAYER_OFF_METHODS     2u
@@ -347,13 +364,13 @@ typedef enum {
 #define PEFT_PLAN_LAYER_OFF_BIAS        60u
 #define PEFT_PLAN_LAYER_OFF_RESERVED    76u
 #define PEFT_PLAN_LAYER_OFF_PARAM       80u
-#define PEFT_PLAN_LAYER_N_PARAM         6u
-#define PEFT_PLAN_LAYER_OFF_GRAD        104u
-#define PEFT_PLAN_LAYER_N_GRAD          6u
-#define PEFT_PLAN_LAYER_OFF_OPT_M       128u
-#define PEFT_PLAN_LAYER_N_OPT_M         6u
-#define PEFT_PLAN_LAYER_OFF_OPT_V       152u
-#define PEFT_PLAN_LAYER_N_OPT_V         6u
+#define PEFT_PLAN_LAYER_N_PARAM         8u
+#define PEFT_PLAN_LAYER_OFF_GRAD        112u
+#define PEFT_PLAN_LAYER_N_GRAD          8u
+#define PEFT_PLAN_LAYER_OFF_OPT_M       144u
+#define PEFT_PLAN_LAYER_N_OPT_M         8u
+#define PEFT_PLAN_LAYER_OFF_OPT_V       176u
+#define PEFT_PLAN_LAYER_N_OPT_V         8u
 
 /* Plan buffer record: 20 bytes. One work-region buffer; records sorted by arena, kind, owner, part. */
 #define PEFT_PLAN_BUFFER_SIZE             20u

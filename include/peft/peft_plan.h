@@ -70,6 +70,7 @@ typedef struct {
 	int32_t num_classes;
 	peft_cache_dtype act_cache;
 	peft_update_mode update;
+	uint32_t flags; /**< Plan options: PEFT_PLAN_FLAG_* bits. */
 	peft_optimizer_config optimizer;
 	int32_t num_buffers;       /**< Work-region buffer records (both arenas). */
 	uint32_t trainable_params; /**< Number of trainable float parameters. */
@@ -89,8 +90,9 @@ typedef struct {
  * version, lengths, CRC32, the model's CRC32 and length, every field (ops,
  * shapes, indices, methods, optimizer), every weight reference (inside the
  * model, aligned, counts consistent with shapes), that the methods and the
- * optimizer are compiled in, and that every stored arena offset equals the
- * runtime's own layout.
+ * optimizer are compiled in (and the int8 backward path when the plan's flags
+ * ask for it: PEFT_ERR_PLAN_INT8_NOT_COMPILED without CONFIG_PEFT_INT8_BACKWARD), and that every
+ * stored arena offset equals the runtime's own layout.
  *
  * @param plan      filled on success (untouched contents are meaningless on failure).
  * @param blob      the plan blob (4-byte aligned); may be longer than its declared length.

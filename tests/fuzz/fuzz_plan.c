@@ -63,6 +63,10 @@ static bool is_one_of(peft_status st, const peft_status *allowed, size_t n)
 #define EXPECT_ONE_OF(st, ...)                                                                     \
 	do {                                                                                       \
 		const peft_status allowed_[] = {__VA_ARGS__};                                      \
+		if (!is_one_of((st), allowed_, sizeof(allowed_) / sizeof(allowed_[0]))) {          \
+			fprintf(stderr, "unexpected status %d: %s\n", (int)(st),                   \
+				peft_status_str(st));                                              \
+		}                                                                                  \
 		FUZZ_ASSERT(is_one_of((st), allowed_, sizeof(allowed_) / sizeof(allowed_[0])));    \
 	} while (0)
 

@@ -1,6 +1,6 @@
 """Writes tests/host/peft_plan_fixtures.h: small plan blobs, their fake models
 (only the arrays the runtime reads) and the planner's arena figures, for the C
-tests (test_plan_checks.c, test_plan_without_lora.c, test_soak.c) and the state
+tests (test_plan_checks.c, test_plan_reduced_build.c, test_soak.c) and the state
 fuzz harness (tests/fuzz/fuzz_state.c).
 
 Run from the repository root: python tests/host/gen_plan_fixtures.py
@@ -80,6 +80,21 @@ def bitfit_only():
     return g, model, OptimizerConfig("sgd", lr=0.1, momentum=0.0), "f32"
 
 
+def bitfit_int8_backward():
+    """BitFit below a frozen 1x1 conv and the head: both input gradients on the int8 path."""
+    gb = GraphBuilder(4, (4, 4, 3))
+    x = gb.conv(gb.input, 5, k=3, s=1, act=Activation.RELU)
+    x = gb.conv(x, 7, k=1, s=1, act=Activation.RELU)
+    x = gb.mean(x)
+    logits = gb.fc(x, 3)
+    g, model = gb.graph(logits)
+    mark(g.layers[0], Method.BITFIT)
+    return g, model, OptimizerConfig("sgd", lr=0.1, momentum=0.9), "s8"
+
+
+INT8_BACKWARD_FIXTURES = ("bitfit_int8_backward",)
+
+
 def c_bytes(name: str, data: bytes) -> str:
     rows = []
     for i in range(0, len(data), 16):
@@ -103,7 +118,9 @@ def render() -> str:
     ]
 
     def emit(name: str, g, model: bytes, opt: OptimizerConfig, cache: str, seed: int) -> str:
-        plan = build_plan(g, model, opt, cache, seed=seed)
+        int8 = name in INT8_BACKWARD_FIXTURES
+        plan = build_plan(g, model, opt, cache, seed=seed, int8_backward=int8)
+        assert plan.int8_backward_layers or not int8, name
         blob = plan.to_bytes()
         out.append(c_bytes(f"{name}_model", model))
         out.append(c_bytes(f"{name}_plan", blob))
@@ -114,10 +131,11 @@ def render() -> str:
             f"sizeof({name}_plan), {plan.arena_bytes('train')}u, {plan.arena_bytes('infer')}u, "
             f"{b['cached_activations']}u, {b['gradients']}u, {b['parameters']}u, "
             f"{b['optimizer_state']}u, {b['scratch']}u, {len(plan.tensors)}, {len(plan.layers)}, "
-            f"{1 if uses_lora else 0}}},"
+            f"{1 if uses_lora else 0}, {1 if int8 else 0}}},"
         )
 
-    entries = [emit(fn.__name__, *fn(), seed=5) for fn in (chain, residual_s8, bitfit_only)]
+    fixtures = (chain, residual_s8, bitfit_only, bitfit_int8_backward)
+    entries = [emit(fn.__name__, *fn(), seed=5) for fn in fixtures]
     soak = []
     for seed in SOAK_SEEDS:
         g, model = random_graph(seed)
@@ -133,6 +151,7 @@ def render() -> str:
         "\tsize_t cached_activations, gradients, parameters, optimizer_state, scratch;",
         "\tint num_tensors, num_layers;",
         "\tint uses_lora;",
+        "\tint uses_int8_backward;",
         "} peft_plan_fixture;",
         "",
         "static const peft_plan_fixture peft_plan_fixtures[] = {",

@@ -230,6 +230,14 @@ static void check_fields(const peft_plan_fixture *f)
 	expect_word(f, H + PEFT_PLAN_HDR_OFF_LR, 0xbf800000u, PEFT_ERR_PLAN_FIELD); /* lr = -1 */
 	/* num_classes = 99 (the word also zeroes act_cache and optimizer) */
 	expect_word(f, H + PEFT_PLAN_HDR_OFF_NUM_CLASSES, 99u, PEFT_ERR_PLAN_FIELD);
+	/* Plan flags: an unknown bit, the reserved word; the int8 path's flag decides
+	 * its scratch buffers, so clearing it breaks the layout of a plan that uses it. */
+	expect_word(f, H + PEFT_PLAN_HDR_OFF_FLAGS, (uint32_t)PEFT_PLAN_FLAGS_ALL + 1u,
+		    PEFT_ERR_PLAN_FIELD);
+	expect_word(f, H + PEFT_PLAN_HDR_OFF_RESERVED, 1u, PEFT_ERR_PLAN_FIELD);
+	if (f->uses_int8_backward) {
+		expect_word(f, H + PEFT_PLAN_HDR_OFF_FLAGS, 0u, PEFT_ERR_PLAN_ARENA_OFFSET);
+	}
 	/* Tensor fields. */
 	expect_word(f, T0 + PEFT_PLAN_TENSOR_OFF_H, 0u, PEFT_ERR_PLAN_FIELD);
 	expect_word(f, T0 + PEFT_PLAN_TENSOR_OFF_SCALE, 0x7fc00000u, PEFT_ERR_PLAN_FIELD); /* NaN */
@@ -237,7 +245,9 @@ static void check_fields(const peft_plan_fixture *f)
 	/* Layer fields. */
 	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_OP, 99, PEFT_ERR_PLAN_FIELD);
 	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_ACTIVATION, 7, PEFT_ERR_PLAN_FIELD);
-	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_METHODS, PEFT_METHOD_ALL + 1, PEFT_ERR_PLAN_FIELD);
+	/* The first bit above every method (methods is a u16: its high byte). */
+	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_METHODS + 1u,
+		    (uint8_t)((PEFT_METHOD_ALL + 1u) >> 8), PEFT_ERR_PLAN_FIELD);
 	expect_byte(f, L0 + PEFT_PLAN_LAYER_OFF_INPUT, 5,
 		    PEFT_ERR_PLAN_FIELD); /* after the layer */
 	expect_word(f, L0 + PEFT_PLAN_LAYER_OFF_KERNEL_H, 2u, PEFT_ERR_PLAN_FIELD); /* vs shapes */

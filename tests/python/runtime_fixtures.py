@@ -173,12 +173,16 @@ METHOD_CHOICES = [
     Method.LORA | Method.BITFIT,
     Method.SCALE_SHIFT | Method.BITFIT,
     Method.LORA | Method.SCALE_SHIFT,
+    Method.DORA,
+    Method.IA3,
+    Method.IA3 | Method.BITFIT,
+    Method.IA3 | Method.LORA,
 ]
 
 
 def mark(layer: Layer, methods: Method, rank: int = 2, alpha: float = 4.0) -> None:
     layer.methods = methods
-    if methods & Method.LORA:
+    if methods & (Method.LORA | Method.DORA):
         layer.lora_rank = rank
         layer.lora_alpha = alpha
 
@@ -244,6 +248,8 @@ def random_graph(seed: int) -> tuple[Graph, bytes]:
         m = rng.choice(METHOD_CHOICES)
         if m & Method.LORA and not _lora_ok(lay):
             m &= ~Method.LORA
+        if m == Method.DORA and not _lora_ok(lay):
+            m = Method.NONE
         if m == Method.BITFIT and lay.bias is None:
             m = Method.NONE
         if m & Method.SCALE_SHIFT and m & Method.LORA and lay.bias is None:
@@ -254,7 +260,9 @@ def random_graph(seed: int) -> tuple[Graph, bytes]:
     # A method that trains nothing on a layer (BitFit without bias) is refused: drop it.
     for lay in linear:
         if lay.methods and not (
-            lay.trains_weight or lay.trains_bias or lay.methods & (Method.SCALE_SHIFT | Method.LORA)
+            lay.trains_weight
+            or lay.trains_bias
+            or lay.methods & (Method.SCALE_SHIFT | Method.LORA | Method.DORA | Method.IA3)
         ):
             lay.methods = Method.NONE
     return graph, model

@@ -132,3 +132,31 @@ def test_sample_and_every_suite_list_the_qemu_arm_board():
         assert QEMU_ARM_BOARD in allowed, path
     state_overlay = (REPO / "tests" / "state" / "boards" / f"{QEMU_ARM_FILE}.overlay").read_text()
     assert set(partitions(state_overlay)) == {"peft_state0", "peft_state1"}
+
+
+# Run-time helpers of the ARM EABI that do floating point in software: single (__aeabi_f*),
+# double (__aeabi_d*) and the int <-> float/double conversions (__aeabi_i2f, __aeabi_ul2d...).
+SOFT_FLOAT_HELPER = re.compile(r"__aeabi_(?:f\w+|d\w+|u?[il]2[fd])")
+
+
+@pytest.mark.skipif(bool(cm4.missing_tools()), reason=f"missing tools: {cm4.missing_tools()}")
+@pytest.mark.parametrize("backend", cm4.BACKENDS)
+def test_lib_peft_calls_no_soft_float_helper_with_the_firmware_flags(backend, tmp_path):
+    """lib/peft built with cortex_m4f.flags (every method, as the harness builds it)
+    runs on the FPU alone: no object asks for a software float or double helper.
+    A double anywhere (a double libm call, a 1.0 literal in float code, a %f)
+    brings __aeabi_f2d and its kin back into the nRF52840 firmware."""
+    library = cm4.build_runtime(tmp_path, backend=backend)
+    undefined = subprocess.run(
+        ["arm-none-eabi-nm", "-u", "-A", *library.objects],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    calls = []
+    for line in undefined.splitlines():  # "<object>:         U <symbol>"
+        path, _, rest = line.partition(":")
+        if SOFT_FLOAT_HELPER.fullmatch(rest.split()[-1]):
+            calls.append(f"{Path(path).name}: {rest.split()[-1]}")
+    assert len(library.objects) > 20
+    assert calls == []

@@ -17,6 +17,7 @@ from micropeft import formats
 from micropeft.eval import cm4
 from micropeft.formats import cheader, markdown
 from micropeft.host import runtime
+from micropeft.planning.plan import INT8_BACKWARD_KCONFIG
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,13 +56,14 @@ def _expand(fmt: str) -> str:
 
 
 def test_layouts_of_the_current_versions_are_unchanged():
-    # the struct strings of the current versions (plan 2: the lifetime-based work region
+    # the struct strings of the current versions (plan 3: eight parameter kinds, DoRA's
+    # magnitude and IA3's scaling added; plan 2 brought the lifetime-based work region
     # with its buffer records; the others 1, as the v1 packers wrote them before the
     # description existed): a layout change needs a version bump and new readers
     v1 = {
         formats.PLAN_HEADER: "<4sHHIIIIHHHHHBBI7fIIIIIIIIIIIIIII",
         formats.PLAN_TENSOR: "<iiifiBBH",
-        formats.PLAN_LAYER: "<BBHHHHHHHf6i4I4II6I6I6I6I",
+        formats.PLAN_LAYER: "<BBHHHHHHHf6i4I4II8I8I8I8I",
         formats.PLAN_BUFFER: "<BBBBHHHHII",
         formats.DATASET_HEADER: "<4sHHII" + "II" + "HHHH" + "fi" + "III" + "12x",
         formats.CONTAINER_HEADER: "<4sHHII" + "IIII" + "I" + "28x",
@@ -70,7 +72,7 @@ def test_layouts_of_the_current_versions_are_unchanged():
     for layout, old in v1.items():
         assert layout.struct.format == _expand(old), layout.name
     assert [b.magic for b in formats.BLOBS] == [b"PEFP", b"PEFS", b"PEFM", b"PEFD"]
-    assert [b.version for b in formats.BLOBS] == [2, 1, 1, 1]
+    assert [b.version for b in formats.BLOBS] == [3, 1, 1, 1]
 
 
 def test_layout_round_trips_and_refuses_unknown_fields():
@@ -120,7 +122,16 @@ def test_ctypes_mirrors_match_the_compiled_structs(monkeypatch):
 
 def test_method_lists_of_kconfig_cmake_and_sources_are_the_description():
     names = formats.METHOD_NAMES
-    assert names == ("full", "last_layer", "bitfit", "scale_shift", "lora", "sparse")
+    assert names == (
+        "full",
+        "last_layer",
+        "bitfit",
+        "scale_shift",
+        "lora",
+        "sparse",
+        "dora",
+        "ia3",
+    )
     kconfig = (REPO / "lib" / "peft" / "Kconfig").read_text()
     assert re.findall(r"^config PEFT_METHOD_(\w+)$", kconfig, re.M) == [n.upper() for n in names]
     # sources.cmake compiles methods/peft_method_<name>.c for each method: one file each.
@@ -141,6 +152,21 @@ def test_method_lists_of_kconfig_cmake_and_sources_are_the_description():
         )
         == names
     )
+
+
+def test_int8_backward_option_is_one_name_everywhere():
+    """The Kconfig symbol that prepare-model and pack name is the one lib/peft/Kconfig
+    defines, the loader tests and the host and Cortex-M4F builds define."""
+    symbol = INT8_BACKWARD_KCONFIG.removeprefix("CONFIG_")
+    kconfig = (REPO / "lib" / "peft" / "Kconfig").read_text()
+    assert re.search(rf"^config {symbol}$", kconfig, re.M)
+    loader = (REPO / "lib" / "peft" / "plan" / "peft_plan_load.c").read_text()
+    assert f"#ifndef {INT8_BACKWARD_KCONFIG}" in loader
+    host = (REPO / "lib" / "peft" / "CMakeLists.txt").read_text()
+    assert f"{INT8_BACKWARD_KCONFIG}=1" in host
+    assert f"{INT8_BACKWARD_KCONFIG}=1" in cm4.LIB_DEFINES
+    _, doc = formats.STATUS_TEXT[formats.Status.ERR_PLAN_INT8_NOT_COMPILED]
+    assert INT8_BACKWARD_KCONFIG in doc
 
 
 def test_cortex_m4_phase_ids_are_the_description():

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from intelhex import IntelHex
 
+from micropeft import formats
 from micropeft.deploy import pack
 from micropeft.host import runtime
 from micropeft.prep import convert, datasets, tflite_graph
@@ -42,7 +43,8 @@ def chain(tmp_path_factory):
     env = dict(os.environ, MICROPEFT_CACHE=str(root / "cache"))
     model = _cli(
         "prepare-model", "--arch", "tiny_cnn", "--size", "16", "--pretrain-epochs", "1",
-        "--method", "lora,bitfit", "--r", "2", "--act-cache", "s8", "--out", root / "m", env=env,
+        "--method", "lora,bitfit", "--r", "2", "--act-cache", "s8", "--int8-backward",
+        "--out", root / "m", env=env,
     )  # fmt: skip
     assert model.returncode == 0, model.stderr
     data = _cli(
@@ -86,6 +88,12 @@ def test_prepare_model_writes_table_and_files(chain):
         + int(np.prod(split))
     )  # fmt: skip
     assert "TOTAL DEVICE RAM" in text
+    # --int8-backward: BitFit trains the stem's bias, so the frozen 1x1 conv and the head
+    # (LoRA trains only their adapters) pass their input gradients through the int8 path.
+    assert len(summary["int8_backward"]["layers"]) == 2
+    assert "needs CONFIG_PEFT_INT8_BACKWARD=y" in text
+    flags = formats.PLAN_HEADER.read((out / "plan.bin").read_bytes(), "flags")
+    assert flags == int(formats.PlanFlag.INT8_BACKWARD)
 
 
 def test_device_model_output_is_the_split_tensor(chain):
@@ -116,6 +124,37 @@ def test_plan_parses_in_the_c_runtime(chain):
     assert trainer.plan.trainable_params() == summary["trainable_parameters"]
     assert trainer.num_classes == summary["num_classes"]
     assert len(trainer.export_state()) == summary["flash"]["state_slot"]
+
+
+@pytest.mark.parametrize("method", ["dora", "ia3"])
+def test_prepare_model_plans_dora_and_ia3_for_the_c_runtime(chain, tmp_path, method):
+    """Each new method from a YAML file (dora) or flags (ia3), accepted by the C runtime,
+    its parameters those the method names (tiny CNN: conv, depthwise, pointwise, dense)."""
+    full = chain["root"] / "m" / "full.tflite"
+    out = tmp_path / method
+    if method == "dora":
+        recipe = tmp_path / "dora.yaml"
+        recipe.write_text(
+            "method: [dora, last_layer]\nr: 2\nlora_alpha: 4\ntarget_modules: {dora: [pointwise]}\n"
+        )
+        args = ["--config", recipe]
+    else:
+        args = ["--method", "ia3,last_layer"]
+    done = _cli("prepare-model", "--tflite", full, *args, "--out", out)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    trainer = runtime.Trainer((out / "model.tflite").read_bytes(), (out / "plan.bin").read_bytes())
+    assert trainer.plan.trainable_params() == summary["trainable_parameters"]
+    kinds = {}
+    for info in trainer.param_infos():
+        kinds.setdefault(formats.PARAM_KINDS[info.kind], []).append(info.count)
+    if method == "dora":  # the pointwise conv: m per output channel, A and B of rank 2
+        (m_count,) = kinds["dora_m"]
+        assert kinds["lora_b"] == [2 * m_count]
+        assert [e["methods"] for e in summary["trainable_layers"]] == ["dora r=2", "last_layer"]
+    else:  # IA3 on the 4 layers with weights; the head also trains its weights and bias
+        assert len(kinds["ia3_l"]) == 4 and "gamma" not in kinds
+        assert summary["trainable_layers"][-1]["methods"] == "last_layer+ia3"
 
 
 def test_packed_flash_holds_the_files(chain):
@@ -289,6 +328,7 @@ def test_pack_writes_the_board_configuration(chain):
         assert {"lora", "bitfit"} <= used  # the chain's --method lora,bitfit
         assert not used & {"full", "sparse", "scale_shift"}
         assert (conf["CONFIG_PEFT_OPTIMIZER_SGD"], conf["CONFIG_PEFT_OPTIMIZER_ADAM"]) == ("y", "n")
+        assert conf["CONFIG_PEFT_INT8_BACKWARD"] == "y"  # the chain's --int8-backward
         board = boards.get_board(board_name)
         if board.ram_size is not None:
             buffers = sum(int(v) for k, v in conf.items() if k.endswith("_SIZE") and "PEFT" in k)
@@ -381,6 +421,7 @@ def bad(chain, tmp_path_factory):
     (folder / "dataset-noise.bin").write_bytes(np.random.default_rng(2).bytes(3000))
     (folder / "results-binary.json").write_bytes(b"\xff\xfe\x00binary")
     (folder / "results-bad.json").write_text("{")
+    (folder / "int8-maybe.yaml").write_text("method: bitfit\nint8_backward: maybe\n")
     (folder / "results-schema.json").write_text('{"schema": 0}')
     return folder
 
@@ -401,6 +442,10 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     # prepare-model
     "pm no out": (["prepare-model", "--tflite", FULL], "--out"),
     "pm tflite missing": ([*PM, "--tflite", "{bad}/missing.tflite"], "not found"),
+    "pm int8_backward not a bool": (
+        [*PM, "--tflite", FULL, "--config", "{bad}/int8-maybe.yaml"],
+        "int8_backward must be true or false",
+    ),
     "pm tflite truncated": ([*PM, "--tflite", "{bad}/truncated.tflite"], "--tflite"),
     "pm tflite tail cut": ([*PM, "--tflite", "{bad}/tail-cut.tflite"], "--tflite"),
     "pm tflite empty": ([*PM, "--tflite", "{bad}/empty.tflite"], "--tflite"),

@@ -81,6 +81,33 @@ def test_lora_on_a_depthwise_layer_is_a_clear_error():
         methods.apply_method(_graph(), cfg)
 
 
+def test_dora_default_targets_pointwise_and_dense_with_the_rank():
+    cfg = methods.MethodConfig(method="dora", r=3, lora_alpha=6)
+    g = methods.apply_method(_graph(), cfg)
+    assert _marked(g) == {"pw1": Method.DORA, "pw2": Method.DORA, "fc": Method.DORA}
+    assert (g.layers[2].lora_rank, g.layers[2].lora_alpha) == (3, 6.0)
+    assert g.layers[1].lora_rank == 0
+
+
+def test_dora_on_a_depthwise_layer_or_beside_another_method_is_a_clear_error():
+    cfg = methods.MethodConfig(method="dora", target_modules=["dw1"])
+    with pytest.raises(UserError, match=r"dw1.*cannot carry it: DoRA needs a 1x1"):
+        methods.apply_method(_graph(), cfg)
+    cfg = methods.MethodConfig(method=["dora", "last_layer"])  # dora's defaults take the head
+    with pytest.raises(UserError, match=r"layer fc: dora and last_layer on one layer"):
+        methods.apply_method(_graph(), cfg)
+    with pytest.raises(UserError, match="lora and dora"):
+        methods.apply_method(_graph(), methods.MethodConfig(method=["lora", "dora"]))
+
+
+def test_ia3_all_takes_every_layer_with_weights_and_excludes_scale_shift():
+    g = methods.apply_method(_graph(), methods.MethodConfig(method="ia3"))
+    assert _marked(g) == {n: Method.IA3 for n in ("conv0", "dw1", "pw1", "dw2", "pw2", "fc")}
+    cfg = methods.MethodConfig(method=["ia3", "scale_shift"])
+    with pytest.raises(UserError, match="ia3 and scale_shift both scale"):
+        methods.apply_method(_graph(), cfg)
+
+
 def test_bitfit_all_skips_layers_without_bias_and_full_takes_every_weight():
     g = methods.apply_method(_graph(), methods.MethodConfig(method="bitfit"))
     assert set(_marked(g)) == {"conv0", "dw1", "pw1", "dw2", "pw2"}
@@ -142,6 +169,23 @@ def test_bad_configurations(cfg, message):
         methods.apply_method(_graph(), cfg)
 
 
+def test_hf_use_dora_turns_lora_into_dora_and_feedforward_modules_is_refused(tmp_path):
+    file = tmp_path / "d.yaml"
+    file.write_text(
+        "method: [lora, last_layer]\nuse_dora: true\nr: 2\n"
+        "target_modules: {lora: [last:1:pointwise]}\n"
+    )
+    cfg = config.load_config(file)
+    assert cfg.methods == ["dora", "last_layer"]
+    assert _marked(methods.apply_method(_graph(), cfg)) == {
+        "pw2": Method.DORA,
+        "fc": Method.LAST_LAYER,
+    }
+    file.write_text("method: ia3\nfeedforward_modules: [fc]\n")
+    with pytest.raises(UserError, match="feedforward_modules.*not supported"):
+        config.load_config(file)
+
+
 def test_yaml_and_flags(tmp_path):
     file = tmp_path / "m.yaml"
     file.write_text(
@@ -163,5 +207,14 @@ def test_yaml_and_flags(tmp_path):
     with pytest.raises(UserError, match="not found"):
         config.load_config(tmp_path / "missing.yaml")
     assert config.parse_size("1M") == 1 << 20 and config.parse_size("4096") == 4096
+    # int8_backward: off by default, on from the YAML key or the flag, a bool only.
+    assert cfg.int8_backward is False
+    (tmp_path / "int8.yaml").write_text("method: bitfit\nint8_backward: true\n")
+    assert config.load_config(tmp_path / "int8.yaml").int8_backward is True
+    args = parser.parse_args(["--config", str(file), "--int8-backward"])
+    assert config.config_from_args(args).int8_backward is True
+    (tmp_path / "int8-text.yaml").write_text("method: bitfit\nint8_backward: 'yes'\n")
+    with pytest.raises(UserError, match="int8_backward must be true or false"):
+        config.load_config(tmp_path / "int8-text.yaml")
     with pytest.raises(UserError):
         config.parse_size("lots")

@@ -117,3 +117,17 @@ def test_write_atomic_leaves_no_partial_file(tmp_path):
         write_atomic(tmp_path / "g.bin", 12345)  # type: ignore[arg-type]
     assert not (tmp_path / "g.bin").exists()
     assert [p.name for p in (tmp_path).iterdir()] == ["sub"]
+
+
+@pytest.mark.parametrize("int8_backward", [False, True])
+def test_board_config_compiles_in_the_int8_path_only_for_a_plan_that_uses_it(int8_backward):
+    # summary.json as prepare-model writes it, reduced to what board_config reads
+    summary = {
+        "ram": {"tflm_arena_prefix": 10_000, "train_arena": 20_000},
+        "flash": {"state_slot": 1_000},
+        "method": {"optimizer": "sgd", "int8_backward": int8_backward},
+        "trainable_layers": [{"index": 3, "name": "pw", "methods": "bitfit"}],
+    }
+    options, _ = pack.board_config(boards.get_board("native_sim"), summary, 1024, 10)
+    assert options["CONFIG_PEFT_INT8_BACKWARD"] == ("y" if int8_backward else "n")
+    assert options["CONFIG_PEFT_METHOD_BITFIT"] == "y"

@@ -26,6 +26,7 @@ from micropeft.planning.plan import (
     TENSOR_RECORD_SIZE,
     OptimizerConfig,
     build_plan,
+    int8_backward_scratch_bytes,
     lora_a_init,
 )
 from micropeft.prep.graph import Activation, Method
@@ -49,7 +50,8 @@ def test_arena_sizes_agree_with_c_on_200_random_plans():
         opt = OPTIMIZERS[seed % 3]
         cache = "s8" if seed % 2 else "f32"
         update = "layer" if seed % 4 >= 2 else "batch"
-        plan = build_plan(graph, model, opt, cache, seed=seed, update=update)
+        int8 = seed % 5 == 0
+        plan = build_plan(graph, model, opt, cache, seed=seed, update=update, int8_backward=int8)
         loaded = LoadedPlan(model, plan.to_bytes())
         trainer = Trainer(model, plan)
         trainer.set_limits(1e9, 1e9)  # random weights: losses above the default bound (1000)
@@ -90,7 +92,8 @@ def test_no_two_live_buffers_overlap_on_random_plans():
         graph, model = random_graph(seed)
         cache = "s8" if seed % 2 else "f32"
         update = "layer" if seed % 3 == 0 else "batch"
-        plan = build_plan(graph, model, OPTIMIZERS[seed % 3], cache, seed=seed, update=update)
+        opt, int8 = OPTIMIZERS[seed % 3], seed % 4 == 1
+        plan = build_plan(graph, model, opt, cache, seed=seed, update=update, int8_backward=int8)
         r = plan.regions
         regions = {
             0: (r["work_offset"], r["train_size"]),
@@ -187,6 +190,40 @@ def test_int8_cache_is_smaller_and_stages_in_scratch():
     assert b8["parameters"] == b32["parameters"]
     for p in (f32, s8):
         assert LoadedPlan(model, p.to_bytes()).breakdown() == p.breakdown()
+
+
+def test_int8_backward_puts_frozen_pointwise_and_dense_layers_on_the_int8_path():
+    """BitFit on the stem: every later layer passes an input gradient down. The flag
+    puts the frozen 1x1 conv (2) and the head (4) on the int8 path, each with its
+    kernel's scratch; never the 3x3 depthwise (1), nor a layer whose weights train."""
+    graph, model = _chain({0: Method.BITFIT})
+    plain = build_plan(graph, model, OptimizerConfig("sgd"))
+    int8 = build_plan(graph, model, OptimizerConfig("sgd"), int8_backward=True)
+    assert [pl.index for pl in int8.int8_backward_layers] == [2, 4]
+    assert not plain.int8_backward_layers and plain.flags == 0
+    scratch = [b for b in int8.buffers if BUFFER_KIND_NAMES[b.kind] == "bwd_s8s8"]
+    assert [(b.owner, b.used) for b in scratch] == [
+        (2, int8_backward_scratch_bytes(6)),
+        (4, int8_backward_scratch_bytes(3)),
+    ]
+    for p in (plain, int8):
+        assert load_plan_status(model, p.to_bytes()) == Status.OK
+        assert LoadedPlan(model, p.to_bytes()).arena_size("train") == p.arena_bytes("train")
+    graph, model = _chain({0: Method.BITFIT, 4: Method.LAST_LAYER})  # the head's weights train
+    int8 = build_plan(graph, model, OptimizerConfig("sgd"), int8_backward=True)
+    assert [pl.index for pl in int8.int8_backward_layers] == [2]
+
+
+def test_int8_backward_scratch_is_the_kernel_query():
+    from micropeft.eval import kernel_binding as kernels
+
+    for backend in kernels.BACKENDS:
+        with kernels.use_backend(backend) as lib:
+            lib.peft_fc_bwd_input_s8s8_get_buffer_size.argtypes = [kernels._FC]
+            for n_out in range(1, 300):
+                p = kernels.fc_params(3, 5, n_out)
+                need = lib.peft_fc_bwd_input_s8s8_get_buffer_size(p)
+                assert need == int8_backward_scratch_bytes(n_out), (backend, n_out)
 
 
 def test_macs_count_what_the_plan_computes():
@@ -355,7 +392,7 @@ def test_an_old_plan_gets_a_clear_version_error(sample_plan):
     model, plan = sample_plan
     old = _edit(plan.to_bytes(), 4, "<H", 1)
     assert load_plan_status(model, old) == Status.ERR_PLAN_VERSION
-    with pytest.raises(UserError, match="plan format version 1.*reads version 2.*prepare-model"):
+    with pytest.raises(UserError, match="plan format version 1.*reads version 3.*prepare-model"):
         check_blob_version(old, "plan.bin")
     check_blob_version(plan.to_bytes(), "plan.bin")
 

@@ -35,6 +35,9 @@ METHOD_CASES = {
     "lora": ("lora", None),  # default targets: the 1x1 conv and the dense layer
     "sparse": ("sparse", [1]),  # the depthwise conv in the middle
     "lora_bitfit_head": (["lora", "bitfit", "last_layer"], None),
+    "dora": ("dora", None),  # default targets: the 1x1 conv and the dense layer
+    "ia3": ("ia3", None),  # every conv (3x3, depthwise, 1x1) and the dense layer
+    "dora_ia3": (["dora", "ia3"], {"dora": [2], "ia3": [0, 1, "head"]}),
 }
 OPTIMIZER_CASES = {
     "sgd": {"kind": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3},
@@ -71,6 +74,7 @@ def _setup(
     clip_norm: float = 0.0,
     act_cache: str = "f32",
     update: str = "batch",
+    int8_backward: bool = False,
 ):
     from micropeft.host import runtime
     from micropeft.planning import methods, plan
@@ -83,7 +87,13 @@ def _setup(
     methods.apply_method(graph, cfg)
     optimizer = plan.OptimizerConfig(**OPTIMIZER_CASES[opt_case], clip_norm=clip_norm)
     the_plan = plan.build_plan(
-        graph, model_bytes, optimizer, act_cache=act_cache, seed=7, update=update
+        graph,
+        model_bytes,
+        optimizer,
+        act_cache=act_cache,
+        seed=7,
+        update=update,
+        int8_backward=int8_backward,
     )
     c_trainer = runtime.Trainer(model_bytes, the_plan)  # the Plan names the parameters
 
@@ -176,7 +186,7 @@ def every_op():
 
 
 @pytest.mark.parametrize("opt_case", sorted(OPTIMIZER_CASES))
-@pytest.mark.parametrize("method_case", ["full", "scale_shift", "lora_bitfit_head"])
+@pytest.mark.parametrize("method_case", ["full", "scale_shift", "lora_bitfit_head", "dora", "ia3"])
 @pytest.mark.parametrize("act_cache", ["f32", "s8"])
 def test_c_runtime_matches_reference_through_pad_add_and_pool(
     every_op, method_case, opt_case, act_cache
@@ -238,3 +248,47 @@ def test_every_method_case_trains_what_it_names(tiny):
     assert marked["sparse"] == [0, Method.SPARSE, 0, 0, 0]
     assert marked["lora"] == [0, 0, Method.LORA, 0, Method.LORA]
     assert marked["lora_bitfit_head"][-1] == Method.LORA | Method.BITFIT | Method.LAST_LAYER
+    assert marked["dora"] == [0, 0, Method.DORA, 0, Method.DORA]
+    assert marked["ia3"] == [Method.IA3, Method.IA3, Method.IA3, 0, Method.IA3]
+    assert marked["dora_ia3"] == [Method.IA3, Method.IA3, Method.DORA, 0, Method.IA3]
+
+
+# The int8 backward path (plan flag INT8_BACKWARD): the input gradient through every
+# frozen 1x1 conv / dense layer from the output gradient quantized per row to int8
+# (reference.py models it). Cases with such a layer below a trained parameter:
+INT8_CASES = ["bitfit", "sparse", "scale_shift", "lora", "lora_bitfit_head"]
+# The tolerance is PARAM_RTOL, the float one, for the same reason as the f32 cases: both
+# sides quantize the same gradient the same way (same float32 operations, exact integer
+# sums), so they differ by float rounding only (measured about 1e-7). The quantization
+# itself moves the gradients by about half a step of each row, 0.5 / 127 of its largest
+# value, averaged over the rows: measured 7e-4 .. 5e-3 relative here (the reference with
+# and without it). The test demands that it exceeds INT8_EFFECT x PARAM_RTOL, so the
+# tolerance could not hide a runtime that skipped the int8 path. Steps: one, as for
+# act_cache s8 (_steps): a quantized value on a .5 boundary can round differently once
+# the parameters differ by float rounding.
+INT8_EFFECT = 5.0
+
+
+@pytest.mark.parametrize("act_cache", ["f32", "s8"])
+@pytest.mark.parametrize("opt_case", sorted(OPTIMIZER_CASES))
+@pytest.mark.parametrize("method_case", INT8_CASES)
+def test_int8_backward_matches_reference(tiny, method_case, opt_case, act_cache):
+    c_trainer, tf_trainer, x_q, x_f, labels = _setup(
+        tiny, method_case, opt_case, act_cache=act_cache, int8_backward=True
+    )
+    assert tf_trainer.int8_weights, "no layer on the int8 path"
+    float_path = TFReferenceTrainer(
+        tf_trainer.graph,
+        tiny[0],
+        tf_trainer.split_layer,
+        tf_trainer.optimizer,
+        c_trainer.parameters(),
+        seed=7,
+        act_cache=act_cache,
+    )
+    batch = slice(0, SAMPLES)
+    int8_grads = tf_trainer.gradients(x_f[batch], labels[batch])
+    float_grads = float_path.gradients(x_f[batch], labels[batch])
+    effect = max(rel_err(int8_grads[k].ravel(), float_grads[k].ravel()) for k in int8_grads)
+    assert effect > INT8_EFFECT * PARAM_RTOL, f"the int8 path changed nothing ({effect:.1e})"
+    _compare_steps(c_trainer, tf_trainer, x_q, x_f, labels, steps=1)

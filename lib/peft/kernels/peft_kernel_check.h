@@ -92,6 +92,18 @@ static inline bool peft_depthwise_params_ok(const peft_conv_params *p)
 	       peft_size_ok(p->kernel_h, p->kernel_w, p->in.c, 1);
 }
 
+/* AVERAGE_POOL_2D: the depthwise geometry, plus every window covers at least
+ * one input element (the first starts before its leading padding ends, the
+ * last starts inside the input), so no count is zero. The plan loader checks
+ * the same (kernels/avg_pool2d/peft_avg_pool2d_op.c). */
+static inline bool peft_avg_pool2d_params_ok(const peft_conv_params *p)
+{
+	return peft_depthwise_params_ok(p) && p->pad_top < p->kernel_h &&
+	       p->pad_left < p->kernel_w &&
+	       (int64_t)(p->out.h - 1) * p->stride_h - p->pad_top < p->in.h &&
+	       (int64_t)(p->out.w - 1) * p->stride_w - p->pad_left < p->in.w;
+}
+
 /* The output position that reads input position `i` through kernel tap `k`
  * (i == out * stride - pad + k), or -1 when none does: the stride skips it or
  * it falls outside the output. Backward kernels gather with it. */

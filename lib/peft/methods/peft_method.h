@@ -22,6 +22,8 @@ typedef struct {
 	uint32_t seed; /* plan seed (LoRA initialisation) */
 	float *param[PEFT_PARAM_KIND_COUNT];
 	float *grad[PEFT_PARAM_KIND_COUNT]; /* NULL in inference */
+	peft_weights_s8 w8;                 /* the frozen int8 weights (zero without weights) */
+	const float *bias;                  /* forward: the bias lin includes (NULL: none) */
 	const float *x;                     /* the layer's input values */
 	float *lin;                         /* linear output (+ bias), rows x out_features */
 	float *out;                         /* output before the fused activation */

@@ -32,11 +32,13 @@ static inline float adam_update(const peft_adam_params *p, float param, float gr
 	return param - p->lr * (*m / c1) / (sqrtf(*v / c2) + p->eps);
 }
 
-/* Bias corrections in double: beta^t underflows float precision late. */
+/* Bias corrections in single precision, as TensorFlow's Adam computes them
+ * (float32 pow of beta and the step). A double pow here would be the only
+ * double arithmetic in lib/peft, done in software on a single-precision FPU. */
 static void adam_corrections(const peft_adam_params *p, float *c1, float *c2)
 {
-	*c1 = (float)(1.0 - pow((double)p->beta1, (double)p->step));
-	*c2 = (float)(1.0 - pow((double)p->beta2, (double)p->step));
+	*c1 = 1.0f - powf(p->beta1, (float)p->step);
+	*c2 = 1.0f - powf(p->beta2, (float)p->step);
 }
 
 /* A new value is acceptable: finite, and inside +-max_abs unless it moves inward. */

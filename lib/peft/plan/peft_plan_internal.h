@@ -17,7 +17,7 @@
  * PEFT_PLAN_BUFFER_*), op, method and buffer-kind codes and limits: peft/peft_formats.h. */
 
 /* The last buffer kind this runtime knows (peft_buffer_kind starts at 1). */
-#define PEFT_BUF_KIND_LAST PEFT_BUF_PARAM_GRAD
+#define PEFT_BUF_KIND_LAST PEFT_BUF_BWD_S8S8
 
 /* One work-region buffer record. */
 typedef struct {
@@ -87,6 +87,8 @@ typedef struct {
 	bool backward_input[2];
 	bool needs_input_values; /* input kept for backward (weight / LoRA A gradients) */
 	bool keeps_mask;         /* fused ReLU/ReLU6 derivative kept as a 1-bit mask */
+	bool scales_lin;         /* a trained per-channel scale of lin (scale+shift, IA3) */
+	bool int8_input_grad;    /* input gradient through the int8 path (plan flag) */
 } peft_layer_info;
 
 /* Read record i (no checks beyond what peft_plan_load() already did). */

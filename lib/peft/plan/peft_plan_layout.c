@@ -179,8 +179,9 @@ static peft_status layer_buffer(const peft_plan *plan, int arena, int kind, int3
 
 	*w = (want){0, 0, 0};
 	PEFT_TRY(peft_plan_layer_info(plan, k, &L));
-	const bool ss = L.trainable[PEFT_PARAM_GAMMA];
-	const bool lora = L.trainable[PEFT_PARAM_LORA_A];
+	const bool ss = L.scales_lin;
+	const bool lora = L.trainable[PEFT_PARAM_LORA_A]; /* LoRA or DoRA */
+	const bool dora = L.trainable[PEFT_PARAM_DORA_M];
 	const uint64_t out = (uint64_t)L.out_size;
 	const uint64_t u = 4u * (uint64_t)L.rows * L.rec.lora_rank;
 	const int32_t b = bwd_step(plan, k);
@@ -230,7 +231,7 @@ static peft_status layer_buffer(const peft_plan *plan, int arena, int kind, int3
 		}
 		break;
 	case PEFT_BUF_BWD_GLIN:
-		if (train && ss) {
+		if (train && (ss || dora)) {
 			*w = live(4u * out, b, b);
 		}
 		break;
@@ -242,6 +243,13 @@ static peft_status layer_buffer(const peft_plan *plan, int arena, int kind, int3
 	case PEFT_BUF_PARAM_GRAD:
 		if (train && plan->update == PEFT_UPDATE_LAYER && L.trainable[part]) {
 			*w = live(4u * (uint64_t)L.counts[part], b, b);
+		}
+		break;
+	case PEFT_BUF_BWD_S8S8:
+		if (train && L.int8_input_grad) {
+			const peft_fc_params fp = {L.rows, L.in_features, L.out_features};
+
+			*w = live((uint64_t)peft_fc_bwd_input_s8s8_get_buffer_size(&fp), b, b);
 		}
 		break;
 	default:

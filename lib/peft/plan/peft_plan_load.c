@@ -166,6 +166,16 @@ static bool scale_count_ok(uint32_t n, int32_t channels)
 	return n == 1u || n == (uint32_t)channels;
 }
 
+/* A fully connected layer, or a 1x1 stride-1 unpadded conv (the same [out][in]
+ * weights, one row per pixel): where LoRA and DoRA attach, and what the int8
+ * backward kernel computes (planning/plan.py has_fc_form). */
+static bool has_fc_form(const peft_layer_rec *r)
+{
+	return r->op == PEFT_OP_FULLY_CONNECTED ||
+	       (r->op == PEFT_OP_CONV_2D && r->kernel_h == 1 && r->kernel_w == 1 &&
+		r->stride_h == 1 && r->stride_w == 1 && r->pad_top == 0 && r->pad_left == 0);
+}
+
 /* Everything that needs only the record and its tensors' shapes. */
 static peft_status check_layer_fields(const peft_plan *plan, int32_t k)
 {
@@ -193,14 +203,15 @@ static peft_status check_layer_fields(const peft_plan *plan, int32_t k)
 	const int64_t in_size = dims_size(&in);
 	const int64_t out_size = dims_size(&out);
 
-	if (r.methods & PEFT_METHOD_LORA) {
-		const bool pointwise = r.op == PEFT_OP_CONV_2D && r.kernel_h == 1 &&
-				       r.kernel_w == 1 && r.stride_h == 1 && r.stride_w == 1 &&
-				       r.pad_top == 0 && r.pad_left == 0;
-
-		if (!(pointwise || r.op == PEFT_OP_FULLY_CONNECTED) || r.lora_rank < 1 ||
-		    r.lora_rank > PEFT_MAX_LORA_RANK || !isfinite(r.lora_alpha) ||
-		    r.lora_alpha <= 0.0f) {
+	/* DoRA rescales the whole layer (a trained bias or weight, scale+shift or IA3 would
+	 * see the wrong gradient); IA3 and scale+shift both scale the linear output. */
+	if (((r.methods & PEFT_METHOD_DORA) && r.methods != PEFT_METHOD_DORA) ||
+	    ((r.methods & PEFT_METHOD_IA3) && (r.methods & PEFT_METHOD_SCALE_SHIFT))) {
+		return PEFT_ERR_PLAN_FIELD;
+	}
+	if (r.methods & (PEFT_METHOD_LORA | PEFT_METHOD_DORA)) {
+		if (!has_fc_form(&r) || r.lora_rank < 1 || r.lora_rank > PEFT_MAX_LORA_RANK ||
+		    !isfinite(r.lora_alpha) || r.lora_alpha <= 0.0f) {
 			return PEFT_ERR_PLAN_FIELD;
 		}
 	} else if (r.lora_rank != 0 || r.lora_alpha != 0.0f) {
@@ -281,7 +292,8 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	uint32_t trains = 0;
 
 	PEFT_TRY(peft_methods_trains(r->methods, &trains));
-	const int32_t rank = (r->methods & PEFT_METHOD_LORA) ? r->lora_rank : 0;
+	const int32_t rank =
+		(r->methods & (PEFT_METHOD_LORA | PEFT_METHOD_DORA)) ? r->lora_rank : 0;
 
 	out->counts[PEFT_PARAM_WEIGHT] = (int32_t)r->weights.count;
 	out->counts[PEFT_PARAM_BIAS] = (int32_t)r->bias.count;
@@ -290,6 +302,8 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	out->counts[PEFT_PARAM_BETA] = out->counts[PEFT_PARAM_GAMMA];
 	out->counts[PEFT_PARAM_LORA_A] = rank * out->in_features;
 	out->counts[PEFT_PARAM_LORA_B] = out->out_features * rank;
+	out->counts[PEFT_PARAM_DORA_M] = (r->methods & PEFT_METHOD_DORA) ? out->out_features : 0;
+	out->counts[PEFT_PARAM_IA3_L] = (r->methods & PEFT_METHOD_IA3) ? out->out_features : 0;
 	for (int k = 0; k < PEFT_PARAM_KIND_COUNT; k++) {
 		out->trainable[k] = (trains & (1u << k)) != 0 && out->counts[k] > 0;
 	}
@@ -298,6 +312,11 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	out->needs_input_values =
 		out->trainable[PEFT_PARAM_WEIGHT] || out->trainable[PEFT_PARAM_LORA_A];
 	out->keeps_mask = out->runs_backward && r->activation != PEFT_ACT_NONE;
+	out->scales_lin = out->trainable[PEFT_PARAM_GAMMA] || out->trainable[PEFT_PARAM_IA3_L];
+	/* The int8 path's kernel is a fully connected one. */
+	out->int8_input_grad = (plan->flags & PEFT_PLAN_FLAG_INT8_BACKWARD) != 0 &&
+			       has_fc_form(r) && out->backward_input[0] &&
+			       !out->trainable[PEFT_PARAM_WEIGHT];
 	return PEFT_OK;
 }
 
@@ -364,6 +383,7 @@ static void decode_header(peft_plan *plan, const uint8_t *b)
 	plan->infer_size = peft_rd32(b + PEFT_PLAN_HDR_OFF_INFER_SIZE);
 	plan->trainable_params = peft_rd32(b + PEFT_PLAN_HDR_OFF_TRAINABLE_PARAMS);
 	plan->update = (peft_update_mode)peft_rd32(b + PEFT_PLAN_HDR_OFF_UPDATE);
+	plan->flags = peft_rd32(b + PEFT_PLAN_HDR_OFF_FLAGS);
 }
 
 peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, const void *model,
@@ -414,8 +434,9 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 	if (nl < 1u || nt != nl + 1u || plan->input_tensor != 0 ||
 	    plan->output_tensor != (int32_t)nt - 1 || plan->act_cache > PEFT_CACHE_S8 ||
 	    plan->optimizer.kind > PEFT_OPTIMIZER_ADAM || !optimizer_ok(&plan->optimizer) ||
-	    plan->update > PEFT_UPDATE_LAYER || peft_rd32(b + PEFT_PLAN_HDR_OFF_RESERVED) != 0 ||
-	    peft_rd32(b + PEFT_PLAN_HDR_OFF_RESERVED + 4u) != 0 ||
+	    plan->update > PEFT_UPDATE_LAYER ||
+	    (plan->flags & ~(uint32_t)PEFT_PLAN_FLAGS_ALL) != 0 ||
+	    peft_rd32(b + PEFT_PLAN_HDR_OFF_RESERVED) != 0 ||
 	    (plan->update == PEFT_UPDATE_LAYER && plan->optimizer.clip_norm != 0.0f)) {
 		return PEFT_ERR_PLAN_FIELD;
 	}
@@ -485,6 +506,11 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 	if (!optimizer_compiled(plan->optimizer.kind)) {
 		return PEFT_ERR_PLAN_METHOD_NOT_COMPILED;
 	}
+#ifndef CONFIG_PEFT_INT8_BACKWARD
+	if ((plan->flags & PEFT_PLAN_FLAG_INT8_BACKWARD) != 0) {
+		return PEFT_ERR_PLAN_INT8_NOT_COMPILED;
+	}
+#endif
 	for (int32_t k = 0; k < plan->num_layers; k++) {
 		peft_layer_rec r;
 

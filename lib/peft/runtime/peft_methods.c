@@ -24,6 +24,12 @@ static const peft_method *const compiled_methods[] = {
 #ifdef CONFIG_PEFT_METHOD_SPARSE
 	&peft_method_sparse,
 #endif
+#ifdef CONFIG_PEFT_METHOD_DORA
+	&peft_method_dora,
+#endif
+#ifdef CONFIG_PEFT_METHOD_IA3
+	&peft_method_ia3,
+#endif
 	NULL, /* keeps the array non-empty when no method is enabled */
 };
 

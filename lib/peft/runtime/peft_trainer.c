@@ -56,6 +56,14 @@ static uint8_t *work_bytes(const peft_trainer *t, peft_buffer_kind kind, int32_t
 	return off == PEFT_NONE ? NULL : t->arena + off;
 }
 
+static peft_weights_s8 frozen_weights(const peft_plan *plan, const peft_layer_info *L)
+{
+	return (peft_weights_s8){
+		(const int8_t *)(plan->model + L->rec.weights.offset),
+		(const float *)(const void *)(plan->model + L->rec.weights.scale_offset),
+		(int32_t)L->rec.weights.scale_count};
+}
+
 static void bind_params(const peft_trainer *t, const peft_layer_info *L, peft_layer_ctx *ctx)
 {
 	const bool train = t->mode == PEFT_MODE_TRAIN;
@@ -64,6 +72,9 @@ static void bind_params(const peft_trainer *t, const peft_layer_info *L, peft_la
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->info = L;
 	ctx->seed = t->plan->seed;
+	if (L->rec.weights.count > 0) {
+		ctx->w8 = frozen_weights(t->plan, L);
+	}
 	for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
 		ctx->param[p] = peft_arena_f32(t, L->rec.param[p]);
 		if (train && per_layer) {
@@ -247,14 +258,6 @@ static peft_status set_input(peft_trainer *t, const int8_t *in_s8, const float *
 
 /* ---- forward ---- */
 
-static peft_weights_s8 frozen_weights(const peft_plan *plan, const peft_layer_info *L)
-{
-	return (peft_weights_s8){
-		(const int8_t *)(plan->model + L->rec.weights.offset),
-		(const float *)(const void *)(plan->model + L->rec.weights.scale_offset),
-		(int32_t)L->rec.weights.scale_count};
-}
-
 static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L,
 				 const float **y_out)
 {
@@ -273,7 +276,7 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 	}
 	ctx.out = y;
 	ctx.lin = y;
-	if (L->trainable[PEFT_PARAM_GAMMA]) {
+	if (L->scales_lin) {
 		ctx.lin = train && !s8 ? work_f32(t, PEFT_BUF_KEEP_LIN, k)
 				       : work_f32(t, PEFT_BUF_FWD_LIN, k);
 	}
@@ -285,12 +288,12 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 		bias = work_f32(t, PEFT_BUF_FWD_BIAS, k);
 		dequantize_bias(t->plan, r, bias);
 	}
-	const peft_weights_s8 frozen = frozen_weights(t->plan, L);
+	ctx.bias = bias;
 	const peft_op_forward_args op_args = {L,       {ctx.x, x1}, ctx.param[PEFT_PARAM_WEIGHT],
-					      &frozen, bias,        ctx.lin};
+					      &ctx.w8, bias,        ctx.lin};
 
 	PEFT_TRY(peft_op_find(r->op)->forward(&op_args));
-	if (train && s8 && L->trainable[PEFT_PARAM_GAMMA]) {
+	if (train && s8 && L->scales_lin) {
 		const peft_tensor_rec o = tensor(t, r->output);
 
 		PEFT_TRY(peft_quantize_s8(L->out_size, ctx.lin, o.scale, o.zero_point,
@@ -404,6 +407,25 @@ static peft_status update_layer(const peft_trainer *t, const peft_layer_info *L,
 	return PEFT_OK;
 }
 
+/* The input gradient through frozen int8 weights on the int8 path (the plan's
+ * flag puts a pointwise conv or FC layer on it; peft_plan_load() refuses the
+ * flag in a build without CONFIG_PEFT_INT8_BACKWARD). */
+static peft_status int8_input_grad(const peft_trainer *t, const peft_layer_info *L,
+				   const peft_weights_s8 *w8, const float *g, float *grad_in,
+				   bool accumulate)
+{
+#ifdef CONFIG_PEFT_INT8_BACKWARD
+	const peft_fc_params fp = peft_op_fc_params(L);
+	int16_t *scratch = (int16_t *)(void *)work_bytes(t, PEFT_BUF_BWD_S8S8, L->index);
+
+	return peft_fc_bwd_input_s8s8(&fp, w8, g, grad_in, accumulate, scratch,
+				      peft_fc_bwd_input_s8s8_get_buffer_size(&fp));
+#else
+	(void)t, (void)L, (void)w8, (void)g, (void)grad_in, (void)accumulate;
+	return PEFT_ERR_PLAN_INT8_NOT_COMPILED;
+#endif
+}
+
 static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *L)
 {
 	const peft_layer_rec *r = &L->rec;
@@ -423,7 +445,7 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 	ctx.g = work_f32(t, PEFT_BUF_GRAD, r->output);
 	ctx.u = work_f32(t, PEFT_BUF_KEEP_U, k);
 	ctx.lin = work_f32(t, PEFT_BUF_KEEP_LIN, k);
-	if (L->trainable[PEFT_PARAM_GAMMA] && plan->act_cache == PEFT_CACHE_S8) {
+	if (L->scales_lin && plan->act_cache == PEFT_CACHE_S8) {
 		const peft_tensor_rec o = tensor(t, r->output);
 		/* Staged where the input gradient goes after: gamma's gradient reads it first. */
 		float *stage = work_f32(t, PEFT_BUF_BWD_GLIN, k);
@@ -447,25 +469,26 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 		PEFT_TRY(peft_activation_bwd_mask_f32(L->out_size, work_bytes(t, PEFT_BUF_MASK, k),
 						      ctx.g));
 	}
-	ctx.g_out = ctx.g; /* scale+shift writes its input gradient elsewhere (tmp_a) */
-	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_AFFINE, &ctx));
-	const float *g = ctx.g;
-
 	if (L->needs_input_values) {
 		PEFT_TRY(tensor_kept(t, r->input[0], work_f32(t, PEFT_BUF_BWD_IN, k), &ctx.x));
 	}
-	const peft_weights_s8 frozen = frozen_weights(plan, L);
+	ctx.g_out = ctx.g; /* scale+shift writes its input gradient elsewhere (tmp_a) */
+	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_AFFINE, &ctx));
 	const peft_op_backward_args op_args = {L,
-					       g,
+					       ctx.g,
 					       ctx.x,
 					       ctx.param[PEFT_PARAM_WEIGHT],
-					       &frozen,
+					       &ctx.w8,
 					       ctx.grad[PEFT_PARAM_WEIGHT],
 					       ctx.grad[PEFT_PARAM_BIAS],
-					       {grad_in[0], grad_in[1]},
+					       /* the int8 path computes its input gradient below */
+					       {L->int8_input_grad ? NULL : grad_in[0], grad_in[1]},
 					       {acc[0], acc[1]}};
 
 	PEFT_TRY(peft_op_find(r->op)->backward(&op_args));
+	if (L->int8_input_grad && grad_in[0] != NULL) {
+		PEFT_TRY(int8_input_grad(t, L, &ctx.w8, ctx.g, grad_in[0], acc[0]));
+	}
 	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_ADAPTER, &ctx));
 	if (plan->update == PEFT_UPDATE_LAYER) {
 		return update_layer(t, L, &ctx);

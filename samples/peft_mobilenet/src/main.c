@@ -153,6 +153,10 @@ static void explain_plan_error(peft_status st)
 			"CONFIG_PEFT_OPTIMIZER_*) and rebuild",
 			methods_compiled());
 		break;
+	case PEFT_ERR_PLAN_INT8_NOT_COMPILED:
+		LOG_ERR("plan refused: it uses the int8 backward path (prepare-model "
+			"--int8-backward); enable CONFIG_PEFT_INT8_BACKWARD and rebuild");
+		break;
 	case PEFT_ERR_PLAN_MODEL_MISMATCH:
 		LOG_ERR("plan refused: it was made for another model (model CRC/length differ)");
 		break;
@@ -386,6 +390,19 @@ static int load_images(void)
 	return check_shapes() ? 0 : -1;
 }
 
+/* A fresh trainer on the plan, with the sample's bound on parameter magnitude. */
+static peft_status start_trainer(void)
+{
+	const peft_status st = peft_trainer_init(&trainer, &plan, PEFT_MODE_TRAIN, train_arena,
+						 trainer_arena_need);
+
+	if (st != PEFT_OK) {
+		return st;
+	}
+	return peft_trainer_set_limits(&trainer, PEFT_DEFAULT_MAX_LOSS,
+				       (float)CONFIG_PEFT_SAMPLE_MAX_PARAM_MILLI / 1000.0f);
+}
+
 static int init_trainer(void)
 {
 	size_t need = 0, infer = 0, params = 0;
@@ -409,7 +426,7 @@ static int init_trainer(void)
 		return -1;
 	}
 	trainer_arena_need = need;
-	peft_status st = peft_trainer_init(&trainer, &plan, PEFT_MODE_TRAIN, train_arena, need);
+	peft_status st = start_trainer();
 
 	if (st != PEFT_OK) {
 		LOG_ERR("trainer init: %s", peft_status_str(st));
@@ -509,8 +526,7 @@ static uint32_t resume(bool *can_save)
 	}
 	if (st != PEFT_OK) {
 		/* A state that imported but failed to run may be in the trainer: start over. */
-		if (peft_trainer_init(&trainer, &plan, PEFT_MODE_TRAIN, train_arena,
-				      trainer_arena_need) != PEFT_OK) {
+		if (start_trainer() != PEFT_OK) {
 			LOG_ERR("trainer init failed");
 			*can_save = false;
 		}
@@ -542,14 +558,21 @@ static bool diverged(float loss)
 	return !isfinite(loss) || loss * 1000.0f > (float)CONFIG_PEFT_SAMPLE_MAX_LOSS_MILLI;
 }
 
+/* After a stop: nothing of this epoch is saved. Where a state was saved before,
+ * the slots are read back as the next boot reads them, to show that it resumes
+ * from the state kept. */
 static void keep_saved_state(void)
 {
-	if (store.current >= 0) {
-		printk("state not saved; slot %d keeps epoch %u (sequence %u)\n", store.current,
-		       store.meta.epoch, store.meta.sequence);
-	} else {
+	bool can_save;
+
+	if (store.current < 0) {
 		printk("state not saved\n");
+		return;
 	}
+	printk("state not saved; slot %d keeps epoch %u (sequence %u)\n", store.current,
+	       store.meta.epoch, store.meta.sequence);
+	printk("checking the saved state as the next boot will:\n");
+	(void)resume(&can_save);
 }
 
 int main(void)
@@ -581,7 +604,18 @@ int main(void)
 		uint64_t cycles = 0;
 		size_t high = 0;
 
-		if (train_epoch(epoch, &loss, &cycles) != PEFT_OK) {
+		const peft_status st = train_epoch(epoch, &loss, &cycles);
+
+		if (st == PEFT_ERR_DIVERGED) {
+			printk("epoch %u diverged: a step would take a parameter beyond %u.%03u "
+			       "or a sample's loss beyond %.0f\n",
+			       epoch + 1u, CONFIG_PEFT_SAMPLE_MAX_PARAM_MILLI / 1000u,
+			       CONFIG_PEFT_SAMPLE_MAX_PARAM_MILLI % 1000u,
+			       (double)PEFT_DEFAULT_MAX_LOSS);
+			keep_saved_state();
+			return finish("stopped: training diverged");
+		}
+		if (st != PEFT_OK) {
 			keep_saved_state();
 			return finish("stopped: training failed");
 		}
@@ -611,8 +645,8 @@ int main(void)
 				printk("state saved to slot %d (epoch %u, sequence %u)\n", slot,
 				       store.meta.epoch, store.meta.sequence);
 			} else if (rc == -EDOM) {
-				LOG_ERR("a parameter is not finite: state not saved, the previous "
-					"slot stays valid");
+				LOG_ERR("a parameter is not finite");
+				keep_saved_state();
 				return finish("stopped: training diverged");
 			} else {
 				LOG_ERR("saving the state failed (%d); the previous slot stays "

@@ -54,16 +54,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fold the trained parameters into full.tflite: LoRA merged into the weights "
         "and requantized per channel, BitFit biases, scale/shift folded into weights and biases, "
         "the trained head and fully or sparsely updated weights; biases are requantized with "
-        "input scale x weight scale. With --dataset, the activations from the split on are "
-        "recalibrated (min/max of what the runtime computes on its training samples; the "
-        "logits' range starts at the lowest third-highest logit, lower ones never decide a "
-        "class and clip), so that a head whose logits grew does not saturate; without it "
-        "every activation keeps the quantization the model was converted with (outputs whose "
-        "range the training widened then clip, and predictions may differ from the runtime's).",
+        "input scale x weight scale. With --dataset, requantized weights are rounded to "
+        "minimise the layer's output error on its training samples (errors compensated "
+        "across inputs, the mean error into the bias), and the activations from the split on "
+        "are recalibrated (min/max of what the runtime computes; the int8 logits' range "
+        "starts at the lowest winning logit, lower ones never decide a class and clip); "
+        "without it weights round to nearest and every activation "
+        "keeps the quantization the model was converted with (outputs whose range the "
+        "training widened then clip, and predictions may differ from the runtime's).",
     )
     _source_arguments(merge)
     merge.add_argument(
         "--dataset", help="prepare-dataset's dataset.bin: calibration samples and the check"
+    )
+    merge.add_argument(
+        "--activations",
+        choices=("int8", "int16"),
+        default="int8",
+        help="int8 (default): a full int8 model; int16: the trained part in TFLite's 16x8 "
+        "mode (int16 activations, int8 weights, int64 biases: closer to the runtime's float "
+        "predictions, twice the activation memory from the split on; needs --dataset)",
     )
     merge.add_argument(
         "--calibration-samples",
@@ -129,6 +139,8 @@ def run_merge(args: argparse.Namespace) -> int:
     out = _check_out(args.out, ".tflite")
     if args.calibration_samples is not None and args.calibration_samples < 1:
         raise UserError("--calibration-samples must be at least 1")
+    if args.activations == "int16" and args.dataset is None:
+        raise UserError("--activations int16 needs --dataset (the int16 ranges come from it)")
     folder, the_plan, state = _load(args)
     calibration = test = None
     if args.dataset is not None:
@@ -143,16 +155,22 @@ def run_merge(args: argparse.Namespace) -> int:
         test = (data.x_test, data.y_test)
     with quiet_native_stderr():
         result = merge.merge(
-            folder.full, the_plan.graph, the_plan.split_layer, state.arrays, calibration
+            folder.full,
+            the_plan.graph,
+            the_plan.split_layer,
+            state.arrays,
+            calibration,
+            with_16x8=args.activations == "int16",
         )
+    model = result.model if result.model_16x8 is None else result.model_16x8
     for change in result.layers:
         short = change["name"].split(";")[0]
         print(f"  merged layer {change['index']:3d} {'+'.join(change['trained']):<24} {short}")
     print(f"  activations recalibrated: {result.recalibrated}")
     if test is not None and len(test[0]):
-        _print_check(folder, the_plan, state, result.model, test)
-    write_atomic(out, result.model)
-    print(f"wrote {out} ({len(result.model):,d} bytes)")
+        _print_check(folder, the_plan, state, model, test)
+    write_atomic(out, model)
+    print(f"wrote {out} ({len(model):,d} bytes)")
     return 0
 
 

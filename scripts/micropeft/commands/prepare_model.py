@@ -162,7 +162,13 @@ def prepare(args: argparse.Namespace, cfg: Any) -> Prepared:
     split = plan.choose_split(graph)
     device = tflite_graph.device_model_for_graph(full, graph, split)
     the_plan = plan.build_plan(
-        graph, device, cfg.optimizer_config(), cfg.act_cache, cfg.seed, update=cfg.update
+        graph,
+        device,
+        cfg.optimizer_config(),
+        cfg.act_cache,
+        cfg.seed,
+        update=cfg.update,
+        int8_backward=cfg.int8_backward,
     )
     blob = the_plan.to_bytes()
     prefix = convert.run_tflm(device, samples[:1])
@@ -198,6 +204,10 @@ def prepare(args: argparse.Namespace, cfg: Any) -> Prepared:
         },
         "trainable_parameters": the_plan.trainable_parameters,
         "macs_per_sample": the_plan.macs(),
+        "int8_backward": {
+            "kconfig": plan.INT8_BACKWARD_KCONFIG if cfg.int8_backward else None,
+            "layers": [pl.layer.name for pl in the_plan.int8_backward_layers],
+        },
     }
     summary["ram"]["total_train"] = (prefix.arena_used_bytes or 0) + summary["ram"]["train_arena"]
     device_ram = the_plan.device_ram(prefix.arena_used_bytes or 0, _prefix_cache(args))
@@ -271,6 +281,12 @@ def run(args: argparse.Namespace) -> int:
         # TFLite names fused tensors "a;b;c"; the first part names the layer well enough.
         short = entry["name"].split(";")[0]
         print(f"  trains layer {entry['index']:3d} {entry['methods']:<22} {short}")
+    int8 = summary["int8_backward"]
+    if int8["kconfig"]:
+        print(
+            f"  int8 backward path on {len(int8['layers'])} frozen layer(s); the firmware "
+            f"needs {int8['kconfig']}=y (its default; pack writes it into <board>.conf)"
+        )
     budget = cfg.ram_budget
     if budget is not None and summary["ram"]["total_device"] > budget:
         ram = summary["ram"]

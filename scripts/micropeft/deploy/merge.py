@@ -1,24 +1,39 @@
-"""Fold a trained state into a standard int8 .tflite, and export trained parameters.
+"""Fold a trained state into a standard int8 (or 16x8) .tflite; export trained parameters.
 
 The runtime computes a trained layer in float32 (reference.py states the exact
 semantics); this module rewrites the same arithmetic into the model's own
 tensors, so that TFLite or TFLM run the adapted model with no micropeft code:
 
 - weights: ``W' = gamma * W + (alpha / r) * B A`` (the trained W where full,
-  last-layer or sparse updates train it), requantized per output channel
-  (scale ``max |W'| / 127``, or one scale for a per-tensor layer);
-- biases: ``b' = gamma * b + beta`` (the trained b for BitFit and the others),
+  last-layer or sparse updates train it; IA3's l multiplies each output channel like
+  gamma; DoRA's ``W' = m * (W + (alpha / r) B A) / ||.||_c``), requantized per output
+  channel (the original scale where the new weights still fit its range, else
+  ``max |W'| / 127``; one scale for a per-tensor layer). With a
+  calibration set the codes are not rounded to nearest but one input at a time,
+  each rounding error compensated on the inputs still to round (GPTQ's order,
+  through the inverse Gram matrix of the layer's inputs as the runtime computes
+  them), the bias last: the layer's output error over the set falls about 3-4x,
+  and its mean goes into the bias (bias correction). Frozen weights keep their
+  int8 codes (no second rounding);
+- biases: ``b' = gamma * b + beta``, ``l * b`` with IA3 (the trained b for BitFit and the
+  others),
   requantized with ``input scale x new weight scale`` as TFLite requires;
-- activations from the split onward whose ranges the training changed (the new
-  head's logits above all) are recalibrated from a calibration set: min/max of
-  the float activations the runtime computes, over the set. PAD, RESHAPE and
-  AVERAGE_POOL_2D keep their input's quantization (their int8 kernels do not
-  rescale), so such tensors share one range. The logits' range starts at the
-  lowest third-highest logit of a calibration sample: lower logits, which never
-  decide a prediction, clip there (a trailing softmax then gives those classes a
-  little more probability), and the competing ones get finer steps. Without a
-  calibration set every activation keeps the quantization the model was
-  converted with.
+- activations from the split onward are recalibrated from a calibration set
+  (min/max of the float activations the runtime computes, over the set). PAD,
+  RESHAPE and AVERAGE_POOL_2D keep their input's quantization (their int8
+  kernels do not rescale), so such tensors share one range. The int8 logits
+  start at the lowest winning logit of the set (_logits_quant): lower logits,
+  which never decide a class, clip there (a trailing softmax then gives those
+  classes a little more probability), and close competitors get finer steps.
+  Without a calibration set every activation keeps the quantization the model
+  was converted with.
+
+16x8 (``with_16x8``): the same model with the trainable part in TFLite's 16x8
+mode (int16 activations, int8 weights, int64 biases), which TFLite and TFLM run
+for every op the trainable part may hold: int8 activation rounding, not the
+weights, is what separates the int8 model from the runtime's float forward when
+the trained part is deep (each requantized layer flips about 0.2-0.8 % of a
+near-tie task's predictions), and int16 steps are 256x finer.
 
 Everything keeps its shape, so the model is patched in place (int8 weights,
 int32 biases and float32 scale vectors are fixed-length flatbuffer vectors); a
@@ -53,10 +68,7 @@ from micropeft.prep.graph import ArrayRef, Graph, Layer, Method, Op
 _WEIGHTED = (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED)
 # Ops whose int8 kernels copy or average values without rescaling: output quant = input quant.
 _SAME_QUANT_OPS = (Op.PAD, Op.RESHAPE, Op.AVERAGE_POOL_2D)
-# The logits' range starts at the lowest 3rd-highest logit over the calibration set: a
-# class ranked below that never decides a prediction, and the competing logits get
-# steps about twice as fine (TFLite's full min/max would spend most codes on the tail).
-COMPETING_LOGITS = 3
+LOGITS_MARGIN = 0.05  # the int8 logits' range below the lowest winner seen (_logits_quant)
 CALIBRATION_SAMPLES = 500  # default cap on the calibration set (min/max settle well before)
 
 
@@ -383,6 +395,8 @@ def folded_parameters(
             gamma = trained[(index, "gamma")].astype(np.float64)
             w = w * _per_channel(w, axis, gamma)
             b = b * gamma + trained[(index, "beta")].astype(np.float64)
+        if (index, "ia3_l") in trained:
+            w, b = _fold_ia3(w, b, axis, trained[(index, "ia3_l")])
         if (index, "lora_a") in trained:
             a = trained[(index, "lora_a")].astype(np.float64)
             if not layer.lora_rank or a.size % layer.lora_rank:
@@ -392,8 +406,26 @@ def folded_parameters(
             bmat = trained[(index, "lora_b")].astype(np.float64).reshape(-1, rank)
             delta = (float(layer.lora_alpha) / rank) * (bmat @ a)  # [out, in]
             w = w + delta.reshape(shape)
+        if (index, "dora_m") in trained:
+            w = _fold_dora(w, trained[(index, "dora_m")])
         out[index] = (w, b)
     return out
+
+
+def _fold_ia3(
+    w: np.ndarray, b: np.ndarray, axis: int, scaling: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """IA3 scales the layer's output, bias included: each output channel's weights and bias."""
+    scaling = scaling.astype(np.float64)
+    return w * _per_channel(w, axis, scaling), b * scaling
+
+
+def _fold_dora(w: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+    """DoRA's W' = m * W / ||W||_c (W = W0 + s B A, one row per output channel; a 1x1 conv
+    or dense layer), the norm clamped as the runtime clamps it."""
+    rows = w.reshape(w.shape[0], -1)
+    norm = np.maximum(np.sqrt(np.sum(rows * rows, axis=1)), reference.DORA_NORM_MIN)
+    return (rows * (magnitude.astype(np.float64) / norm)[:, None]).reshape(w.shape)
 
 
 def _activation_quant(lo: float, hi: float) -> tuple[float, int] | None:
@@ -404,6 +436,16 @@ def _activation_quant(lo: float, hi: float) -> tuple[float, int] | None:
     scale = (hi - lo) / 255.0
     zero_point = int(np.clip(np.round(-128.0 - lo / scale), -128, 127))
     return float(np.float32(scale)), zero_point
+
+
+def _logits_quant(ranked: np.ndarray) -> tuple[float, int] | None:
+    """The int8 logits' range from the calibration samples' logits (sorted per row):
+    from the lowest winning logit (LOGITS_MARGIN of the range lower) to the highest
+    logit. A logit below every winner never decides a class: it clips, and the steps
+    between close competitors get finer (on the bench task about 3x finer than over
+    the full range, which halves the merged model's disagreements with the runtime)."""
+    lo, hi = float(ranked[:, -1].min()), float(ranked.max())
+    return _activation_quant(lo - LOGITS_MARGIN * max(hi - lo, 0.0), hi)
 
 
 def _tensor_groups(graph: Graph, split_layer: int) -> dict[int, int]:
@@ -421,14 +463,55 @@ def _tensor_groups(graph: Graph, split_layer: int) -> dict[int, int]:
     return {t: find(t) for t in range(len(graph.tensors))}
 
 
+@dataclass
+class Calibration:
+    """What the runtime's float forward gives over the calibration set."""
+
+    quant: dict[int, tuple[float, int]]  # new (scale, zero point) of activation tensors
+    peak: dict[int, float]  # largest |value| of every tensor from the split on
+    # Per layer whose weights are requantized: the Gram matrix of its input windows with
+    # a trailing 1 (the bias), [d + 1, d + 1] (per channel [c, d + 1, d + 1] for depthwise)
+    gram: dict[int, np.ndarray]
+
+
+def _windows(graph: Graph, layer: Layer, x: Any) -> np.ndarray:
+    """The layer's input windows [positions, kh * kw, c] (TFLite's weight order), or the
+    flat input [n, 1, in] of a fully connected layer."""
+    import tensorflow as tf
+
+    if layer.op == Op.FULLY_CONNECTED:
+        return np.asarray(x, np.float64).reshape(len(x), 1, -1)
+    kh, kw = layer.kernel
+    padded = reference._windowed_input(tf, graph, layer, x)
+    c = padded.shape[-1]
+    patches = tf.image.extract_patches(
+        padded, [1, kh, kw, 1], [1, layer.stride[0], layer.stride[1], 1], [1, 1, 1, 1], "VALID"
+    )
+    return np.asarray(patches, np.float64).reshape(-1, kh * kw, c)
+
+
+def _add_gram(gram: np.ndarray | None, layer: Layer, windows: np.ndarray) -> np.ndarray:
+    ones = np.ones((len(windows), 1))
+    if layer.op == Op.DEPTHWISE_CONV_2D:
+        v = np.concatenate([windows, np.ones((len(windows), 1, windows.shape[2]))], axis=1)
+        g = np.einsum("nkc,nlc->ckl", v, v)
+    else:
+        v = np.concatenate([windows.reshape(len(windows), -1), ones], axis=1)
+        g = v.T @ v
+    return g if gram is None else gram + g
+
+
 def calibrate(
     graph: Graph,
     split_layer: int,
     folded: dict[int, tuple[np.ndarray, np.ndarray]],
     split_values: np.ndarray,
-) -> dict[int, tuple[float, int]]:
-    """New (scale, zero point) of the activations from the split on: min/max of the
-    runtime's float activations over the calibration samples (split-tensor inputs)."""
+    requantized: tuple[int, ...] = (),
+) -> Calibration:
+    """Run the runtime's float forward (the folded parameters) over the calibration
+    samples (split-tensor values): new activation quantization from the split on
+    (min/max; the logits by _logits_quant), the peaks (16x8), and the input
+    statistics of the `requantized` layers for their weight rounding (_round_weights)."""
 
     plain = copy.deepcopy(graph)
     params = {}
@@ -441,34 +524,72 @@ def calibrate(
     q = graph.tensors[split_tensor].quant
     lo: dict[int, float] = {}
     hi: dict[int, float] = {}
+    top: list[np.ndarray] = []  # the calibration samples' logits, sorted per sample
+    gram: dict[int, np.ndarray] = {}
     for start in range(0, len(split_values), 64):
         x = reference.dequantize(split_values[start : start + 64], q.scale, q.zero_point)
         x = x.reshape((-1, *graph.tensors[split_tensor].shape))
         values: dict[int, Any] = {}
         reference.forward(plain, split_layer, params, x, values_out=values)
+        for index in requantized:
+            layer = graph.layers[index]
+            windows = _windows(graph, layer, values[layer.inputs[0]])
+            gram[index] = _add_gram(gram.get(index), layer, windows)
         for t, v in values.items():
             v = np.asarray(v)
-            if t == graph.output:
-                # Logits far below a sample's best never decide its class (COMPETING_LOGITS).
-                ranked = np.sort(v.reshape(len(v), -1), axis=1)
-                low = float(ranked[:, -min(COMPETING_LOGITS, ranked.shape[1])].min())
-            else:
-                low = float(v.min())
-            lo[t] = min(lo.get(t, np.inf), low)
+            lo[t] = min(lo.get(t, np.inf), float(v.min()))
             hi[t] = max(hi.get(t, -np.inf), float(v.max()))
+            if t == graph.output:
+                top.append(np.sort(v.reshape(len(v), -1), axis=1))
     produced = {layer.output for layer in graph.layers[split_layer:]}
     groups = _tensor_groups(graph, split_layer)
     members: dict[int, list[int]] = {}
     for t in lo:
         members.setdefault(groups[t], []).append(t)
     quant = {}
+    peak = {}
     for group in members.values():
+        low, high = min(lo[t] for t in group), max(hi[t] for t in group)
+        peak.update({t: max(-low, high) for t in group})
         if not all(t in produced for t in group):
             continue  # tied to the split tensor (the frozen prefix's output): keep
-        new = _activation_quant(min(lo[t] for t in group), max(hi[t] for t in group))
+        if graph.output in group:
+            new = _logits_quant(np.concatenate(top))
+        else:
+            new = _activation_quant(low, high)
         if new is not None:
             quant.update({t: new for t in group})
-    return quant
+    return Calibration(quant, peak, gram)
+
+
+def _round_weights(
+    w: np.ndarray, b: np.ndarray, scales: np.ndarray, gram: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """int8 codes of w [out, d] (per-row scales) and a float bias that minimise the
+    layer's output error over the calibration inputs, sum (x . (w - s q) + db)^2:
+    GPTQ's order (one input at a time, the error compensated on the inputs still to
+    round, through the inverse Gram matrix), the bias last, unrounded (int32 holds
+    it), which also removes the rounding's mean error (bias correction). `gram` is
+    [d + 1, d + 1] shared by all rows, or one per row [out, d + 1, d + 1]."""
+    out, d = w.shape
+    grams = np.broadcast_to(gram, (out, d + 1, d + 1)) if gram.ndim == 2 else gram
+    g = np.array(grams, np.float64)
+    diag = np.einsum("oii->oi", g)
+    damp = 0.01 * np.mean(diag[:, :d], axis=1, keepdims=True) + 1e-12
+    g[:, np.arange(d + 1), np.arange(d + 1)] += np.concatenate(
+        [np.broadcast_to(damp, (out, d)), np.zeros((out, 1))], axis=1
+    )
+    # Upper Cholesky factor of the inverse: inv(G) = U^T U.
+    inv = np.linalg.inv(g)
+    upper = np.transpose(np.linalg.cholesky(inv), (0, 2, 1))
+    work = np.concatenate([w, b[:, None]], axis=1).astype(np.float64)
+    q = np.zeros((out, d))
+    s = scales.astype(np.float64)
+    for i in range(d):
+        q[:, i] = np.clip(np.round(work[:, i] / s), -127, 127)
+        err = (work[:, i] - q[:, i] * s) / upper[:, i, i]
+        work[:, i + 1 :] -= err[:, None] * upper[:, i, i + 1 :]
+    return q, work[:, d]
 
 
 @dataclass
@@ -476,18 +597,25 @@ class MergeResult:
     model: bytes
     layers: list[dict[str, Any]]  # what changed, per layer
     recalibrated: int  # activation tensors given a new quantization
+    model_16x8: bytes | None = None  # the same, the trained part with int16 activations
 
 
 def _requantize_weights(
-    w: np.ndarray, axis: int, per_channel: bool, fallback: np.ndarray
+    w: np.ndarray, axis: int, original: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """int8 weights (narrow range, TFLite's -127..127) and their float32 scales."""
+    """int8 weights (narrow range, TFLite's -127..127) and their float32 scales: a
+    channel whose new weights still fit its original scale's range keeps that scale
+    (the weights trained from ``s * q``: a change smaller than a step costs at most
+    the change itself, where a new grid would round every weight afresh); a wider one
+    gets ``max |w| / 127``. One scale (`original` of size 1) stays per tensor."""
+    per_channel = original.size > 1
     moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
     if per_channel:
         peak = np.max(np.abs(moved), axis=1)
     else:
         peak = np.full(1, np.max(np.abs(moved)))
-    scales = np.where(peak > 0, peak / 127.0, fallback).astype(np.float32)
+    old = original.astype(np.float64)
+    scales = np.where(peak <= 127.0 * old * (1 + 1e-6), old, peak / 127.0).astype(np.float32)
     q = np.clip(np.round(w / _per_channel(w, axis, scales.astype(np.float64))
                          if per_channel else w / float(scales[0])), -127, 127)  # fmt: skip
     return q.astype(np.int8), scales
@@ -499,6 +627,7 @@ def merge(
     split_layer: int,
     trained: dict[tuple[int, str], np.ndarray],
     calibration: np.ndarray | None = None,
+    with_16x8: bool = False,
 ) -> MergeResult:
     """full_model with the trained arrays folded in (see the module docstring).
 
@@ -508,13 +637,23 @@ def merge(
 
     model = bytearray(full_model)
     folded = folded_parameters(graph, bytes(full_model), split_layer, trained)
+    requantized = tuple(
+        index
+        for index in folded
+        if any(
+            i == index and k in ("weight", "gamma", "lora_a", "ia3_l", "dora_m") for i, k in trained
+        )
+    )
     quant: dict[int, tuple[float, int]] = {}
+    gram: dict[int, np.ndarray] = {}
+    found: Calibration | None = None
     if calibration is not None and len(calibration):
         split_tensor = graph.tensors[graph.layers[split_layer].inputs[0]]
         inp = graph.tensors[graph.input].quant
         x = reference.dequantize(calibration, inp.scale, inp.zero_point)
         (split_values,) = reference.tflite_tensor_values(bytes(full_model), [split_tensor.name], x)
-        quant = calibrate(graph, split_layer, folded, split_values)
+        found = calibrate(graph, split_layer, folded, split_values, requantized)
+        quant, gram = found.quant, found.gram
     tflite_index = graph.extra["tflite_tensor_index"]
     for t, (scale, zero_point) in quant.items():
         scale_pos, zero_pos = tflite_graph.quant_positions(bytes(full_model), tflite_index[t])
@@ -542,15 +681,21 @@ def merge(
         return quant[t][0] if t in quant else graph.tensors[t].quant.scale
 
     changes = []
+    float_biases: dict[int, np.ndarray] = {}
     for index, (w, b) in folded.items():
         layer = graph.layers[index]
         assert layer.weights is not None
         kinds = sorted({k for i, k in trained if i == index})
         w_scales = reference.read_scales(bytes(full_model), layer.weights)
-        if {"weight", "gamma", "lora_a"} & set(kinds):
-            q, w_scales = _requantize_weights(
-                w, _channel_axis(layer), w_scales.size > 1, w_scales.max()
-            )
+        if index in requantized:
+            axis = _channel_axis(layer)
+            q, w_scales = _requantize_weights(w, axis, w_scales)
+            if index in gram:
+                rows = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+                row_scales = np.broadcast_to(w_scales, (len(rows),))
+                q_rows, b = _round_weights(rows, b, row_scales, gram[index])
+                moved = np.moveaxis(np.zeros_like(w), axis, 0)
+                q = np.moveaxis(q_rows.reshape(moved.shape), 0, axis).astype(np.int8)
             put(index, 1, layer.weights, q.reshape(-1), w_scales)
         if kinds:
             changes.append({"index": index, "name": layer.name, "trained": kinds})
@@ -561,10 +706,133 @@ def merge(
             bias_scales = np.full(b.size, bias_scales[0], np.float32)
         q_bias = np.clip(np.round(b / bias_scales.astype(np.float64)), -(2**31), 2**31 - 1)
         put(index, 2, layer.bias, q_bias.astype("<i4"), bias_scales)
+        float_biases[index] = b
     merged = bytes(model)
     if rebuilt:
         merged = _rebuild(merged, rebuilt)
-    return MergeResult(merged, changes, len(quant))
+    model_16x8 = None
+    if with_16x8:
+        if found is None:
+            raise UserError("int16 activations need calibration samples")
+        model_16x8 = _to_16x8(merged, graph, split_layer, float_biases, found.peak)
+    return MergeResult(merged, changes, len(quant), model_16x8)
+
+
+# Ops of the trainable part that TFLite's and TFLM's kernels run with int16 activations.
+_INT16_OPS = (*_WEIGHTED, Op.ADD, Op.MEAN, Op.AVERAGE_POOL_2D, Op.PAD, Op.RESHAPE)
+INT16_HEADROOM = 1.25  # int16 ranges span this times the calibration peak (steps stay fine)
+
+
+def _to_16x8(
+    model: bytes,
+    graph: Graph,
+    split_layer: int,
+    biases: dict[int, np.ndarray],
+    peak: dict[int, float],
+) -> bytes:
+    """The merged int8 model with the trainable part in TFLite's 16x8 mode: int16
+    activations (symmetric, zero point 0, INT16_HEADROOM x the calibration peak), the
+    same int8 weights, int64 biases (input scale x weight scale); DEQUANTIZE and
+    QUANTIZE turn the frozen prefix's int8 split tensor into int16 (exactly: its int8
+    range fits)."""
+    with quiet_native_stderr():
+        from tensorflow.lite.python import schema_py_generated as schema
+        from tensorflow.lite.tools import flatbuffer_utils
+
+    layers = graph.layers[split_layer:]
+    unsupported = sorted({lay.op.name for lay in layers if lay.op not in _INT16_OPS})
+    if unsupported:
+        raise UserError(f"int16 activations: no 16x8 kernel for {', '.join(unsupported)}")
+    obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    sub = obj.subgraphs[0]
+    tflite_index = graph.extra["tflite_tensor_index"]
+    split = layers[0].inputs[0]
+    q8 = graph.tensors[split].quant
+    split_peak = max(abs(-128 - q8.zero_point), abs(127 - q8.zero_point)) * q8.scale
+    groups = _tensor_groups(graph, split_layer)
+
+    def quant16(scale: float) -> Any:
+        params = schema.QuantizationParametersT()
+        params.scale = np.array([scale], np.float32)
+        params.zeroPoint = np.zeros(1, np.int64)
+        return params
+
+    def scale16(t: int) -> float:
+        top = split_peak if groups[t] == groups[split] else peak.get(t, 0.0) * INT16_HEADROOM
+        return float(np.float32(top / 32767.0)) if top > 0 else 1.0
+
+    def new_tensor(name: bytes, shape: Any, kind: int, data: np.ndarray | None) -> int:
+        buffer = schema.BufferT()
+        if data is not None:
+            buffer.data = np.frombuffer(data.tobytes(), np.uint8)
+        obj.buffers.append(buffer)
+        tensor = schema.TensorT()
+        tensor.name, tensor.shape, tensor.type = name, np.asarray(shape, np.int32), kind
+        tensor.buffer = len(obj.buffers) - 1
+        sub.tensors.append(tensor)
+        return len(sub.tensors) - 1
+
+    old_split = sub.tensors[tflite_index[split]]
+    split16 = new_tensor(old_split.name + b"/int16", old_split.shape, schema.TensorType.INT16, None)
+    sub.tensors[split16].quantization = quant16(scale16(split))
+    in16 = {split: scale16(split)}
+    for offset, layer in enumerate(layers):
+        op = sub.operators[split_layer + offset]
+        op.inputs = np.array(
+            [split16 if i == tflite_index[split] else i for i in op.inputs], np.int32
+        )
+        out = sub.tensors[tflite_index[layer.output]]
+        out.type = schema.TensorType.INT16
+        out.quantization = quant16(scale16(layer.output))
+        in16[layer.output] = scale16(layer.output)
+        if layer.op not in _WEIGHTED:
+            continue
+        bias = biases.get(split_layer + offset)
+        has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
+        if bias is None or (not has_bias and not np.any(bias)):
+            continue
+        w_scales = np.asarray(sub.tensors[op.inputs[1]].quantization.scale, np.float64)
+        scales = in16[layer.inputs[0]] * np.broadcast_to(w_scales, bias.shape)
+        values = np.round(bias / scales).astype("<i8")
+        index = new_tensor(b"bias16/" + out.name, [bias.size], schema.TensorType.INT64, values)
+        params = schema.QuantizationParametersT()
+        params.scale = scales.astype(np.float32)
+        params.zeroPoint = np.zeros(bias.size, np.int64)
+        sub.tensors[index].quantization = params
+        inputs = list(op.inputs) + [-1] * (3 - len(op.inputs))
+        inputs[2] = index
+        op.inputs = np.array(inputs, np.int32)
+    for op in sub.operators[split_layer + len(layers) :]:  # a trailing SOFTMAX
+        out = sub.tensors[op.outputs[0]]
+        out.type = schema.TensorType.INT16
+        out.quantization = quant16(1.0 / 32768.0)
+
+    def opcode(builtin: int) -> int:
+        codes = [c.builtinCode for c in obj.operatorCodes]
+        if builtin in codes:
+            return codes.index(builtin)
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = builtin
+        code.version = 1
+        obj.operatorCodes.append(code)
+        return len(obj.operatorCodes) - 1
+
+    # TFLite's QUANTIZE takes int8 only to int8: int8 -> float32 -> int16 (one small tensor).
+    split_float = new_tensor(
+        old_split.name + b"/float", old_split.shape, schema.TensorType.FLOAT32, None
+    )
+    for position, (builtin, source, target) in enumerate(
+        (
+            (schema.BuiltinOperator.DEQUANTIZE, tflite_index[split], split_float),
+            (schema.BuiltinOperator.QUANTIZE, split_float, split16),
+        )
+    ):
+        op = schema.OperatorT()
+        op.opcodeIndex = opcode(builtin)
+        op.inputs = np.array([source], np.int32)
+        op.outputs = np.array([target], np.int32)
+        sub.operators.insert(split_layer + position, op)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
 
 
 def _rebuild(model: bytes, arrays: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]) -> bytes:
@@ -624,26 +892,31 @@ def check_against_runtime(
     runtime_pred: np.ndarray,
     labels: np.ndarray,
 ) -> dict[str, Any]:
-    """Merge an exported state (plan built on `model`, the full int8 model) and score the
-    merged model in TFLite and TFLM against the runtime's predictions and the labels.
+    """Merge an exported state (plan built on `model`, the full int8 model), as int8 and
+    as 16x8 (keys with "_16x8"), and score both merged models in TFLite and TFLM against
+    the runtime's predictions and the labels.
 
     `calibration` and `test_inputs` are float model inputs (the model's input range)."""
 
     trainer = infer_trainer(model, the_plan.to_bytes())
     trained = import_state(trainer, state, "the exported state")
+    x = convert.quantize_input(model, test_inputs)
     result = merge(
         model,
         the_plan.graph,
         the_plan.split_layer,
         trained.arrays,
         convert.quantize_input(model, calibration),
+        with_16x8=True,
     )
-    x = convert.quantize_input(model, test_inputs)
-    out: dict[str, Any] = {"recalibrated": result.recalibrated, "bytes": len(result.model)}
-    for name in ("tflite", "tflm"):
-        pred = predictions(result.model, x, name)
-        out[f"agreement_{name}"] = float(np.mean(pred == runtime_pred))
-        out[f"accuracy_{name}"] = float(np.mean(pred == labels))
+    out: dict[str, Any] = {"recalibrated": result.recalibrated}
+    for merged, suffix in ((result.model, ""), (result.model_16x8, "_16x8")):
+        assert merged is not None
+        out[f"bytes{suffix}"] = len(merged)
+        for name in ("tflite", "tflm"):
+            pred = predictions(merged, x, name)
+            out[f"agreement_{name}{suffix}"] = float(np.mean(pred == runtime_pred))
+            out[f"accuracy_{name}{suffix}"] = float(np.mean(pred == labels))
     return out
 
 

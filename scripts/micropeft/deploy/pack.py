@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from micropeft import formats
 from micropeft.deploy.boards import Board
 from micropeft.errors import UserError
-from micropeft.planning import methods
+from micropeft.planning import methods, plan
 
 MODEL_MAGIC = formats.CONTAINER.magic
 MODEL_VERSION = formats.CONTAINER.version
@@ -262,6 +262,9 @@ def board_config(
         options[f"CONFIG_PEFT_METHOD_{name.upper()}"] = "y" if name in used else "n"
     for name in methods.OPTIMIZERS:
         options[f"CONFIG_PEFT_OPTIMIZER_{name.upper()}"] = "y" if name == optimizer else "n"
+    # The int8 backward path: compiled in when the plan asks for it, else left out.
+    int8 = bool(summary.get("method", {}).get("int8_backward", False))
+    options[plan.INT8_BACKWARD_KCONFIG] = "y" if int8 else "n"
     return options, comments
 
 

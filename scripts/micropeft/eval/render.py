@@ -260,7 +260,8 @@ def merged_table(results: ResultsFile, summaries: Sequence[MethodSummary]) -> Ta
             continue
 
         def stat(key: str, runs: list[dict[str, Any]] = merged) -> str:
-            return Stat([float(m[key]) for m in runs]).pct()
+            values = [float(m[key]) for m in runs if key in m]
+            return Stat(values).pct() if values else "-"
 
         rows.append(
             [
@@ -268,6 +269,8 @@ def merged_table(results: ResultsFile, summaries: Sequence[MethodSummary]) -> Ta
                 stat("agreement_tflite"),
                 stat("agreement_tflm"),
                 stat("accuracy_tflm"),
+                stat("agreement_tflm_16x8"),
+                stat("accuracy_tflm_16x8"),
                 s.acc_c.pct(),
             ]
         )
@@ -276,16 +279,21 @@ def merged_table(results: ResultsFile, summaries: Sequence[MethodSummary]) -> Ta
     return Table(
         [
             "method",
-            "agreement TFLite (%)",
-            "agreement TFLM (%)",
-            "accuracy merged, TFLM (%)",
+            "int8: agreement TFLite (%)",
+            "int8: agreement TFLM (%)",
+            "int8: accuracy TFLM (%)",
+            "16x8: agreement TFLM (%)",
+            "16x8: accuracy TFLM (%)",
             "accuracy runtime (%)",
         ],
         rows,
-        "The trained state merged into the int8 model (micropeft merge: LoRA and scale/shift "
-        "folded into the weights, requantized per channel, activations recalibrated on the "
-        "training samples) and run in TFLite's and TFLM's interpreters without micropeft: "
-        "share of test samples predicted as the C runtime predicts them, and test accuracy.",
+        "The trained state merged into the model (micropeft merge: LoRA, DoRA, IA3 and "
+        "scale/shift folded into the weights, requantized per channel with error-compensating "
+        "rounding, activations recalibrated on the training samples) and run in TFLite's and "
+        "TFLM's interpreters without micropeft: share of test samples predicted as the C "
+        "runtime predicts them, and test accuracy. int8: the standard full-int8 model; 16x8: "
+        "the trained part with int16 activations (`micropeft merge --activations int16`), "
+        "int8 weights.",
     )
 
 

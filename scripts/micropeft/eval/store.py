@@ -50,6 +50,8 @@ CSV_FIELDS = [
     "m4_step",
     "merged_agreement",
     "merged_accuracy",
+    "merged_16x8_agreement",
+    "merged_16x8_accuracy",
     "m4_est_step_ms",
 ]
 
@@ -137,5 +139,7 @@ class ResultsStore:
             merged = run.get("merged") or {}
             row["merged_agreement"] = merged.get("agreement_tflm")
             row["merged_accuracy"] = merged.get("accuracy_tflm")
+            row["merged_16x8_agreement"] = merged.get("agreement_tflm_16x8")
+            row["merged_16x8_accuracy"] = merged.get("accuracy_tflm_16x8")
             writer.writerow(row)
         return buffer.getvalue()

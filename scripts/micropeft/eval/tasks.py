@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +90,21 @@ class MethodSpec:
     # "layer": the leanest variant of a method, each layer's update applied during backward,
     # one sample per step (no gradient buffers; plan.build_plan's update)
     update: str = "batch"
+    # The int8 backward path: input gradients through frozen 1x1 convs / dense layers from
+    # the int8-quantized output gradient (plan.build_plan's int8_backward)
+    int8_backward: bool = False
 
     def plan(self, graph: Any, model: bytes, seed: int) -> Any:
         """The method's plan (the default act_cache: int8 kept values)."""
 
-        return plan.build_plan(graph, model, self.optimizer_config(), seed=seed, update=self.update)
+        return plan.build_plan(
+            graph,
+            model,
+            self.optimizer_config(),
+            seed=seed,
+            update=self.update,
+            int8_backward=self.int8_backward,
+        )
 
     def batch_size(self, cfg: BenchConfig) -> int:
         return 1 if self.update == "layer" else cfg.batch_size
@@ -116,6 +126,7 @@ class MethodSpec:
             momentum=self.momentum,
             update=self.update,
             batch_size=1 if self.update == "layer" else 16,
+            int8_backward=self.int8_backward,
         )
 
     def optimizer_config(self) -> Any:
@@ -194,6 +205,23 @@ METHODS: dict[str, MethodSpec] = {
             optimizer="adam",
             lr=0.003,
         ),
+        # Not swept: the rate of the method each one refines (LoRA r=4, scale+shift).
+        MethodSpec(
+            "dora_r4",
+            "DoRA r=4 + head",
+            "weight-decomposed rank-4 adapters (alpha 8; a trained magnitude per output "
+            "channel) on the last 4 pointwise convolutions, and the head",
+            ("dora", "last_layer"),
+            {"dora": ("last:4:pointwise",)},
+            r=4,
+        ),
+        MethodSpec(
+            "ia3",
+            "IA3 + head",
+            "a trained scaling of the output channels of every layer with weights, and the head",
+            ("ia3", "last_layer"),
+            {"ia3": ("all",)},
+        ),
         # The leanest variants of the methods whose memory is mostly per-sample state:
         # per-layer updates (one sample per step, no gradient buffers) and SGD without
         # momentum (no optimizer state). Rate: not swept; 0.005 per sample is about the
@@ -225,6 +253,23 @@ METHODS: dict[str, MethodSpec] = {
         ],
     )
 }
+# The int8 backward path beside the float one: the same recipes, the input gradients through
+# the frozen pointwise convs computed from the int8-quantized output gradient (LoRA: the 3
+# adapted convs above the first one; BitFit: every pointwise conv; the head trains its
+# weights, so its input gradient stays float).
+METHODS.update(
+    {
+        f"{base}_int8bwd": replace(
+            METHODS[base],
+            name=f"{base}_int8bwd",
+            label=f"{METHODS[base].label}, int8 backward",
+            description=f"as {base}, input gradients through the frozen 1x1 convs from the "
+            "output gradient quantized to int8 per row",
+            int8_backward=True,
+        )
+        for base in ("lora_r4", "bitfit")
+    }
+)
 # How each method's optimizer and learning rate were chosen: 5 epochs, batch 16, 640 samples of
 # the digits TRAINING split, scored on 314 other samples of that split (never the test split),
 # mean over seeds 0 and 1, on the default pretrained model (recipe in models.PretrainConfig).

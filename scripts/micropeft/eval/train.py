@@ -213,6 +213,7 @@ def train_pair(
         prepared.spec.optimizer_config(),
         initial,
         act_cache=laid.act_cache,
+        int8_backward=laid.int8_backward,
     )
     # The same reference, moved onto the C run's parameters after every epoch.
     probe = reference.TFReferenceTrainer(
@@ -222,6 +223,7 @@ def train_pair(
         prepared.spec.optimizer_config(),
         initial,
         act_cache=laid.act_cache,
+        int8_backward=laid.int8_backward,
     )
     # Per-layer updates keep no gradient past its layer: only whole-batch steps compare them.
     compare_grads = prepared.spec.update == "batch"

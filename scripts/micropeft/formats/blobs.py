@@ -133,7 +133,8 @@ PLAN_HEADER = Layout(
         Field("infer_size", "u32", doc="inference arena size"),
         Field("trainable_params", "u32", doc="number of trainable float parameters"),
         Field("update", "u32", doc="when the optimizer updates (UpdateMode)"),
-        Field("reserved", "u32", 2, doc="reserved, 0", default=0),
+        Field("flags", "u32", doc="plan options (PlanFlag bits)", default=0),
+        Field("reserved", "u32", doc="reserved, 0", default=0),
         Field("tensor_record_size", "u32", doc="tensor record size"),
         Field("layer_record_size", "u32", doc="layer record size"),
         Field("buffer_record_size", "u32", doc="buffer record size"),
@@ -182,8 +183,8 @@ PLAN_LAYER = Layout(
         Field("num_inputs", "u16", doc="number of inputs (2 for ADD, else 1)"),
         Field("input", "u16", 2, doc="input tensors (second NO_INPUT when absent)"),
         Field("output", "u16", doc="output tensor (k + 1)"),
-        Field("lora_rank", "u16", doc="LoRA rank r (0 without LoRA)"),
-        Field("lora_alpha", "f32", doc="LoRA alpha (0 without LoRA)"),
+        Field("lora_rank", "u16", doc="LoRA rank r (0 without LoRA or DoRA)"),
+        Field("lora_alpha", "f32", doc="LoRA alpha (0 without LoRA or DoRA)"),
         Field("kernel_h", "i32", doc="kernel height"),
         Field("kernel_w", "i32", doc="kernel width"),
         Field("stride_h", "i32", doc="stride height"),
@@ -218,7 +219,7 @@ PLAN_BUFFER = Layout(
     doc="One work-region buffer; records sorted by arena, kind, owner, part.",
 )
 
-PLAN = Blob("Plan blob", "PLAN", b"PEFP", 2, PLAN_HEADER)
+PLAN = Blob("Plan blob", "PLAN", b"PEFP", 3, PLAN_HEADER)
 
 # ---- trained state ----
 STATE_HEADER = Layout(
@@ -278,9 +279,9 @@ DATASET_HEADER = Layout(
 DATASET = Blob("Dataset blob", "DATASET", b"PEFD", 1, DATASET_HEADER)
 
 BLOBS: tuple[Blob, ...] = (PLAN, STATE, CONTAINER, DATASET)
-_SIZES = {PLAN_HEADER: 128, PLAN_TENSOR: 24, PLAN_LAYER: 176, PLAN_BUFFER: 20}
+_SIZES = {PLAN_HEADER: 128, PLAN_TENSOR: 24, PLAN_LAYER: 208, PLAN_BUFFER: 20}
 _SIZES.update({STATE_HEADER: 48, CONTAINER_HEADER: 64, DATASET_HEADER: 64})
-for _layout, _size in _SIZES.items():  # the sizes of this version (plan 2, the rest 1)
+for _layout, _size in _SIZES.items():  # the sizes of this version (plan 3, the rest 1)
     assert _layout.size == _size, (_layout.name, _layout.size)
 
 LAYOUTS: tuple[Layout, ...] = (

@@ -42,10 +42,22 @@ class Method(IntFlag):
     SCALE_SHIFT = 8  # per-channel gamma/beta after the layer's linear part
     LORA = 16  # low-rank adapter A (r x in), B (out x r) on 1x1 conv / FC
     SPARSE = 32  # weights and biases of chosen layers
+    DORA = 64  # weight-decomposed LoRA: magnitude m per output channel + LoRA direction A, B
+    IA3 = 128  # IA3: a per-output-channel scaling l of the layer's output (HF PEFT IA3Config)
 
 
 # The methods in bit order, as Kconfig, the C sources and the CLI name them.
 METHOD_NAMES: tuple[str, ...] = tuple(m.name.lower() for m in Method if m != Method.NONE)
+
+
+class PlanFlag(IntFlag):
+    """Options of the whole plan (plan header flags); a runtime refuses a bit it does
+    not know (ERR_PLAN_FIELD) or one whose code its build leaves out."""
+
+    NONE = 0
+    # The input gradient through a frozen int8 pointwise conv / FC layer with the output
+    # gradient quantized per row to int8 (peft_fc_bwd_input_s8s8; CONFIG_PEFT_INT8_BACKWARD).
+    INT8_BACKWARD = 1
 
 
 class ParamKind(IntEnum):
@@ -57,6 +69,8 @@ class ParamKind(IntEnum):
     BETA = 3
     LORA_A = 4
     LORA_B = 5
+    DORA_M = 6  # DoRA's magnitude, one per output channel
+    IA3_L = 7  # IA3's scaling vector, one per output channel
 
 
 # Names of the kinds, as parameter keys f"{layer}/{kind}" use them.
@@ -122,6 +136,7 @@ class BufferKind(IntEnum):
     BWD_GLIN = 13
     BWD_DU = 14  # backward scratch: LoRA's gradient wrt u
     PARAM_GRAD = 15  # per-layer updates: a parameter gradient during its layer's backward
+    BWD_S8S8 = 16  # backward scratch of the int8 path (peft_fc_bwd_input_s8s8_get_buffer_size)
 
 
 class Cm4Phase(IntEnum):
@@ -161,6 +176,7 @@ class Status(IntEnum):
     ERR_PLAN_METHOD_NOT_COMPILED = 19
     ERR_PLAN_ALIGNMENT = 20
     ERR_PLAN_SHAPE = 21
+    ERR_PLAN_INT8_NOT_COMPILED = 22
     ERR_PLAN_BUFFER_KIND = 28
     ERR_STATE_TRUNCATED = 30
     ERR_STATE_MAGIC = 31
@@ -240,6 +256,10 @@ STATUS_TEXT: dict[Status, tuple[str, str]] = {
         "plan: tensor shape beyond the runtime's bound",
         "A dimension or element count beyond the runtime's bound.",
     ),
+    Status.ERR_PLAN_INT8_NOT_COMPILED: (
+        "plan: int8 backward path not compiled in",
+        "Plan needs the int8 backward path; CONFIG_PEFT_INT8_BACKWARD compiles it in.",
+    ),
     Status.ERR_PLAN_BUFFER_KIND: (
         "plan: unknown buffer kind",
         "A buffer record of a kind this runtime does not know.",
@@ -293,6 +313,12 @@ ENUMS: tuple[CEnum, ...] = (
         count="METHOD_COUNT",
         all_name="METHOD_ALL",
         doc="Method flags (plan layer record); bit i is method i of PEFT_METHOD_COUNT.",
+    ),
+    CEnum(
+        PlanFlag,
+        "PEFT_PLAN_FLAG_",
+        all_name="PLAN_FLAGS_ALL",
+        doc="Plan flags (plan header); a runtime refuses a bit outside PEFT_PLAN_FLAGS_ALL.",
     ),
     CEnum(
         ParamKind,

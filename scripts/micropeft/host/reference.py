@@ -12,21 +12,37 @@ input of that layer. Everything runs in float32:
   ``y = linear(x) + bias``; with SCALE_SHIFT ``y = y * gamma + beta`` (per output
   channel, gamma starts at 1, beta at 0); with LORA (1x1 conv and FC only)
   ``y += (alpha / r) * B(A(x))`` with A ``[r][in]``, B ``[out][r]`` (B starts at
-  0); then the fused activation (NONE, RELU, RELU6).
+  0); with IA3 ``y = y * l`` (per output channel, l starts at 1; excludes
+  SCALE_SHIFT); with DORA (1x1 conv and FC only, no other method on the layer)
+  ``y = n * (linear(x) + (alpha / r) * B(A(x))) + bias`` with
+  ``n = m / max(||W + (alpha / r) B A||_c, 1e-12)``, the L2 norm of each output
+  channel's weight row held constant in backward (HF PEFT detaches it, DoRA
+  paper section 4.3), and m starting at ``||W||_c``; then the fused activation
+  (NONE, RELU, RELU6).
 - ADD is ``a + b`` (+ activation), MEAN averages over H and W, AVERAGE_POOL_2D
   divides by the number of non-padding elements (TFLite), PAD pads with zeros,
   RESHAPE is the identity on batch-1 data. Padding is explicit: ``pad_top`` /
   ``pad_left`` lead, the trailing padding follows from the in/out shapes.
 - trained parameters: FULL / LAST_LAYER / SPARSE train weight and bias, BITFIT
-  the bias, SCALE_SHIFT gamma and beta, LORA A and B; everything else is a
-  constant.
+  the bias, SCALE_SHIFT gamma and beta, LORA A and B, DORA dora_m, A and B,
+  IA3 ia3_l; everything else is a constant.
 
 What backward reads is what the runtime keeps (``act_cache``, plan.py): with
-"s8" the gradient of a trained weight or LoRA A sees the layer's input, and the
-gradient of gamma sees scale+shift's pre-scale output, both rounded to int8 with
-the quantization of the tensor they belong to (the input tensor; the layer's
-output tensor) and back; the forward and every other gradient use the float
-values. With "f32" nothing is rounded.
+"s8" the gradient of a trained weight or LoRA A sees the layer's input, the
+gradient of gamma (IA3's l) sees the pre-scale output, and DoRA's m sees
+``W x + (alpha / r) B A x`` with the input of ``W x`` (the runtime recomputes it
+from the kept input), all rounded to int8 with the quantization of the tensor
+they belong to (the input tensor; the layer's output tensor) and back; the
+forward and every other gradient use the float values. With "f32" nothing is
+rounded.
+
+The int8 backward path (``int8_backward``, plan.py): the gradient wrt the input
+of a frozen layer that has a fully connected form (FC, 1x1 stride-1 conv) is
+what peft_fc_bwd_input_s8s8 computes: per row (a pixel of one sample) of the
+output gradient ``g``, ``h = g * weight_scale`` per output channel, quantized to
+``round(h * 127 / max|h|)`` (halves away from zero) and multiplied by the int8
+weights in exact integer sums, times ``max|h| / 127``. Only that gradient changes;
+the forward and every parameter gradient stay float.
 
 Loss: softmax cross-entropy (natural log) of the graph's output logits, averaged
 over the batch (the C runtime sums per-sample gradients and divides by their
@@ -55,11 +71,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from micropeft.planning.plan import lora_a_init
+from micropeft.planning.plan import has_fc_form, lora_a_init
 from micropeft.prep import convert
 from micropeft.prep.graph import Activation, ArrayRef, Graph, Layer, Method, Op
 
 _WEIGHTED_OPS = (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED)
+DORA_NORM_MIN = 1e-12  # DoRA's norm is clamped here (lib/peft/methods/peft_method_dora.c)
 
 
 class OptimizerSettings(Protocol):
@@ -176,8 +193,12 @@ def trained_kinds(layer: Layer) -> list[str]:
         kinds.append("bias")
     if layer.methods & Method.SCALE_SHIFT:
         kinds += ["gamma", "beta"]
-    if layer.methods & Method.LORA:
+    if layer.methods & (Method.LORA | Method.DORA):
         kinds += ["lora_a", "lora_b"]
+    if layer.methods & Method.DORA:
+        kinds.append("dora_m")
+    if layer.methods & Method.IA3:
+        kinds.append("ia3_l")
     return kinds
 
 
@@ -209,7 +230,9 @@ def initial_parameters(
         if layer.methods & Method.SCALE_SHIFT:
             params[f"{layer.name}/gamma"] = np.ones(n, np.float32)
             params[f"{layer.name}/beta"] = np.zeros(n, np.float32)
-        if layer.methods & Method.LORA:
+        if layer.methods & Method.IA3:
+            params[f"{layer.name}/ia3_l"] = np.ones(n, np.float32)
+        if layer.methods & (Method.LORA | Method.DORA):
             _check_lora(graph, layer)
             fan_in = in_channels(graph, layer)
             a = lora_a_init(seed, index, layer.lora_rank, fan_in)
@@ -217,6 +240,11 @@ def initial_parameters(
                 layer.lora_rank, fan_in
             )
             params[f"{layer.name}/lora_b"] = np.zeros((n, layer.lora_rank), np.float32)
+        if layer.methods & Method.DORA:  # B = 0: the norm of W0's rows
+            w = params[f"{layer.name}/weight"].reshape(n, -1)
+            params[f"{layer.name}/dora_m"] = np.maximum(
+                np.sqrt(np.sum(w * w, axis=1)), DORA_NORM_MIN
+            ).astype(np.float32)
     return params
 
 
@@ -302,6 +330,23 @@ def _lora(tf: Any, graph: Graph, layer: Layer, x: Any, a: Any, b: Any, x_kept: A
     )
 
 
+def _dora(
+    tf: Any, graph: Graph, layer: Layer, params: Mapping[str, Any], x: Any, x_kept: Any, w: Any
+) -> Any:
+    """DoRA's output: n * (W x + (alpha / r) B A x) + bias, the norm in n detached; m's
+    gradient sees W x_kept (the runtime recomputes W x from the kept input)."""
+    name = layer.name
+    a, b, m = params[f"{name}/lora_a"], params[f"{name}/lora_b"], params[f"{name}/dora_m"]
+    scale = float(layer.lora_alpha) / float(layer.lora_rank)
+    rows = tf.reshape(w, [w.shape[0], -1]) + scale * tf.matmul(b, a)
+    norm = tf.stop_gradient(tf.maximum(tf.norm(rows, axis=1), DORA_NORM_MIN))
+    lora = _lora(tf, graph, layer, x, a, b, x_kept)
+    direction = _linear(tf, graph, layer, x, w) + lora
+    direction_kept = _linear(tf, graph, layer, x_kept, w) + lora
+    scaled = _param_grad_sees(tf, lambda v, mag: v * (mag / norm), direction, direction_kept, m)
+    return scaled + params[f"{name}/bias"]
+
+
 def _avg_pool(tf: Any, graph: Graph, layer: Layer, x: Any) -> Any:
     """TFLite AVERAGE_POOL_2D: the window sum divided by its count of non-padding elements."""
     kh, kw = layer.kernel
@@ -329,6 +374,46 @@ def _param_grad_sees(tf: Any, f: Any, x: Any, kept: Any, param: Any) -> Any:
     return f(x, tf.stop_gradient(param)) + (t - tf.stop_gradient(t))
 
 
+def int8_backward_weights(
+    graph: Graph, model_bytes: bytes, split_layer: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Layer name -> (int8 weights as float32 [out][in], scales [out]) for every layer of
+    the trainable part whose input gradient the int8 path computes (plan.has_fc_form,
+    weights frozen)."""
+    out = {}
+    for layer in graph.layers[split_layer:]:
+        if layer.op in _WEIGHTED_OPS and has_fc_form(layer) and not layer.trains_weight:
+            n_out = out_channels(graph, layer)
+            q = read_array(model_bytes, layer.weights).astype(np.float32).reshape(n_out, -1)
+            scales = np.broadcast_to(read_scales(model_bytes, layer.weights), (n_out,))
+            out[layer.name] = (q, scales.astype(np.float32).copy())
+    return out
+
+
+def _int8_input_grad(
+    tf: Any, graph: Graph, layer: Layer, x: Any, weight: Any, q: np.ndarray, scales: np.ndarray
+) -> Any:
+    """The linear part, its gradient wrt x through the int8 path (module docstring), in
+    float32 as the C kernel computes it. The integer sums are exact in float32 while
+    127 * 127 * out_features < 2^24 (out_features <= 1040)."""
+    n_out = q.shape[0]
+    q_t, s_t = tf.constant(q), tf.constant(scales)
+
+    @tf.custom_gradient
+    def linear(v: Any) -> Any:
+        def grad(dy: Any) -> Any:
+            h = tf.reshape(dy, [-1, n_out]) * s_t
+            m = tf.reduce_max(tf.abs(h), axis=1, keepdims=True)
+            inv = tf.where(m > 0, 127.0 / tf.where(m > 0, m, 1.0), 0.0)
+            u = h * inv
+            r = tf.clip_by_value(tf.sign(u) * tf.floor(tf.abs(u) + 0.5), -127.0, 127.0)
+            return tf.reshape(tf.matmul(r, q_t) * (m / 127.0), tf.shape(v))
+
+        return _linear(tf, graph, layer, v, weight), grad
+
+    return linear(x)
+
+
 def forward(
     graph: Graph,
     split_layer: int,
@@ -336,12 +421,15 @@ def forward(
     x: Any,
     act_cache: str = "f32",
     values_out: dict[int, Any] | None = None,
+    int8_weights: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Any:
     """Logits [n, classes] of the trainable part for split-tensor inputs `x` [n, h, w, c].
 
     `params` holds every parameter of the part (frozen ones as constants);
     `act_cache` is what backward reads (module docstring).
     `values_out`, when given, receives every tensor computed (graph index -> value).
+    `int8_weights` (int8_backward_weights): the layers whose input gradient takes the
+    int8 path.
     """
     import tensorflow as tf
 
@@ -375,6 +463,9 @@ def forward(
                     x_kept,
                     weight,
                 )
+            elif int8_weights and name in int8_weights:
+                q, scales = int8_weights[name]
+                y = _int8_input_grad(tf, graph, layer, inputs[0], weight, q, scales)
             else:
                 y = _linear(tf, graph, layer, inputs[0], weight)
             y = y + params[f"{name}/bias"]
@@ -382,9 +473,14 @@ def forward(
                 gamma = params[f"{name}/gamma"]
                 y = _param_grad_sees(tf, lambda v, g: v * g, y, kept(y, layer.output), gamma)
                 y = y + params[f"{name}/beta"]
+            if layer.methods & Method.IA3:
+                ia3_l = params[f"{name}/ia3_l"]
+                y = _param_grad_sees(tf, lambda v, g: v * g, y, kept(y, layer.output), ia3_l)
             if layer.methods & Method.LORA:
                 a, b = params[f"{name}/lora_a"], params[f"{name}/lora_b"]
                 y = y + _lora(tf, graph, layer, inputs[0], a, b, x_kept)
+            if layer.methods & Method.DORA:
+                y = _dora(tf, graph, layer, params, inputs[0], x_kept, weight)
             y = _activate(tf, y, layer.activation)
         elif layer.op == Op.ADD:
             y = _activate(tf, inputs[0] + inputs[1], layer.activation)
@@ -432,7 +528,8 @@ class TFReferenceTrainer:
     def from_plan(
         cls, plan: Any, model_bytes: bytes, initial_params: Mapping[str, np.ndarray] | None = None
     ) -> TFReferenceTrainer:
-        """The reference for a plan.Plan: its graph, split layer, optimizer and seed."""
+        """The reference for a plan.Plan: its graph, split layer, optimizer, seed, act_cache
+        and int8 backward path."""
         return cls(
             plan.graph,
             model_bytes,
@@ -441,6 +538,7 @@ class TFReferenceTrainer:
             initial_params,
             plan.seed,
             plan.act_cache,
+            plan.int8_backward,
         )
 
     def __init__(
@@ -452,6 +550,7 @@ class TFReferenceTrainer:
         initial_params: Mapping[str, np.ndarray] | None = None,
         seed: int = 0,
         act_cache: str = "f32",
+        int8_backward: bool = False,
     ) -> None:
         import tensorflow as tf
 
@@ -468,6 +567,9 @@ class TFReferenceTrainer:
         self.split_layer = split_layer
         self.optimizer = optimizer
         self.input_shape = graph.tensors[graph.layers[split_layer].inputs[0]].shape
+        self.int8_weights = (
+            int8_backward_weights(graph, bytes(model_bytes), split_layer) if int8_backward else {}
+        )
 
         values = initial_parameters(graph, bytes(model_bytes), split_layer, seed)
         for key, value in (initial_params or {}).items():
@@ -504,7 +606,14 @@ class TFReferenceTrainer:
     # -- graph functions --
 
     def _logits(self, x: Any) -> Any:
-        return forward(self.graph, self.split_layer, self._params, x, self.act_cache)
+        return forward(
+            self.graph,
+            self.split_layer,
+            self._params,
+            x,
+            self.act_cache,
+            int8_weights=self.int8_weights,
+        )
 
     def _loss_and_grads(self, x: Any, labels: Any) -> tuple[Any, list[Any]]:
         import tensorflow as tf

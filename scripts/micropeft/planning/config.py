@@ -6,6 +6,7 @@ A YAML file holds MethodConfig's fields (see methods.py), e.g.
     r: 4
     lora_alpha: 8
     target_modules: {lora: ["last:4:linear"], bitfit: [all]}
+    use_dora: false        # HF PEFT's LoRA option: true turns lora into dora
     optimizer: sgd
     lr: 0.01
     epochs: 10
@@ -13,6 +14,7 @@ A YAML file holds MethodConfig's fields (see methods.py), e.g.
     ram_budget: 160k
     act_cache: s8
     update: batch
+    int8_backward: false
     seed: 0
 
 Flags given on the command line override the file.
@@ -55,12 +57,32 @@ def _split_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _hf_use_dora(values: dict[str, Any], source: str) -> None:
+    """HF PEFT's LoraConfig(use_dora=True) is our method dora: lora renamed, targets too."""
+    if not values.pop("use_dora", False):
+        return
+    method = values.get("method", "lora")
+    names = _split_list(method) if isinstance(method, str) else list(method)
+    if "lora" not in names:
+        raise UserError(f"{source}: use_dora applies to lora, which the method list lacks")
+    values["method"] = ["dora" if n == "lora" else n for n in names]
+    targets = values.get("target_modules")
+    if isinstance(targets, dict) and "lora" in targets:
+        values["target_modules"] = {("dora" if k == "lora" else k): v for k, v in targets.items()}
+
+
 def config_from_dict(data: dict[str, Any], source: str = "configuration") -> MethodConfig:
+    if "feedforward_modules" in data:
+        raise UserError(
+            f"{source}: feedforward_modules (IA3 scaling a layer's input) is not supported: "
+            "ia3 scales the output of its target_modules"
+        )
     known = {f.name for f in fields(MethodConfig)} - {"extra"}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(data) - known - {"use_dora"})
     if unknown:
         raise UserError(f"{source}: unknown keys {unknown} (known: {sorted(known)})")
     values = dict(data)
+    _hf_use_dora(values, source)
     try:
         if isinstance(values.get("method"), str) and "," in values["method"]:
             values["method"] = _split_list(values["method"])
@@ -131,6 +153,14 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
         help="batch: one optimizer step per batch (default); layer: each layer's update "
         "during backward, per sample (no gradient buffers; needs --batch-size 1)",
     )
+    group.add_argument(
+        "--int8-backward",
+        action="store_true",
+        default=None,
+        help="input gradients through frozen pointwise conv / dense layers with the output "
+        "gradient quantized to int8 (SMLAD on DSP cores; the firmware needs "
+        "CONFIG_PEFT_INT8_BACKWARD=y, its default)",
+    )
     group.add_argument("--seed", type=int, help="default 0")
 
 
@@ -151,6 +181,7 @@ def config_from_args(args: argparse.Namespace) -> MethodConfig:
         "ram_budget",
         "act_cache",
         "update",
+        "int8_backward",
         "seed",
     ):
         value = getattr(args, name, None)

@@ -9,6 +9,11 @@ The vocabulary follows Hugging Face PEFT where it fits: `r`, `lora_alpha`,
     scale_shift  a per-output-channel scale and shift after the layer's linear part
     lora         low-rank adapters on 1x1 convolutions and dense layers
     sparse       weights and biases of chosen layers (MCUNetV3-style sparse update)
+    dora         weight-decomposed LoRA (HF PEFT use_dora): a trained magnitude per
+                 output channel times the normalised direction W0 + (alpha / r) B A,
+                 on 1x1 convolutions and dense layers; no other method on its layers
+    ia3          IA3 (HF PEFT IA3Config): a trained scaling vector (starting at 1) of
+                 a layer's output channels, on any convolution or dense layer
 
 `target_modules` selects layers for the methods that take targets (all but
 `full` and `last_layer`). Each entry is one of:
@@ -51,7 +56,11 @@ DEFAULT_TARGETS: dict[str, list[Any]] = {
     "scale_shift": ["all"],
     "lora": ["last:4:linear"],
     "sparse": ["last:2"],
+    "dora": ["last:4:linear"],
+    "ia3": ["all"],
 }
+# Methods with LoRA's rank and alpha (r, lora_alpha).
+LOW_RANK = ("lora", "dora")
 
 
 @dataclass
@@ -70,6 +79,7 @@ class MethodConfig:
     ram_budget: int | None = None  # bytes of total device RAM (plan.device_ram); None: no limit
     act_cache: str = "s8"  # values kept for backward: "s8" (tensor's quantization) | "f32"
     update: str = "batch"  # "batch": step() per batch | "layer": per layer, per sample
+    int8_backward: bool = False  # input gradients of frozen 1x1 conv / FC layers in int8
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -85,9 +95,12 @@ class MethodConfig:
         for name in names:
             if name not in METHODS:
                 raise UserError(f"unknown method {name!r} (choose from {', '.join(METHODS)})")
-        if "lora" in names and not 1 <= int(self.r) <= 64:
+        low_rank = any(n in LOW_RANK for n in names)
+        if "lora" in names and "dora" in names:
+            raise UserError("lora and dora share r and lora_alpha: use one of them")
+        if low_rank and not 1 <= int(self.r) <= 64:
             raise UserError(f"LoRA rank r must lie in 1..64, not {self.r}")
-        if "lora" in names and not float(self.lora_alpha) > 0:
+        if low_rank and not float(self.lora_alpha) > 0:
             raise UserError(f"lora_alpha must be positive, not {self.lora_alpha}")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"unknown optimizer {self.optimizer!r} (use 'sgd' or 'adam')")
@@ -95,6 +108,8 @@ class MethodConfig:
             raise UserError(f"unknown act_cache {self.act_cache!r} (use 'f32' or 's8')")
         if self.update not in UPDATES:
             raise UserError(f"unknown update {self.update!r} (use 'batch' or 'layer')")
+        if not isinstance(self.int8_backward, bool):
+            raise UserError(f"int8_backward must be true or false, not {self.int8_backward!r}")
         if self.update == "layer" and int(self.batch_size) != 1:
             raise UserError("update 'layer' applies every sample's gradients at once: batch_size 1")
         if not float(self.lr) > 0:
@@ -152,8 +167,9 @@ def can_carry(layer: Layer, method: str) -> str | None:
     """None if `layer` can carry `method`, else why not."""
     if not _has_weights(layer):
         return f"{layer.op.name} has no weights"
-    if method == "lora" and not (_is_pointwise(layer) or layer.op == Op.FULLY_CONNECTED):
-        return "LoRA needs a 1x1 stride-1 convolution or a dense layer"
+    if method in LOW_RANK and not (_is_pointwise(layer) or layer.op == Op.FULLY_CONNECTED):
+        label = {"lora": "LoRA", "dora": "DoRA"}[method]
+        return f"{label} needs a 1x1 stride-1 convolution or a dense layer"
     if method == "bitfit" and layer.bias is None:
         return "it has no bias"
     return None
@@ -251,9 +267,20 @@ def apply_method(graph: Graph, cfg: MethodConfig) -> Graph:
         for i in picked:
             layer = graph.layers[i]
             layer.methods |= flag
-            if name == "lora":
+            if name in LOW_RANK:
                 layer.lora_rank = int(cfg.r)
                 layer.lora_alpha = float(cfg.lora_alpha)
+    for layer in graph.layers:
+        if layer.methods & Method.DORA and layer.methods != Method.DORA:
+            others = [n for n, f in METHODS.items() if layer.methods & f and n != "dora"]
+            raise UserError(
+                f"layer {layer.name}: dora and {', '.join(others)} on one layer; DoRA rescales "
+                "the whole layer (target dora elsewhere, e.g. last:4:pointwise)"
+            )
+        if layer.methods & Method.IA3 and layer.methods & Method.SCALE_SHIFT:
+            raise UserError(
+                f"layer {layer.name}: ia3 and scale_shift both scale its output: choose one"
+            )
     if not any(layer.methods for layer in graph.layers):
         raise UserError("the configuration marks no layer to train")
     return graph
@@ -265,6 +292,7 @@ def describe(graph: Graph) -> list[tuple[int, str, str]]:
     for i, layer in enumerate(graph.layers):
         if layer.methods:
             names = [n for n, f in METHODS.items() if layer.methods & f]
-            extra = f" r={layer.lora_rank}" if layer.methods & Method.LORA else ""
+            low_rank = layer.methods & (Method.LORA | Method.DORA)
+            extra = f" r={layer.lora_rank}" if low_rank else ""
             rows.append((i, layer.name, "+".join(names) + extra))
     return rows

@@ -57,6 +57,9 @@ LINEAR_OPS = (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED)
 BUFFER_KINDS = {k.name.lower(): int(k) for k in formats.BufferKind}
 BUFFER_KIND_NAMES = {v: k for k, v in BUFFER_KINDS.items()}
 _KEPT_KINDS = ("keep", "mask", "keep_lin", "keep_u")
+# The Kconfig option that compiles in the int8 backward path (lib/peft/Kconfig); a
+# firmware without it refuses a plan with PlanFlag.INT8_BACKWARD (ERR_PLAN_INT8_NOT_COMPILED).
+INT8_BACKWARD_KCONFIG = "CONFIG_PEFT_INT8_BACKWARD"
 
 
 def check_blob_version(blob: bytes, source: str) -> None:
@@ -133,25 +136,31 @@ class PlanLayer:
     train_weight: bool = False
     train_bias: bool = False
     scale_shift: bool = False
-    lora: bool = False
+    lora: bool = False  # LoRA's A and B: LoRA or DoRA
+    dora: bool = False
+    ia3: bool = False
     runs_backward: bool = False
     backward_inputs: list[bool] = field(default_factory=list)
     needs_input_values: bool = False  # input kept for a weight / LoRA A gradient
     keeps_mask: bool = False  # fused ReLU/ReLU6 derivative kept as a 1-bit mask
+    int8_input_grad: bool = False  # input gradient through the int8 path (plan flag)
     params: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
     grads: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
     opt_m: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
     opt_v: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
 
     def param_counts(self) -> list[int]:
-        """Float counts of weight, bias, gamma, beta, lora_a, lora_b (0: absent)."""
+        """Float counts of every ParamKind (weight, bias, gamma, beta, lora_a, lora_b,
+        dora_m, ia3_l; 0: absent)."""
         lay = self.layer
         out_c = self.out_features
         weight = lay.weights.count if lay.weights is not None else 0
         bias = lay.bias.count if lay.bias is not None else 0
         r = lay.lora_rank if self.lora else 0
         ss = out_c if self.scale_shift else 0
-        return [weight, bias, ss, ss, r * self.in_features, out_c * r]
+        dora = out_c if self.dora else 0
+        ia3 = out_c if self.ia3 else 0
+        return [weight, bias, ss, ss, r * self.in_features, out_c * r, dora, ia3]
 
     def trainable(self) -> list[bool]:
         return [
@@ -161,7 +170,14 @@ class PlanLayer:
             self.scale_shift,
             self.lora,
             self.lora,
+            self.dora,
+            self.ia3,
         ]
+
+    @property
+    def scales_lin(self) -> bool:
+        """A trained per-channel scale of the linear output (scale+shift, IA3): lin kept."""
+        return self.scale_shift or self.ia3
 
 
 @dataclass
@@ -209,6 +225,7 @@ class Plan:
     layers: list[PlanLayer]
     tensors: list[PlanTensor]
     update: str = "batch"  # UPDATES
+    int8_backward: bool = False  # PlanFlag.INT8_BACKWARD: the int8 path where it applies
     regions: dict[str, int] = field(default_factory=dict)
     buffers: list[Buffer] = field(default_factory=list)  # table order (_buffers)
 
@@ -247,6 +264,16 @@ class Plan:
         }
         parts["total"] = sum(parts.values())
         return parts
+
+    @property
+    def flags(self) -> int:
+        """The plan header's PlanFlag bits."""
+        return int(formats.PlanFlag.INT8_BACKWARD if self.int8_backward else formats.PlanFlag.NONE)
+
+    @property
+    def int8_backward_layers(self) -> list[PlanLayer]:
+        """The layers whose input gradient takes the int8 path."""
+        return [pl for pl in self.layers if pl.int8_input_grad]
 
     def _kept_as_value(self, tensor: int) -> bool:
         """With act_cache f32 a kept tensor's forward values live on for backward."""
@@ -340,6 +367,8 @@ class Plan:
             if pl.lora:
                 r = lay.lora_rank
                 lora = pl.rows * (pl.in_features * r + r * pl.out_features)
+            if pl.dora:  # the direction's norm: ||W0 + s B A|| per output channel
+                lora += pl.out_features * pl.in_features * lay.lora_rank
             forward += base + lora
             if not pl.runs_backward:
                 continue
@@ -354,6 +383,9 @@ class Plan:
                     backward += pl.rows * pl.in_features * r  # dA
                     if pl.backward_inputs[0]:
                         backward += pl.rows * pl.in_features * r  # A^T du
+                if pl.dora:  # W0 x and B u recomputed, the norm again
+                    backward += base + pl.rows * pl.out_features * lay.lora_rank
+                    backward += pl.out_features * pl.in_features * lay.lora_rank
             elif lay.op in (Op.MEAN, Op.AVERAGE_POOL_2D) and pl.backward_inputs[0]:
                 backward += base
         return {"prefix_forward": prefix, "forward": forward, "backward": backward}
@@ -398,7 +430,7 @@ class Plan:
             infer_size=r["infer_size"],
             trainable_params=self.trainable_parameters,
             update=UPDATES[self.update],
-            reserved=[0, 0],
+            flags=self.flags,
             tensor_record_size=TENSOR_RECORD_SIZE,
             layer_record_size=LAYER_RECORD_SIZE,
             buffer_record_size=BUFFER_RECORD_SIZE,
@@ -483,6 +515,31 @@ def _ref_fields(ref: ArrayRef | None) -> dict[str, int]:
     }
 
 
+def has_fc_form(lay: Layer) -> bool:
+    """A fully connected layer, or a 1x1 stride-1 unpadded conv (the same [out][in]
+    weights, one row per pixel): what the int8 path's kernel computes."""
+    pointwise = (
+        lay.op == Op.CONV_2D
+        and tuple(lay.kernel) == (1, 1)
+        and tuple(lay.stride) == (1, 1)
+        and lay.pad_top == 0
+        and lay.pad_left == 0
+    )
+    return pointwise or lay.op == Op.FULLY_CONNECTED
+
+
+# Rows the int8 path quantizes at once (PEFT_S8S8_ROWS, lib/peft/kernels/peft_kernel_check.h).
+_S8S8_ROWS = 8
+
+
+def int8_backward_scratch_bytes(out_features: int) -> int:
+    """peft_fc_bwd_input_s8s8_get_buffer_size: PEFT_S8S8_ROWS quantized gradient rows and
+    4 widened weight columns, int16, each padded to a pair, and one float scale per row
+    (the plan layout check and tests/python/test_runtime_plan.py hold it to the C query)."""
+    pairs = out_features + out_features % 2
+    return 2 * pairs * (_S8S8_ROWS + 4) + 4 * _S8S8_ROWS
+
+
 def _layer_macs(g: Graph, lay: Layer) -> int:
     out = g.tensors[lay.output].shape
     inp = g.tensors[lay.inputs[0]].shape
@@ -536,7 +593,11 @@ def _check_layer(lay: Layer, pl: PlanLayer, tensors: list[PlanTensor]) -> None:
         raise UserError(f"{name}: methods apply to CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED")
     if lay.op in LINEAR_OPS and lay.weights is None:
         raise UserError(f"{name}: {lay.op.name} without weights")
-    if lay.methods & Method.LORA:
+    if lay.methods & Method.DORA and lay.methods != Method.DORA:
+        raise UserError(f"{name}: DoRA rescales the whole layer: no other method on it")
+    if lay.methods & Method.IA3 and lay.methods & Method.SCALE_SHIFT:
+        raise UserError(f"{name}: IA3 and scale_shift both scale the output: choose one")
+    if lay.methods & (Method.LORA | Method.DORA):
         pointwise = lay.op == Op.CONV_2D and lay.kernel == (1, 1) and lay.stride == (1, 1)
         if not (pointwise or lay.op == Op.FULLY_CONNECTED):
             raise UserError(f"{name}: LoRA needs a 1x1 stride-1 convolution or a dense layer")
@@ -562,12 +623,16 @@ def build_plan(
     act_cache: str = "s8",
     seed: int = 0,
     update: str = "batch",
+    int8_backward: bool = False,
 ) -> Plan:
     """Lay out the trainable part of `graph` (layers marked by methods.py).
 
     `update` "layer" applies each layer's optimizer update as soon as its
     gradients are complete during backward (one sample per step, no gradient
-    buffers kept across layers: MCUNetV3's operator reordering)."""
+    buffers kept across layers: MCUNetV3's operator reordering).
+    `int8_backward` puts the input gradient of every frozen pointwise conv and
+    FC layer on the int8 path (the output gradient quantized per row to int8,
+    integer products with the int8 weights: peft_fc_bwd_input_s8s8)."""
     optimizer.check()
     if act_cache not in CACHE_DTYPES:
         raise UserError(f"unknown activation cache {act_cache!r} (use 'f32' or 's8')")
@@ -620,7 +685,9 @@ def build_plan(
         pl.train_weight = lay.trains_weight
         pl.train_bias = lay.trains_bias
         pl.scale_shift = bool(lay.methods & Method.SCALE_SHIFT)
-        pl.lora = bool(lay.methods & Method.LORA)
+        pl.lora = bool(lay.methods & (Method.LORA | Method.DORA))
+        pl.dora = bool(lay.methods & Method.DORA)
+        pl.ia3 = bool(lay.methods & Method.IA3)
         _check_layer(lay, pl, tensors)
         tensors[pl.output].needs_grad = any(pl.trainable()) or any(
             tensors[t].needs_grad for t in pl.inputs
@@ -629,6 +696,9 @@ def build_plan(
         pl.backward_inputs = [tensors[t].needs_grad for t in pl.inputs]
         pl.needs_input_values = pl.train_weight or pl.lora
         pl.keeps_mask = pl.runs_backward and lay.activation != Activation.NONE
+        pl.int8_input_grad = (
+            int8_backward and has_fc_form(lay) and pl.backward_inputs[0] and not pl.train_weight
+        )
         if pl.needs_input_values:
             tensors[pl.inputs[0]].cached = True
 
@@ -644,6 +714,7 @@ def build_plan(
         layers=layers,
         tensors=tensors,
         update=update,
+        int8_backward=int8_backward,
     )
     if plan.trainable_parameters == 0:
         raise UserError("nothing to train: the marked layers have no trainable parameters")
@@ -749,7 +820,7 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
         if pl.keeps_mask:
             add(0, "mask", pl.index, (size(pl) + 7) // 8, pl.index, bwd(pl.index))
     for pl in layers:
-        if pl.scale_shift:
+        if pl.scales_lin:
             add(0, "keep_lin", pl.index, (1 if s8 else 4) * size(pl), pl.index, bwd(pl.index))
     for pl in layers:
         if pl.lora:
@@ -761,7 +832,7 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
             k = pl.index
             add(0, "bwd_in", k, 4 * tensors[pl.inputs[0]].size, bwd(k), bwd(k))
     for pl in layers:
-        if pl.scale_shift:
+        if pl.scales_lin or pl.dora:  # DoRA: W0 x + B u recomputed, then n g
             add(0, "bwd_glin", pl.index, 4 * size(pl), bwd(pl.index), bwd(pl.index))
     for pl in layers:
         if pl.lora:
@@ -774,6 +845,10 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
                 if trains:
                     k = pl.index
                     add(0, "param_grad", k, 4 * counts[part], bwd(k), bwd(k), part)
+    for pl in layers:
+        if pl.int8_input_grad:
+            k = pl.index
+            add(0, "bwd_s8s8", k, int8_backward_scratch_bytes(pl.out_features), bwd(k), bwd(k))
 
     # Inference arena.
     for t, pt in enumerate(tensors):
@@ -789,7 +864,7 @@ def _forward_scratch(plan: Plan, out: list[Buffer], arena: int, add: object) -> 
     staged_lin = arena == 1 or plan.act_cache == "s8"
     for kind, wanted in (
         ("fwd_bias", lambda pl: pl.layer.bias is not None and not pl.train_bias),
-        ("fwd_lin", lambda pl: pl.scale_shift and staged_lin),
+        ("fwd_lin", lambda pl: pl.scales_lin and staged_lin),
         ("fwd_lora_out", lambda pl: pl.lora),
         ("fwd_u", lambda pl: pl.lora and arena == 1),
     ):

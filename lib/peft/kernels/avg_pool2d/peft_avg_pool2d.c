@@ -7,16 +7,6 @@
 #include "../peft_kernel_check.h"
 #include "peft/peft_kernels.h"
 
-/* The header's geometry, plus: every window covers at least one input element
- * (the first starts before its leading padding ends, the last starts inside
- * the input), so no count is zero. */
-static bool avg_pool_params_ok(const peft_conv_params *p)
-{
-	return peft_depthwise_params_ok(p) && p->pad_top < p->kernel_h &&
-	       p->pad_left < p->kernel_w && (p->out.h - 1) * p->stride_h - p->pad_top < p->in.h &&
-	       (p->out.w - 1) * p->stride_w - p->pad_left < p->in.w;
-}
-
 static int32_t max_i32(int32_t a, int32_t b)
 {
 	return a > b ? a : b;
@@ -56,7 +46,7 @@ static float window_mean(const peft_conv_params *p, const float *in, int32_t oy,
 
 peft_status peft_avg_pool2d_fwd_f32(const peft_conv_params *p, const float *in, float *out)
 {
-	if (!avg_pool_params_ok(p) || in == NULL || out == NULL) {
+	if (!peft_avg_pool2d_params_ok(p) || in == NULL || out == NULL) {
 		return PEFT_ERR_ARG;
 	}
 	for (int32_t oy = 0; oy < p->out.h; oy++) {
@@ -98,7 +88,7 @@ static float gather(const peft_conv_params *p, const float *grad_out, int32_t iy
 peft_status peft_avg_pool2d_bwd_input_f32(const peft_conv_params *p, const float *grad_out,
 					  float *grad_in, bool accumulate)
 {
-	if (!avg_pool_params_ok(p) || grad_out == NULL || grad_in == NULL) {
+	if (!peft_avg_pool2d_params_ok(p) || grad_out == NULL || grad_in == NULL) {
 		return PEFT_ERR_ARG;
 	}
 	/* Gathered: each input element is written once. */

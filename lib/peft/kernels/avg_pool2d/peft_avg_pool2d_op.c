@@ -2,10 +2,16 @@
 #include <stddef.h>
 
 #include "../../ops/peft_ops.h"
+#include "../peft_kernel_check.h"
 
+/* The kernel's own check: a plan the loader accepts never meets PEFT_ERR_ARG in it. */
 static bool avg_pool_shapes_ok(const peft_op_shapes *s)
 {
-	return s->in[0].c == s->out.c;
+	const peft_layer_rec *r = s->rec;
+	const peft_conv_params p = {s->in[0],    s->out,      r->kernel_h, r->kernel_w,
+				    r->stride_h, r->stride_w, r->pad_top,  r->pad_left};
+
+	return peft_avg_pool2d_params_ok(&p);
 }
 
 static peft_status avg_pool_forward(const peft_op_forward_args *a)

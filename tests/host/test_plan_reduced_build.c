@@ -1,7 +1,9 @@
-/* Built against peft_static_nolora: the runtime without
- * lib/peft/methods/peft_method_lora.c and without CONFIG_PEFT_METHOD_LORA (as
- * Kconfig leaves it out). A plan that needs LoRA is refused with
- * PEFT_ERR_PLAN_METHOD_NOT_COMPILED; the others load and train. */
+/* Built against peft_static_reduced: the runtime without
+ * lib/peft/methods/peft_method_lora.c, CONFIG_PEFT_METHOD_LORA and
+ * CONFIG_PEFT_INT8_BACKWARD (as Kconfig leaves them out). A plan that needs
+ * LoRA is refused with PEFT_ERR_PLAN_METHOD_NOT_COMPILED, one that asks for the
+ * int8 backward path with PEFT_ERR_PLAN_INT8_NOT_COMPILED; the others load and
+ * train. */
 #include <string.h>
 
 #include "peft/peft_plan.h"
@@ -15,7 +17,7 @@ static uint8_t arena[65536] __attribute__((aligned(16)));
 
 int main(void)
 {
-	int refused = 0, loaded = 0;
+	int refused = 0, refused_int8 = 0, loaded = 0;
 
 	for (size_t i = 0; i < PEFT_PLAN_FIXTURE_COUNT; i++) {
 		const peft_plan_fixture *f = &peft_plan_fixtures[i];
@@ -34,6 +36,11 @@ int main(void)
 			refused++;
 			continue;
 		}
+		if (f->uses_int8_backward) {
+			PEFT_CHECK_EQ_INT(st, PEFT_ERR_PLAN_INT8_NOT_COMPILED);
+			refused_int8++;
+			continue;
+		}
 		PEFT_CHECK_EQ_INT(st, PEFT_OK);
 		PEFT_CHECK_EQ_INT(
 			peft_trainer_init(&t, &plan, PEFT_MODE_TRAIN, arena, sizeof(arena)),
@@ -43,7 +50,8 @@ int main(void)
 		PEFT_CHECK_EQ_INT(peft_trainer_step(&t), PEFT_OK);
 		loaded++;
 	}
-	PEFT_CHECK(refused > 0 && loaded > 0);
-	printf("test_plan_without_lora: %d refused, %d loaded\n", refused, loaded);
+	PEFT_CHECK(refused > 0 && refused_int8 > 0 && loaded > 0);
+	printf("test_plan_reduced_build: %d refused (LoRA), %d refused (int8 path), %d loaded\n",
+	       refused, refused_int8, loaded);
 	return 0;
 }
