@@ -3,7 +3,7 @@
  * one channel at a time over zero-padded planes (peft_depthwise_plane.h),
  * the channel's taps or sums in registers:
  * - grad_in, stride 1: a 3 x 3 window of the padded grad_out with the kernel
- *   flipped, for every input pixel;
+ *   flipped, for every input pixel, summed in the reference's tap order;
  * - grad_in, stride 2: an input pixel's taps depend on the parity of its row
  *   and column (4, 2, 2 or 1 of them, in the reference's order); each parity
  *   runs its own loop over the padded grad_out;
@@ -35,7 +35,9 @@ static void store(float *y, float v, bool add)
 }
 
 /* Stride 1: input pixel (iy, ix) reads grad_out rows iy + pad_top - 2 .. + 2
- * and columns ix + pad_left - 2 .. + 2, window tap t being kernel tap 8 - t. */
+ * and columns ix + pad_left - 2 .. + 2, window position 8 - t holding the
+ * output that reads it through kernel tap t (peft_dw3x3_slide_gather adds
+ * them in tap order, as the reference does). */
 static bool input_stride1(const peft_conv_params *p, const peft_wsrc *w, const float *grad_out,
 			  float *grad_in, bool accumulate)
 {
@@ -44,7 +46,7 @@ static bool input_stride1(const peft_conv_params *p, const peft_wsrc *w, const f
 	const int32_t band = peft_dw_band(pw, 1);
 	float buf[PEFT_DW_BUF];
 	peft_dw_plane pl;
-	float k[9], flipped[9];
+	float k[9];
 
 	if (band == 0) {
 		return false;
@@ -54,9 +56,6 @@ static bool input_stride1(const peft_conv_params *p, const peft_wsrc *w, const f
 		const float scale = peft_wsrc_scale(w, c);
 
 		channel_taps(w, ch, c, k);
-		for (int32_t t = 0; t < 9; t++) {
-			flipped[t] = k[8 - t];
-		}
 		for (int32_t iy0 = 0; iy0 < p->in.h; iy0 += band) {
 			const int32_t n = p->in.h - iy0 < band ? p->in.h - iy0 : band;
 
@@ -65,12 +64,13 @@ static bool input_stride1(const peft_conv_params *p, const peft_wsrc *w, const f
 			float *y = grad_in + iy0 * p->in.w * ch + c;
 
 			if (pl.pitch == PEFT_DW_PITCH) {
-				peft_dw3x3_rows(n, p->in.w, buf, PEFT_DW_PITCH, PEFT_DW_PITCH, 1,
-						flipped, scale, 0.0f, accumulate, y, p->in.w * ch,
-						ch);
+				peft_dw3x3_slide_gather(n, p->in.w, buf, PEFT_DW_PITCH,
+							PEFT_DW_PITCH, k, scale, 0.0f, accumulate,
+							y, p->in.w * ch, ch);
 			} else {
-				peft_dw3x3_rows(n, p->in.w, buf, pl.pitch, pl.pitch, 1, flipped,
-						scale, 0.0f, accumulate, y, p->in.w * ch, ch);
+				peft_dw3x3_slide_gather(n, p->in.w, buf, pl.pitch, pl.pitch, k,
+							scale, 0.0f, accumulate, y, p->in.w * ch,
+							ch);
 			}
 		}
 	}
@@ -181,9 +181,7 @@ static void depthwise_bwd_input(const peft_conv_params *p, const peft_wsrc *w,
 				const float *grad_out, float *grad_in, bool accumulate)
 {
 	if (p->kernel_h == 3 && p->kernel_w == 3 && p->in.h * p->in.w >= PEFT_DW_MIN_PIXELS) {
-		/* Off: its flipped-window order (ky descending) moves a TF-checked
-		 * training gradient past test_runtime_trainer's tolerance (seed 108). */
-		if (false && p->stride_h == 1 && p->stride_w == 1 &&
+		if (p->stride_h == 1 && p->stride_w == 1 &&
 		    input_stride1(p, w, grad_out, grad_in, accumulate)) {
 			return;
 		}

@@ -94,19 +94,25 @@ static inline void peft_dw_fill(peft_dw_plane *pl, const float *t, const peft_di
 	}
 }
 
-/* y of one stride-1 pixel from the window's columns A, B, C (rows 0..2 each),
- * taps in row-major order; then column A takes the next column of the row. */
-#define PEFT_DW_PIXEL(A, B, C)                                                                     \
+/* The sum of one stride-1 pixel from the window's columns A, B, C (rows 0..2
+ * each). Forward: taps in row-major order over the window, as the reference
+ * adds them. Input gradient (a gather): the window is the grad_out rows and
+ * columns that read the pixel, kernel tap t at window position 8 - t, added in
+ * tap order as the reference's gather does (peft_dw_gather_input): the same
+ * float additions in the same order, padding terms adding w * 0. */
+#define PEFT_DW_SUM_FORWARD(A, B, C)                                                               \
+	(y = A##0 * k0, y += B##0 * k1, y += C##0 * k2, y += A##1 * k3, y += B##1 * k4,            \
+	 y += C##1 * k5, y += A##2 * k6, y += B##2 * k7, y += C##2 * k8)
+#define PEFT_DW_SUM_GATHER(A, B, C)                                                                \
+	(y = C##2 * k0, y += B##2 * k1, y += A##2 * k2, y += C##1 * k3, y += B##1 * k4,            \
+	 y += A##1 * k5, y += C##0 * k6, y += B##0 * k7, y += A##0 * k8)
+
+/* One stride-1 pixel: its sum, scaled, shifted and stored; then column A
+ * takes the next column of the row. */
+#define PEFT_DW_PIXEL(SUM, A, B, C)                                                                \
 	do {                                                                                       \
-		float y = A##0 * k0;                                                               \
-		y += B##0 * k1;                                                                    \
-		y += C##0 * k2;                                                                    \
-		y += A##1 * k3;                                                                    \
-		y += B##1 * k4;                                                                    \
-		y += C##1 * k5;                                                                    \
-		y += A##2 * k6;                                                                    \
-		y += B##2 * k7;                                                                    \
-		y += C##2 * k8;                                                                    \
+		float y;                                                                           \
+		SUM(A, B, C);                                                                      \
 		y = y * scale + shift;                                                             \
 		*o = add ? *o + y : y;                                                             \
 		o += os;                                                                           \
@@ -118,35 +124,53 @@ static inline void peft_dw_fill(peft_dw_plane *pl, const float *t, const peft_di
  * pixels: the window slides one column per pixel, so each pixel loads only
  * its new column (three pixels per iteration, the columns' registers taking
  * turns); the taps stay in registers for all m rows. A row's last pixel
- * loads one column past its window (inside the plane's slack). */
+ * loads one column past its window (inside the plane's slack). The body of
+ * a function whose parameters are those of peft_dw3x3_slide, SUM one of the
+ * PEFT_DW_SUM_* orders. */
+#define PEFT_DW_SLIDE(SUM)                                                                         \
+	do {                                                                                       \
+		const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5];      \
+		const float k6 = k[6], k7 = k[7], k8 = k[8];                                       \
+                                                                                                   \
+		for (int32_t j = 0; j < m; j++) {                                                  \
+			const float *r = p + j * p_row;                                            \
+			float *o = out + j * o_row;                                                \
+			float a0 = r[0], a1 = r[pw], a2 = r[2 * pw];                               \
+			float b0 = r[1], b1 = r[pw + 1], b2 = r[2 * pw + 1];                       \
+			float c0 = r[2], c1 = r[pw + 2], c2 = r[2 * pw + 2];                       \
+			int32_t i = 0;                                                             \
+                                                                                                   \
+			for (; i + 3 <= n; i += 3) {                                               \
+				PEFT_DW_PIXEL(SUM, a, b, c);                                       \
+				PEFT_DW_PIXEL(SUM, b, c, a);                                       \
+				PEFT_DW_PIXEL(SUM, c, a, b);                                       \
+			}                                                                          \
+			if (i < n) {                                                               \
+				PEFT_DW_PIXEL(SUM, a, b, c);                                       \
+				i++;                                                               \
+			}                                                                          \
+			if (i < n) {                                                               \
+				PEFT_DW_PIXEL(SUM, b, c, a);                                       \
+			}                                                                          \
+		}                                                                                  \
+	} while (0)
+
+/* Forward: out[j * o_row + i * os] = (add ? that : 0) + y * scale + shift,
+ * y the window at plane p + j * p_row + i times the taps k (row-major). */
 static inline void peft_dw3x3_slide(int32_t m, int32_t n, const float *p, int32_t p_row, int32_t pw,
 				    const float *k, float scale, float shift, bool add, float *out,
 				    int32_t o_row, int32_t os)
 {
-	const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5];
-	const float k6 = k[6], k7 = k[7], k8 = k[8];
+	PEFT_DW_SLIDE(PEFT_DW_SUM_FORWARD);
+}
 
-	for (int32_t j = 0; j < m; j++) {
-		const float *r = p + j * p_row;
-		float *o = out + j * o_row;
-		float a0 = r[0], a1 = r[pw], a2 = r[2 * pw];
-		float b0 = r[1], b1 = r[pw + 1], b2 = r[2 * pw + 1];
-		float c0 = r[2], c1 = r[pw + 2], c2 = r[2 * pw + 2];
-		int32_t i = 0;
-
-		for (; i + 3 <= n; i += 3) {
-			PEFT_DW_PIXEL(a, b, c);
-			PEFT_DW_PIXEL(b, c, a);
-			PEFT_DW_PIXEL(c, a, b);
-		}
-		if (i < n) {
-			PEFT_DW_PIXEL(a, b, c);
-			i++;
-		}
-		if (i < n) {
-			PEFT_DW_PIXEL(b, c, a);
-		}
-	}
+/* Input gradient at stride 1: the same, the window times the kernel flipped,
+ * summed in the reference's tap order (PEFT_DW_SUM_GATHER); k unflipped. */
+static inline void peft_dw3x3_slide_gather(int32_t m, int32_t n, const float *p, int32_t p_row,
+					   int32_t pw, const float *k, float scale, float shift,
+					   bool add, float *out, int32_t o_row, int32_t os)
+{
+	PEFT_DW_SLIDE(PEFT_DW_SUM_GATHER);
 }
 
 /* For rows j < m and pixels i < n: y = sum over taps t (row-major) of
