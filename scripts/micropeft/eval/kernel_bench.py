@@ -380,7 +380,7 @@ def _cm4_sources(source_root: Path) -> Iterator[None]:
         cm4.LIB_DIR = saved
 
 
-def _mobilenet(work_dir: Path) -> bytes:
+def random_mobilenet(work_dir: Path) -> bytes:
     """MobileNetV1 0.25 for 32x32x1, 10 classes, random weights, int8 (cached)."""
     path = work_dir / "mobilenet_v1_0.25_32.tflite"
     if path.is_file():
@@ -405,7 +405,7 @@ def step_costs(
     instructions per forward / backward MAC (means over the firmware's samples) and
     estimated ms per step of the firmware's samples at 64 MHz."""
 
-    model = _mobilenet(work_dir)
+    model = random_mobilenet(work_dir)
     graph = graph_from_tflite(model)
     rng = np.random.default_rng(1)
     images = rng.uniform(0, 1, (STEP_BATCH, 32, 32, 1)).astype(np.float32)
