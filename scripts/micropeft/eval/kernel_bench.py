@@ -577,10 +577,15 @@ def main(argv: list[str] | None = None) -> int:
                     if f"{backend}_per_mac_forward" not in row:
                         print(f"  {backend:10s} M4: does not fit 256 KB")
                         continue
+                    fwd, bwd = row["macs_forward"], row["macs_backward"]
+                    whole = (
+                        row[f"{backend}_per_mac_forward"] * fwd
+                        + row[f"{backend}_per_mac_backward"] * bwd
+                    ) / (fwd + bwd)
                     print(
                         f"  {backend:10s} M4 instr/MAC forward "
                         f"{row[f'{backend}_per_mac_forward']:.2f} backward "
-                        f"{row[f'{backend}_per_mac_backward']:.2f}, est. "
+                        f"{row[f'{backend}_per_mac_backward']:.2f} whole step {whole:.2f}, est. "
                         f"{row[f'{backend}_est_step_ms']:.1f} ms per step of "
                         f"{row[f'{backend}_step_samples']:.0f} samples at 64 MHz"
                     )
