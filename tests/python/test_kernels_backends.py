@@ -124,6 +124,40 @@ def test_depthwise_optimized_matches_reference(seed: int):
     run_window("depthwise_conv2d", geo, rng)
 
 
+# Shapes that reach each path of the optimized depthwise kernels beyond the
+# random ones (3..16 pixels a side): planes in several bands, planes wider
+# than the fixed pitch, a plane too wide for the stack (the four-channel
+# loops), the stride-2 input gradient in several bands, odd channel counts
+# (the channels after the last group of four) and pixel counts around the
+# 16 below which the small-layer loops run.
+DEPTHWISE_PATHS = [
+    ((24, 30, 5), 1, "SAME"),
+    ((23, 19, 6), 1, "VALID"),
+    ((9, 90, 3), 1, "SAME"),
+    ((40, 26, 7), 2, "SAME"),
+    ((41, 23, 9), 2, "VALID"),
+    ((4, 4, 13), 1, "SAME"),
+    ((3, 5, 6), 1, "SAME"),
+    ((2, 2, 128), 1, "SAME"),
+    ((17, 17, 4), 2, "SAME"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(DEPTHWISE_PATHS)))
+def test_depthwise_paths_match_reference(case: int):
+    (h, w, c), stride, padding = DEPTHWISE_PATHS[case]
+    oh, pt = tf_padding(h, 3, stride, padding)
+    ow, pl = tf_padding(w, 3, stride, padding)
+    geo = dict(
+        in_shape=(h, w, c),
+        out_shape=(oh, ow, c),
+        kernel=(3, 3),
+        stride=(stride, stride),
+        pad=(pt, pl),
+    )
+    run_window("depthwise_conv2d", geo, np.random.default_rng(6500 + case))
+
+
 @pytest.mark.parametrize("seed", range(30))
 def test_fc_optimized_matches_reference(seed: int):
     rng = np.random.default_rng(7000 + seed)

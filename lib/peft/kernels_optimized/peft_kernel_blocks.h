@@ -180,6 +180,27 @@ static inline void peft_blk_pc4x4_s8(int32_t n, const float *a, int32_t a_lane, 
 	PEFT_STORE_ACC16(acc);
 }
 
+/* pc, 4 x 4, raw int8 b (the scales already folded into a). */
+static inline void peft_blk_pc4x4_s8u(int32_t n, const float *a, int32_t a_lane, const int8_t *b,
+				      int32_t b_step, float *acc)
+{
+	PEFT_LOAD_ACC16(acc);
+	const float *a0 = a, *a1 = a + a_lane, *a2 = a + 2 * a_lane, *a3 = a + 3 * a_lane;
+
+	for (int32_t k = 0; k < n; k++) {
+		const float w0 = (float)b[0], w1 = (float)b[1];
+		const float w2 = (float)b[2], w3 = (float)b[3];
+		const float x0 = *a0++, x1 = *a1++, x2 = *a2++, x3 = *a3++;
+
+		b += b_step;
+		PEFT_MAC4(c00, c01, c02, c03, x0);
+		PEFT_MAC4(c10, c11, c12, c13, x1);
+		PEFT_MAC4(c20, c21, c22, c23, x2);
+		PEFT_MAC4(c30, c31, c32, c33, x3);
+	}
+	PEFT_STORE_ACC16(acc);
+}
+
 /* pc, 1 x 4: one a row. */
 static inline void peft_blk_pc1x4_f32(int32_t n, const float *a, const float *b, int32_t b_step,
 				      float *acc)
@@ -304,6 +325,173 @@ static inline void peft_blk_cc4x1_f32(int32_t n, const float *a, int32_t a_step,
 		b += b_step;
 	}
 	acc[0] = c0, acc[1] = c1, acc[2] = c2, acc[3] = c3;
+}
+
+/* int8 weights are converted into a float tile once per block of 4 weight
+ * lanes and PEFT_TILE_K values (1 KiB of stack), packed [k][4] so that one
+ * pointer serves a block's four lanes; a tile pays off once two or more
+ * blocks of 4 rows read it (PEFT_TILE_MIN_ROWS). */
+#define PEFT_TILE_K        64
+#define PEFT_TILE_MIN_ROWS 8
+
+static inline int32_t peft_tile_len(int32_t n, int32_t k0)
+{
+	return n - k0 < PEFT_TILE_K ? n - k0 : PEFT_TILE_K;
+}
+
+/* tile[k * 4 + q] = q8[q * lane + k] for k < n (four int8 rows read forward). */
+static inline void peft_tile_rows_s8(int32_t n, const int8_t *q8, int32_t lane, float *tile)
+{
+	const int8_t *q0 = q8, *q1 = q8 + lane, *q2 = q8 + 2 * lane, *q3 = q8 + 3 * lane;
+
+	for (int32_t k = 0; k < n; k++) {
+		tile[0] = (float)*q0++;
+		tile[1] = (float)*q1++;
+		tile[2] = (float)*q2++;
+		tile[3] = (float)*q3++;
+		tile += 4;
+	}
+}
+
+/* tile[k * 4 + q] = q8[k * step + q] * s[k * s_step] for k < n (four
+ * contiguous int8 values per k, each times its row's scale). */
+static inline void peft_tile_cols_s8(int32_t n, const int8_t *q8, int32_t step, const float *s,
+				     int32_t s_step, float *tile)
+{
+	for (int32_t k = 0; k < n; k++) {
+		const float sk = *s;
+
+		tile[0] = (float)q8[0] * sk;
+		tile[1] = (float)q8[1] * sk;
+		tile[2] = (float)q8[2] * sk;
+		tile[3] = (float)q8[3] * sk;
+		q8 += step;
+		s += s_step;
+		tile += 4;
+	}
+}
+
+/* pc, 4 x 4 over a packed tile: four a rows, the tile's four lanes from one
+ * pointer (one k per iteration: unrolled by two, GCC's schedule spills). */
+static inline void peft_blk_pt4x4_f32(int32_t n, const float *a, int32_t a_lane, const float *tile,
+				      float *acc)
+{
+	peft_blk_pc4x4_f32(n, a, a_lane, tile, 4, acc);
+}
+
+/* peft_blk_pt4x4_f32 on a block whose 16 lanes are all new, with the sums
+ * kept in registers from start to store: they start at 0 (or at y's partial
+ * sums when from_y) and end as y[r * ys + q] = sum * sc[q] + sh[q], or
+ * y += sum when add (sc NULL), or the raw sum (sc NULL). */
+static inline void peft_blk_pt4x4_f32_y(int32_t n, const float *a, int32_t a_lane,
+					const float *tile, float *y, int32_t ys, bool from_y,
+					const float *sc, const float *sh, bool add)
+{
+	float *y0 = y, *y1 = y + ys, *y2 = y + 2 * ys, *y3 = y + 3 * ys;
+	float c00 = 0.0f, c01 = 0.0f, c02 = 0.0f, c03 = 0.0f;
+	float c10 = 0.0f, c11 = 0.0f, c12 = 0.0f, c13 = 0.0f;
+	float c20 = 0.0f, c21 = 0.0f, c22 = 0.0f, c23 = 0.0f;
+	float c30 = 0.0f, c31 = 0.0f, c32 = 0.0f, c33 = 0.0f;
+
+	if (from_y) {
+		c00 = y0[0], c01 = y0[1], c02 = y0[2], c03 = y0[3];
+		c10 = y1[0], c11 = y1[1], c12 = y1[2], c13 = y1[3];
+		c20 = y2[0], c21 = y2[1], c22 = y2[2], c23 = y2[3];
+		c30 = y3[0], c31 = y3[1], c32 = y3[2], c33 = y3[3];
+	}
+	const float *a0 = a, *a1 = a + a_lane, *a2 = a + 2 * a_lane, *a3 = a + 3 * a_lane;
+	const float *b = tile;
+
+	for (int32_t k = 0; k < n; k++) {
+		const float w0 = *b++;
+		const float w1 = *b++;
+		const float w2 = *b++;
+		const float w3 = *b++;
+		const float x0 = *a0++, x1 = *a1++, x2 = *a2++, x3 = *a3++;
+
+		PEFT_MAC4(c00, c01, c02, c03, x0);
+		PEFT_MAC4(c10, c11, c12, c13, x1);
+		PEFT_MAC4(c20, c21, c22, c23, x2);
+		PEFT_MAC4(c30, c31, c32, c33, x3);
+	}
+	if (sc != NULL) {
+		const float s0 = sc[0], s1 = sc[1], s2 = sc[2], s3 = sc[3];
+		const float h0 = sh[0], h1 = sh[1], h2 = sh[2], h3 = sh[3];
+
+		y0[0] = c00 * s0 + h0, y0[1] = c01 * s1 + h1, y0[2] = c02 * s2 + h2;
+		y0[3] = c03 * s3 + h3;
+		y1[0] = c10 * s0 + h0, y1[1] = c11 * s1 + h1, y1[2] = c12 * s2 + h2;
+		y1[3] = c13 * s3 + h3;
+		y2[0] = c20 * s0 + h0, y2[1] = c21 * s1 + h1, y2[2] = c22 * s2 + h2;
+		y2[3] = c23 * s3 + h3;
+		y3[0] = c30 * s0 + h0, y3[1] = c31 * s1 + h1, y3[2] = c32 * s2 + h2;
+		y3[3] = c33 * s3 + h3;
+		return;
+	}
+	if (add) {
+		y0[0] += c00, y0[1] += c01, y0[2] += c02, y0[3] += c03;
+		y1[0] += c10, y1[1] += c11, y1[2] += c12, y1[3] += c13;
+		y2[0] += c20, y2[1] += c21, y2[2] += c22, y2[3] += c23;
+		y3[0] += c30, y3[1] += c31, y3[2] += c32, y3[3] += c33;
+		return;
+	}
+	y0[0] = c00, y0[1] = c01, y0[2] = c02, y0[3] = c03;
+	y1[0] = c10, y1[1] = c11, y1[2] = c12, y1[3] = c13;
+	y2[0] = c20, y2[1] = c21, y2[2] = c22, y2[3] = c23;
+	y3[0] = c30, y3[1] = c31, y3[2] = c32, y3[3] = c33;
+}
+
+/* pc, 1 x 4 over a packed tile (a row left over after the 4-row blocks). */
+static inline void peft_blk_pt1x4_f32(int32_t n, const float *a, const float *tile, float *acc)
+{
+	peft_blk_pc1x4_f32(n, a, tile, 4, acc);
+}
+
+/* Lanes r >= r_new, q >= q_new of a 4 x 4 block (those an overlapping block
+ * has not stored yet): y[r * ys + q] = acc[r * 4 + q] * sc[q] + sh[q], or the
+ * raw sum when sc is NULL (a partial sum between tiles). */
+static inline void peft_blk_out4x4(const float *acc, float *y, int32_t ys, int32_t r_new,
+				   int32_t q_new, const float *sc, const float *sh)
+{
+	if (r_new == 0 && q_new == 0 && sc != NULL) {
+		const float s0 = sc[0], s1 = sc[1], s2 = sc[2], s3 = sc[3];
+		const float h0 = sh[0], h1 = sh[1], h2 = sh[2], h3 = sh[3];
+
+		for (int32_t r = 0; r < 4; r++) {
+			y[0] = acc[0] * s0 + h0;
+			y[1] = acc[1] * s1 + h1;
+			y[2] = acc[2] * s2 + h2;
+			y[3] = acc[3] * s3 + h3;
+			acc += 4;
+			y += ys;
+		}
+		return;
+	}
+	if (r_new == 0 && q_new == 0) {
+		for (int32_t r = 0; r < 4; r++) {
+			y[0] = acc[0], y[1] = acc[1], y[2] = acc[2], y[3] = acc[3];
+			acc += 4;
+			y += ys;
+		}
+		return;
+	}
+	for (int32_t r = r_new; r < 4; r++) {
+		for (int32_t q = q_new; q < 4; q++) {
+			const float v = acc[r * 4 + q];
+
+			y[r * ys + q] = sc != NULL ? v * sc[q] + sh[q] : v;
+		}
+	}
+}
+
+/* acc[r * 4 + q] = y[r * ys + q]: a partial sum back from the output. */
+static inline void peft_blk_in4x4(float *acc, const float *y, int32_t ys)
+{
+	for (int32_t r = 0; r < 4; r++) {
+		acc[0] = y[0], acc[1] = y[1], acc[2] = y[2], acc[3] = y[3];
+		acc += 4;
+		y += ys;
+	}
 }
 
 /* Blocks of 4 over n >= 4 elements: the last block starts at n - 4 and

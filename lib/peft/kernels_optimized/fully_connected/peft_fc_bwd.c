@@ -15,6 +15,113 @@
 #include "../peft_kernel_blocks.h"
 #include "peft/peft_kernels.h"
 
+/* int8 weights, rows >= PEFT_TILE_MIN_ROWS, 4 or more input features: per
+ * block of 4 input features and tile of PEFT_TILE_K outputs, the scaled
+ * weights are converted once (the values pc4x4_s8 computes per load) and
+ * every block of 4 rows reads them. Between tiles a sum waits in grad_in,
+ * which `accumulate` forbids unless one tile holds every output
+ * (fc_bwd_input checks). Overlapping blocks store only their new lanes. */
+static void fc_bwd_input_tiled(const peft_fc_params *p, const peft_wsrc *w, const float *grad_out,
+			       float *grad_in, bool accumulate)
+{
+	const int32_t n_in = p->in_features;
+	const int32_t n_out = p->out_features;
+	float tile[PEFT_TILE_K * 4];
+	float acc[16];
+
+	for (int32_t j = 0; j < n_in; j += 4) {
+		const int32_t c0 = peft_blk_start(j, n_in);
+
+		for (int32_t k0 = 0; k0 < n_out; k0 += PEFT_TILE_K) {
+			const int32_t kn = peft_tile_len(n_out, k0);
+			const bool last = k0 + kn == n_out;
+
+			peft_tile_cols_s8(kn, w->q + k0 * n_in + c0, n_in,
+					  w->scales + k0 * w->scale_step, w->scale_step, tile);
+			for (int32_t i = 0; i < p->rows; i += 4) {
+				const int32_t r0 = peft_blk_start(i, p->rows);
+				float *gi = grad_in + r0 * n_in + c0;
+				const float *g = grad_out + r0 * n_out + k0;
+
+				if (i == r0 && j == c0) {
+					peft_blk_pt4x4_f32_y(kn, g, n_out, tile, gi, n_in, k0 > 0,
+							     NULL, NULL, last && accumulate);
+					continue;
+				}
+				for (int32_t r = 0; r < 4; r++) {
+					for (int32_t c = 0; c < 4; c++) {
+						acc[r * 4 + c] = k0 == 0 ? 0.0f : gi[r * n_in + c];
+					}
+				}
+				peft_blk_pt4x4_f32(kn, g, n_out, tile, acc);
+				for (int32_t r = i - r0; r < 4; r++) {
+					for (int32_t c = j - c0; c < 4; c++) {
+						if (last) {
+							peft_blk_put(gi + r * n_in + c,
+								     acc[r * 4 + c], accumulate);
+						} else {
+							gi[r * n_in + c] = acc[r * 4 + c];
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+/* int8 weights, 4 to PEFT_TILE_MIN_ROWS - 1 rows (too few to repay a weight
+ * tile), 4 or more input features: per block of 4 rows and tile of
+ * PEFT_TILE_K outputs, the rows' gradients times the outputs' scales go into
+ * a float tile once (the reference's g * scale), and every block of 4 input
+ * features reads it against the raw int8 weights. Partial sums wait in
+ * grad_in between tiles, as in fc_bwd_input_tiled. */
+static void fc_bwd_input_scaled(const peft_fc_params *p, const peft_wsrc *w, const float *grad_out,
+				float *grad_in, bool accumulate)
+{
+	const int32_t n_in = p->in_features;
+	const int32_t n_out = p->out_features;
+	float gs[4 * PEFT_TILE_K];
+	float acc[16];
+
+	for (int32_t i = 0; i < p->rows; i += 4) {
+		const int32_t r0 = peft_blk_start(i, p->rows);
+
+		for (int32_t k0 = 0; k0 < n_out; k0 += PEFT_TILE_K) {
+			const int32_t kn = peft_tile_len(n_out, k0);
+			const bool last = k0 + kn == n_out;
+
+			for (int32_t r = 0; r < 4; r++) {
+				const float *g = grad_out + (r0 + r) * n_out + k0;
+
+				for (int32_t o = 0; o < kn; o++) {
+					gs[r * kn + o] = g[o] * peft_wsrc_scale(w, k0 + o);
+				}
+			}
+			for (int32_t j = 0; j < n_in; j += 4) {
+				const int32_t c0 = peft_blk_start(j, n_in);
+				float *gi = grad_in + r0 * n_in + c0;
+
+				if (k0 == 0) {
+					peft_blk_zero(16, acc);
+				} else {
+					peft_blk_in4x4(acc, gi, n_in);
+				}
+				peft_blk_pc4x4_s8u(kn, gs, kn, w->q + k0 * n_in + c0, n_in, acc);
+				for (int32_t r = i - r0; r < 4; r++) {
+					for (int32_t c = j - c0; c < 4; c++) {
+						if (last) {
+							peft_blk_put(gi + r * n_in + c,
+								     acc[r * 4 + c], accumulate);
+						} else {
+							gi[r * n_in + c] = acc[r * 4 + c];
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 static void fc_bwd_input(const peft_fc_params *p, const peft_wsrc *w, const float *grad_out,
 			 float *grad_in, bool accumulate)
 {
@@ -23,6 +130,15 @@ static void fc_bwd_input(const peft_fc_params *p, const peft_wsrc *w, const floa
 	const int32_t nr = p->rows >= 4 ? 4 : 1;
 	float acc[16];
 
+	if (w->q != NULL && p->rows >= PEFT_TILE_MIN_ROWS && n_in >= 4 &&
+	    (!accumulate || n_out <= PEFT_TILE_K)) {
+		fc_bwd_input_tiled(p, w, grad_out, grad_in, accumulate);
+		return;
+	}
+	if (w->q != NULL && p->rows >= 4 && n_in >= 4 && (!accumulate || n_out <= PEFT_TILE_K)) {
+		fc_bwd_input_scaled(p, w, grad_out, grad_in, accumulate);
+		return;
+	}
 	for (int32_t i = 0; i < p->rows; i += nr) {
 		const int32_t r0 = nr == 4 ? peft_blk_start(i, p->rows) : i;
 		const float *g = grad_out + r0 * n_out;

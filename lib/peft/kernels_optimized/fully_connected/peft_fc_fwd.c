@@ -3,7 +3,9 @@
  * out[r][o] = bias[o] + sum over i of w[o][i] * in[r][i].
  * Blocks of 4 rows x 4 outputs keep 16 sums in registers over the whole
  * input row; a single row (batch-1 head) runs 1 x 4 blocks. Fewer than 4
- * outputs fall back to one dot product each. */
+ * outputs fall back to one dot product each. With int8 weights and enough
+ * rows, each block of 4 outputs converts its weights once into a float tile
+ * that every row block reads (fc_fwd_tiled). */
 #include <stddef.h>
 
 #include "../../kernels/peft_kernel_check.h"
@@ -11,16 +13,61 @@
 #include "../peft_kernel_blocks.h"
 #include "peft/peft_kernels.h"
 
-static void store_block(const peft_fc_params *p, const peft_wsrc *w, const float *bias, int32_t r0,
-			int32_t nr, int32_t o0, const float *acc, float *out)
+/* The scale and bias of outputs o0..o0 + 3 (1 and 0 for float weights and
+ * no bias: the reference's acc * scale + bias, written the same way). */
+static void block_scale_shift(const peft_wsrc *w, const float *bias, int32_t o0, float *sc,
+			      float *sh)
 {
-	for (int32_t r = 0; r < nr; r++) {
-		for (int32_t q = 0; q < 4; q++) {
-			const int32_t o = o0 + q;
+	for (int32_t q = 0; q < 4; q++) {
+		sc[q] = peft_wsrc_scale(w, o0 + q);
+		sh[q] = bias != NULL ? bias[o0 + q] : 0.0f;
+	}
+}
 
-			out[(r0 + r) * p->out_features + o] =
-				acc[r * 4 + q] * peft_wsrc_scale(w, o) +
-				(bias != NULL ? bias[o] : 0.0f);
+/* int8 weights, rows >= PEFT_TILE_MIN_ROWS, 4 or more outputs: per block of 4
+ * outputs and tile of PEFT_TILE_K inputs, the tile is converted once and
+ * every block of 4 rows reads it. Between tiles a sum waits in `out`
+ * unscaled (a float holds it exactly), so every sum is fc_fwd's. A block
+ * that overlaps the one before it (the last 4 rows or outputs) stores only
+ * its new lanes; its other lanes read whatever `out` holds and are dropped. */
+static void fc_fwd_tiled(const peft_fc_params *p, const float *in, const peft_wsrc *w,
+			 const float *bias, float *out)
+{
+	const int32_t n_in = p->in_features;
+	const int32_t n_out = p->out_features;
+	float tile[PEFT_TILE_K * 4];
+	float acc[16];
+
+	for (int32_t j = 0; j < n_out; j += 4) {
+		const int32_t o0 = peft_blk_start(j, n_out);
+		float sc[4], sh[4];
+
+		block_scale_shift(w, bias, o0, sc, sh);
+		for (int32_t k0 = 0; k0 < n_in; k0 += PEFT_TILE_K) {
+			const int32_t kn = peft_tile_len(n_in, k0);
+			const bool last = k0 + kn == n_in;
+
+			peft_tile_rows_s8(kn, w->q + o0 * n_in + k0, n_in, tile);
+			for (int32_t i = 0; i < p->rows; i += 4) {
+				const int32_t r0 = peft_blk_start(i, p->rows);
+				float *y = out + r0 * n_out + o0;
+
+				const float *x = in + r0 * n_in + k0;
+
+				if (i == r0 && j == o0) {
+					peft_blk_pt4x4_f32_y(kn, x, n_in, tile, y, n_out, k0 > 0,
+							     last ? sc : NULL, sh, false);
+					continue;
+				}
+				if (k0 == 0) {
+					peft_blk_zero(16, acc);
+				} else {
+					peft_blk_in4x4(acc, y, n_out);
+				}
+				peft_blk_pt4x4_f32(kn, x, n_in, tile, acc);
+				peft_blk_out4x4(acc, y, n_out, i - r0, j - o0, last ? sc : NULL,
+						sh);
+			}
 		}
 	}
 }
@@ -41,6 +88,10 @@ static void fc_fwd(const peft_fc_params *p, const float *in, const peft_wsrc *w,
 					(bias != NULL ? bias[o] : 0.0f);
 			}
 		}
+		return;
+	}
+	if (w->q != NULL && p->rows >= PEFT_TILE_MIN_ROWS) {
+		fc_fwd_tiled(p, in, w, bias, out);
 		return;
 	}
 	const int32_t nr = p->rows >= 4 ? 4 : 1;
@@ -64,7 +115,16 @@ static void fc_fwd(const peft_fc_params *p, const float *in, const peft_wsrc *w,
 			} else {
 				peft_blk_pp1x4_f32(1, n_in, x, 0, w->f + o0 * n_in, n_in, 0, acc);
 			}
-			store_block(p, w, bias, r0, nr, o0, acc, out);
+			float sc[4], sh[4];
+
+			block_scale_shift(w, bias, o0, sc, sh);
+			if (nr == 4) {
+				peft_blk_out4x4(acc, out + r0 * n_out + o0, n_out, 0, 0, sc, sh);
+			} else {
+				for (int32_t q = 0; q < 4; q++) {
+					out[r0 * n_out + o0 + q] = acc[q] * sc[q] + sh[q];
+				}
+			}
 		}
 	}
 }
