@@ -24,7 +24,11 @@ typedef struct {
 	float *grad[PEFT_PARAM_KIND_COUNT]; /* NULL in inference */
 	peft_weights_s8 w8;                 /* the frozen int8 weights (zero without weights) */
 	const float *bias;                  /* forward: the bias lin includes (NULL: none) */
-	const float *x;                     /* the layer's input values */
+	const float *x;                     /* the layer's input values (NULL: x_kept) */
+	const int8_t *x_kept; /* backward with x NULL: the int8-kept input, rows x in */
+	float x_scale;        /* its quantization */
+	int32_t x_zero_point;
+	float *x_stage; /* PEFT_BWD_IN_ROWS rows of it, dequantised */
 	float *lin;                         /* linear output (+ bias), rows x out_features */
 	float *out;                         /* output before the fused activation */
 	float *g;                           /* backward: gradient at the current point */

@@ -40,7 +40,9 @@ LOG_MODULE_REGISTER(peft_sample, LOG_LEVEL_INF);
 static uint8_t tflm_arena[CONFIG_PEFT_TFLM_ARENA_SIZE] __aligned(16);
 static uint8_t train_arena[CONFIG_PEFT_ARENA_SIZE] __aligned(16);
 static int8_t prefix_cache[CONFIG_PEFT_SAMPLE_CACHE_SIZE] __aligned(4);
-static uint8_t state_buf[CONFIG_PEFT_SAMPLE_STATE_BUFFER_SIZE] __aligned(4);
+/* The trained state streams to and from flash through this (PEFT_STATE_STREAM_BUFFER,
+ * peft_formats.h: the planner counts the same bytes). */
+static uint8_t state_buf[PEFT_STATE_STREAM_BUFFER] __aligned(4);
 /* One split activation computed on the fly (samples that are not cached). */
 static int8_t split_buf[CONFIG_PEFT_SAMPLE_SPLIT_BUFFER_SIZE] __aligned(4);
 
@@ -504,10 +506,10 @@ static uint32_t resume(bool *can_save)
 	}
 	size_t bytes = 0;
 
-	if (peft_trainer_state_size(&trainer, &bytes) != PEFT_OK || bytes > sizeof(state_buf) ||
-	    bytes > state_slot[0].size || bytes > state_slot[1].size) {
-		printk("state: %u B does not fit the %u B buffer or the slots: not saving\n",
-		       (unsigned)bytes, (unsigned)sizeof(state_buf));
+	if (peft_trainer_state_size(&trainer, &bytes) != PEFT_OK || bytes > state_slot[0].size ||
+	    bytes > state_slot[1].size) {
+		printk("state: %u B does not fit the %u B slots: not saving\n", (unsigned)bytes,
+		       (unsigned)MIN(state_slot[0].size, state_slot[1].size));
 	} else {
 		*can_save = true;
 	}

@@ -128,7 +128,7 @@ class BufferKind(IntEnum):
     PROBS = 7  # softmax output
     FWD_BIAS = 8  # forward scratch: a frozen bias dequantised from the model
     FWD_LIN = 9  # forward scratch: scale+shift's pre-scale output
-    FWD_LORA_OUT = 10  # forward scratch: LoRA's B u
+    FWD_LORA_OUT = 10  # forward scratch: DoRA's B u (LoRA adds it into its output)
     FWD_U = 11  # forward scratch (inference): LoRA's u
     BWD_IN = 12  # backward scratch: the kept int8 input, dequantised
     # backward scratch: scale+shift's gradient wrt its input; with act_cache S8 it first
