@@ -262,7 +262,7 @@ typedef enum {
 /* Most classes of a dataset blob (labels are u8). */
 #define PEFT_MAX_CLASSES         255
 /* Rows of a LoRA layer's int8-kept input dequantised at once for A's gradient. */
-#define PEFT_BWD_IN_ROWS         8
+#define PEFT_BWD_IN_ROWS         4
 /* The sample's buffer through which a trained state streams to and from flash. */
 #define PEFT_STATE_STREAM_BUFFER 256u
 

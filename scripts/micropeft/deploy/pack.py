@@ -190,7 +190,6 @@ def state_size(trainable_parameters: int, states_per_param: int) -> int:
 _RAM_OPTIONS = (
     ("CONFIG_PEFT_TFLM_ARENA_SIZE", "TFLM arena"),
     ("CONFIG_PEFT_ARENA_SIZE", "training arena"),
-    ("CONFIG_PEFT_SAMPLE_SPLIT_BUFFER_SIZE", "split buffer"),
     ("CONFIG_PEFT_SAMPLE_CACHE_SIZE", "prefix cache"),
 )
 # Room kept for TFLM's arena over prepare-model's figure, which is measured by a 64-bit host
@@ -228,7 +227,6 @@ def board_config(
     sizes = {
         "CONFIG_PEFT_TFLM_ARENA_SIZE": _align(int(ram["tflm_arena_prefix"]) + _TFLM_MARGIN, 1024),
         "CONFIG_PEFT_ARENA_SIZE": _align(int(ram["train_arena"]), 16),
-        "CONFIG_PEFT_SAMPLE_SPLIT_BUFFER_SIZE": _align(split_bytes, 16),
     }
     # The state streams to flash through the sample's fixed buffer (not an option).
     need = sum(sizes.values()) + formats.LIMIT["STATE_STREAM_BUFFER"]

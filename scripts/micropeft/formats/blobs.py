@@ -38,7 +38,7 @@ LIMITS: tuple[Limit, ...] = (
     Limit("MAX_CLASSES", 255, "Most classes of a dataset blob (labels are u8)."),
     Limit(
         "BWD_IN_ROWS",
-        8,
+        4,
         "Rows of a LoRA layer's int8-kept input dequantised at once for A's gradient.",
     ),
     Limit(
