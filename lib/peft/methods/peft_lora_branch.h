@@ -119,13 +119,15 @@ static inline peft_status peft_lora_branch_grad_a(const peft_layer_ctx *ctx, con
 		return peft_fc_bwd_weight_f32(&down, ctx->x, du, ctx->grad[PEFT_PARAM_LORA_A]);
 	}
 	for (int32_t row = 0; row < L->rows; row += PEFT_BWD_IN_ROWS) {
-		const int32_t n = L->rows - row < PEFT_BWD_IN_ROWS ? L->rows - row : PEFT_BWD_IN_ROWS;
+		const int32_t n =
+			L->rows - row < PEFT_BWD_IN_ROWS ? L->rows - row : PEFT_BWD_IN_ROWS;
 		const peft_fc_params block = {n, in, r};
 		peft_status st = peft_dequantize_s8(n * in, ctx->x_kept + (size_t)row * (size_t)in,
 						    ctx->x_scale, ctx->x_zero_point, ctx->x_stage);
 
 		if (st == PEFT_OK) {
-			st = peft_fc_bwd_weight_f32(&block, ctx->x_stage, du + (size_t)row * (size_t)r,
+			st = peft_fc_bwd_weight_f32(&block, ctx->x_stage,
+						    du + (size_t)row * (size_t)r,
 						    ctx->grad[PEFT_PARAM_LORA_A]);
 		}
 		if (st != PEFT_OK) {

@@ -474,7 +474,8 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 		const peft_tensor_rec in = tensor(t, r->input[0]);
 
 		ctx.x = NULL; /* LoRA A's gradient reads it in row blocks */
-		ctx.x_kept = (const int8_t *)(const void *)work_bytes(t, PEFT_BUF_KEEP, r->input[0]);
+		ctx.x_kept =
+			(const int8_t *)(const void *)work_bytes(t, PEFT_BUF_KEEP, r->input[0]);
 		ctx.x_scale = in.scale;
 		ctx.x_zero_point = in.zero_point;
 		ctx.x_stage = work_f32(t, PEFT_BUF_BWD_IN, k);

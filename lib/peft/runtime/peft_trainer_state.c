@@ -242,9 +242,9 @@ peft_status peft_trainer_import_state_from(peft_trainer *t, peft_state_read_fn r
 		return PEFT_ERR_STATE_TRUNCATED;
 	}
 	/* The header's own checks (the CRC is over the whole blob: below). */
-	const peft_status st = peft_blob_check_header(header, head, size, PEFT_STATE_MAGIC,
-						      PEFT_STATE_VERSION, PEFT_STATE_HEADER_SIZE,
-						      &state_errors);
+	const peft_status st =
+		peft_blob_check_header(header, head, size, PEFT_STATE_MAGIC, PEFT_STATE_VERSION,
+				       PEFT_STATE_HEADER_SIZE, &state_errors);
 	if (st != PEFT_OK) {
 		return st;
 	}

@@ -209,8 +209,8 @@ extern "C" peft_status peft_tflm_init(peft_tflm *ctx, const void *model, size_t 
 	return PEFT_OK;
 }
 
-extern "C" peft_status peft_tflm_run_s8_view(peft_tflm *ctx, const int8_t *input,
-					     size_t input_len, const int8_t **output)
+extern "C" peft_status peft_tflm_run_s8_view(peft_tflm *ctx, const int8_t *input, size_t input_len,
+					     const int8_t **output)
 {
 	if (ctx == nullptr || ctx->interpreter == nullptr || input == nullptr ||
 	    output == nullptr || input_len != static_cast<size_t>(ctx->in.bytes)) {

@@ -229,13 +229,15 @@ def board_config(
         "CONFIG_PEFT_ARENA_SIZE": _align(int(ram["train_arena"]), 16),
     }
     # The state streams to flash through the sample's fixed buffer (not an option).
-    need = sum(sizes.values()) + formats.LIMIT["STATE_STREAM_BUFFER"]
+    stream = formats.LIMIT["STATE_STREAM_BUFFER"]
+    need = sum(sizes.values()) + stream
     comments = [f"RAM for these images: {need:,d} B without the prefix cache"]
     cache = _align(split_bytes * n_train, 16)
     if board.ram_size is not None and board.sample_ram_baseline is not None:
         room = board.ram_size - board.sample_ram_baseline - need
         listing = ", ".join(
-            f"{label} {sizes[name]:,d} B" for name, label in _RAM_OPTIONS if name in sizes
+            [f"{label} {sizes[name]:,d} B" for name, label in _RAM_OPTIONS if name in sizes]
+            + [f"state buffer {stream:,d} B"]
         )
         if room < 0:
             raise UserError(
