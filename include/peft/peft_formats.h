@@ -261,13 +261,17 @@ typedef enum {
 #define PEFT_MIN_CLASSES         2
 /* Most classes of a dataset blob (labels are u8). */
 #define PEFT_MAX_CLASSES         255
+/* Rows of a LoRA layer's int8-kept input dequantised at once for A's gradient. */
+#define PEFT_BWD_IN_ROWS         4
+/* The sample's buffer through which a trained state streams to and from flash. */
+#define PEFT_STATE_STREAM_BUFFER 256u
 
 /* Blobs: magic (the four ASCII bytes read as a little-endian u32), version. */
 /* The CRC covers the bytes [PEFT_BLOB_CRC_START, total length). */
 #define PEFT_BLOB_CRC_START        16u
 /* Plan blob: "PEFP". */
 #define PEFT_PLAN_MAGIC            0x50464550u
-#define PEFT_PLAN_VERSION          3u
+#define PEFT_PLAN_VERSION          4u
 #define PEFT_PLAN_HEADER_SIZE      128u
 /* Trained-state blob: "PEFS". */
 #define PEFT_STATE_MAGIC           0x53464550u

@@ -206,6 +206,42 @@ peft_status peft_trainer_export_state(const peft_trainer *t, void *buf, size_t s
 				      size_t *written, const peft_state_meta *meta);
 
 /**
+ * @brief Bytes [@p offset, @p offset + @p len) of the blob that
+ *        peft_trainer_export_state() writes, so that a caller streams the state
+ *        to flash through a small buffer (the header holds the CRC of the whole
+ *        blob: write it last).
+ * @param t      a trainer in PEFT_MODE_TRAIN.
+ * @param meta   caller metadata to store (NULL: zeros).
+ * @param offset first byte of the blob wanted.
+ * @param dst    destination of @p len bytes.
+ * @param len    bytes wanted.
+ * @return PEFT_OK, PEFT_ERR_ARG, PEFT_ERR_BUFFER_TOO_SMALL (the range ends beyond
+ *         the blob), or PEFT_ERR_PARAMS_NONFINITE (nothing is written).
+ */
+peft_status peft_trainer_export_state_range(const peft_trainer *t, const peft_state_meta *meta,
+					    size_t offset, void *dst, size_t len);
+
+/** Reads @p len bytes at @p offset of a state blob kept elsewhere (flash);
+ *  returns 0, or nonzero when the read fails. */
+typedef int (*peft_state_read_fn)(void *ctx, size_t offset, void *dst, size_t len);
+
+/**
+ * @brief peft_trainer_import_state() for a blob read through @p read: the CRC
+ *        and every value are checked through @p buf first, then the arrays are
+ *        read straight into the arena.
+ * @param size     bytes readable (may exceed the blob's declared length).
+ * @param buf      scratch of @p buf_size bytes, at least PEFT_STATE_HEADER_SIZE.
+ * @return as peft_trainer_import_state(); PEFT_ERR_STATE_TRUNCATED also when a
+ *         read fails. Nothing is changed unless every check passes, except when
+ *         a read fails while the arrays are copied (after the same bytes read
+ *         well once): then the trainer is partly loaded and must be
+ *         re-initialised or loaded again.
+ */
+peft_status peft_trainer_import_state_from(peft_trainer *t, peft_state_read_fn read, void *ctx,
+					   size_t size, uint8_t *buf, size_t buf_size,
+					   peft_state_meta *meta_out);
+
+/**
  * @brief Check a state blob and load it (a trainer in PEFT_MODE_INFER loads the
  *        parameters only). Nothing is changed unless every check passes.
  * @param t        a trainer.

@@ -8,9 +8,6 @@
 #include "peft/peft_bytes.h"
 #include "peft/peft_formats.h"
 
-#define MIN_SIZE(a, b) ((a) < (b) ? (a) : (b))
-#define MAX_SIZE(a, b) ((a) > (b) ? (a) : (b))
-
 int peft_state_store_init(struct peft_state_store *s, const struct peft_flash *slot0,
 			  const struct peft_flash *slot1, uint8_t *buf, size_t buf_size)
 {
@@ -22,6 +19,11 @@ int peft_state_store_init(struct peft_state_store *s, const struct peft_flash *s
 	    PEFT_STATE_HEADER_SIZE % slot0->write_size != 0u ||
 	    PEFT_STATE_HEADER_SIZE % slot1->write_size != 0u || slot0->erase_size == 0u ||
 	    slot1->erase_size == 0u) {
+		return -EINVAL;
+	}
+	/* The buffer streams the state: the header, then whole write blocks. */
+	if (buf_size < PEFT_STATE_HEADER_SIZE || buf_size % slot0->write_size != 0u ||
+	    buf_size % slot1->write_size != 0u) {
 		return -EINVAL;
 	}
 	*s = (struct peft_state_store){
@@ -61,15 +63,32 @@ static bool header_erased(const uint8_t *p)
 	return true;
 }
 
-/* Read slot i's state blob (its header's length, at most the buffer) and import it. */
+struct slot_reader {
+	const struct peft_flash *flash;
+	int rc; /* the first failed read's errno */
+};
+
+static int read_slot(void *ctx, size_t offset, void *dst, size_t len)
+{
+	struct slot_reader *r = ctx;
+	const int rc = r->flash->read(r->flash, (uint32_t)offset, dst, len);
+
+	if (rc != 0 && r->rc == 0) {
+		r->rc = rc;
+	}
+	return rc;
+}
+
+/* Import slot i's state blob, streamed through the store's buffer. */
 static peft_status import_slot(struct peft_state_store *s, peft_trainer *t, int i,
 			       struct peft_state_slot_report *r)
 {
 	const struct peft_flash *f = s->slot[i];
+	struct slot_reader reader = {f, 0};
 
 	*r = (struct peft_state_slot_report){.status = PEFT_ERR_BUFFER_TOO_SMALL,
 					     .run_status = PEFT_OK};
-	if (s->buf_size < PEFT_STATE_HEADER_SIZE || f->size < PEFT_STATE_HEADER_SIZE) {
+	if (f->size < PEFT_STATE_HEADER_SIZE) {
 		return r->status;
 	}
 	r->flash_rc = f->read(f, 0, s->buf, PEFT_STATE_HEADER_SIZE);
@@ -78,22 +97,9 @@ static peft_status import_slot(struct peft_state_store *s, peft_trainer *t, int 
 		return r->status;
 	}
 	r->erased = header_erased(s->buf);
-	const uint32_t total = peft_rd32(s->buf + PEFT_BLOB_HDR_OFF_TOTAL_LENGTH);
-
-	/* A length beyond the slot or the buffer: import sees the bytes there are and
-	 * says what is wrong with them. */
-	size_t n = MIN_SIZE(MIN_SIZE((size_t)total, s->buf_size), (size_t)f->size);
-
-	n = MAX_SIZE(n, PEFT_STATE_HEADER_SIZE);
-	if (n > PEFT_STATE_HEADER_SIZE) {
-		r->flash_rc = f->read(f, PEFT_STATE_HEADER_SIZE, s->buf + PEFT_STATE_HEADER_SIZE,
-				      n - PEFT_STATE_HEADER_SIZE);
-		if (r->flash_rc != 0) {
-			r->status = PEFT_ERR_STATE_TRUNCATED;
-			return r->status;
-		}
-	}
-	r->status = peft_trainer_import_state(t, s->buf, n, &r->meta);
+	r->status = peft_trainer_import_state_from(t, read_slot, &reader, f->size, s->buf,
+						   s->buf_size, &r->meta);
+	r->flash_rc = reader.rc;
 	return r->status;
 }
 
@@ -133,7 +139,9 @@ peft_status peft_state_store_resume(struct peft_state_store *s, peft_trainer *t,
 		order[0] = 1;
 		order[1] = 0;
 	}
-	int held = (r[1].status == PEFT_OK) ? 1 : (r[0].status == PEFT_OK) ? 0 : -1;
+	/* t holds slot 1 if it imported; else (a failed import may have changed t
+	 * when a read failed mid-copy) nothing known. */
+	int held = (r[1].status == PEFT_OK) ? 1 : -1;
 
 	s->current = -1;
 	s->meta = (peft_state_meta){0};
@@ -179,6 +187,29 @@ peft_status peft_state_store_resume(struct peft_state_store *s, peft_trainer *t,
 	return r[first].run_status;
 }
 
+/* Write [from, to) of the blob, padded with erased bytes to whole blocks,
+ * through the store's buffer. */
+static int write_blob(struct peft_state_store *s, const peft_trainer *t, const struct peft_flash *f,
+		      const peft_state_meta *meta, size_t from, size_t to, size_t bytes)
+{
+	for (size_t pos = from; pos < to;) {
+		const size_t n = (to - pos < s->buf_size) ? to - pos : s->buf_size;
+		const size_t data = (pos >= bytes) ? 0u : (bytes - pos < n ? bytes - pos : n);
+
+		if (peft_trainer_export_state_range(t, meta, pos, s->buf, data) != PEFT_OK) {
+			return -EINVAL;
+		}
+		memset(s->buf + data, PEFT_FLASH_ERASED, n - data);
+		const int rc = f->write(f, (uint32_t)pos, s->buf, n);
+
+		if (rc != 0) {
+			return rc < 0 ? rc : -EIO;
+		}
+		pos += n;
+	}
+	return 0;
+}
+
 int peft_state_store_save(struct peft_state_store *s, const peft_trainer *t, uint32_t epoch,
 			  int *slot_out)
 {
@@ -186,7 +217,7 @@ int peft_state_store_save(struct peft_state_store *s, const peft_trainer *t, uin
 	const int target = (s->current == 0) ? 1 : 0;
 	const struct peft_flash *f = s->slot[target];
 	const size_t block = f->write_size;
-	size_t bytes = 0, written = 0;
+	size_t bytes = 0;
 
 	if (peft_state_params_finite(t) != PEFT_OK) {
 		return -EDOM;
@@ -197,7 +228,7 @@ int peft_state_store_save(struct peft_state_store *s, const peft_trainer *t, uin
 	const size_t padded = (bytes + block - 1u) / block * block;
 	const size_t pages = (padded + f->erase_size - 1u) / f->erase_size;
 
-	if (padded > s->buf_size || pages * f->erase_size > f->size) {
+	if (pages * f->erase_size > f->size) {
 		return -ENOMEM;
 	}
 	const peft_state_meta meta = {
@@ -205,21 +236,19 @@ int peft_state_store_save(struct peft_state_store *s, const peft_trainer *t, uin
 		.sequence = s->any_valid ? s->last_sequence + 1u : 1u,
 	};
 
-	if (peft_trainer_export_state(t, s->buf, s->buf_size, &written, &meta) != PEFT_OK ||
-	    written != bytes) {
+	/* Every value finite (optimizer state too) before anything is erased. */
+	if (peft_trainer_export_state_range(t, &meta, 0, s->buf, PEFT_STATE_HEADER_SIZE) !=
+	    PEFT_OK) {
 		return -EINVAL;
 	}
-	memset(s->buf + bytes, PEFT_FLASH_ERASED, padded - bytes);
-
 	/* Only the pages the state covers; whatever lies beyond is never read. */
 	int rc = f->erase(f, 0, pages * f->erase_size);
 
 	if (rc == 0) {
-		rc = f->write(f, PEFT_STATE_HEADER_SIZE, s->buf + PEFT_STATE_HEADER_SIZE,
-			      padded - PEFT_STATE_HEADER_SIZE);
+		rc = write_blob(s, t, f, &meta, PEFT_STATE_HEADER_SIZE, padded, bytes);
 	}
 	if (rc == 0) {
-		rc = f->write(f, 0, s->buf, PEFT_STATE_HEADER_SIZE); /* the commit */
+		rc = write_blob(s, t, f, &meta, 0, PEFT_STATE_HEADER_SIZE, bytes); /* the commit */
 	}
 	if (rc != 0) {
 		return rc < 0 ? rc : -EIO;

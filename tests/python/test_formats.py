@@ -56,8 +56,10 @@ def _expand(fmt: str) -> str:
 
 
 def test_layouts_of_the_current_versions_are_unchanged():
-    # the struct strings of the current versions (plan 3: eight parameter kinds, DoRA's
-    # magnitude and IA3's scaling added; plan 2 brought the lifetime-based work region
+    # the struct strings of the current versions (plan 4: the records of plan 3, with LoRA's
+    # forward adding into its output (no FWD_LORA_OUT) and LoRA A's gradient reading the
+    # kept input in BWD_IN_ROWS row blocks (a smaller BWD_IN); plan 3: eight parameter
+    # kinds, DoRA's magnitude and IA3's scaling added; plan 2 brought the lifetime-based work region
     # with its buffer records; the others 1, as the v1 packers wrote them before the
     # description existed): a layout change needs a version bump and new readers
     v1 = {
@@ -72,7 +74,7 @@ def test_layouts_of_the_current_versions_are_unchanged():
     for layout, old in v1.items():
         assert layout.struct.format == _expand(old), layout.name
     assert [b.magic for b in formats.BLOBS] == [b"PEFP", b"PEFS", b"PEFM", b"PEFD"]
-    assert [b.version for b in formats.BLOBS] == [3, 1, 1, 1]
+    assert [b.version for b in formats.BLOBS] == [4, 1, 1, 1]
 
 
 def test_layout_round_trips_and_refuses_unknown_fields():

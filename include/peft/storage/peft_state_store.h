@@ -33,10 +33,10 @@ extern "C" {
  * @{
  */
 
-/** The store: two slots and a RAM buffer that holds one state. */
+/** The store: two slots and a small RAM buffer through which states stream. */
 struct peft_state_store {
 	const struct peft_flash *slot[2];
-	uint8_t *buf; /**< One state blob (read on load, exported on save). */
+	uint8_t *buf; /**< A window of the state blob (checked on load, exported on save). */
 	size_t buf_size;
 	int current;            /**< Slot of the state in use, -1 if none. */
 	peft_state_meta meta;   /**< Its metadata. */
@@ -47,7 +47,7 @@ struct peft_state_store {
 /** What loading found in one slot. */
 struct peft_state_slot_report {
 	/** PEFT_OK, or why the slot could not be imported (PEFT_ERR_BUFFER_TOO_SMALL: the
-	 *  state does not fit the buffer or the slot; PEFT_ERR_STATE_TRUNCATED with
+	 *  slot is smaller than a state header; PEFT_ERR_STATE_TRUNCATED with
 	 *  flash_rc set: the read failed; else peft_trainer_import_state()'s status). */
 	peft_status status;
 	/** Why an imported state failed to run (non-finite parameters: PEFT_ERR_NUMERIC,
@@ -68,9 +68,12 @@ struct peft_state_check {
 };
 
 /**
- * @brief Bind the store to two slots and a buffer for one state.
- * @return 0, or -EINVAL on NULL arguments or a slot whose write block does not
- *         divide the state header.
+ * @brief Bind the store to two slots and a buffer through which a state streams
+ *        (any size from PEFT_STATE_HEADER_SIZE up, whole write blocks of both
+ *        slots; PEFT_STATE_STREAM_BUFFER is the sample's, which the planner counts).
+ * @return 0, or -EINVAL on NULL arguments, a slot whose write block does not
+ *         divide the state header, or a buffer under the header or not whole
+ *         write blocks.
  */
 int peft_state_store_init(struct peft_state_store *s, const struct peft_flash *slot0,
 			  const struct peft_flash *slot1, uint8_t *buf, size_t buf_size);
@@ -98,7 +101,7 @@ peft_status peft_state_store_resume(struct peft_state_store *s, peft_trainer *t,
  * @brief Save the trainer's state to the slot not in use, with the next sequence.
  * @param slot_out receives the slot written (may be NULL).
  * @return 0; -EDOM if a parameter is not finite (nothing is written); -ENOMEM if
- *         the state does not fit the buffer or a slot; -EINVAL if the export
+ *         the state does not fit a slot; -EINVAL if the export
  *         fails; or the flash call's negative errno. On any error the slot in use
  *         stays valid.
  */

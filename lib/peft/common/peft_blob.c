@@ -4,10 +4,11 @@
 #include "peft/peft_crc32.h"
 #include "peft/peft_formats.h"
 
-peft_status peft_blob_check(const uint8_t *blob, size_t avail, uint32_t magic, uint16_t version,
-			    uint16_t header_size, const peft_blob_errors *errors)
+peft_status peft_blob_check_header(const uint8_t *blob, size_t head, size_t avail, uint32_t magic,
+				   uint16_t version, uint16_t header_size,
+				   const peft_blob_errors *errors)
 {
-	if (avail < PEFT_BLOB_HDR_SIZE) {
+	if (head < PEFT_BLOB_HDR_SIZE || avail < PEFT_BLOB_HDR_SIZE) {
 		return errors->truncated;
 	}
 	if (peft_rd32(blob + PEFT_BLOB_HDR_OFF_MAGIC) != magic) {
@@ -27,6 +28,20 @@ peft_status peft_blob_check(const uint8_t *blob, size_t avail, uint32_t magic, u
 	if (n < header_size) {
 		return errors->length;
 	}
+	return PEFT_OK;
+}
+
+peft_status peft_blob_check(const uint8_t *blob, size_t avail, uint32_t magic, uint16_t version,
+			    uint16_t header_size, const peft_blob_errors *errors)
+{
+	const peft_status st =
+		peft_blob_check_header(blob, avail, avail, magic, version, header_size, errors);
+
+	if (st != PEFT_OK) {
+		return st;
+	}
+	const uint32_t n = peft_rd32(blob + PEFT_BLOB_HDR_OFF_TOTAL_LENGTH);
+
 	if (peft_crc32_update(0, blob + PEFT_BLOB_CRC_START, n - PEFT_BLOB_CRC_START) !=
 	    peft_rd32(blob + PEFT_BLOB_HDR_OFF_CRC)) {
 		return errors->crc;

@@ -17,6 +17,12 @@ typedef struct {
 	peft_status crc;
 } peft_blob_errors;
 
+/* The checks of peft_blob_check() but the CRC, on the first `head` bytes of a
+ * blob of `avail` bytes (a reader that streams the rest computes the CRC). */
+peft_status peft_blob_check_header(const uint8_t *blob, size_t head, size_t avail, uint32_t magic,
+				   uint16_t version, uint16_t header_size,
+				   const peft_blob_errors *errors);
+
 /* Check magic, version, header size, total length and CRC, in that order. On
  * success the declared length (PEFT_BLOB_HDR_OFF_TOTAL_LENGTH) is <= avail.
  * (No output parameter: a caller's local whose address escapes would keep the

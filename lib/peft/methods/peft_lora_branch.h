@@ -51,13 +51,12 @@ static inline void peft_lora_scale_in_place(int32_t n, float s, float *x)
 	}
 }
 
-/* ctx->u = (alpha / r) A x and ctx->tmp_a = B u (the branch, rows x out). */
-static inline peft_status peft_lora_branch_fwd(peft_layer_ctx *ctx)
+/* ctx->u = (alpha / r) A x (rows x r). */
+static inline peft_status peft_lora_branch_fwd_u(peft_layer_ctx *ctx)
 {
 	const peft_layer_info *L = ctx->info;
 	const int32_t r = L->rec.lora_rank;
 	const peft_fc_params down = {L->rows, L->in_features, r};
-	const peft_fc_params up = {L->rows, r, L->out_features};
 	const peft_status st =
 		peft_fc_fwd_f32(&down, ctx->x, ctx->param[PEFT_PARAM_LORA_A], NULL, ctx->u);
 
@@ -65,7 +64,77 @@ static inline peft_status peft_lora_branch_fwd(peft_layer_ctx *ctx)
 		return st;
 	}
 	peft_lora_scale_in_place(L->rows * r, peft_lora_branch_scale(L), ctx->u);
+	return PEFT_OK;
+}
+
+/* ctx->u as above and ctx->tmp_a = B u (the branch, rows x out): DoRA's form. */
+static inline peft_status peft_lora_branch_fwd(peft_layer_ctx *ctx)
+{
+	const peft_layer_info *L = ctx->info;
+	const peft_fc_params up = {L->rows, L->rec.lora_rank, L->out_features};
+	const peft_status st = peft_lora_branch_fwd_u(ctx);
+
+	if (st != PEFT_OK) {
+		return st;
+	}
 	return peft_fc_fwd_f32(&up, ctx->u, ctx->param[PEFT_PARAM_LORA_B], NULL, ctx->tmp_a);
+}
+
+/* out += B u, each element's branch summed first (as B u, then the add): no
+ * buffer of the branch's rows x out values. */
+static inline void peft_lora_branch_add_up(const peft_layer_ctx *ctx, float *out)
+{
+	const peft_layer_info *L = ctx->info;
+	const int32_t r = L->rec.lora_rank;
+	const int32_t n_out = L->out_features;
+	const float *b = ctx->param[PEFT_PARAM_LORA_B];
+
+	for (int32_t row = 0; row < L->rows; row++) {
+		const float *u = ctx->u + (size_t)row * (size_t)r;
+		float *o = out + (size_t)row * (size_t)n_out;
+
+		for (int32_t c = 0; c < n_out; c++) {
+			const float *bc = b + (size_t)c * (size_t)r;
+			float acc = 0.0f;
+
+			for (int32_t j = 0; j < r; j++) {
+				acc += bc[j] * u[j];
+			}
+			o[c] += acc;
+		}
+	}
+}
+
+/* dA += du^T x. With x NULL, the int8-kept input is dequantised PEFT_BWD_IN_ROWS
+ * rows at a time (the kernel adds into dA, so the row blocks sum). */
+static inline peft_status peft_lora_branch_grad_a(const peft_layer_ctx *ctx, const float *du)
+{
+	const peft_layer_info *L = ctx->info;
+	const int32_t r = L->rec.lora_rank;
+	const int32_t in = L->in_features;
+
+	if (ctx->x != NULL) {
+		const peft_fc_params down = {L->rows, in, r};
+
+		return peft_fc_bwd_weight_f32(&down, ctx->x, du, ctx->grad[PEFT_PARAM_LORA_A]);
+	}
+	for (int32_t row = 0; row < L->rows; row += PEFT_BWD_IN_ROWS) {
+		const int32_t n =
+			L->rows - row < PEFT_BWD_IN_ROWS ? L->rows - row : PEFT_BWD_IN_ROWS;
+		const peft_fc_params block = {n, in, r};
+		peft_status st = peft_dequantize_s8(n * in, ctx->x_kept + (size_t)row * (size_t)in,
+						    ctx->x_scale, ctx->x_zero_point, ctx->x_stage);
+
+		if (st == PEFT_OK) {
+			st = peft_fc_bwd_weight_f32(&block, ctx->x_stage,
+						    du + (size_t)row * (size_t)r,
+						    ctx->grad[PEFT_PARAM_LORA_A]);
+		}
+		if (st != PEFT_OK) {
+			return st;
+		}
+	}
+	return PEFT_OK;
 }
 
 /* A and B gradients from g, the gradient wrt the branch output; adds the
@@ -88,7 +157,7 @@ static inline peft_status peft_lora_branch_bwd(peft_layer_ctx *ctx, const float 
 		return st;
 	}
 	peft_lora_scale_in_place(L->rows * r, peft_lora_branch_scale(L), du);
-	st = peft_fc_bwd_weight_f32(&down, ctx->x, du, ctx->grad[PEFT_PARAM_LORA_A]);
+	st = peft_lora_branch_grad_a(ctx, du);
 	if (st != PEFT_OK || ctx->grad_in == NULL) {
 		return st;
 	}

@@ -24,7 +24,7 @@ typedef struct {
 	float *grad[PEFT_PARAM_KIND_COUNT]; /* NULL in inference */
 	peft_weights_s8 w8;                 /* the frozen int8 weights (zero without weights) */
 	const float *bias;                  /* forward: the bias lin includes (NULL: none) */
-	const float *x;                     /* the layer's input values */
+	const float *x;                     /* the layer's input values (NULL: x_kept) */
 	float *lin;                         /* linear output (+ bias), rows x out_features */
 	float *out;                         /* output before the fused activation */
 	float *g;                           /* backward: gradient at the current point */
@@ -33,6 +33,12 @@ typedef struct {
 	float *u;       /* LoRA: (alpha / r) * A x, rows x r */
 	float *tmp_a;   /* scratch, out_size floats */
 	float *tmp_b;   /* scratch, rows * r floats */
+	/* Backward with x NULL: the int8-kept input (rows x in), its quantization, and a
+	 * stage of PEFT_BWD_IN_ROWS rows for its dequantised values. */
+	const int8_t *x_kept;
+	float x_scale;
+	int32_t x_zero_point;
+	float *x_stage;
 } peft_layer_ctx;
 
 typedef peft_status (*peft_method_hook)(peft_layer_ctx *ctx);

@@ -14,12 +14,13 @@ static peft_status lora_init(peft_layer_ctx *ctx)
 
 static peft_status lora_fwd(peft_layer_ctx *ctx)
 {
-	const peft_status st = peft_lora_branch_fwd(ctx);
+	const peft_status st = peft_lora_branch_fwd_u(ctx);
 
 	if (st != PEFT_OK) {
 		return st;
 	}
-	return peft_add_fwd_f32(ctx->info->out_size, ctx->out, ctx->tmp_a, ctx->out);
+	peft_lora_branch_add_up(ctx, ctx->out);
+	return PEFT_OK;
 }
 
 static peft_status lora_bwd(peft_layer_ctx *ctx)

@@ -86,6 +86,8 @@ typedef struct {
 	bool runs_backward;
 	bool backward_input[2];
 	bool needs_input_values; /* input kept for backward (weight / LoRA A gradients) */
+	bool streams_input;      /* the input serves LoRA A's gradient only (no weight, no DoRA):
+				  * int8-kept rows are dequantised PEFT_BWD_IN_ROWS at a time */
 	bool keeps_mask;         /* fused ReLU/ReLU6 derivative kept as a 1-bit mask */
 	bool scales_lin;         /* a trained per-channel scale of lin (scale+shift, IA3) */
 	bool int8_input_grad;    /* input gradient through the int8 path (plan flag) */

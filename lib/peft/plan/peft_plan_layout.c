@@ -215,8 +215,8 @@ static peft_status layer_buffer(const peft_plan *plan, int arena, int kind, int3
 			*w = live(4u * out, k, k);
 		}
 		break;
-	case PEFT_BUF_FWD_LORA_OUT:
-		if (lora) {
+	case PEFT_BUF_FWD_LORA_OUT: /* DoRA's branch; LoRA adds B u into the output */
+		if (dora) {
 			*w = live(4u * out, k, k);
 		}
 		break;
@@ -227,7 +227,11 @@ static peft_status layer_buffer(const peft_plan *plan, int arena, int kind, int3
 		break;
 	case PEFT_BUF_BWD_IN:
 		if (train && s8 && L.needs_input_values) {
-			*w = live(4u * (uint64_t)L.in_size[0], b, b);
+			const int32_t rows = L.rows < PEFT_BWD_IN_ROWS ? L.rows : PEFT_BWD_IN_ROWS;
+
+			*w = live(4u * (L.streams_input ? (uint64_t)rows * L.in_features
+							: (uint64_t)L.in_size[0]),
+				  b, b);
 		}
 		break;
 	case PEFT_BUF_BWD_GLIN:

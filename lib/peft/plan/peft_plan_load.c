@@ -311,6 +311,9 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	out->runs_backward = t.needs_grad != 0;
 	out->needs_input_values =
 		out->trainable[PEFT_PARAM_WEIGHT] || out->trainable[PEFT_PARAM_LORA_A];
+	out->streams_input = out->trainable[PEFT_PARAM_LORA_A] &&
+			     !out->trainable[PEFT_PARAM_DORA_M] &&
+			     !out->trainable[PEFT_PARAM_WEIGHT];
 	out->keeps_mask = out->runs_backward && r->activation != PEFT_ACT_NONE;
 	out->scales_lin = out->trainable[PEFT_PARAM_GAMMA] || out->trainable[PEFT_PARAM_IA3_L];
 	/* The int8 path's kernel is a fully connected one. */

@@ -469,7 +469,17 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 		PEFT_TRY(peft_activation_bwd_mask_f32(L->out_size, work_bytes(t, PEFT_BUF_MASK, k),
 						      ctx.g));
 	}
-	if (L->needs_input_values) {
+	ctx.x_kept = NULL;
+	if (L->needs_input_values && L->streams_input && plan->act_cache == PEFT_CACHE_S8) {
+		const peft_tensor_rec in = tensor(t, r->input[0]);
+
+		ctx.x = NULL; /* LoRA A's gradient reads it in row blocks */
+		ctx.x_kept =
+			(const int8_t *)(const void *)work_bytes(t, PEFT_BUF_KEEP, r->input[0]);
+		ctx.x_scale = in.scale;
+		ctx.x_zero_point = in.zero_point;
+		ctx.x_stage = work_f32(t, PEFT_BUF_BWD_IN, k);
+	} else if (L->needs_input_values) {
 		PEFT_TRY(tensor_kept(t, r->input[0], work_f32(t, PEFT_BUF_BWD_IN, k), &ctx.x));
 	}
 	ctx.g_out = ctx.g; /* scale+shift writes its input gradient elsewhere (tmp_a) */

@@ -87,6 +87,17 @@ peft_status peft_tflm_init(peft_tflm *ctx, const void *model, size_t model_len, 
 peft_status peft_tflm_run_s8(peft_tflm *ctx, const int8_t *input, size_t input_len, int8_t *output,
 			     size_t output_len);
 
+/**
+ * @brief Runs the prefix on one int8 input; the split activation stays in TFLM's
+ *        output tensor (in the TFLM arena), so the caller needs no buffer of its own.
+ * @param input_len must equal ctx->in.bytes.
+ * @param output    receives a pointer to ctx->out.bytes int8 values, valid until the
+ *                  next run.
+ * @return as peft_tflm_run_s8().
+ */
+peft_status peft_tflm_run_s8_view(peft_tflm *ctx, const int8_t *input, size_t input_len,
+				  const int8_t **output);
+
 /** @brief A short, constant name for a glue error. */
 const char *peft_tflm_error_str(peft_tflm_error error);
 

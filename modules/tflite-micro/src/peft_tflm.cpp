@@ -209,12 +209,11 @@ extern "C" peft_status peft_tflm_init(peft_tflm *ctx, const void *model, size_t 
 	return PEFT_OK;
 }
 
-extern "C" peft_status peft_tflm_run_s8(peft_tflm *ctx, const int8_t *input, size_t input_len,
-					int8_t *output, size_t output_len)
+extern "C" peft_status peft_tflm_run_s8_view(peft_tflm *ctx, const int8_t *input, size_t input_len,
+					     const int8_t **output)
 {
 	if (ctx == nullptr || ctx->interpreter == nullptr || input == nullptr ||
-	    output == nullptr || input_len != static_cast<size_t>(ctx->in.bytes) ||
-	    output_len != static_cast<size_t>(ctx->out.bytes)) {
+	    output == nullptr || input_len != static_cast<size_t>(ctx->in.bytes)) {
 		return PEFT_ERR_ARG;
 	}
 	Prefix *p = static_cast<Prefix *>(ctx->interpreter);
@@ -228,7 +227,24 @@ extern "C" peft_status peft_tflm_run_s8(peft_tflm *ctx, const int8_t *input, siz
 		ctx->error = PEFT_TFLM_ERROR_INVOKE;
 		return PEFT_ERR_UNSUPPORTED;
 	}
-	const int8_t *res = p->interpreter.output(0)->data.int8;
+	*output = p->interpreter.output(0)->data.int8;
+	return PEFT_OK;
+}
+
+extern "C" peft_status peft_tflm_run_s8(peft_tflm *ctx, const int8_t *input, size_t input_len,
+					int8_t *output, size_t output_len)
+{
+	const int8_t *res = nullptr;
+
+	if (ctx == nullptr || output == nullptr ||
+	    output_len != static_cast<size_t>(ctx->out.bytes)) {
+		return PEFT_ERR_ARG;
+	}
+	const peft_status st = peft_tflm_run_s8_view(ctx, input, input_len, &res);
+
+	if (st != PEFT_OK) {
+		return st;
+	}
 	for (size_t i = 0; i < output_len; i++) {
 		output[i] = res[i];
 	}

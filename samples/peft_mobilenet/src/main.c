@@ -40,9 +40,10 @@ LOG_MODULE_REGISTER(peft_sample, LOG_LEVEL_INF);
 static uint8_t tflm_arena[CONFIG_PEFT_TFLM_ARENA_SIZE] __aligned(16);
 static uint8_t train_arena[CONFIG_PEFT_ARENA_SIZE] __aligned(16);
 static int8_t prefix_cache[CONFIG_PEFT_SAMPLE_CACHE_SIZE] __aligned(4);
-static uint8_t state_buf[CONFIG_PEFT_SAMPLE_STATE_BUFFER_SIZE] __aligned(4);
-/* One split activation computed on the fly (samples that are not cached). */
-static int8_t split_buf[CONFIG_PEFT_SAMPLE_SPLIT_BUFFER_SIZE] __aligned(4);
+/* The trained state streams to and from flash through this (PEFT_STATE_STREAM_BUFFER,
+ * peft_formats.h: the planner counts the same bytes). */
+static uint8_t state_buf[PEFT_STATE_STREAM_BUFFER] __aligned(4);
+/* A sample that is not cached is read in TFLM's output tensor: no split buffer. */
 
 static peft_plan plan;
 static peft_trainer trainer;
@@ -99,17 +100,16 @@ static const char *fpu_state(void)
 
 static void print_budget(void)
 {
-	const size_t statics = sizeof(tflm_arena) + sizeof(train_arena) + sizeof(prefix_cache) +
-			       sizeof(state_buf) + sizeof(split_buf);
+	const size_t statics =
+		sizeof(tflm_arena) + sizeof(train_arena) + sizeof(prefix_cache) + sizeof(state_buf);
 
 	printk("micropeft peft_mobilenet on %s\n", CONFIG_BOARD);
 	printk("methods compiled in:%s\n", methods_compiled());
 	printk("FPU: %s\n", fpu_state());
 	printk("RAM budget: TFLM arena %u B, training arena %u B, prefix cache %u B, "
-	       "state buffer %u B, split buffer %u B: %u B static\n",
+	       "state buffer %u B: %u B static\n",
 	       (unsigned)sizeof(tflm_arena), (unsigned)sizeof(train_arena),
-	       (unsigned)sizeof(prefix_cache), (unsigned)sizeof(state_buf),
-	       (unsigned)sizeof(split_buf), (unsigned)statics);
+	       (unsigned)sizeof(prefix_cache), (unsigned)sizeof(state_buf), (unsigned)statics);
 #if DT_NODE_EXISTS(DT_CHOSEN(zephyr_sram))
 	printk("RAM: %u B on this SoC (main stack %u B)\n",
 	       (unsigned)DT_REG_SIZE(DT_CHOSEN(zephyr_sram)), (unsigned)CONFIG_MAIN_STACK_SIZE);
@@ -209,11 +209,6 @@ static bool check_shapes(void)
 			data.num_classes, classes);
 		return false;
 	}
-	if ((size_t)prefix.out.bytes > sizeof(split_buf)) {
-		LOG_ERR("split activation of %d B exceeds the %u B split buffer", prefix.out.bytes,
-			(unsigned)sizeof(split_buf));
-		return false;
-	}
 	return true;
 }
 
@@ -231,11 +226,8 @@ static peft_status split_activation(uint32_t i, const int8_t **out)
 		*out = prefix_cache + (size_t)i * n;
 		return PEFT_OK;
 	}
-	peft_status st =
-		peft_tflm_run_s8(&prefix, sample_input(i), data.sample_bytes, split_buf, n);
-
-	*out = split_buf;
-	return st;
+	/* Valid until the next run: the trainer reads it before TFLM runs again. */
+	return peft_tflm_run_s8_view(&prefix, sample_input(i), data.sample_bytes, out);
 }
 
 static peft_status fill_cache(void)
@@ -504,10 +496,10 @@ static uint32_t resume(bool *can_save)
 	}
 	size_t bytes = 0;
 
-	if (peft_trainer_state_size(&trainer, &bytes) != PEFT_OK || bytes > sizeof(state_buf) ||
-	    bytes > state_slot[0].size || bytes > state_slot[1].size) {
-		printk("state: %u B does not fit the %u B buffer or the slots: not saving\n",
-		       (unsigned)bytes, (unsigned)sizeof(state_buf));
+	if (peft_trainer_state_size(&trainer, &bytes) != PEFT_OK || bytes > state_slot[0].size ||
+	    bytes > state_slot[1].size) {
+		printk("state: %u B does not fit the %u B slots: not saving\n", (unsigned)bytes,
+		       (unsigned)MIN(state_slot[0].size, state_slot[1].size));
 	} else {
 		*can_save = true;
 	}

@@ -241,7 +241,7 @@ def memory_table(summary: dict[str, Any]) -> str:
         f"       TFLM + training            {_kib(ram['total_train'])}",
         f"       state buffer               {_kib(ram['device']['state_buffer'])}",
         f"       prefix cache               {_kib(ram['device']['prefix_cache'])}",
-        f"       split buffer               {_kib(ram['device']['split_buffer'])}",
+        f"       split buffer: TFLM output  {_kib(ram['device']['split_buffer'])}",
         f"       TOTAL DEVICE RAM           {_kib(ram['total_device'])}",
         f"       inference arena (runtime)  {_kib(ram['infer_arena'])}",
         f"  FLASH device model             {_kib(flash['model'])}",

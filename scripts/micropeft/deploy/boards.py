@@ -49,8 +49,8 @@ BOARDS = {
         zephyr_board="nrf52840dk_nrf52840",
         core="cortex-m4f",
         ram_size=256 * 1024,
-        # Measured: the linker's RAM line of the default build (Zephyr 3.4.99), 211,264 B,
-        # minus its 194,560 B of buffers = 16,704 B; with a margin for other Kconfig.
+        # Measured: the linker's RAM line of the default build (Zephyr 3.4.99), 160,320 B,
+        # minus its 143,616 B of buffers = 16,704 B; with a margin for other Kconfig.
         sample_ram_baseline=20 * 1024,
     ),
     "native_sim": Board(

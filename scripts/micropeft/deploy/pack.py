@@ -190,8 +190,6 @@ def state_size(trainable_parameters: int, states_per_param: int) -> int:
 _RAM_OPTIONS = (
     ("CONFIG_PEFT_TFLM_ARENA_SIZE", "TFLM arena"),
     ("CONFIG_PEFT_ARENA_SIZE", "training arena"),
-    ("CONFIG_PEFT_SAMPLE_STATE_BUFFER_SIZE", "state buffer"),
-    ("CONFIG_PEFT_SAMPLE_SPLIT_BUFFER_SIZE", "split buffer"),
     ("CONFIG_PEFT_SAMPLE_CACHE_SIZE", "prefix cache"),
 )
 # Room kept for TFLM's arena over prepare-model's figure, which is measured by a 64-bit host
@@ -229,16 +227,17 @@ def board_config(
     sizes = {
         "CONFIG_PEFT_TFLM_ARENA_SIZE": _align(int(ram["tflm_arena_prefix"]) + _TFLM_MARGIN, 1024),
         "CONFIG_PEFT_ARENA_SIZE": _align(int(ram["train_arena"]), 16),
-        "CONFIG_PEFT_SAMPLE_STATE_BUFFER_SIZE": _align(int(summary["flash"]["state_slot"]), 16),
-        "CONFIG_PEFT_SAMPLE_SPLIT_BUFFER_SIZE": _align(split_bytes, 16),
     }
-    need = sum(sizes.values())
+    # The state streams to flash through the sample's fixed buffer (not an option).
+    stream = formats.LIMIT["STATE_STREAM_BUFFER"]
+    need = sum(sizes.values()) + stream
     comments = [f"RAM for these images: {need:,d} B without the prefix cache"]
     cache = _align(split_bytes * n_train, 16)
     if board.ram_size is not None and board.sample_ram_baseline is not None:
         room = board.ram_size - board.sample_ram_baseline - need
         listing = ", ".join(
-            f"{label} {sizes[name]:,d} B" for name, label in _RAM_OPTIONS if name in sizes
+            [f"{label} {sizes[name]:,d} B" for name, label in _RAM_OPTIONS if name in sizes]
+            + [f"state buffer {stream:,d} B"]
         )
         if room < 0:
             raise UserError(

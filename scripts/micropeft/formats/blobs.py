@@ -36,6 +36,17 @@ LIMITS: tuple[Limit, ...] = (
     Limit("MAX_KERNEL", 1024, "Largest kernel size or stride of one axis."),
     Limit("MIN_CLASSES", 2, "Fewest classes of a dataset blob."),
     Limit("MAX_CLASSES", 255, "Most classes of a dataset blob (labels are u8)."),
+    Limit(
+        "BWD_IN_ROWS",
+        4,
+        "Rows of a LoRA layer's int8-kept input dequantised at once for A's gradient.",
+    ),
+    Limit(
+        "STATE_STREAM_BUFFER",
+        256,
+        "The sample's buffer through which a trained state streams to and from flash.",
+        unsigned=True,
+    ),
 )
 LIMIT = {limit.name: limit.value for limit in LIMITS}
 
@@ -219,7 +230,7 @@ PLAN_BUFFER = Layout(
     doc="One work-region buffer; records sorted by arena, kind, owner, part.",
 )
 
-PLAN = Blob("Plan blob", "PLAN", b"PEFP", 3, PLAN_HEADER)
+PLAN = Blob("Plan blob", "PLAN", b"PEFP", 4, PLAN_HEADER)
 
 # ---- trained state ----
 STATE_HEADER = Layout(
@@ -281,7 +292,7 @@ DATASET = Blob("Dataset blob", "DATASET", b"PEFD", 1, DATASET_HEADER)
 BLOBS: tuple[Blob, ...] = (PLAN, STATE, CONTAINER, DATASET)
 _SIZES = {PLAN_HEADER: 128, PLAN_TENSOR: 24, PLAN_LAYER: 208, PLAN_BUFFER: 20}
 _SIZES.update({STATE_HEADER: 48, CONTAINER_HEADER: 64, DATASET_HEADER: 64})
-for _layout, _size in _SIZES.items():  # the sizes of this version (plan 3, the rest 1)
+for _layout, _size in _SIZES.items():  # the sizes of this version (plan 4, the rest 1)
     assert _layout.size == _size, (_layout.name, _layout.size)
 
 LAYOUTS: tuple[Layout, ...] = (

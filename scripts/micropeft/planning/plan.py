@@ -32,7 +32,6 @@ import zlib
 from dataclasses import dataclass, field
 
 from micropeft import formats
-from micropeft.deploy import pack
 from micropeft.errors import UserError
 from micropeft.prep.graph import Activation, ArrayRef, Graph, Layer, Method, Op, TensorInfo
 
@@ -46,6 +45,8 @@ NO_INPUT = formats.NO_INPUT
 ALIGN = formats.LIMIT["ALIGN"]
 MAX_TENSOR_ELEMENTS = formats.LIMIT["MAX_TENSOR_ELEMENTS"]
 MAX_LORA_RANK = formats.LIMIT["MAX_LORA_RANK"]
+STATE_STREAM_BUFFER = formats.LIMIT["STATE_STREAM_BUFFER"]
+BWD_IN_ROWS = formats.LIMIT["BWD_IN_ROWS"]
 
 CACHE_DTYPES = {d.name.lower(): int(d) for d in formats.CacheDtype}
 OPTIMIZERS = {o.name.lower(): int(o) for o in formats.Optimizer}
@@ -175,6 +176,12 @@ class PlanLayer:
         ]
 
     @property
+    def streams_input(self) -> bool:
+        """Backward reads the input only for LoRA A's gradient (no weight gradient, no
+        DoRA): the int8-kept rows are dequantised BWD_IN_ROWS at a time."""
+        return self.lora and not self.dora and not self.train_weight
+
+    @property
     def scales_lin(self) -> bool:
         """A trained per-channel scale of the linear output (scale+shift, IA3): lin kept."""
         return self.scale_shift or self.ia3
@@ -250,17 +257,17 @@ class Plan:
 
     def device_ram(self, tflm_arena: int, prefix_cache: int = 0) -> dict[str, int]:
         """RAM the sample (samples/peft_mobilenet) needs for this plan, bytes: the TFLM
-        arena of the frozen prefix, the training arena, the buffer the trained state is
-        exported to, the cache of prefix outputs and the buffer of one split activation."""
+        arena of the frozen prefix, the training arena, the buffer the trained state
+        streams through to and from flash, the cache of prefix outputs and a buffer of
+        one split activation: none, the sample reads it in TFLM's output tensor, inside
+        the TFLM arena (kept in the table as 0, a part the issue's total names)."""
 
         parts = {
             "tflm_arena": int(tflm_arena),
             "train_arena": self.arena_bytes("train"),
-            "state_buffer": pack.state_size(
-                self.trainable_parameters, self.optimizer.states_per_param
-            ),
+            "state_buffer": STATE_STREAM_BUFFER,
             "prefix_cache": int(prefix_cache),
-            "split_buffer": self.tensors[0].size,
+            "split_buffer": 0,
         }
         parts["total"] = sum(parts.values())
         return parts
@@ -830,7 +837,9 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
     for pl in layers:
         if s8 and pl.needs_input_values:
             k = pl.index
-            add(0, "bwd_in", k, 4 * tensors[pl.inputs[0]].size, bwd(k), bwd(k))
+            whole = tensors[pl.inputs[0]].size
+            staged = min(pl.rows, BWD_IN_ROWS) * pl.in_features if pl.streams_input else whole
+            add(0, "bwd_in", k, 4 * staged, bwd(k), bwd(k))
     for pl in layers:
         if pl.scales_lin or pl.dora:  # DoRA: W0 x + B u recomputed, then n g
             add(0, "bwd_glin", pl.index, 4 * size(pl), bwd(pl.index), bwd(pl.index))
@@ -865,7 +874,7 @@ def _forward_scratch(plan: Plan, out: list[Buffer], arena: int, add: object) -> 
     for kind, wanted in (
         ("fwd_bias", lambda pl: pl.layer.bias is not None and not pl.train_bias),
         ("fwd_lin", lambda pl: pl.scales_lin and staged_lin),
-        ("fwd_lora_out", lambda pl: pl.lora),
+        ("fwd_lora_out", lambda pl: pl.dora),  # LoRA adds B u into its output in place
         ("fwd_u", lambda pl: pl.lora and arena == 1),
     ):
         for pl in plan.layers:

@@ -9,7 +9,8 @@
  * existed, and it must be the previous one, unless the cut came after the last
  * write (then the new one); the store must then save and load again. The
  * reference for "the previous state" is the trainer's own export of it, byte for
- * byte. Also: a save erases only the pages the state covers; non-finite
+ * byte. The state streams through a buffer smaller than it (the sample's
+ * PEFT_STATE_STREAM_BUFFER). Also: a save erases only the pages the state covers; non-finite
  * parameters are never saved; resume falls back to the older slot when the
  * newest fails to import or to run.
  *
@@ -42,7 +43,9 @@ static peft_trainer booted;  /* a fresh one after each reboot */
 
 static uint8_t mem[2 * MAX_SLOT], snapshot[2 * MAX_SLOT];
 static bool written[2 * MAX_SLOT], written_snapshot[2 * MAX_SLOT];
-static uint8_t state_buf[MAX_STATE] __attribute__((aligned(4)));
+/* The store's stream buffer: the sample's size, far smaller than a state, so that
+ * every save and load streams through it in many pieces. */
+static uint8_t state_buf[PEFT_STATE_STREAM_BUFFER] __attribute__((aligned(4)));
 static uint8_t expect_prev[MAX_STATE], expect_next[MAX_STATE], got[MAX_STATE];
 static size_t state_bytes;
 

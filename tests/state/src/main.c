@@ -26,7 +26,7 @@ static const uint8_t container[] __aligned(16) = {
 static uint8_t other_plan_blob[sizeof(plan_scale_shift)] __aligned(16);
 
 static uint8_t arena[PLAN_TRAIN_ARENA] __aligned(16);
-static uint8_t state_buf[4096] __aligned(4);
+static uint8_t state_buf[PEFT_STATE_STREAM_BUFFER] __aligned(4); /* as the sample's */
 static uint8_t blob[4096] __aligned(4);
 static float input[4096];
 static float saved[2][PLAN_TRAINABLE_PARAMS];

@@ -46,6 +46,18 @@ ZTEST(peft_tflm, test_prefix_matches_tflite)
 	}
 	zassert_equal(peft_tflm_run_s8(&ctx, tflm_input, sizeof(tflm_input) - 1, out, sizeof(out)),
 		      PEFT_ERR_ARG);
+
+	/* In place: TFLM's output tensor holds the same values as TFLite's. */
+	const int8_t *view = NULL;
+
+	PEFT_ASSERT_OK(peft_tflm_run_s8_view(&ctx, tflm_input, sizeof(tflm_input), &view));
+	zassert_not_null(view);
+	for (int i = 0; i < TFLM_OUT_N; i++) {
+		zassert_true(abs(view[i] - tflm_output[i]) <= MAX_DIFF, "view[%d] = %d, TFLite %d",
+			     i, view[i], tflm_output[i]);
+	}
+	zassert_equal(peft_tflm_run_s8_view(&ctx, tflm_input, sizeof(tflm_input) - 1, &view),
+		      PEFT_ERR_ARG);
 }
 
 /* The same model with a Dense head, whose weights the converter quantizes per
