@@ -514,4 +514,21 @@ static inline void peft_blk_put(float *y, float acc, bool add)
 	*y = add ? *y + acc : acc;
 }
 
+/* Lanes r >= r_new, q >= q_new of a 4 x 4 input-gradient block: a partial sum
+ * (between tiles) is stored; a finished one goes through peft_blk_put (stored,
+ * or added when the caller accumulates). */
+static inline void peft_blk_grad4x4(const float *acc, float *y, int32_t ys, int32_t r_new,
+				    int32_t q_new, bool finished, bool add)
+{
+	for (int32_t r = r_new; r < 4; r++) {
+		for (int32_t q = q_new; q < 4; q++) {
+			if (finished) {
+				peft_blk_put(y + r * ys + q, acc[r * 4 + q], add);
+			} else {
+				y[r * ys + q] = acc[r * 4 + q];
+			}
+		}
+	}
+}
+
 #endif /* PEFT_KERNEL_BLOCKS_H */

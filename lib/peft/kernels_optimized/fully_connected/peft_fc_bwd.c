@@ -48,22 +48,13 @@ static void fc_bwd_input_tiled(const peft_fc_params *p, const peft_wsrc *w, cons
 							     NULL, NULL, last && accumulate);
 					continue;
 				}
-				for (int32_t r = 0; r < 4; r++) {
-					for (int32_t c = 0; c < 4; c++) {
-						acc[r * 4 + c] = k0 == 0 ? 0.0f : gi[r * n_in + c];
-					}
+				if (k0 == 0) {
+					peft_blk_zero(16, acc);
+				} else {
+					peft_blk_in4x4(acc, gi, n_in);
 				}
 				peft_blk_pt4x4_f32(kn, g, n_out, tile, acc);
-				for (int32_t r = i - r0; r < 4; r++) {
-					for (int32_t c = j - c0; c < 4; c++) {
-						if (last) {
-							peft_blk_put(gi + r * n_in + c,
-								     acc[r * 4 + c], accumulate);
-						} else {
-							gi[r * n_in + c] = acc[r * 4 + c];
-						}
-					}
-				}
+				peft_blk_grad4x4(acc, gi, n_in, i - r0, j - c0, last, accumulate);
 			}
 		}
 	}
@@ -107,16 +98,7 @@ static void fc_bwd_input_scaled(const peft_fc_params *p, const peft_wsrc *w, con
 					peft_blk_in4x4(acc, gi, n_in);
 				}
 				peft_blk_pc4x4_s8u(kn, gs, kn, w->q + k0 * n_in + c0, n_in, acc);
-				for (int32_t r = i - r0; r < 4; r++) {
-					for (int32_t c = j - c0; c < 4; c++) {
-						if (last) {
-							peft_blk_put(gi + r * n_in + c,
-								     acc[r * 4 + c], accumulate);
-						} else {
-							gi[r * n_in + c] = acc[r * 4 + c];
-						}
-					}
-				}
+				peft_blk_grad4x4(acc, gi, n_in, i - r0, j - c0, last, accumulate);
 			}
 		}
 	}
