@@ -126,6 +126,20 @@ static inline void peft_tap_range(int32_t origin, int32_t kernel, int32_t in_n, 
 	*hi = in_n - origin < kernel ? in_n - origin : kernel;
 }
 
+/* The taps of one axis that read input position `pos` (padded: pos + pad)
+ * in some output of an `out_n`-long output: ky = pos - o * stride for the
+ * outputs o in range, so they run from *lo to below *hi in steps of the
+ * stride (empty when lo >= hi). The input gradients gather over them, in
+ * ascending tap order. */
+static inline void peft_covering_taps(int32_t pos, int32_t stride, int32_t kernel, int32_t out_n,
+				      int32_t *lo, int32_t *hi)
+{
+	const int32_t last_out = pos - (out_n - 1) * stride; /* tap of the last output */
+
+	*lo = last_out > pos % stride ? last_out : pos % stride;
+	*hi = kernel < pos + 1 ? kernel : pos + 1;
+}
+
 /* Channels whose sums a backward kernel keeps on the stack at once (64
  * bytes). Each element's sum is finished there before it is stored or added
  * to the caller's buffer, so that `accumulate` and the add-into of the weight

@@ -17,8 +17,7 @@
 /* For one input pixel, channels c0..c0+nb, and one output channel (or all of
  * them, oc == -1): sum of w[oc][ky][kx][c0..] * grad_out[oy][ox][oc] over the
  * taps that reach an output, added to acc in tap order, contiguous over the
- * input channels of the weights. The taps are ky = ry - oy * stride_h
- * (ry = iy + pad_top): they start at ry % stride_h and step by the stride. */
+ * input channels of the weights (the taps: peft_covering_taps). */
 static void gather_taps(const peft_conv_params *p, const peft_wsrc *w, const float *grad_out,
 			int32_t iy, int32_t ix, int32_t c0, int32_t nb, int32_t oc, float *acc)
 {
@@ -29,19 +28,16 @@ static void gather_taps(const peft_conv_params *p, const peft_wsrc *w, const flo
 	const int32_t oc_lo = oc < 0 ? 0 : oc;
 	const int32_t oc_hi = oc < 0 ? p->out.c : oc + 1;
 
-	for (int32_t ky = ry % p->stride_h; ky < p->kernel_h && ky <= ry; ky += p->stride_h) {
+	int32_t ky_lo, ky_hi, kx_lo, kx_hi;
+
+	peft_covering_taps(ry, p->stride_h, p->kernel_h, p->out.h, &ky_lo, &ky_hi);
+	peft_covering_taps(rx, p->stride_w, p->kernel_w, p->out.w, &kx_lo, &kx_hi);
+	for (int32_t ky = ky_lo; ky < ky_hi; ky += p->stride_h) {
 		const int32_t oy = (ry - ky) / p->stride_h;
 
-		if (oy >= p->out.h) {
-			continue;
-		}
-		for (int32_t kx = rx % p->stride_w; kx < p->kernel_w && kx <= rx;
-		     kx += p->stride_w) {
+		for (int32_t kx = kx_lo; kx < kx_hi; kx += p->stride_w) {
 			const int32_t ox = (rx - kx) / p->stride_w;
 
-			if (ox >= p->out.w) {
-				continue;
-			}
 			const float *g = grad_out + (oy * p->out.w + ox) * p->out.c;
 			const int32_t tap = (ky * p->kernel_w + kx) * in_c + c0;
 

@@ -48,8 +48,7 @@ static inline void peft_dw_fwd_pixel(const peft_conv_params *p, const float *in,
 
 /* For one input pixel, channels c0..c0+nb: sum over the taps that reach an
  * output of w[ky][kx][c] * grad_out[oy][ox][c] into acc (raw int8 values,
- * scaled by the caller). The taps are ky = ry - oy * stride_h
- * (ry = iy + pad_top): they start at ry % stride_h and step by the stride. */
+ * scaled by the caller; the taps: peft_covering_taps). */
 static inline void peft_dw_gather_input(const peft_conv_params *p, const peft_wsrc *w,
 					const float *grad_out, int32_t iy, int32_t ix, int32_t c0,
 					int32_t nb, float *acc)
@@ -59,19 +58,16 @@ static inline void peft_dw_gather_input(const peft_conv_params *p, const peft_ws
 	const int32_t rx = ix + p->pad_left;
 
 	peft_zero_f32(nb, acc);
-	for (int32_t ky = ry % p->stride_h; ky < p->kernel_h && ky <= ry; ky += p->stride_h) {
+	int32_t ky_lo, ky_hi, kx_lo, kx_hi;
+
+	peft_covering_taps(ry, p->stride_h, p->kernel_h, p->out.h, &ky_lo, &ky_hi);
+	peft_covering_taps(rx, p->stride_w, p->kernel_w, p->out.w, &kx_lo, &kx_hi);
+	for (int32_t ky = ky_lo; ky < ky_hi; ky += p->stride_h) {
 		const int32_t oy = (ry - ky) / p->stride_h;
 
-		if (oy >= p->out.h) {
-			continue;
-		}
-		for (int32_t kx = rx % p->stride_w; kx < p->kernel_w && kx <= rx;
-		     kx += p->stride_w) {
+		for (int32_t kx = kx_lo; kx < kx_hi; kx += p->stride_w) {
 			const int32_t ox = (rx - kx) / p->stride_w;
 
-			if (ox >= p->out.w) {
-				continue;
-			}
 			const float *g = grad_out + (oy * p->out.w + ox) * ch + c0;
 			const int32_t tap = (ky * p->kernel_w + kx) * ch + c0;
 
