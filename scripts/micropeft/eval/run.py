@@ -164,7 +164,7 @@ def run_bench(cfg: BenchConfig, out_dir: Path, report: bool = True, progress: bo
             "lib/peft and cm4/fw/driver.c built with arm-none-eabi-gcc -mcpu=cortex-m4 "
             "-mfpu=fpv4-sp-d16 -mfloat-abi=hard -O2 -ffp-contract=off (optimized kernels) "
             "against the nRF52840's memory map (1 MB "
-            f"flash, 256 KB RAM), one step of {cfg.cm4_samples} sample(s) run under "
+            f"flash, 256 KiB RAM), one step of {cfg.cm4_samples} sample(s) run under "
             "qemu-system-arm -M mps2-an386 and counted by cm4/plugin/peft_icount.c (exact "
             "instructions; cycles estimated from the Cortex-M4 TRM's instruction timings, no "
             "wait states, shown as ms per step at 64 MHz)"
