@@ -19,6 +19,7 @@ import numpy as np
 from micropeft.errors import UserError
 from micropeft.eval.results import optimizer_text
 from micropeft.files import write_atomic
+from micropeft.host import reference
 from micropeft.planning import config, methods
 from micropeft.planning.methods import MethodConfig
 from micropeft.planning.plan import OptimizerConfig
@@ -391,16 +392,46 @@ def _user_task(cfg: BenchConfig, timing: dict[str, float]) -> TaskData:
     model = path.read_bytes()
     info = tflite_graph.input_info(model)
     classes = tflite_graph.output_classes(model)
-    data = datasets.load_source(str(cfg.dataset), seed=0)
-    datasets.check_against_model(data, classes)
-    train, test = datasets.stratified_split(data.y, cfg.test_fraction, seed=0)
-    x = datasets.to_model_range(datasets.fit_images(data.x, info.shape), cfg.input_range)
-    x_train, y_train = _subsample(x[train], data.y[train], cfg.train_samples, 0)
-    x_test, y_test = _subsample(x[test], data.y[test], cfg.test_samples, 0)
+    blob_file = datasets.prepared_dataset_file(str(cfg.dataset))
+    if blob_file is not None:
+        # prepare-dataset's output: its int8 samples and its split, as the device gets them.
+        blob = datasets.parse_dataset_blob(blob_file.read_bytes())
+        if tuple(blob.x_train.shape[1:]) != info.shape or blob.quant != info.quant:
+            raise UserError(
+                f"{blob_file} was not prepared for {path} (input shape or quantization "
+                "differ): run prepare-dataset --model with this model"
+            )
+        if blob.num_classes != classes:
+            raise UserError(
+                f"{blob_file} has {blob.num_classes} classes but {path} outputs {classes}"
+            )
+        scale, zero_point = blob.quant.scale, blob.quant.zero_point
+        x_train, y_train = _subsample(
+            reference.dequantize(blob.x_train, scale, zero_point),
+            blob.y_train,
+            cfg.train_samples,
+            0,
+        )
+        x_test, y_test = _subsample(
+            reference.dequantize(blob.x_test, scale, zero_point),
+            blob.y_test,
+            cfg.test_samples,
+            0,
+        )
+        split = f"prepare-dataset's split of {blob_file}"
+    else:
+        data = datasets.load_source(str(cfg.dataset), seed=0)
+        datasets.check_against_model(data, classes)
+        train, test = datasets.stratified_split(data.y, cfg.test_fraction, seed=0)
+        x = datasets.to_model_range(datasets.fit_images(data.x, info.shape), cfg.input_range)
+        x_train, y_train = _subsample(x[train], data.y[train], cfg.train_samples, 0)
+        x_test, y_test = _subsample(x[test], data.y[test], cfg.test_samples, 0)
+        split = f"{cfg.dataset}, stratified split (test fraction {cfg.test_fraction:g}, seed 0)"
     setup = {
         "task": {"name": "user", "description": f"{path.name} fine-tuned on {cfg.dataset}"},
-        "target": f"{cfg.dataset}: {len(y_train)} training, {len(y_test)} test samples",
-        "model": f"{path.name}, {len(model):,} bytes (the user's int8 model, head as given)",
+        "target": f"{split}: {len(y_train)} training, {len(y_test)} test samples, input "
+        f"range [{cfg.input_range[0]:g}, {cfg.input_range[1]:g}]",
+        "model": f"{path}, {len(model):,} bytes (the user's int8 model, head as given)",
     }
     return TaskData(model, None, x_train, y_train, x_test, y_test, classes, setup)
 
@@ -427,7 +458,7 @@ def _pretrained_target_model(task: TaskSpec, cfg: BenchConfig, cache_dir: Path) 
         meta = json.loads(meta_file.read_text())
         model = model_file.read_bytes()
     else:
-        keras_model, meta = models.pretrained(pcfg, verbose=0)
+        keras_model, meta = models.pretrained(pcfg, verbose=0, progress=True)
         target = models.replace_head(keras_model, classes, seed=0)
         shape = (task.size, task.size, task.channels)
         rep = datasets.representative(task.source, shape, 256, 0)

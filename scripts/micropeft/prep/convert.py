@@ -62,6 +62,21 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def start_tensorflow_quietly() -> None:
+    """Import TensorFlow and let it probe for CUDA with fd 2 sent nowhere, then keep
+    absl's Python logging to errors. The CUDA lines ("Could not find cuda drivers",
+    "failed call to cuInit") and absl's "before absl::InitializeLog()" warnings come
+    from native code at import and at the first device query, before any log level
+    applies; a command that keeps stderr for its progress bars calls this first."""
+    _quiet_tensorflow()
+    with quiet_native_stderr():
+        import tensorflow as tf
+        from absl import logging as absl_logging
+
+        tf.config.list_physical_devices()
+        absl_logging.set_verbosity(absl_logging.ERROR)
+
+
 def to_int8_tflite(keras_model: Any, representative: np.ndarray) -> bytes:
     """Convert a float Keras model to a full-int8 .tflite with batch 1.
 
