@@ -226,12 +226,11 @@ def pretrained(
     MobileNet convention); the metrics record that input range. `progress`: a bar
     over the epochs with each epoch's loss and accuracy (for callers with verbose=0).
     """
-    from tqdm import tqdm
-
     import json
 
     import numpy as np
     import tensorflow as tf
+    from tqdm import tqdm
 
     folder = cache_dir() / f"{cfg.arch}-{cfg.key()}"
     model_file = folder / "model.keras"
