@@ -12,6 +12,7 @@ from micropeft.commands import input_range_beside, output_folder, read_tflite, w
 from micropeft.errors import UserError
 from micropeft.eval import tasks
 from micropeft.eval.run import run_bench
+from micropeft.eval.sweep import run_sweep
 
 
 def _int_list(text: str) -> list[int]:
@@ -82,6 +83,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", type=Path, default=Path("out/bench"), help="output folder (default out/bench)"
     )
     parser.add_argument("--no-report", action="store_true", help="do not write the report")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="instead of the benchmark: the learning-rate sweep (each method in the C runtime "
+        "with every optimizer and rate of eval/sweep.py's grid, scored on a validation split "
+        "of the training samples; seeds 0 and 1 unless --seeds), written to <out>/sweep.md; "
+        "a later bench into the same --out cites it",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -120,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         if args.seeds < 1:
             raise UserError("--seeds must be at least 1")
         cfg.seeds = list(range(args.seeds))
+    elif args.sweep and not args.quick:
+        cfg.seeds = [0, 1]
     for name in ("epochs", "batch_size", "train_samples", "test_samples", "pretrain_epochs"):
         value = getattr(args, name)
         if value is not None:
@@ -131,11 +142,15 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     existed = args.out.exists()
     try:
+        if args.sweep:
+            table = run_sweep(cfg, args.out)
+            print(f"wrote {table} ({time.perf_counter() - start:.0f} s)")
+            return 0
         path = run_bench(cfg, args.out, report=not args.no_report)
     except UserError:
         # Bad input found during the set-up: leave nothing behind, but never
         # remove a folder that holds results (a later run resumes them).
-        if not existed and not (args.out / "results.json").exists():
+        if not existed and not any((args.out / f).exists() for f in ("results.json", "sweep.json")):
             shutil.rmtree(args.out, ignore_errors=True)
         raise
     print(f"wrote {path} ({time.perf_counter() - start:.0f} s)")

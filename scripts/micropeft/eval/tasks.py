@@ -170,63 +170,15 @@ BENCH_RECIPES = (
     "bitfit_int8bwd",
 )
 METHODS: dict[str, MethodSpec] = {name: MethodSpec.from_recipe(name) for name in BENCH_RECIPES}
-# How each method's optimizer and learning rate were chosen: 5 epochs, batch 16, 640 samples of
-# the digits TRAINING split, scored on 314 other samples of that split (never the test split),
-# mean over seeds 0 and 1, on the default pretrained model (recipe in models.PretrainConfig).
-# Validation accuracy by (optimizer, rate); the best wins, a near tie (under a point) goes to
-# the smaller rate, which keeps C and TF closer. The pooled features on digits share a large
+# How each method's optimizer and learning rate were chosen: `micropeft bench --sweep`
+# (eval/sweep.py) trains every method in the C runtime with each optimizer and rate of its
+# grid on a validation split carved from the target's TRAINING split (never the test split)
+# and scores it there, mean over seeds; the best wins, a near tie (under a point) goes to the
+# smaller rate, which keeps C and TF closer. The pooled features on digits share a large
 # common offset (squared norm about 100-900 against a spread of about 20-50): plain SGD on the
 # head is badly conditioned (small rates do not learn, large ones diverge), which Adam's
 # per-coordinate scaling fixes. Adam is used only where the training stays in the last layers
 # (C and TF agree step for step there); full, BitFit and scale+shift keep SGD (momentum 0.9).
-# The SGD rows of those three come from the first sweep; the six shallow methods were swept
-# again (C runtime; validation split: sklearn train_test_split, stratified, random_state 0)
-# with their earlier SGD choice as the reference row.
-LR_SWEEP: dict[str, dict[tuple[str, float], float]] = {
-    "full": {("sgd", 0.002): 0.753, ("sgd", 0.003): 0.723, ("sgd", 0.005): 0.755},
-    "last_layer": {
-        ("sgd", 0.003): 0.409,
-        ("adam", 0.001): 0.438,
-        ("adam", 0.003): 0.451,
-        ("adam", 0.01): 0.500,
-        ("adam", 0.03): 0.503,
-        ("adam", 0.1): 0.460,
-    },
-    "bitfit": {("sgd", 0.005): 0.642, ("sgd", 0.01): 0.726, ("sgd", 0.02): 0.607},
-    "scale_shift": {("sgd", 0.005): 0.664, ("sgd", 0.01): 0.689, ("sgd", 0.02): 0.589},
-    "lora_r2": {
-        ("sgd", 0.005): 0.519,
-        ("adam", 0.001): 0.522,
-        ("adam", 0.003): 0.610,
-        ("adam", 0.01): 0.589,
-    },
-    "lora_r4": {
-        ("sgd", 0.01): 0.553,
-        ("adam", 0.001): 0.543,
-        ("adam", 0.003): 0.615,
-        ("adam", 0.01): 0.584,
-    },
-    "lora_r8": {
-        ("sgd", 0.01): 0.522,
-        ("adam", 0.001): 0.549,
-        ("adam", 0.003): 0.596,
-        ("adam", 0.01): 0.570,
-    },
-    "sparse": {
-        ("sgd", 0.03): 0.570,
-        ("adam", 0.001): 0.487,
-        ("adam", 0.003): 0.553,
-        ("adam", 0.01): 0.610,
-        ("adam", 0.02): 0.656,
-        ("adam", 0.03): 0.635,
-    },
-    "lora_bitfit": {
-        ("sgd", 0.01): 0.568,
-        ("adam", 0.001): 0.538,
-        ("adam", 0.003): 0.605,
-        ("adam", 0.01): 0.578,
-    },
-}
 
 # Shallow back-propagation: the C and TF trajectories stay step-for-step comparable.
 QUICK_METHODS = ("last_layer", "lora_r4", "sparse")
