@@ -22,6 +22,7 @@ from typing import Any
 from micropeft.eval.budget import (
     BUDGETS_KIB,
     NRF52840_RAM_KIB,
+    MethodRanks,
     best_within,
     clock_text,
     device_step_ms,
@@ -263,7 +264,7 @@ def budget_table(summaries: Sequence[MethodSummary]) -> Table:
     )
 
 
-def _rank_cell(ranks: dict[str, Any], name: str, settings: int) -> str:
+def _rank_cell(ranks: dict[str, MethodRanks], name: str, settings: int) -> str:
     entry = ranks.get(name)
     if entry is None:
         return "-"
