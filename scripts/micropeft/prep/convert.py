@@ -120,8 +120,10 @@ def to_int8_tflite(keras_model: Any, representative: np.ndarray) -> bytes:
     import warnings
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # calibration notices, not problems
+        # calibration notices, not problems; the converter's native "fully_quantize: ..."
+        # line goes to fd 2 whatever the log level
+        with warnings.catch_warnings(), quiet_native_stderr():
+            warnings.simplefilter("ignore")
             return bytes(converter.convert())
     except Exception as error:  # noqa: BLE001 - the converter raises many types
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
