@@ -64,10 +64,10 @@ def _quiet_tensorflow() -> None:
 
 def start_tensorflow_quietly() -> None:
     """Import TensorFlow and let it probe for CUDA with fd 2 sent nowhere, then keep
-    absl's Python logging to errors. The CUDA lines ("Could not find cuda drivers",
-    "failed call to cuInit") and absl's "before absl::InitializeLog()" warnings come
-    from native code at import and at the first device query, before any log level
-    applies; a command that keeps stderr for its progress bars calls this first."""
+    absl's and TensorFlow's Python loggers to errors. The CUDA lines ("Could not find
+    cuda drivers", "failed call to cuInit") and absl's "before absl::InitializeLog()"
+    warnings come from native code at import and at the first device query, before any
+    log level applies; a command that keeps stderr for its progress bars calls this first."""
     _quiet_tensorflow()
     with quiet_native_stderr():
         import tensorflow as tf
@@ -75,6 +75,8 @@ def start_tensorflow_quietly() -> None:
 
         tf.config.list_physical_devices()
         absl_logging.set_verbosity(absl_logging.ERROR)
+        # Python-side notices ("... triggered tf.function retracing") go to its own logger.
+        tf.get_logger().setLevel("ERROR")
 
 
 def to_int8_tflite(keras_model: Any, representative: np.ndarray) -> bytes:
