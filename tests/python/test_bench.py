@@ -236,11 +236,14 @@ def test_parameter_difference_has_an_absolute_floor():
 
 
 def test_tensorflow_starts_quietly_and_pretraining_shows_its_epochs(tmp_path):
-    # TensorFlow's native start-up lines (CUDA probing, absl's pre-init warnings) are muted;
+    # TensorFlow's native start-up lines (CUDA probing, absl's pre-init warnings) and its
+    # Python logger's warnings are muted;
     # pretraining (verbose=0, as bench calls it) still shows one bar step per epoch.
     script = (
         "from micropeft.prep.convert import start_tensorflow_quietly\n"
         "start_tensorflow_quietly()\n"
+        "import tensorflow as tf\n"
+        "tf.get_logger().warning('a Python-side notice, such as retracing')\n"
         "from micropeft.prep import models\n"
         "cfg = models.PretrainConfig('tiny_cnn', 1.0, 8, 1, 'digits', epochs=2)\n"
         "models.pretrained(cfg, use_cache=False, verbose=0, progress=True)\n"
