@@ -99,5 +99,6 @@ def test_sweep_table_and_report_text_from_a_record(tmp_path, monkeypatch):
     assert "| BitFit + head | *60.0* | **70.0** | Adam 0.003 | SGD 0.01 |" in text
     (tmp_path / sweep.SWEEP_JSON).write_text(json.dumps(record))
     tuning = sweep.tuning_text(tmp_path, ["bitfit", "lora_r4"])
-    assert tuning is not None and "BitFit + head SGD 0.01: 60 %, Adam 0.003: 70 %" in tuning
+    assert tuning is not None and "`micropeft bench --sweep` on toy" in tuning
+    assert "BitFit + head SGD 0.01: 60 %, Adam 0.003: 70 %" in tuning
     assert sweep.tuning_text(tmp_path / "none", ["bitfit"]) is None

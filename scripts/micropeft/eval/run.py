@@ -135,9 +135,10 @@ def run_bench(cfg: BenchConfig, out_dir: Path, report: bool = True, progress: bo
         f"method ({rates}); the C runtime and TensorFlow see the same samples in the same order "
         f"from the same initial parameters; host time per step is the median over all steps"
     )
-    tuning = sweep.tuning_text(out_dir, cfg.methods)
-    if tuning:
-        setup["tuning"] = tuning
+    setup["tuning"] = sweep.tuning_text(out_dir, cfg.methods) or (
+        "each recipe's own optimizer and rate; `micropeft bench --sweep` with the same --out "
+        "measures the validation sweep that chooses them, and this report then cites it"
+    )
     setup["choices"] = (
         "the frozen prefix runs once per sample (int8, TFLite interpreter) and its output is "
         f"cached for every epoch, method and seed; the target training set is subsampled to "

@@ -223,8 +223,9 @@ def tuning_text(out_dir: Path, methods: list[str]) -> str | None:
         return None
     mean_over = ", ".join(map(str, record["seeds"]))
     return (
-        f"validation accuracy by optimizer and rate from `micropeft bench --sweep` "
-        f"({SWEEP_TABLE} beside this report: C runtime, {record['samples']['train']} training "
+        f"validation accuracy by optimizer and rate from `micropeft bench --sweep` on "
+        f"{record['task']} ({SWEEP_TABLE} beside this report: C runtime, "
+        f"{record['samples']['train']} training "
         f"and {record['samples']['validation']} validation samples carved from the training "
         f"split, never the test split; {record['epochs']} epochs, seeds {mean_over}): "
         + "; ".join(parts)
