@@ -273,6 +273,13 @@ def test_budget_table_says_none_fits(results):
     assert rows[1] == ["96", "Head", "52.0 ± 2.0", "70.0", "650", "n/a"]
 
 
+def test_budget_table_without_device_totals_says_so(results):
+    for info in results["methods"].values():
+        del info["ram"]["total_device"]
+    rows = _table_rows(_document_text(results), "| budget (KiB)")
+    assert [row[1] for row in rows] == ["n/a (no total device RAM: run bench again)"] * 5
+
+
 def test_one_seed_shows_no_spread(results):
     results["runs"] = [r for r in results["runs"] if r["seed"] == 0]
     results["config"]["seeds"] = [0]

@@ -223,10 +223,13 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
 def budget_table(summaries: Sequence[MethodSummary]) -> Table:
     """Per total device RAM budget, the most accurate method that fits and its costs."""
     rows = []
+    # A results file from before the device total was recorded: no answer, not "none fits".
+    known = any(math.isfinite(s.device_ram) for s in summaries)
     for budget in BUDGETS_KIB:
         best = best_within(summaries, budget)
         if best is None:
-            rows.append([f"{budget}", "none fits", "", "", "", ""])
+            text = "none fits" if known else "n/a (no total device RAM: run bench again)"
+            rows.append([f"{budget}", text, "", "", "", ""])
             continue
         step = device_step_ms(best)
         rows.append(
