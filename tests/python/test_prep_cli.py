@@ -578,6 +578,7 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     "be dataset empty": ([*BE, "--model", FULL, "--dataset", "{bad}/empty.npz"], "no samples"),
     "be unknown task": ([*BE, "--task", "imagenet-22k"], "unknown task"),
     "be unknown method": ([*BE, "--methods", "magic"], "magic"),
+    "be sweep unknown method": ([*BE, "--sweep", "--methods", "magic"], "choose from full"),
     "be seeds 0": ([*BE, "--seeds", "0"], "at least 1"),
     "be epochs 0": ([*BE, "--epochs", "0"], "at least 1"),
     "be batch size 0": ([*BE, "--batch-size", "0"], "at least 1"),

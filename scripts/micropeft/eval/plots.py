@@ -138,6 +138,7 @@ def draw_accuracy_vs_ram(
         xs = [summaries[i].device_ram / 1024 for i in front]
         ys = [100 * summaries[i].acc_c.mean for i in front]
         ax.step(xs, ys, where="post", color="C0", alpha=0.6, label="Pareto front")
+    ax.plot([], [], "o", color="C0", label="on the front")
     ax.plot([], [], "s", color="C7", markerfacecolor="white", label="dominated")
     ax.axvline(line_kib, color="C3", linestyle="--", lw=1, label=f"nRF52840 RAM ({line_kib:g} KiB)")
     high = max([x for x, _ in points] + [line_kib]) * 1.1
