@@ -233,3 +233,29 @@ def test_parameter_difference_has_an_absolute_floor():
     # a real difference in a small array still shows at full size
     c["shift"] = np.array([1e-6, 5e-4])
     assert train._max_relative_diff(c, tf) == pytest.approx((5e-4 + 2e-6) / 1e-3)
+
+
+def test_tensorflow_starts_quietly_and_pretraining_shows_its_epochs(tmp_path):
+    # TensorFlow's native start-up lines (CUDA probing, absl's pre-init warnings) and its
+    # Python logger's warnings are muted;
+    # pretraining (verbose=0, as bench calls it) still shows one bar step per epoch.
+    script = (
+        "from micropeft.prep.convert import start_tensorflow_quietly\n"
+        "start_tensorflow_quietly()\n"
+        "import tensorflow as tf\n"
+        "tf.get_logger().warning('a Python-side notice, such as retracing')\n"
+        "from micropeft.prep import models\n"
+        "cfg = models.PretrainConfig('tiny_cnn', 1.0, 8, 1, 'digits', epochs=2)\n"
+        "models.pretrained(cfg, use_cache=False, verbose=0, progress=True)\n"
+    )
+    env = dict(os.environ, MICROPEFT_CACHE=str(tmp_path), TQDM_MININTERVAL="0")
+    env.pop("MICROPEFT_VERBOSE", None)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in re.split(r"[\r\n]+", result.stderr) if line.strip()]
+    bar = [line for line in lines if line.startswith("pretraining tiny_cnn on digits")]
+    assert any("2/2" in line and "accuracy=" in line for line in bar), result.stderr
+    assert all(line.startswith("pretraining") for line in lines), lines

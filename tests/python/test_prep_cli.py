@@ -387,6 +387,13 @@ def bad(chain, tmp_path_factory):
     (folder / "ten.tflite").write_bytes(b"TFL3" + bytes(6))
     (folder / "noise.tflite").write_bytes(np.random.default_rng(0).bytes(5000))
     (folder / "text.tflite").write_text("not a model\n")
+    # a dataset blob of the chain model's shape (16x16x1) but another input quantization
+    other = datasets.dataset_blob(
+        np.zeros((10, 16, 16, 1), np.int8), np.arange(10), np.zeros((10, 16, 16, 1), np.int8),
+        np.arange(10), datasets.QuantParams(0.5, 3), 10,
+    )  # fmt: skip
+    (folder / "other-quant").mkdir()
+    (folder / "other-quant" / "dataset.bin").write_bytes(other)
     x = np.random.default_rng(1).uniform(0, 1, (20, 8, 8)).astype(np.float32)
     y = np.arange(20) % 2
     for name, xs, ys in (
@@ -556,12 +563,22 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
         "--model",
     ),
     "be model noise": ([*BE, "--model", "{bad}/noise.tflite", "--dataset", "digits"], "--model"),
-    "be model without dataset": ([*BE, "--model", FULL], "go together"),
-    "be dataset without model": ([*BE, "--dataset", "digits"], "go together"),
+    "be model without dataset": ([*BE, "--model", FULL], "--model needs --dataset"),
+    "be dataset without model": ([*BE, "--dataset", "digits"], "--dataset needs --model"),
+    "be device model": ([*BE, "--model", DEVICE, "--dataset", D], "give the whole model beside"),
+    "be folder without full.tflite": (
+        [*BE, "--model", "{bad}", "--dataset", "digits"],
+        "no full.tflite in this folder",
+    ),
+    "be dataset for another model": (
+        [*BE, "--model", M, "--dataset", "{bad}/other-quant"],
+        "was not prepared for",
+    ),
     "be dataset nan": ([*BE, "--model", FULL, "--dataset", "{bad}/nan.npz"], "NaN or infinite"),
     "be dataset empty": ([*BE, "--model", FULL, "--dataset", "{bad}/empty.npz"], "no samples"),
     "be unknown task": ([*BE, "--task", "imagenet-22k"], "unknown task"),
     "be unknown method": ([*BE, "--methods", "magic"], "magic"),
+    "be sweep unknown method": ([*BE, "--sweep", "--methods", "magic"], "choose from full"),
     "be seeds 0": ([*BE, "--seeds", "0"], "at least 1"),
     "be epochs 0": ([*BE, "--epochs", "0"], "at least 1"),
     "be batch size 0": ([*BE, "--batch-size", "0"], "at least 1"),
@@ -588,6 +605,36 @@ for _where in UNWRITABLE:
     )
     BAD_INPUTS[f"be out {_name}"] = (["bench", "--quick", "--out", _where], "--out")
     BAD_INPUTS[f"rp out {_name}"] = (["report", "{bad}/results-bad.json", "--out", _where], "--out")
+
+
+def test_bench_reads_the_prepared_model_and_dataset_folders(chain, tmp_path):
+    from micropeft.commands import input_range_beside, whole_model
+    from micropeft.eval import tasks
+
+    root = chain["root"]
+    model = whole_model(root / "m")
+    assert model == root / "m" / "full.tflite"
+    cfg = tasks.BenchConfig(model_path=str(model), dataset=str(root / "d"), task="user")
+    data = tasks.prepare_task(cfg, tmp_path, {})
+    # exactly prepare-dataset's int8 samples (back through the model's input quantization)
+    # and its split, as the device gets them
+    blob = datasets.parse_dataset_blob((root / "d" / "dataset.bin").read_bytes())
+    quant = blob.quant
+    for x, y, want_x, want_y in (
+        (data.x_train, data.y_train, blob.x_train, blob.y_train),
+        (data.x_test, data.y_test, blob.x_test, blob.y_test),
+    ):
+        np.testing.assert_array_equal(np.round(x / quant.scale) + quant.zero_point, want_x)
+        np.testing.assert_array_equal(y, want_y)
+    assert "prepare-dataset's split" in data.setup["target"]
+    # the input range: --input-range, else summary.json beside the model, else 0,1
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "full.tflite").write_bytes(model.read_bytes())
+    assert input_range_beside(other / "full.tflite", None) == (0.0, 1.0)
+    (other / "summary.json").write_text(json.dumps({"input_range": [-1, 1]}))
+    assert input_range_beside(other / "full.tflite", None) == (-1.0, 1.0)
+    assert input_range_beside(other / "full.tflite", "0,2") == (0.0, 2.0)
 
 
 def _tree(root: Path) -> set[str]:

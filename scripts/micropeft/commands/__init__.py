@@ -7,6 +7,7 @@ exit 2); none of them creates anything.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -90,3 +91,47 @@ def parse_range(text: str | None, default: tuple[float, float]) -> tuple[float, 
     if not low < high:
         raise UserError(f"--input-range: LOW must be below HIGH ({text})")
     return low, high
+
+
+def refuse_device_model(path: Path, option: str = "--tflite") -> None:
+    """prepare-model's device model (model.tflite, cut at the split) is not a whole
+    model: it has the same length as the full.tflite beside it, patched in place."""
+    full = path.with_name("full.tflite")
+    if path.name == full.name or not (path.is_file() and full.is_file()):
+        return
+    data, whole = path.read_bytes(), full.read_bytes()
+    if len(data) == len(whole) and data != whole:
+        raise UserError(
+            f"{option} {path} is the device model that prepare-model wrote (cut at the "
+            f"split); give the whole model beside it: {option} {full}"
+        )
+
+
+def whole_model(text: str | Path, option: str = "--model") -> Path:
+    """The whole int8 model a command fine-tunes: prepare-model's --out folder (its
+    full.tflite) or a .tflite file; prepare-model's device model is refused."""
+    path = Path(text)
+    if path.is_dir():
+        path = path / "full.tflite"
+        if not path.is_file():
+            raise UserError(
+                f"{option} {text}: no full.tflite in this folder (give prepare-model's --out "
+                "folder or a whole int8 .tflite)"
+            )
+    refuse_device_model(path, option)
+    return path
+
+
+def input_range_beside(model_path: Path, text: str | None) -> tuple[float, float]:
+    """--input-range when given, else the input range in prepare-model's summary.json
+    beside the model, else 0,1."""
+    if text is not None:
+        return parse_range(text, (0.0, 1.0))
+    summary = model_path.parent / "summary.json"
+    if summary.is_file():
+        try:
+            low, high = json.loads(summary.read_text())["input_range"]
+            return float(low), float(high)
+        except (ValueError, KeyError, TypeError):
+            pass
+    return 0.0, 1.0

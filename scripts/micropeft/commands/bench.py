@@ -8,10 +8,11 @@ import shutil
 import time
 from pathlib import Path
 
-from micropeft.commands import output_folder, read_tflite
+from micropeft.commands import input_range_beside, output_folder, read_tflite, whole_model
 from micropeft.errors import UserError
 from micropeft.eval import tasks
 from micropeft.eval.run import run_bench
+from micropeft.eval.sweep import run_sweep
 
 
 def _int_list(text: str) -> list[int]:
@@ -37,14 +38,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=tasks.DEFAULT_TASK,
         help=f"built-in task: {', '.join(tasks.TASKS)} (default {tasks.DEFAULT_TASK})",
     )
-    parser.add_argument("--model", help="a user's int8 .tflite instead of a task (needs --dataset)")
     parser.add_argument(
-        "--dataset", help="the dataset for --model: a built-in name, a .npz or a folder"
+        "--model",
+        help="instead of a task: prepare-model's --out folder (its full.tflite) or a whole "
+        "int8 .tflite (needs --dataset)",
+    )
+    parser.add_argument(
+        "--dataset",
+        help="the dataset for --model: prepare-dataset's --out folder (or its dataset.bin, "
+        "split as prepared), a built-in name, a .npz or a folder of class folders",
     )
     parser.add_argument(
         "--input-range",
-        default="0,1",
-        help="float range of --model's input for pixels 0..1 (default 0,1)",
+        help="float range of --model's input for pixels 0..1 (default: from summary.json "
+        "beside the model, else 0,1)",
     )
     parser.add_argument(
         "--methods",
@@ -76,32 +83,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", type=Path, default=Path("out/bench"), help="output folder (default out/bench)"
     )
     parser.add_argument("--no-report", action="store_true", help="do not write the report")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="instead of the benchmark: the learning-rate sweep (each method in the C runtime "
+        "with every optimizer and rate of eval/sweep.py's grid, scored on a validation split "
+        "of the training samples; seeds 0 and 1 unless --seeds), written to <out>/sweep.md; "
+        "a later bench into the same --out cites it",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
     import warnings
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from micropeft.prep.convert import start_tensorflow_quietly
+
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
     output_folder(args.out)
     cfg = tasks.quick_config() if args.quick else tasks.BenchConfig()
-    if (args.model is None) != (args.dataset is None):
-        raise UserError("--model and --dataset go together (a .tflite and its dataset)")
-    if args.model:
-        read_tflite(args.model, parse="whole")
-    if args.model or args.dataset:
-        cfg.model_path = args.model
+    if args.dataset is not None and args.model is None:
+        raise UserError(
+            "--dataset needs --model (prepare-model's folder or the int8 .tflite the data is "
+            "for); a built-in --task brings its own data"
+        )
+    if args.model is not None and args.dataset is None:
+        raise UserError(
+            "--model needs --dataset (prepare-dataset's folder, a built-in name, a .npz or a "
+            "folder of class folders)"
+        )
+    if args.model is not None:
+        model_path = whole_model(args.model)
+        read_tflite(model_path, parse="whole")
+        cfg.model_path = str(model_path)
         cfg.dataset = args.dataset
         cfg.task = "user"
-        try:
-            low, high = (float(v) for v in args.input_range.split(","))
-        except ValueError:
-            raise UserError(f"--input-range must be LOW,HIGH, not {args.input_range!r}") from None
-        cfg.input_range = (low, high)
+        cfg.input_range = input_range_beside(model_path, args.input_range)
     else:
         cfg.task = args.task
     if args.methods:
@@ -110,20 +129,28 @@ def run(args: argparse.Namespace) -> int:
         if args.seeds < 1:
             raise UserError("--seeds must be at least 1")
         cfg.seeds = list(range(args.seeds))
+    elif args.sweep and not args.quick:
+        cfg.seeds = [0, 1]
     for name in ("epochs", "batch_size", "train_samples", "test_samples", "pretrain_epochs"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
     cfg.cm4 = not args.no_cm4
     cfg.scratch = not args.no_scratch
+    # Bad input above answers at once; TensorFlow starts here, its start-up chatter muted.
+    start_tensorflow_quietly()
     start = time.perf_counter()
     existed = args.out.exists()
     try:
+        if args.sweep:
+            table = run_sweep(cfg, args.out)
+            print(f"wrote {table} ({time.perf_counter() - start:.0f} s)")
+            return 0
         path = run_bench(cfg, args.out, report=not args.no_report)
     except UserError:
         # Bad input found during the set-up: leave nothing behind, but never
         # remove a folder that holds results (a later run resumes them).
-        if not existed and not (args.out / "results.json").exists():
+        if not existed and not any((args.out / f).exists() for f in ("results.json", "sweep.json")):
             shutil.rmtree(args.out, ignore_errors=True)
         raise
     print(f"wrote {path} ({time.perf_counter() - start:.0f} s)")

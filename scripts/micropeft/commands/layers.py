@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from micropeft.commands import read_tflite
-from micropeft.commands.prepare_model import refuse_device_model
+from micropeft.commands import read_tflite, refuse_device_model
 from micropeft.errors import UserError
 from micropeft.planning import methods
 from micropeft.prep import tflite_graph

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from micropeft.commands import output_folder, parse_range, read_tflite, removed_on_error
+from micropeft.commands import input_range_beside, output_folder, read_tflite, removed_on_error
 from micropeft.files import write_atomic
 from micropeft.prep import datasets, tflite_graph
 
@@ -41,20 +41,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _input_range(args: argparse.Namespace, model_path: Path) -> tuple[float, float]:
-
-    if args.input_range is not None:
-        return parse_range(args.input_range, (0.0, 1.0))
-    summary = model_path.parent / "summary.json"
-    if summary.is_file():
-        try:
-            low, high = json.loads(summary.read_text())["input_range"]
-            return float(low), float(high)
-        except (ValueError, KeyError, TypeError):
-            pass
-    return 0.0, 1.0
-
-
 def run(args: argparse.Namespace) -> int:
 
     out = output_folder(args.out)
@@ -73,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     data = datasets.load_source(args.source, args.seed)
     datasets.check_against_model(data, classes)
     train, test = datasets.stratified_split(data.y, args.test_fraction, args.seed, args.limit)
-    rng = _input_range(args, model_path)
+    rng = input_range_beside(model_path, args.input_range)
     keep = np.concatenate([train, test])
     fitted = datasets.fit_images(data.x[keep], info.shape)
     q = datasets.quantize(fitted, rng, info.quant)

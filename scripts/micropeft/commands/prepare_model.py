@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from micropeft.commands import output_folder, parse_range, read_tflite, removed_on_error
+from micropeft.commands import (
+    output_folder,
+    parse_range,
+    read_tflite,
+    refuse_device_model,
+    removed_on_error,
+)
 from micropeft.deploy import pack
 from micropeft.errors import UserError
 from micropeft.files import write_atomic
@@ -71,20 +77,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(handler=run)
-
-
-def refuse_device_model(path: Path, option: str = "--tflite") -> None:
-    """prepare-model's device model (model.tflite, cut at the split) is not a whole
-    model: it has the same length as the full.tflite beside it, patched in place."""
-    full = path.with_name("full.tflite")
-    if path.name == full.name or not (path.is_file() and full.is_file()):
-        return
-    data, whole = path.read_bytes(), full.read_bytes()
-    if len(data) == len(whole) and data != whole:
-        raise UserError(
-            f"{option} {path} is the device model that prepare-model wrote (cut at the "
-            f"split); give the whole model beside it: {option} {full}"
-        )
 
 
 @dataclass

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from micropeft.eval.results import ResultsFile
-from micropeft.eval.summary import MethodSummary, baseline, join_items, kb, pareto_front, si
+from micropeft.eval.summary import MethodSummary, baseline, join_items, kib, pareto_front, si
 
 # ---------------------------------------------------------------------------
 # Conclusions, computed from the numbers
@@ -28,14 +28,14 @@ def conclusions(results: ResultsFile, summaries: Sequence[MethodSummary]) -> lis
     measured = [s for s in summaries if s.acc_c.values]
     if not measured:
         return ["No method has finished a run yet."]
-    points = [(s.ram_total, s.acc_c.mean) for s in measured]
+    points = [(s.device_ram, s.acc_c.mean) for s in measured]
     front = pareto_front(points)
     out.append(
-        "On the Pareto front of accuracy against training RAM: "
+        "On the Pareto front of accuracy against total device RAM: "
         + join_items(
             [
                 f"{measured[i].label} ({100 * measured[i].acc_c.mean:.1f} % with "
-                f"{kb(measured[i].ram_total)} KB)"
+                f"{kib(measured[i].device_ram)} KiB)"
                 for i in front
             ]
         )
@@ -47,15 +47,15 @@ def conclusions(results: ResultsFile, summaries: Sequence[MethodSummary]) -> lis
     scratch = baseline(results, "scratch")
     floor = zero.mean if zero.values else 0.0
     per_kb = [
-        (s, (s.acc_c.mean - floor) * 100 / (s.ram_total / 1024))
+        (s, (s.acc_c.mean - floor) * 100 / (s.device_ram / 1024))
         for s in measured
-        if math.isfinite(s.ram_total) and s.ram_total > 0
+        if math.isfinite(s.device_ram) and s.device_ram > 0
     ]
     if per_kb:
         s, value = max(per_kb, key=lambda t: t[1])
         out.append(
-            f"Best accuracy gained per KB of training RAM (over the zero-shot "
-            f"{100 * floor:.1f} %): {s.label}, {value:.2f} points per KB."
+            f"Best accuracy gained per KiB of total device RAM (over the zero-shot "
+            f"{100 * floor:.1f} %): {s.label}, {value:.2f} points per KiB."
         )
     if scratch.values:
         beat = [s.label for s in measured if s.acc_c.mean > scratch.mean]
@@ -160,9 +160,11 @@ def conclusions(results: ResultsFile, summaries: Sequence[MethodSummary]) -> lis
         )
     if no_fit:
         out.append(
-            "Does not fit the nRF52840's 256 KB RAM as a bare-metal firmware: "
+            "Does not fit the nRF52840's 256 KiB RAM as a bare-metal firmware: "
             f"{join_items(no_fit)}."
         )
     elif fits:
-        out.append("Every measured method fits the nRF52840's 256 KB RAM as a bare-metal firmware.")
+        out.append(
+            "Every measured method fits the nRF52840's 256 KiB RAM as a bare-metal firmware."
+        )
     return out

@@ -19,6 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from micropeft.eval.budget import (
+    BUDGETS_KIB,
+    NRF52840_RAM_KIB,
+    MethodRanks,
+    best_within,
+    clock_text,
+    device_step_ms,
+    ranks_per_budget,
+)
 from micropeft.eval.conclusions import conclusions
 from micropeft.eval.plots import plot_accuracy_vs_ram, plot_costs, plot_learning_curves
 from micropeft.eval.results import ResultsFile, load_results, optimizer_text
@@ -27,7 +36,7 @@ from micropeft.eval.summary import (
     Stat,
     baseline,
     join_items,
-    kb,
+    kib,
     ms,
     pareto_front,
     runs_of,
@@ -211,6 +220,108 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
 # The document
 
 
+def budget_table(summaries: Sequence[MethodSummary]) -> Table:
+    """Per total device RAM budget, the most accurate method that fits and its costs."""
+    rows = []
+    # A results file from before the device total was recorded: no answer, not "none fits".
+    known = any(math.isfinite(s.device_ram) for s in summaries)
+    for budget in BUDGETS_KIB:
+        best = best_within(summaries, budget)
+        if best is None:
+            text = "none fits" if known else "n/a (no total device RAM: run bench again)"
+            rows.append([f"{budget}", text, "", "", "", ""])
+            continue
+        step = device_step_ms(best)
+        rows.append(
+            [
+                f"{budget}",
+                best.label,
+                best.acc_c.pct(),
+                kib(best.device_ram),
+                f"{best.info.get('trainable_parameters', 0):,}",
+                f"{step:.0f}" if step is not None else "n/a",
+            ]
+        )
+    samples = {
+        s.m4.get("samples_per_step") for s in summaries if s.m4 and device_step_ms(s) is not None
+    }
+    per_step = join_items(sorted(map(str, samples))) or "?"
+    return Table(
+        [
+            "budget (KiB)",
+            "most accurate method that fits",
+            "accuracy C (%)",
+            "total device RAM (KiB)",
+            "trainable params",
+            f"est. device ms/step at {clock_text()}",
+        ],
+        rows,
+        "For each budget of total device RAM (TFLM arena for the frozen part + training "
+        "arena + state stream buffer + cache, as prepare-model prints it; KiB = 1,024 bytes), "
+        "the method with the highest mean C-runtime accuracy over seeds among those that fit "
+        f'("none fits": not one). Device time: the Cortex-M4F step of {per_step} sample(s) '
+        f"counted under QEMU, cycles estimated from the Cortex-M4 TRM's timings at "
+        f"{clock_text()} (the nRF52840's clock; no flash wait states); n/a without that "
+        "measurement. The nRF52840 has 256 KiB of RAM in all, Zephyr and the application "
+        "included.",
+    )
+
+
+def _rank_cell(ranks: dict[str, MethodRanks], name: str, settings: int) -> str:
+    entry = ranks.get(name)
+    if entry is None:
+        return "-"
+    return f"{entry.mean_rank:.1f} ({entry.wins} won, fits {len(entry.ranks)}/{settings})"
+
+
+def cross_setting_blocks(settings: Sequence[tuple[str, ResultsFile]]) -> list[Block]:
+    """How the methods rank per budget across settings (task, model, resolution), one
+    results file each: nothing for fewer than two settings."""
+    if len(settings) < 2:
+        return []
+    summaries = [summarize(results) for _, results in settings]
+    per_budget = {
+        budget: {m.name: m for m in ranks_per_budget(summaries, budget)} for budget in BUDGETS_KIB
+    }
+    labels: dict[str, str] = {}
+    for setting in summaries:
+        for s in setting:
+            labels.setdefault(s.name, s.label)
+    # Methods in order of their mean rank under the largest budget, then the others.
+    order = [m for b in reversed(BUDGETS_KIB) for m in per_budget[b]]
+    names = list(dict.fromkeys(order + list(labels)))
+    rows = [
+        [labels[name]] + [_rank_cell(per_budget[b], name, len(settings)) for b in BUDGETS_KIB]
+        for name in names
+    ]
+    winners = []
+    for budget in BUDGETS_KIB:
+        ranked = list(per_budget[budget].values())
+        if not ranked:
+            winners.append(f"{budget} KiB: none fits in any setting")
+            continue
+        top = ranked[0]
+        winners.append(
+            f"{budget} KiB: {top.label} (mean rank {top.mean_rank:.1f}, best in {top.wins} of "
+            f"{len(settings)} settings)"
+        )
+    return [
+        Heading(2, "Across settings"),
+        Paragraph(
+            f"{len(settings)} settings: " + join_items([label for label, _ in settings]) + "."
+        ),
+        Bullets(winners),
+        Table(
+            ["method", *[f"{b} KiB" for b in BUDGETS_KIB]],
+            rows,
+            "Per budget of total device RAM: the method's mean rank by C-runtime accuracy "
+            "among the methods that fit (1 = most accurate; equal accuracies share a rank), "
+            "over the settings where it fits; how many of those it won; in how many settings "
+            "it fits. -: it fits in none.",
+        ),
+    ]
+
+
 def _setup_blocks(results: ResultsFile) -> list[Block]:
     config = results["config"]
     setup = results.get("setup", {})
@@ -297,10 +408,25 @@ def merged_table(results: ResultsFile, summaries: Sequence[MethodSummary]) -> Ta
     )
 
 
+def setting_label(results: ResultsFile) -> str:
+    """How a setting (task, model, resolution) is named in the cross-setting summary."""
+    task = results.get("setup", {}).get("task", {})
+    return str(task.get("name") or results["config"].get("task", "?"))
+
+
 def build_document(results: ResultsFile) -> list[Block]:
     summaries = summarize(results)
     blocks: list[Block] = [Heading(1, "micropeft benchmark: PEFT methods on a microcontroller")]
     config = results["config"]
+    if config.get("quick"):
+        blocks.append(
+            Paragraph(
+                f"**Quick smoke run**: {len(config.get('seeds', []))} seed(s), "
+                f"{config.get('epochs', '?')} epoch(s), {config.get('train_samples', '?')} "
+                "training samples and a briefly pretrained model, to check that every part "
+                "works; not for conclusions (`micropeft bench` without --quick gives those)."
+            )
+        )
     blocks.append(
         Paragraph(
             f"Task {config.get('task', '?')}: every method fine-tunes the same int8 model in the "
@@ -311,6 +437,8 @@ def build_document(results: ResultsFile) -> list[Block]:
     )
     blocks.append(Heading(2, "Conclusions"))
     blocks.append(Bullets(conclusions(results, summaries)))
+    blocks.append(Heading(2, "Which method for a RAM budget"))
+    blocks.append(budget_table(summaries))
 
     blocks.append(Heading(2, "Accuracy and memory"))
     rows = []
@@ -324,13 +452,20 @@ def build_document(results: ResultsFile) -> list[Block]:
                 s.acc_c.pct(),
                 s.acc_tf.pct(),
                 f"{100 * s.gap:+.1f}" if s.acc_tf.values and s.acc_c.values else "n/a",
-                kb(ram.get("total")),
-                kb(ram.get("high_water")),
-                kb(flash.get("model", 0) + flash.get("plan", 0)) if flash else "n/a",
+                kib(s.device_ram),
+                kib(ram.get("total")),
+                kib(ram.get("high_water")),
+                kib(flash.get("model", 0) + flash.get("plan", 0)) if flash else "n/a",
             ]
         )
+    own_head = config.get("model_path") is not None
     for name, label in (
-        ("zero_shot", "Zero-shot (new head, no training)"),
+        (
+            "zero_shot",
+            "Zero-shot (the model as given, no training)"
+            if own_head
+            else "Zero-shot (new head, no training)",
+        ),
         ("scratch", "From scratch (Keras, same epochs)"),
     ):
         stat = baseline(results, name)
@@ -345,6 +480,7 @@ def build_document(results: ResultsFile) -> list[Block]:
                     "",
                     "",
                     "",
+                    "",
                 ]
             )
     blocks.append(
@@ -355,14 +491,22 @@ def build_document(results: ResultsFile) -> list[Block]:
                 "accuracy C (%)",
                 "accuracy TF (%)",
                 "C − TF (points)",
-                "train RAM plan (KB)",
-                "RAM high-water (KB)",
-                "flash model+plan (KB)",
+                "total device RAM (KiB)",
+                "train arena plan (KiB)",
+                "train arena high-water (KiB)",
+                "flash model+plan (KiB)",
             ],
             rows,
-            "Target test accuracy after fine-tuning (mean ± std over seeds). RAM: the training "
-            "arena as the planner lays it out and the highest byte the runtime touched. Zero-shot "
-            "accuracy is the int8 model with its freshly initialised head before any training.",
+            "Target test accuracy after fine-tuning (mean ± std over seeds; no spread for one "
+            "seed). RAM (KiB = 1,024 bytes): the device total (TFLM arena + training arena + "
+            "state stream buffer + cache, as prepare-model prints it), the training arena as "
+            "the planner lays it out, and the highest byte of it the runtime touched. Zero-shot "
+            "accuracy is the int8 model "
+            + (
+                "as given, with its own head, before any training."
+                if own_head
+                else "with its freshly initialised head before any training."
+            ),
         )
     )
 
@@ -389,7 +533,7 @@ def build_document(results: ResultsFile) -> list[Block]:
                 si(m4["step"]),
                 f"{per_mac:.1f}" if math.isfinite(per_mac) else "n/a",
                 f"{m4['est_step_ms']:.0f}" if m4.get("est_step_ms") else "n/a",
-                kb(m4.get("code", {}).get("text")),
+                kib(m4.get("code", {}).get("text")),
             ]
         rows.append(
             [
@@ -416,7 +560,7 @@ def build_document(results: ResultsFile) -> list[Block]:
                 "M4 step",
                 "M4 instr/MAC",
                 "M4 est. ms/step",
-                "M4 code (KB)",
+                "M4 code (KiB)",
                 "host C ms/step",
                 "host TF ms/step",
                 "TF/C",
@@ -436,14 +580,16 @@ def build_document(results: ResultsFile) -> list[Block]:
 
     blocks.append(Heading(2, "Plots"))
     measured = [s for s in summaries if s.acc_c.values]
-    front = pareto_front([(s.ram_total, s.acc_c.mean) for s in measured])
+    front = pareto_front([(s.device_ram, s.acc_c.mean) for s in measured])
     if measured:
         blocks.append(
             Figure(
                 "accuracy_vs_ram",
-                plot_accuracy_vs_ram(measured, front),
-                "Accuracy against training RAM; circles and the line: the Pareto front; error "
-                "bars: std over seeds.",
+                plot_accuracy_vs_ram(measured, front, NRF52840_RAM_KIB),
+                "Accuracy against total device RAM (TFLM + training arenas + state stream "
+                "buffer + cache); filled circles and the line: the Pareto front; error bars: std "
+                "over seeds; dashed: the nRF52840's 256 KiB of RAM (Zephyr and the application "
+                "need part of it).",
             )
         )
     if summaries:
@@ -488,6 +634,8 @@ def write_report(results_path: Path, out_dir: Path | None = None) -> tuple[Path,
     results = load_results(results_path)
     out_dir = out_dir or results_path.parent
     blocks = build_document(results)
+    # One setting per results file today: the cross-setting summary has nothing to rank.
+    blocks += cross_setting_blocks([(setting_label(results), results)])
     md = render_markdown(blocks, out_dir / "report_files", "report_files")
     page = render_html(blocks, "micropeft benchmark report")
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"

@@ -33,9 +33,9 @@ import platform
 import time
 from pathlib import Path
 
-from micropeft.eval import cm4, render
+from micropeft.eval import cm4, render, sweep
 from micropeft.eval.store import ResultsStore
-from micropeft.eval.tasks import DEFAULT_TASK, LR_SWEEP, METHODS, BenchConfig, prepare_task, timed
+from micropeft.eval.tasks import METHODS, BenchConfig, prepare_task, timed
 from micropeft.eval.train import (
     measure_m4,
     method_costs,
@@ -135,23 +135,10 @@ def run_bench(cfg: BenchConfig, out_dir: Path, report: bool = True, progress: bo
         f"method ({rates}); the C runtime and TensorFlow see the same samples in the same order "
         f"from the same initial parameters; host time per step is the median over all steps"
     )
-    swept = [m for m in cfg.methods if m in LR_SWEEP]
-    if swept and cfg.model_path is None and cfg.task == DEFAULT_TASK:
-        setup["tuning"] = (
-            "each method's optimizer and learning rate were chosen by a sweep on a validation "
-            "split carved from the target's training split (640 training, 314 validation "
-            "samples, 5 epochs, batch 16, seeds 0 and 1; never the test split); Adam only for "
-            "the methods that train the last layers alone; validation accuracy by optimizer "
-            "and rate: "
-            + "; ".join(
-                f"{METHODS[m].label} "
-                + ", ".join(
-                    f"{'Adam' if kind == 'adam' else 'SGD'} {lr:g}: {100 * acc:.0f} %"
-                    for (kind, lr), acc in LR_SWEEP[m].items()
-                )
-                for m in swept
-            )
-        )
+    setup["tuning"] = sweep.tuning_text(out_dir, cfg.methods) or (
+        "each recipe's own optimizer and rate; `micropeft bench --sweep` with the same --out "
+        "measures the validation sweep that chooses them, and this report then cites it"
+    )
     setup["choices"] = (
         "the frozen prefix runs once per sample (int8, TFLite interpreter) and its output is "
         f"cached for every epoch, method and seed; the target training set is subsampled to "
@@ -164,7 +151,7 @@ def run_bench(cfg: BenchConfig, out_dir: Path, report: bool = True, progress: bo
             "lib/peft and cm4/fw/driver.c built with arm-none-eabi-gcc -mcpu=cortex-m4 "
             "-mfpu=fpv4-sp-d16 -mfloat-abi=hard -O2 -ffp-contract=off (optimized kernels) "
             "against the nRF52840's memory map (1 MB "
-            f"flash, 256 KB RAM), one step of {cfg.cm4_samples} sample(s) run under "
+            f"flash, 256 KiB RAM), one step of {cfg.cm4_samples} sample(s) run under "
             "qemu-system-arm -M mps2-an386 and counted by cm4/plugin/peft_icount.c (exact "
             "instructions; cycles estimated from the Cortex-M4 TRM's instruction timings, no "
             "wait states, shown as ms per step at 64 MHz)"

@@ -33,8 +33,11 @@ class Stat:
         return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
 
     def pct(self) -> str:
+        """Percent, with the spread only where there is one (two seeds or more)."""
         if not self.values:
             return "n/a"
+        if self.n == 1:
+            return f"{100 * self.mean:.1f}"
         return f"{100 * self.mean:.1f} ± {100 * self.std:.1f}"
 
 
@@ -50,11 +53,10 @@ class MethodSummary:
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     @property
-    def ram_total(self) -> float:
-        """Total device RAM (TFLM + training arenas + buffers) when measured, else the
-        training arena."""
-        ram = self.info.get("ram", {})
-        return float(ram.get("total_device", ram.get("total", math.nan)))
+    def device_ram(self) -> float:
+        """Total device RAM in bytes (TFLM arena + training arena + state stream buffer +
+        cache, prepare-model's figure); NaN where the results file does not hold it."""
+        return float(self.info.get("ram", {}).get("total_device", math.nan))
 
     @property
     def gap(self) -> float:
@@ -144,7 +146,8 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
-def kb(n: float | None) -> str:
+def kib(n: float | None) -> str:
+    """Bytes as KiB (1,024 bytes, as prepare-model prints them), one decimal."""
     if n is None or not math.isfinite(float(n)):
         return "n/a"
     return f"{float(n) / 1024:.1f}"

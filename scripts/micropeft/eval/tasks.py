@@ -19,6 +19,7 @@ import numpy as np
 from micropeft.errors import UserError
 from micropeft.eval.results import optimizer_text
 from micropeft.files import write_atomic
+from micropeft.host import reference
 from micropeft.planning import config, methods
 from micropeft.planning.methods import MethodConfig
 from micropeft.planning.plan import OptimizerConfig
@@ -169,63 +170,15 @@ BENCH_RECIPES = (
     "bitfit_int8bwd",
 )
 METHODS: dict[str, MethodSpec] = {name: MethodSpec.from_recipe(name) for name in BENCH_RECIPES}
-# How each method's optimizer and learning rate were chosen: 5 epochs, batch 16, 640 samples of
-# the digits TRAINING split, scored on 314 other samples of that split (never the test split),
-# mean over seeds 0 and 1, on the default pretrained model (recipe in models.PretrainConfig).
-# Validation accuracy by (optimizer, rate); the best wins, a near tie (under a point) goes to
-# the smaller rate, which keeps C and TF closer. The pooled features on digits share a large
+# How each method's optimizer and learning rate were chosen: `micropeft bench --sweep`
+# (eval/sweep.py) trains every method in the C runtime with each optimizer and rate of its
+# grid on a validation split carved from the target's TRAINING split (never the test split)
+# and scores it there, mean over seeds; the best wins, a near tie (under a point) goes to the
+# smaller rate, which keeps C and TF closer. The pooled features on digits share a large
 # common offset (squared norm about 100-900 against a spread of about 20-50): plain SGD on the
 # head is badly conditioned (small rates do not learn, large ones diverge), which Adam's
 # per-coordinate scaling fixes. Adam is used only where the training stays in the last layers
 # (C and TF agree step for step there); full, BitFit and scale+shift keep SGD (momentum 0.9).
-# The SGD rows of those three come from the first sweep; the six shallow methods were swept
-# again (C runtime; validation split: sklearn train_test_split, stratified, random_state 0)
-# with their earlier SGD choice as the reference row.
-LR_SWEEP: dict[str, dict[tuple[str, float], float]] = {
-    "full": {("sgd", 0.002): 0.753, ("sgd", 0.003): 0.723, ("sgd", 0.005): 0.755},
-    "last_layer": {
-        ("sgd", 0.003): 0.409,
-        ("adam", 0.001): 0.438,
-        ("adam", 0.003): 0.451,
-        ("adam", 0.01): 0.500,
-        ("adam", 0.03): 0.503,
-        ("adam", 0.1): 0.460,
-    },
-    "bitfit": {("sgd", 0.005): 0.642, ("sgd", 0.01): 0.726, ("sgd", 0.02): 0.607},
-    "scale_shift": {("sgd", 0.005): 0.664, ("sgd", 0.01): 0.689, ("sgd", 0.02): 0.589},
-    "lora_r2": {
-        ("sgd", 0.005): 0.519,
-        ("adam", 0.001): 0.522,
-        ("adam", 0.003): 0.610,
-        ("adam", 0.01): 0.589,
-    },
-    "lora_r4": {
-        ("sgd", 0.01): 0.553,
-        ("adam", 0.001): 0.543,
-        ("adam", 0.003): 0.615,
-        ("adam", 0.01): 0.584,
-    },
-    "lora_r8": {
-        ("sgd", 0.01): 0.522,
-        ("adam", 0.001): 0.549,
-        ("adam", 0.003): 0.596,
-        ("adam", 0.01): 0.570,
-    },
-    "sparse": {
-        ("sgd", 0.03): 0.570,
-        ("adam", 0.001): 0.487,
-        ("adam", 0.003): 0.553,
-        ("adam", 0.01): 0.610,
-        ("adam", 0.02): 0.656,
-        ("adam", 0.03): 0.635,
-    },
-    "lora_bitfit": {
-        ("sgd", 0.01): 0.568,
-        ("adam", 0.001): 0.538,
-        ("adam", 0.003): 0.605,
-        ("adam", 0.01): 0.578,
-    },
-}
 
 # Shallow back-propagation: the C and TF trajectories stay step-for-step comparable.
 QUICK_METHODS = ("last_layer", "lora_r4", "sparse")
@@ -391,16 +344,46 @@ def _user_task(cfg: BenchConfig, timing: dict[str, float]) -> TaskData:
     model = path.read_bytes()
     info = tflite_graph.input_info(model)
     classes = tflite_graph.output_classes(model)
-    data = datasets.load_source(str(cfg.dataset), seed=0)
-    datasets.check_against_model(data, classes)
-    train, test = datasets.stratified_split(data.y, cfg.test_fraction, seed=0)
-    x = datasets.to_model_range(datasets.fit_images(data.x, info.shape), cfg.input_range)
-    x_train, y_train = _subsample(x[train], data.y[train], cfg.train_samples, 0)
-    x_test, y_test = _subsample(x[test], data.y[test], cfg.test_samples, 0)
+    blob_file = datasets.prepared_dataset_file(str(cfg.dataset))
+    if blob_file is not None:
+        # prepare-dataset's output: its int8 samples and its split, as the device gets them.
+        blob = datasets.parse_dataset_blob(blob_file.read_bytes())
+        if tuple(blob.x_train.shape[1:]) != info.shape or blob.quant != info.quant:
+            raise UserError(
+                f"{blob_file} was not prepared for {path} (input shape or quantization "
+                "differ): run prepare-dataset --model with this model"
+            )
+        if blob.num_classes != classes:
+            raise UserError(
+                f"{blob_file} has {blob.num_classes} classes but {path} outputs {classes}"
+            )
+        scale, zero_point = blob.quant.scale, blob.quant.zero_point
+        x_train, y_train = _subsample(
+            reference.dequantize(blob.x_train, scale, zero_point),
+            blob.y_train,
+            cfg.train_samples,
+            0,
+        )
+        x_test, y_test = _subsample(
+            reference.dequantize(blob.x_test, scale, zero_point),
+            blob.y_test,
+            cfg.test_samples,
+            0,
+        )
+        split = f"prepare-dataset's split of {blob_file}"
+    else:
+        data = datasets.load_source(str(cfg.dataset), seed=0)
+        datasets.check_against_model(data, classes)
+        train, test = datasets.stratified_split(data.y, cfg.test_fraction, seed=0)
+        x = datasets.to_model_range(datasets.fit_images(data.x, info.shape), cfg.input_range)
+        x_train, y_train = _subsample(x[train], data.y[train], cfg.train_samples, 0)
+        x_test, y_test = _subsample(x[test], data.y[test], cfg.test_samples, 0)
+        split = f"{cfg.dataset}, stratified split (test fraction {cfg.test_fraction:g}, seed 0)"
     setup = {
         "task": {"name": "user", "description": f"{path.name} fine-tuned on {cfg.dataset}"},
-        "target": f"{cfg.dataset}: {len(y_train)} training, {len(y_test)} test samples",
-        "model": f"{path.name}, {len(model):,} bytes (the user's int8 model, head as given)",
+        "target": f"{split}: {len(y_train)} training, {len(y_test)} test samples, input "
+        f"range [{cfg.input_range[0]:g}, {cfg.input_range[1]:g}]",
+        "model": f"{path}, {len(model):,} bytes (the user's int8 model, head as given)",
     }
     return TaskData(model, None, x_train, y_train, x_test, y_test, classes, setup)
 
@@ -427,7 +410,7 @@ def _pretrained_target_model(task: TaskSpec, cfg: BenchConfig, cache_dir: Path) 
         meta = json.loads(meta_file.read_text())
         model = model_file.read_bytes()
     else:
-        keras_model, meta = models.pretrained(pcfg, verbose=0)
+        keras_model, meta = models.pretrained(pcfg, verbose=0, progress=True)
         target = models.replace_head(keras_model, classes, seed=0)
         shape = (task.size, task.size, task.channels)
         rep = datasets.representative(task.source, shape, 256, 0)

@@ -371,6 +371,33 @@ def measure_m4(
 # Baselines
 
 
+def train_c(
+    prepared: PreparedMethod,
+    model: bytes,
+    cache: PrefixCache,
+    data: TaskData,
+    cfg: BenchConfig,
+    seed: int,
+) -> float:
+    """The C runtime alone (the learning-rate sweep's runs): train_pair's C run, the same
+    plan, sample order and steps, without the reference beside it; the test accuracy
+    after the last epoch."""
+    laid = prepared.spec.plan(prepared.graph, model, seed=seed)
+    trainer = runtime.Trainer(model, laid)
+    xq_train = cache.train[laid.input_tensor]
+    xq_test = cache.test[laid.input_tensor]
+    rng = np.random.default_rng(seed)
+    batch_size = prepared.spec.batch_size(cfg)
+    for _ in range(cfg.epochs):
+        order = rng.permutation(len(xq_train))
+        for start in range(0, len(order), batch_size):
+            for i in order[start : start + batch_size]:
+                trainer.train_sample(xq_train[i], int(data.y_train[i]))
+            trainer.step()
+    pred = np.array([trainer.predict(x)[1] for x in xq_test])
+    return float(np.mean(pred == data.y_test))
+
+
 def zero_shot_run(cache: PrefixCache, data: TaskData) -> RunRecord:
     pred = np.argmax(cache.test_logits, axis=1)
     return {

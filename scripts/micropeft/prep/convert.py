@@ -62,6 +62,23 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def start_tensorflow_quietly() -> None:
+    """Import TensorFlow and let it probe for CUDA with fd 2 sent nowhere, then keep
+    absl's and TensorFlow's Python loggers to errors. The CUDA lines ("Could not find
+    cuda drivers", "failed call to cuInit") and absl's "before absl::InitializeLog()"
+    warnings come from native code at import and at the first device query, before any
+    log level applies; a command that keeps stderr for its progress bars calls this first."""
+    _quiet_tensorflow()
+    with quiet_native_stderr():
+        import tensorflow as tf
+        from absl import logging as absl_logging
+
+        tf.config.list_physical_devices()
+        absl_logging.set_verbosity(absl_logging.ERROR)
+        # Python-side notices ("... triggered tf.function retracing") go to its own logger.
+        tf.get_logger().setLevel("ERROR")
+
+
 def to_int8_tflite(keras_model: Any, representative: np.ndarray) -> bytes:
     """Convert a float Keras model to a full-int8 .tflite with batch 1.
 
@@ -105,8 +122,10 @@ def to_int8_tflite(keras_model: Any, representative: np.ndarray) -> bytes:
     import warnings
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # calibration notices, not problems
+        # calibration notices, not problems; the converter's native "fully_quantize: ..."
+        # line goes to fd 2 whatever the log level
+        with warnings.catch_warnings(), quiet_native_stderr():
+            warnings.simplefilter("ignore")
             return bytes(converter.convert())
     except Exception as error:  # noqa: BLE001 - the converter raises many types
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""

@@ -226,6 +226,16 @@ def _tfds(spec: str) -> Dataset:
     return Dataset(_to_nhwc01(x, spec), np.asarray(y, np.int64), names, name)
 
 
+def prepared_dataset_file(source: str) -> Path | None:
+    """prepare-dataset's dataset.bin when `source` is that file or the folder holding it."""
+    path = Path(source)
+    if path.is_dir() and (path / "dataset.bin").is_file():
+        return path / "dataset.bin"
+    if path.is_file() and path.suffix == ".bin":
+        return path
+    return None
+
+
 def load_source(source: str, seed: int = 0) -> Dataset:
     """A dataset from a built-in name, a .npz, a class-per-folder tree or tfds:NAME."""
     if source == "animal-mnist":

@@ -217,16 +217,20 @@ def build(
     raise UserError(f"unknown architecture {arch!r} (mobilenet_v1, mobilenet_v2, tiny_cnn)")
 
 
-def pretrained(cfg: PretrainConfig, use_cache: bool = True, verbose: int = 1) -> tuple[Any, dict]:
+def pretrained(
+    cfg: PretrainConfig, use_cache: bool = True, verbose: int = 1, progress: bool = False
+) -> tuple[Any, dict]:
     """A model trained on cfg.dataset (loaded from the cache when present) and its metrics.
 
     Images are scaled to [0, 1] ([-1, 1] with ImageNet weights, the Keras
-    MobileNet convention); the metrics record that input range.
+    MobileNet convention); the metrics record that input range. `progress`: a bar
+    over the epochs with each epoch's loss and accuracy (for callers with verbose=0).
     """
     import json
 
     import numpy as np
     import tensorflow as tf
+    from tqdm import tqdm
 
     folder = cache_dir() / f"{cfg.arch}-{cfg.key()}"
     model_file = folder / "model.keras"
@@ -260,9 +264,15 @@ def pretrained(cfg: PretrainConfig, use_cache: bool = True, verbose: int = 1) ->
             f"cached afterwards in {folder}"
         )
     rng = np.random.default_rng(cfg.seed)
-    for epoch in range(cfg.epochs):
+    bar = tqdm(
+        range(cfg.epochs),
+        desc=f"pretraining {cfg.arch} on {data.name}",
+        unit="epoch",
+        disable=not progress,
+    )
+    for epoch in bar:
         x_epoch = _augment(x[train], cfg.shift, input_range[0], rng) if cfg.augment else x[train]
-        model.fit(
+        history = model.fit(
             x_epoch,
             data.y[train],
             batch_size=cfg.batch_size,
@@ -271,6 +281,11 @@ def pretrained(cfg: PretrainConfig, use_cache: bool = True, verbose: int = 1) ->
             validation_data=(x[test], data.y[test]) if verbose else None,
             verbose=verbose,
         )
+        bar.set_postfix(
+            loss=f"{history.history['loss'][-1]:.3f}",
+            accuracy=f"{history.history['accuracy'][-1]:.3f}",
+        )
+    bar.close()
     _, accuracy = model.evaluate(x[test], data.y[test], verbose=0)
     meta = {
         "dataset": data.name,
