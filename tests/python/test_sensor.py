@@ -326,6 +326,81 @@ def test_c_runtime_matches_reference_on_a_1d_net(tiny_1d, method_case, opt_case,
     _compare_steps(*_setup(tiny_1d, method_case, opt_case, act_cache=act_cache), _steps(act_cache))
 
 
+def _tiny_conv1d_keras_model(length: int = 24, channels: int = 5):
+    """A Keras Conv1D net (TFLite: EXPAND_DIMS as RESHAPE, CONV_2D with (1, k) kernels,
+    a RESHAPE back to 3-D and MEAN over time): conv stride 2, depthwise 1-D convs."""
+    init = tf.keras.initializers.GlorotUniform(seed=0)
+    layers = tf.keras.layers
+    inputs = tf.keras.Input((length, channels))
+    x = layers.Conv1D(8, 5, strides=2, padding="same", activation="relu6", kernel_initializer=init)(
+        inputs
+    )
+    x = layers.DepthwiseConv1D(3, padding="same", activation="relu", depthwise_initializer=init)(x)
+    x = layers.Conv1D(12, 1, activation="relu", kernel_initializer=init)(x)
+    x = layers.DepthwiseConv1D(
+        3, strides=2, padding="same", activation="relu", depthwise_initializer=init
+    )(x)
+    x = layers.Conv1D(8, 1, activation="relu", kernel_initializer=init)(x)
+    x = layers.GlobalAveragePooling1D()(x)
+    logits = layers.Dense(4, kernel_initializer=init, name="logits")(x)
+    return tf.keras.Model(inputs, logits)
+
+
+@pytest.fixture(scope="module")
+def tiny_conv1d():
+    tf.keras.utils.set_random_seed(0)
+    model = _tiny_conv1d_keras_model()
+    head = model.get_layer("logits")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * 10.0, np.linspace(-0.3, 0.3, bias.size).astype(np.float32)])
+    rng = np.random.default_rng(0)
+    samples = rng.uniform(0, 1, (32, 1, 24, 5)).astype(np.float32)  # (1, T, C) rows
+    labels = rng.integers(0, 4, len(samples)).astype(np.int32)
+    return convert.to_int8_tflite(model, samples), samples[:12], labels[:12]
+
+
+def test_keras_conv1d_model_reads_as_a_row_of_2d_convs(tiny_conv1d):
+    graph = tflite_graph.graph_from_tflite(tiny_conv1d[0])
+    convs = [(la.op.name, la.kernel, la.stride) for la in graph.layers if "CONV" in la.op.name]
+    assert convs == [
+        ("CONV_2D", (1, 5), (1, 2)),
+        ("DEPTHWISE_CONV_2D", (1, 3), (1, 1)),
+        ("CONV_2D", (1, 1), (1, 1)),
+        ("DEPTHWISE_CONV_2D", (1, 3), (2, 2)),
+        ("CONV_2D", (1, 1), (1, 1)),
+    ]
+    assert graph.tensors[graph.input].shape == (1, 24, 5)
+    assert graph.layers[-2].op.name == "MEAN" and graph.layers[-2].kernel == (1, 6)
+    samples = np.random.default_rng(1).integers(-128, 128, (3, 1, 24, 5)).astype(np.int8)
+    assert convert.check_tflm_matches_tflite(tiny_conv1d[0], samples).max_abs_diff <= 1
+
+
+@pytest.mark.parametrize("method_case", ["full", "lora", "ia3", "sparse", "lora_bitfit_head"])
+def test_c_runtime_matches_reference_on_a_keras_conv1d_model(tiny_conv1d, method_case):
+    from test_training_equivalence import _compare_steps, _setup, _steps
+
+    _compare_steps(*_setup(tiny_conv1d, method_case, "adam", act_cache="s8"), _steps("s8"))
+
+
+def test_prepare_model_and_dataset_take_a_keras_conv1d_model(tmp_path):
+    """--keras with a Conv1D model (calibrated on basic-motions' 6 channels), then
+    prepare-dataset fits the series to its (1, T, C) input."""
+    keras_file = tmp_path / "conv1d.keras"
+    _tiny_conv1d_keras_model(32, 6).save(keras_file)
+    env = {"MICROPEFT_CACHE": str(tmp_path / "cache")}
+    done = _cli("prepare-model", "--keras", str(keras_file), "--method", "lora",
+                "--pretrain-dataset", "basic-motions", "--out", str(tmp_path / "m"),
+                env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "m" / "summary.json").read_text())
+    assert summary["input_shape"] == [1, 32, 6] and summary["num_classes"] == 4
+    done = _cli("prepare-dataset", "--model", str(tmp_path / "m" / "model.tflite"),
+                "--source", "basic-motions", "--out", str(tmp_path / "d"), env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    blob = datasets.parse_dataset_blob((tmp_path / "d" / "dataset.bin").read_bytes())
+    assert blob.x_train.shape[1:] == (1, 32, 6) and len(blob.y_train) + len(blob.y_test) == 80
+
+
 def test_series_sources_need_sktime_in_one_line(monkeypatch):
     """Without sktime the built-in series sources say how to install it."""
     import importlib.util
@@ -336,3 +411,53 @@ def test_series_sources_need_sktime_in_one_line(monkeypatch):
     )
     with pytest.raises(UserError, match="pip install --no-deps sktime"):
         datasets.load_source("basic-motions")
+
+
+def test_sensor_task_quick_bench_runs_end_to_end(tmp_path):
+    """`micropeft bench --task vowels-new-speakers --quick`: every quick method trains the
+    1-D model in C and TensorFlow, on the split that the .ts files' own counts predict."""
+    from micropeft.eval import tasks
+
+    out = tmp_path / "bench"
+    env = {"MICROPEFT_CACHE": str(tmp_path / "cache")}
+    done = _cli("bench", "--task", "vowels-new-speakers", "--quick", "--no-cm4", "--no-scratch",
+                "--out", str(out), env=env)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    # Utterances of speakers 6-9 counted straight from sktime's files (label after the
+    # last ':' of each data line), then the documented 30 % stratified test split.
+    folder = datasets._sktime_folder("JapaneseVowels")
+    count = 0
+    for part in ("TRAIN", "TEST"):
+        text = (folder / f"JapaneseVowels_{part}.ts").read_text().split("@data")[1]
+        labels = [line.rsplit(":", 1)[-1].strip() for line in text.splitlines() if line.strip()]
+        count += sum(label in {"6", "7", "8", "9"} for label in labels)
+    n_test = round(count * 0.3)
+    assert f"{count - n_test} training samples (of {count - n_test})" in results["setup"]["target"]
+    assert f"{n_test} test samples (of {n_test})" in results["setup"]["target"]
+    ran = {(r["method"], r["impl"]) for r in results["runs"]}
+    for method in tasks.QUICK_METHODS:
+        assert {(method, "c"), (method, "tf")} <= ran
+    for run in results["runs"]:
+        if run["impl"] == "c" and run["method"] in ("last_layer", "lora_r4"):
+            assert 0.0 <= run["first_step_param_diff"] < 1e-4, run["key"]
+    model = (out / "artifacts" / "model.tflite").read_bytes()
+    assert tflite_graph.input_info(model).shape == (32, 1, 12)
+    assert tflite_graph.output_classes(model) == 4
+    assert "vowels-new-speakers" in (out / "report.md").read_text()
+
+
+def test_series_augmentation_shifts_time_only_with_edge_values():
+    """Each augmented series is the original moved by at most `shift` steps, its ends
+    repeating the edge value; no flip, channels untouched."""
+    t = np.arange(10, dtype=np.float32)
+    x = np.stack([t, 100 + t], axis=-1)[None, :, None, :].repeat(50, axis=0)  # (50, 10, 1, 2)
+    out = models._augment(x, 2, 0.0, np.random.default_rng(0))
+    assert out.shape == x.shape
+    seen = set()
+    for series in out[:, :, 0, 0]:
+        shifts = [d for d in range(-2, 3) if np.array_equal(series, np.clip(t + d, 0, 9))]
+        assert len(shifts) == 1, series
+        seen.add(shifts[0])
+    assert seen == {-2, -1, 0, 1, 2}
+    np.testing.assert_array_equal(out[..., 1], out[..., 0] + 100)

@@ -731,7 +731,7 @@ def tflite_tensor_values(
     quantized = convert.quantize_input(bytes(model_bytes), np.asarray(inputs, np.float32))
     results: list[list[np.ndarray]] = [[] for _ in tensor_names]
     for sample in quantized:
-        interpreter.set_tensor(inp["index"], sample[None])
+        interpreter.set_tensor(inp["index"], sample.reshape(inp["shape"]))
         interpreter.invoke()
         for i, name in enumerate(tensor_names):
             results[i].append(interpreter.get_tensor(details[name])[0].copy())

@@ -259,13 +259,17 @@ def load_keras_model(path: str) -> Any:
 
 
 def input_shape(model: Any) -> tuple[int, int, int]:
-    """(h, w, c) of a single-input image model; anything else is a UserError."""
+    """(h, w, c) of a single-input model: an image (batch, h, w, c), or a Keras Conv1D
+    model's series (batch, T, C), which TFLite runs as a (1, T, C) row (its convolutions
+    become EXPAND_DIMS + CONV_2D with (1, k) kernels); anything else is a UserError."""
     shape = tuple(model.input_shape)
-    if len(shape) != 4 or any(d is None for d in shape[1:]):
+    if len(shape) not in (3, 4) or any(d is None for d in shape[1:]):
         raise UserError(
-            f"model {model.name}: expected one image input (batch, h, w, c) with fixed h, w, c, "
-            f"got {shape}"
+            f"model {model.name}: expected one image input (batch, h, w, c) or one series "
+            f"input (batch, T, C) with fixed sizes, got {shape}"
         )
+    if len(shape) == 3:
+        return 1, int(shape[1]), int(shape[2])
     return int(shape[1]), int(shape[2]), int(shape[3])
 
 
