@@ -277,8 +277,9 @@ def test_1d_mobilenet_errors_are_user_errors():
 
 
 def _tiny_1d_keras_model():
-    """Every 1-D layer kind: conv (5, 1) stride (2, 1), depthwise (3, 1) strides 1 and 2,
-    pointwise convs, pooling and a dense head, on 7 channels."""
+    """Every 1-D layer kind: conv (5, 1) stride (2, 1), depthwise (3, 1) strides 1 and
+    (2, 1) (which TensorFlow's own depthwise kernel refuses: the reference strides it by
+    slicing), pointwise convs, pooling and a dense head, on 7 channels."""
     init = tf.keras.initializers.GlorotUniform(seed=0)
     layers = tf.keras.layers
     inputs = tf.keras.Input((20, 1, 7))
@@ -288,7 +289,9 @@ def _tiny_1d_keras_model():
     x = layers.ReLU()(x)
     x = layers.Conv2D(12, 1, kernel_initializer=init)(x)
     x = layers.ReLU()(x)
-    x = layers.DepthwiseConv2D((3, 1), strides=2, padding="same", depthwise_initializer=init)(x)
+    x = layers.DepthwiseConv2D((3, 1), strides=(2, 1), padding="same", depthwise_initializer=init)(
+        x
+    )
     x = layers.ReLU(6.0)(x)
     x = layers.Conv2D(8, 1, kernel_initializer=init)(x)
     x = layers.ReLU()(x)
@@ -323,6 +326,7 @@ def test_c_runtime_matches_reference_on_a_1d_net(tiny_1d, method_case, opt_case,
 
     graph = tflite_graph.graph_from_tflite(tiny_1d[0])
     assert graph.layers[0].kernel == (5, 1) and graph.layers[0].stride == (2, 1)
+    assert graph.layers[3].op.name == "DEPTHWISE_CONV_2D" and graph.layers[3].stride == (2, 1)
     _compare_steps(*_setup(tiny_1d, method_case, opt_case, act_cache=act_cache), _steps(act_cache))
 
 
