@@ -34,3 +34,9 @@ if [ ! -f .venv/.micropeft-installed ] || [ pyproject.toml -nt .venv/.micropeft-
   .venv/bin/python -m pip install -q --no-deps animal-mnist
   touch .venv/.micropeft-installed
 fi
+# sktime ships the sensor series the 1-D tasks use (.ts files, read directly); its own
+# dependencies (pandas, scikit-base) are not needed for that. Checked on its own so that
+# an existing .venv gets it too.
+if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('sktime') is None)"; then
+  .venv/bin/python -m pip install -q --no-deps sktime
+fi

@@ -13,7 +13,9 @@ Error measure (per tensor): max|c - tf| / max(max|tf|, 1e-6), which must be
 
 Gradient cases per seed: conv and depthwise 4 (bwd_input s8 and f32,
 bwd_weight, bwd_bias), fc 4; with 48 conv, 32 depthwise and 24 fc seeds that
-is 416 gradient cases, plus forward cases (s8 and f32) for each seed.
+is 416 gradient cases, plus forward cases (s8 and f32) for each seed. Sensor
+series inputs (T, 1, C) with (k, 1) kernels add 12 conv and 12 depthwise seeds
+(T up to 40, so the optimized backend's long-row paths run too).
 """
 
 from __future__ import annotations
@@ -38,22 +40,29 @@ def tf_padding(size: int, kernel: int, stride: int, padding: str) -> tuple[int, 
     return -(-(size - kernel + 1) // stride), 0
 
 
-def random_geometry(rng: np.random.Generator, depthwise: bool) -> dict:
-    """A random valid geometry; depthwise uses one stride for both axes (TF's rule)."""
+def random_geometry(rng: np.random.Generator, depthwise: bool, series: bool = False) -> dict:
+    """A random valid geometry; depthwise uses one stride for both axes (TF's rule).
+
+    `series`: a (T, 1, C) sensor input (T 8..40, one column), kernels (k, 1), strides
+    (s, 1) (depthwise (s, s), which on one column is the same), up to 12 channels."""
     while True:
         h, w = (int(v) for v in rng.integers(3, 10, size=2))
         kh, kw = (int(v) for v in rng.choice([1, 3, 5], size=2))
+        if series:
+            h, w, kh, kw = int(rng.integers(8, 41)), 1, int(rng.choice([1, 3, 5, 7])), 1
         if depthwise:
             s = int(rng.choice([1, 2]))
             sh, sw = s, s
         else:
             sh, sw = (int(v) for v in rng.choice([1, 2], size=2))
+            if series:
+                sw = 1
         padding = str(rng.choice(["SAME", "VALID"]))
         if padding == "VALID" and (kh > h or kw > w):
             continue
         oh, pt = tf_padding(h, kh, sh, padding)
         ow, pl = tf_padding(w, kw, sw, padding)
-        cin = int(rng.choice([1, 2, 3, 5, 8]))
+        cin = int(rng.choice([1, 2, 3, 5, 8, 12] if series else [1, 2, 3, 5, 8]))
         cout = cin if depthwise else int(rng.choice([1, 2, 3, 4, 7]))
         return dict(
             in_shape=(h, w, cin),
@@ -83,12 +92,22 @@ def tf_grads(fn, x: np.ndarray, w: np.ndarray, b: np.ndarray, g: np.ndarray):
 CONV_SEEDS = range(48)
 DEPTHWISE_SEEDS = range(100, 132)
 FC_SEEDS = range(200, 224)
+SERIES_SEEDS = range(300, 312)
 
 
 @pytest.mark.parametrize("seed", CONV_SEEDS)
 def test_conv2d_matches_tensorflow(seed: int):
     rng = np.random.default_rng(seed)
-    geo = random_geometry(rng, depthwise=False)
+    _check_conv2d(rng, random_geometry(rng, depthwise=False))
+
+
+@pytest.mark.parametrize("seed", SERIES_SEEDS)
+def test_conv2d_on_series_matches_tensorflow(seed: int):
+    rng = np.random.default_rng(seed)
+    _check_conv2d(rng, random_geometry(rng, depthwise=False, series=True))
+
+
+def _check_conv2d(rng: np.random.Generator, geo: dict) -> None:
     (h, w, cin), (oh, ow, cout) = geo["in_shape"], geo["out_shape"]
     kh, kw = geo["kernel"]
     p = k.conv_params(geo["in_shape"], geo["out_shape"], geo["kernel"], geo["stride"], geo["pad"])
@@ -121,7 +140,16 @@ def test_conv2d_matches_tensorflow(seed: int):
 @pytest.mark.parametrize("seed", DEPTHWISE_SEEDS)
 def test_depthwise_conv2d_matches_tensorflow(seed: int):
     rng = np.random.default_rng(seed)
-    geo = random_geometry(rng, depthwise=True)
+    _check_depthwise_conv2d(rng, random_geometry(rng, depthwise=True))
+
+
+@pytest.mark.parametrize("seed", SERIES_SEEDS)
+def test_depthwise_conv2d_on_series_matches_tensorflow(seed: int):
+    rng = np.random.default_rng(seed)
+    _check_depthwise_conv2d(rng, random_geometry(rng, depthwise=True, series=True))
+
+
+def _check_depthwise_conv2d(rng: np.random.Generator, geo: dict) -> None:
     (h, w, c), (oh, ow, _) = geo["in_shape"], geo["out_shape"]
     kh, kw = geo["kernel"]
     p = k.conv_params(geo["in_shape"], geo["out_shape"], geo["kernel"], geo["stride"], geo["pad"])

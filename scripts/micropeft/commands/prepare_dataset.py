@@ -22,10 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "prepare-dataset",
         help="fit a dataset to a model's input and write the dataset blob",
-        description="Load a dataset (animal-mnist, digits, skimage-patches, a .npz with x and "
-        "y, a folder with one sub-folder per class, or tfds:NAME), resize it to the model "
-        "input, quantize it with the input's scale and zero point, split it (seeded, "
-        "stratified) and write the dataset blob.",
+        description="Load a dataset (animal-mnist, digits, skimage-patches, the sensor series "
+        "japanese-vowels[-a|-b] and basic-motions, a .npz with x and y, a folder with one "
+        "sub-folder per class, or tfds:NAME), fit it to the model input (images resized, "
+        "series resampled in time), quantize it with the input's scale and zero point, split "
+        "it (seeded, stratified) and write the dataset blob.",
     )
     parser.add_argument("--model", required=True, help="the .tflite the dataset is for")
     parser.add_argument("--source", default="animal-mnist", help="dataset (default animal-mnist)")
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             classes = int(json.loads(summary_file.read_text())["num_classes"])
         except (ValueError, KeyError, TypeError):
             pass
-    data = datasets.load_source(args.source, args.seed)
+    data = datasets.load_source(args.source, args.seed, series=datasets.is_series(info.shape))
     datasets.check_against_model(data, classes)
     train, test = datasets.stratified_split(data.y, args.test_fraction, args.seed, args.limit)
     rng = input_range_beside(model_path, args.input_range)

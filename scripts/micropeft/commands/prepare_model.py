@@ -30,7 +30,9 @@ from micropeft.planning import config, methods, plan
 from micropeft.prep import convert, datasets, models, tflite_graph
 from micropeft.prep.convert import quiet_native_stderr
 
-ARCHS = ("mobilenet_v1", "mobilenet_v2", "tiny_cnn")
+ARCHS = ("mobilenet_v1", "mobilenet_v2", "tiny_cnn", *models.SERIES_ARCHS)
+# Pretraining data when --pretrain-dataset is not given: images, or sensor series.
+DEFAULT_PRETRAIN = {"image": "animal-mnist", "series": "japanese-vowels"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,12 +51,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--tflite", help="an int8 .tflite model to use as is")
     b = parser.add_argument_group("built-in model")
     b.add_argument("--alpha", type=float, default=0.25, help="width multiplier (default 0.25)")
-    b.add_argument("--size", type=int, default=32, help="input height and width (default 32)")
-    b.add_argument("--channels", type=int, help="input channels (default 1; 3 with --imagenet)")
+    b.add_argument(
+        "--size",
+        type=int,
+        default=32,
+        help="input height and width, or a 1-D arch's length T (input T x 1 x C; default 32)",
+    )
+    b.add_argument(
+        "--channels",
+        type=int,
+        help="input channels (default 1, 3 with --imagenet; a 1-D arch: the pretraining dataset's)",
+    )
     b.add_argument(
         "--pretrain-dataset",
-        default="animal-mnist",
-        help="source dataset for pretraining and calibration (default animal-mnist)",
+        help="source dataset for pretraining and calibration (default animal-mnist; "
+        "japanese-vowels for a 1-D arch)",
     )
     b.add_argument("--pretrain-epochs", type=int, default=12, help="default 12")
     b.add_argument("--imagenet", action="store_true", help="start from Keras ImageNet weights")
@@ -107,13 +118,20 @@ def _source_model(args: argparse.Namespace) -> tuple[bytes, dict[str, Any]]:
         info: dict[str, Any] = {"source": args.keras, "input_range": list(rng)}
     else:
         arch = args.arch or "mobilenet_v1"
-        channels = args.channels or (3 if args.imagenet else 1)
+        series = arch in models.SERIES_ARCHS
+        source = _pretrain_source(args, series)
+        if args.channels is not None and args.channels < 1:
+            raise UserError(f"--channels must be at least 1, not {args.channels}")
+        if series:
+            channels = args.channels or int(datasets.load_source(source, series=True).x.shape[-1])
+        else:
+            channels = args.channels or (3 if args.imagenet else 1)
         cfg = models.PretrainConfig(
             arch=arch,
             alpha=args.alpha,
             size=args.size,
             channels=channels,
-            dataset=args.pretrain_dataset,
+            dataset=source,
             epochs=args.pretrain_epochs,
             seed=args.seed or 0,
             imagenet=args.imagenet,
@@ -123,15 +141,21 @@ def _source_model(args: argparse.Namespace) -> tuple[bytes, dict[str, Any]]:
         model, meta = models.pretrained(cfg, use_cache=not args.no_cache)
         if args.num_classes and args.num_classes != len(meta["classes"]):
             model = models.replace_head(model, args.num_classes, cfg.seed)
-        shape = (args.size, args.size, channels)
+        shape = models.input_shape_for(arch, args.size, channels)
         rng = parse_range(args.input_range, tuple(meta["input_range"]))
         info = {
             "source": f"{arch} alpha {args.alpha:g} size {args.size}",
             "pretrain": {k: meta[k] for k in ("dataset", "test_accuracy", "config")},
             "input_range": list(rng),
         }
-    rep = datasets.representative(args.pretrain_dataset, shape, 256, 0)
+    source = _pretrain_source(args, datasets.is_series(shape))
+    rep = datasets.representative(source, shape, 256, 0)
     return convert.to_int8_tflite(model, datasets.to_model_range(rep, rng)), info
+
+
+def _pretrain_source(args: argparse.Namespace, series: bool) -> str:
+    """--pretrain-dataset, or the default for an image or a (T, 1, C) series model."""
+    return args.pretrain_dataset or DEFAULT_PRETRAIN["series" if series else "image"]
 
 
 def prepare(args: argparse.Namespace, cfg: Any) -> Prepared:

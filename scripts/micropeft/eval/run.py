@@ -143,7 +143,7 @@ def run_bench(cfg: BenchConfig, out_dir: Path, report: bool = True, progress: bo
         "the frozen prefix runs once per sample (int8, TFLite interpreter) and its output is "
         f"cached for every epoch, method and seed; the target training set is subsampled to "
         f"{cfg.train_samples} and the test set to {cfg.test_samples} samples, and the source "
-        f"model is pretrained for {cfg.pretrain_epochs} epochs (cached), to keep the whole run "
+        f"model is pretrained for {cfg.source_epochs()} epochs (cached), to keep the whole run "
         "within minutes"
     )
     if cfg.cm4:

@@ -293,9 +293,14 @@ def _linear(tf: Any, graph: Graph, layer: Layer, x: Any, weight: Any) -> Any:
         return tf.nn.conv2d(_windowed_input(tf, graph, layer, x), filters, stride, "VALID")
     if layer.op == Op.DEPTHWISE_CONV_2D:
         filters = tf.expand_dims(weight, -1)  # [kh,kw,c] -> [kh,kw,c,1]
-        return tf.nn.depthwise_conv2d(
-            _windowed_input(tf, graph, layer, x), filters, stride, "VALID"
-        )
+        windowed = _windowed_input(tf, graph, layer, x)
+        sh, sw = layer.stride
+        if sh != sw:
+            # TensorFlow's depthwise kernel needs equal strides (a (T, 1, C) sensor model
+            # may stride (s, 1)): every output position of stride 1, then every s-th.
+            full = tf.nn.depthwise_conv2d(windowed, filters, [1, 1, 1, 1], "VALID")
+            return full[:, ::sh, ::sw, :]
+        return tf.nn.depthwise_conv2d(windowed, filters, stride, "VALID")
     flat = tf.reshape(x, [-1, in_channels(graph, layer)])
     y = tf.matmul(flat, weight, transpose_b=True)
     return tf.reshape(y, [-1, *graph.tensors[layer.output].shape])
@@ -731,7 +736,7 @@ def tflite_tensor_values(
     quantized = convert.quantize_input(bytes(model_bytes), np.asarray(inputs, np.float32))
     results: list[list[np.ndarray]] = [[] for _ in tensor_names]
     for sample in quantized:
-        interpreter.set_tensor(inp["index"], sample[None])
+        interpreter.set_tensor(inp["index"], sample.reshape(inp["shape"]))
         interpreter.invoke()
         for i, name in enumerate(tensor_names):
             results[i].append(interpreter.get_tensor(details[name])[0].copy())

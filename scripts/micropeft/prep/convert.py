@@ -100,10 +100,13 @@ def to_int8_tflite(keras_model: Any, representative: np.ndarray) -> bytes:
         )
     if len(representative) == 0:
         raise UserError("the representative dataset is empty")
+    # A Conv1D model's input is (batch, T, C): the (N, 1, T, C) rows lose their unit axis.
+    keras_shape = tuple(int(d) for d in keras_model.input_shape[1:])
+    representative = representative.reshape(len(representative), *keras_shape)
 
     # Batch 1 is fixed by tracing with a static signature; freezing the variables
     # first keeps the converter from emitting resource-variable ops (Keras 3).
-    @tf.function(input_signature=[tf.TensorSpec((1, h, w, c), tf.float32, name="input")])
+    @tf.function(input_signature=[tf.TensorSpec((1, *keras_shape), tf.float32, name="input")])
     def forward(x: Any) -> Any:
         return keras_model(x, training=False)
 
@@ -163,7 +166,8 @@ def run_tflite(model: bytes, inputs: np.ndarray) -> np.ndarray:
     out = interpreter.get_output_details()[0]
     results = []
     for sample in inputs:
-        interpreter.set_tensor(inp["index"], sample[None].astype(inp["dtype"]))
+        # (h, w, c) samples; a (1, T, C) series input is stored as (1, T, C), not 4-D.
+        interpreter.set_tensor(inp["index"], sample.reshape(inp["shape"]).astype(inp["dtype"]))
         interpreter.invoke()
         results.append(interpreter.get_tensor(out["index"])[0].copy())
     return np.stack(results)
@@ -206,7 +210,7 @@ def _tflm_worker(folder: Path, arena_size: int | None) -> None:
     interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
     outputs = []
     for i, sample in enumerate(inputs):
-        interpreter.set_input(sample[None], 0)
+        interpreter.set_input(sample.reshape(interpreter.get_input_details(0)["shape"]), 0)
         interpreter.invoke()
         outputs.append(np.array(interpreter.get_output(0))[0])
         if i == 0:

@@ -8,15 +8,27 @@ Sources (`load_source`):
     skimage-patches     64x64 crops of 8 of scikit-image's bundled images (brick, grass,
                         gravel, camera, coins, moon, cell, text; colour ones in gray), one
                         class per image, 200 random crops each: a texture-recognition task
-    PATH.npz            arrays `x` (N, H, W[, C]) and `y` (N,), optional `class_names`
+    japanese-vowels     sensor series (bundled with the `sktime` wheel, read from its .ts
+                        files): 640 utterances of 9 speakers, 12 LPC cepstrum coefficients
+                        per frame, 7 to 29 frames; the class is the speaker
+    japanese-vowels-a   speakers 1-5 of japanese-vowels (5 classes)
+    japanese-vowels-b   speakers 6-9 of japanese-vowels (4 classes): new users
+    basic-motions       80 smart-watch recordings (sktime), 6 channels (3-axis accelerometer
+                        and gyroscope), 100 steps at 10 Hz, 4 activities
+    PATH.npz            arrays `x` (N, H, W[, C]) and `y` (N,), optional `class_names`;
+                        for a (T, 1, C) model, `x` is (N, T, C) or (N, T, 1, C) series
     PATH/               a folder with one sub-folder of images per class
     tfds:NAME[:SPLIT]   a TensorFlow Datasets dataset (needs tensorflow-datasets, online)
 
-Every source yields float images in [0, 1], shaped (N, H, W, C). `fit_images`
-resizes them to the model input (bilinear) and converts channels (gray to RGB by
-repetition, RGB to gray by luminance); `quantize` maps [0, 1] onto the input
-range the model was trained with, then onto its int8 scale and zero point.
-The blob layout is in docs/formats.md, "Dataset blob".
+Every source yields floats in [0, 1], shaped (N, H, W, C): images, or series as
+(N, T, 1, C) (time on the height axis, one column, any channel count). Series are
+scaled per channel (a sensor's axes have their own units): the 1st and 99th
+percentiles over the whole dataset map to 0 and 1, clipped. `fit_images` resizes
+images to the model input (bilinear) and converts channels (gray to RGB by
+repetition, RGB to gray by luminance); it resamples series to the model's length
+(linear interpolation in time) and never converts their channels. `quantize` maps
+[0, 1] onto the input range the model was trained with, then onto its int8 scale
+and zero point. The blob layout is in docs/formats.md, "Dataset blob".
 """
 
 from __future__ import annotations
@@ -35,7 +47,24 @@ from micropeft import formats
 from micropeft.errors import UserError
 from micropeft.prep.graph import QuantParams
 
-BUILTIN = ("animal-mnist", "digits", "skimage-patches")
+BUILTIN = (
+    "animal-mnist",
+    "digits",
+    "skimage-patches",
+    "japanese-vowels",
+    "japanese-vowels-a",
+    "japanese-vowels-b",
+    "basic-motions",
+)
+# Built-in series sources: (sktime dataset folder, the class labels kept; None: all).
+SKTIME_SOURCES: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "japanese-vowels": ("JapaneseVowels", None),
+    "japanese-vowels-a": ("JapaneseVowels", ("1", "2", "3", "4", "5")),
+    "japanese-vowels-b": ("JapaneseVowels", ("6", "7", "8", "9")),
+    "basic-motions": ("BasicMotions", None),
+}
+# Series scaling: these percentiles of each channel map to 0 and 1.
+SERIES_PERCENTILES = (1.0, 99.0)
 ANIMAL_CLASSES = (
     "bear",
     "bird",
@@ -60,7 +89,7 @@ HEADER_SIZE = formats.DATASET.header_size
 
 @dataclass
 class Dataset:
-    """Float images in [0, 1] (N, H, W, C), integer labels, class names."""
+    """Floats in [0, 1], images (N, H, W, C) or series (N, T, 1, C); labels; class names."""
 
     x: np.ndarray
     y: np.ndarray
@@ -70,6 +99,33 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def series(self) -> bool:
+        return is_series(self.x.shape[1:])
+
+
+def is_series(shape: tuple[int, ...]) -> bool:
+    """A (T, 1, C) or (1, T, C) input (T > 1): a sensor series, not an image."""
+    h, w = int(shape[0]), int(shape[1])
+    return (w == 1) != (h == 1)
+
+
+def _series01(x: np.ndarray, where: str) -> np.ndarray:
+    """(N, T, 1, C) series scaled per channel onto [0, 1] (SERIES_PERCENTILES), clipped."""
+    x = np.asarray(x)
+    if x.dtype == np.bool_ or not np.issubdtype(x.dtype, np.number):
+        raise UserError(f"{where}: series values must be numbers, not {x.dtype}")
+    x = x.astype(np.float32)
+    bad = int(np.count_nonzero(~np.isfinite(x)))
+    if bad:
+        raise UserError(f"{where}: {bad} series value(s) are NaN or infinite")
+    if x.size == 0:
+        return x
+    flat = x.reshape(-1, x.shape[-1])
+    low, high = np.percentile(flat, SERIES_PERCENTILES, axis=0).astype(np.float32)
+    span = np.maximum(high - low, 1e-12)
+    return np.clip((x - low) / span, 0.0, 1.0).astype(np.float32)
 
 
 def _to_nhwc01(x: np.ndarray, where: str) -> np.ndarray:
@@ -150,7 +206,7 @@ def _skimage_patches(seed: int) -> Dataset:
     return Dataset(x, np.asarray(ys, np.int64), list(SKIMAGE_IMAGES), "skimage-patches")
 
 
-def _npz(path: Path) -> Dataset:
+def _npz(path: Path, series: bool) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as data:
             if "x" not in data or "y" not in data:
@@ -168,7 +224,134 @@ def _npz(path: Path) -> Dataset:
     names = names or [str(i) for i in range(count)]
     if len(names) < count:
         raise UserError(f"{path}: {len(names)} class names for labels up to {count - 1}")
+    x = np.asarray(x)
+    if series and x.ndim == 3:
+        x = x[:, :, None, :]
+    if series and (x.ndim != 4 or 1 not in x.shape[1:3]):
+        raise UserError(
+            f"{path}: a (T, 1, C) model reads 'x' shaped (N, T, C) or (N, T, 1, C), got {x.shape}"
+        )
+    if x.ndim == 4 and x.shape[1] == 1 and x.shape[2] > 1:
+        x = x.transpose(0, 2, 1, 3)  # (N, 1, T, C): time goes on the height axis
+    if x.ndim == 4 and is_series(x.shape[1:]):
+        return Dataset(_series01(x, str(path)), y.astype(np.int64), names, path.stem)
     return Dataset(_to_nhwc01(x, str(path)), y.astype(np.int64), names, path.stem)
+
+
+def read_ts(path: Path) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """A .ts file (the UEA/UCR time-series archive format sktime ships): every case as a
+    (C, T) float array, its class label, and the header's class labels in order.
+
+    Lines starting with '#' are comments; '@' lines are the header up to '@data'; each
+    data line is C dimensions separated by ':' then the label, each dimension T values
+    separated by ','. Only cases without time stamps are read ('@timeStamps false');
+    '?' (a missing value) is refused, as are dimensions of different lengths in a case.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not a readable .ts file ({error})") from error
+    header: dict[str, list[str]] = {}
+    cases: list[np.ndarray] = []
+    labels: list[str] = []
+    in_data = False
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{path}:{number}"
+        if not in_data:
+            if not line.startswith("@"):
+                raise UserError(f"{where}: expected a '@' header line before @data")
+            key, *values = line.split()
+            key = key.lower()
+            if key == "@data":
+                in_data = True
+                if header.get("@timestamps", ["false"])[0].lower() != "false":
+                    raise UserError(f"{where}: series with time stamps are not supported")
+                if header.get("@classlabel", ["false"])[0].lower() != "true":
+                    raise UserError(f"{where}: the file has no class labels (@classLabel)")
+            else:
+                header[key] = values
+            continue
+        *dims, label = line.split(":")
+        if not dims:
+            raise UserError(f"{where}: expected dimensions and a label separated by ':'")
+        try:
+            values = [np.asarray([float(v) for v in d.split(",")], np.float32) for d in dims]
+        except ValueError as error:
+            raise UserError(f"{where}: not a number ({error})") from error
+        if any(not np.all(np.isfinite(v)) for v in values):
+            raise UserError(f"{where}: missing or infinite values are not supported")
+        if len({len(v) for v in values}) != 1:
+            raise UserError(f"{where}: the dimensions of a case have different lengths")
+        if cases and len(values) != cases[0].shape[0]:
+            raise UserError(
+                f"{where}: {len(values)} dimensions, the first case has {len(cases[0])}"
+            )
+        cases.append(np.stack(values))
+        labels.append(label.strip())
+    if not cases:
+        raise UserError(f"{path}: no cases after @data")
+    classes = header.get("@classlabel", ["true"])[1:] or sorted(set(labels))
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise UserError(f"{path}: labels {', '.join(unknown)} are not in @classLabel")
+    return cases, labels, classes
+
+
+def resample_series(series: np.ndarray, length: int) -> np.ndarray:
+    """A (C, T) series linearly interpolated to (C, length) over its whole duration."""
+    c, t = series.shape
+    if t == length:
+        return series.astype(np.float32)
+    if t == 1:
+        return np.repeat(series, length, axis=1).astype(np.float32)
+    old, new = np.linspace(0.0, 1.0, t), np.linspace(0.0, 1.0, length)
+    return np.stack([np.interp(new, old, row) for row in series]).astype(np.float32)
+
+
+def _sktime_folder(problem: str) -> Path:
+    """sktime's bundled data folder, found without importing sktime (its imports need
+    pandas and scikit-base; the .ts files need nothing)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sktime")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(
+            "the sktime package is not installed (pip install --no-deps sktime: only its "
+            "bundled data files are read)"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / problem
+    if not folder.is_dir():
+        raise UserError(f"sktime's data folder {problem} is missing from {folder.parent}")
+    return folder
+
+
+def _sktime_series(name: str) -> Dataset:
+    """A built-in series source: sktime's TRAIN and TEST files together (micropeft makes
+    its own split), every case resampled to the longest one's length, scaled per channel
+    over the whole problem (before any class subset is taken: one sensor, one scaling)."""
+    problem, keep = SKTIME_SOURCES[name]
+    folder = _sktime_folder(problem)
+    cases: list[np.ndarray] = []
+    labels: list[str] = []
+    classes: list[str] = []
+    for part in ("TRAIN", "TEST"):
+        file = folder / f"{problem}_{part}.ts"
+        if not file.is_file():
+            raise UserError(f"sktime's data file {file.name} is missing from {folder}")
+        more, more_labels, classes = read_ts(file)
+        cases += more
+        labels += more_labels
+    length = max(c.shape[1] for c in cases)
+    x = np.stack([resample_series(c, length).T for c in cases])[:, :, None, :]
+    x = _series01(x, name)
+    names = [c for c in classes if keep is None or c in keep]
+    index = {c: i for i, c in enumerate(names)}
+    pick = np.asarray([label in index for label in labels])
+    y = np.asarray([index[label] for label in labels if label in index], np.int64)
+    return Dataset(x[pick], y, names, name)
 
 
 def _folder(path: Path) -> Dataset:
@@ -236,8 +419,14 @@ def prepared_dataset_file(source: str) -> Path | None:
     return None
 
 
-def load_source(source: str, seed: int = 0) -> Dataset:
-    """A dataset from a built-in name, a .npz, a class-per-folder tree or tfds:NAME."""
+def load_source(source: str, seed: int = 0, series: bool = False) -> Dataset:
+    """A dataset from a built-in name, a .npz, a class-per-folder tree or tfds:NAME.
+
+    `series`: the data is for a (T, 1, C) model, so a .npz's 3-D `x` is (N, T, C)
+    series rather than (N, H, W) gray images.
+    """
+    if source in SKTIME_SOURCES:
+        return _sktime_series(source)
     if source == "animal-mnist":
         return _animal_mnist()
     if source == "digits":
@@ -252,7 +441,7 @@ def load_source(source: str, seed: int = 0) -> Dataset:
     if path.suffix == ".npz":
         if not path.is_file():
             raise UserError(f"dataset file not found: {source}")
-        return _npz(path)
+        return _npz(path, series)
     raise UserError(
         f"unknown dataset source {source!r}: use {', '.join(BUILTIN)}, a .npz file, "
         "a folder with one sub-folder per class, or tfds:NAME"
@@ -272,11 +461,36 @@ def _resize(x: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def fit_images(x: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """Resize (N, H, W, C) images in [0, 1] to `shape` (h, w, c), converting channels."""
+    """Fit data in [0, 1] to a model input `shape` (h, w, c): images (N, H, W, C) resized,
+    their channels converted; series (N, T, 1, C) resampled in time, laid out as the
+    model's (T, 1, C) or (1, T, C)."""
     h, w, c = shape
-    if c not in (1, 3):
-        raise UserError(f"the model input has {c} channels; supported: 1 (gray) or 3 (RGB)")
     have = x.shape[-1]
+    if is_series(shape) != is_series(x.shape[1:]):
+        if is_series(shape):
+            raise UserError(
+                f"the model input {h}x{w}x{c} is a (T, 1, C) series but the dataset holds "
+                f"images {'x'.join(map(str, x.shape[1:]))}: use a series source "
+                "(japanese-vowels, basic-motions, a .npz of (N, T, C))"
+            )
+        raise UserError(
+            f"the dataset holds (T, 1, C) series {'x'.join(map(str, x.shape[1:]))} but the "
+            f"model input {h}x{w}x{c} is an image"
+        )
+    if is_series(shape):
+        if have != c:
+            raise UserError(
+                f"the dataset has {have} channels per time step but the model input "
+                f"{h}x{w}x{c} has {c}: series channels are never converted"
+            )
+        length = max(h, w)
+        out = _resize(x, length, 1)
+        return np.clip(out if w == 1 else out.transpose(0, 2, 1, 3), 0.0, 1.0).astype(np.float32)
+    if c not in (1, 3):
+        raise UserError(
+            f"the model input has {c} channels; images convert to 1 (gray) or 3 (RGB), and "
+            "a sensor model takes any channel count as a (T, 1, C) input"
+        )
     if have == 3 and c == 1:
         x = (x @ np.asarray([0.299, 0.587, 0.114], np.float32))[..., None]
     elif have == 1 and c == 3:
@@ -430,8 +644,8 @@ def check_against_model(dataset: Dataset, num_classes: int) -> None:
 
 
 def representative(source: str, shape: tuple[int, int, int], count: int, seed: int) -> np.ndarray:
-    """`count` images of a source fitted to `shape`, in [0, 1], for calibration."""
-    data = load_source(source, seed)
+    """`count` samples of a source fitted to `shape`, in [0, 1], for calibration."""
+    data = load_source(source, seed, series=is_series(shape))
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(data.x), size=min(count, len(data.x)), replace=False)
     return fit_images(data.x[np.sort(pick)], shape)

@@ -1,9 +1,11 @@
-"""Keras models that micropeft prepares: MobileNet V1/V2 and a tiny CNN for tests.
+"""Keras models that micropeft prepares: MobileNet V1/V2, their 1-D versions for sensor
+series, and a tiny CNN for tests.
 
 Every builder returns a float Keras model with a fixed batch-1-friendly input
-(size x size x channels) and logits (no softmax): the int8 converter keeps the
-graph as is and the runtime's loss applies the softmax itself. TensorFlow is
-imported inside the functions so that importing this module stays cheap.
+(size x size x channels; a 1-D net: size x 1 x channels, time on the height axis)
+and logits (no softmax): the int8 converter keeps the graph as is and the runtime's
+loss applies the softmax itself. TensorFlow is imported inside the functions so that
+importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -98,6 +100,118 @@ def _build_mobilenet(
     return _with_head(base, num_classes, name)
 
 
+# The 1-D MobileNets: the same blocks as Keras' MobileNet and MobileNetV2 with (k, 1)
+# kernels on a (T, 1, C) input. Depthwise convs stride (s, s): TensorFlow's CPU depthwise
+# kernel needs equal strides, and on a one-column input the column stride changes nothing.
+# (output channels, stride) of MobileNet's 13 depthwise-separable blocks.
+_V1_BLOCKS = (
+    ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2))
+    + ((512, 1),) * 5
+    + (
+        (1024, 2),
+        (1024, 1),
+    )
+)
+# (expansion t, output channels c, repeats n, first stride s) of MobileNetV2's blocks.
+_V2_BLOCKS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+SERIES_ARCHS = ("mobilenet_v1_1d", "mobilenet_v2_1d")
+MIN_SERIES_LENGTH = 8
+
+
+def _make_divisible(value: float, divisor: int = 8) -> int:
+    """Keras' MobileNetV2 channel rounding: to a multiple of 8, never 10 % below."""
+    out = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return out + divisor if out < 0.9 * value else out
+
+
+def _conv_bn(x: Any, filters: int, kernel: int, stride: int, name: str, relu: bool) -> Any:
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    x = layers.Conv2D(
+        filters, (kernel, 1), strides=(stride, 1), padding="same", use_bias=False, name=name
+    )(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(6.0, name=f"{name}_relu")(x) if relu else x
+
+
+def _depthwise_bn(x: Any, stride: int, name: str) -> Any:
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    x = layers.DepthwiseConv2D(
+        (3, 1), strides=(stride, stride), padding="same", use_bias=False, name=name
+    )(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(6.0, name=f"{name}_relu")(x)
+
+
+def _check_series(name: str, length: int, channels: int, num_classes: int) -> None:
+    if length < MIN_SERIES_LENGTH:
+        raise UserError(f"{name}: length {length} is too short (at least {MIN_SERIES_LENGTH})")
+    if channels < 1:
+        raise UserError(f"{name}: need at least 1 channel, got {channels}")
+    if num_classes < 2:
+        raise UserError(f"{name}: need at least 2 classes, got {num_classes}")
+
+
+def build_mobilenet_v1_1d(alpha: float, length: int, num_classes: int, channels: int) -> Any:
+    """MobileNet V1 (width `alpha`) with (3, 1) kernels for (length, 1, channels) series."""
+    import tensorflow as tf
+
+    name = f"mobilenet_v1_1d_{alpha:g}_{length}"
+    _check_series(name, length, channels, num_classes)
+    inputs = tf.keras.Input((length, 1, channels), name="input")
+    x = _conv_bn(inputs, int(32 * alpha), 3, 2, "conv1", relu=True)
+    for i, (filters, stride) in enumerate(_V1_BLOCKS, 1):
+        x = _depthwise_bn(x, stride, f"conv_dw_{i}")
+        x = _conv_bn(x, int(filters * alpha), 1, 1, f"conv_pw_{i}", relu=True)
+    return _with_head(tf.keras.Model(inputs, x), num_classes, name)
+
+
+def build_mobilenet_v2_1d(alpha: float, length: int, num_classes: int, channels: int) -> Any:
+    """MobileNet V2 (width `alpha`) with (3, 1) kernels for (length, 1, channels) series:
+    inverted residual blocks (1x1 expansion, depthwise (3, 1), 1x1 linear projection,
+    a residual ADD where the shape stays)."""
+    import tensorflow as tf
+
+    name = f"mobilenet_v2_1d_{alpha:g}_{length}"
+    _check_series(name, length, channels, num_classes)
+    inputs = tf.keras.Input((length, 1, channels), name="input")
+    x = _conv_bn(inputs, _make_divisible(32 * alpha), 3, 2, "conv1", relu=True)
+    block = 0
+    for expansion, filters, repeats, first_stride in _V2_BLOCKS:
+        out_c = _make_divisible(filters * alpha)
+        for k in range(repeats):
+            stride = first_stride if k == 0 else 1
+            prefix = f"block_{block}"
+            y = x
+            if expansion != 1:
+                y = _conv_bn(y, expansion * int(x.shape[-1]), 1, 1, f"{prefix}_expand", True)
+            y = _depthwise_bn(y, stride, f"{prefix}_depthwise")
+            y = _conv_bn(y, out_c, 1, 1, f"{prefix}_project", relu=False)
+            if stride == 1 and int(x.shape[-1]) == out_c:
+                y = tf.keras.layers.Add(name=f"{prefix}_add")([x, y])
+            x = y
+            block += 1
+    last = _make_divisible(1280 * alpha) if alpha > 1.0 else 1280
+    x = _conv_bn(x, last, 1, 1, "conv_last", relu=True)
+    return _with_head(tf.keras.Model(inputs, x), num_classes, name)
+
+
+def input_shape_for(arch: str, size: int, channels: int) -> tuple[int, int, int]:
+    """A built-in architecture's (h, w, c): size x size images, or size x 1 series."""
+    return (size, 1, channels) if arch in SERIES_ARCHS else (size, size, channels)
+
+
 def build_tiny_cnn(
     size: int, channels: int, num_classes: int, width: int = 8, seed: int = 0
 ) -> Any:
@@ -145,13 +259,17 @@ def load_keras_model(path: str) -> Any:
 
 
 def input_shape(model: Any) -> tuple[int, int, int]:
-    """(h, w, c) of a single-input image model; anything else is a UserError."""
+    """(h, w, c) of a single-input model: an image (batch, h, w, c), or a Keras Conv1D
+    model's series (batch, T, C), which TFLite runs as a (1, T, C) row (its convolutions
+    become EXPAND_DIMS + CONV_2D with (1, k) kernels); anything else is a UserError."""
     shape = tuple(model.input_shape)
-    if len(shape) != 4 or any(d is None for d in shape[1:]):
+    if len(shape) not in (3, 4) or any(d is None for d in shape[1:]):
         raise UserError(
-            f"model {model.name}: expected one image input (batch, h, w, c) with fixed h, w, c, "
-            f"got {shape}"
+            f"model {model.name}: expected one image input (batch, h, w, c) or one series "
+            f"input (batch, T, C) with fixed sizes, got {shape}"
         )
+    if len(shape) == 3:
+        return 1, int(shape[1]), int(shape[2])
     return int(shape[1]), int(shape[2]), int(shape[3])
 
 
@@ -171,7 +289,7 @@ def cache_dir() -> Any:
 
 @dataclass
 class PretrainConfig:
-    arch: str  # "mobilenet_v1" | "mobilenet_v2" | "tiny_cnn"
+    arch: str  # "mobilenet_v1" | "mobilenet_v2" | "tiny_cnn" | one of SERIES_ARCHS
     alpha: float
     size: int
     channels: int
@@ -210,11 +328,18 @@ def build(
         return build_mobilenet_v1(alpha, size, num_classes, channels, weights)
     if arch == "mobilenet_v2":
         return build_mobilenet_v2(alpha, size, num_classes, channels, weights)
+    if arch in ("tiny_cnn", *SERIES_ARCHS) and imagenet:
+        raise UserError(f"{arch} has no ImageNet weights")
     if arch == "tiny_cnn":
-        if imagenet:
-            raise UserError("tiny_cnn has no ImageNet weights")
         return build_tiny_cnn(size, channels, num_classes)
-    raise UserError(f"unknown architecture {arch!r} (mobilenet_v1, mobilenet_v2, tiny_cnn)")
+    if arch == "mobilenet_v1_1d":
+        return build_mobilenet_v1_1d(alpha, size, num_classes, channels)
+    if arch == "mobilenet_v2_1d":
+        return build_mobilenet_v2_1d(alpha, size, num_classes, channels)
+    raise UserError(
+        f"unknown architecture {arch!r} (mobilenet_v1, mobilenet_v2, tiny_cnn, "
+        f"{', '.join(SERIES_ARCHS)})"
+    )
 
 
 def pretrained(
@@ -242,11 +367,10 @@ def pretrained(
             meta_file.read_text()
         )
 
-    data = datasets.load_source(cfg.dataset, cfg.seed)
+    shape = input_shape_for(cfg.arch, cfg.size, cfg.channels)
+    data = datasets.load_source(cfg.dataset, cfg.seed, series=datasets.is_series(shape))
     input_range = (-1.0, 1.0) if cfg.imagenet else (0.0, 1.0)
-    x = datasets.to_model_range(
-        datasets.fit_images(data.x, (cfg.size, cfg.size, cfg.channels)), input_range
-    )
+    x = datasets.to_model_range(datasets.fit_images(data.x, shape), input_range)
     train, test = datasets.stratified_split(data.y, 0.1, cfg.seed)
     tf.keras.utils.set_random_seed(cfg.seed)
     model = build(cfg.arch, cfg.alpha, cfg.size, cfg.channels, data.num_classes, cfg.imagenet)
@@ -260,7 +384,7 @@ def pretrained(
     )
     if verbose:
         print(
-            f"pretraining {model.name} on {data.name} ({len(train)} images, {cfg.epochs} epochs); "
+            f"pretraining {model.name} on {data.name} ({len(train)} samples, {cfg.epochs} epochs); "
             f"cached afterwards in {folder}"
         )
     rng = np.random.default_rng(cfg.seed)
@@ -319,10 +443,18 @@ def _learning_rate(cfg: PretrainConfig, samples: int) -> Any:
 
 
 def _augment(x: Any, shift: int, fill: float, rng: Any) -> Any:
-    """Random horizontal flips and shifts of up to `shift` pixels (black fill), NHWC."""
+    """Random horizontal flips and shifts of up to `shift` pixels (black fill), NHWC;
+    series (N, T, 1, C): shifts in time only, the edge values repeated (a sensor's
+    signal goes on; flipping time would make another motion)."""
     import numpy as np
 
     n, h, w = x.shape[:3]
+    if datasets.is_series(x.shape[1:]):
+        if shift <= 0:
+            return x
+        padded = np.pad(x, ((0, 0), (shift, shift), (0, 0), (0, 0)), mode="edge")
+        dt = rng.integers(0, 2 * shift + 1, n)
+        return np.stack([padded[i, dt[i] : dt[i] + h] for i in range(n)])
     flip = rng.random(n) < 0.5
     out = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
     if shift <= 0:

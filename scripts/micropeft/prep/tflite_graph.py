@@ -335,8 +335,11 @@ def _parse_add(r: _Reader, op: _Operator) -> Layer:
 
 
 def _parse_mean(r: _Reader, op: _Operator) -> Layer:
-    axes = sorted(int(a) % 4 for a in r.const_ints(op.ins[1], op.where).ravel())
-    if axes != [1, 2] or len(r.raw(op.ins[0]).shape) != 4:
+    rank = len(r.raw(op.ins[0]).shape)
+    axes = sorted(int(a) % max(rank, 1) for a in r.const_ints(op.ins[1], op.where).ravel())
+    # Over height and width; or over the time axis of a (1, T, C) row (what Keras'
+    # GlobalAveragePooling1D becomes), whose height is 1.
+    if (rank, axes) not in ((4, [1, 2]), (3, [1])):
         raise UserError(f"{op.where}: MEAN is supported over height and width only")
     layer = _io(r, op, Layer(name="", op=Op.MEAN, inputs=[], output=-1))
     layer.kernel = r.shape(layer.inputs[0])[:2]
