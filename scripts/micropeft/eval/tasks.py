@@ -412,9 +412,7 @@ def _user_task(cfg: BenchConfig, timing: dict[str, float]) -> TaskData:
         )
         split = f"prepare-dataset's split of {blob_file}"
     else:
-        data = datasets.load_source(
-            str(cfg.dataset), seed=0, series=datasets.is_series(info.shape)
-        )
+        data = datasets.load_source(str(cfg.dataset), seed=0, series=datasets.is_series(info.shape))
         datasets.check_against_model(data, classes)
         train, test = datasets.stratified_split(data.y, cfg.test_fraction, seed=0)
         x = datasets.to_model_range(datasets.fit_images(data.x, info.shape), cfg.input_range)
