@@ -4,6 +4,7 @@ write results.json, results.csv and the report."""
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import time
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 from micropeft.commands import output_folder, read_tflite
 from micropeft.errors import UserError
 from micropeft.eval import tasks
-from micropeft.eval.run import run_bench
+from micropeft.eval.results import load_settings
+from micropeft.eval.run import run_bench, run_grid
 
 
 def _int_list(text: str) -> list[int]:
@@ -36,6 +38,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--task",
         default=tasks.DEFAULT_TASK,
         help=f"built-in task: {', '.join(tasks.TASKS)} (default {tasks.DEFAULT_TASK})",
+    )
+    parser.add_argument(
+        "--suite",
+        help=f"run a grid of settings into one results file: {', '.join(tasks.SUITES)}, or "
+        "a task name (that task over the full grid's models and sizes); see README",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        help="parallel worker processes (default: the CPU count with --suite, else 1)",
     )
     parser.add_argument("--model", help="a user's int8 .tflite instead of a task (needs --dataset)")
     parser.add_argument(
@@ -80,7 +92,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
     import warnings
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -117,9 +128,17 @@ def run(args: argparse.Namespace) -> int:
     cfg.cm4 = not args.no_cm4
     cfg.scratch = not args.no_scratch
     start = time.perf_counter()
+    if args.suite:
+        if args.model or args.dataset:
+            raise UserError("--suite runs built-in tasks: drop --model and --dataset")
+        configs = tasks.suite_configs(args.suite, cfg)
+        jobs = args.jobs if args.jobs is not None else os.cpu_count() or 1
+        path = run_grid(configs, args.out, report=not args.no_report, jobs=jobs)
+        print(f"wrote {path}: {len(configs)} settings ({time.perf_counter() - start:.0f} s)")
+        return _report_failures(path)
     existed = args.out.exists()
     try:
-        path = run_bench(cfg, args.out, report=not args.no_report)
+        path = run_bench(cfg, args.out, report=not args.no_report, jobs=args.jobs or 1)
     except UserError:
         # Bad input found during the set-up: leave nothing behind, but never
         # remove a folder that holds results (a later run resumes them).
@@ -129,4 +148,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {path} ({time.perf_counter() - start:.0f} s)")
     if not args.no_report:
         print(f"report: {args.out / 'report.md'} and {args.out / 'report.html'}")
-    return 0
+    return _report_failures(path)
+
+
+def _report_failures(path: Path) -> int:
+    """Exit status 1 when a run failed (its error is in the results and the report)."""
+    failed = [
+        (setting_id, s)
+        for setting_id, setting in load_settings(path)
+        for s in setting.get("skipped", [])
+        if s.get("kind") == "error"
+    ]
+    for setting_id, s in failed:
+        seed = "" if s.get("seed") is None else f" seed {s['seed']}"
+        print(f"bench: {setting_id}: {s.get('method')}{seed} failed: {s.get('reason')}")
+    return 1 if failed else 0

@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,8 @@ TASKS: dict[str, TaskSpec] = {
     ),
 }
 DEFAULT_TASK = "animal-to-digits"
+# The architectures a task can be benchmarked with (models.build's names).
+ARCHS = ("mobilenet_v1", "mobilenet_v2", "tiny_cnn")
 
 
 @dataclass(frozen=True)
@@ -233,9 +235,13 @@ QUICK_METHODS = ("last_layer", "lora_r4", "sparse")
 
 @dataclass
 class BenchConfig:
-    """Everything that decides the numbers (its fingerprint keys the resumable results)."""
+    """Everything that decides the numbers (its fingerprints key the resumable results)."""
 
     task: str = DEFAULT_TASK
+    # The model and input size, when not the task's own (a suite's grid sets them).
+    arch: str | None = None
+    alpha: float | None = None
+    size: int | None = None
     model_path: str | None = None  # a user's int8 .tflite (with --dataset)
     dataset: str | None = None  # a user's dataset source (datasets.load_source)
     input_range: tuple[float, float] = (0.0, 1.0)  # of a user's model (built-ins know theirs)
@@ -264,6 +270,8 @@ class BenchConfig:
             raise UserError("no method to benchmark")
         if self.model_path is None and self.task not in TASKS:
             raise UserError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
+        if self.arch is not None and self.arch not in ARCHS:
+            raise UserError(f"unknown architecture {self.arch!r}; choose from {', '.join(ARCHS)}")
         if (self.model_path is None) != (self.dataset is None):
             raise UserError("--model and --dataset go together (a .tflite and its dataset)")
         if not self.seeds:
@@ -272,15 +280,47 @@ class BenchConfig:
             if int(getattr(self, name)) < 1:
                 raise UserError(f"{name.replace('_', '-')} must be at least 1")
 
-    def fingerprint(self) -> str:
+    def task_spec(self) -> TaskSpec:
+        """The built-in task with this configuration's model and input size."""
+        spec = TASKS[self.task]
+        changes = {k: getattr(self, k) for k in ("arch", "alpha", "size") if getattr(self, k)}
+        return replace(spec, **changes) if changes else spec
+
+    def setting_id(self) -> str:
+        """The setting's name in the results file: task, model and input size."""
+        if self.model_path is not None:
+            return f"user/{Path(self.model_path).name}"
+        spec = self.task_spec()
+        return f"{spec.name}/{spec.arch}-{spec.alpha:g}/{spec.size}"
+
+    def setting_fingerprint(self) -> str:
+        """What decides every run of the setting: the task's data and model, the
+        pretraining, the training length and batch (not which methods or seeds run)."""
         data = asdict(self)
-        data.pop("cm4")  # turning the M4 part on or off keeps the training runs valid
-        data.pop("scratch")
-        # A method's optimizer (its learning rate) decides its runs too: a changed recipe
-        # must not resume from runs made with the old one.
-        data["method_specs"] = {m: asdict(METHODS[m]) for m in self.methods if m in METHODS}
-        text = json.dumps(data, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        for name in ("methods", "seeds", "cm4", "scratch", "arch", "alpha", "size"):
+            data.pop(name)
+        if self.model_path is None:
+            data["task_spec"] = asdict(self.task_spec())
+        return _digest(data)
+
+    def run_fingerprint(self, method: str) -> str:
+        """What decides a run of `method` (any seed): the setting and the method's recipe
+        (the fields that train, not its label or description). "scratch" and "zero_shot"
+        depend on the setting alone; the Cortex-M4F count also on `cm4_samples`."""
+        if method in ("scratch", "zero_shot"):
+            return _digest({"setting": self.setting_fingerprint(), "baseline": method})
+        recipe = asdict(METHODS[method])
+        recipe.pop("label")
+        recipe.pop("description")
+        return _digest({"setting": self.setting_fingerprint(), "recipe": recipe})
+
+    def m4_fingerprint(self, method: str) -> str:
+        return _digest({"run": self.run_fingerprint(method), "cm4_samples": self.cm4_samples})
+
+
+def _digest(data: Any) -> str:
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def quick_config(**overrides: Any) -> BenchConfig:
@@ -299,6 +339,55 @@ def quick_config(**overrides: Any) -> BenchConfig:
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A grid of settings: tasks x models x input sizes, each with every method x seed."""
+
+    description: str
+    tasks: tuple[str, ...] = ()  # empty: every built-in task
+    models: tuple[tuple[str, float], ...] = ()  # (arch, alpha); empty: each task's own
+    sizes: tuple[int, ...] = ()  # empty: each task's own
+    # Sizes an architecture leaves out: its device RAM at that size exceeds the
+    # nRF52840's 256 KB with every method (see the README's suite section).
+    too_large: tuple[tuple[str, int], ...] = ()
+
+
+SUITE_MODELS = (("mobilenet_v1", 0.25), ("mobilenet_v2", 0.35))
+SUITES: dict[str, SuiteSpec] = {
+    "full": SuiteSpec(
+        "every built-in task x MobileNetV1 alpha 0.25 and MobileNetV2 alpha 0.35 x inputs "
+        "32, 64 and 96 (96 where it fits)",
+        models=SUITE_MODELS,
+        sizes=(32, 64, 96),
+        too_large=(("mobilenet_v2", 96),),
+    ),
+    "tasks": SuiteSpec("every built-in task with its own model and input size"),
+}
+
+
+def suite_configs(name: str, base: BenchConfig) -> list[BenchConfig]:
+    """The settings of suite `name` (a SUITES name, or a task name: that task over the
+    full suite's models and sizes), each a copy of `base` (methods, seeds, epochs...)."""
+    if name in SUITES:
+        suite = SUITES[name]
+    elif name in TASKS:
+        suite = replace(SUITES["full"], tasks=(name,))
+    else:
+        raise UserError(
+            f"unknown suite {name!r}; choose from {', '.join(SUITES)} or a task "
+            f"({', '.join(TASKS)})"
+        )
+    out = []
+    for task in suite.tasks or tuple(TASKS):
+        models = suite.models or ((TASKS[task].arch, TASKS[task].alpha),)
+        for arch, alpha in models:
+            for size in suite.sizes or (TASKS[task].size,):
+                if (arch, size) in suite.too_large:
+                    continue
+                out.append(replace(base, task=task, arch=arch, alpha=alpha, size=size))
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -345,7 +434,7 @@ def prepare_task(cfg: BenchConfig, cache_dir: Path, timing: dict[str, float]) ->
 
     if cfg.model_path is not None:
         return _user_task(cfg, timing)
-    task = TASKS[cfg.task]
+    task = cfg.task_spec()
     with timed(timing, "pretrain_s"):
         prepared = _pretrained_target_model(task, cfg, cache_dir)
     target = datasets.load_source(task.target, seed=0)
@@ -369,7 +458,9 @@ def prepare_task(cfg: BenchConfig, cache_dir: Path, timing: dict[str, float]) ->
 
     def builder() -> Any:
 
-        return models.build_mobilenet_v1(task.alpha, task.size, target.num_classes, task.channels)
+        return models.build(
+            task.arch, task.alpha, task.size, task.channels, target.num_classes, imagenet=False
+        )
 
     return TaskData(
         prepared["model"],
