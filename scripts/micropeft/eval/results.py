@@ -60,6 +60,7 @@ class RunRecord(_RunKeys, total=False):
     # fingerprint no longer matches is run again.
     fingerprint: str
     wall_s: float  # C run: the whole job (both trainings, evaluation, merge check)
+    cpu_s: float  # C run, scratch: the job's CPU time (every thread)
 
 
 class SkippedRecord(TypedDict, total=False):

@@ -129,6 +129,7 @@ def _context(setting: PreparedSetting, cache_dir: Path) -> _Context:
 
 def prepare_setting(cfg: BenchConfig, work_dir: Path, cache_dir: Path) -> PreparedSetting:
     """Pretrain (cached), convert, cache the prefix outputs and plan every method."""
+    cpu_start = time.process_time()
     timing: dict[str, float] = {}
     data = prepare_task(cfg, cache_dir, timing)
     graph = tflite_graph.graph_from_tflite(data.model)
@@ -149,6 +150,7 @@ def prepare_setting(cfg: BenchConfig, work_dir: Path, cache_dir: Path) -> Prepar
     costs = {name: method_costs(p, data.model, artifacts) for name, p in prepared.items()}
     by_fingerprint = {cfg.run_fingerprint(name): p for name, p in prepared.items()}
     _CONTEXTS[_context_key(cfg, split_tensors)] = _Context(data, graph, cache, by_fingerprint)
+    timing["prepare_cpu_s"] = time.process_time() - cpu_start
     return PreparedSetting(
         cfg,
         work_dir,
@@ -212,10 +214,11 @@ Job = tuple[str, int, str | None, int | None]
 
 def _run_job(
     job: Job, setting: PreparedSetting, cache_dir: Path, threads: int | None
-) -> tuple[Job, Any, float]:
-    """Run one job; returns (job, its result or the error text, wall seconds)."""
+) -> tuple[Job, Any, tuple[float, float]]:
+    """Run one job; returns (job, its result or the error text, (wall, CPU) seconds).
+    CPU time (every thread of the process) is what a loaded machine does not inflate."""
     _limit_threads(threads)
-    start = time.perf_counter()
+    start = time.perf_counter(), time.process_time()
     kind, _, method, seed = job
     try:
         ctx = _context(setting, cache_dir)
@@ -236,8 +239,12 @@ def _run_job(
             assert seed is not None
             result = scratch_run(ctx.data, cfg, seed)
     except Exception as error:  # noqa: BLE001 - recorded in the results; the others go on
-        return job, _error_text(error), time.perf_counter() - start
-    return job, result, time.perf_counter() - start
+        return job, _error_text(error), _elapsed(start)
+    return job, result, _elapsed(start)
+
+
+def _elapsed(start: tuple[float, float]) -> tuple[float, float]:
+    return time.perf_counter() - start[0], time.process_time() - start[1]
 
 
 # ---------------------------------------------------------------------------
@@ -343,12 +350,12 @@ def run_grid(
             ]
     bar = tqdm(total=len(work), desc="runs", unit="run", disable=not progress)
     calls = (delayed(_run_job)(job, prepared[job[1]], cache_dir, threads) for job in work)
-    for job, result, wall in parallel(calls) if jobs > 1 else map(_call, calls):
+    for job, result, times in parallel(calls) if jobs > 1 else map(_call, calls):
         kind, index, method, seed = job
         bar.set_postfix_str(
             f"{configs[index].setting_id()} {method or kind} {'' if seed is None else seed}"
         )
-        _record_job(settings[index], prepared[index], job, result, wall)
+        _record_job(settings[index], prepared[index], job, result, times)
         bar.update(1)
     bar.close()
 
@@ -389,12 +396,17 @@ def _record_prepared(s: SettingStore, p: PreparedSetting) -> None:
         timing[key] = round(value, 1)
 
 
-def _record_job(s: SettingStore, p: PreparedSetting, job: Job, result: Any, wall: float) -> None:
+def _record_job(
+    s: SettingStore, p: PreparedSetting, job: Job, result: Any, times: tuple[float, float]
+) -> None:
     kind, _, method, seed = job
     cfg = p.config
+    wall, cpu = times
     timing = s.data["setup"].setdefault("timing", {})
     timing_key = {"run": "fine_tuning_s", "m4": "cm4_s", "scratch": "scratch_s"}[kind]
     timing[timing_key] = round(timing.get(timing_key, 0.0) + wall, 1)
+    cpu_key = timing_key.replace("_s", "_cpu_s")
+    timing[cpu_key] = round(timing.get(cpu_key, 0.0) + cpu, 1)
     if isinstance(result, str):
         s.skip(method or kind, seed, "error", result)
         return
@@ -408,6 +420,7 @@ def _record_job(s: SettingStore, p: PreparedSetting, job: Job, result: Any, wall
         for run in (c_run, tf_run):
             run["fingerprint"] = cfg.run_fingerprint(method)
         c_run["wall_s"] = round(wall, 2)
+        c_run["cpu_s"] = round(cpu, 2)
         s.data["runs"] = [r for r in s.data["runs"] if r.get("key") != c_run["key"]]
         s.data["runs"].append(c_run)
         s.add_run(tf_run)
@@ -422,6 +435,7 @@ def _record_job(s: SettingStore, p: PreparedSetting, job: Job, result: Any, wall
         s.set_method(method, info)
     else:
         result["fingerprint"] = cfg.run_fingerprint("scratch")
+        result["cpu_s"] = round(cpu, 2)
         s.add_run(result)
 
 
