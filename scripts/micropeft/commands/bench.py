@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--jobs",
         type=int,
-        help="parallel worker processes (default: the CPU count with --suite, else 1)",
+        help="parallel worker processes (default: the CPU count)",
     )
     parser.add_argument("--model", help="a user's int8 .tflite instead of a task (needs --dataset)")
     parser.add_argument(
@@ -60,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--methods",
-        help=f"comma-separated subset of: {', '.join(tasks.METHODS)} (default: all)",
+        help=f"comma-separated subset of: {', '.join(tasks.METHODS)} (default: all but the "
+        "*_lean variants)",
     )
     parser.add_argument("--seeds", type=int, help="number of seeds (default 3)")
     d = tasks.BenchConfig()
@@ -128,17 +129,17 @@ def run(args: argparse.Namespace) -> int:
     cfg.cm4 = not args.no_cm4
     cfg.scratch = not args.no_scratch
     start = time.perf_counter()
+    jobs = args.jobs if args.jobs is not None else os.cpu_count() or 1
     if args.suite:
         if args.model or args.dataset:
             raise UserError("--suite runs built-in tasks: drop --model and --dataset")
         configs = tasks.suite_configs(args.suite, cfg)
-        jobs = args.jobs if args.jobs is not None else os.cpu_count() or 1
         path = run_grid(configs, args.out, report=not args.no_report, jobs=jobs)
         print(f"wrote {path}: {len(configs)} settings ({time.perf_counter() - start:.0f} s)")
         return _report_failures(path)
     existed = args.out.exists()
     try:
-        path = run_bench(cfg, args.out, report=not args.no_report, jobs=args.jobs or 1)
+        path = run_bench(cfg, args.out, report=not args.no_report, jobs=jobs)
     except UserError:
         # Bad input found during the set-up: leave nothing behind, but never
         # remove a folder that holds results (a later run resumes them).

@@ -69,6 +69,7 @@ from micropeft.eval.train import (
     zero_shot_run,
 )
 from micropeft.files import write_atomic
+from micropeft.host import native
 from micropeft.prep import tflite_graph
 
 # ---------------------------------------------------------------------------
@@ -225,8 +226,9 @@ def _run_job(
         cfg = setting.config
         if kind == "run":
             assert method is not None and seed is not None
+            merge_check = seed == min(cfg.seeds)  # one seed per method: the merged table
             result: Any = train_pair(
-                ctx.method(cfg, method), ctx.data.model, ctx.cache, ctx.data, cfg, seed
+                ctx.method(cfg, method), ctx.data.model, ctx.cache, ctx.data, cfg, seed, merge_check
             )
         elif kind == "m4":
             assert method is not None
@@ -305,6 +307,8 @@ def run_grid(
             )
     store.save()
     threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
+    if jobs > 1:
+        native.build_host()  # here, once: workers that build it at the same time would race
     parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
 
     # Settings that share a pretrained model are prepared by one job, so it trains once.
@@ -345,8 +349,9 @@ def run_grid(
                 if n in p.costs and not s.method(n).get("m4")
             ]
         if cfg.scratch and p.scratch:
+            seeds = cfg.seeds[: cfg.scratch_seeds]
             work += [
-                ("scratch", index, None, seed) for seed in cfg.seeds if not s.has(f"scratch/{seed}")
+                ("scratch", index, None, seed) for seed in seeds if not s.has(f"scratch/{seed}")
             ]
     bar = tqdm(total=len(work), desc="runs", unit="run", disable=not progress)
     calls = (delayed(_run_job)(job, prepared[job[1]], cache_dir, threads) for job in work)
