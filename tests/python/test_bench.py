@@ -6,7 +6,6 @@ same firmware, and the report files' content."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from micropeft.eval import cm4, tasks, train
+from micropeft.eval.results import load_results
 from micropeft.host import runtime
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def quick(tmp_path_factory):
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     elapsed = time.perf_counter() - start
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    results = json.loads((out / "results.json").read_text())
+    results = load_results(out / "results.json")
     return {"out": out, "results": results, "cmd": cmd, "env": env, "elapsed": elapsed}
 
 
@@ -210,12 +210,12 @@ def test_report_is_written_and_self_contained(quick):
 
 def test_rerun_resumes_without_training_again(quick):
     out = quick["out"]
-    before = json.loads((out / "results.json").read_text())["runs"]
+    before = load_results(out / "results.json")["runs"]
     result = subprocess.run(
         quick["cmd"], cwd=REPO, env=quick["env"], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    after = json.loads((out / "results.json").read_text())["runs"]
+    after = load_results(out / "results.json")["runs"]
     # the finished runs are kept as they were (a new training run would change step_ms)
     key = lambda r: r["key"]  # noqa: E731
     assert sorted(before, key=key) == sorted(after, key=key)

@@ -12,7 +12,7 @@ import pytest
 from micropeft.errors import UserError
 from micropeft.eval.conclusions import conclusions
 from micropeft.eval.render import write_report
-from micropeft.eval.results import RESULTS_SCHEMA, load_results
+from micropeft.eval.results import RESULTS_SCHEMA, load_results, results_file
 from micropeft.eval.summary import Stat, pareto_front, summarize
 
 
@@ -143,7 +143,7 @@ def test_conclusions_follow_the_numbers(results):
 
 def test_report_files_are_self_contained(results, tmp_path):
     path = tmp_path / "results.json"
-    path.write_text(json.dumps(results))
+    path.write_text(json.dumps(results_file({"toy": results})))
     md_path, html_path = write_report(path)
     md = md_path.read_text()
     page = html_path.read_text()
@@ -187,7 +187,7 @@ def test_first_step_difference_and_optimizers_come_from_the_runs(results, tmp_pa
     # the worst run: BitFit seed 2, 2.5e-5 x 3
     assert "differ by at most 7.5e-05 (relative to each array's largest value, or 0.001 if" in text
     path = tmp_path / "results.json"
-    path.write_text(json.dumps(results))
+    path.write_text(json.dumps(results_file({"toy": results})))
     md = write_report(path)[0].read_text()
     assert "**Head**: Head as configured; Adam, lr 0.01" in md
     assert "**Full**: Full as configured; SGD (momentum 0.9), lr 0.002" in md

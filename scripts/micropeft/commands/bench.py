@@ -4,6 +4,7 @@ write results.json, results.csv and the report."""
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import time
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 from micropeft.commands import input_range_beside, output_folder, read_tflite, whole_model
 from micropeft.errors import UserError
 from micropeft.eval import tasks
-from micropeft.eval.run import run_bench
+from micropeft.eval.results import load_settings
+from micropeft.eval.run import run_bench, run_grid
 from micropeft.eval.sweep import run_sweep
 
 
@@ -39,6 +41,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"built-in task: {', '.join(tasks.TASKS)} (default {tasks.DEFAULT_TASK})",
     )
     parser.add_argument(
+        "--suite",
+        help=f"run a grid of settings into one results file: {', '.join(tasks.SUITES)}, or "
+        "a task name (that task over the full grid's models and sizes); see README",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        help="parallel worker processes (default: the CPU count)",
+    )
+    parser.add_argument(
         "--model",
         help="instead of a task: prepare-model's --out folder (its full.tflite) or a whole "
         "int8 .tflite (needs --dataset)",
@@ -55,7 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--methods",
-        help=f"comma-separated subset of: {', '.join(tasks.METHODS)} (default: all)",
+        help=f"comma-separated subset of: {', '.join(tasks.METHODS)} (default: all but the "
+        "*_lean variants)",
     )
     parser.add_argument("--seeds", type=int, help="number of seeds (default 3)")
     d = tasks.BenchConfig()
@@ -140,13 +153,21 @@ def run(args: argparse.Namespace) -> int:
     # Bad input above answers at once; TensorFlow starts here, its start-up chatter muted.
     start_tensorflow_quietly()
     start = time.perf_counter()
+    jobs = args.jobs if args.jobs is not None else os.cpu_count() or 1
+    if args.suite:
+        if args.model or args.dataset:
+            raise UserError("--suite runs built-in tasks: drop --model and --dataset")
+        configs = tasks.suite_configs(args.suite, cfg)
+        path = run_grid(configs, args.out, report=not args.no_report, jobs=jobs)
+        print(f"wrote {path}: {len(configs)} settings ({time.perf_counter() - start:.0f} s)")
+        return _report_failures(path)
     existed = args.out.exists()
     try:
         if args.sweep:
             table = run_sweep(cfg, args.out)
             print(f"wrote {table} ({time.perf_counter() - start:.0f} s)")
             return 0
-        path = run_bench(cfg, args.out, report=not args.no_report)
+        path = run_bench(cfg, args.out, report=not args.no_report, jobs=jobs)
     except UserError:
         # Bad input found during the set-up: leave nothing behind, but never
         # remove a folder that holds results (a later run resumes them).
@@ -156,4 +177,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {path} ({time.perf_counter() - start:.0f} s)")
     if not args.no_report:
         print(f"report: {args.out / 'report.md'} and {args.out / 'report.html'}")
-    return 0
+    return _report_failures(path)
+
+
+def _report_failures(path: Path) -> int:
+    """Exit status 1 when a run failed (its error is in the results and the report)."""
+    failed = [
+        (setting_id, s)
+        for setting_id, setting in load_settings(path)
+        for s in setting.get("skipped", [])
+        if s.get("kind") == "error"
+    ]
+    for setting_id, s in failed:
+        seed = "" if s.get("seed") is None else f" seed {s['seed']}"
+        print(f"bench: {setting_id}: {s.get('method')}{seed} failed: {s.get('reason')}")
+    return 1 if failed else 0

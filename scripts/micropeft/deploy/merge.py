@@ -570,16 +570,18 @@ def _round_weights(
     it), which also removes the rounding's mean error (bias correction). `gram` is
     [d + 1, d + 1] shared by all rows, or one per row [out, d + 1, d + 1]."""
     out, d = w.shape
-    grams = np.broadcast_to(gram, (out, d + 1, d + 1)) if gram.ndim == 2 else gram
-    g = np.array(grams, np.float64)
+    # A Gram matrix shared by all rows is damped, inverted and factored once (the same
+    # matrix for every row: the same factor), not once per row.
+    g = np.array(gram[None] if gram.ndim == 2 else gram, np.float64)
     diag = np.einsum("oii->oi", g)
     damp = 0.01 * np.mean(diag[:, :d], axis=1, keepdims=True) + 1e-12
     g[:, np.arange(d + 1), np.arange(d + 1)] += np.concatenate(
-        [np.broadcast_to(damp, (out, d)), np.zeros((out, 1))], axis=1
+        [np.broadcast_to(damp, (len(g), d)), np.zeros((len(g), 1))], axis=1
     )
     # Upper Cholesky factor of the inverse: inv(G) = U^T U.
     inv = np.linalg.inv(g)
     upper = np.transpose(np.linalg.cholesky(inv), (0, 2, 1))
+    upper = np.broadcast_to(upper, (out, d + 1, d + 1))
     work = np.concatenate([w, b[:, None]], axis=1).astype(np.float64)
     q = np.zeros((out, d))
     s = scales.astype(np.float64)

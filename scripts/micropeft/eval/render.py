@@ -30,7 +30,7 @@ from micropeft.eval.budget import (
 )
 from micropeft.eval.conclusions import conclusions
 from micropeft.eval.plots import plot_accuracy_vs_ram, plot_costs, plot_learning_curves
-from micropeft.eval.results import ResultsFile, load_results, optimizer_text
+from micropeft.eval.results import ResultsFile, load_settings, optimizer_text
 from micropeft.eval.summary import (
     MethodSummary,
     Stat,
@@ -408,12 +408,6 @@ def merged_table(results: ResultsFile, summaries: Sequence[MethodSummary]) -> Ta
     )
 
 
-def setting_label(results: ResultsFile) -> str:
-    """How a setting (task, model, resolution) is named in the cross-setting summary."""
-    task = results.get("setup", {}).get("task", {})
-    return str(task.get("name") or results["config"].get("task", "?"))
-
-
 def build_document(results: ResultsFile) -> list[Block]:
     summaries = summarize(results)
     blocks: list[Block] = [Heading(1, "micropeft benchmark: PEFT methods on a microcontroller")]
@@ -629,16 +623,71 @@ def build_document(results: ResultsFile) -> list[Block]:
     return blocks
 
 
-def write_report(results_path: Path, out_dir: Path | None = None) -> tuple[Path, Path]:
-    """Write report.md (+ report_files/*.png) and report.html into `out_dir`."""
-    results = load_results(results_path)
-    out_dir = out_dir or results_path.parent
-    blocks = build_document(results)
-    # One setting per results file today: the cross-setting summary has nothing to rank.
-    blocks += cross_setting_blocks([(setting_label(results), results)])
+def skipped_blocks(results: ResultsFile) -> list[Block]:
+    """What did not run in this setting, and why (a recipe that matches no layer of the
+    model, a run that failed)."""
+    skipped = results.get("skipped", [])
+    if not skipped:
+        return []
+    items = []
+    for s in skipped:
+        name = s.get("method", "?")
+        label = results["methods"].get(name, {}).get("label") or name
+        seed = "" if s.get("seed") is None else f" seed {s['seed']}"
+        what = "skipped" if s.get("kind") == "no-match" else "failed"
+        items.append(f"**{label}**{seed} {what}: {s.get('reason', '')}")
+    return [Heading(2, "Skipped"), Bullets(items)]
+
+
+def _write_document(blocks: list[Block], out_dir: Path) -> tuple[Path, Path]:
     md = render_markdown(blocks, out_dir / "report_files", "report_files")
     page = render_html(blocks, "micropeft benchmark report")
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     write_atomic(md_path, md.encode())
     write_atomic(html_path, page.encode())
     return md_path, html_path
+
+
+def write_report(results_path: Path, out_dir: Path | None = None) -> tuple[Path, Path]:
+    """Write report.md (+ report_files/*.png) and report.html into `out_dir`; for a file
+    of several settings (a suite), one report per setting in <out_dir>/<setting id>/ and
+    an index of them in `out_dir`."""
+    settings = load_settings(results_path)
+    out_dir = out_dir or results_path.parent
+    if len(settings) == 1:
+        results = settings[0][1]
+        return _write_document(build_document(results) + skipped_blocks(results), out_dir)
+    rows = []
+    for setting_id, results in settings:
+        folder = setting_id.replace("/", "_")
+        if results["runs"]:
+            _write_document(build_document(results) + skipped_blocks(results), out_dir / folder)
+        best = max(
+            (s for s in summarize(results) if s.acc_c.values),
+            key=lambda s: s.acc_c.mean,
+            default=None,
+        )
+        rows.append(
+            [
+                setting_id,
+                str(len(results["config"].get("methods", []))),
+                f"{best.label}, {best.acc_c.pct()} %" if best else "n/a",
+                str(len(results.get("skipped", []))),
+                f"`{folder}/report.html`" if results["runs"] else "none",
+            ]
+        )
+    blocks: list[Block] = [
+        Heading(1, "micropeft benchmark suite"),
+        Paragraph(
+            "One report per setting (task, model, input size), each as a single-task bench "
+            "writes it; the C runtime's accuracy over seeds."
+        ),
+        Table(["Setting", "Methods", "Most accurate (C)", "Skipped", "Report"], rows),
+    ]
+    blocks += cross_setting_blocks([(sid, r) for sid, r in settings if r["runs"]])
+    for setting_id, results in settings:
+        for block in skipped_blocks(results):
+            if isinstance(block, Heading):
+                block = Heading(3, f"Skipped in {setting_id}")
+            blocks.append(block)
+    return _write_document(blocks, out_dir)

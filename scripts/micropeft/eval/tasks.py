@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,8 @@ TASKS: dict[str, TaskSpec] = {
     ),
 }
 DEFAULT_TASK = "animal-to-digits"
+# The architectures a task can be benchmarked with (models.build's names).
+ARCHS = ("mobilenet_v1", "mobilenet_v2", "tiny_cnn")
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,10 @@ BENCH_RECIPES = (
     "bitfit_int8bwd",
 )
 METHODS: dict[str, MethodSpec] = {name: MethodSpec.from_recipe(name) for name in BENCH_RECIPES}
+# What bench runs unless told (--methods): every method family, without the per-sample
+# `*_lean` variants (update "layer", one sample per step: 60-100 s of CPU per seed each on
+# the default task, measured, against 15 s for LoRA r=4), which `--methods` still runs.
+DEFAULT_METHODS = tuple(name for name in BENCH_RECIPES if METHODS[name].update != "layer")
 # How each method's optimizer and learning rate were chosen: `micropeft bench --sweep`
 # (eval/sweep.py) trains every method in the C runtime with each optimizer and rate of its
 # grid on a validation split carved from the target's TRAINING split (never the test split)
@@ -219,23 +225,31 @@ QUICK_METHODS = ("last_layer", "lora_r4", "sparse")
 
 @dataclass
 class BenchConfig:
-    """Everything that decides the numbers (its fingerprint keys the resumable results)."""
+    """Everything that decides the numbers (its fingerprints key the resumable results)."""
 
     task: str = DEFAULT_TASK
+    # The model and input size, when not the task's own (a suite's grid sets them).
+    arch: str | None = None
+    alpha: float | None = None
+    size: int | None = None
     model_path: str | None = None  # a user's int8 .tflite (with --dataset)
     dataset: str | None = None  # a user's dataset source (datasets.load_source)
     input_range: tuple[float, float] = (0.0, 1.0)  # of a user's model (built-ins know theirs)
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     epochs: int = 5
     batch_size: int = 16
-    # Of digits' 1,258 training and 539 test samples (test fraction 0.3): as many as the
-    # 10-minute budget on 2 cores allows (fine-tuning time grows with train_samples x epochs).
+    # Of digits' 1,258 training and 539 test samples (test fraction 0.3): `make bench` must
+    # finish within 10 minutes on 2 cores from a cold cache (fine-tuning time grows with
+    # train_samples x epochs; README, "The benchmark", has the measured times).
     train_samples: int = 1000
     test_samples: int = 500
     test_fraction: float = 0.3
     pretrain_epochs: int = 12  # prepare-model's default: both share the pretraining cache
     scratch: bool = True
+    # Seeds of the from-scratch baseline (the first ones of `seeds`): a whole-network Keras
+    # training, about 80 s of CPU per seed on the default task.
+    scratch_seeds: int = 1
     cm4: bool = True
     cm4_samples: int = 16
     quick: bool = False
@@ -250,6 +264,8 @@ class BenchConfig:
             raise UserError("no method to benchmark")
         if self.model_path is None and self.task not in TASKS:
             raise UserError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
+        if self.arch is not None and self.arch not in ARCHS:
+            raise UserError(f"unknown architecture {self.arch!r}; choose from {', '.join(ARCHS)}")
         if (self.model_path is None) != (self.dataset is None):
             raise UserError("--model and --dataset go together (a .tflite and its dataset)")
         if not self.seeds:
@@ -263,15 +279,56 @@ class BenchConfig:
         task = TASKS.get(self.task)
         return self.pretrain_epochs * (task.pretrain_epoch_factor if task else 1)
 
-    def fingerprint(self) -> str:
+    def task_spec(self) -> TaskSpec:
+        """The built-in task with this configuration's model and input size."""
+        spec = TASKS[self.task]
+        changes = {k: getattr(self, k) for k in ("arch", "alpha", "size") if getattr(self, k)}
+        return replace(spec, **changes) if changes else spec
+
+    def setting_id(self) -> str:
+        """The setting's name in the results file: task, model and input size."""
+        if self.model_path is not None:
+            return f"user/{Path(self.model_path).name}"
+        spec = self.task_spec()
+        return f"{spec.name}/{spec.arch}-{spec.alpha:g}/{spec.size}"
+
+    def setting_fingerprint(self) -> str:
+        """What decides every run of the setting: the task's data and model, the
+        pretraining, the training length and batch (not which methods or seeds run)."""
         data = asdict(self)
-        data.pop("cm4")  # turning the M4 part on or off keeps the training runs valid
-        data.pop("scratch")
-        # A method's optimizer (its learning rate) decides its runs too: a changed recipe
-        # must not resume from runs made with the old one.
-        data["method_specs"] = {m: asdict(METHODS[m]) for m in self.methods if m in METHODS}
-        text = json.dumps(data, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        for name in (
+            "methods",
+            "seeds",
+            "cm4",
+            "scratch",
+            "scratch_seeds",
+            "arch",
+            "alpha",
+            "size",
+        ):
+            data.pop(name)
+        if self.model_path is None:
+            data["task_spec"] = asdict(self.task_spec())
+        return _digest(data)
+
+    def run_fingerprint(self, method: str) -> str:
+        """What decides a run of `method` (any seed): the setting and the method's recipe
+        (the fields that train, not its label or description). "scratch" and "zero_shot"
+        depend on the setting alone; the Cortex-M4F count also on `cm4_samples`."""
+        if method in ("scratch", "zero_shot"):
+            return _digest({"setting": self.setting_fingerprint(), "baseline": method})
+        recipe = asdict(METHODS[method])
+        recipe.pop("label")
+        recipe.pop("description")
+        return _digest({"setting": self.setting_fingerprint(), "recipe": recipe})
+
+    def m4_fingerprint(self, method: str) -> str:
+        return _digest({"run": self.run_fingerprint(method), "cm4_samples": self.cm4_samples})
+
+
+def _digest(data: Any) -> str:
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def quick_config(**overrides: Any) -> BenchConfig:
@@ -290,6 +347,55 @@ def quick_config(**overrides: Any) -> BenchConfig:
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A grid of settings: tasks x models x input sizes, each with every method x seed."""
+
+    description: str
+    tasks: tuple[str, ...] = ()  # empty: every built-in task
+    models: tuple[tuple[str, float], ...] = ()  # (arch, alpha); empty: each task's own
+    sizes: tuple[int, ...] = ()  # empty: each task's own
+    # Sizes an architecture leaves out: its device RAM at that size exceeds the
+    # nRF52840's 256 KB with every method (see the README's suite section).
+    too_large: tuple[tuple[str, int], ...] = ()
+
+
+SUITE_MODELS = (("mobilenet_v1", 0.25), ("mobilenet_v2", 0.35))
+SUITES: dict[str, SuiteSpec] = {
+    "full": SuiteSpec(
+        "every built-in task x MobileNetV1 alpha 0.25 and MobileNetV2 alpha 0.35 x inputs "
+        "32, 64 and 96 (96 where it fits)",
+        models=SUITE_MODELS,
+        sizes=(32, 64, 96),
+        too_large=(("mobilenet_v2", 96),),
+    ),
+    "tasks": SuiteSpec("every built-in task with its own model and input size"),
+}
+
+
+def suite_configs(name: str, base: BenchConfig) -> list[BenchConfig]:
+    """The settings of suite `name` (a SUITES name, or a task name: that task over the
+    full suite's models and sizes), each a copy of `base` (methods, seeds, epochs...)."""
+    if name in SUITES:
+        suite = SUITES[name]
+    elif name in TASKS:
+        suite = replace(SUITES["full"], tasks=(name,))
+    else:
+        raise UserError(
+            f"unknown suite {name!r}; choose from {', '.join(SUITES)} or a task "
+            f"({', '.join(TASKS)})"
+        )
+    out = []
+    for task in suite.tasks or tuple(TASKS):
+        models = suite.models or ((TASKS[task].arch, TASKS[task].alpha),)
+        for arch, alpha in models:
+            for size in suite.sizes or (TASKS[task].size,):
+                if (arch, size) in suite.too_large:
+                    continue
+                out.append(replace(base, task=task, arch=arch, alpha=alpha, size=size))
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -336,7 +442,7 @@ def prepare_task(cfg: BenchConfig, cache_dir: Path, timing: dict[str, float]) ->
 
     if cfg.model_path is not None:
         return _user_task(cfg, timing)
-    task = TASKS[cfg.task]
+    task = cfg.task_spec()
     with timed(timing, "pretrain_s"):
         prepared = _pretrained_target_model(task, cfg, cache_dir)
     shape = task.input_shape
@@ -361,7 +467,7 @@ def prepare_task(cfg: BenchConfig, cache_dir: Path, timing: dict[str, float]) ->
     def builder() -> Any:
 
         return models.build(
-            task.arch, task.alpha, task.size, task.channels, target.num_classes, False
+            task.arch, task.alpha, task.size, task.channels, target.num_classes, imagenet=False
         )
 
     return TaskData(

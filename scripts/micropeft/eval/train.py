@@ -185,6 +185,7 @@ def train_pair(
     data: TaskData,
     cfg: BenchConfig,
     seed: int,
+    merge_check: bool = True,
 ) -> tuple[RunRecord, RunRecord, dict[str, Any]]:
     """Train the method with the C runtime and the TF reference side by side.
 
@@ -321,11 +322,13 @@ def train_pair(
             }
         )
 
-    # The state as the device would save it, folded into a standard int8 .tflite.
-    out[0]["merged"] = merge.check_against_runtime(
-        model, laid, trainer.export_state(), data.x_train[: merge.CALIBRATION_SAMPLES],
-        data.x_test, pred_c, data.y_test,
-    )  # fmt: skip
+    # The state as the device would save it, folded into a standard int8 .tflite
+    # (merge_check: bench checks one seed per method, the check costs a third of a run).
+    if merge_check:
+        out[0]["merged"] = merge.check_against_runtime(
+            model, laid, trainer.export_state(), data.x_train[: merge.CALIBRATION_SAMPLES],
+            data.x_test, pred_c, data.y_test,
+        )  # fmt: skip
     memory = {
         "arena_train": int(trainer.arena_size("train")),
         "arena_infer": int(trainer.arena_size("infer")),
