@@ -246,7 +246,7 @@ def _table_rows(md, header_start):
 
 def test_budget_table_names_the_most_accurate_method_that_fits(results, tmp_path):
     path = tmp_path / "results.json"
-    path.write_text(json.dumps(results))
+    path.write_text(json.dumps(results_file({"toy": results})))
     md = write_report(path)[0].read_text()
     rows = _table_rows(md, "| budget (KiB)")
     # device RAM: Head 60, LoRA 100, BitFit 120, Full 300 KiB; accuracy Head 52, BitFit 61,
