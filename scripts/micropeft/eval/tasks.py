@@ -394,7 +394,10 @@ def suite_configs(name: str, base: BenchConfig) -> list[BenchConfig]:
             for size in suite.sizes or (TASKS[task].size,):
                 if (arch, size) in suite.too_large:
                     continue
-                out.append(replace(base, task=task, arch=arch, alpha=alpha, size=size))
+                # A series task (a 1-D net) runs the same model families with (k, 1) kernels.
+                series = TASKS[task].arch.endswith("_1d") and not arch.endswith("_1d")
+                model = f"{arch}_1d" if series else arch
+                out.append(replace(base, task=task, arch=model, alpha=alpha, size=size))
     return out
 
 
