@@ -62,14 +62,16 @@ def test_random_graph_gradients_and_step_match_tensorflow(seed):
         expected = ref.gradients(xf, labels)
         got = trainer.gradients()
         assert set(got) == set(expected)
+        # 2e-4 of the array's scale: TensorFlow sums in another order on another CPU
+        # (seen: 1.34e-4 for seed 108 on an AMD EPYC with TF 2.21, under 1e-4 elsewhere).
         for key in expected:
-            _close(got[key] / 3, expected[key])
+            _close(got[key] / 3, expected[key], rtol=2e-4)
         tf_loss = ref.train_batch(xf, labels)
         assert c_loss == pytest.approx(tf_loss, rel=1e-4, abs=1e-6)
         trainer.step()
         params = trainer.parameters()
         for key, value in ref.parameters().items():
-            _close(params[key], value)
+            _close(params[key], value, rtol=2e-4)
         assert not any(g.any() for g in trainer.gradients().values())  # zeroed by step
 
 

@@ -303,7 +303,8 @@ def run_grid(
                 f"bench: {s.setting_id}: {s.discarded} earlier run(s) made with another "
                 "configuration or recipe discarded"
             )
-    store.save()
+    if any(s.discarded for s in settings):
+        store.save()
     threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
     if jobs > 1:
         native.build_host()  # here, once: workers that build it at the same time would race
@@ -318,7 +319,14 @@ def run_grid(
             (index, cfg, work_dir)
         )
     prepared: dict[int, PreparedSetting] = {}
-    bar = tqdm(total=len(configs), desc="preparing", unit="setting", disable=not progress)
+    # One setting (a plain bench) prints its own preparation lines; a bar would only
+    # stand in front of them (and of a bad-input error).
+    bar = tqdm(
+        total=len(configs),
+        desc="preparing",
+        unit="setting",
+        disable=not progress or len(configs) < 2,
+    )
     calls = (delayed(_prepare_job)(group, cache_dir, threads, suite) for group in groups.values())
     for finished in parallel(calls) if jobs > 1 else map(_call, calls):
         for index, result in finished:
