@@ -181,6 +181,18 @@ def _label_totals(ax: Any, x: np.ndarray, totals: Sequence[float], texts: Sequen
     ax.set_ylim(0, 1.25 * top)
 
 
+def _legend_above(ax: Any, title: str) -> None:
+    """A stacked-bar panel's legend above its axes, where no bar or total label is."""
+    ax.legend(
+        title=title,
+        fontsize=8,
+        title_fontsize=8,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=3,
+    )
+
+
 def plot_costs(summaries: Sequence[MethodSummary]) -> bytes:
     return _figure_png(lambda fig: draw_costs(fig, summaries), (12, 5.5))
 
@@ -198,14 +210,7 @@ def draw_costs(fig: Any, summaries: Sequence[MethodSummary]) -> None:
     _label_totals(ax, x, list(bottom), [f"{v:.1f}" for v in bottom])
     ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("training arena (KiB)")
-    ax.legend(
-        title="training arena by part (planner); total above each bar",
-        fontsize=8,
-        title_fontsize=8,
-        loc="lower center",
-        bbox_to_anchor=(0.5, 1.0),
-        ncol=3,
-    )
+    _legend_above(ax, "training arena by part (planner); total above each bar")
     ax = fig.add_subplot(1, 2, 2)
     bottom = np.zeros(len(summaries))
     for k, part in enumerate(("forward", "backward", "optimizer")):
@@ -227,14 +232,7 @@ def draw_costs(fig: Any, summaries: Sequence[MethodSummary]) -> None:
     _label_totals(ax, x, list(bottom), texts)
     ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("Cortex-M4F instructions per step (millions)")
-    ax.legend(
-        title="compute per training step (QEMU count); total above each bar",
-        fontsize=8,
-        title_fontsize=8,
-        loc="lower center",
-        bbox_to_anchor=(0.5, 1.0),
-        ncol=3,
-    )
+    _legend_above(ax, "compute per training step (QEMU count); total above each bar")
     fig.tight_layout()
 
 
