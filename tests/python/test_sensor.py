@@ -305,12 +305,17 @@ def _tiny_1d_keras_model():
 def tiny_1d():
     """The int8 1-D model, 12 samples and their labels (test_training_equivalence's form)."""
     tf.keras.utils.set_random_seed(0)
-    model = _tiny_1d_keras_model()
+    return _int8_with_samples(_tiny_1d_keras_model(), (20, 1, 7))
+
+
+def _int8_with_samples(model, sample_shape):
+    """The model with a sharpened head (confident logits) converted to int8 on 32 random
+    samples, and 12 of them with random labels of its 4 classes."""
     head = model.get_layer("logits")
     kernel, bias = head.get_weights()
     head.set_weights([kernel * 10.0, np.linspace(-0.3, 0.3, bias.size).astype(np.float32)])
     rng = np.random.default_rng(0)
-    samples = rng.uniform(0, 1, (32, 20, 1, 7)).astype(np.float32)
+    samples = rng.uniform(0, 1, (32, *sample_shape)).astype(np.float32)
     labels = rng.integers(0, 4, len(samples)).astype(np.int32)
     return convert.to_int8_tflite(model, samples), samples[:12], labels[:12]
 
@@ -354,14 +359,7 @@ def _tiny_conv1d_keras_model(length: int = 24, channels: int = 5):
 @pytest.fixture(scope="module")
 def tiny_conv1d():
     tf.keras.utils.set_random_seed(0)
-    model = _tiny_conv1d_keras_model()
-    head = model.get_layer("logits")
-    kernel, bias = head.get_weights()
-    head.set_weights([kernel * 10.0, np.linspace(-0.3, 0.3, bias.size).astype(np.float32)])
-    rng = np.random.default_rng(0)
-    samples = rng.uniform(0, 1, (32, 1, 24, 5)).astype(np.float32)  # (1, T, C) rows
-    labels = rng.integers(0, 4, len(samples)).astype(np.int32)
-    return convert.to_int8_tflite(model, samples), samples[:12], labels[:12]
+    return _int8_with_samples(_tiny_conv1d_keras_model(), (1, 24, 5))  # (1, T, C) rows
 
 
 def test_keras_conv1d_model_reads_as_a_row_of_2d_convs(tiny_conv1d):
