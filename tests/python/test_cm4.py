@@ -6,6 +6,8 @@ per iteration), arm-none-eabi-size's own Berkeley totals, and the linker's
 from __future__ import annotations
 
 import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -132,6 +134,34 @@ def test_runtime_library_compiles_for_cortex_m4(build_dir):
         ["arm-none-eabi-readelf", "-A", library.objects[0]], capture_output=True, text=True
     ).stdout
     assert "Tag_ABI_VFP_args: VFP registers" in attrs
+
+
+def test_runtime_build_waits_for_another_process_building_it(tmp_path):
+    """bench's workers build the same cached archive at once: a second build must wait for
+    the first (it once archived objects the other was still writing: 'file format not
+    recognized' at link time)."""
+    key_dir = cm4.build_runtime(tmp_path / "first").archive.parent.name
+    shared = tmp_path / "shared"
+    builder = [
+        sys.executable,
+        "-c",
+        f"from pathlib import Path; from micropeft.eval import cm4; "
+        f"cm4.build_runtime(Path({str(shared)!r}))",
+    ]
+    with cm4._build_lock(shared / key_dir):
+        process = subprocess.Popen(builder)
+        time.sleep(3.0)
+        started = list((shared / key_dir).glob("*.o"))
+        still_waiting = process.poll() is None
+    assert process.wait(timeout=600) == 0
+    assert still_waiting and not started
+    members = subprocess.run(
+        ["arm-none-eabi-ar", "t", shared / key_dir / "libpeft.a"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(members) == len(cm4.runtime_sources())
 
 
 def test_int8_path_smlad_equals_plain_c_on_the_m4(build_dir):

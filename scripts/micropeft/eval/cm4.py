@@ -16,13 +16,15 @@ states or bus contention, reported beside the exact instruction counts.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -115,20 +117,35 @@ class Cm4BuildError(UserError):
 # Plugin
 
 
+@contextlib.contextmanager
+def _build_lock(out_dir: Path) -> Iterator[None]:
+    """Hold out_dir's lock file: bench's worker processes build the same cached library at once,
+    and one must not archive objects another is still writing."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def build_plugin(build_dir: Path | None = None) -> Path:
     """Compile the instruction-count plugin with the host compiler (cached)."""
     out_dir = (build_dir or default_build_dir()) / "plugin"
-    out_dir.mkdir(parents=True, exist_ok=True)
     sources = [PLUGIN_SOURCE, PLUGIN_SOURCE.with_name("qemu_plugin_v1.h")]
     key = _digest(sources, ["plugin-v2"])
     library = out_dir / f"libpeft_icount-{key[:12]}.so"
-    if not library.is_file():
-        tmp = out_dir / f".{library.name}.tmp"
-        _run(
-            ["cc", "-O2", "-Wall", "-Wextra", "-fPIC", "-shared", PLUGIN_SOURCE, "-o", tmp],
-            "building the QEMU plugin",
-        )
-        os.replace(tmp, library)
+    if library.is_file():
+        return library
+    with _build_lock(out_dir):
+        if not library.is_file():
+            tmp = out_dir / f".{library.name}.tmp"
+            _run(
+                ["cc", "-O2", "-Wall", "-Wextra", "-fPIC", "-shared", PLUGIN_SOURCE, "-o", tmp],
+                "building the QEMU plugin",
+            )
+            os.replace(tmp, library)
     return library
 
 
@@ -214,8 +231,15 @@ def build_runtime(
     ]
     if archive.is_file():
         return Library(archive, objects)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with _build_lock(out_dir):
+        if not archive.is_file():
+            _compile_archive(sources, objects, archive, flags, jobs)
+    return Library(archive, objects)
 
+
+def _compile_archive(
+    sources: Sequence[Path], objects: Sequence[Path], archive: Path, flags: list[str], jobs: int
+) -> None:
     def compile_one(pair: tuple[Path, Path]) -> None:
         source, obj = pair
         _run(
@@ -224,11 +248,10 @@ def build_runtime(
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         list(pool.map(compile_one, zip(sources, objects, strict=True)))
-    tmp = out_dir / ".libpeft.a.tmp"
+    tmp = archive.with_name(f".{archive.name}.tmp")
     tmp.unlink(missing_ok=True)
     _run([AR, "rcs", tmp, *objects], "archiving libpeft.a")
     os.replace(tmp, archive)
-    return Library(archive, objects)
 
 
 def library_code_size(library: Library) -> dict[str, int]:
