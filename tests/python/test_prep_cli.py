@@ -637,6 +637,40 @@ def test_bench_reads_the_prepared_model_and_dataset_folders(chain, tmp_path):
     assert input_range_beside(other / "full.tflite", "0,2") == (0.0, 2.0)
 
 
+def test_bench_holds_out_prepare_datasets_test_set_of_a_raw_source(chain, tmp_path):
+    """One split definition: bench --dataset digits measures on the samples a default
+    prepare-dataset --source digits holds out (same fraction, same seed, same order)."""
+    from micropeft.commands import input_range_beside
+    from micropeft.eval import tasks
+
+    root = chain["root"]
+    done = _cli(
+        "prepare-dataset", "--model", root / "m" / "model.tflite", "--source", "digits",
+        "--out", tmp_path / "d",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    model = root / "m" / "full.tflite"
+    cfg = tasks.BenchConfig(
+        model_path=str(model),
+        dataset="digits",
+        task="user",
+        input_range=input_range_beside(model, None),
+        train_samples=10_000,
+        test_samples=10_000,
+    )
+    data = tasks.prepare_task(cfg, tmp_path, {})
+    blob = datasets.parse_dataset_blob((tmp_path / "d" / "dataset.bin").read_bytes())
+    assert len(blob.y_test) == round(1797 * datasets.TEST_FRACTION)
+    quant = blob.quant
+    for x, y, want_x, want_y in (
+        (data.x_train, data.y_train, blob.x_train, blob.y_train),
+        (data.x_test, data.y_test, blob.x_test, blob.y_test),
+    ):
+        q = np.clip(np.round(x / quant.scale) + quant.zero_point, -128, 127)
+        np.testing.assert_array_equal(q, want_x)
+        np.testing.assert_array_equal(y, want_y)
+
+
 def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 

@@ -31,7 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="the .tflite the dataset is for")
     parser.add_argument("--source", default="animal-mnist", help="dataset (default animal-mnist)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--test-fraction", type=float, default=0.2, help="default 0.2")
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=datasets.TEST_FRACTION,
+        help=f"default {datasets.TEST_FRACTION:g} (bench's split of a raw --dataset)",
+    )
     parser.add_argument("--limit", type=int, help="use this many samples (stratified)")
     parser.add_argument("--seed", type=int, default=0, help="split and sampling seed")
     parser.add_argument(

@@ -244,7 +244,7 @@ class BenchConfig:
     # train_samples x epochs; README, "The benchmark", has the measured times).
     train_samples: int = 1000
     test_samples: int = 500
-    test_fraction: float = 0.3
+    test_fraction: float = datasets.TEST_FRACTION
     pretrain_epochs: int = 12  # prepare-model's default: both share the pretraining cache
     scratch: bool = True
     # Seeds of the from-scratch baseline (the first ones of `seeds`): a whole-network Keras

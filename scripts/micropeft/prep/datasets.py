@@ -511,6 +511,12 @@ def quantize(x01: np.ndarray, input_range: tuple[float, float], quant: QuantPara
     return np.clip(q, -128, 127).astype(np.int8)
 
 
+# The test share of a raw source, for prepare-dataset and for bench's --dataset alike: with the
+# same seed both hold out the same samples, so a bench figure is measured on prepare-dataset's
+# test set.
+TEST_FRACTION = 0.3
+
+
 def stratified_split(
     y: np.ndarray, test_fraction: float, seed: int, limit: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
