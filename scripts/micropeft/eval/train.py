@@ -209,25 +209,20 @@ def train_pair(
     for key, value in trainer.parameters().items():
         # The C trainer's initial values (LoRA A from the plan's seed), in TFLite layouts.
         initial[key] = np.asarray(value, np.float32).reshape(initial[key].shape).copy()
-    tf_trainer = reference.TFReferenceTrainer(
-        graph,
-        model,
-        laid.split_layer,
-        prepared.spec.optimizer_config(),
-        initial,
-        act_cache=laid.act_cache,
-        int8_backward=laid.int8_backward,
-    )
-    # The same reference, moved onto the C run's parameters after every epoch.
-    probe = reference.TFReferenceTrainer(
-        graph,
-        model,
-        laid.split_layer,
-        prepared.spec.optimizer_config(),
-        initial,
-        act_cache=laid.act_cache,
-        int8_backward=laid.int8_backward,
-    )
+
+    def tf_reference() -> reference.TFReferenceTrainer:
+        return reference.TFReferenceTrainer(
+            graph,
+            model,
+            laid.split_layer,
+            prepared.spec.optimizer_config(),
+            initial,
+            act_cache=laid.act_cache,
+            int8_backward=laid.int8_backward,
+        )
+
+    tf_trainer = tf_reference()
+    probe = tf_reference()  # the same reference, moved onto the C run's parameters each epoch
     # Per-layer updates keep no gradient past its layer: only whole-batch steps compare them.
     compare_grads = prepared.spec.update == "batch"
     quant = graph.tensors[laid.input_tensor].quant
