@@ -83,7 +83,8 @@ def test_a_new_method_seed_setting_or_recipe_runs_only_what_is_new(counted, tmp_
     # A changed recipe (BitFit's learning rate): only BitFit's runs again.
     counted.clear()
     bitfit = tasks.METHODS["bitfit"]
-    monkeypatch.setitem(tasks.METHODS, "bitfit", replace(bitfit, lr=2 * bitfit.lr))
+    faster = bitfit.with_optimizer(bitfit.optimizer, 2 * bitfit.lr)
+    monkeypatch.setitem(tasks.METHODS, "bitfit", faster)
     run.run_grid(settings, out, report=False, progress=False)
     assert sorted(counted) == [("bitfit", 0), ("bitfit", 1)]
     fourth = _runs(path)
@@ -100,8 +101,9 @@ def test_a_new_method_seed_setting_or_recipe_runs_only_what_is_new(counted, tmp_
 
 def test_a_recipe_that_matches_no_layer_is_skipped_with_a_note(counted, tmp_path, monkeypatch):
     # LoRA on depthwise convolutions: no depthwise layer can carry an adapter.
-    spec = replace(
-        tasks.METHODS["lora_r4"], name="lora_dw", targets={"lora": ("last:2:depthwise",)}
+    lora = tasks.METHODS["lora_r4"]
+    spec = tasks.MethodSpec(
+        "lora_dw", replace(lora.config, target_modules={"lora": ["last:2:depthwise"]})
     )
     monkeypatch.setitem(tasks.METHODS, "lora_dw", spec)
     failing = "full"

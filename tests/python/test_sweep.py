@@ -5,7 +5,6 @@ the winner by the stated rule (hand-computed cases)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -52,7 +51,7 @@ def test_sweep_scores_are_the_benchmarks_own_runs(tiny, monkeypatch):
     assert sweep.candidates("last_layer") == [("sgd", 0.03), ("adam", 0.003), ("adam", 0.01)]
     graph = tflite_graph.graph_from_tflite(data.model)
     for kind, lr in sweep.candidates("last_layer"):
-        spec = dataclasses.replace(tasks.METHODS["last_layer"], optimizer=kind, lr=lr)
+        spec = tasks.METHODS["last_layer"].with_optimizer(kind, lr)
         prepared = train.prepare_method(spec, graph, data.model)
         cache = train.prefix_activations(
             data.model, graph, [prepared.input_tensor], data, tiny / "cache"

@@ -20,7 +20,7 @@ from micropeft.errors import UserError
 from micropeft.eval.results import optimizer_text
 from micropeft.files import write_atomic
 from micropeft.host import reference
-from micropeft.planning import config, methods
+from micropeft.planning import config
 from micropeft.planning.methods import MethodConfig
 from micropeft.planning.plan import OptimizerConfig
 from micropeft.prep import convert, datasets, models, tflite_graph
@@ -105,77 +105,63 @@ ARCHS = ("mobilenet_v1", "mobilenet_v2", "tiny_cnn")
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One benchmarked method: a shipped recipe (micropeft/recipes/NAME.yaml, loaded by
-    planning.config), as the fields that decide a benchmark run."""
+    """One benchmarked method: a shipped recipe (micropeft/recipes/NAME.yaml) as
+    planning.config loads it for prepare-model --config NAME, under its name."""
 
     name: str
-    label: str
-    description: str
-    method: tuple[str, ...]
-    targets: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    r: int = 4
-    lora_alpha: float = 8.0
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9  # SGD only
-    # "layer": each layer's update applied during backward, one sample per step
-    update: str = "batch"
-    # The int8 backward path (plan.build_plan's int8_backward)
-    int8_backward: bool = False
+    config: MethodConfig
 
     @classmethod
     def from_recipe(cls, name: str) -> MethodSpec:
         """The shipped recipe `name`, as prepare-model --config NAME reads it."""
-        cfg = config.load_config(name)
-        targets = {
-            m: tuple(cfg.targets_for(m)) for m in cfg.methods if m in methods.DEFAULT_TARGETS
-        }
-        return cls(
-            name,
-            cfg.label or name,
-            cfg.description,
-            tuple(cfg.methods),
-            targets,
-            r=cfg.r,
-            lora_alpha=cfg.lora_alpha,
-            optimizer=cfg.optimizer,
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            update=cfg.update,
-            int8_backward=cfg.int8_backward,
-        )
+        return cls(name, config.load_config(name))
+
+    @property
+    def label(self) -> str:
+        return self.config.label or self.name
+
+    @property
+    def description(self) -> str:
+        return self.config.description
+
+    @property
+    def update(self) -> str:
+        return self.config.update
+
+    @property
+    def optimizer(self) -> str:
+        return self.config.optimizer
+
+    @property
+    def lr(self) -> float:
+        return float(self.config.lr)
+
+    def with_optimizer(self, optimizer: str, lr: float) -> MethodSpec:
+        """The same recipe trained with another optimizer or rate (the sweep's grid)."""
+        return replace(self, config=replace(self.config, optimizer=optimizer, lr=lr))
 
     def plan(self, graph: Any, model: bytes, seed: int) -> Any:
         """The method's plan: MethodConfig.plan, the path prepare-model takes."""
-        return self.method_config().plan(graph, model, seed)
+        return self.config.plan(graph, model, seed)
 
     def batch_size(self, cfg: BenchConfig) -> int:
+        """Samples per step: the bench's batch, one sample for per-layer updates."""
         return 1 if self.update == "layer" else cfg.batch_size
 
     def optimizer_text(self) -> str:
         """How the report names this method's optimizer."""
         return optimizer_text(asdict(self.optimizer_config()))
 
-    def method_config(self) -> MethodConfig:
-        """The recipe's MethodConfig (training length and batch are bench's own)."""
-        targets = {k: list(v) for k, v in self.targets.items()} or None
-        return MethodConfig(
-            method=list(self.method),
-            r=self.r,
-            lora_alpha=self.lora_alpha,
-            target_modules=targets,
-            optimizer=self.optimizer,
-            lr=self.lr,
-            momentum=self.momentum,
-            update=self.update,
-            batch_size=1 if self.update == "layer" else 16,
-            int8_backward=self.int8_backward,
-            label=self.label,
-            description=self.description,
-        )
-
     def optimizer_config(self) -> OptimizerConfig:
-        return self.method_config().optimizer_config()
+        return self.config.optimizer_config()
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """The recipe's fields that decide its training (not its label or description,
+        nor the epochs and batch a bench sets for every method)."""
+        fields = self.config.to_dict()
+        for name in ("label", "description", "epochs", "batch_size"):
+            fields.pop(name)
+        return fields
 
     def prepare_model_command(self, model_file: str | Path) -> str:
         """The command that builds this recipe's plan for `model_file` (bench's int8
@@ -317,9 +303,7 @@ class BenchConfig:
         depend on the setting alone; the Cortex-M4F count also on `cm4_samples`."""
         if method in ("scratch", "zero_shot"):
             return _digest({"setting": self.setting_fingerprint(), "baseline": method})
-        recipe = asdict(METHODS[method])
-        recipe.pop("label")
-        recipe.pop("description")
+        recipe = METHODS[method].fingerprint_fields()
         return _digest({"setting": self.setting_fingerprint(), "recipe": recipe})
 
     def m4_fingerprint(self, method: str) -> str:

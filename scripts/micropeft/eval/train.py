@@ -87,7 +87,7 @@ class PreparedMethod:
 def prepare_method(spec: MethodSpec, graph: Any, model: bytes) -> PreparedMethod:
 
     marked = copy.deepcopy(graph)
-    methods.apply_method(marked, spec.method_config())
+    methods.apply_method(marked, spec.config)
     laid = spec.plan(marked, model, seed=0)
     return PreparedMethod(spec, marked, laid.split_layer, laid.input_tensor)
 
