@@ -5,8 +5,10 @@
 set(PEFT_LIB_DIR ${CMAKE_CURRENT_LIST_DIR})
 get_filename_component(PEFT_INCLUDE_DIR ${CMAKE_CURRENT_LIST_DIR}/../../include ABSOLUTE)
 
-# kernels/<op>/peft_<op>_op.c: the op's entry in the op table (ops/peft_ops.h),
-# beside its kernels but part of the runtime, in every backend.
+# kernels/<op>/peft_<op>_op.c: the entry in the op table (ops/peft_ops.h) of an op
+# whose kernels have an optimized version: kept apart from the kernel files that
+# a backend replaces, part of the runtime in every backend. An op with reference
+# kernels only has its entry at the end of its kernel file, peft_<op>.c.
 file(GLOB PEFT_COMMON_SOURCES CONFIGURE_DEPENDS
   ${PEFT_LIB_DIR}/common/*.c
   ${PEFT_LIB_DIR}/kernels/*/peft_*_op.c

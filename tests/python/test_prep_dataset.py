@@ -70,7 +70,7 @@ def _cli(*args, cwd=None):
 def test_blob_parses_and_matches_the_model_input(model_file, tmp_path):
     done = _cli(
         "prepare-dataset", "--model", model_file, "--source", "digits", "--out", tmp_path,
-        "--limit", "200", "--input-range=-1,1", "--seed", "3",
+        "--limit", "200", "--input-range=-1,1", "--seed", "3", "--test-fraction", "0.2",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     blob = (tmp_path / "dataset.bin").read_bytes()

@@ -146,8 +146,17 @@ def test_two_worker_processes_give_the_numbers_of_one(tmp_path, monkeypatch):
     a, b = _runs(one), _runs(two)
     assert set(a) == set(b) and len(a) == 1 + 2 * 2 * 2 + 1  # zero-shot, pairs, scratch seed 0
     for key, record in a.items():
-        # Step times differ from run to run; every number the training produced must not.
-        assert record.get("epochs") == b[key].get("epochs"), key
+        # Step times differ from run to run; every number the C runtime produced must not.
+        # TensorFlow's (the reference, scratch) run with one thread per worker here and
+        # two in one process: its sums differ in their last bits, nothing more.
+        epochs, other = record.get("epochs"), b[key].get("epochs")
+        if key[1].endswith("/c"):
+            assert epochs == other, key
+        elif epochs is not None:
+            assert [e["epoch"] for e in epochs] == [e["epoch"] for e in other], key
+            for mine, theirs in zip(epochs, other, strict=True):
+                assert mine["loss"] == pytest.approx(theirs["loss"], rel=1e-5), key
+                assert mine["accuracy"] == theirs["accuracy"], key
         assert record["accuracy"] == b[key]["accuracy"], key
         assert record["fingerprint"] == b[key]["fingerprint"], key
 

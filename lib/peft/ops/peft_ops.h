@@ -1,7 +1,8 @@
 /* The operator table (private to lib/peft).
  *
  * Everything the runtime knows about one TFLite op sits in its entry, next to
- * its kernels in kernels/<op>/peft_<op>_op.c (as TFLM's kernels register
+ * its kernels, at the end of kernels/<op>/peft_<op>.c or, for an op with
+ * optimized kernels, in kernels/<op>/peft_<op>_op.c (as TFLM's kernels register
  * themselves): its arity, whether it carries weights, the shape rule the
  * plan loader checks, and the forward and backward calls into the kernels
  * (include/peft/peft_kernels.h). The plan loader and the trainer look ops up
@@ -61,7 +62,7 @@ typedef struct {
 	peft_status (*backward)(const peft_op_backward_args *a);
 } peft_op;
 
-/* Entries, one per op (kernels/<op>/peft_<op>_op.c; the list of peft_formats.h). */
+/* Entries, one per op (kernels/<op>/: see above; the list of peft_formats.h). */
 #define PEFT_OP_DECLARE(NAME, name) extern const peft_op peft_op_##name;
 PEFT_OP_LIST(PEFT_OP_DECLARE)
 #undef PEFT_OP_DECLARE

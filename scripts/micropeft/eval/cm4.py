@@ -178,7 +178,7 @@ def kernel_sources(lib_dir: Path, backend: str = DEFAULT_BACKEND, dsp: bool = Tr
     sources: list[Path] = []
     for op_dir in sorted(p for p in (lib_dir / "kernels").iterdir() if p.is_dir()):
         optimized = lib_dir / "kernels_optimized" / op_dir.name
-        # peft_<op>_op.c is the op's table entry, part of the runtime (runtime_sources).
+        # peft_<op>_op.c: the table entry of an op with optimized kernels (runtime_sources).
         chosen = {p.name: p for p in op_dir.glob("*.c") if not p.name.endswith("_op.c")}
         if backend == "optimized" and optimized.is_dir():
             chosen.update({p.name: p for p in optimized.glob("*.c")})
