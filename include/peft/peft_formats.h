@@ -133,6 +133,15 @@ typedef enum {
 	PEFT_PARAM_KIND_COUNT = 8,
 } peft_param_kind;
 
+/** How many floats a layer's parameter array holds (PEFT_PARAM_ARRAY_LIST). */
+typedef enum {
+	PEFT_PARAM_SIZE_WEIGHTS = 0,
+	PEFT_PARAM_SIZE_BIAS = 1,
+	PEFT_PARAM_SIZE_OUT = 2,
+	PEFT_PARAM_SIZE_RANK_IN = 3,
+	PEFT_PARAM_SIZE_OUT_RANK = 4,
+} peft_param_size;
+
 /** Storage of the activations kept for backward. */
 typedef enum {
 	PEFT_CACHE_F32 = 0,
@@ -232,6 +241,70 @@ typedef enum {
 	X(SPARSE, sparse)                                                                          \
 	X(DORA, dora)                                                                              \
 	X(IA3, ia3)
+
+/** The methods compiled in (CONFIG_PEFT_METHOD_<NAME>) as X(NAME, name). */
+#ifdef CONFIG_PEFT_METHOD_FULL
+#define PEFT_IF_COMPILED_FULL(X) X(FULL, full)
+#else
+#define PEFT_IF_COMPILED_FULL(X)
+#endif
+#ifdef CONFIG_PEFT_METHOD_LAST_LAYER
+#define PEFT_IF_COMPILED_LAST_LAYER(X) X(LAST_LAYER, last_layer)
+#else
+#define PEFT_IF_COMPILED_LAST_LAYER(X)
+#endif
+#ifdef CONFIG_PEFT_METHOD_BITFIT
+#define PEFT_IF_COMPILED_BITFIT(X) X(BITFIT, bitfit)
+#else
+#define PEFT_IF_COMPILED_BITFIT(X)
+#endif
+#ifdef CONFIG_PEFT_METHOD_SCALE_SHIFT
+#define PEFT_IF_COMPILED_SCALE_SHIFT(X) X(SCALE_SHIFT, scale_shift)
+#else
+#define PEFT_IF_COMPILED_SCALE_SHIFT(X)
+#endif
+#ifdef CONFIG_PEFT_METHOD_LORA
+#define PEFT_IF_COMPILED_LORA(X) X(LORA, lora)
+#else
+#define PEFT_IF_COMPILED_LORA(X)
+#endif
+#ifdef CONFIG_PEFT_METHOD_SPARSE
+#define PEFT_IF_COMPILED_SPARSE(X) X(SPARSE, sparse)
+#else
+#define PEFT_IF_COMPILED_SPARSE(X)
+#endif
+#ifdef CONFIG_PEFT_METHOD_DORA
+#define PEFT_IF_COMPILED_DORA(X) X(DORA, dora)
+#else
+#define PEFT_IF_COMPILED_DORA(X)
+#endif
+#ifdef CONFIG_PEFT_METHOD_IA3
+#define PEFT_IF_COMPILED_IA3(X) X(IA3, ia3)
+#else
+#define PEFT_IF_COMPILED_IA3(X)
+#endif
+#define PEFT_COMPILED_METHOD_LIST(X)                                                               \
+	PEFT_IF_COMPILED_FULL(X)                                                                   \
+	PEFT_IF_COMPILED_LAST_LAYER(X)                                                             \
+	PEFT_IF_COMPILED_BITFIT(X)                                                                 \
+	PEFT_IF_COMPILED_SCALE_SHIFT(X)                                                            \
+	PEFT_IF_COMPILED_LORA(X)                                                                   \
+	PEFT_IF_COMPILED_SPARSE(X)                                                                 \
+	PEFT_IF_COMPILED_DORA(X)                                                                   \
+	PEFT_IF_COMPILED_IA3(X)
+
+/** Every parameter array as X(KIND, SIZE, OWNERS): PEFT_PARAM_<KIND> holds
+ * PEFT_PARAM_SIZE_<SIZE> floats in a layer whose methods meet OWNERS (0: every
+ * layer with the tensor). */
+#define PEFT_PARAM_ARRAY_LIST(X)                                                                   \
+	X(WEIGHT, WEIGHTS, 0u)                                                                     \
+	X(BIAS, BIAS, 0u)                                                                          \
+	X(GAMMA, OUT, (PEFT_METHOD_SCALE_SHIFT))                                                   \
+	X(BETA, OUT, (PEFT_METHOD_SCALE_SHIFT))                                                    \
+	X(LORA_A, RANK_IN, (PEFT_METHOD_LORA | PEFT_METHOD_DORA))                                  \
+	X(LORA_B, OUT_RANK, (PEFT_METHOD_LORA | PEFT_METHOD_DORA))                                 \
+	X(DORA_M, OUT, (PEFT_METHOD_DORA))                                                         \
+	X(IA3_L, OUT, (PEFT_METHOD_IA3))
 
 /** Every op as X(NAME, name): PEFT_OP_<NAME>, its table entry peft_op_<name>. */
 #define PEFT_OP_LIST(X)                                                                            \

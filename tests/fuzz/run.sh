@@ -5,8 +5,9 @@
 # Fails on any crash, sanitizer report (ASan, UBSan: all fatal), leak or
 # timeout, and when a harness did not reach RUNS executions in the time.
 # New findings are written to BUILD/findings/ (copy them to the regressions).
+# FUZZ_HARNESSES picks some of them, e.g. to run two long runs side by side.
 #
-#   tests/fuzz/run.sh BUILD RUNS MAX_SECONDS
+#   [FUZZ_HARNESSES="plan state"] tests/fuzz/run.sh BUILD RUNS MAX_SECONDS
 set -eu
 build=$1 runs=$2 max_seconds=$3
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,7 +15,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
 mkdir -p "$build/findings"
 status=0
-for harness in plan state container dataset; do
+for harness in ${FUZZ_HARNESSES:-plan state container dataset}; do
   exe="$build/tests/fuzz/fuzz_$harness"
   regressions="$here/regressions/$harness"
   if [ -d "$regressions" ] && [ -n "$(ls -A "$regressions")" ]; then

@@ -135,6 +135,27 @@ def _chain(methods: dict[int, Method], act: Activation = Activation.RELU):
     return graph, model
 
 
+@pytest.mark.parametrize(
+    ("layer", "method", "count"),
+    [
+        # _chain's 1x1 conv (4 -> 6 channels: 24 weights, 6 biases), LoRA rank 2.
+        (2, Method.FULL, 24 + 6),
+        (2, Method.BITFIT, 6),
+        (2, Method.SCALE_SHIFT, 6 + 6),  # gamma, beta
+        (2, Method.LORA, 2 * 4 + 6 * 2),  # A: rank x in, B: out x rank
+        (2, Method.DORA, 2 * 4 + 6 * 2 + 6),  # and a magnitude per output channel
+        (2, Method.IA3, 6),
+        (4, Method.LAST_LAYER, 6 * 3 + 3),  # the head: dense 6 -> 3
+    ],
+)
+def test_trainable_parameter_counts_are_hand_counted(layer, method, count):
+    """Planner and C loader count each method's arrays (formats.PARAM_ARRAYS) as by hand."""
+    graph, model = _chain({layer: method})
+    plan = build_plan(graph, model, OptimizerConfig("adam", lr=0.001), "f32")
+    assert plan.trainable_parameters == count
+    assert LoadedPlan(model, plan.to_bytes()).trainable_params() == count
+
+
 def test_layout_of_a_hand_counted_plan():
     # BitFit on the depthwise conv and the head, SGD with momentum, f32 cache.
     graph, model = _chain({1: Method.BITFIT, 4: Method.BITFIT})

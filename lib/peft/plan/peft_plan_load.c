@@ -292,18 +292,20 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	uint32_t trains = 0;
 
 	PEFT_TRY(peft_methods_trains(r->methods, &trains));
-	const int32_t rank =
-		(r->methods & (PEFT_METHOD_LORA | PEFT_METHOD_DORA)) ? r->lora_rank : 0;
-
-	out->counts[PEFT_PARAM_WEIGHT] = (int32_t)r->weights.count;
-	out->counts[PEFT_PARAM_BIAS] = (int32_t)r->bias.count;
-	out->counts[PEFT_PARAM_GAMMA] =
-		(r->methods & PEFT_METHOD_SCALE_SHIFT) ? out->out_features : 0;
-	out->counts[PEFT_PARAM_BETA] = out->counts[PEFT_PARAM_GAMMA];
-	out->counts[PEFT_PARAM_LORA_A] = rank * out->in_features;
-	out->counts[PEFT_PARAM_LORA_B] = out->out_features * rank;
-	out->counts[PEFT_PARAM_DORA_M] = (r->methods & PEFT_METHOD_DORA) ? out->out_features : 0;
-	out->counts[PEFT_PARAM_IA3_L] = (r->methods & PEFT_METHOD_IA3) ? out->out_features : 0;
+	const int32_t sizes[] = {
+		[PEFT_PARAM_SIZE_WEIGHTS] = (int32_t)r->weights.count,
+		[PEFT_PARAM_SIZE_BIAS] = (int32_t)r->bias.count,
+		[PEFT_PARAM_SIZE_OUT] = out->out_features,
+		/* check_layer_fields bounds the rank (0 without LoRA or DoRA) */
+		[PEFT_PARAM_SIZE_RANK_IN] = r->lora_rank * out->in_features,
+		[PEFT_PARAM_SIZE_OUT_RANK] = out->out_features * r->lora_rank,
+	};
+#define PEFT_PARAM_COUNT(KIND, SIZE, OWNERS)                                                       \
+	out->counts[PEFT_PARAM_##KIND] = ((OWNERS) == 0u || (r->methods & (OWNERS)) != 0u)         \
+						 ? sizes[PEFT_PARAM_SIZE_##SIZE]                   \
+						 : 0;
+	PEFT_PARAM_ARRAY_LIST(PEFT_PARAM_COUNT)
+#undef PEFT_PARAM_COUNT
 	for (int k = 0; k < PEFT_PARAM_KIND_COUNT; k++) {
 		out->trainable[k] = (trains & (1u << k)) != 0 && out->counts[k] > 0;
 	}

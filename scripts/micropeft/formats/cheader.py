@@ -5,7 +5,15 @@ from __future__ import annotations
 from enum import IntFlag
 
 from micropeft.formats.blobs import BLOB_HEADER, BLOBS, CRC_START, LAYOUTS, LIMITS
-from micropeft.formats.enums import ENUMS, STATUS_TEXT, CEnum, Method, Op, Status
+from micropeft.formats.enums import (
+    ENUMS,
+    PARAM_ARRAYS,
+    STATUS_TEXT,
+    CEnum,
+    Method,
+    Op,
+    Status,
+)
 from micropeft.formats.layout import PAD, Layout
 
 HEADER_PATH = "include/peft/peft_formats.h"
@@ -109,6 +117,25 @@ def _lists() -> list[str]:
     out.append(" * Bit i of the method flags is the i-th entry. */")
     entries = [f"\tX({m.name}, {m.name.lower()})" for m in methods]
     out += _continued("#define PEFT_METHOD_LIST(X)", entries)
+    out.append("")
+    out.append("/** The methods compiled in (CONFIG_PEFT_METHOD_<NAME>) as X(NAME, name). */")
+    for m in methods:
+        out.append(f"#ifdef CONFIG_PEFT_METHOD_{m.name}")
+        out.append(f"#define PEFT_IF_COMPILED_{m.name}(X) X({m.name}, {m.name.lower()})")
+        out.append("#else")
+        out.append(f"#define PEFT_IF_COMPILED_{m.name}(X)")
+        out.append("#endif")
+    entries = [f"\tPEFT_IF_COMPILED_{m.name}(X)" for m in methods]
+    out += _continued("#define PEFT_COMPILED_METHOD_LIST(X)", entries)
+    out.append("")
+    out.append("/** Every parameter array as X(KIND, SIZE, OWNERS): PEFT_PARAM_<KIND> holds")
+    out.append(" * PEFT_PARAM_SIZE_<SIZE> floats in a layer whose methods meet OWNERS (0: every")
+    out.append(" * layer with the tensor). */")
+    entries = []
+    for kind, (size, owners) in PARAM_ARRAYS.items():
+        bits = " | ".join(f"PEFT_METHOD_{m.name}" for m in Method if m and m in owners)
+        entries.append(f"\tX({kind.name}, {size.name}, {f'({bits})' if bits else '0u'})")
+    out += _continued("#define PEFT_PARAM_ARRAY_LIST(X)", entries)
     out.append("")
     out.append("/** Every op as X(NAME, name): PEFT_OP_<NAME>, its table entry peft_op_<name>. */")
     entries = [f"\tX({op.name}, {op.name.lower()})" for op in Op]

@@ -77,6 +77,30 @@ class ParamKind(IntEnum):
 PARAM_KINDS: tuple[str, ...] = tuple(k.name.lower() for k in ParamKind)
 
 
+class ParamSize(IntEnum):
+    """How many floats a layer's array of one ParamKind holds (the loader recomputes it)."""
+
+    WEIGHTS = 0  # as many as the layer's weight tensor
+    BIAS = 1  # as many as the layer's bias tensor
+    OUT = 2  # one per output feature
+    RANK_IN = 3  # LoRA rank x input features
+    OUT_RANK = 4  # output features x LoRA rank
+
+
+# Each ParamKind's size and the methods whose layers have the array (NONE: every layer that
+# has the tensor), in ParamKind order: the plan writer and the C loader both count from it.
+PARAM_ARRAYS: dict[ParamKind, tuple[ParamSize, Method]] = {
+    ParamKind.WEIGHT: (ParamSize.WEIGHTS, Method.NONE),
+    ParamKind.BIAS: (ParamSize.BIAS, Method.NONE),
+    ParamKind.GAMMA: (ParamSize.OUT, Method.SCALE_SHIFT),
+    ParamKind.BETA: (ParamSize.OUT, Method.SCALE_SHIFT),
+    ParamKind.LORA_A: (ParamSize.RANK_IN, Method.LORA | Method.DORA),
+    ParamKind.LORA_B: (ParamSize.OUT_RANK, Method.LORA | Method.DORA),
+    ParamKind.DORA_M: (ParamSize.OUT, Method.DORA),
+    ParamKind.IA3_L: (ParamSize.OUT, Method.IA3),
+}
+
+
 class CacheDtype(IntEnum):
     """Storage of the activations kept for backward."""
 
@@ -326,6 +350,12 @@ ENUMS: tuple[CEnum, ...] = (
         "peft_param_kind",
         count="PARAM_KIND_COUNT",
         doc="The parameter arrays a layer can have; the plan stores buffer offsets for each.",
+    ),
+    CEnum(
+        ParamSize,
+        "PEFT_PARAM_SIZE_",
+        "peft_param_size",
+        doc="How many floats a layer's parameter array holds (PEFT_PARAM_ARRAY_LIST).",
     ),
     CEnum(CacheDtype, "PEFT_CACHE_", "peft_cache_dtype", doc=CacheDtype.__doc__ or ""),
     CEnum(Optimizer, "PEFT_OPTIMIZER_", "peft_optimizer_kind", doc=Optimizer.__doc__ or ""),

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from micropeft import formats
 from micropeft.errors import UserError
+from micropeft.formats import ParamKind, ParamSize
 from micropeft.prep.graph import Activation, ArrayRef, Graph, Layer, Method, Op, TensorInfo
 
 PLAN_VERSION = formats.PLAN.version
@@ -151,28 +152,27 @@ class PlanLayer:
     opt_v: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
 
     def param_counts(self) -> list[int]:
-        """Float counts of every ParamKind (weight, bias, gamma, beta, lora_a, lora_b,
-        dora_m, ia3_l; 0: absent)."""
+        """Float counts of every ParamKind (formats.PARAM_ARRAYS; 0: absent)."""
         lay = self.layer
-        out_c = self.out_features
-        weight = lay.weights.count if lay.weights is not None else 0
-        bias = lay.bias.count if lay.bias is not None else 0
-        r = lay.lora_rank if self.lora else 0
-        ss = out_c if self.scale_shift else 0
-        dora = out_c if self.dora else 0
-        ia3 = out_c if self.ia3 else 0
-        return [weight, bias, ss, ss, r * self.in_features, out_c * r, dora, ia3]
+        sizes = {
+            ParamSize.WEIGHTS: lay.weights.count if lay.weights is not None else 0,
+            ParamSize.BIAS: lay.bias.count if lay.bias is not None else 0,
+            ParamSize.OUT: self.out_features,
+            ParamSize.RANK_IN: lay.lora_rank * self.in_features,
+            ParamSize.OUT_RANK: self.out_features * lay.lora_rank,
+        }
+        return [
+            sizes[size] if owners == Method.NONE or lay.methods & owners else 0
+            for size, owners in formats.PARAM_ARRAYS.values()
+        ]
 
     def trainable(self) -> list[bool]:
+        """Which ParamKinds this layer trains: weight and bias as its methods say, every
+        other array wherever the layer has it."""
+        own = {ParamKind.WEIGHT: self.train_weight, ParamKind.BIAS: self.train_bias}
         return [
-            self.train_weight,
-            self.train_bias,
-            self.scale_shift,
-            self.scale_shift,
-            self.lora,
-            self.lora,
-            self.dora,
-            self.ia3,
+            own.get(kind, bool(self.layer.methods & owners))
+            for kind, (_, owners) in formats.PARAM_ARRAYS.items()
         ]
 
     @property
