@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,6 +18,7 @@ from micropeft.host.reference import (
     first_trainable_layer,
     tflite_tensor_values,
 )
+from micropeft.planning.plan import OptimizerConfig
 from micropeft.prep.graph import (
     Activation,
     ArrayRef,
@@ -32,18 +31,9 @@ from micropeft.prep.graph import (
 )
 
 
-@dataclasses.dataclass
-class Opt:
-    """An optimizer configuration (the fields plan.OptimizerConfig has)."""
-
-    kind: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    clip_norm: float = 0.0
+def Opt(kind: str = "sgd", lr: float = 0.1, **fields: float) -> OptimizerConfig:  # noqa: N802
+    """An optimizer configuration: the planner's, plain SGD at 0.1 unless told."""
+    return OptimizerConfig(kind, lr=lr, **{"momentum": 0.0, **fields})
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:

@@ -338,7 +338,7 @@ def _window_fwd_s8(
     x: np.ndarray,
     q: np.ndarray,
     scales: Scales,
-    bias: np.ndarray | None,
+    bias: np.ndarray | None = None,
 ) -> np.ndarray:
     x = _f32(x, _shape(p.in_), "x")
     # q and s stay referenced while C reads them through w's pointers.
@@ -357,7 +357,7 @@ def _window_fwd_f32(
     p: ConvParams,
     x: np.ndarray,
     w: np.ndarray,
-    bias: np.ndarray | None,
+    bias: np.ndarray | None = None,
 ) -> np.ndarray:
     x = _f32(x, _shape(p.in_), "x")
     w = _f32(w, w_shape(p), "w")
@@ -374,8 +374,8 @@ def _window_bwd_input_s8(
     q: np.ndarray,
     scales: Scales,
     grad_out: np.ndarray,
-    grad_in: np.ndarray | None,
-    accumulate: bool,
+    grad_in: np.ndarray | None = None,
+    accumulate: bool = False,
 ) -> np.ndarray:
     # q and s stay referenced while C reads them through w's pointers.
     q = _s8(q, w_shape(p), "q")
@@ -393,8 +393,8 @@ def _window_bwd_input_f32(
     p: ConvParams,
     w: np.ndarray,
     grad_out: np.ndarray,
-    grad_in: np.ndarray | None,
-    accumulate: bool,
+    grad_in: np.ndarray | None = None,
+    accumulate: bool = False,
 ) -> np.ndarray:
     w = _f32(w, w_shape(p), "w")
     g = _f32(grad_out, _shape(p.out), "grad_out")
@@ -409,8 +409,9 @@ def _window_bwd_weight_f32(
     p: ConvParams,
     x: np.ndarray,
     grad_out: np.ndarray,
-    grad_w: np.ndarray | None,
+    grad_w: np.ndarray | None = None,
 ) -> np.ndarray:
+    """Adds dL/dw into grad_w (zeros when not given) and returns it."""
     x = _f32(x, _shape(p.in_), "x")
     g = _f32(grad_out, _shape(p.out), "grad_out")
     gw = _inout(grad_w, w_shape(p), "grad_w", 0.0)
@@ -419,8 +420,9 @@ def _window_bwd_weight_f32(
 
 
 def _window_bwd_bias_f32(
-    op: str, out_shape: Sequence[int], grad_out: np.ndarray, grad_bias: np.ndarray | None
+    op: str, out_shape: Sequence[int], grad_out: np.ndarray, grad_bias: np.ndarray | None = None
 ) -> np.ndarray:
+    """Adds dL/dbias into grad_bias (zeros when not given) and returns it."""
     d = dims(out_shape)
     g = _f32(grad_out, _shape(d), "grad_out")
     gb = _inout(grad_bias, (d.c,), "grad_bias", 0.0)
@@ -428,111 +430,22 @@ def _window_bwd_bias_f32(
     return gb
 
 
-# ---- CONV_2D: weights [out_c][kh][kw][in_c] ----
+# ---- CONV_2D (weights [out_c][kh][kw][in_c]) and DEPTHWISE_CONV_2D ([kh][kw][c]) ----
 
+conv2d_fwd_s8 = functools.partial(_window_fwd_s8, "conv2d", _conv_w_shape)
+conv2d_fwd_f32 = functools.partial(_window_fwd_f32, "conv2d", _conv_w_shape)
+conv2d_bwd_input_s8 = functools.partial(_window_bwd_input_s8, "conv2d", _conv_w_shape)
+conv2d_bwd_input_f32 = functools.partial(_window_bwd_input_f32, "conv2d", _conv_w_shape)
+conv2d_bwd_weight_f32 = functools.partial(_window_bwd_weight_f32, "conv2d", _conv_w_shape)
+conv2d_bwd_bias_f32 = functools.partial(_window_bwd_bias_f32, "conv2d")
 
-def conv2d_fwd_s8(
-    p: ConvParams, x: np.ndarray, q: np.ndarray, scales: Scales, bias: np.ndarray | None = None
-) -> np.ndarray:
-    """CONV_2D with frozen int8 weights q and their scales."""
-    return _window_fwd_s8("conv2d", _conv_w_shape, p, x, q, scales, bias)
-
-
-def conv2d_fwd_f32(
-    p: ConvParams, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None
-) -> np.ndarray:
-    """CONV_2D with float weights w."""
-    return _window_fwd_f32("conv2d", _conv_w_shape, p, x, w, bias)
-
-
-def conv2d_bwd_input_s8(
-    p: ConvParams,
-    q: np.ndarray,
-    scales: Scales,
-    grad_out: np.ndarray,
-    grad_in: np.ndarray | None = None,
-    accumulate: bool = False,
-) -> np.ndarray:
-    return _window_bwd_input_s8(
-        "conv2d", _conv_w_shape, p, q, scales, grad_out, grad_in, accumulate
-    )
-
-
-def conv2d_bwd_input_f32(
-    p: ConvParams,
-    w: np.ndarray,
-    grad_out: np.ndarray,
-    grad_in: np.ndarray | None = None,
-    accumulate: bool = False,
-) -> np.ndarray:
-    return _window_bwd_input_f32("conv2d", _conv_w_shape, p, w, grad_out, grad_in, accumulate)
-
-
-def conv2d_bwd_weight_f32(
-    p: ConvParams, x: np.ndarray, grad_out: np.ndarray, grad_w: np.ndarray | None = None
-) -> np.ndarray:
-    """Adds dL/dw into grad_w (zeros when not given) and returns it."""
-    return _window_bwd_weight_f32("conv2d", _conv_w_shape, p, x, grad_out, grad_w)
-
-
-def conv2d_bwd_bias_f32(
-    out_shape: Sequence[int], grad_out: np.ndarray, grad_bias: np.ndarray | None = None
-) -> np.ndarray:
-    """Adds dL/dbias into grad_bias (zeros when not given) and returns it."""
-    return _window_bwd_bias_f32("conv2d", out_shape, grad_out, grad_bias)
-
-
-# ---- DEPTHWISE_CONV_2D: weights [kh][kw][c] ----
-
-
-def depthwise_conv2d_fwd_s8(
-    p: ConvParams, x: np.ndarray, q: np.ndarray, scales: Scales, bias: np.ndarray | None = None
-) -> np.ndarray:
-    """DEPTHWISE_CONV_2D with frozen int8 weights q and their scales."""
-    return _window_fwd_s8("depthwise_conv2d", _dw_w_shape, p, x, q, scales, bias)
-
-
-def depthwise_conv2d_fwd_f32(
-    p: ConvParams, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None
-) -> np.ndarray:
-    return _window_fwd_f32("depthwise_conv2d", _dw_w_shape, p, x, w, bias)
-
-
-def depthwise_conv2d_bwd_input_s8(
-    p: ConvParams,
-    q: np.ndarray,
-    scales: Scales,
-    grad_out: np.ndarray,
-    grad_in: np.ndarray | None = None,
-    accumulate: bool = False,
-) -> np.ndarray:
-    return _window_bwd_input_s8(
-        "depthwise_conv2d", _dw_w_shape, p, q, scales, grad_out, grad_in, accumulate
-    )
-
-
-def depthwise_conv2d_bwd_input_f32(
-    p: ConvParams,
-    w: np.ndarray,
-    grad_out: np.ndarray,
-    grad_in: np.ndarray | None = None,
-    accumulate: bool = False,
-) -> np.ndarray:
-    return _window_bwd_input_f32(
-        "depthwise_conv2d", _dw_w_shape, p, w, grad_out, grad_in, accumulate
-    )
-
-
-def depthwise_conv2d_bwd_weight_f32(
-    p: ConvParams, x: np.ndarray, grad_out: np.ndarray, grad_w: np.ndarray | None = None
-) -> np.ndarray:
-    return _window_bwd_weight_f32("depthwise_conv2d", _dw_w_shape, p, x, grad_out, grad_w)
-
-
-def depthwise_conv2d_bwd_bias_f32(
-    out_shape: Sequence[int], grad_out: np.ndarray, grad_bias: np.ndarray | None = None
-) -> np.ndarray:
-    return _window_bwd_bias_f32("depthwise_conv2d", out_shape, grad_out, grad_bias)
+_DW = "depthwise_conv2d"
+depthwise_conv2d_fwd_s8 = functools.partial(_window_fwd_s8, _DW, _dw_w_shape)
+depthwise_conv2d_fwd_f32 = functools.partial(_window_fwd_f32, _DW, _dw_w_shape)
+depthwise_conv2d_bwd_input_s8 = functools.partial(_window_bwd_input_s8, _DW, _dw_w_shape)
+depthwise_conv2d_bwd_input_f32 = functools.partial(_window_bwd_input_f32, _DW, _dw_w_shape)
+depthwise_conv2d_bwd_weight_f32 = functools.partial(_window_bwd_weight_f32, _DW, _dw_w_shape)
+depthwise_conv2d_bwd_bias_f32 = functools.partial(_window_bwd_bias_f32, _DW)
 
 
 # ---- FULLY_CONNECTED ----
