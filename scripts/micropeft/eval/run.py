@@ -68,7 +68,7 @@ from micropeft.eval.train import (
 )
 from micropeft.files import write_atomic
 from micropeft.host import native
-from micropeft.prep import tflite_graph
+from micropeft.prep import convert, tflite_graph
 
 # ---------------------------------------------------------------------------
 # One setting: prepared once (in a worker), then its runs (in any worker)
@@ -165,17 +165,20 @@ def prepare_setting(cfg: BenchConfig, work_dir: Path, cache_dir: Path) -> Prepar
 
 
 def _limit_threads(threads: int | None) -> None:
-    """TensorFlow's thread pools sized to a share of the cores (before its first op):
-    several workers, each with a pool as wide as the machine, only slow each other."""
-    if threads is None:
-        return
-    import tensorflow as tf
+    """TensorFlow started quietly (a worker process imports it afresh, and its start-up
+    lines would stand between the progress bars), its thread pools sized to a share of the
+    cores (before its first op): several workers, each with a pool as wide as the machine,
+    only slow each other."""
+    with convert.quiet_native_stderr():
+        import tensorflow as tf
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:  # already initialised in this worker: set by its first job
-        pass
+        if threads is not None:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
+            except RuntimeError:  # already initialised in this worker: set by its first job
+                pass
+    convert.start_tensorflow_quietly()
 
 
 def _prepare_job(
@@ -327,8 +330,14 @@ def run_grid(
         unit="setting",
         disable=not progress or len(configs) < 2,
     )
-    calls = (delayed(_prepare_job)(group, cache_dir, threads, suite) for group in groups.values())
-    for finished in parallel(calls) if jobs > 1 else map(_call, calls):
+    # One group (a plain bench) is prepared here with TensorFlow's threads on every core: as
+    # a worker's job it would pretrain on one core's share while the other workers wait.
+    in_process = jobs == 1 or len(groups) == 1
+    calls = (
+        delayed(_prepare_job)(group, cache_dir, None if in_process else threads, suite)
+        for group in groups.values()
+    )
+    for finished in map(_call, calls) if in_process else parallel(calls):
         for index, result in finished:
             if isinstance(result, str):
                 settings[index].skip("(setting)", None, "error", result)

@@ -5,11 +5,13 @@ zero-shot and from-scratch baselines.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -178,6 +180,20 @@ def _max_relative_grad_diff(c_grads: dict[str, Any], tf_grads: dict[str, Any]) -
     return worst
 
 
+@contextlib.contextmanager
+def _at_parameters(
+    tf_trainer: reference.TFReferenceTrainer, params: dict[str, np.ndarray]
+) -> Iterator[None]:
+    """The TF reference moved onto other parameters (the C run's) and back, bit for bit:
+    one traced graph serves both (a second reference would trace its own)."""
+    own = tf_trainer.parameters()
+    tf_trainer.assign(params)
+    try:
+        yield
+    finally:
+        tf_trainer.assign(own)
+
+
 def train_pair(
     prepared: PreparedMethod,
     model: bytes,
@@ -210,19 +226,15 @@ def train_pair(
         # The C trainer's initial values (LoRA A from the plan's seed), in TFLite layouts.
         initial[key] = np.asarray(value, np.float32).reshape(initial[key].shape).copy()
 
-    def tf_reference() -> reference.TFReferenceTrainer:
-        return reference.TFReferenceTrainer(
-            graph,
-            model,
-            laid.split_layer,
-            prepared.spec.optimizer_config(),
-            initial,
-            act_cache=laid.act_cache,
-            int8_backward=laid.int8_backward,
-        )
-
-    tf_trainer = tf_reference()
-    probe = tf_reference()  # the same reference, moved onto the C run's parameters each epoch
+    tf_trainer = reference.TFReferenceTrainer(
+        graph,
+        model,
+        laid.split_layer,
+        prepared.spec.optimizer_config(),
+        initial,
+        act_cache=laid.act_cache,
+        int8_backward=laid.int8_backward,
+    )
     # Per-layer updates keep no gradient past its layer: only whole-batch steps compare them.
     compare_grads = prepared.spec.update == "batch"
     quant = graph.tensors[laid.input_tensor].quant
@@ -254,8 +266,8 @@ def train_pair(
             c_time = time.perf_counter() - t0
             if compare_grads and start + batch_size >= n:
                 c_grads = {k: v / len(batch) for k, v in trainer.gradients().items()}
-                probe.assign(trainer.parameters())
-                tf_grads = probe.gradients(xf_train[batch], data.y_train[batch])
+                with _at_parameters(tf_trainer, trainer.parameters()):
+                    tf_grads = tf_trainer.gradients(xf_train[batch], data.y_train[batch])
                 grad_diff = _max_relative_grad_diff(c_grads, tf_grads)
             t0 = time.perf_counter()
             trainer.step()
@@ -276,8 +288,8 @@ def train_pair(
             losses["tf"].append(tf_loss)
         pred_c = np.array([trainer.predict(x)[1] for x in xq_test])
         pred_tf = np.argmax(tf_trainer.predict(xf_test), axis=1)
-        probe.assign(trainer.parameters())
-        pred_probe = np.argmax(probe.predict(xf_test), axis=1)
+        with _at_parameters(tf_trainer, trainer.parameters()):
+            pred_probe = np.argmax(tf_trainer.predict(xf_test), axis=1)
         at_c_params.append(
             {
                 "epoch": epoch + 1,
