@@ -330,14 +330,8 @@ def run_grid(
         unit="setting",
         disable=not progress or len(configs) < 2,
     )
-    # One group (a plain bench) is prepared here with TensorFlow's threads on every core: as
-    # a worker's job it would pretrain on one core's share while the other workers wait.
-    in_process = jobs == 1 or len(groups) == 1
-    calls = (
-        delayed(_prepare_job)(group, cache_dir, None if in_process else threads, suite)
-        for group in groups.values()
-    )
-    for finished in map(_call, calls) if in_process else parallel(calls):
+    calls = (delayed(_prepare_job)(group, cache_dir, threads, suite) for group in groups.values())
+    for finished in parallel(calls) if jobs > 1 else map(_call, calls):
         for index, result in finished:
             if isinstance(result, str):
                 settings[index].skip("(setting)", None, "error", result)
