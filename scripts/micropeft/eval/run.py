@@ -169,16 +169,16 @@ def _limit_threads(threads: int | None) -> None:
     lines would stand between the progress bars), its thread pools sized to a share of the
     cores (before its first op): several workers, each with a pool as wide as the machine,
     only slow each other."""
-    with convert.quiet_native_stderr():
-        import tensorflow as tf
+    convert.start_tensorflow_quietly()  # lists the devices: thread pools can still be set
+    if threads is None:
+        return
+    import tensorflow as tf
 
-        if threads is not None:
-            try:
-                tf.config.threading.set_intra_op_parallelism_threads(threads)
-                tf.config.threading.set_inter_op_parallelism_threads(threads)
-            except RuntimeError:  # already initialised in this worker: set by its first job
-                pass
-    convert.start_tensorflow_quietly()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # already initialised in this worker: set by its first job
+        pass
 
 
 def _prepare_job(
