@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = native.build_host(quiet=False)
+    path = native.build_host(quiet=False, targets=None)
     shown = path.relative_to(native.REPO_ROOT) if path.is_relative_to(native.REPO_ROOT) else path
     print(f"built {shown}")
     return 0

@@ -16,15 +16,13 @@ states or bus contention, reported beside the exact instruction counts.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import fcntl
 import hashlib
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,8 +30,9 @@ import numpy as np
 
 from micropeft.errors import UserError
 from micropeft.eval.target_flags import read_flags
+from micropeft.files import folder_lock
 from micropeft.formats import METHOD_NAMES
-from micropeft.host.native import REPO_ROOT
+from micropeft.host.native import BACKENDS, REPO_ROOT
 
 CM4_DIR = REPO_ROOT / "cm4"
 FW_DIR = CM4_DIR / "fw"
@@ -117,19 +116,6 @@ class Cm4BuildError(UserError):
 # Plugin
 
 
-@contextlib.contextmanager
-def _build_lock(out_dir: Path) -> Iterator[None]:
-    """Hold out_dir's lock file: bench's worker processes build the same cached library at once,
-    and one must not archive objects another is still writing."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def build_plugin(build_dir: Path | None = None) -> Path:
     """Compile the instruction-count plugin with the host compiler (cached)."""
     out_dir = (build_dir or default_build_dir()) / "plugin"
@@ -138,7 +124,7 @@ def build_plugin(build_dir: Path | None = None) -> Path:
     library = out_dir / f"libpeft_icount-{key[:12]}.so"
     if library.is_file():
         return library
-    with _build_lock(out_dir):
+    with folder_lock(out_dir):
         if not library.is_file():
             tmp = out_dir / f".{library.name}.tmp"
             _run(
@@ -163,9 +149,7 @@ def _digest(files: Sequence[Path], extra: Sequence[str]) -> str:
 # The runtime library for the Cortex-M4F
 
 
-# Kernel backends, as lib/peft/sources.cmake names them; the benchmark measures
-# the default one, which the host build also uses.
-BACKENDS = ("reference", "optimized")
+# The benchmark measures the default backend, which the host build also uses.
 DEFAULT_BACKEND = "optimized"
 
 
@@ -231,7 +215,7 @@ def build_runtime(
     ]
     if archive.is_file():
         return Library(archive, objects)
-    with _build_lock(out_dir):
+    with folder_lock(out_dir):
         if not archive.is_file():
             _compile_archive(sources, objects, archive, flags, jobs)
     return Library(archive, objects)

@@ -153,7 +153,7 @@ SIGNATURES: dict[str, list[object]] = {
 }
 
 
-BACKENDS = ("reference", "optimized")
+BACKENDS = native.BACKENDS
 
 
 def _with_signatures(lib: ctypes.CDLL) -> ctypes.CDLL:

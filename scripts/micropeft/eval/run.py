@@ -53,6 +53,7 @@ from micropeft.eval.tasks import (
     BenchConfig,
     TaskData,
     prepare_task,
+    scratch_task,
     timed,
 )
 from micropeft.eval.train import (
@@ -87,7 +88,6 @@ class PreparedSetting:
     data_setup: dict[str, Any]
     model_file: Path
     timing: dict[str, float]
-    scratch: bool  # a Keras builder exists (built-in tasks)
 
 
 @dataclass
@@ -160,7 +160,6 @@ def prepare_setting(cfg: BenchConfig, work_dir: Path, cache_dir: Path) -> Prepar
         dict(data.setup),
         model_file,
         timing,
-        data.keras_builder is not None,
     )
 
 
@@ -210,8 +209,29 @@ def _error_text(error: BaseException) -> str:
 
 
 # A unit of work: ("run", setting, method, seed), ("m4", setting, method, None) or
-# ("scratch", setting, None, seed).
+# ("scratch", setting, None, seed). Scratch runs need no pretrained model: they run while
+# the settings are prepared, beside a job that builds the host and Cortex-M4F libraries.
 Job = tuple[str, int, str | None, int | None]
+
+
+def _early_job(
+    job: Job, cfg: BenchConfig | None, threads: int | None
+) -> tuple[Job, Any, tuple[float, float]]:
+    """A job that needs no prepared setting: a scratch run of cfg, or ("build", -1, None,
+    None), the libraries every later run uses (cfg: None, or a setting measured on the M4)."""
+    _limit_threads(threads)
+    start = time.perf_counter(), time.process_time()
+    try:
+        if job[0] == "build":
+            native.build_host()
+            if cfg is not None:
+                cm4.build_runtime()
+                cm4.build_plugin()
+            return job, None, _elapsed(start)
+        assert cfg is not None and job[3] is not None
+        return job, scratch_run(scratch_task(cfg), cfg, job[3]), _elapsed(start)
+    except Exception as error:  # noqa: BLE001 - recorded in the results; the others go on
+        return job, _error_text(error), _elapsed(start)
 
 
 def _run_job(
@@ -239,8 +259,7 @@ def _run_job(
                 setting.work_dir / "artifacts",
             )  # fmt: skip
         else:
-            assert seed is not None
-            result = scratch_run(ctx.data, cfg, seed)
+            raise ValueError(f"not a run of a prepared setting: {kind}")
     except Exception as error:  # noqa: BLE001 - recorded in the results; the others go on
         return job, _error_text(error), _elapsed(start)
     return job, result, _elapsed(start)
@@ -309,8 +328,6 @@ def run_grid(
     if any(s.discarded for s in settings):
         store.save()
     threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
-    if jobs > 1:
-        native.build_host()  # here, once: workers that build it at the same time would race
     parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
 
     # Settings that share a pretrained model are prepared by one job, so it trains once.
@@ -330,8 +347,27 @@ def run_grid(
         unit="setting",
         disable=not progress or len(configs) < 2,
     )
-    calls = (delayed(_prepare_job)(group, cache_dir, threads, suite) for group in groups.values())
+    # Beside the preparation (the pretraining, mostly on one core): the libraries, then
+    # the scratch runs.
+    measured_cfg = next((cfg for cfg in configs if cfg.cm4), None)
+    early: list[tuple[Job, BenchConfig | None]] = [(("build", -1, None, None), measured_cfg)]
+    for index, (s, cfg) in enumerate(zip(settings, configs, strict=True)):
+        if cfg.scratch and cfg.model_path is None:
+            early += [
+                (("scratch", index, None, seed), cfg)
+                for seed in cfg.seeds[: cfg.scratch_seeds]
+                if not s.has(f"scratch/{seed}")
+            ]
+    calls = [delayed(_prepare_job)(group, cache_dir, threads, suite) for group in groups.values()]
+    calls += [delayed(_early_job)(job, cfg, threads) for job, cfg in early]
     for finished in parallel(calls) if jobs > 1 else map(_call, calls):
+        if isinstance(finished, tuple):  # an early job
+            job, result, times = finished
+            if job[0] == "scratch":
+                _record_job(settings[job[1]], configs[job[1]], job, result, times)
+            elif isinstance(result, str):
+                raise UserError(result)  # the libraries did not build: nothing can run
+            continue
         for index, result in finished:
             if isinstance(result, str):
                 settings[index].skip("(setting)", None, "error", result)
@@ -357,11 +393,6 @@ def run_grid(
                 for n in cfg.methods
                 if n in p.costs and not s.method(n).get("m4")
             ]
-        if cfg.scratch and p.scratch:
-            seeds = cfg.seeds[: cfg.scratch_seeds]
-            work += [
-                ("scratch", index, None, seed) for seed in seeds if not s.has(f"scratch/{seed}")
-            ]
     bar = tqdm(total=len(work), desc="runs", unit="run", disable=not progress)
     calls = (delayed(_run_job)(job, prepared[job[1]], cache_dir, threads) for job in work)
     for job, result, times in parallel(calls) if jobs > 1 else map(_call, calls):
@@ -369,7 +400,7 @@ def run_grid(
         bar.set_postfix_str(
             f"{configs[index].setting_id()} {method or kind} {'' if seed is None else seed}"
         )
-        _record_job(settings[index], prepared[index], job, result, times)
+        _record_job(settings[index], configs[index], job, result, times)
         bar.update(1)
     bar.close()
 
@@ -411,10 +442,9 @@ def _record_prepared(s: SettingStore, p: PreparedSetting) -> None:
 
 
 def _record_job(
-    s: SettingStore, p: PreparedSetting, job: Job, result: Any, times: tuple[float, float]
+    s: SettingStore, cfg: BenchConfig, job: Job, result: Any, times: tuple[float, float]
 ) -> None:
     kind, _, method, seed = job
-    cfg = p.config
     wall, cpu = times
     timing = s.data["setup"].setdefault("timing", {})
     timing_key = {"run": "fine_tuning_s", "m4": "cm4_s", "scratch": "scratch_s"}[kind]

@@ -434,23 +434,44 @@ def prepare_task(cfg: BenchConfig, cache_dir: Path, timing: dict[str, float]) ->
     task = cfg.task_spec()
     with timed(timing, "pretrain_s"):
         prepared = _pretrained_target_model(task, cfg, cache_dir)
+    data = _target_data(task, cfg, prepared["input_range"], prepared["model"])
+    data.setup = {  # in the report's order
+        "task": data.setup["task"],
+        "source": prepared["source_setup"],
+        "target": data.setup["target"],
+        "model": prepared["model_setup"],
+    }
+    return data
+
+
+def scratch_task(cfg: BenchConfig) -> TaskData:
+    """A built-in task's target data and Keras builder without its int8 model (model is
+    empty): all the from-scratch baseline needs, so it can run before the pretraining ends."""
+    if cfg.model_path is not None:
+        raise UserError("the from-scratch baseline needs a built-in task (no --model)")
+    task = cfg.task_spec()
+    return _target_data(task, cfg, _pretrain_config(task, cfg).input_range, b"")
+
+
+def _target_data(
+    task: TaskSpec, cfg: BenchConfig, input_range: tuple[float, float], model: bytes
+) -> TaskData:
+    """The target dataset of a built-in task, fitted to the model's input and range, and
+    split and subsampled as every bench run sees it."""
     shape = task.input_shape
     target = datasets.load_source(task.target, seed=0, series=datasets.is_series(shape))
     train, test = datasets.stratified_split(target.y, cfg.test_fraction, seed=0)
-    input_range = prepared["input_range"]
     x = datasets.to_model_range(datasets.fit_images(target.x, shape), input_range)
     x_train, y_train = _subsample(x[train], target.y[train], cfg.train_samples, 0)
     x_test, y_test = _subsample(x[test], target.y[test], cfg.test_samples, 0)
     setup = {
         "task": {"name": task.name, "description": task.description},
-        "source": prepared["source_setup"],
         "target": (
             f"{task.target}, {target.num_classes} classes, {task.shape_text}, scaled to "
             f"[{input_range[0]:g}, "
             f"{input_range[1]:g}]; stratified split, {len(y_train)} training samples "
             f"(of {len(train)}), {len(y_test)} test samples (of {len(test)})"
         ),
-        "model": prepared["model_setup"],
     }
 
     def builder() -> Any:
@@ -460,7 +481,7 @@ def prepare_task(cfg: BenchConfig, cache_dir: Path, timing: dict[str, float]) ->
         )
 
     return TaskData(
-        prepared["model"],
+        model,
         builder,
         x_train,
         y_train.astype(np.int64),
@@ -523,12 +544,8 @@ def _user_task(cfg: BenchConfig, timing: dict[str, float]) -> TaskData:
     return TaskData(model, None, x_train, y_train, x_test, y_test, classes, setup)
 
 
-def _pretrained_target_model(task: TaskSpec, cfg: BenchConfig, cache_dir: Path) -> dict[str, Any]:
-    """The int8 target model: the backbone pretrained on the source (models.pretrained,
-    cached), a new randomly initialised head for the target's classes, converted to full
-    int8 with source images for calibration (the device's model exists before its data)."""
-
-    pcfg = models.PretrainConfig(
+def _pretrain_config(task: TaskSpec, cfg: BenchConfig) -> models.PretrainConfig:
+    return models.PretrainConfig(
         arch=task.arch,
         alpha=task.alpha,
         size=task.size,
@@ -537,6 +554,14 @@ def _pretrained_target_model(task: TaskSpec, cfg: BenchConfig, cache_dir: Path) 
         epochs=cfg.source_epochs(),
         seed=0,
     )
+
+
+def _pretrained_target_model(task: TaskSpec, cfg: BenchConfig, cache_dir: Path) -> dict[str, Any]:
+    """The int8 target model: the backbone pretrained on the source (models.pretrained,
+    cached), a new randomly initialised head for the target's classes, converted to full
+    int8 with source images for calibration (the device's model exists before its data)."""
+
+    pcfg = _pretrain_config(task, cfg)
     series = datasets.is_series(task.input_shape)
     classes = datasets.load_source(task.target, seed=0, series=series).num_classes
     key = hashlib.sha256(f"{pcfg.key()}/{classes}/v1".encode()).hexdigest()[:16]

@@ -14,9 +14,11 @@ import ctypes
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from micropeft.errors import UserError
+from micropeft.files import folder_lock
 from micropeft.prep import models
 
 _CHECKOUT = Path(__file__).resolve().parents[3]
@@ -34,6 +36,12 @@ def build_dir() -> Path:
     return REPO_ROOT / "build" / "host"
 
 
+# Kernel backends, as lib/peft/sources.cmake names them (one host library each).
+BACKENDS = ("reference", "optimized")
+# What Python loads: the runtime and each backend's kernels alone (not the C tests).
+PYTHON_TARGETS = ("peft_shared", *(f"peft_kernels_{backend}" for backend in BACKENDS))
+
+
 def library_path() -> Path:
     return build_dir() / "lib" / "peft" / "libpeft.so"
 
@@ -43,8 +51,10 @@ def kernels_library_path(backend: str) -> Path:
     return build_dir() / "lib" / "peft" / f"libpeft_kernels_{backend}.so"
 
 
-def build_host(quiet: bool = True) -> Path:
-    """Configure and build the host runtime (Release, warnings as errors)."""
+def build_host(quiet: bool = True, targets: Sequence[str] | None = PYTHON_TARGETS) -> Path:
+    """Configure and build the host runtime (Release, warnings as errors): `targets`, or
+    everything (the C tests too) for None. Processes that build at the same time take
+    turns (the second finds the build up to date)."""
     if not (REPO_ROOT / "lib" / "peft" / "CMakeLists.txt").is_file():
         raise UserError(f"the C sources are not beside the package (looked in {REPO_ROOT})")
     if shutil.which("cmake") is None:
@@ -56,13 +66,14 @@ def build_host(quiet: bool = True) -> Path:
         configure.append("-DPEFT_BUILD_TESTS=OFF")  # a wheel ships the runtime, not its C tests
     steps = [
         configure,
-        ["cmake", "--build", str(out), "--parallel"],
+        ["cmake", "--build", str(out), "--parallel", *(["--target", *targets] if targets else [])],
     ]
-    for step in steps:
-        result = subprocess.run(step, stdout=capture, stderr=subprocess.STDOUT, text=True)
-        if result.returncode != 0:
-            tail = (result.stdout or "")[-2000:]
-            raise UserError(f"host build failed: {' '.join(step)}\n{tail}")
+    with folder_lock(out):
+        for step in steps:
+            result = subprocess.run(step, stdout=capture, stderr=subprocess.STDOUT, text=True)
+            if result.returncode != 0:
+                tail = (result.stdout or "")[-2000:]
+                raise UserError(f"host build failed: {' '.join(step)}\n{tail}")
     return library_path()
 
 

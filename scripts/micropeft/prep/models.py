@@ -312,6 +312,12 @@ class PretrainConfig:
     shift: int = 3
     bn_momentum: float = 0.9
 
+    @property
+    def input_range(self) -> tuple[float, float]:
+        """The model's input range: [0, 1], or [-1, 1] with ImageNet weights (Keras'
+        MobileNet convention)."""
+        return (-1.0, 1.0) if self.imagenet else (0.0, 1.0)
+
     def key(self) -> str:
         import hashlib
         import json
@@ -369,7 +375,7 @@ def pretrained(
 
     shape = input_shape_for(cfg.arch, cfg.size, cfg.channels)
     data = datasets.load_source(cfg.dataset, cfg.seed, series=datasets.is_series(shape))
-    input_range = (-1.0, 1.0) if cfg.imagenet else (0.0, 1.0)
+    input_range = cfg.input_range
     x = datasets.to_model_range(datasets.fit_images(data.x, shape), input_range)
     train, test = datasets.stratified_split(data.y, 0.1, cfg.seed)
     tf.keras.utils.set_random_seed(cfg.seed)
