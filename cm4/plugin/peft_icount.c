@@ -32,11 +32,17 @@
  * A branch counts as taken when the next block executed does not start at its
  * fall-through address.
  *
- * Arguments: mark=ADDR (marker address; the Thumb bit is ignored) and
- * out=PATH (report file; without it the report goes to QEMU's log, -d plugin).
+ * Arguments: mark=ADDR (marker address; the Thumb bit is ignored),
+ * out=PATH (report file; without it the report goes to QEMU's log, -d plugin)
+ * and profile=PATH: at exit, one line "block <vaddr> <instructions>
+ * <executions> <cycles>" per translated block (a block retranslated appears
+ * again), for a per-function account (micropeft.eval.cm4.profile_functions);
+ * profile_from=N and profile_to=M count only from the N-th mark to the M-th
+ * (1-based; by default the whole run).
  * Build: cc -O2 -fPIC -shared peft_icount.c -o libpeft_icount.so
  */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,14 +70,25 @@ enum {
 };
 
 /* What the cycle model needs of one translation block. */
-typedef struct {
+typedef struct block_info {
 	uint64_t vaddr;
 	uint64_t fallthrough; /* address after its last instruction */
 	bool ends_in_branch;
 	uint32_t refill; /* P, when a branch lands on this block */
+	/* for profile=: */
+	uint32_t n_insns;
+	uint64_t cost;           /* cycles of one execution, refill excluded */
+	uint64_t executions;     /* times it ran */
+	uint64_t refills;        /* refill cycles of the taken branches landing on it */
+	struct block_info *next; /* every block, newest first */
 } block_info;
 
 static const block_info *last_block;
+static block_info *all_blocks;
+static FILE *profile;
+static unsigned long profile_from; /* marks that open and close the window */
+static unsigned long profile_to = ULONG_MAX;
+static bool profiling = true;
 
 typedef enum {
 	K_OTHER,
@@ -221,6 +238,7 @@ static void on_mark(unsigned int vcpu, void *userdata)
 	(void)vcpu;
 	(void)userdata;
 	mark_count++;
+	profiling = mark_count >= profile_from && mark_count < profile_to;
 	snprintf(line, sizeof(line), "mark %lu %" PRIu64 " %" PRIu64 "\n", mark_count, executed,
 		 cycles);
 	if (report != NULL) {
@@ -233,13 +251,15 @@ static void on_mark(unsigned int vcpu, void *userdata)
 
 static void on_block(unsigned int vcpu, void *userdata)
 {
-	const block_info *block = userdata;
+	block_info *block = userdata;
 
 	(void)vcpu;
 	if (last_block != NULL && last_block->ends_in_branch &&
 	    last_block->fallthrough != block->vaddr) {
 		cycles += block->refill; /* the branch was taken */
+		block->refills += profiling ? block->refill : 0;
 	}
+	block->executions += profiling ? 1 : 0;
 	last_block = block;
 }
 
@@ -254,6 +274,9 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 		return;
 	}
 	block->vaddr = qemu_plugin_tb_vaddr(tb);
+	block->n_insns = (uint32_t)n;
+	block->next = all_blocks;
+	all_blocks = block;
 	for (size_t i = 0; i < n; i++) {
 		struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
 		const uint8_t *bytes = qemu_plugin_insn_data(insn);
@@ -272,6 +295,7 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 			cost = 1;
 		}
 		prev_ldst = kind == K_LDST;
+		block->cost += cost;
 		if (i == 0) {
 			block->refill = size == 2 ? 1 : ((vaddr & 3) == 0 ? 2 : 3);
 		}
@@ -307,6 +331,15 @@ static void at_exit(qemu_plugin_id_t id, void *userdata)
 	} else {
 		qemu_plugin_outs(line);
 	}
+	if (profile != NULL) {
+		for (const block_info *b = all_blocks; b != NULL; b = b->next) {
+			fprintf(profile, "block %#" PRIx64 " %" PRIu32 " %" PRIu64 " %" PRIu64 "\n",
+				b->vaddr, b->n_insns, b->executions,
+				b->executions * b->cost + b->refills);
+		}
+		fclose(profile);
+		profile = NULL;
+	}
 }
 
 QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc,
@@ -320,6 +353,17 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
 			report = fopen(argv[i] + 4, "w");
 			if (report == NULL) {
 				fprintf(stderr, "peft_icount: cannot write %s\n", argv[i] + 4);
+				return -1;
+			}
+		} else if (strncmp(argv[i], "profile_from=", 13) == 0) {
+			profile_from = strtoul(argv[i] + 13, NULL, 0);
+			profiling = profile_from == 0;
+		} else if (strncmp(argv[i], "profile_to=", 11) == 0) {
+			profile_to = strtoul(argv[i] + 11, NULL, 0);
+		} else if (strncmp(argv[i], "profile=", 8) == 0) {
+			profile = fopen(argv[i] + 8, "w");
+			if (profile == NULL) {
+				fprintf(stderr, "peft_icount: cannot write %s\n", argv[i] + 8);
 				return -1;
 			}
 		} else {

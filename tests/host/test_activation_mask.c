@@ -1,7 +1,10 @@
-/* The 1-bit mask that backward keeps for a fused ReLU/ReLU6 gives exactly the
- * gradient of the activation-based backward (peft_activation_bwd_f32 on the
- * forward output), on random outputs that include the kinks (0 and 6), for
- * every length 1..67 (partial last bytes). */
+/* The fused activation with its 1-bit mask (the backend's own
+ * peft_activation_fwd_mask_f32) gives exactly peft_activation_fwd_f32's
+ * output, and the mask-based backward exactly the gradient of the
+ * activation-based one (peft_activation_bwd_f32 on the forward output), on
+ * random values that include the kinks (0 and 6), -0, the infinities and NaN,
+ * for every length 1..67 (partial last bytes). */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,11 +22,17 @@ static float random_value(void)
 	rng ^= rng << 13;
 	rng ^= rng >> 17;
 	rng ^= rng << 5;
-	switch (rng % 8u) {
+	switch (rng % 12u) {
 	case 0:
 		return 0.0f;
 	case 1:
 		return 6.0f;
+	case 2:
+		return -0.0f;
+	case 3:
+		return (rng & 256u) ? INFINITY : -INFINITY;
+	case 4:
+		return (rng & 256u) ? NAN : -NAN;
 	default:
 		return ((float)(rng >> 8) / 16777216.0f) * 16.0f - 8.0f;
 	}
@@ -36,16 +45,19 @@ int main(void)
 
 	for (int a = 0; a < 2; a++) {
 		for (int32_t n = 1; n <= MAX_N; n++) {
-			float x[MAX_N], g_mask[MAX_N], g_act[MAX_N];
+			float x[MAX_N], fused[MAX_N], g_mask[MAX_N], g_act[MAX_N];
 			uint8_t mask[(MAX_N + 7) / 8 + 1];
 
 			for (int32_t i = 0; i < n; i++) {
-				x[i] = random_value();
-				g_mask[i] = g_act[i] = random_value() + 0.5f;
+				fused[i] = x[i] = random_value();
+				g_mask[i] = g_act[i] = ((float)(rng >> 8) / 16777216.0f) - 0.5f;
+				random_value();
 			}
 			mask[(n + 7) / 8] = 0xA5; /* guard byte: must stay untouched */
 			PEFT_CHECK_EQ_INT(peft_activation_fwd_f32(acts[a], n, x), PEFT_OK);
-			PEFT_CHECK_EQ_INT(peft_activation_mask_f32(acts[a], n, x, mask), PEFT_OK);
+			PEFT_CHECK_EQ_INT(peft_activation_fwd_mask_f32(acts[a], n, fused, mask),
+					  PEFT_OK);
+			PEFT_CHECK(memcmp(fused, x, (size_t)n * sizeof(float)) == 0);
 			PEFT_CHECK_EQ_INT(peft_activation_bwd_f32(acts[a], n, x, g_act), PEFT_OK);
 			PEFT_CHECK_EQ_INT(peft_activation_bwd_mask_f32(n, mask, g_mask), PEFT_OK);
 			PEFT_CHECK(memcmp(g_mask, g_act, (size_t)n * sizeof(float)) == 0);
@@ -57,9 +69,12 @@ int main(void)
 	float y = 1.0f;
 	uint8_t m = 0;
 
-	PEFT_CHECK_EQ_INT(peft_activation_mask_f32(PEFT_ACT_NONE, 1, &y, &m), PEFT_ERR_ARG);
-	PEFT_CHECK_EQ_INT(peft_activation_mask_f32(PEFT_ACT_RELU, 0, &y, &m), PEFT_ERR_ARG);
+	PEFT_CHECK_EQ_INT(peft_activation_fwd_mask_f32(PEFT_ACT_NONE, 1, &y, &m), PEFT_ERR_ARG);
+	PEFT_CHECK_EQ_INT(peft_activation_fwd_mask_f32(PEFT_ACT_RELU, 0, &y, &m), PEFT_ERR_ARG);
+	PEFT_CHECK_EQ_INT(peft_activation_fwd_mask_f32(PEFT_ACT_RELU6, 1, &y, NULL), PEFT_ERR_ARG);
 	PEFT_CHECK_EQ_INT(peft_activation_bwd_mask_f32(1, NULL, &y), PEFT_ERR_ARG);
-	printf("mask-based backward == activation-based backward on %d cases\n", cases);
+	printf("fused forward == forward, mask-based backward == activation-based backward on "
+	       "%d cases\n",
+	       cases);
 	return 0;
 }

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from micropeft.eval import cm4
+from micropeft.files import folder_lock
 
 pytestmark = pytest.mark.skipif(
     bool(cm4.missing_tools()), reason=f"missing tools: {cm4.missing_tools()}"
@@ -68,6 +69,28 @@ def test_counts_repeat_exactly(build_dir):
     assert first.cycle_marks == second.cycle_marks and first.total_cycles == second.total_cycles
     assert [phase for phase, _ in first.marks] == [cm4.REGION, cm4.REGION_END]
     assert first.total > first.marks[-1][1]
+
+
+def test_profile_puts_the_loop_in_main_and_adds_up_to_the_count(build_dir, tmp_path):
+    """The plugin's per-block profile: over the whole run its blocks add up to the
+    instruction count (every block runs whole: the firmware takes no interrupt); between
+    the two marks, main executes the loop's 2 x 5010 instructions and the functions
+    together what the marks count."""
+    elf = cm4.link_firmware(
+        build_dir / "prof" / "calibrate.elf", [cm4.FW_DIR / "calibrate.c"], ["PEFT_CM4_LOOPS=5010"]
+    )
+    whole = cm4.run_firmware(elf, build_dir=build_dir, profile=tmp_path / "whole.txt")
+    functions = cm4.profile_functions(elf, tmp_path / "whole.txt")
+    assert sum(f.instructions for f in functions) == whole.total
+    assert sum(f.est_cycles for f in functions) == whole.total_cycles
+
+    window = cm4.run_firmware(
+        elf, build_dir=build_dir, profile=tmp_path / "window.txt", profile_marks=(1, 2)
+    )
+    counted = cm4.phase_deltas(window.marks, cm4.REGION, cm4.REGION_END)[0]
+    functions = {f.name: f for f in cm4.profile_functions(elf, tmp_path / "window.txt")}
+    assert 2 * 5010 <= functions["main"].instructions <= 2 * 5010 + 8
+    assert abs(sum(f.instructions for f in functions.values()) - counted) <= 8
 
 
 def test_code_size_matches_berkeley_format(build_dir):
@@ -148,7 +171,7 @@ def test_runtime_build_waits_for_another_process_building_it(tmp_path):
         f"from pathlib import Path; from micropeft.eval import cm4; "
         f"cm4.build_runtime(Path({str(shared)!r}))",
     ]
-    with cm4._build_lock(shared / key_dir):
+    with folder_lock(shared / key_dir):
         process = subprocess.Popen(builder)
         time.sleep(3.0)
         started = list((shared / key_dir).glob("*.o"))

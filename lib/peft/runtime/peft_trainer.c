@@ -302,11 +302,13 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_FWD_AFFINE, &ctx));
 	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_FWD_ADAPTER, &ctx));
 	if (r->activation != PEFT_ACT_NONE) {
-		PEFT_TRY(peft_activation_fwd_f32((peft_activation)r->activation, L->out_size, y));
 		if (train && L->keeps_mask) {
-			PEFT_TRY(peft_activation_mask_f32((peft_activation)r->activation,
-							  L->out_size, y,
-							  work_bytes(t, PEFT_BUF_MASK, k)));
+			PEFT_TRY(peft_activation_fwd_mask_f32((peft_activation)r->activation,
+							      L->out_size, y,
+							      work_bytes(t, PEFT_BUF_MASK, k)));
+		} else {
+			PEFT_TRY(peft_activation_fwd_f32((peft_activation)r->activation,
+							 L->out_size, y));
 		}
 	}
 	PEFT_TRY(tensor_keep(t, r->output, y));

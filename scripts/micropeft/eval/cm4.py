@@ -15,6 +15,7 @@ states or bus contention, reported beside the exact instruction counts.
 
 from __future__ import annotations
 
+import bisect
 import concurrent.futures
 import hashlib
 import os
@@ -318,6 +319,37 @@ def symbol_address(elf: Path, name: str) -> int:
     raise UserError(f"symbol {name} not found in {elf}")
 
 
+@dataclass(frozen=True)
+class FunctionCost:
+    name: str
+    instructions: int
+    est_cycles: int
+
+
+def profile_functions(elf: Path, profile: Path) -> list[FunctionCost]:
+    """Executed instructions and estimated cycles per function of elf, from the plugin's
+    profile= file, most instructions first (a block belongs to the function whose symbol
+    starts at or below it)."""
+    starts: list[tuple[int, str]] = []
+    for line in _run([NM, "-n", "--defined-only", elf], "arm-none-eabi-nm").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in "tTwW":
+            starts.append((int(parts[0], 16) & ~1, parts[2]))
+    if not starts:
+        raise UserError(f"{elf} has no function symbols")
+    addresses = [a for a, _ in starts]
+    totals: dict[str, list[int]] = {}
+    for line in profile.read_text().splitlines():
+        _, vaddr, n_insns, executions, cycles = line.split()
+        i = bisect.bisect_right(addresses, int(vaddr, 16)) - 1
+        name = starts[i][1] if i >= 0 else "(before the first symbol)"
+        total = totals.setdefault(name, [0, 0])
+        total[0] += int(n_insns) * int(executions)
+        total[1] += int(cycles)
+    costs = [FunctionCost(name, n, c) for name, (n, c) in totals.items() if n > 0]
+    return sorted(costs, key=lambda f: -f.instructions)
+
+
 class DoesNotFit(Exception):
     """The firmware does not fit the nRF52840's RAM or flash (the linker said so)."""
 
@@ -390,9 +422,16 @@ class QemuRun:
 
 
 def run_firmware(
-    elf: Path, plugin: Path | None = None, timeout_s: float = 300.0, build_dir: Path | None = None
+    elf: Path,
+    plugin: Path | None = None,
+    timeout_s: float = 300.0,
+    build_dir: Path | None = None,
+    profile: Path | None = None,
+    profile_marks: tuple[int, int] | None = None,
 ) -> QemuRun:
-    """Run a firmware under QEMU with the counting plugin; parse marks and printed values."""
+    """Run a firmware under QEMU with the counting plugin; parse marks and printed values.
+    profile: where the plugin writes its per-block counts (profile_functions reads them),
+    counted from the first to the second of profile_marks (1-based mark numbers) if given."""
     require_tools()
     plugin = plugin or build_plugin(build_dir)
     mark = symbol_address(elf, "peft_cm4_mark")
@@ -412,7 +451,13 @@ def run_firmware(
             "-kernel",
             str(elf),
             "-plugin",
-            f"{plugin},mark={mark:#x},out={report}",
+            f"{plugin},mark={mark:#x},out={report}"
+            + (f",profile={profile.resolve()}" if profile is not None else "")
+            + (
+                f",profile_from={profile_marks[0]},profile_to={profile_marks[1]}"
+                if profile_marks is not None
+                else ""
+            ),
         ]
         try:
             result = subprocess.run(
@@ -622,12 +667,14 @@ def measure_training(
     build_dir: Path | None = None,
     timeout_s: float = 600.0,
     backend: str = DEFAULT_BACKEND,
+    profile: Path | None = None,
 ) -> TrainingCost:
     """Build the trainer firmware for one plan and count one training step plus one inference.
 
     `samples` are int8 inputs of the trainable part (the split tensor), one row
     per sample of the step. A plan whose arena (plus the driver's RAM) does
-    not fit 256 KB is returned with fits=False rather than raised.
+    not fit 256 KB is returned with fits=False rather than raised. profile: where a
+    second run writes the step's counts by block (profile_functions reads them).
     """
     library = build_runtime(build_dir, backend=backend)
     samples = np.asarray(samples)
@@ -646,6 +693,12 @@ def measure_training(
     status = run.values.get("status", "")
     if status != "0":
         raise UserError(f"the Cortex-M4F trainer failed: {status} ({run.values.get('error', '')})")
+    if profile is not None:  # the same run again, counted by block over the step only
+        phases = [phase for phase, _ in run.marks]
+        window = (phases.index(FORWARD) + 1, phases.index(STEP_END) + 1)
+        run_firmware(
+            elf, timeout_s=timeout_s, build_dir=build_dir, profile=profile, profile_marks=window
+        )
     forward, backward, optimizer = step_phases(run.marks)
     infer = phase_deltas(run.marks, INFER, INFER_END)
     first = next(c for p, c in run.marks if p == FORWARD)

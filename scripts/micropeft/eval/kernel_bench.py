@@ -390,6 +390,7 @@ def random_mobilenet(work_dir: Path) -> bytes:
     path = work_dir / "mobilenet_v1_0.25_32.tflite"
     if path.is_file():
         return path.read_bytes()
+    convert.start_tensorflow_quietly()  # its start-up lines would stand among the figures
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(0)
@@ -405,10 +406,11 @@ def random_mobilenet(work_dir: Path) -> bytes:
 
 def step_costs(
     source_root: Path, work_dir: Path, repeats: int, with_m4: bool
-) -> dict[str, dict[str, float]]:
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[cm4.FunctionCost]]]]:
     """Per method: host us per step of STEP_BATCH samples and, with_m4, per backend M4
     instructions per forward / backward MAC (means over the firmware's samples) and
-    estimated ms per step of the firmware's samples at 64 MHz."""
+    estimated ms per step of the firmware's samples at 64 MHz; and per method and backend,
+    the firmware's training step by function."""
 
     model = random_mobilenet(work_dir)
     graph = graph_from_tflite(model)
@@ -416,6 +418,7 @@ def step_costs(
     images = rng.uniform(0, 1, (STEP_BATCH, 32, 32, 1)).astype(np.float32)
     labels = rng.integers(0, 10, STEP_BATCH).astype(np.int32)
     results: dict[str, dict[str, float]] = {}
+    profiles: dict[str, dict[str, list[cm4.FunctionCost]]] = {}
     for name in STEP_METHODS:
         spec = tasks.METHODS[name]
         prepared = train.prepare_method(spec, graph, model)
@@ -446,14 +449,19 @@ def step_costs(
                     Path(tmp),
                     build_dir=work_dir / "cm4",
                     backend=backend,
+                    profile=Path(tmp) / "profile.txt",
                 )
+                if cost.fits:
+                    profiles.setdefault(name, {})[backend] = cm4.profile_functions(
+                        Path(tmp) / "trainer.elf", Path(tmp) / "profile.txt"
+                    )
             if cost.fits:
                 row[f"{backend}_per_mac_forward"] = cost.forward / macs["forward"]
                 row[f"{backend}_per_mac_backward"] = cost.backward / max(macs["backward"], 1)
                 row[f"{backend}_est_step_ms"] = cost.est_step_ms
                 row[f"{backend}_step_samples"] = float(cost.samples_per_step)
         results[name] = row
-    return results
+    return results, profiles
 
 
 # ---------------------------------------------------------------------------
@@ -533,6 +541,21 @@ def print_kernel_table(rows: list[dict[str, object]]) -> None:
         )
 
 
+def _print_profile(functions: list[cm4.FunctionCost], top: int) -> None:
+    total_instructions = sum(f.instructions for f in functions)
+    total_cycles = sum(f.est_cycles for f in functions)
+    print(
+        f"    {cm4.DEFAULT_BACKEND} firmware, the training step by function: "
+        f"{total_instructions:,} instructions, est. {total_cycles:,} cycles"
+    )
+    for f in functions[:top]:
+        print(
+            f"    {f.name:40s} {f.instructions:12,d} "
+            f"{100 * f.instructions / total_instructions:5.1f} %  est. cycles "
+            f"{100 * f.est_cycles / total_cycles:5.1f} %"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m micropeft.eval.kernel_bench", description=__doc__
@@ -550,10 +573,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cm4", action="store_true", help="skip the QEMU instruction counts")
     parser.add_argument("--no-step", action="store_true", help="skip the whole training steps")
     parser.add_argument("--json", type=Path, help="also write the kernel rows to this JSON file")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after each training step's figures, the N functions of its firmware that execute "
+        "the most instructions (optimized backend)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.repeats < 1:
             raise UserError("--repeats must be at least 1")
+        if args.profile < 0:
+            raise UserError("--profile must be 0 or more")
         source_root = args.source_root.resolve()
         with_m4 = not args.no_cm4 and not cm4.missing_tools()
         host = {b: host_kernel_times(kb.backend_library(b), args.repeats) for b in kb.BACKENDS}
@@ -574,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
                 + ", ".join(f"{b} {sizes[b] / 1024:.1f} KB" for b in cm4.BACKENDS)
             )
         if not args.no_step:
-            steps = step_costs(source_root, args.work_dir, args.repeats, with_m4)
+            steps, profiles = step_costs(source_root, args.work_dir, args.repeats, with_m4)
             print(f"\nMobileNetV1 0.25 32x32, batch {STEP_BATCH}:")
             for name, row in steps.items():
                 print(f"{name:10s} host {row['host_us_per_step']:10.0f} us/step")
@@ -594,6 +627,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"{row[f'{backend}_est_step_ms']:.1f} ms per step of "
                         f"{row[f'{backend}_step_samples']:.0f} samples at 64 MHz"
                     )
+                functions = profiles.get(name, {}).get(cm4.DEFAULT_BACKEND, [])
+                if args.profile and functions:
+                    _print_profile(functions, args.profile)
     except UserError as error:
         print(f"error: {error}")
         return 2

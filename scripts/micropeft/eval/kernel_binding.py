@@ -42,6 +42,7 @@ ACT_RELU6 = 2
 
 _F32P = ctypes.POINTER(ctypes.c_float)
 _S8P = ctypes.POINTER(ctypes.c_int8)
+_U8P = ctypes.POINTER(ctypes.c_uint8)
 
 
 class Dims(ctypes.Structure):
@@ -143,6 +144,8 @@ SIGNATURES: dict[str, list[object]] = {
     "peft_pad_bwd_input_f32": [_PAD, _F32P, _F32P, _BOOL],
     "peft_activation_fwd_f32": [ctypes.c_int, _I32, _F32P],
     "peft_activation_bwd_f32": [ctypes.c_int, _I32, _F32P, _F32P],
+    "peft_activation_fwd_mask_f32": [ctypes.c_int, _I32, _F32P, _U8P],
+    "peft_activation_bwd_mask_f32": [_I32, _U8P, _F32P],
     "peft_scale_shift_fwd_f32": [_I32, _I32, _F32P, _F32P, _F32P, _F32P],
     "peft_scale_shift_bwd_input_f32": [_I32, _I32, _F32P, _F32P, _F32P, _BOOL],
     "peft_scale_shift_bwd_param_f32": [_I32, _I32, _F32P, _F32P, _F32P, _F32P],
@@ -661,6 +664,30 @@ def activation_bwd_f32(act: int, y: np.ndarray, grad: np.ndarray) -> np.ndarray:
     if g.size != y32.size:
         raise ValueError("grad and y differ in size")
     _call("peft_activation_bwd_f32", int(act), g.size, _fp(y32), _fp(g))
+    return g
+
+
+def activation_fwd_mask_f32(act: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """act(x) on a copy of x, and its 1-bit derivative mask (bit i of byte i // 8)."""
+    y = np.array(x, dtype=np.float32, order="C", copy=True)
+    mask = np.zeros((y.size + 7) // 8, dtype=np.uint8)
+    _call(
+        "peft_activation_fwd_mask_f32",
+        int(act),
+        y.size,
+        _fp(y),
+        mask.ctypes.data_as(_U8P),
+    )
+    return y, mask
+
+
+def activation_bwd_mask_f32(mask: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """grad * the mask's bits, on a copy of grad."""
+    g = np.array(grad, dtype=np.float32, order="C", copy=True)
+    m = np.ascontiguousarray(mask, dtype=np.uint8)
+    if m.size != (g.size + 7) // 8:
+        raise ValueError("the mask has one bit per gradient element")
+    _call("peft_activation_bwd_mask_f32", g.size, m.ctypes.data_as(_U8P), _fp(g))
     return g
 
 

@@ -7,14 +7,9 @@
 #include "peft/peft_kernels.h"
 #include "peft_activation_mask.h"
 
-static bool activation_ok(peft_activation act)
-{
-	return act == PEFT_ACT_NONE || act == PEFT_ACT_RELU || act == PEFT_ACT_RELU6;
-}
-
 peft_status peft_activation_fwd_f32(peft_activation act, int32_t n, float *x)
 {
-	if (!activation_ok(act) || n <= 0 || x == NULL) {
+	if (!peft_activation_ok(act) || n <= 0 || x == NULL) {
 		return PEFT_ERR_ARG;
 	}
 	if (act == PEFT_ACT_NONE) {
@@ -31,43 +26,9 @@ peft_status peft_activation_fwd_f32(peft_activation act, int32_t n, float *x)
 	return PEFT_OK;
 }
 
-static bool passes(peft_activation act, float y)
-{
-	return y > 0.0f && (act != PEFT_ACT_RELU6 || y < 6.0f);
-}
-
-peft_status peft_activation_mask_f32(peft_activation act, int32_t n, const float *y, uint8_t *mask)
-{
-	if (!activation_ok(act) || act == PEFT_ACT_NONE || n <= 0 || y == NULL || mask == NULL) {
-		return PEFT_ERR_ARG;
-	}
-	for (int32_t i = 0; i < n; i += 8) {
-		uint8_t bits = 0;
-
-		for (int32_t j = 0; j < 8 && i + j < n; j++) {
-			bits |= (uint8_t)(passes(act, y[i + j]) ? 1u << j : 0u);
-		}
-		mask[i / 8] = bits;
-	}
-	return PEFT_OK;
-}
-
-peft_status peft_activation_bwd_mask_f32(int32_t n, const uint8_t *mask, float *grad)
-{
-	if (n <= 0 || mask == NULL || grad == NULL) {
-		return PEFT_ERR_ARG;
-	}
-	for (int32_t i = 0; i < n; i++) {
-		if ((mask[i / 8] & (1u << (i % 8))) == 0) {
-			grad[i] = 0.0f;
-		}
-	}
-	return PEFT_OK;
-}
-
 peft_status peft_activation_bwd_f32(peft_activation act, int32_t n, const float *y, float *grad)
 {
-	if (!activation_ok(act) || n <= 0 || y == NULL || grad == NULL) {
+	if (!peft_activation_ok(act) || n <= 0 || y == NULL || grad == NULL) {
 		return PEFT_ERR_ARG;
 	}
 	if (act == PEFT_ACT_NONE) {
