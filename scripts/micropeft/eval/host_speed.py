@@ -30,6 +30,7 @@ from micropeft.eval import kernel_bench, tasks, train
 from micropeft.files import write_atomic
 from micropeft.host import native, reference, runtime
 from micropeft.host.reference import tflite_tensor_values
+from micropeft.prep import convert
 from micropeft.prep.tflite_graph import graph_from_tflite
 
 BATCHES = (16, 1)
@@ -157,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"unknown method {unknown[0]!r}; one of: {', '.join(tasks.METHODS)}")
         if args.repeats < 1:
             raise UserError("--repeats must be at least 1")
+        convert.start_tensorflow_quietly()  # its start-up lines would stand among the figures
         model = kernel_bench.random_mobilenet(args.work_dir)
         graph = graph_from_tflite(model)
         rows = [

@@ -390,7 +390,6 @@ def random_mobilenet(work_dir: Path) -> bytes:
     path = work_dir / "mobilenet_v1_0.25_32.tflite"
     if path.is_file():
         return path.read_bytes()
-    convert.start_tensorflow_quietly()  # its start-up lines would stand among the figures
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(0)
@@ -587,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("--repeats must be at least 1")
         if args.profile < 0:
             raise UserError("--profile must be 0 or more")
+        if not args.no_step:
+            convert.start_tensorflow_quietly()  # its start-up lines would stand among the figures
         source_root = args.source_root.resolve()
         with_m4 = not args.no_cm4 and not cm4.missing_tools()
         host = {b: host_kernel_times(kb.backend_library(b), args.repeats) for b in kb.BACKENDS}
