@@ -531,4 +531,37 @@ static inline void peft_blk_grad4x4(const float *acc, float *y, int32_t ys, int3
 	}
 }
 
+/* sums[c] += sum over r of x[r * cols + c], rows in order (peft_add_column_sums'
+ * additions): four columns at a time, their sums in registers, so that a row
+ * costs a load and an add per element. */
+static inline void peft_blk_column_sums(int32_t rows, int32_t cols, const float *x, float *sums)
+{
+	int32_t c = 0;
+
+	for (; c + 4 <= cols; c += 4) {
+		float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+		const float *p = x + c;
+
+		for (int32_t r = 0; r < rows; r++) {
+			s0 += p[0];
+			s1 += p[1];
+			s2 += p[2];
+			s3 += p[3];
+			p += cols;
+		}
+		sums[c] += s0;
+		sums[c + 1] += s1;
+		sums[c + 2] += s2;
+		sums[c + 3] += s3;
+	}
+	for (; c < cols; c++) {
+		float acc = 0.0f;
+
+		for (int32_t r = 0; r < rows; r++) {
+			acc += x[r * cols + c];
+		}
+		sums[c] += acc;
+	}
+}
+
 #endif /* PEFT_KERNEL_BLOCKS_H */

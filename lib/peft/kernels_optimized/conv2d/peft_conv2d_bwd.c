@@ -311,6 +311,6 @@ peft_status peft_conv2d_bwd_bias_f32(const peft_dims *out, const float *grad_out
 	if (!peft_dims_ok(out) || grad_out == NULL || grad_bias == NULL) {
 		return PEFT_ERR_ARG;
 	}
-	peft_add_column_sums(out->h * out->w, out->c, grad_out, grad_bias);
+	peft_blk_column_sums(out->h * out->w, out->c, grad_out, grad_bias);
 	return PEFT_OK;
 }

@@ -18,6 +18,7 @@
 #include "../../kernels/depthwise_conv2d/peft_depthwise_loops.h"
 #include "../../kernels/peft_kernel_check.h"
 #include "../../kernels/peft_kernel_loops.h"
+#include "../peft_kernel_blocks.h"
 #include "peft/peft_kernels.h"
 #include "peft_depthwise_plane.h"
 #include "peft_depthwise_quad.h"
@@ -245,6 +246,6 @@ peft_status peft_depthwise_conv2d_bwd_bias_f32(const peft_dims *out, const float
 	if (!peft_dims_ok(out) || grad_out == NULL || grad_bias == NULL) {
 		return PEFT_ERR_ARG;
 	}
-	peft_add_column_sums(out->h * out->w, out->c, grad_out, grad_bias);
+	peft_blk_column_sums(out->h * out->w, out->c, grad_out, grad_bias);
 	return PEFT_OK;
 }

@@ -254,6 +254,6 @@ peft_status peft_fc_bwd_bias_f32(const peft_fc_params *p, const float *grad_out,
 	if (!peft_fc_params_ok(p) || grad_out == NULL || grad_bias == NULL) {
 		return PEFT_ERR_ARG;
 	}
-	peft_add_column_sums(p->rows, p->out_features, grad_out, grad_bias);
+	peft_blk_column_sums(p->rows, p->out_features, grad_out, grad_bias);
 	return PEFT_OK;
 }
