@@ -28,9 +28,10 @@ seed or setting runs only what is new.
 
 A grid of settings (a suite, tasks.SUITES) runs the same way: first each setting is
 prepared (pretraining cached, the prefix cache, every method's plan and costs; a
-recipe that matches no layer of the model is noted as skipped), then every run, in
-parallel across processes (joblib's loky backend), one progress bar over all of them;
-a run that fails records its error and the others go on.
+recipe that matches no layer of the model is noted as skipped), with the jobs that need
+no pretrained model beside it (the host and Cortex-M4F library builds, the from-scratch
+baselines), then every run, in parallel across processes (joblib's loky backend), one
+progress bar over all of them; a run that fails records its error and the others go on.
 """
 
 from __future__ import annotations
