@@ -243,6 +243,10 @@ def test_every_declared_kernel_is_bound_and_covered():
     declared = set(re.findall(r"^peft_status (peft_\w+)\(", header, flags=re.M))
     assert len(declared) > 30
     assert declared == set(k.SIGNATURES) == set(ALL_KERNELS)
+    private = REPO / "lib" / "peft" / "kernels" / "activation" / "peft_activation_mask.h"
+    assert set(re.findall(r"^peft_status (peft_\w+)\(", private.read_text(), flags=re.M)) == set(
+        k.PRIVATE_SIGNATURES
+    )
 
 
 @pytest.mark.parametrize("name", ALL_KERNELS)

@@ -144,8 +144,6 @@ SIGNATURES: dict[str, list[object]] = {
     "peft_pad_bwd_input_f32": [_PAD, _F32P, _F32P, _BOOL],
     "peft_activation_fwd_f32": [ctypes.c_int, _I32, _F32P],
     "peft_activation_bwd_f32": [ctypes.c_int, _I32, _F32P, _F32P],
-    "peft_activation_fwd_mask_f32": [ctypes.c_int, _I32, _F32P, _U8P],
-    "peft_activation_bwd_mask_f32": [_I32, _U8P, _F32P],
     "peft_scale_shift_fwd_f32": [_I32, _I32, _F32P, _F32P, _F32P, _F32P],
     "peft_scale_shift_bwd_input_f32": [_I32, _I32, _F32P, _F32P, _F32P, _BOOL],
     "peft_scale_shift_bwd_param_f32": [_I32, _I32, _F32P, _F32P, _F32P, _F32P],
@@ -159,8 +157,17 @@ SIGNATURES: dict[str, list[object]] = {
 BACKENDS = native.BACKENDS
 
 
+# Kernels private to lib/peft (declared in lib/peft/kernels/activation/
+# peft_activation_mask.h, not in peft_kernels.h) that a backend still replaces, bound so that
+# the backends can be compared.
+PRIVATE_SIGNATURES: dict[str, list[object]] = {
+    "peft_activation_fwd_mask_f32": [ctypes.c_int, _I32, _F32P, _U8P],
+    "peft_activation_bwd_mask_f32": [_I32, _U8P, _F32P],
+}
+
+
 def _with_signatures(lib: ctypes.CDLL) -> ctypes.CDLL:
-    for name, argtypes in SIGNATURES.items():
+    for name, argtypes in (SIGNATURES | PRIVATE_SIGNATURES).items():
         function = getattr(lib, name)
         function.argtypes = argtypes
         function.restype = ctypes.c_int
