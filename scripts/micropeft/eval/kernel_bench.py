@@ -404,12 +404,12 @@ def random_mobilenet(work_dir: Path) -> bytes:
 
 
 def step_costs(
-    source_root: Path, work_dir: Path, repeats: int, with_m4: bool
+    source_root: Path, work_dir: Path, repeats: int, with_m4: bool, profile: bool = False
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[cm4.FunctionCost]]]]:
     """Per method: host us per step of STEP_BATCH samples and, with_m4, per backend M4
     instructions per forward / backward MAC (means over the firmware's samples) and
-    estimated ms per step of the firmware's samples at 64 MHz; and per method and backend,
-    the firmware's training step by function."""
+    estimated ms per step of the firmware's samples at 64 MHz; and, with profile, per method
+    the default backend's training step by function (a second QEMU run of its firmware)."""
 
     model = random_mobilenet(work_dir)
     graph = graph_from_tflite(model)
@@ -437,6 +437,7 @@ def step_costs(
         row["macs_forward"] = float(macs["forward"])
         row["macs_backward"] = float(macs["backward"])
         for backend in cm4.BACKENDS if with_m4 else ():
+            profiled = profile and backend == cm4.DEFAULT_BACKEND
             samples = np.ascontiguousarray(xq[:2].reshape(2, -1))
             with _cm4_sources(source_root), tempfile.TemporaryDirectory(dir=work_dir) as tmp:
                 cost = cm4.measure_training(
@@ -448,9 +449,9 @@ def step_costs(
                     Path(tmp),
                     build_dir=work_dir / "cm4",
                     backend=backend,
-                    profile=Path(tmp) / "profile.txt",
+                    profile=Path(tmp) / "profile.txt" if profiled else None,
                 )
-                if cost.fits:
+                if cost.fits and profiled:
                     profiles.setdefault(name, {})[backend] = cm4.profile_functions(
                         Path(tmp) / "trainer.elf", Path(tmp) / "profile.txt"
                     )
@@ -608,7 +609,9 @@ def main(argv: list[str] | None = None) -> int:
                 + ", ".join(f"{b} {sizes[b] / 1024:.1f} KB" for b in cm4.BACKENDS)
             )
         if not args.no_step:
-            steps, profiles = step_costs(source_root, args.work_dir, args.repeats, with_m4)
+            steps, profiles = step_costs(
+                source_root, args.work_dir, args.repeats, with_m4, profile=args.profile > 0
+            )
             print(f"\nMobileNetV1 0.25 32x32, batch {STEP_BATCH}:")
             for name, row in steps.items():
                 print(f"{name:10s} host {row['host_us_per_step']:10.0f} us/step")
@@ -629,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{row[f'{backend}_step_samples']:.0f} samples at 64 MHz"
                     )
                 functions = profiles.get(name, {}).get(cm4.DEFAULT_BACKEND, [])
-                if args.profile and functions:
+                if functions:
                     _print_profile(functions, args.profile)
     except UserError as error:
         print(f"error: {error}")
