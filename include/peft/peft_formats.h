@@ -319,25 +319,27 @@ typedef enum {
 
 /* Limits. */
 /* An absent buffer in an offset field. */
-#define PEFT_NONE                0xFFFFFFFFu
+#define PEFT_NONE                 0xFFFFFFFFu
 /* An absent second input of a layer record. */
-#define PEFT_NO_INPUT            0xFFFFu
+#define PEFT_NO_INPUT             0xFFFFu
 /* Every arena buffer is rounded up to this many bytes. */
-#define PEFT_ALIGN               16u
+#define PEFT_ALIGN                16u
 /* Elements of one tensor. */
-#define PEFT_MAX_TENSOR_ELEMENTS 16777216
+#define PEFT_MAX_TENSOR_ELEMENTS  16777216
 /* Largest LoRA rank r (the smallest is 1). */
-#define PEFT_MAX_LORA_RANK       64
+#define PEFT_MAX_LORA_RANK        64
 /* Largest kernel size or stride of one axis. */
-#define PEFT_MAX_KERNEL          1024
+#define PEFT_MAX_KERNEL           1024
+/* A linear schedule has fewer updates (its step counts convert to float exactly). */
+#define PEFT_LR_DECAY_STEPS_LIMIT 16777216u
 /* Fewest classes of a dataset blob. */
-#define PEFT_MIN_CLASSES         2
+#define PEFT_MIN_CLASSES          2
 /* Most classes of a dataset blob (labels are u8). */
-#define PEFT_MAX_CLASSES         255
+#define PEFT_MAX_CLASSES          255
 /* Rows of a LoRA layer's int8-kept input dequantised at once for A's gradient. */
-#define PEFT_BWD_IN_ROWS         4
+#define PEFT_BWD_IN_ROWS          4
 /* The sample's buffer through which a trained state streams to and from flash. */
-#define PEFT_STATE_STREAM_BUFFER 256u
+#define PEFT_STATE_STREAM_BUFFER  256u
 
 /* Blobs: magic (the four ASCII bytes read as a little-endian u32), version. */
 /* The CRC covers the bytes [PEFT_BLOB_CRC_START, total length). */
@@ -396,7 +398,7 @@ typedef enum {
 #define PEFT_PLAN_HDR_OFF_TRAINABLE_PARAMS   100u
 #define PEFT_PLAN_HDR_OFF_UPDATE             104u
 #define PEFT_PLAN_HDR_OFF_FLAGS              108u
-#define PEFT_PLAN_HDR_OFF_RESERVED           112u
+#define PEFT_PLAN_HDR_OFF_LR_DECAY_STEPS     112u
 #define PEFT_PLAN_HDR_OFF_TENSOR_RECORD_SIZE 116u
 #define PEFT_PLAN_HDR_OFF_LAYER_RECORD_SIZE  120u
 #define PEFT_PLAN_HDR_OFF_BUFFER_RECORD_SIZE 124u

@@ -37,7 +37,18 @@ typedef struct {
 	float eps;          /**< Adam denominator term (> 0). */
 	float weight_decay; /**< Coupled L2 weight decay (>= 0). */
 	float clip_norm;    /**< Global-norm clipping threshold; 0 disables it. */
+	/** Linear decay of lr to 0 over this many updates (HF's "linear"); 0: constant;
+	 * below PEFT_LR_DECAY_STEPS_LIMIT. */
+	uint32_t lr_decay_steps;
 } peft_optimizer_config;
+
+/**
+ * @brief The learning rate of update @p step (1 for the first): @c lr, or with
+ *        @c lr_decay_steps = N, HF's linear schedule lr * (N - (step - 1)) / N,
+ *        0 from update N + 1 on. Integers below 2^24 convert exactly, so the
+ *        factor is one correctly rounded division, as in the TF reference.
+ */
+float peft_optimizer_lr(const peft_optimizer_config *config, uint32_t step);
 
 /** Parameters of one SGD update. */
 typedef struct {

@@ -230,11 +230,12 @@ static void check_fields(const peft_plan_fixture *f)
 	expect_word(f, H + PEFT_PLAN_HDR_OFF_LR, 0xbf800000u, PEFT_ERR_PLAN_FIELD); /* lr = -1 */
 	/* num_classes = 99 (the word also zeroes act_cache and optimizer) */
 	expect_word(f, H + PEFT_PLAN_HDR_OFF_NUM_CLASSES, 99u, PEFT_ERR_PLAN_FIELD);
-	/* Plan flags: an unknown bit, the reserved word; the int8 path's flag decides
+	/* A schedule longer than floats count exactly (peft_optimizer_lr). */
+	expect_word(f, H + PEFT_PLAN_HDR_OFF_LR_DECAY_STEPS, 1u << 24, PEFT_ERR_PLAN_FIELD);
+	/* Plan flags: an unknown bit; the int8 path's flag decides
 	 * its scratch buffers, so clearing it breaks the layout of a plan that uses it. */
 	expect_word(f, H + PEFT_PLAN_HDR_OFF_FLAGS, (uint32_t)PEFT_PLAN_FLAGS_ALL + 1u,
 		    PEFT_ERR_PLAN_FIELD);
-	expect_word(f, H + PEFT_PLAN_HDR_OFF_RESERVED, 1u, PEFT_ERR_PLAN_FIELD);
 	if (f->uses_int8_backward) {
 		expect_word(f, H + PEFT_PLAN_HDR_OFF_FLAGS, 0u, PEFT_ERR_PLAN_ARENA_OFFSET);
 	}

@@ -488,6 +488,23 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     "pm act cache": ([*PM, "--tflite", FULL, "--act-cache", "s4"], "invalid choice"),
     "pm lr negative": ([*PM, "--tflite", FULL, "--lr", "-1"], "learning rate"),
     "pm lr nan": ([*PM, "--tflite", FULL, "--lr", "nan"], "learning rate"),
+    "pm linear schedule without its length": (
+        [*PM, "--tflite", FULL, "--lr-schedule", "linear"],
+        "give its number of updates, lr_decay_steps",
+    ),
+    "pm decay steps of a constant rate": (
+        [*PM, "--tflite", FULL, "--lr-decay-steps", "40"],
+        "lr_decay_steps is the length of the linear schedule",
+    ),
+    "pm decay steps zero": (
+        [*PM, "--tflite", FULL, "--lr-schedule", "linear", "--lr-decay-steps", "0"],
+        "lr_decay_steps must be at least 1",
+    ),
+    "pm decay steps past the limit": (
+        [*PM, "--tflite", FULL, "--lr-schedule", "linear", "--lr-decay-steps", "16777216"],
+        "lr_decay_steps must be an integer in 0..16777215",
+    ),
+    "pm unknown schedule": ([*PM, "--tflite", FULL, "--lr-schedule", "cosine"], "invalid choice"),
     "pm budget tiny": ([*PM, "--tflite", FULL, "--ram-budget", "2k"], "budget"),
     "pm budget text": ([*PM, "--tflite", FULL, "--ram-budget", "lots"], "lots"),
     "pm config missing": ([*PM, "--tflite", FULL, "--config", "{bad}/missing.yaml"], "missing"),

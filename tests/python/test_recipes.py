@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from micropeft import cli
+from micropeft import cli, formats
 from micropeft.errors import UserError
 from micropeft.eval import tasks, train
 from micropeft.planning import config, methods
@@ -99,11 +99,15 @@ def test_bench_recipes_mark_the_layers_they_describe(mobilenet):
 def test_prepare_model_config_builds_bench_plan(name, mobilenet, tmp_path, capsys, monkeypatch):
     """The command the report prints, run as given: its plan.bin is, byte for byte, the
     plan bench trains (seed 0) when handed the same model bytes (prepare-model plans for
-    the device model it cuts; bench's own plan carries the full model's CRC)."""
+    the device model it cuts; bench's own plan carries the full model's CRC). The default
+    bench's linear schedule over its run (5 epochs of 63 batches, 1,000 samples) travels
+    in the command and the plan."""
     monkeypatch.chdir(tmp_path)
-    spec = tasks.METHODS[name]
+    spec = tasks.METHODS[name].for_run(tasks.BenchConfig(), 1000)
     command = shlex.split(spec.prepare_model_command(mobilenet))
     assert command[:2] == ["micropeft", "prepare-model"]
+    updates = 5 * 1000 if spec.update == "layer" else 5 * 63
+    assert command[-4:-2] == ["--lr-decay-steps", str(updates)]
     code, out, err = _main(command[1:], capsys)
     assert code == 0, err
     folder = tmp_path / name
@@ -112,6 +116,8 @@ def test_prepare_model_config_builds_bench_plan(name, mobilenet, tmp_path, capsy
     prepared = train.prepare_method(spec, graph, device)
     bench_plan = spec.plan(prepared.graph, device, seed=0)
     assert bench_plan.to_bytes() == (folder / "plan.bin").read_bytes()
+    header = formats.PLAN_HEADER.unpack(bench_plan.to_bytes())
+    assert header["lr_decay_steps"] == updates
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["split_layer"] == prepared.split_layer
     assert summary["trainable_parameters"] == bench_plan.trainable_parameters

@@ -250,3 +250,43 @@ def test_forward_backward_halves_equal_train_sample():
     g1, g2 = whole.gradients(), halves.gradients()
     for key in g1:
         np.testing.assert_array_equal(g1[key], g2[key])
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_linear_schedule_matches_tensorflow_and_stops_after_its_updates(kind):
+    """lr_decay_steps 3: updates 1..3 at lr, 2/3 lr, 1/3 lr, then none (HF's linear
+    schedule), in the C trainer and the TF reference alike; and for plain SGD, by hand:
+    each update moves a parameter by exactly -rate x the mean gradient."""
+    from micropeft.host.reference import TFReferenceTrainer
+
+    graph, model = random_graph(104)
+    opt = (
+        OptimizerConfig("adam", lr=0.01, lr_decay_steps=3)
+        if kind == "adam"
+        else OptimizerConfig("sgd", lr=0.05, momentum=0.0, lr_decay_steps=3)
+    )
+    plan = build_plan(graph, model, opt, "f32", seed=104)
+    trainer = Trainer(model, plan)
+    ref = TFReferenceTrainer(
+        graph, model, plan.split_layer, opt, initial_params=trainer.parameters()
+    )
+    rng = np.random.default_rng(5)
+    rates = [np.float32(0.05) * np.float32(f) for f in (1.0, 2.0 / 3.0, 1.0 / 3.0, 0.0)]
+    for update in range(4):
+        x, xf, labels = _samples(plan, rng, 2)
+        for xi, li in zip(x, labels, strict=True):
+            trainer.train_sample(xi, int(li))
+        before = trainer.parameters()
+        mean_grads = {k: g / 2 for k, g in trainer.gradients().items()}
+        trainer.step()
+        ref.train_batch(xf, labels)
+        after = trainer.parameters()
+        for key, value in ref.parameters().items():
+            _close(after[key], value, rtol=2e-4)
+        if update == 3:  # past the schedule: nothing moves
+            assert all(np.array_equal(after[k], before[k]) for k in after)
+        elif kind == "sgd":
+            for key in after:
+                expected = before[key] - rates[update] * mean_grads[key]
+                np.testing.assert_allclose(after[key], expected, rtol=1e-5, atol=1e-7)
+    assert trainer.steps == 4

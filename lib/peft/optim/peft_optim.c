@@ -149,3 +149,15 @@ peft_status peft_sum_squares_f32(int32_t n, const float *x, float *sum)
 	*sum += acc;
 	return PEFT_OK;
 }
+
+float peft_optimizer_lr(const peft_optimizer_config *config, uint32_t step)
+{
+	const uint32_t n = config->lr_decay_steps;
+
+	if (n == 0u) {
+		return config->lr;
+	}
+	const uint32_t done = step == 0u ? 0u : step - 1u;
+
+	return done >= n ? 0.0f : config->lr * ((float)(n - done) / (float)n);
+}

@@ -330,7 +330,8 @@ static bool optimizer_ok(const peft_optimizer_config *o)
 	return isfinite(o->lr) && o->lr > 0.0f && o->momentum >= 0.0f && o->momentum < 1.0f &&
 	       o->beta1 >= 0.0f && o->beta1 < 1.0f && o->beta2 >= 0.0f && o->beta2 < 1.0f &&
 	       isfinite(o->eps) && o->eps > 0.0f && isfinite(o->weight_decay) &&
-	       o->weight_decay >= 0.0f && isfinite(o->clip_norm) && o->clip_norm >= 0.0f;
+	       o->weight_decay >= 0.0f && isfinite(o->clip_norm) && o->clip_norm >= 0.0f &&
+	       o->lr_decay_steps < PEFT_LR_DECAY_STEPS_LIMIT;
 }
 
 static bool optimizer_compiled(peft_optimizer_kind kind)
@@ -367,6 +368,7 @@ static void decode_header(peft_plan *plan, const uint8_t *b)
 	plan->optimizer.eps = peft_rdf32(b + PEFT_PLAN_HDR_OFF_EPS);
 	plan->optimizer.weight_decay = peft_rdf32(b + PEFT_PLAN_HDR_OFF_WEIGHT_DECAY);
 	plan->optimizer.clip_norm = peft_rdf32(b + PEFT_PLAN_HDR_OFF_CLIP_NORM);
+	plan->optimizer.lr_decay_steps = peft_rd32(b + PEFT_PLAN_HDR_OFF_LR_DECAY_STEPS);
 	plan->num_buffers = (int32_t)peft_rd32(b + PEFT_PLAN_HDR_OFF_NUM_BUFFERS);
 	/* Regions follow one another in arena order (PEFT_TRAIN_*). */
 	uint32_t off = 0;
@@ -441,7 +443,6 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 	    plan->optimizer.kind > PEFT_OPTIMIZER_ADAM || !optimizer_ok(&plan->optimizer) ||
 	    plan->update > PEFT_UPDATE_LAYER ||
 	    (plan->flags & ~(uint32_t)PEFT_PLAN_FLAGS_ALL) != 0 ||
-	    peft_rd32(b + PEFT_PLAN_HDR_OFF_RESERVED) != 0 ||
 	    (plan->update == PEFT_UPDATE_LAYER && plan->optimizer.clip_norm != 0.0f)) {
 		return PEFT_ERR_PLAN_FIELD;
 	}

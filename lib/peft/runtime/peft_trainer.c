@@ -375,18 +375,18 @@ static peft_status optimizer_update(const peft_trainer *t, const peft_layer_rec 
 				    uint32_t step, bool apply)
 {
 	const peft_optimizer_config *o = &t->plan->optimizer;
+	const float lr = peft_optimizer_lr(o, step);
 	float *m = peft_arena_f32(t, r->opt_m[p]);
 
 	if (o->kind == PEFT_OPTIMIZER_ADAM) {
-		const peft_adam_params adam = {o->lr,  o->beta1,        o->beta2,
-					       o->eps, o->weight_decay, step};
+		const peft_adam_params adam = {lr, o->beta1, o->beta2, o->eps, o->weight_decay, step};
 		float *v = peft_arena_f32(t, r->opt_v[p]);
 
 		return apply ? peft_adam_step_f32(&adam, count, param, grad, m, v, scale)
 			     : peft_adam_check_f32(&adam, count, param, grad, m, v, scale,
 						   t->max_param);
 	}
-	const peft_sgd_params sgd = {o->lr, o->momentum, o->weight_decay};
+	const peft_sgd_params sgd = {lr, o->momentum, o->weight_decay};
 
 	return apply ? peft_sgd_step_f32(&sgd, count, param, grad, m, scale)
 		     : peft_sgd_check_f32(&sgd, count, param, grad, m, scale, t->max_param);

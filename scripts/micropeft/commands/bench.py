@@ -15,6 +15,7 @@ from micropeft.eval import tasks
 from micropeft.eval.results import load_settings
 from micropeft.eval.run import run_bench, run_grid
 from micropeft.eval.sweep import run_sweep
+from micropeft.planning.methods import LR_SCHEDULES
 
 
 def _int_list(text: str) -> list[int]:
@@ -74,6 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d = tasks.BenchConfig()
     parser.add_argument("--epochs", type=int, help=f"fine-tuning epochs (default {d.epochs})")
     parser.add_argument("--batch-size", type=int, help=f"samples per step (default {d.batch_size})")
+    parser.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        help=f"every method's learning-rate schedule (default {d.lr_schedule}: to 0 over the "
+        "run, HF Trainer's default)",
+    )
     parser.add_argument(
         "--train-samples", type=int, help=f"target training samples (default {d.train_samples})"
     )
@@ -144,7 +151,14 @@ def run(args: argparse.Namespace) -> int:
         cfg.seeds = list(range(args.seeds))
     elif args.sweep and not args.quick:
         cfg.seeds = [0, 1]
-    for name in ("epochs", "batch_size", "train_samples", "test_samples", "pretrain_epochs"):
+    for name in (
+        "epochs",
+        "batch_size",
+        "lr_schedule",
+        "train_samples",
+        "test_samples",
+        "pretrain_epochs",
+    ):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)

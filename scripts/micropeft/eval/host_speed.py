@@ -69,7 +69,8 @@ def method_speed(
     name: str, model: bytes, graph: object, repeats: int
 ) -> dict[str, float | str | None]:
     """ms per step of C and TF at each batch of BATCHES (None where it does not apply)."""
-    spec = tasks.METHODS[name]
+    default = tasks.BenchConfig()  # the recipe as the default bench trains it
+    spec = tasks.METHODS[name].for_run(default, default.train_samples)
     prepared = train.prepare_method(spec, graph, model)
     laid = spec.plan(prepared.graph, model, seed=0)
     rng = np.random.default_rng(1)

@@ -419,7 +419,8 @@ def step_costs(
     results: dict[str, dict[str, float]] = {}
     profiles: dict[str, dict[str, list[cm4.FunctionCost]]] = {}
     for name in STEP_METHODS:
-        spec = tasks.METHODS[name]
+        default = tasks.BenchConfig()  # the recipe as the default bench trains it
+        spec = tasks.METHODS[name].for_run(default, default.train_samples)
         prepared = train.prepare_method(spec, graph, model)
         laid = plan.build_plan(prepared.graph, model, spec.optimizer_config(), seed=0)
         split = prepared.graph.tensors[laid.input_tensor].name

@@ -152,7 +152,10 @@ def load_results(path: Path) -> ResultsFile:
 
 
 def optimizer_text(opt: dict[str, Any]) -> str:
-    """ "Adam, lr 0.003" / "SGD (momentum 0.9), lr 0.01" from an OptimizerConfig's fields."""
+    """ "Adam, lr 0.003" / "SGD (momentum 0.9), lr 0.01, linear decay over 315 updates"
+    from an OptimizerConfig's fields."""
+    decay = opt.get("lr_decay_steps") or 0
+    schedule = f", linear decay over {decay} updates" if decay else ""
     if opt.get("kind") == "adam":
-        return f"Adam, lr {opt['lr']:g}"
-    return f"SGD (momentum {opt.get('momentum', 0.0):g}), lr {opt['lr']:g}"
+        return f"Adam, lr {opt['lr']:g}{schedule}"
+    return f"SGD (momentum {opt.get('momentum', 0.0):g}), lr {opt['lr']:g}{schedule}"

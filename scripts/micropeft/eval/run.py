@@ -103,7 +103,8 @@ class _Context:
     def method(self, cfg: BenchConfig, name: str) -> PreparedMethod:
         key = cfg.run_fingerprint(name)
         if key not in self.prepared:
-            self.prepared[key] = prepare_method(METHODS[name], self.graph, self.data.model)
+            spec = METHODS[name].for_run(cfg, len(self.data.x_train))
+            self.prepared[key] = prepare_method(spec, self.graph, self.data.model)
         return self.prepared[key]
 
 
@@ -141,7 +142,8 @@ def prepare_setting(cfg: BenchConfig, work_dir: Path, cache_dir: Path) -> Prepar
     skipped: dict[str, str] = {}
     for name in cfg.methods:
         try:
-            prepared[name] = prepare_method(METHODS[name], graph, data.model)
+            spec = METHODS[name].for_run(cfg, len(data.x_train))
+            prepared[name] = prepare_method(spec, graph, data.model)
         except UserError as error:  # the recipe cannot apply to this model
             skipped[name] = str(error)
     split_tensors = sorted({p.input_tensor for p in prepared.values()})
@@ -493,10 +495,16 @@ def _finish_setup(s: SettingStore, p: PreparedSetting, out_dir: Path, total_s: f
         setup["spec"] = asdict(cfg.task_spec())
     setup["host"] = _host_setup()
     rates = "; ".join(f"{METHODS[m].label}: {METHODS[m].optimizer_text()}" for m in methods)
+    schedule = (
+        "falling linearly to 0 over the run (HF's linear schedule)"
+        if cfg.lr_schedule == "linear"
+        else "constant"
+    )
     setup["training"] = (
-        f"{cfg.epochs} epochs, batch {cfg.batch_size}, a constant learning rate, optimizer per "
-        f"method ({rates}); the C runtime and TensorFlow see the same samples in the same order "
-        f"from the same initial parameters; host time per step is the median over all steps"
+        f"{cfg.epochs} epochs, batch {cfg.batch_size}, optimizer per method ({rates}), the "
+        f"learning rate {schedule}; the C runtime and TensorFlow see the same samples in the "
+        f"same order from the same initial parameters; host time per step is the median over "
+        f"all steps"
     )
     setup["tuning"] = sweep.tuning_text(out_dir, methods) or (
         "each recipe's own optimizer and rate; `micropeft bench --sweep` with the same --out "

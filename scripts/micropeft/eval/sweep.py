@@ -100,7 +100,9 @@ def run_sweep(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> Path:
     data = validation_split(prepare_task(cfg, out_dir / "cache", {}))
     graph = tflite_graph.graph_from_tflite(data.model)
     prepared = {
-        (m, kind, lr): prepare_method(METHODS[m].with_optimizer(kind, lr), graph, data.model)
+        (m, kind, lr): prepare_method(
+            METHODS[m].with_optimizer(kind, lr).for_run(cfg, len(data.x_train)), graph, data.model
+        )
         for m in cfg.methods
         for kind, lr in candidates(m)
     }

@@ -21,7 +21,7 @@ from micropeft.eval.results import optimizer_text
 from micropeft.files import write_atomic
 from micropeft.host import reference
 from micropeft.planning import config
-from micropeft.planning.methods import MethodConfig
+from micropeft.planning.methods import LR_SCHEDULES, MethodConfig
 from micropeft.planning.plan import OptimizerConfig
 from micropeft.prep import convert, datasets, models, tflite_graph
 
@@ -140,6 +140,16 @@ class MethodSpec:
         """The same recipe trained with another optimizer or rate (the sweep's grid)."""
         return replace(self, config=replace(self.config, optimizer=optimizer, lr=lr))
 
+    def for_run(self, cfg: BenchConfig, train_samples: int) -> MethodSpec:
+        """The recipe as a bench run of `train_samples` samples trains it, with the run's
+        schedule: "linear" decays over its updates (epochs x batches per epoch)."""
+        if cfg.lr_schedule == "constant":
+            schedule = replace(self.config, lr_schedule="constant", lr_decay_steps=None)
+        else:
+            updates = cfg.epochs * -(-train_samples // self.batch_size(cfg))
+            schedule = replace(self.config, lr_schedule="linear", lr_decay_steps=updates)
+        return replace(self, config=schedule)
+
     def plan(self, graph: Any, model: bytes, seed: int) -> Any:
         """The method's plan: MethodConfig.plan, the path prepare-model takes."""
         return self.config.plan(graph, model, seed)
@@ -167,7 +177,11 @@ class MethodSpec:
         """The command that builds this recipe's plan for `model_file` (bench's int8
         model, artifacts/model.tflite) for a device, as bench measured it (seed 0)."""
         name = self.name
-        return f"micropeft prepare-model --tflite {model_file} --config {name} --out {name}"
+        decay = self.config.lr_decay_steps
+        schedule = "" if decay is None else f" --lr-schedule linear --lr-decay-steps {decay}"
+        return (
+            f"micropeft prepare-model --tflite {model_file} --config {name}{schedule} --out {name}"
+        )
 
 
 # The shipped recipes in the order bench runs and reports them (each is one file; a test
@@ -225,6 +239,10 @@ class BenchConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     epochs: int = 5
     batch_size: int = 16
+    # Like the epochs and batch, the run's schedule (every method's): "linear" (HF Trainer's
+    # default) falls to 0 over the run, so that each run ends settled rather than at a
+    # random point of SGD's noise (C vs TF per seed: stop 21's note); "constant" keeps it.
+    lr_schedule: str = "linear"
     # Of digits' 1,258 training and 539 test samples (test fraction 0.3): `make bench` must
     # finish within 10 minutes on 2 cores from a cold cache (fine-tuning time grows with
     # train_samples x epochs; README, "The benchmark", has the measured times).
@@ -256,6 +274,10 @@ class BenchConfig:
             raise UserError("--model and --dataset go together (a .tflite and its dataset)")
         if not self.seeds:
             raise UserError("at least one seed is needed")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UserError(
+                f"unknown lr-schedule {self.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}"
+            )
         for name in ("epochs", "batch_size", "train_samples", "test_samples", "cm4_samples"):
             if int(getattr(self, name)) < 1:
                 raise UserError(f"{name.replace('_', '-')} must be at least 1")

@@ -34,6 +34,12 @@ LIMITS: tuple[Limit, ...] = (
     Limit("MAX_TENSOR_ELEMENTS", 1 << 24, "Elements of one tensor."),
     Limit("MAX_LORA_RANK", 64, "Largest LoRA rank r (the smallest is 1)."),
     Limit("MAX_KERNEL", 1024, "Largest kernel size or stride of one axis."),
+    Limit(
+        "LR_DECAY_STEPS_LIMIT",
+        1 << 24,
+        "A linear schedule has fewer updates (its step counts convert to float exactly).",
+        unsigned=True,
+    ),
     Limit("MIN_CLASSES", 2, "Fewest classes of a dataset blob."),
     Limit("MAX_CLASSES", 255, "Most classes of a dataset blob (labels are u8)."),
     Limit(
@@ -145,7 +151,13 @@ PLAN_HEADER = Layout(
         Field("trainable_params", "u32", doc="number of trainable float parameters"),
         Field("update", "u32", doc="when the optimizer updates (UpdateMode)"),
         Field("flags", "u32", doc="plan options (PlanFlag bits)", default=0),
-        Field("reserved", "u32", doc="reserved, 0", default=0),
+        Field(
+            "lr_decay_steps",
+            "u32",
+            doc="learning rate decays linearly to 0 over this many optimizer steps "
+            "(HF's linear schedule; 0: constant)",
+            default=0,
+        ),
         Field("tensor_record_size", "u32", doc="tensor record size"),
         Field("layer_record_size", "u32", doc="layer record size"),
         Field("buffer_record_size", "u32", doc="buffer record size"),

@@ -53,8 +53,10 @@ One optimizer step on the mean gradient ``g`` of every trained parameter ``p``:
 1. clipping (``clip_norm > 0``): ``g *= min(1, clip_norm / ||g||)``, with
    ``||g||`` the global L2 norm over all trained parameters;
 2. weight decay (``weight_decay > 0``, L2): ``g += weight_decay * p``;
-3. SGD with momentum ``m``: ``v = m * v + g``; ``p -= lr * v`` (v starts at 0);
-   Adam: ``t += 1``; ``m1 = b1 * m1 + (1 - b1) * g``;
+3. ``t += 1`` (the update's number); with ``lr_decay_steps`` N the rate is HF's linear
+   schedule ``lr * (N - (t - 1)) / N``, 0 from update N + 1 on (else ``lr``);
+   SGD with momentum ``m``: ``v = m * v + g``; ``p -= lr * v`` (v starts at 0);
+   Adam: ``m1 = b1 * m1 + (1 - b1) * g``;
    ``m2 = b2 * m2 + (1 - b2) * g * g``;
    ``p -= lr * (m1 / (1 - b1**t)) / (sqrt(m2 / (1 - b2**t)) + eps)``.
 
@@ -90,6 +92,7 @@ class OptimizerSettings(Protocol):
     eps: float
     weight_decay: float
     clip_norm: float
+    lr_decay_steps: int  # linear decay of lr to 0 over this many updates; 0: constant
 
 
 # ---- Reading the int8 model ---------------------------------------------------------------
@@ -643,19 +646,34 @@ class TFReferenceTrainer:
             grads = [g * factor for g in grads]
         if opt.weight_decay > 0:
             grads = [g + opt.weight_decay * p for g, p in zip(grads, self._vars, strict=True)]
+        self._t.assign_add(1.0)
+        lr = self._scheduled_lr()
         if opt.kind == "sgd":
             for p, g, v in zip(self._vars, grads, self._slots1, strict=True):
                 v.assign(opt.momentum * v + g)
-                p.assign_sub(opt.lr * v)
+                p.assign_sub(lr * v)
         else:
-            self._t.assign_add(1.0)
             c1 = 1.0 - tf.pow(tf.constant(opt.beta1, tf.float32), self._t)
             c2 = 1.0 - tf.pow(tf.constant(opt.beta2, tf.float32), self._t)
             for p, g, m1, m2 in zip(self._vars, grads, self._slots1, self._slots2, strict=True):
                 m1.assign(opt.beta1 * m1 + (1.0 - opt.beta1) * g)
                 m2.assign(opt.beta2 * m2 + (1.0 - opt.beta2) * g * g)
-                p.assign_sub(opt.lr * (m1 / c1) / (tf.sqrt(m2 / c2) + opt.eps))
+                p.assign_sub(lr * (m1 / c1) / (tf.sqrt(m2 / c2) + opt.eps))
         return loss
+
+    def _scheduled_lr(self) -> Any:
+        """The rate of update t (self._t, 1 for the first): lr, or with lr_decay_steps N
+        lr * (N - (t - 1)) / N in float32, 0 from update N + 1 on (peft_optimizer_lr)."""
+        import tensorflow as tf
+
+        opt = self.optimizer
+        lr = tf.constant(opt.lr, tf.float32)
+        n = int(opt.lr_decay_steps)
+        if n == 0:
+            return lr
+        done = self._t - 1.0
+        n_f = tf.constant(float(n), tf.float32)
+        return tf.where(done >= n_f, tf.constant(0.0, tf.float32), lr * ((n_f - done) / n_f))
 
     # -- public API --
 

@@ -33,7 +33,14 @@ from typing import Any
 
 from micropeft.errors import UserError
 from micropeft.planning import methods
-from micropeft.planning.methods import ACT_CACHES, METHODS, OPTIMIZERS, UPDATES, MethodConfig
+from micropeft.planning.methods import (
+    ACT_CACHES,
+    LR_SCHEDULES,
+    METHODS,
+    OPTIMIZERS,
+    UPDATES,
+    MethodConfig,
+)
 
 # The shipped recipes: bench's methods, and what `prepare-model --config NAME` reads.
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -197,8 +204,14 @@ def config_from_dict(data: dict[str, Any], source: str = "configuration") -> Met
             values["method"] = _split_list(values["method"])
         if values.get("ram_budget") is not None:
             values["ram_budget"] = parse_size(values["ram_budget"])
-        for key, kind in (("r", int), ("epochs", int), ("batch_size", int), ("seed", int)):
-            if key in values:
+        for key, kind in (
+            ("r", int),
+            ("epochs", int),
+            ("batch_size", int),
+            ("seed", int),
+            ("lr_decay_steps", int),
+        ):
+            if values.get(key) is not None:
                 values[key] = kind(values[key])
         for key in ("lora_alpha", "lr", "momentum"):
             if key in values:
@@ -268,6 +281,16 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--optimizer", choices=OPTIMIZERS, help="default sgd")
     group.add_argument("--lr", type=float, help="learning rate (default 0.01)")
     group.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    group.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        help="constant (default) or linear: the rate falls to 0 over --lr-decay-steps updates",
+    )
+    group.add_argument(
+        "--lr-decay-steps",
+        type=int,
+        help="updates of the linear schedule (epochs x batches per epoch of the device's run)",
+    )
     group.add_argument("--epochs", type=int, help="default 10")
     group.add_argument("--batch-size", type=int, help="default 16")
     group.add_argument(
@@ -309,6 +332,8 @@ def config_from_args(args: argparse.Namespace) -> MethodConfig:
         "optimizer",
         "lr",
         "momentum",
+        "lr_schedule",
+        "lr_decay_steps",
         "epochs",
         "batch_size",
         "ram_budget",

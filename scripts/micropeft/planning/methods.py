@@ -50,6 +50,9 @@ METHODS = {m.name.lower(): m for m in Method if m != Method.NONE}
 OPTIMIZERS = tuple(o.name.lower() for o in formats.Optimizer)
 ACT_CACHES = tuple(d.name.lower() for d in formats.CacheDtype)
 UPDATES = tuple(u.name.lower() for u in formats.UpdateMode)
+# Learning-rate schedules (HF TrainingArguments' lr_scheduler_type): "linear" falls to 0
+# over lr_decay_steps updates, the plan's one schedule field.
+LR_SCHEDULES = ("constant", "linear")
 KINDS = ("pointwise", "depthwise", "conv", "fc", "linear", "weighted")
 
 # Targets when the configuration names none.
@@ -78,6 +81,8 @@ class MethodConfig:
     optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
+    lr_schedule: str = "constant"  # LR_SCHEDULES
+    lr_decay_steps: int | None = None  # "linear": updates to decay over (bench: its run's)
     epochs: int = 10
     batch_size: int = 16
     ram_budget: int | None = None  # bytes of total device RAM (plan.device_ram); None: no limit
@@ -121,6 +126,16 @@ class MethodConfig:
             raise UserError("update 'layer' applies every sample's gradients at once: batch_size 1")
         if not float(self.lr) > 0:
             raise UserError(f"learning rate must be positive, not {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UserError(
+                f"unknown lr_schedule {self.lr_schedule!r} (use {' or '.join(LR_SCHEDULES)})"
+            )
+        if self.lr_decay_steps is not None and self.lr_schedule != "linear":
+            raise UserError(
+                "lr_decay_steps is the length of the linear schedule: lr_schedule linear"
+            )
+        if self.lr_decay_steps is not None and int(self.lr_decay_steps) < 1:
+            raise UserError(f"lr_decay_steps must be at least 1, not {self.lr_decay_steps}")
         if int(self.epochs) < 1 or int(self.batch_size) < 1:
             raise UserError("epochs and batch_size must be at least 1")
         if self.ram_budget is not None and int(self.ram_budget) <= 0:
@@ -137,8 +152,16 @@ class MethodConfig:
     def optimizer_config(self) -> Any:
         """The planner's OptimizerConfig for these settings."""
 
+        if self.lr_schedule == "linear" and self.lr_decay_steps is None:
+            raise UserError(
+                "lr_schedule linear decays the rate to 0 over the training run: give its number "
+                "of updates, lr_decay_steps (--lr-decay-steps: epochs x batches per epoch)"
+            )
         return plan.OptimizerConfig(
-            kind=self.optimizer, lr=float(self.lr), momentum=float(self.momentum)
+            kind=self.optimizer,
+            lr=float(self.lr),
+            momentum=float(self.momentum),
+            lr_decay_steps=int(self.lr_decay_steps or 0),
         )
 
     def plan(self, graph: Graph, model: bytes, seed: int | None = None) -> Any:

@@ -92,6 +92,8 @@ class OptimizerConfig:
     eps: float = 1e-8
     weight_decay: float = 0.0
     clip_norm: float = 0.0
+    # HF's linear schedule: lr falls linearly to 0 over this many updates (0: constant).
+    lr_decay_steps: int = 0
 
     def check(self) -> None:
         if self.kind not in OPTIMIZERS:
@@ -114,6 +116,12 @@ class OptimizerConfig:
             raise UserError("optimizer: momentum, beta1 and beta2 must lie in [0, 1)")
         if self.eps <= 0 or self.weight_decay < 0 or self.clip_norm < 0:
             raise UserError("optimizer: eps must be > 0, weight_decay and clip_norm >= 0")
+        limit = formats.LIMIT["LR_DECAY_STEPS_LIMIT"]
+        if not (isinstance(self.lr_decay_steps, int) and 0 <= self.lr_decay_steps < limit):
+            raise UserError(
+                f"optimizer: lr_decay_steps must be an integer in 0..{limit - 1}, "
+                f"not {self.lr_decay_steps!r}"
+            )
 
     @property
     def states_per_param(self) -> int:
@@ -430,6 +438,7 @@ class Plan:
             eps=opt.eps,
             weight_decay=opt.weight_decay,
             clip_norm=opt.clip_norm,
+            lr_decay_steps=opt.lr_decay_steps,
             num_buffers=nb,
             train_region_size=[r[name] for name in _TRAIN_REGION_KEYS],
             train_size=r["train_size"],
