@@ -379,7 +379,8 @@ static peft_status optimizer_update(const peft_trainer *t, const peft_layer_rec 
 	float *m = peft_arena_f32(t, r->opt_m[p]);
 
 	if (o->kind == PEFT_OPTIMIZER_ADAM) {
-		const peft_adam_params adam = {lr, o->beta1, o->beta2, o->eps, o->weight_decay, step};
+		const peft_adam_params adam = {lr,     o->beta1,        o->beta2,
+					       o->eps, o->weight_decay, step};
 		float *v = peft_arena_f32(t, r->opt_v[p]);
 
 		return apply ? peft_adam_step_f32(&adam, count, param, grad, m, v, scale)
