@@ -106,10 +106,11 @@ enum {
 	PEFT_METHOD_SPARSE = 32,
 	PEFT_METHOD_DORA = 64,
 	PEFT_METHOD_IA3 = 128,
+	PEFT_METHOD_IA3_INPUT = 256,
 	/** Number of members, not a member. */
-	PEFT_METHOD_COUNT = 8,
+	PEFT_METHOD_COUNT = 9,
 	/** Every bit. */
-	PEFT_METHOD_ALL = 255,
+	PEFT_METHOD_ALL = 511,
 };
 
 /** Plan flags (plan header); a runtime refuses a bit outside PEFT_PLAN_FLAGS_ALL. */
@@ -129,8 +130,9 @@ typedef enum {
 	PEFT_PARAM_LORA_B = 5,
 	PEFT_PARAM_DORA_M = 6,
 	PEFT_PARAM_IA3_L = 7,
+	PEFT_PARAM_IA3_IN = 8,
 	/** Number of members, not a member. */
-	PEFT_PARAM_KIND_COUNT = 8,
+	PEFT_PARAM_KIND_COUNT = 9,
 } peft_param_kind;
 
 /** How many floats a layer's parameter array holds (PEFT_PARAM_ARRAY_LIST). */
@@ -140,6 +142,7 @@ typedef enum {
 	PEFT_PARAM_SIZE_OUT = 2,
 	PEFT_PARAM_SIZE_RANK_IN = 3,
 	PEFT_PARAM_SIZE_OUT_RANK = 4,
+	PEFT_PARAM_SIZE_IN = 5,
 } peft_param_size;
 
 /** Storage of the activations kept for backward. */
@@ -196,6 +199,8 @@ typedef enum {
 	PEFT_BUF_BWD_DU = 14,
 	PEFT_BUF_PARAM_GRAD = 15,
 	PEFT_BUF_BWD_S8S8 = 16,
+	PEFT_BUF_FWD_XS = 17,
+	PEFT_BUF_BWD_GX = 18,
 } peft_buffer_kind;
 
 /** Every status as X(code, text); peft_status_str() answers the text. */
@@ -240,7 +245,8 @@ typedef enum {
 	X(LORA, lora)                                                                              \
 	X(SPARSE, sparse)                                                                          \
 	X(DORA, dora)                                                                              \
-	X(IA3, ia3)
+	X(IA3, ia3)                                                                                \
+	X(IA3_INPUT, ia3_input)
 
 /** The methods compiled in (CONFIG_PEFT_METHOD_<NAME>) as X(NAME, name). */
 #ifdef CONFIG_PEFT_METHOD_FULL
@@ -283,6 +289,11 @@ typedef enum {
 #else
 #define PEFT_IF_COMPILED_IA3(X)
 #endif
+#ifdef CONFIG_PEFT_METHOD_IA3_INPUT
+#define PEFT_IF_COMPILED_IA3_INPUT(X) X(IA3_INPUT, ia3_input)
+#else
+#define PEFT_IF_COMPILED_IA3_INPUT(X)
+#endif
 #define PEFT_COMPILED_METHOD_LIST(X)                                                               \
 	PEFT_IF_COMPILED_FULL(X)                                                                   \
 	PEFT_IF_COMPILED_LAST_LAYER(X)                                                             \
@@ -291,7 +302,8 @@ typedef enum {
 	PEFT_IF_COMPILED_LORA(X)                                                                   \
 	PEFT_IF_COMPILED_SPARSE(X)                                                                 \
 	PEFT_IF_COMPILED_DORA(X)                                                                   \
-	PEFT_IF_COMPILED_IA3(X)
+	PEFT_IF_COMPILED_IA3(X)                                                                    \
+	PEFT_IF_COMPILED_IA3_INPUT(X)
 
 /** Every parameter array as X(KIND, SIZE, OWNERS): PEFT_PARAM_<KIND> holds
  * PEFT_PARAM_SIZE_<SIZE> floats in a layer whose methods meet OWNERS (0: every
@@ -304,7 +316,8 @@ typedef enum {
 	X(LORA_A, RANK_IN, (PEFT_METHOD_LORA | PEFT_METHOD_DORA))                                  \
 	X(LORA_B, OUT_RANK, (PEFT_METHOD_LORA | PEFT_METHOD_DORA))                                 \
 	X(DORA_M, OUT, (PEFT_METHOD_DORA))                                                         \
-	X(IA3_L, OUT, (PEFT_METHOD_IA3))
+	X(IA3_L, OUT, (PEFT_METHOD_IA3))                                                           \
+	X(IA3_IN, IN, (PEFT_METHOD_IA3_INPUT))
 
 /** Every op as X(NAME, name): PEFT_OP_<NAME>, its table entry peft_op_<name>. */
 #define PEFT_OP_LIST(X)                                                                            \
@@ -346,7 +359,7 @@ typedef enum {
 #define PEFT_BLOB_CRC_START        16u
 /* Plan blob: "PEFP". */
 #define PEFT_PLAN_MAGIC            0x50464550u
-#define PEFT_PLAN_VERSION          4u
+#define PEFT_PLAN_VERSION          5u
 #define PEFT_PLAN_HEADER_SIZE      128u
 /* Trained-state blob: "PEFS". */
 #define PEFT_STATE_MAGIC           0x53464550u
@@ -421,8 +434,8 @@ typedef enum {
 #define PEFT_PLAN_REF_OFF_SCALE_OFFSET 8u
 #define PEFT_PLAN_REF_OFF_SCALE_COUNT  12u
 
-/* Plan layer record: 208 bytes. */
-#define PEFT_PLAN_LAYER_SIZE            208u
+/* Plan layer record: 224 bytes. */
+#define PEFT_PLAN_LAYER_SIZE            224u
 #define PEFT_PLAN_LAYER_OFF_OP          0u
 #define PEFT_PLAN_LAYER_OFF_ACTIVATION  1u
 #define PEFT_PLAN_LAYER_OFF_METHODS     2u
@@ -443,13 +456,13 @@ typedef enum {
 #define PEFT_PLAN_LAYER_OFF_BIAS        60u
 #define PEFT_PLAN_LAYER_OFF_RESERVED    76u
 #define PEFT_PLAN_LAYER_OFF_PARAM       80u
-#define PEFT_PLAN_LAYER_N_PARAM         8u
-#define PEFT_PLAN_LAYER_OFF_GRAD        112u
-#define PEFT_PLAN_LAYER_N_GRAD          8u
-#define PEFT_PLAN_LAYER_OFF_OPT_M       144u
-#define PEFT_PLAN_LAYER_N_OPT_M         8u
-#define PEFT_PLAN_LAYER_OFF_OPT_V       176u
-#define PEFT_PLAN_LAYER_N_OPT_V         8u
+#define PEFT_PLAN_LAYER_N_PARAM         9u
+#define PEFT_PLAN_LAYER_OFF_GRAD        116u
+#define PEFT_PLAN_LAYER_N_GRAD          9u
+#define PEFT_PLAN_LAYER_OFF_OPT_M       152u
+#define PEFT_PLAN_LAYER_N_OPT_M         9u
+#define PEFT_PLAN_LAYER_OFF_OPT_V       188u
+#define PEFT_PLAN_LAYER_N_OPT_V         9u
 
 /* Plan buffer record: 20 bytes. One work-region buffer; records sorted by arena, kind, owner, part. */
 #define PEFT_PLAN_BUFFER_SIZE             20u

@@ -92,6 +92,24 @@ def bitfit_int8_backward():
     return g, model, OptimizerConfig("sgd", lr=0.1, momentum=0.9), "s8"
 
 
+def ia3_input_s8():
+    """IA3 scaling the input (HF PEFT feedforward_modules) of the first trained layer (a
+    1x1 conv: its input gradient is computed for l alone), of a 3x3 conv with BitFit, and
+    of the dense head; output IA3 on the depthwise conv between."""
+    gb = GraphBuilder(6, (5, 5, 3))
+    x = gb.conv(gb.input, 4, k=1, s=1, act=Activation.RELU)
+    x = gb.conv(x, 4, k=3, s=1, act=Activation.RELU, depthwise=True)
+    x = gb.conv(x, 5, k=3, s=2, act=Activation.RELU6)
+    x = gb.mean(x)
+    logits = gb.fc(x, 3)
+    g, model = gb.graph(logits)
+    mark(g.layers[0], Method.IA3_INPUT)
+    mark(g.layers[1], Method.IA3)
+    mark(g.layers[2], Method.IA3_INPUT | Method.BITFIT)
+    mark(g.layers[4], Method.IA3_INPUT)
+    return g, model, OptimizerConfig("adam", lr=0.01), "s8"
+
+
 INT8_BACKWARD_FIXTURES = ("bitfit_int8_backward",)
 
 
@@ -134,7 +152,7 @@ def render() -> str:
             f"{1 if uses_lora else 0}, {1 if int8 else 0}}},"
         )
 
-    fixtures = (chain, residual_s8, bitfit_only, bitfit_int8_backward)
+    fixtures = (chain, residual_s8, bitfit_only, bitfit_int8_backward, ia3_input_s8)
     entries = [emit(fn.__name__, *fn(), seed=5) for fn in fixtures]
     soak = []
     for seed in SOAK_SEEDS:

@@ -193,8 +193,10 @@ def _lora_ok(layer: Layer) -> bool:
     return layer.op == Op.CONV_2D and layer.kernel == (1, 1) and layer.stride == (1, 1)
 
 
-def random_graph(seed: int) -> tuple[Graph, bytes]:
-    """A random small network of every supported op, with random methods."""
+def random_graph(seed: int, ia3_input: bool = False) -> tuple[Graph, bytes]:
+    """A random small network of every supported op, with random methods. `ia3_input`:
+    IA3 scales the input of the layers it would scale the output of, where nothing else
+    but BitFit trains (the same graph and draws otherwise)."""
     rng = random.Random(seed)
     gb = GraphBuilder(seed, (rng.randint(3, 9), rng.randint(3, 9), rng.randint(1, 4)))
     x = gb.input
@@ -265,4 +267,8 @@ def random_graph(seed: int) -> tuple[Graph, bytes]:
             or lay.methods & (Method.SCALE_SHIFT | Method.LORA | Method.DORA | Method.IA3)
         ):
             lay.methods = Method.NONE
+    if ia3_input:
+        for lay in linear:
+            if lay.methods & Method.IA3 and not lay.methods & ~(Method.IA3 | Method.BITFIT):
+                lay.methods = (lay.methods & ~Method.IA3) | Method.IA3_INPUT
     return graph, model

@@ -56,7 +56,8 @@ def _expand(fmt: str) -> str:
 
 
 def test_layouts_of_the_current_versions_are_unchanged():
-    # the struct strings of the current versions (plan 4: the records of plan 3, with LoRA's
+    # the struct strings of the current versions (plan 5: nine parameter kinds, IA3's input
+    # scaling added, and its two buffer kinds; plan 4: the records of plan 3, with LoRA's
     # forward adding into its output (no FWD_LORA_OUT) and LoRA A's gradient reading the
     # kept input in BWD_IN_ROWS row blocks (a smaller BWD_IN); plan 3: eight parameter
     # kinds, DoRA's magnitude and IA3's scaling added; plan 2 brought the lifetime-based work region
@@ -65,7 +66,7 @@ def test_layouts_of_the_current_versions_are_unchanged():
     v1 = {
         formats.PLAN_HEADER: "<4sHHIIIIHHHHHBBI7fIIIIIIIIIIIIIII",
         formats.PLAN_TENSOR: "<iiifiBBH",
-        formats.PLAN_LAYER: "<BBHHHHHHHf6i4I4II8I8I8I8I",
+        formats.PLAN_LAYER: "<BBHHHHHHHf6i4I4II9I9I9I9I",
         formats.PLAN_BUFFER: "<BBBBHHHHII",
         formats.DATASET_HEADER: "<4sHHII" + "II" + "HHHH" + "fi" + "III" + "12x",
         formats.CONTAINER_HEADER: "<4sHHII" + "IIII" + "I" + "28x",
@@ -74,7 +75,7 @@ def test_layouts_of_the_current_versions_are_unchanged():
     for layout, old in v1.items():
         assert layout.struct.format == _expand(old), layout.name
     assert [b.magic for b in formats.BLOBS] == [b"PEFP", b"PEFS", b"PEFM", b"PEFD"]
-    assert [b.version for b in formats.BLOBS] == [4, 1, 1, 1]
+    assert [b.version for b in formats.BLOBS] == [5, 1, 1, 1]
 
 
 def test_layout_round_trips_and_refuses_unknown_fields():
@@ -133,6 +134,7 @@ def test_method_lists_of_kconfig_cmake_and_sources_are_the_description():
         "sparse",
         "dora",
         "ia3",
+        "ia3_input",
     )
     kconfig = (REPO / "lib" / "peft" / "Kconfig").read_text()
     assert re.findall(r"^config PEFT_METHOD_(\w+)$", kconfig, re.M) == [n.upper() for n in names]

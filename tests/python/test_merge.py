@@ -37,7 +37,8 @@ ACCURACY_POINTS = 0.005
 EPOCHS = 2
 BATCH = 16
 
-# name -> (methods, targets): every method, and LoRA + BitFit + a new head.
+# name -> (methods, targets[, feedforward_modules]): every method, and LoRA + BitFit + a
+# new head.
 METHOD_CASES = {
     "full": ("full", None),
     "last_layer": ("last_layer", None),
@@ -48,6 +49,13 @@ METHOD_CASES = {
     "lora_bitfit_head": (["lora", "bitfit", "last_layer"], None),
     "dora": (["dora", "last_layer"], {"dora": ["pointwise"]}),
     "ia3": (["ia3", "last_layer"], None),  # IA3 on every layer with weights (the head too)
+    # HF's feedforward_modules: the first (3x3) conv and the pointwise one scale their input
+    "ia3_feedforward": (["ia3", "last_layer"], None, [0, "pointwise"]),
+    # IA3 on the input of the dense head (and the pointwise conv), BitFit everywhere
+    "ia3_input_dense": (
+        ["ia3_input", "bitfit"],
+        {"ia3_input": ["fc", "pointwise"], "bitfit": ["all"]},
+    ),
 }
 
 
@@ -93,8 +101,14 @@ def task():
 
 def _plan(model: bytes, case: str | tuple) -> plan.Plan:
     graph = graph_from_tflite(model)
-    names, targets = METHOD_CASES[case] if isinstance(case, str) else case
-    cfg = methods.MethodConfig(method=names, r=2, lora_alpha=4.0, target_modules=targets)
+    names, targets, *feedforward = METHOD_CASES[case] if isinstance(case, str) else case
+    cfg = methods.MethodConfig(
+        method=names,
+        r=2,
+        lora_alpha=4.0,
+        target_modules=targets,
+        feedforward_modules=feedforward[0] if feedforward else None,
+    )
     methods.apply_method(graph, cfg)
     return plan.build_plan(graph, model, plan.OptimizerConfig(kind="adam", lr=0.01), seed=0)
 

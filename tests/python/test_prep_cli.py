@@ -125,16 +125,23 @@ def test_plan_parses_in_the_c_runtime(chain):
     assert len(trainer.export_state()) == summary["flash"]["state_slot"]
 
 
-@pytest.mark.parametrize("method", ["dora", "ia3"])
+@pytest.mark.parametrize("method", ["dora", "ia3", "ia3_feedforward"])
 def test_prepare_model_plans_dora_and_ia3_for_the_c_runtime(chain, tmp_path, method):
-    """Each new method from a YAML file (dora) or flags (ia3), accepted by the C runtime,
-    its parameters those the method names (tiny CNN: conv, depthwise, pointwise, dense)."""
+    """Each new method from a YAML file (dora; HF's IA3Config with feedforward_modules) or
+    flags (ia3), accepted by the C runtime, its parameters those the method names (tiny
+    CNN: conv, depthwise, pointwise, dense)."""
     full = chain["root"] / "m" / "full.tflite"
     out = tmp_path / method
     if method == "dora":
         recipe = tmp_path / "dora.yaml"
         recipe.write_text(
             "method: [dora, last_layer]\nr: 2\nlora_alpha: 4\ntarget_modules: {dora: [pointwise]}\n"
+        )
+        args = ["--config", recipe]
+    elif method == "ia3_feedforward":
+        recipe = tmp_path / "ia3.yaml"
+        recipe.write_text(
+            "peft_type: IA3\ntarget_modules: [all]\nfeedforward_modules: [pointwise, fc]\n"
         )
         args = ["--config", recipe]
     else:
@@ -151,6 +158,10 @@ def test_prepare_model_plans_dora_and_ia3_for_the_c_runtime(chain, tmp_path, met
         (m_count,) = kinds["dora_m"]
         assert kinds["lora_b"] == [2 * m_count]
         assert [e["methods"] for e in summary["trainable_layers"]] == ["dora r=2", "last_layer"]
+    elif method == "ia3_feedforward":  # output IA3 on the conv and depthwise, input IA3 after
+        assert len(kinds["ia3_l"]) == 2 and len(kinds["ia3_in"]) == 2
+        rows = [e["methods"] for e in summary["trainable_layers"]]
+        assert rows == ["ia3", "ia3", "ia3_input", "ia3_input"]
     else:  # IA3 on the 4 layers with weights; the head also trains its weights and bias
         assert len(kinds["ia3_l"]) == 4 and "gamma" not in kinds
         assert summary["trainable_layers"][-1]["methods"] == "last_layer+ia3"

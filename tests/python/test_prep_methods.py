@@ -169,7 +169,7 @@ def test_bad_configurations(cfg, message):
         methods.apply_method(_graph(), cfg)
 
 
-def test_hf_use_dora_turns_lora_into_dora_and_feedforward_modules_is_refused(tmp_path):
+def test_hf_use_dora_turns_lora_into_dora(tmp_path):
     file = tmp_path / "d.yaml"
     file.write_text(
         "method: [lora, last_layer]\nuse_dora: true\nr: 2\n"
@@ -181,9 +181,81 @@ def test_hf_use_dora_turns_lora_into_dora_and_feedforward_modules_is_refused(tmp
         "pw2": Method.DORA,
         "fc": Method.LAST_LAYER,
     }
-    file.write_text("method: ia3\nfeedforward_modules: [fc]\n")
-    with pytest.raises(UserError, match="feedforward_modules.*not supported"):
-        config.load_config(file)
+
+
+def test_hf_feedforward_modules_scale_the_input_of_those_ia3_targets(tmp_path):
+    """HF PEFT IA3Config: target_modules get IA3, those also in feedforward_modules scale
+    their input (ia3_input) instead of their output; feedforward_modules must be a subset."""
+    file = tmp_path / "i.yaml"
+    file.write_text(
+        "peft_type: IA3\ntarget_modules: [pw1, pw2, fc]\nfeedforward_modules: [fc, pw2]\n"
+    )
+    cfg = config.load_config(file)
+    assert cfg.methods == ["ia3"] and cfg.feedforward_modules == ["fc", "pw2"]
+    assert _marked(methods.apply_method(_graph(), cfg)) == {
+        "pw1": Method.IA3,
+        "pw2": Method.IA3_INPUT,
+        "fc": Method.IA3_INPUT,
+    }
+    # Keywords and regular expressions as in target_modules; the default targets ("all").
+    cfg = config.config_from_dict({"method": "ia3", "feedforward_modules": "depthwise"})
+    marked = _marked(methods.apply_method(_graph(), cfg))
+    assert marked == {
+        "conv0": Method.IA3,
+        "dw1": Method.IA3_INPUT,
+        "pw1": Method.IA3,
+        "dw2": Method.IA3_INPUT,
+        "pw2": Method.IA3,
+        "fc": Method.IA3,
+    }
+    # Round trip through to_dict (what --config with flags on top does).
+    assert config.config_from_dict(cfg.to_dict()).feedforward_modules == "depthwise"
+    # The flag.
+    parser = argparse.ArgumentParser()
+    config.add_method_arguments(parser)
+    args = parser.parse_args(["--method", "ia3", "--feedforward-modules", "fc,pw1"])
+    marked = _marked(methods.apply_method(_graph(), config.config_from_args(args)))
+    assert marked["fc"] == marked["pw1"] == Method.IA3_INPUT and marked["pw2"] == Method.IA3
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"method": "ia3", "target_modules": ["pw1"], "feedforward_modules": ["fc"]},
+            r"feedforward_modules must be a subset of ia3's target_modules.*layer\(s\) fc",
+        ),
+        (
+            {"method": "lora", "feedforward_modules": ["fc"]},
+            "feedforward_modules.*add ia3 to the method list",
+        ),
+        (
+            {"method": ["ia3", "ia3_input"], "feedforward_modules": ["fc"]},
+            "feedforward_modules and method ia3_input",
+        ),
+        (
+            {"method": ["ia3", "last_layer"], "feedforward_modules": ["head"]},
+            r"layer fc: ia3_input .* and last_layer on one layer are not supported",
+        ),
+        (
+            {"method": ["ia3_input", "lora"], "target_modules": {"ia3_input": ["pw1"]}},
+            r"layer pw1: ia3_input .* and lora on one layer",
+        ),
+        (
+            {"method": ["ia3_input", "ia3"], "target_modules": ["pw1"]},
+            r"layer pw1: ia3_input .* and ia3 on one layer",
+        ),
+    ],
+)
+def test_feedforward_modules_refusals(data, message):
+    with pytest.raises(UserError, match=message):
+        methods.apply_method(_graph(), config.config_from_dict(data))
+
+
+def test_ia3_input_alone_takes_every_layer_with_weights():
+    g = methods.apply_method(_graph(), methods.MethodConfig(method="ia3_input"))
+    every = ("conv0", "dw1", "pw1", "dw2", "pw2", "fc")
+    assert _marked(g) == {n: Method.IA3_INPUT for n in every}
 
 
 def test_yaml_and_flags(tmp_path):

@@ -48,7 +48,7 @@ def test_arena_sizes_agree_with_c_on_200_random_plans():
     buffer_kinds = set()
     streamed = 0  # LoRA layers whose A gradient read the kept input in several row blocks
     for seed in range(200):
-        graph, model = random_graph(seed)
+        graph, model = random_graph(seed, ia3_input=seed % 3 == 1)
         opt = OPTIMIZERS[seed % 3]
         cache = "s8" if seed % 2 else "f32"
         update = "layer" if seed % 4 >= 2 else "batch"
@@ -99,7 +99,7 @@ def test_no_two_live_buffers_overlap_on_random_plans():
     """Property of the layout (checked here from the buffer list, not the algorithm):
     two buffers live at the same step never share a byte, and each lies in its region."""
     for seed in range(300):
-        graph, model = random_graph(seed)
+        graph, model = random_graph(seed, ia3_input=seed % 3 == 1)
         cache = "s8" if seed % 2 else "f32"
         update = "layer" if seed % 3 == 0 else "batch"
         opt, int8 = OPTIMIZERS[seed % 3], seed % 4 == 1
@@ -145,6 +145,9 @@ def _chain(methods: dict[int, Method], act: Activation = Activation.RELU):
         (2, Method.LORA, 2 * 4 + 6 * 2),  # A: rank x in, B: out x rank
         (2, Method.DORA, 2 * 4 + 6 * 2 + 6),  # and a magnitude per output channel
         (2, Method.IA3, 6),
+        (2, Method.IA3_INPUT, 4),  # one per input channel (4 -> 6)
+        (4, Method.IA3_INPUT, 6),  # the head: one per input feature
+        (2, Method.IA3_INPUT | Method.BITFIT, 4 + 6),
         (4, Method.LAST_LAYER, 6 * 3 + 3),  # the head: dense 6 -> 3
     ],
 )
@@ -243,6 +246,47 @@ def test_int8_backward_puts_frozen_pointwise_and_dense_layers_on_the_int8_path()
     graph, model = _chain({0: Method.BITFIT, 4: Method.LAST_LAYER})  # the head's weights train
     int8 = build_plan(graph, model, OptimizerConfig("sgd"), int8_backward=True)
     assert [pl.index for pl in int8.int8_backward_layers] == [2]
+
+
+@pytest.mark.parametrize("cache", ["f32", "s8"])
+def test_ia3_input_keeps_the_input_and_computes_its_gradient_on_the_first_layer(cache):
+    """IA3 scaling the input of the 1x1 conv (2; 4x4x4 in), the first trained layer: its
+    input (plan tensor 0) is kept for l's gradient, l x has a forward scratch in both
+    arenas and the op's input gradient (wrt l x) a backward one, though tensor 0 needs no
+    gradient; the int8 path leaves the layer out. C derives the same table."""
+    graph, model = _chain({2: Method.IA3_INPUT, 4: Method.IA3_INPUT})
+    plan = build_plan(graph, model, OptimizerConfig("sgd"), cache, int8_backward=True)
+    assert plan.split_layer == 2 and not plan.tensors[0].needs_grad
+    assert plan.tensors[0].cached and plan.tensors[2].cached  # the inputs of both layers
+    assert not plan.int8_backward_layers
+    n = len(plan.layers)
+    found = {(BUFFER_KIND_NAMES[b.kind], b.arena, b.owner): b for b in plan.buffers}
+    for kind, arena, owner, nbytes, first, last in [
+        ("fwd_xs", 0, 0, 4 * 64, 0, 0),
+        ("fwd_xs", 1, 0, 4 * 64, 0, 0),
+        ("bwd_gx", 0, 0, 4 * 64, 2 * n, 2 * n),
+        ("fwd_xs", 0, 2, 4 * 6, 2, 2),
+        ("fwd_xs", 1, 2, 4 * 6, 2, 2),
+        ("bwd_gx", 0, 2, 4 * 6, 2 * n - 2, 2 * n - 2),
+    ]:
+        b = found[(kind, arena, owner)]
+        assert (b.used, b.first, b.last) == (nbytes, first, last), (kind, arena, owner)
+    assert ("grad", 0, 0) not in found
+    assert (("keep", 0, 0) in found) == (cache == "s8")
+    loaded = LoadedPlan(model, plan.to_bytes())
+    assert loaded.arena_size("train") == plan.arena_bytes("train")
+    assert loaded.breakdown() == plan.breakdown()
+    # The C loader refuses IA3 on the input with a method that reads or scales the layer
+    # otherwise (the planner does too, with words).
+    blob = plan.to_bytes()
+    methods_at = HEADER_SIZE + len(plan.tensors) * TENSOR_RECORD_SIZE + 2  # layer 0 methods
+    for other in (Method.IA3, Method.SPARSE, Method.LORA):
+        bad = _edit(blob, methods_at, "<H", int(Method.IA3_INPUT | other))
+        assert load_plan_status(model, bad) == Status.ERR_PLAN_FIELD, other
+    for other in (Method.IA3, Method.FULL, Method.LORA, Method.LAST_LAYER):
+        graph, model = _chain({4: Method.IA3_INPUT | other})
+        with pytest.raises(UserError, match="ia3_input .* on one layer: not supported"):
+            build_plan(graph, model, OptimizerConfig("sgd"))
 
 
 def test_int8_backward_scratch_is_the_kernel_query():
@@ -425,7 +469,7 @@ def test_an_old_plan_gets_a_clear_version_error(sample_plan):
         old = _edit(plan.to_bytes(), 4, "<H", version)
         assert load_plan_status(model, old) == Status.ERR_PLAN_VERSION
         with pytest.raises(
-            UserError, match=f"plan format version {version}.*reads version 4.*prepare-model"
+            UserError, match=f"plan format version {version}.*reads version 5.*prepare-model"
         ):
             check_blob_version(old, "plan.bin")
     check_blob_version(plan.to_bytes(), "plan.bin")

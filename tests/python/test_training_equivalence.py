@@ -26,7 +26,7 @@ from micropeft.prep.graph import Method
 PARAM_RTOL = 1e-4
 SAMPLES = 4
 
-# name -> (methods, targets)
+# name -> (methods, targets[, feedforward_modules])
 METHOD_CASES = {
     "full": ("full", None),
     "last_layer": ("last_layer", None),
@@ -38,6 +38,13 @@ METHOD_CASES = {
     "dora": ("dora", None),  # default targets: the 1x1 conv and the dense layer
     "ia3": ("ia3", None),  # every conv (3x3, depthwise, 1x1) and the dense layer
     "dora_ia3": (["dora", "ia3"], {"dora": [2], "ia3": [0, 1, "head"]}),
+    # IA3 scaling the input (HF PEFT feedforward_modules): the 1x1 conv (the first trained
+    # layer: its input gradient is computed for l alone) and the dense layer...
+    "ia3_input": ("ia3_input", [2, "head"]),
+    # ...every conv (3x3 on the model's input, depthwise, 1x1) and the dense layer...
+    "ia3_input_all": ("ia3_input", None),
+    # ...and HF's form: ia3 on every layer, the feedforward ones scaling their input.
+    "ia3_feedforward": ("ia3", None, [2, "head"]),
 }
 OPTIMIZER_CASES = {
     "sgd": {"kind": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3},
@@ -67,6 +74,19 @@ def tiny():
     return model_bytes, samples[:12], labels[:12]
 
 
+def _config(method_case: str):
+    from micropeft.planning import methods
+
+    names, targets, *feedforward = METHOD_CASES[method_case]
+    return methods.MethodConfig(
+        method=names,
+        r=2,
+        lora_alpha=4.0,
+        target_modules=targets,
+        feedforward_modules=feedforward[0] if feedforward else None,
+    )
+
+
 def _setup(
     tiny,
     method_case: str,
@@ -82,8 +102,7 @@ def _setup(
 
     model_bytes, samples, labels = tiny
     graph = graph_from_tflite(model_bytes)
-    names, targets = METHOD_CASES[method_case]
-    cfg = methods.MethodConfig(method=names, r=2, lora_alpha=4.0, target_modules=targets)
+    cfg = _config(method_case)
     methods.apply_method(graph, cfg)
     optimizer = plan.OptimizerConfig(**OPTIMIZER_CASES[opt_case], clip_norm=clip_norm)
     the_plan = plan.build_plan(
@@ -186,7 +205,9 @@ def every_op():
 
 
 @pytest.mark.parametrize("opt_case", sorted(OPTIMIZER_CASES))
-@pytest.mark.parametrize("method_case", ["full", "scale_shift", "lora_bitfit_head", "dora", "ia3"])
+@pytest.mark.parametrize(
+    "method_case", ["full", "scale_shift", "lora_bitfit_head", "dora", "ia3", "ia3_input_all"]
+)
 @pytest.mark.parametrize("act_cache", ["f32", "s8"])
 def test_c_runtime_matches_reference_through_pad_add_and_pool(
     every_op, method_case, opt_case, act_cache
@@ -239,9 +260,8 @@ def test_every_method_case_trains_what_it_names(tiny):
 
     graph = graph_from_tflite(tiny[0])
     marked = {}
-    for case, (names, targets) in METHOD_CASES.items():
-        cfg = methods.MethodConfig(method=names, r=2, lora_alpha=4.0, target_modules=targets)
-        methods.apply_method(graph, cfg)
+    for case in METHOD_CASES:
+        methods.apply_method(graph, _config(case))
         marked[case] = [int(layer.methods) for layer in graph.layers]
     assert marked["full"] == [Method.FULL, Method.FULL, Method.FULL, 0, Method.FULL]
     assert marked["last_layer"] == [0, 0, 0, 0, Method.LAST_LAYER]
@@ -251,6 +271,10 @@ def test_every_method_case_trains_what_it_names(tiny):
     assert marked["dora"] == [0, 0, Method.DORA, 0, Method.DORA]
     assert marked["ia3"] == [Method.IA3, Method.IA3, Method.IA3, 0, Method.IA3]
     assert marked["dora_ia3"] == [Method.IA3, Method.IA3, Method.DORA, 0, Method.IA3]
+    assert marked["ia3_input"] == [0, 0, Method.IA3_INPUT, 0, Method.IA3_INPUT]
+    assert marked["ia3_input_all"] == [Method.IA3_INPUT] * 3 + [0, Method.IA3_INPUT]
+    ia3, ia3_in = Method.IA3, Method.IA3_INPUT
+    assert marked["ia3_feedforward"] == [ia3, ia3, ia3_in, 0, ia3_in]
 
 
 # The int8 backward path (plan flag INT8_BACKWARD): the input gradient through every

@@ -2,7 +2,8 @@
  *
  * A fine-tuning method is data over the shared kernels: which arrays of a
  * layer it trains, plus optional hooks where it adds computation (LoRA's
- * adapter on the linear output, the per-channel affine of scale+shift). Each
+ * adapter on the linear output, the per-channel affine of scale+shift, the
+ * input scaling of IA3 on a feedforward module). Each
  * method lives in methods/peft_method_<name>.c and defines one descriptor;
  * Kconfig (CONFIG_PEFT_METHOD_<NAME>) decides which files are compiled and
  * runtime/peft_methods.c lists the compiled ones, so a plan that needs a
@@ -28,11 +29,14 @@ typedef struct {
 	float *lin;                         /* linear output (+ bias), rows x out_features */
 	float *out;                         /* output before the fused activation */
 	float *g;                           /* backward: gradient at the current point */
-	float *g_out;   /* backward: gradient wrt out (after the activation's) */
-	float *grad_in; /* input gradient, NULL if not computed */
-	float *u;       /* LoRA: (alpha / r) * A x, rows x r */
-	float *tmp_a;   /* scratch, out_size floats */
-	float *tmp_b;   /* scratch, rows * r floats */
+	float *g_out;            /* backward: gradient wrt out (after the activation's) */
+	float *grad_in;          /* input gradient, NULL if not computed */
+	bool grad_in_accumulate; /* backward: add to grad_in (another reader wrote it first) */
+	float *x_scaled;         /* forward: IA3_INPUT's l x, in_size[0] floats */
+	float *gx;               /* backward: gradient wrt the linear kernel's input (l x) */
+	float *u;                /* LoRA: (alpha / r) * A x, rows x r */
+	float *tmp_a;            /* scratch, out_size floats */
+	float *tmp_b;            /* scratch, rows * r floats */
 	/* Backward with x NULL: the int8-kept input (rows x in), its quantization, and a
 	 * stage of PEFT_BWD_IN_ROWS rows for its dequantised values. */
 	const int8_t *x_kept;
@@ -43,15 +47,24 @@ typedef struct {
 
 typedef peft_status (*peft_method_hook)(peft_layer_ctx *ctx);
 
+/* A method's `trains` holds one bit per parameter kind. */
+_Static_assert(PEFT_PARAM_KIND_COUNT <= 16, "peft_method.trains has 16 bits");
+
 typedef struct {
 	uint16_t flag; /* graph.Method bit */
 	const char *name;
-	uint8_t trains;        /* bit (1 << peft_param_kind) for each array the method trains */
+	uint16_t trains;       /* bit (1 << peft_param_kind) for each array the method trains */
 	peft_method_hook init; /* initialise the method's own arrays */
+	/* Map ctx->x into ctx->x_scaled and point ctx->x there: the linear kernel's input.
+	 * Backward then gives the method the gradient wrt that input in ctx->gx (the op's
+	 * input gradient) and ctx->x the layer's own input (kept); bwd_input computes the
+	 * parameter gradients and grad_in (when not NULL) from it. */
+	peft_method_hook fwd_input;
 	peft_method_hook fwd_affine;  /* ctx->out from ctx->lin; NULL: out is lin */
 	peft_method_hook fwd_adapter; /* add a side branch of ctx->x to ctx->out */
 	peft_method_hook bwd_affine;  /* param grads; set ctx->g to the gradient wrt lin */
 	peft_method_hook bwd_adapter; /* param grads from ctx->g_out; add to ctx->grad_in */
+	peft_method_hook bwd_input;   /* param grads from ctx->gx and ctx->x; grad_in */
 } peft_method;
 
 /* Descriptors, one per methods/peft_method_<name>.c (the list of peft_formats.h). */
@@ -69,10 +82,12 @@ const peft_method *peft_method_find(uint16_t flag);
 /* Which hook peft_methods_run() calls. */
 typedef enum {
 	PEFT_HOOK_INIT,
+	PEFT_HOOK_FWD_INPUT,
 	PEFT_HOOK_FWD_AFFINE,
 	PEFT_HOOK_FWD_ADAPTER,
 	PEFT_HOOK_BWD_AFFINE,
 	PEFT_HOOK_BWD_ADAPTER,
+	PEFT_HOOK_BWD_INPUT,
 } peft_method_hook_id;
 
 /* What the methods of a layer's flags train together (bit 1 << peft_param_kind);
@@ -102,6 +117,8 @@ static inline peft_method_hook peft_method_hook_of(const peft_method *m, peft_me
 	switch (hook) {
 	case PEFT_HOOK_INIT:
 		return m->init;
+	case PEFT_HOOK_FWD_INPUT:
+		return m->fwd_input;
 	case PEFT_HOOK_FWD_AFFINE:
 		return m->fwd_affine;
 	case PEFT_HOOK_FWD_ADAPTER:
@@ -110,6 +127,8 @@ static inline peft_method_hook peft_method_hook_of(const peft_method *m, peft_me
 		return m->bwd_affine;
 	case PEFT_HOOK_BWD_ADAPTER:
 		return m->bwd_adapter;
+	case PEFT_HOOK_BWD_INPUT:
+		return m->bwd_input;
 	}
 	return NULL;
 }

@@ -17,7 +17,7 @@
  * PEFT_PLAN_BUFFER_*), op, method and buffer-kind codes and limits: peft/peft_formats.h. */
 
 /* The last buffer kind this runtime knows (peft_buffer_kind starts at 1). */
-#define PEFT_BUF_KIND_LAST PEFT_BUF_BWD_S8S8
+#define PEFT_BUF_KIND_LAST PEFT_BUF_BWD_GX
 
 /* One work-region buffer record. */
 typedef struct {
@@ -85,11 +85,13 @@ typedef struct {
 	bool trainable[PEFT_PARAM_KIND_COUNT]; /* has a parameter buffer and a gradient */
 	bool runs_backward;
 	bool backward_input[2];
-	bool needs_input_values; /* input kept for backward (weight / LoRA A gradients) */
+	bool needs_input_values; /* input kept for backward (weight / LoRA A / IA3 input l) */
 	bool streams_input;      /* the input serves LoRA A's gradient only (no weight, no DoRA):
 				  * int8-kept rows are dequantised PEFT_BWD_IN_ROWS at a time */
 	bool keeps_mask;         /* fused ReLU/ReLU6 derivative kept as a 1-bit mask */
 	bool scales_lin;         /* a trained per-channel scale of lin (scale+shift, IA3) */
+	bool scales_input;       /* a trained per-channel scale of the input (IA3_INPUT): the linear
+				  * kernel reads l x (FWD_XS), its input gradient goes to BWD_GX */
 	bool int8_input_grad;    /* input gradient through the int8 path (plan flag) */
 } peft_layer_info;
 

@@ -256,6 +256,16 @@ static peft_status layer_buffer(const peft_plan *plan, int arena, int kind, int3
 			*w = live((uint64_t)peft_fc_bwd_input_s8s8_get_buffer_size(&fp), b, b);
 		}
 		break;
+	case PEFT_BUF_FWD_XS:
+		if (L.scales_input) {
+			*w = live(4u * (uint64_t)L.in_size[0], k, k);
+		}
+		break;
+	case PEFT_BUF_BWD_GX:
+		if (train && L.scales_input) {
+			*w = live(4u * (uint64_t)L.in_size[0], b, b);
+		}
+		break;
 	default:
 		break;
 	}

@@ -204,9 +204,16 @@ static peft_status check_layer_fields(const peft_plan *plan, int32_t k)
 	const int64_t out_size = dims_size(&out);
 
 	/* DoRA rescales the whole layer (a trained bias or weight, scale+shift or IA3 would
-	 * see the wrong gradient); IA3 and scale+shift both scale the linear output. */
+	 * see the wrong gradient); IA3 and scale+shift both scale the linear output. IA3 on
+	 * the input: the weight and LoRA A gradients would need l x, not the kept x; output
+	 * IA3 scales the same layer a second way (HF PEFT scales one or the other). */
+	const uint32_t not_with_ia3_input = PEFT_METHOD_FULL | PEFT_METHOD_LAST_LAYER |
+					    PEFT_METHOD_SPARSE | PEFT_METHOD_LORA |
+					    PEFT_METHOD_DORA | PEFT_METHOD_IA3;
+
 	if (((r.methods & PEFT_METHOD_DORA) && r.methods != PEFT_METHOD_DORA) ||
-	    ((r.methods & PEFT_METHOD_IA3) && (r.methods & PEFT_METHOD_SCALE_SHIFT))) {
+	    ((r.methods & PEFT_METHOD_IA3) && (r.methods & PEFT_METHOD_SCALE_SHIFT)) ||
+	    ((r.methods & PEFT_METHOD_IA3_INPUT) && (r.methods & not_with_ia3_input))) {
 		return PEFT_ERR_PLAN_FIELD;
 	}
 	if (r.methods & (PEFT_METHOD_LORA | PEFT_METHOD_DORA)) {
@@ -299,6 +306,7 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 		/* check_layer_fields bounds the rank (0 without LoRA or DoRA) */
 		[PEFT_PARAM_SIZE_RANK_IN] = r->lora_rank * out->in_features,
 		[PEFT_PARAM_SIZE_OUT_RANK] = out->out_features * r->lora_rank,
+		[PEFT_PARAM_SIZE_IN] = out->in_features,
 	};
 #define PEFT_PARAM_COUNT(KIND, SIZE, OWNERS)                                                       \
 	out->counts[PEFT_PARAM_##KIND] = ((OWNERS) == 0u || (r->methods & (OWNERS)) != 0u)         \
@@ -311,17 +319,19 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	}
 	peft_plan_read_tensor(plan, r->output, &t);
 	out->runs_backward = t.needs_grad != 0;
-	out->needs_input_values =
-		out->trainable[PEFT_PARAM_WEIGHT] || out->trainable[PEFT_PARAM_LORA_A];
+	out->scales_input = out->trainable[PEFT_PARAM_IA3_IN];
+	out->needs_input_values = out->trainable[PEFT_PARAM_WEIGHT] ||
+				  out->trainable[PEFT_PARAM_LORA_A] || out->scales_input;
 	out->streams_input = out->trainable[PEFT_PARAM_LORA_A] &&
 			     !out->trainable[PEFT_PARAM_DORA_M] &&
 			     !out->trainable[PEFT_PARAM_WEIGHT];
 	out->keeps_mask = out->runs_backward && r->activation != PEFT_ACT_NONE;
 	out->scales_lin = out->trainable[PEFT_PARAM_GAMMA] || out->trainable[PEFT_PARAM_IA3_L];
-	/* The int8 path's kernel is a fully connected one. */
+	/* The int8 path's kernel is a fully connected one; IA3's input scaling takes the
+	 * float input gradient (its l needs it, not only the layer below). */
 	out->int8_input_grad = (plan->flags & PEFT_PLAN_FLAG_INT8_BACKWARD) != 0 &&
 			       has_fc_form(r) && out->backward_input[0] &&
-			       !out->trainable[PEFT_PARAM_WEIGHT];
+			       !out->trainable[PEFT_PARAM_WEIGHT] && !out->scales_input;
 	return PEFT_OK;
 }
 

@@ -1,7 +1,8 @@
 /* The trainer: forward, loss, backward and optimizer step over one arena.
  *
  * Every buffer's place comes from the (checked) plan records. Per layer the
- * forward is: linear kernel (int8 weights read in place from the model, or the
+ * forward is: method hooks that map the input to the linear kernel's (IA3's
+ * input scaling) -> linear kernel (int8 weights read in place from the model, or the
  * float32 copy when the weights train) -> method hooks that map it to the
  * output (scale+shift) -> method hooks that add a side branch (LoRA) -> fused
  * activation. Backward runs the same steps in reverse, and only the
@@ -289,6 +290,8 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 		dequantize_bias(t->plan, r, bias);
 	}
 	ctx.bias = bias;
+	ctx.x_scaled = work_f32(t, PEFT_BUF_FWD_XS, k);
+	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_FWD_INPUT, &ctx));
 	const peft_op_forward_args op_args = {L,       {ctx.x, x1}, ctx.param[PEFT_PARAM_WEIGHT],
 					      &ctx.w8, bias,        ctx.lin};
 
@@ -468,6 +471,12 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 		}
 	}
 	ctx.grad_in = grad_in[0];
+	ctx.grad_in_accumulate = acc[0];
+	/* IA3's input scaling: the op's input gradient (wrt l x) goes to its scratch, and
+	 * the method's bwd_input hook makes grad_in of it. */
+	ctx.gx = L->scales_input ? work_f32(t, PEFT_BUF_BWD_GX, k) : NULL;
+	float *op_grad_in = L->scales_input ? ctx.gx : L->int8_input_grad ? NULL : grad_in[0];
+
 	if (r->activation != PEFT_ACT_NONE) {
 		PEFT_TRY(peft_activation_bwd_mask_f32(L->out_size, work_bytes(t, PEFT_BUF_MASK, k),
 						      ctx.g));
@@ -495,14 +504,15 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 					       ctx.grad[PEFT_PARAM_WEIGHT],
 					       ctx.grad[PEFT_PARAM_BIAS],
 					       /* the int8 path computes its input gradient below */
-					       {L->int8_input_grad ? NULL : grad_in[0], grad_in[1]},
-					       {acc[0], acc[1]}};
+					       {op_grad_in, grad_in[1]},
+					       {L->scales_input ? false : acc[0], acc[1]}};
 
 	PEFT_TRY(peft_op_find(r->op)->backward(&op_args));
 	if (L->int8_input_grad && grad_in[0] != NULL) {
 		PEFT_TRY(int8_input_grad(t, L, &ctx.w8, ctx.g, grad_in[0], acc[0]));
 	}
 	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_ADAPTER, &ctx));
+	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_INPUT, &ctx));
 	if (plan->update == PEFT_UPDATE_LAYER) {
 		return update_layer(t, L, &ctx);
 	}

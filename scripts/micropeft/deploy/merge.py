@@ -6,7 +6,9 @@ tensors, so that TFLite or TFLM run the adapted model with no micropeft code:
 
 - weights: ``W' = gamma * W + (alpha / r) * B A`` (the trained W where full,
   last-layer or sparse updates train it; IA3's l multiplies each output channel like
-  gamma; DoRA's ``W' = m * (W + (alpha / r) B A) / ||.||_c``), requantized per output
+  gamma; IA3 on a feedforward module, ``W (l x)``, multiplies each input channel of W
+  by its l, the bias unchanged; DoRA's ``W' = m * (W + (alpha / r) B A) / ||.||_c``),
+  requantized per output
   channel (the original scale where the new weights still fit its range, else
   ``max |W'| / 127``; one scale for a per-tensor layer). With a
   calibration set the codes are not rounded to nearest but one input at a time,
@@ -395,6 +397,8 @@ def folded_parameters(
             b = b * gamma + trained[(index, "beta")].astype(np.float64)
         if (index, "ia3_l") in trained:
             w, b = _fold_ia3(w, b, axis, trained[(index, "ia3_l")])
+        if (index, "ia3_in") in trained:
+            w = _fold_ia3_input(w, trained[(index, "ia3_in")], layer.name)
         if (index, "lora_a") in trained:
             a = trained[(index, "lora_a")].astype(np.float64)
             if not layer.lora_rank or a.size % layer.lora_rank:
@@ -416,6 +420,17 @@ def _fold_ia3(
     """IA3 scales the layer's output, bias included: each output channel's weights and bias."""
     scaling = scaling.astype(np.float64)
     return w * _per_channel(w, axis, scaling), b * scaling
+
+
+def _fold_ia3_input(w: np.ndarray, scaling: np.ndarray, name: str) -> np.ndarray:
+    """IA3 on a feedforward module scales the layer's input: W (l x) = (W l) x, each input
+    channel's weights times its l. The input channel is the last axis of every TFLite
+    layout (CONV_2D [out][kh][kw][in], DEPTHWISE_CONV_2D [1][kh][kw][c], FULLY_CONNECTED
+    [out][in]); a convolution's zero padding stays zero either way."""
+    scaling = scaling.astype(np.float64).ravel()
+    if w.shape[-1] != scaling.size:
+        raise UserError(f"layer {name}: {scaling.size} IA3 input scales for {w.shape[-1]} inputs")
+    return w * scaling
 
 
 def _fold_dora(w: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
@@ -641,7 +656,8 @@ def merge(
         index
         for index in folded
         if any(
-            i == index and k in ("weight", "gamma", "lora_a", "ia3_l", "dora_m") for i, k in trained
+            i == index and k in ("weight", "gamma", "lora_a", "ia3_l", "ia3_in", "dora_m")
+            for i, k in trained
         )
     )
     quant: dict[int, tuple[float, int]] = {}

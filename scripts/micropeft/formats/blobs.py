@@ -242,7 +242,7 @@ PLAN_BUFFER = Layout(
     doc="One work-region buffer; records sorted by arena, kind, owner, part.",
 )
 
-PLAN = Blob("Plan blob", "PLAN", b"PEFP", 4, PLAN_HEADER)
+PLAN = Blob("Plan blob", "PLAN", b"PEFP", 5, PLAN_HEADER)
 
 # ---- trained state ----
 STATE_HEADER = Layout(
@@ -302,9 +302,9 @@ DATASET_HEADER = Layout(
 DATASET = Blob("Dataset blob", "DATASET", b"PEFD", 1, DATASET_HEADER)
 
 BLOBS: tuple[Blob, ...] = (PLAN, STATE, CONTAINER, DATASET)
-_SIZES = {PLAN_HEADER: 128, PLAN_TENSOR: 24, PLAN_LAYER: 208, PLAN_BUFFER: 20}
+_SIZES = {PLAN_HEADER: 128, PLAN_TENSOR: 24, PLAN_LAYER: 224, PLAN_BUFFER: 20}
 _SIZES.update({STATE_HEADER: 48, CONTAINER_HEADER: 64, DATASET_HEADER: 64})
-for _layout, _size in _SIZES.items():  # the sizes of this version (plan 4, the rest 1)
+for _layout, _size in _SIZES.items():  # the sizes of this version (plan 5, the rest 1)
     assert _layout.size == _size, (_layout.name, _layout.size)
 
 LAYOUTS: tuple[Layout, ...] = (

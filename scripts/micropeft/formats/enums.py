@@ -44,6 +44,9 @@ class Method(IntFlag):
     SPARSE = 32  # weights and biases of chosen layers
     DORA = 64  # weight-decomposed LoRA: magnitude m per output channel + LoRA direction A, B
     IA3 = 128  # IA3: a per-output-channel scaling l of the layer's output (HF PEFT IA3Config)
+    # IA3 on a feedforward module (HF PEFT IA3Config.feedforward_modules): a per-input-channel
+    # scaling l of the layer's input, lin = W (l x) + b
+    IA3_INPUT = 256
 
 
 # The methods in bit order, as Kconfig, the C sources and the CLI name them.
@@ -71,6 +74,7 @@ class ParamKind(IntEnum):
     LORA_B = 5
     DORA_M = 6  # DoRA's magnitude, one per output channel
     IA3_L = 7  # IA3's scaling vector, one per output channel
+    IA3_IN = 8  # IA3's scaling vector of a feedforward module, one per input channel
 
 
 # Names of the kinds, as parameter keys f"{layer}/{kind}" use them.
@@ -85,6 +89,7 @@ class ParamSize(IntEnum):
     OUT = 2  # one per output feature
     RANK_IN = 3  # LoRA rank x input features
     OUT_RANK = 4  # output features x LoRA rank
+    IN = 5  # one per input feature (FC) or input channel (convolutions)
 
 
 # Each ParamKind's size and the methods whose layers have the array (NONE: every layer that
@@ -98,6 +103,7 @@ PARAM_ARRAYS: dict[ParamKind, tuple[ParamSize, Method]] = {
     ParamKind.LORA_B: (ParamSize.OUT_RANK, Method.LORA | Method.DORA),
     ParamKind.DORA_M: (ParamSize.OUT, Method.DORA),
     ParamKind.IA3_L: (ParamSize.OUT, Method.IA3),
+    ParamKind.IA3_IN: (ParamSize.IN, Method.IA3_INPUT),
 }
 
 
@@ -161,6 +167,8 @@ class BufferKind(IntEnum):
     BWD_DU = 14  # backward scratch: LoRA's gradient wrt u
     PARAM_GRAD = 15  # per-layer updates: a parameter gradient during its layer's backward
     BWD_S8S8 = 16  # backward scratch of the int8 path (peft_fc_bwd_input_s8s8_get_buffer_size)
+    FWD_XS = 17  # forward scratch: IA3_INPUT's scaled input l x (the layer's input size)
+    BWD_GX = 18  # backward scratch: IA3_INPUT's gradient wrt the scaled input (input size)
 
 
 class Cm4Phase(IntEnum):

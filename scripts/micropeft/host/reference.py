@@ -13,7 +13,10 @@ input of that layer. Everything runs in float32:
   channel, gamma starts at 1, beta at 0); with LORA (1x1 conv and FC only)
   ``y += (alpha / r) * B(A(x))`` with A ``[r][in]``, B ``[out][r]`` (B starts at
   0); with IA3 ``y = y * l`` (per output channel, l starts at 1; excludes
-  SCALE_SHIFT); with DORA (1x1 conv and FC only, no other method on the layer)
+  SCALE_SHIFT); with IA3_INPUT ``linear(x * l)`` instead of ``linear(x)`` (l per
+  input channel, a dense layer's input feature, starting at 1, the input scaled before
+  a convolution's window; weights frozen); with DORA (1x1 conv and FC only, no other
+  method on the layer)
   ``y = n * (linear(x) + (alpha / r) * B(A(x))) + bias`` with
   ``n = m / max(||W + (alpha / r) B A||_c, 1e-12)``, the L2 norm of each output
   channel's weight row held constant in backward (HF PEFT detaches it, DoRA
@@ -25,10 +28,10 @@ input of that layer. Everything runs in float32:
   ``pad_left`` lead, the trailing padding follows from the in/out shapes.
 - trained parameters: FULL / LAST_LAYER / SPARSE train weight and bias, BITFIT
   the bias, SCALE_SHIFT gamma and beta, LORA A and B, DORA dora_m, A and B,
-  IA3 ia3_l; everything else is a constant.
+  IA3 ia3_l, IA3_INPUT ia3_in; everything else is a constant.
 
 What backward reads is what the runtime keeps (``act_cache``, plan.py): with
-"s8" the gradient of a trained weight or LoRA A sees the layer's input, the
+"s8" the gradient of a trained weight, LoRA A or IA3_INPUT's l sees the layer's input, the
 gradient of gamma (IA3's l) sees the pre-scale output, and DoRA's m sees
 ``W x + (alpha / r) B A x`` with the input of ``W x`` (the runtime recomputes it
 from the kept input), all rounded to int8 with the quantization of the tensor
@@ -202,6 +205,8 @@ def trained_kinds(layer: Layer) -> list[str]:
         kinds.append("dora_m")
     if layer.methods & Method.IA3:
         kinds.append("ia3_l")
+    if layer.methods & Method.IA3_INPUT:
+        kinds.append("ia3_in")
     return kinds
 
 
@@ -235,6 +240,8 @@ def initial_parameters(
             params[f"{layer.name}/beta"] = np.zeros(n, np.float32)
         if layer.methods & Method.IA3:
             params[f"{layer.name}/ia3_l"] = np.ones(n, np.float32)
+        if layer.methods & Method.IA3_INPUT:
+            params[f"{layer.name}/ia3_in"] = np.ones(in_channels(graph, layer), np.float32)
         if layer.methods & (Method.LORA | Method.DORA):
             _check_lora(graph, layer)
             fan_in = in_channels(graph, layer)
@@ -375,6 +382,14 @@ def fake_quantize(tf: Any, x: Any, scale: float, zero_point: int) -> Any:
     return (q - float(zero_point)) * tf.constant(scale, tf.float32)
 
 
+def _scale_channels(tf: Any, x: Any, scale: Any) -> Any:
+    """x [n, h, w, c] times a per-channel vector: c channels, or the c' features of
+    each row of a dense layer whose input is rows of c' (h * w * c = rows * c')."""
+    n_in = int(scale.shape[0])
+    flat = tf.reshape(x, [-1, n_in]) * scale
+    return tf.reshape(flat, tf.shape(x))
+
+
 def _param_grad_sees(tf: Any, f: Any, x: Any, kept: Any, param: Any) -> Any:
     """f(x, param) in value; its gradient wrt x at the float x, wrt param at `kept`.
     t - stop_gradient(t) is exactly zero, so the value is f(x, param) bit for bit."""
@@ -387,10 +402,15 @@ def int8_backward_weights(
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Layer name -> (int8 weights as float32 [out][in], scales [out]) for every layer of
     the trainable part whose input gradient the int8 path computes (plan.has_fc_form,
-    weights frozen)."""
+    weights frozen, no IA3 input scaling: that takes the float path)."""
     out = {}
     for layer in graph.layers[split_layer:]:
-        if layer.op in _WEIGHTED_OPS and has_fc_form(layer) and not layer.trains_weight:
+        if (
+            layer.op in _WEIGHTED_OPS
+            and has_fc_form(layer)
+            and not layer.trains_weight
+            and not layer.methods & Method.IA3_INPUT
+        ):
             n_out = out_channels(graph, layer)
             q = read_array(model_bytes, layer.weights).astype(np.float32).reshape(n_out, -1)
             scales = np.broadcast_to(read_scales(model_bytes, layer.weights), (n_out,))
@@ -463,6 +483,11 @@ def forward(
             name = layer.name
             x_kept = kept(inputs[0], layer.inputs[0])
             weight = params[f"{name}/weight"]
+            if layer.methods & Method.IA3_INPUT:  # l x, l's gradient seeing the kept x
+                ia3_in = params[f"{name}/ia3_in"]
+                inputs[0] = _param_grad_sees(
+                    tf, lambda v, g: _scale_channels(tf, v, g), inputs[0], x_kept, ia3_in
+                )
             if layer.trains_weight and s8:
                 y = _param_grad_sees(
                     tf,

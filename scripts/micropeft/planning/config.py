@@ -1,7 +1,8 @@
 """Method configuration (a recipe) from a YAML file and/or command-line flags.
 
 A recipe is a YAML file in HF PEFT's vocabulary (`r`, `lora_alpha`,
-`target_modules`, `modules_to_save`, `bias`, `use_dora`, `peft_type`) plus
+`target_modules`, `modules_to_save`, `bias`, `use_dora`, `peft_type`,
+`feedforward_modules`) plus
 MethodConfig's own fields (see methods.py), e.g.
 
     label: LoRA r=4 + head     # how the report names it
@@ -170,11 +171,6 @@ def _hf_modules_to_save(values: dict[str, Any], source: str) -> None:
 
 def _hf_unsupported(values: dict[str, Any], source: str) -> None:
     """HF PEFT keys that have no meaning here: accepted at HF's default, refused otherwise."""
-    if "feedforward_modules" in values:
-        raise UserError(
-            f"{source}: feedforward_modules (IA3 scaling a layer's input) is not supported: "
-            "ia3 scales the output of its target_modules"
-        )
     for key, default in HF_AT_DEFAULT_ONLY.items():
         if key in values and values.pop(key) not in (default, None):
             raise UserError(f"{source}: HF PEFT's {key} is not supported (only {default!r})")
@@ -186,7 +182,7 @@ def config_from_dict(data: dict[str, Any], source: str = "configuration") -> Met
     """A MethodConfig from a recipe's keys: ours (MethodConfig's fields) and HF PEFT's,
     which are translated into ours here (see docs/recipes.md for the mapping)."""
     known = {f.name for f in fields(MethodConfig)} - {"extra"}
-    hf = {*HF_MAPPED, *HF_AT_DEFAULT_ONLY, *HF_IGNORED, "feedforward_modules"}
+    hf = {*HF_MAPPED, *HF_AT_DEFAULT_ONLY, *HF_IGNORED}
     for key in data:
         if key not in known and key not in hf:
             raise UserError(
@@ -278,6 +274,11 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated layer names, indices, regexes or keywords "
         "(all, head, pointwise, depthwise, conv, fc, linear, last:N[:KIND])",
     )
+    group.add_argument(
+        "--feedforward-modules",
+        help="ia3 (HF PEFT IA3Config): the target modules whose input, not output, IA3 "
+        "scales (the same syntax; a subset of ia3's targets)",
+    )
     group.add_argument("--optimizer", choices=OPTIMIZERS, help="default sgd")
     group.add_argument("--lr", type=float, help="learning rate (default 0.01)")
     group.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
@@ -348,4 +349,7 @@ def config_from_args(args: argparse.Namespace) -> MethodConfig:
     targets = getattr(args, "target_modules", None)
     if targets is not None:
         data["target_modules"] = _split_list(targets)
+    feedforward = getattr(args, "feedforward_modules", None)
+    if feedforward is not None:
+        data["feedforward_modules"] = _split_list(feedforward)
     return config_from_dict(data, "--config/flags")

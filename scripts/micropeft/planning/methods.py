@@ -14,6 +14,15 @@ The vocabulary follows Hugging Face PEFT where it fits: `r`, `lora_alpha`,
                  on 1x1 convolutions and dense layers; no other method on its layers
     ia3          IA3 (HF PEFT IA3Config): a trained scaling vector (starting at 1) of
                  a layer's output channels, on any convolution or dense layer
+    ia3_input    IA3 on a feedforward module (HF PEFT IA3Config's feedforward_modules):
+                 a trained scaling vector (starting at 1) of a layer's input channels
+                 (a dense layer's input features), lin = W (l x) + b, on any convolution
+                 (the input scaled before the window) or dense layer; its weights stay
+                 frozen (no full, sparse, last_layer, lora, dora or ia3 on its layers)
+
+`feedforward_modules` (HF PEFT's IA3Config) takes targets in the same syntax and
+needs ia3 in the method list: the layers it picks, which must be among ia3's own
+targets (HF requires a subset of target_modules), get ia3_input instead of ia3.
 
 `target_modules` selects layers for the methods that take targets (all but
 `full` and `last_layer`). Each entry is one of:
@@ -63,6 +72,7 @@ DEFAULT_TARGETS: dict[str, list[Any]] = {
     "sparse": ["last:2"],
     "dora": ["last:4:linear"],
     "ia3": ["all"],
+    "ia3_input": ["all"],
 }
 # Methods with LoRA's rank and alpha (r, lora_alpha).
 LOW_RANK = ("lora", "dora")
@@ -78,6 +88,8 @@ class MethodConfig:
     r: int = 4
     lora_alpha: float = 8.0
     target_modules: list[Any] | dict[str, list[Any]] | str | None = None
+    # HF PEFT IA3Config: the ia3 targets whose input, not output, IA3 scales (ia3_input)
+    feedforward_modules: list[Any] | str | None = None
     optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
@@ -140,6 +152,17 @@ class MethodConfig:
             raise UserError("epochs and batch_size must be at least 1")
         if self.ram_budget is not None and int(self.ram_budget) <= 0:
             raise UserError(f"ram_budget must be a positive number of bytes, not {self.ram_budget}")
+        if self.feedforward_modules is not None:
+            if "ia3" not in names:
+                raise UserError(
+                    "feedforward_modules (HF PEFT IA3Config) picks among ia3's target_modules: "
+                    "add ia3 to the method list"
+                )
+            if "ia3_input" in names:
+                raise UserError(
+                    "feedforward_modules and method ia3_input both choose what ia3_input "
+                    "trains: use one"
+                )
 
     def targets_for(self, method: str) -> list[Any]:
         targets = self.target_modules
@@ -147,6 +170,13 @@ class MethodConfig:
             targets = targets.get(method)
         if targets is None:
             return list(DEFAULT_TARGETS.get(method, []))
+        return [targets] if isinstance(targets, (str, int)) else list(targets)
+
+    def feedforward_targets(self) -> list[Any] | None:
+        """feedforward_modules as a list of targets (None: not given)."""
+        targets = self.feedforward_modules
+        if targets is None:
+            return None
         return [targets] if isinstance(targets, (str, int)) else list(targets)
 
     def optimizer_config(self) -> Any:
@@ -341,6 +371,18 @@ def apply_method(graph: Graph, cfg: MethodConfig) -> Graph:
             picked = select_layers(graph, cfg.targets_for(name), name, adapted)
         if name in LOW_RANK:
             adapted += picked
+        if name == "ia3" and cfg.feedforward_targets() is not None:
+            feedforward = select_layers(graph, cfg.feedforward_targets(), "ia3_input", adapted)
+            outside = [i for i in feedforward if i not in picked]
+            if outside:
+                names = ", ".join(graph.layers[i].name for i in outside)
+                raise UserError(
+                    f"feedforward_modules must be a subset of ia3's target_modules (HF PEFT): "
+                    f"layer(s) {names} are not among ia3's targets"
+                )
+            for i in feedforward:
+                graph.layers[i].methods |= Method.IA3_INPUT
+            picked = [i for i in picked if i not in feedforward]
         for i in picked:
             layer = graph.layers[i]
             layer.methods |= flag
@@ -357,6 +399,13 @@ def apply_method(graph: Graph, cfg: MethodConfig) -> Graph:
         if layer.methods & Method.IA3 and layer.methods & Method.SCALE_SHIFT:
             raise UserError(
                 f"layer {layer.name}: ia3 and scale_shift both scale its output: choose one"
+            )
+        if layer.methods & Method.IA3_INPUT and layer.methods & plan.NOT_WITH_IA3_INPUT:
+            others = [n for n, f in METHODS.items() if layer.methods & f & plan.NOT_WITH_IA3_INPUT]
+            raise UserError(
+                f"layer {layer.name}: ia3_input (IA3 on a feedforward module: its input scaled) "
+                f"and {', '.join(others)} on one layer are not supported (they train or adapt "
+                "its weights, or scale its output, which IA3 on a feedforward module does not)"
             )
     if not any(layer.methods for layer in graph.layers):
         raise UserError("the configuration marks no layer to train")

@@ -22,7 +22,9 @@ each at the lowest offset where it overlaps no already placed buffer whose live
 range meets its own. Backward keeps only what it needs: a 1-bit mask for a
 fused ReLU/ReLU6, the input of a layer whose weights or LoRA factors train
 (int8 with the tensor's quantization by default), the pre-scale output of
-scale+shift, LoRA's u; a frozen layer keeps nothing.
+scale+shift, LoRA's u, the input of a layer whose input IA3 scales (IA3_INPUT,
+which also computes that layer's input gradient, wrt l x, into a scratch); a
+frozen layer keeps nothing.
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ UPDATES = {u.name.lower(): int(u) for u in formats.UpdateMode}  # after step() /
 ARENAS = {a.name.lower(): int(a) for a in formats.Arena}
 PARAM_KINDS = formats.PARAM_KINDS
 LINEAR_OPS = (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED)
+# What shares no layer with IA3_INPUT (the C loader's rule, peft_plan_load.c): the weight
+# and LoRA A gradients would need l x rather than the kept x; output IA3 is the other form.
+NOT_WITH_IA3_INPUT = (
+    Method.FULL | Method.LAST_LAYER | Method.SPARSE | Method.LORA | Method.DORA | Method.IA3
+)
 # Kinds of work-region buffers (formats.BufferKind; docs/formats.md, "Plan buffer record").
 BUFFER_KINDS = {k.name.lower(): int(k) for k in formats.BufferKind}
 BUFFER_KIND_NAMES = {v: k for k, v in BUFFER_KINDS.items()}
@@ -149,9 +156,10 @@ class PlanLayer:
     lora: bool = False  # LoRA's A and B: LoRA or DoRA
     dora: bool = False
     ia3: bool = False
+    ia3_input: bool = False  # IA3 on a feedforward module: l scales the input
     runs_backward: bool = False
     backward_inputs: list[bool] = field(default_factory=list)
-    needs_input_values: bool = False  # input kept for a weight / LoRA A gradient
+    needs_input_values: bool = False  # input kept for a weight / LoRA A / IA3 input gradient
     keeps_mask: bool = False  # fused ReLU/ReLU6 derivative kept as a 1-bit mask
     int8_input_grad: bool = False  # input gradient through the int8 path (plan flag)
     params: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
@@ -168,6 +176,7 @@ class PlanLayer:
             ParamSize.OUT: self.out_features,
             ParamSize.RANK_IN: lay.lora_rank * self.in_features,
             ParamSize.OUT_RANK: self.out_features * lay.lora_rank,
+            ParamSize.IN: self.in_features,
         }
         return [
             sizes[size] if owners == Method.NONE or lay.methods & owners else 0
@@ -390,7 +399,7 @@ class Plan:
             if lay.op in LINEAR_OPS:
                 if pl.train_weight:
                     backward += base
-                if pl.backward_inputs[0]:
+                if pl.backward_inputs[0] or pl.ia3_input:
                     backward += base
                 if pl.lora:
                     r = lay.lora_rank
@@ -613,6 +622,13 @@ def _check_layer(lay: Layer, pl: PlanLayer, tensors: list[PlanTensor]) -> None:
         raise UserError(f"{name}: DoRA rescales the whole layer: no other method on it")
     if lay.methods & Method.IA3 and lay.methods & Method.SCALE_SHIFT:
         raise UserError(f"{name}: IA3 and scale_shift both scale the output: choose one")
+    if lay.methods & Method.IA3_INPUT and lay.methods & NOT_WITH_IA3_INPUT:
+        others = [m.name.lower() for m in Method if m & NOT_WITH_IA3_INPUT & lay.methods]
+        raise UserError(
+            f"{name}: ia3_input (IA3 scaling the input) and {', '.join(others)} on one layer: "
+            "not supported (its weights and LoRA stay frozen / apart; output IA3 is the "
+            "other IA3 form)"
+        )
     if lay.methods & (Method.LORA | Method.DORA):
         pointwise = lay.op == Op.CONV_2D and lay.kernel == (1, 1) and lay.stride == (1, 1)
         if not (pointwise or lay.op == Op.FULLY_CONNECTED):
@@ -704,16 +720,21 @@ def build_plan(
         pl.lora = bool(lay.methods & (Method.LORA | Method.DORA))
         pl.dora = bool(lay.methods & Method.DORA)
         pl.ia3 = bool(lay.methods & Method.IA3)
+        pl.ia3_input = bool(lay.methods & Method.IA3_INPUT)
         _check_layer(lay, pl, tensors)
         tensors[pl.output].needs_grad = any(pl.trainable()) or any(
             tensors[t].needs_grad for t in pl.inputs
         )
         pl.runs_backward = tensors[pl.output].needs_grad
         pl.backward_inputs = [tensors[t].needs_grad for t in pl.inputs]
-        pl.needs_input_values = pl.train_weight or pl.lora
+        pl.needs_input_values = pl.train_weight or pl.lora or pl.ia3_input
         pl.keeps_mask = pl.runs_backward and lay.activation != Activation.NONE
         pl.int8_input_grad = (
-            int8_backward and has_fc_form(lay) and pl.backward_inputs[0] and not pl.train_weight
+            int8_backward
+            and has_fc_form(lay)
+            and pl.backward_inputs[0]
+            and not pl.train_weight
+            and not pl.ia3_input
         )
         if pl.needs_input_values:
             tensors[pl.inputs[0]].cached = True
@@ -867,12 +888,26 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
         if pl.int8_input_grad:
             k = pl.index
             add(0, "bwd_s8s8", k, int8_backward_scratch_bytes(pl.out_features), bwd(k), bwd(k))
+    _scaled_input(plan, 0, add)
+    for pl in layers:
+        if pl.ia3_input:  # the op's input gradient, wrt l x
+            k = pl.index
+            add(0, "bwd_gx", k, 4 * tensors[pl.inputs[0]].size, bwd(k), bwd(k))
 
     # Inference arena.
     for t, pt in enumerate(tensors):
         add(1, "value", t, 4 * pt.size, producer(t), last_forward(t))
     _forward_scratch(plan, out, 1, add)
+    _scaled_input(plan, 1, add)
     return out
+
+
+def _scaled_input(plan: Plan, arena: int, add: object) -> None:
+    """IA3_INPUT's forward scratch: l x, what the layer's linear kernel reads."""
+    for pl in plan.layers:
+        if pl.ia3_input:
+            k = pl.index
+            add(arena, "fwd_xs", k, 4 * plan.tensors[pl.inputs[0]].size, k, k)  # type: ignore[operator]
 
 
 def _forward_scratch(plan: Plan, out: list[Buffer], arena: int, add: object) -> None:
