@@ -592,6 +592,7 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     ),
     "be model noise": ([*BE, "--model", "{bad}/noise.tflite", "--dataset", "digits"], "--model"),
     "be model without dataset": ([*BE, "--model", FULL], "--model needs --dataset"),
+    "be unknown schedule": ([*BE, "--lr-schedule", "cosine"], "invalid choice"),
     "be dataset without model": ([*BE, "--dataset", "digits"], "--dataset needs --model"),
     "be device model": ([*BE, "--model", DEVICE, "--dataset", D], "give the whole model beside"),
     "be folder without full.tflite": (

@@ -51,7 +51,8 @@ def test_sweep_scores_are_the_benchmarks_own_runs(tiny, monkeypatch):
     assert sweep.candidates("last_layer") == [("sgd", 0.03), ("adam", 0.003), ("adam", 0.01)]
     graph = tflite_graph.graph_from_tflite(data.model)
     for kind, lr in sweep.candidates("last_layer"):
-        spec = tasks.METHODS["last_layer"].with_optimizer(kind, lr)
+        # as bench trains it: the run's linear schedule over its 60 samples' updates
+        spec = tasks.METHODS["last_layer"].with_optimizer(kind, lr).for_run(cfg, len(data.x_train))
         prepared = train.prepare_method(spec, graph, data.model)
         cache = train.prefix_activations(
             data.model, graph, [prepared.input_tensor], data, tiny / "cache"
