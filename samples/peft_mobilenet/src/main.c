@@ -58,29 +58,13 @@ static size_t trainer_arena_need;
 /* Partitions: absent ones are reported at run time, not as a build error. */
 #define PART_ID(label) COND_CODE_1(FIXED_PARTITION_EXISTS(label), (FIXED_PARTITION_ID(label)), (-1))
 
+/* The generated list of the methods Kconfig compiles in (peft_formats.h), one string. */
+#define PEFT_SAMPLE_METHOD_NAME(NAME, name) " " #name
 static const char *methods_compiled(void)
 {
-	return ""
-#ifdef CONFIG_PEFT_METHOD_FULL
-	       " full"
-#endif
-#ifdef CONFIG_PEFT_METHOD_LAST_LAYER
-	       " last_layer"
-#endif
-#ifdef CONFIG_PEFT_METHOD_BITFIT
-	       " bitfit"
-#endif
-#ifdef CONFIG_PEFT_METHOD_SCALE_SHIFT
-	       " scale_shift"
-#endif
-#ifdef CONFIG_PEFT_METHOD_LORA
-	       " lora"
-#endif
-#ifdef CONFIG_PEFT_METHOD_SPARSE
-	       " sparse"
-#endif
-		;
+	return "" PEFT_COMPILED_METHOD_LIST(PEFT_SAMPLE_METHOD_NAME);
 }
+#undef PEFT_SAMPLE_METHOD_NAME
 
 /* Whether float math runs on the FPU: the benchmark's Cortex-M4F figures assume it does. */
 static const char *fpu_state(void)
