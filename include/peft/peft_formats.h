@@ -351,6 +351,8 @@ typedef enum {
 #define PEFT_MAX_CLASSES          255
 /* Rows of a LoRA layer's int8-kept input dequantised at once for A's gradient. */
 #define PEFT_BWD_IN_ROWS          4
+/* Output-gradient rows the int8 path quantizes at once: its scratch holds this many (or every row of a smaller call), the weight columns widened once per chunk. */
+#define PEFT_S8S8_ROWS            32
 /* The sample's buffer through which a trained state streams to and from flash. */
 #define PEFT_STATE_STREAM_BUFFER  256u
 

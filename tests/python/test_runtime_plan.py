@@ -236,9 +236,10 @@ def test_int8_backward_puts_frozen_pointwise_and_dense_layers_on_the_int8_path()
     assert [pl.index for pl in int8.int8_backward_layers] == [2, 4]
     assert not plain.int8_backward_layers and plain.flags == 0
     scratch = [b for b in int8.buffers if BUFFER_KIND_NAMES[b.kind] == "bwd_s8s8"]
+    rows = {pl.index: pl.rows for pl in int8.int8_backward_layers}
     assert [(b.owner, b.used) for b in scratch] == [
-        (2, int8_backward_scratch_bytes(6)),
-        (4, int8_backward_scratch_bytes(3)),
+        (2, int8_backward_scratch_bytes(rows[2], 6)),
+        (4, int8_backward_scratch_bytes(rows[4], 3)),
     ]
     for p in (plain, int8):
         assert load_plan_status(model, p.to_bytes()) == Status.OK
@@ -295,10 +296,15 @@ def test_int8_backward_scratch_is_the_kernel_query():
     for backend in kernels.BACKENDS:
         with kernels.use_backend(backend) as lib:
             lib.peft_fc_bwd_input_s8s8_get_buffer_size.argtypes = [kernels._FC]
-            for n_out in range(1, 300):
-                p = kernels.fc_params(3, 5, n_out)
-                need = lib.peft_fc_bwd_input_s8s8_get_buffer_size(p)
-                assert need == int8_backward_scratch_bytes(n_out), (backend, n_out)
+            for rows in (1, 3, 31, 32, 33, 100):
+                for n_out in range(1, 300):
+                    p = kernels.fc_params(rows, 5, n_out)
+                    need = lib.peft_fc_bwd_input_s8s8_get_buffer_size(p)
+                    assert need == int8_backward_scratch_bytes(rows, n_out), (backend, n_out)
+    # By hand: 3 rows of 5 outputs (6 with the pad), int16, plus 4 widened columns, plus 3
+    # float scales; 100 rows are quantized 32 at a time.
+    assert int8_backward_scratch_bytes(3, 5) == 2 * 6 * (3 + 4) + 4 * 3
+    assert int8_backward_scratch_bytes(100, 6) == 2 * 6 * (32 + 4) + 4 * 32
 
 
 def test_macs_count_what_the_plan_computes():

@@ -138,18 +138,21 @@ static inline float peft_weight_scale(const peft_weights_s8 *w, int32_t channel)
 	return w->scales[w->scale_count == 1 ? 0 : channel];
 }
 
-/* Rows the int8 path quantizes at once, and the bytes of scratch it needs
- * (the same for every backend): PEFT_S8S8_ROWS quantized rows and 4 widened
- * weight columns, each padded to a pair of int16, and one float scale per
- * row. */
-#define PEFT_S8S8_ROWS 8
-
-static inline int32_t peft_s8s8_scratch_bytes(int32_t out_features)
+/* Rows the int8 path quantizes at once (PEFT_S8S8_ROWS, peft_formats.h, or
+ * every row of a smaller call), and the bytes of scratch it needs (the same for
+ * every backend): that many quantized rows and 4 widened weight columns, each
+ * padded to a pair of int16, and one float scale per row. */
+static inline int32_t peft_s8s8_chunk_rows(const peft_fc_params *p)
 {
-	const int32_t pairs = out_features + out_features % 2;
+	return p->rows < PEFT_S8S8_ROWS ? p->rows : PEFT_S8S8_ROWS;
+}
 
-	return (int32_t)sizeof(int16_t) * pairs * (PEFT_S8S8_ROWS + 4) +
-	       (int32_t)sizeof(float) * PEFT_S8S8_ROWS;
+static inline int32_t peft_s8s8_scratch_bytes(const peft_fc_params *p)
+{
+	const int32_t pairs = p->out_features + p->out_features % 2;
+	const int32_t rows = peft_s8s8_chunk_rows(p);
+
+	return (int32_t)sizeof(int16_t) * pairs * (rows + 4) + (int32_t)sizeof(float) * rows;
 }
 
 /* The int8 path's argument checks. */
@@ -159,7 +162,7 @@ static inline bool peft_s8s8_args_ok(const peft_fc_params *p, const peft_weights
 {
 	return peft_fc_params_ok(p) && grad_out != NULL && grad_in != NULL && scratch != NULL &&
 	       peft_weights_s8_ok(w, p->out_features) &&
-	       scratch_bytes >= peft_s8s8_scratch_bytes(p->out_features);
+	       scratch_bytes >= peft_s8s8_scratch_bytes(p);
 }
 
 #endif /* PEFT_KERNEL_CHECK_H */

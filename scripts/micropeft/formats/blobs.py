@@ -48,6 +48,12 @@ LIMITS: tuple[Limit, ...] = (
         "Rows of a LoRA layer's int8-kept input dequantised at once for A's gradient.",
     ),
     Limit(
+        "S8S8_ROWS",
+        32,
+        "Output-gradient rows the int8 path quantizes at once: its scratch holds this many "
+        "(or every row of a smaller call), the weight columns widened once per chunk.",
+    ),
+    Limit(
         "STATE_STREAM_BUFFER",
         256,
         "The sample's buffer through which a trained state streams to and from flash.",

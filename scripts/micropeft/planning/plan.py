@@ -553,16 +553,15 @@ def has_fc_form(lay: Layer) -> bool:
     return pointwise or lay.op == Op.FULLY_CONNECTED
 
 
-# Rows the int8 path quantizes at once (PEFT_S8S8_ROWS, lib/peft/kernels/peft_kernel_check.h).
-_S8S8_ROWS = 8
 
 
-def int8_backward_scratch_bytes(out_features: int) -> int:
-    """peft_fc_bwd_input_s8s8_get_buffer_size: PEFT_S8S8_ROWS quantized gradient rows and
-    4 widened weight columns, int16, each padded to a pair, and one float scale per row
-    (the plan layout check and tests/python/test_runtime_plan.py hold it to the C query)."""
+def int8_backward_scratch_bytes(rows: int, out_features: int) -> int:
+    """peft_fc_bwd_input_s8s8_get_buffer_size: min(rows, PEFT_S8S8_ROWS) quantized gradient
+    rows and 4 widened weight columns, int16, each padded to a pair, and one float scale per
+    row (the plan layout check and tests/python/test_runtime_plan.py hold it to the C query)."""
     pairs = out_features + out_features % 2
-    return 2 * pairs * (_S8S8_ROWS + 4) + 4 * _S8S8_ROWS
+    chunk = min(rows, formats.LIMIT["S8S8_ROWS"])
+    return 2 * pairs * (chunk + 4) + 4 * chunk
 
 
 def _layer_macs(g: Graph, lay: Layer) -> int:
@@ -887,7 +886,7 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
     for pl in layers:
         if pl.int8_input_grad:
             k = pl.index
-            add(0, "bwd_s8s8", k, int8_backward_scratch_bytes(pl.out_features), bwd(k), bwd(k))
+            add(0, "bwd_s8s8", k, int8_backward_scratch_bytes(pl.rows, pl.out_features), bwd(k), bwd(k))
     _scaled_input(plan, 0, add)
     for pl in layers:
         if pl.ia3_input:  # the op's input gradient, wrt l x

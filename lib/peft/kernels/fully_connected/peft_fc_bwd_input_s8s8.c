@@ -9,7 +9,7 @@
 
 int32_t peft_fc_bwd_input_s8s8_get_buffer_size(const peft_fc_params *p)
 {
-	return peft_fc_params_ok(p) ? peft_s8s8_scratch_bytes(p->out_features) : 0;
+	return peft_fc_params_ok(p) ? peft_s8s8_scratch_bytes(p) : 0;
 }
 
 peft_status peft_fc_bwd_input_s8s8(const peft_fc_params *p, const peft_weights_s8 *w,

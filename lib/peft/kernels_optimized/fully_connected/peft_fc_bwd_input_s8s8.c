@@ -1,6 +1,7 @@
 /* FULLY_CONNECTED input gradient, int8 path, optimized backend (same contract
  * and identical results as kernels/fully_connected/peft_fc_bwd_input_s8s8.c).
- * PEFT_S8S8_ROWS rows are quantized at once into the scratch; then, 4 input
+ * PEFT_S8S8_ROWS rows (or all of a smaller call) are quantized at once into
+ * the scratch; then, 4 input
  * features at a time, the 4 weight columns are widened once into int16 pairs
  * interleaved as peft_fc_s8s8_dot.h lays them out, read by every row of the
  * chunk, two rows per pass (peft_fc_s8s8_dot4x2: SMLAD on cores with the DSP
@@ -14,7 +15,7 @@
 
 int32_t peft_fc_bwd_input_s8s8_get_buffer_size(const peft_fc_params *p)
 {
-	return peft_fc_params_ok(p) ? peft_s8s8_scratch_bytes(p->out_features) : 0;
+	return peft_fc_params_ok(p) ? peft_s8s8_scratch_bytes(p) : 0;
 }
 
 static void put(float *y, int32_t acc, float s, bool add)
@@ -66,12 +67,13 @@ peft_status peft_fc_bwd_input_s8s8(const peft_fc_params *p, const peft_weights_s
 	const int32_t n_out = p->out_features;
 	const int32_t pairs = n_out + n_out % 2;
 	const peft_wsrc src = peft_wsrc_s8(w);
-	int16_t *q = scratch;                                /* [PEFT_S8S8_ROWS][pairs] */
-	int16_t *cols = q + PEFT_S8S8_ROWS * pairs;          /* [4][pairs] */
-	float *scales = (float *)(void *)(cols + 4 * pairs); /* [PEFT_S8S8_ROWS] */
+	const int32_t chunk = peft_s8s8_chunk_rows(p);
+	int16_t *q = scratch;                                /* [chunk][pairs] */
+	int16_t *cols = q + chunk * pairs;                   /* [4][pairs] */
+	float *scales = (float *)(void *)(cols + 4 * pairs); /* [chunk] */
 
-	for (int32_t r0 = 0; r0 < p->rows; r0 += PEFT_S8S8_ROWS) {
-		const int32_t nr = p->rows - r0 < PEFT_S8S8_ROWS ? p->rows - r0 : PEFT_S8S8_ROWS;
+	for (int32_t r0 = 0; r0 < p->rows; r0 += chunk) {
+		const int32_t nr = p->rows - r0 < chunk ? p->rows - r0 : chunk;
 
 		for (int32_t r = 0; r < nr; r++) {
 			scales[r] = peft_quantize_grad_row(n_out, grad_out + (r0 + r) * n_out, &src,
