@@ -886,7 +886,8 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
     for pl in layers:
         if pl.int8_input_grad:
             k = pl.index
-            add(0, "bwd_s8s8", k, int8_backward_scratch_bytes(pl.rows, pl.out_features), bwd(k), bwd(k))
+            scratch = int8_backward_scratch_bytes(pl.rows, pl.out_features)
+            add(0, "bwd_s8s8", k, scratch, bwd(k), bwd(k))
     _scaled_input(plan, 0, add)
     for pl in layers:
         if pl.ia3_input:  # the op's input gradient, wrt l x
