@@ -553,8 +553,6 @@ def has_fc_form(lay: Layer) -> bool:
     return pointwise or lay.op == Op.FULLY_CONNECTED
 
 
-
-
 def int8_backward_scratch_bytes(rows: int, out_features: int) -> int:
     """peft_fc_bwd_input_s8s8_get_buffer_size: min(rows, PEFT_S8S8_ROWS) quantized gradient
     rows and 4 widened weight columns, int16, each padded to a pair, and one float scale per
