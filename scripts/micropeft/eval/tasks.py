@@ -241,7 +241,7 @@ class BenchConfig:
     batch_size: int = 16
     # Like the epochs and batch, the run's schedule (every method's): "linear" (HF Trainer's
     # default) falls to 0 over the run, so that each run ends settled rather than at a
-    # random point of SGD's noise (C vs TF per seed: stop 21's note); "constant" keeps it.
+    # random point of SGD's noise, where two float-close runs (C, TF) end points apart.
     lr_schedule: str = "linear"
     # Of digits' 1,258 training and 539 test samples (test fraction 0.3): `make bench` must
     # finish within 10 minutes on 2 cores from a cold cache (fine-tuning time grows with
