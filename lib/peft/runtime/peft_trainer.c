@@ -10,7 +10,11 @@
  * Backward reads only what the forward kept (plan buffer table): a 1-bit mask
  * for a fused ReLU/ReLU6, the input of a layer whose weights or LoRA factors
  * train (int8 with the tensor's quantization, or float), scale+shift's
- * pre-scale output, LoRA's u. Frozen biases are read from the model. */
+ * pre-scale output, LoRA's u. Frozen biases are read from the model. With the
+ * plan's QUANTIZED_FORWARD flag every layer output but the logits is
+ * fake-quantized to its int8 quantization after the activation (training and
+ * inference), as the merged int8 model computes it; its gradient passes
+ * straight through. */
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -259,6 +263,34 @@ static peft_status set_input(peft_trainer *t, const int8_t *in_s8, const float *
 
 /* ---- forward ---- */
 
+/* PEFT_PLAN_FLAG_QUANTIZED_FORWARD: tensor i's values, in place, rounded to its
+ * int8 quantization and back, with peft_quantize_s8's arithmetic (roundf, halves
+ * away from zero, clamped to [-128, 127]) then peft_dequantize_s8's, so a later
+ * int8 keep of them is exact. Backward passes the gradient through unchanged
+ * (straight-through estimator). */
+static peft_status fake_quantize(const peft_trainer *t, int32_t i, float *values)
+{
+	const peft_tensor_rec r = tensor(t, i);
+	const int32_t n = size_of(&r);
+
+	for (int32_t j = 0; j < n; j++) {
+		if (isnan(values[j])) {
+			return PEFT_ERR_NUMERIC;
+		}
+	}
+	for (int32_t j = 0; j < n; j++) {
+		float q = roundf(values[j] / r.scale) + (float)r.zero_point;
+
+		if (q < -128.0f) {
+			q = -128.0f;
+		} else if (q > 127.0f) {
+			q = 127.0f;
+		}
+		values[j] = r.scale * (float)((int32_t)q - r.zero_point);
+	}
+	return PEFT_OK;
+}
+
 static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L,
 				 const float **y_out)
 {
@@ -313,6 +345,10 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 			PEFT_TRY(peft_activation_fwd_f32((peft_activation)r->activation,
 							 L->out_size, y));
 		}
+	}
+	if ((t->plan->flags & PEFT_PLAN_FLAG_QUANTIZED_FORWARD) != 0 &&
+	    r->output != t->plan->output_tensor) {
+		PEFT_TRY(fake_quantize(t, r->output, y));
 	}
 	PEFT_TRY(tensor_keep(t, r->output, y));
 	*y_out = y;

@@ -47,6 +47,16 @@ output gradient ``g``, ``h = g * weight_scale`` per output channel, quantized to
 weights in exact integer sums, times ``max|h| / 127``. Only that gradient changes;
 the forward and every parameter gradient stay float.
 
+The quantized forward (``quantized_forward``, PlanFlag.QUANTIZED_FORWARD): every
+layer's output except the graph's output (the logits), after the fused activation
+and for every op (ADD, MEAN, AVERAGE_POOL_2D, PAD and RESHAPE too), is replaced by
+its int8 value with its tensor's quantization, in float32 as the C runtime computes
+it (``fake_quantize``: ``v = y / scale``, rounded half away from zero, plus the
+zero point, clipped to [-128, 127], minus the zero point, times the scale), in
+training and in prediction. Its gradient is the straight-through estimator: the
+gradient wrt the fake-quantized value passes to ``y`` unchanged. The value is
+``fq(y)`` bit for bit (written ``stop_gradient(fq(y)) + (y - stop_gradient(y))``).
+
 Loss: softmax cross-entropy (natural log) of the graph's output logits, averaged
 over the batch (the C runtime sums per-sample gradients and divides by their
 count at step(), which is the same).
@@ -450,6 +460,7 @@ def forward(
     act_cache: str = "f32",
     values_out: dict[int, Any] | None = None,
     int8_weights: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    quantized_forward: bool = False,
 ) -> Any:
     """Logits [n, classes] of the trainable part for split-tensor inputs `x` [n, h, w, c].
 
@@ -457,7 +468,8 @@ def forward(
     `act_cache` is what backward reads (module docstring).
     `values_out`, when given, receives every tensor computed (graph index -> value).
     `int8_weights` (int8_backward_weights): the layers whose input gradient takes the
-    int8 path.
+    int8 path. `quantized_forward`: every layer output but the logits fake-quantized,
+    straight-through gradient (module docstring).
     """
     import tensorflow as tf
 
@@ -536,6 +548,10 @@ def forward(
             y = inputs[0]
         else:
             raise ValueError(f"layer {layer.name}: unsupported op {layer.op!r}")
+        if quantized_forward and layer.output != graph.output:
+            quant = graph.tensors[layer.output].quant
+            fq = tf.stop_gradient(fake_quantize(tf, y, quant.scale, quant.zero_point))
+            y = fq + (y - tf.stop_gradient(y))  # fq(y) in value, gradient 1 wrt y
         values[layer.output] = tf.reshape(y, out_shape)
     if graph.output not in values:
         raise ValueError("the trainable part does not compute the graph's output")
@@ -562,7 +578,7 @@ class TFReferenceTrainer:
         cls, plan: Any, model_bytes: bytes, initial_params: Mapping[str, np.ndarray] | None = None
     ) -> TFReferenceTrainer:
         """The reference for a plan.Plan: its graph, split layer, optimizer, seed, act_cache
-        and int8 backward path."""
+        int8 backward path and quantized forward."""
         return cls(
             plan.graph,
             model_bytes,
@@ -572,6 +588,7 @@ class TFReferenceTrainer:
             plan.seed,
             plan.act_cache,
             plan.int8_backward,
+            plan.quantized_forward,
         )
 
     def __init__(
@@ -584,12 +601,14 @@ class TFReferenceTrainer:
         seed: int = 0,
         act_cache: str = "f32",
         int8_backward: bool = False,
+        quantized_forward: bool = False,
     ) -> None:
         import tensorflow as tf
 
         if act_cache not in ("f32", "s8"):
             raise ValueError(f"unknown act_cache {act_cache!r} (f32 or s8)")
         self.act_cache = act_cache
+        self.quantized_forward = bool(quantized_forward)
         if split_layer is None:
             split_layer = first_trainable_layer(graph)
         if not 0 <= split_layer < len(graph.layers):
@@ -648,6 +667,7 @@ class TFReferenceTrainer:
             x,
             self.act_cache,
             int8_weights=self.int8_weights,
+            quantized_forward=self.quantized_forward,
         )
 
     def _loss_and_grads(self, x: Any, labels: Any) -> tuple[Any, list[Any]]:
