@@ -527,14 +527,15 @@ def calibrate(
     folded: dict[int, tuple[np.ndarray, np.ndarray]],
     split_values: np.ndarray,
     requantized: tuple[int, ...] = (),
-    quantized_forward: bool = False,
+    tables: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None,
 ) -> Calibration:
     """Run the runtime's float forward (the folded parameters) over the calibration
     samples (split-tensor values): new activation quantization from the split on
     (min/max; the logits by _logits_quant), the peaks (16x8), and the input
     statistics of the `requantized` layers for their weight rounding (_round_weights).
-    `quantized_forward` (the plan's flag): the forward fake-quantizes as the runtime's
-    does, and only the logits get a new quantization (module docstring)."""
+    `tables` (reference.quantized_forward_tables; the plan's quantized forward): the
+    forward fake-quantizes as the runtime's does, and only the logits get a new
+    quantization (module docstring)."""
 
     plain = copy.deepcopy(graph)
     params = {}
@@ -543,6 +544,8 @@ def calibrate(
         layer.methods = Method.NONE  # the folded weights already hold gamma, beta and LoRA
         params[f"{layer.name}/weight"] = w.astype(np.float32)
         params[f"{layer.name}/bias"] = b.astype(np.float32)
+    quantized_forward = tables is not None
+    requant, bias_steps = tables if tables is not None else (None, None)
     split_tensor = graph.layers[split_layer].inputs[0]
     q = graph.tensors[split_tensor].quant
     lo: dict[int, float] = {}
@@ -554,7 +557,14 @@ def calibrate(
         x = x.reshape((-1, *graph.tensors[split_tensor].shape))
         values: dict[int, Any] = {}
         reference.forward(
-            plain, split_layer, params, x, values_out=values, quantized_forward=quantized_forward
+            plain,
+            split_layer,
+            params,
+            x,
+            values_out=values,
+            quantized_forward=quantized_forward,
+            requant=requant,
+            bias_steps=bias_steps,
         )
         for index in requantized:
             layer = graph.layers[index]
@@ -684,7 +694,12 @@ def merge(
         inp = graph.tensors[graph.input].quant
         x = reference.dequantize(calibration, inp.scale, inp.zero_point)
         (split_values,) = reference.tflite_tensor_values(bytes(full_model), [split_tensor.name], x)
-        found = calibrate(graph, split_layer, folded, split_values, requantized, quantized_forward)
+        tables = (
+            reference.quantized_forward_tables(graph, bytes(full_model), split_layer)
+            if quantized_forward
+            else None
+        )
+        found = calibrate(graph, split_layer, folded, split_values, requantized, tables)
         quant, gram = found.quant, found.gram
     tflite_index = graph.extra["tflite_tensor_index"]
     for t, (scale, zero_point) in quant.items():
