@@ -116,8 +116,9 @@ enum {
 /** Plan flags (plan header); a runtime refuses a bit outside PEFT_PLAN_FLAGS_ALL. */
 enum {
 	PEFT_PLAN_FLAG_INT8_BACKWARD = 1,
+	PEFT_PLAN_FLAG_QUANTIZED_FORWARD = 2,
 	/** Every bit. */
-	PEFT_PLAN_FLAGS_ALL = 1,
+	PEFT_PLAN_FLAGS_ALL = 3,
 };
 
 /** The parameter arrays a layer can have; the plan stores buffer offsets for each. */

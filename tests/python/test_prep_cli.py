@@ -439,6 +439,7 @@ def bad(chain, tmp_path_factory):
     (folder / "results-binary.json").write_bytes(b"\xff\xfe\x00binary")
     (folder / "results-bad.json").write_text("{")
     (folder / "int8-maybe.yaml").write_text("method: bitfit\nint8_backward: maybe\n")
+    (folder / "qf-maybe.yaml").write_text("method: bitfit\nquantized_forward: maybe\n")
     (folder / "results-schema.json").write_text('{"schema": 0}')
     return folder
 
@@ -462,6 +463,10 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     "pm int8_backward not a bool": (
         [*PM, "--tflite", FULL, "--config", "{bad}/int8-maybe.yaml"],
         "int8_backward must be true or false",
+    ),
+    "pm quantized_forward not a bool": (
+        [*PM, "--tflite", FULL, "--config", "{bad}/qf-maybe.yaml"],
+        "quantized_forward must be true or false",
     ),
     "pm tflite truncated": ([*PM, "--tflite", "{bad}/truncated.tflite"], "--tflite"),
     "pm tflite tail cut": ([*PM, "--tflite", "{bad}/tail-cut.tflite"], "--tflite"),

@@ -288,5 +288,14 @@ def test_yaml_and_flags(tmp_path):
     (tmp_path / "int8-text.yaml").write_text("method: bitfit\nint8_backward: 'yes'\n")
     with pytest.raises(UserError, match="int8_backward must be true or false"):
         config.load_config(tmp_path / "int8-text.yaml")
+    # quantized_forward: the same, and it sets the plan's flag.
+    assert cfg.quantized_forward is False
+    (tmp_path / "qf.yaml").write_text("method: bitfit\nquantized_forward: true\n")
+    assert config.load_config(tmp_path / "qf.yaml").quantized_forward is True
+    args = parser.parse_args(["--config", str(file), "--quantized-forward"])
+    assert config.config_from_args(args).quantized_forward is True
+    (tmp_path / "qf-text.yaml").write_text("method: bitfit\nquantized_forward: 1\n")
+    with pytest.raises(UserError, match="quantized_forward must be true or false"):
+        config.load_config(tmp_path / "qf-text.yaml")
     with pytest.raises(UserError):
         config.parse_size("lots")

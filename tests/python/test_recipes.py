@@ -95,19 +95,28 @@ def test_bench_recipes_mark_the_layers_they_describe(mobilenet):
     assert marks("bitfit") == {**{i: Method.BITFIT for i in weighted}, head: Method.LAST_LAYER}
 
 
-@pytest.mark.parametrize("name", tasks.BENCH_RECIPES)
-def test_prepare_model_config_builds_bench_plan(name, mobilenet, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    ("name", "quantized_forward"),
+    [(name, False) for name in tasks.BENCH_RECIPES]
+    + [(name, True) for name in ("bitfit", "lora_r4", "ia3")],
+)
+def test_prepare_model_config_builds_bench_plan(
+    name, quantized_forward, mobilenet, tmp_path, capsys, monkeypatch
+):
     """The command the report prints, run as given: its plan.bin is, byte for byte, the
     plan bench trains (seed 0) when handed the same model bytes (prepare-model plans for
     the device model it cuts; bench's own plan carries the full model's CRC). The default
     bench's linear schedule over its run (5 epochs of 63 batches, 1,000 samples) travels
-    in the command and the plan."""
+    in the command and the plan, and so does bench's --quantized-forward (the plan flag)."""
     monkeypatch.chdir(tmp_path)
-    spec = tasks.METHODS[name].for_run(tasks.BenchConfig(), 1000)
+    bench = tasks.BenchConfig(quantized_forward=quantized_forward)
+    spec = tasks.METHODS[name].for_run(bench, 1000)
     command = shlex.split(spec.prepare_model_command(mobilenet))
     assert command[:2] == ["micropeft", "prepare-model"]
     updates = 5 * 1000 if spec.update == "layer" else 5 * 63
-    assert command[-4:-2] == ["--lr-decay-steps", str(updates)]
+    at = command.index("--lr-decay-steps")
+    assert command[at : at + 2] == ["--lr-decay-steps", str(updates)]
+    assert ("--quantized-forward" in command) == quantized_forward
     code, out, err = _main(command[1:], capsys)
     assert code == 0, err
     folder = tmp_path / name
@@ -118,6 +127,8 @@ def test_prepare_model_config_builds_bench_plan(name, mobilenet, tmp_path, capsy
     assert bench_plan.to_bytes() == (folder / "plan.bin").read_bytes()
     header = formats.PLAN_HEADER.unpack(bench_plan.to_bytes())
     assert header["lr_decay_steps"] == updates
+    flag = int(formats.PlanFlag.QUANTIZED_FORWARD)
+    assert (header["flags"] & flag != 0) == quantized_forward
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["split_layer"] == prepared.split_layer
     assert summary["trainable_parameters"] == bench_plan.trainable_parameters

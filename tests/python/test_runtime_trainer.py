@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from micropeft.formats import PlanFlag
 from micropeft.host.runtime import PeftError, Status, Trainer
 from micropeft.planning.plan import OptimizerConfig, build_plan
-from micropeft.prep.graph import Method
+from micropeft.prep.graph import Method, Op
 from runtime_fixtures import random_graph
 from test_runtime_plan import _chain
 
@@ -73,6 +74,116 @@ def test_random_graph_gradients_and_step_match_tensorflow(seed):
         for key, value in ref.parameters().items():
             _close(params[key], value, rtol=2e-4)
         assert not any(g.any() for g in trainer.gradients().values())  # zeroed by step
+
+
+@pytest.mark.parametrize("seed", list(range(100, 106)))
+def test_quantized_forward_gradients_and_step_match_tensorflow(seed):
+    """PlanFlag.QUANTIZED_FORWARD: every layer output but the logits on its int8 grid,
+    straight-through gradient, in the C runtime as in the TF reference (both caches,
+    both optimizers): logits, gradients, loss and parameters after two steps."""
+    from micropeft.host.reference import TFReferenceTrainer
+
+    graph, model = random_graph(seed)
+    opt = (
+        OptimizerConfig("adam", lr=0.01, weight_decay=1e-3)
+        if seed % 2
+        else OptimizerConfig("sgd", lr=0.05, momentum=0.9, clip_norm=0.5)
+    )
+    cache = "s8" if seed % 3 == 0 else "f32"
+    plan = build_plan(graph, model, opt, cache, seed=seed, quantized_forward=True)
+    assert plan.flags == int(PlanFlag.QUANTIZED_FORWARD)
+    trainer = Trainer(model, plan)
+    ref = TFReferenceTrainer.from_plan(plan, model, trainer.parameters())
+    assert ref.quantized_forward
+    rng = np.random.default_rng(seed)
+    for _ in range(2):
+        x, xf, labels = _samples(plan, rng, 3)
+        c_logits = np.stack([trainer.predict(xi)[0] for xi in x])
+        _close(c_logits.reshape(-1), ref.predict(xf), rtol=1e-5)
+        pairs = zip(x, labels, strict=True)
+        c_loss = np.mean([trainer.train_sample(xi, int(li)) for xi, li in pairs])
+        expected = ref.gradients(xf, labels)
+        got = trainer.gradients()
+        assert set(got) == set(expected)
+        for key in expected:
+            _close(got[key] / 3, expected[key], rtol=2e-4)
+        tf_loss = ref.train_batch(xf, labels)
+        assert c_loss == pytest.approx(tf_loss, rel=1e-4, abs=1e-6)
+        trainer.step()
+        params = trainer.parameters()
+        for key, value in ref.parameters().items():
+            _close(params[key], value, rtol=2e-4)
+
+
+def _round(v: np.ndarray) -> np.ndarray:
+    """Halves away from zero, as roundf."""
+    a = np.abs(v)
+    return np.sign(v) * (np.floor(a) + (a - np.floor(a) >= 0.5))
+
+
+def _fake_quantize(
+    v: np.ndarray, scale: float, zero_point: int, grid: np.ndarray | None = None
+) -> np.ndarray:
+    """By hand: steps of the output scale, first rounded to 1/grid of a step where given
+    (TFLite's requantization), then to a step; clamped to int8, dequantised (float32)."""
+    steps = (v / np.float32(scale)).astype(np.float32)
+    if grid is not None:
+        steps = (_round(steps * grid) / grid).astype(np.float32)
+    q = np.clip(_round(steps) + zero_point, -128, 127)
+    return ((q - zero_point) * np.float32(scale)).astype(np.float32)
+
+
+@pytest.mark.parametrize("mode", ["train", "infer"])
+def test_quantized_forward_is_the_float_forward_rounded_to_int8(mode):
+    """_chain with BitFit on the 1x1 conv and the head trained: the runtime's logits with
+    the flag are numpy's conv1x1 + ReLU, fake-quantized with its tensor's quantization
+    after rounding to a 2^-rs grid (TFLite's multiplier s_in s_w / s_out = m 2^-rs, m in
+    [0.5, 1), per output channel), mean, fake-quantized, dense (the logits unrounded),
+    both trained biases in int32 steps of s_in s_w; without it, all of it unrounded."""
+    from micropeft.host import reference
+
+    graph, model = _chain({2: Method.BITFIT, 4: Method.LAST_LAYER})
+    opt = OptimizerConfig("sgd", lr=0.05)
+    plans = {qf: build_plan(graph, model, opt, "s8", quantized_forward=qf) for qf in (False, True)}
+    assert [lay.op for lay in graph.layers[plans[True].split_layer :]] == [
+        Op.CONV_2D, Op.MEAN, Op.FULLY_CONNECTED
+    ]  # fmt: skip
+    conv, mean, head = graph.layers[2:]
+    x, xf, _ = _samples(plans[True], np.random.default_rng(5), 8)
+    w = reference.dequantize_weight(graph, model, conv).reshape(6, 4)
+    b = reference.dequantize_bias(graph, model, conv)
+    wh = reference.dequantize_weight(graph, model, head)
+    bh = reference.dequantize_bias(graph, model, head)
+    rows = xf.reshape(len(xf), -1, 4)
+    logits = {}
+
+    def int32_bias(layer, bias):  # the trained bias in steps of s_in s_w
+        step = np.float32(graph.tensors[layer.inputs[0]].quant.scale) * reference.read_scales(
+            model, layer.weights
+        )
+        return (_round(bias / step) * step).astype(np.float32)
+
+    for qf, the_plan in plans.items():
+        y = np.maximum(rows @ w.T + (int32_bias(conv, b) if qf else b), 0).astype(np.float32)
+        if qf:
+            q = graph.tensors[conv.output].quant
+            s_in = np.float32(graph.tensors[conv.inputs[0]].quant.scale)
+            multiplier = s_in * reference.read_scales(model, conv.weights) / np.float32(q.scale)
+            mantissa, exponent = np.frexp(multiplier.astype(np.float32))
+            assert np.all((mantissa >= 0.5) & (mantissa < 1) & (exponent < 0))
+            y = _fake_quantize(y, q.scale, q.zero_point, np.exp2(-exponent).astype(np.float32))
+        m = y.mean(axis=1, dtype=np.float32)
+        if qf:
+            q = graph.tensors[mean.output].quant
+            m = _fake_quantize(m, q.scale, q.zero_point)
+        want = (m @ wh.T + (int32_bias(head, bh) if qf else bh)).astype(np.float32)
+        trainer = Trainer(model, the_plan.to_bytes(), mode=mode)
+        logits[qf] = np.stack([trainer.predict(xi)[0] for xi in x])
+        np.testing.assert_allclose(
+            logits[qf], want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max())
+        )
+    # The rounding is visible: the two differ by far more than float32 noise.
+    assert np.max(np.abs(logits[True] - logits[False])) > 1e-3 * np.abs(logits[False]).max()
 
 
 def test_int8_cache_stays_close_to_the_float_gradients():

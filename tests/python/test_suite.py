@@ -7,7 +7,7 @@ from 1; a results file of the older schema refused with a clear error."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -195,3 +195,20 @@ def test_suite_grid():
     assert [c.task_spec() for c in own] == list(tasks.TASKS.values())
     with pytest.raises(UserError, match="unknown suite 'nope'; choose from full, tasks"):
         tasks.suite_configs("nope", base)
+
+
+def test_quantized_forward_is_a_setting_of_its_own():
+    """bench --quantized-forward: every method's recipe gets the flag (for_run), and the
+    setting's fingerprint changes with it, while one without it keeps the fingerprint
+    of the settings measured before the option existed (the key is left out)."""
+    plain, qf = tasks.BenchConfig(), tasks.BenchConfig(quantized_forward=True)
+    assert plain.setting_fingerprint() != qf.setting_fingerprint()
+    data = asdict(plain)
+    data.pop("quantized_forward")
+    for name in ("methods", "seeds", "cm4", "scratch", "scratch_seeds", "arch", "alpha", "size"):
+        data.pop(name)
+    data["task_spec"] = asdict(plain.task_spec())
+    assert plain.setting_fingerprint() == tasks._digest(data)
+    for name in ("bitfit", "lora_r4"):
+        assert tasks.METHODS[name].for_run(qf, 1000).config.quantized_forward
+        assert not tasks.METHODS[name].for_run(plain, 1000).config.quantized_forward

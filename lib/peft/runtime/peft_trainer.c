@@ -10,7 +10,11 @@
  * Backward reads only what the forward kept (plan buffer table): a 1-bit mask
  * for a fused ReLU/ReLU6, the input of a layer whose weights or LoRA factors
  * train (int8 with the tensor's quantization, or float), scale+shift's
- * pre-scale output, LoRA's u. Frozen biases are read from the model. */
+ * pre-scale output, LoRA's u. Frozen biases are read from the model. With the
+ * plan's QUANTIZED_FORWARD flag every layer output but the logits is
+ * fake-quantized to its int8 quantization after the activation (training and
+ * inference), as the merged int8 model computes it; its gradient passes
+ * straight through. */
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -259,6 +263,90 @@ static peft_status set_input(peft_trainer *t, const int8_t *in_s8, const float *
 
 /* ---- forward ---- */
 
+/* The right shift rs of TFLite's requantization multiplier M = s_in s_w / s_out
+ * = m 2^-rs, m in [0.5, 1) (QuantizeMultiplier; at most 31 fractional bits). */
+static int requant_shift(float s_in, float s_w, float s_out)
+{
+	int e = 0;
+
+	(void)frexpf(s_in * s_w / s_out, &e);
+	return e >= 0 ? 0 : e < -31 ? 31 : -e;
+}
+
+/* PEFT_PLAN_FLAG_QUANTIZED_FORWARD: layer L's output values, in place, rounded to
+ * the output tensor's int8 quantization and back, with peft_quantize_s8's
+ * arithmetic (roundf, halves away from zero, clamped to [-128, 127]) then
+ * peft_dequantize_s8's, so a later int8 keep of them is exact. A CONV_2D,
+ * DEPTHWISE_CONV_2D or FULLY_CONNECTED output is rounded as TFLite's int8 kernel
+ * rounds its accumulator (MultiplyByQuantizedMultiplier: first to a multiple of
+ * 2^-rs of a step, rs from the channel's multiplier s_in s_w / s_out, then to a
+ * step). Backward passes the gradient through unchanged (straight-through). */
+static peft_status fake_quantize(const peft_trainer *t, const peft_layer_info *L, float *values)
+{
+	const peft_layer_rec *r = &L->rec;
+	const peft_tensor_rec o = tensor(t, r->output);
+	const int32_t n = size_of(&o);
+	const bool weighted = r->weights.count > 0;
+	const int32_t channels = weighted ? L->out_features : 1;
+
+	for (int32_t j = 0; j < n; j++) {
+		if (isnan(values[j])) {
+			return PEFT_ERR_NUMERIC;
+		}
+	}
+	if (channels < 1 || n % channels != 0) {
+		return PEFT_ERR_ARG;
+	}
+	const float s_in = tensor(t, r->input[0]).scale;
+	const peft_weights_s8 w8 =
+		weighted ? frozen_weights(t->plan, L) : (peft_weights_s8){NULL, NULL, 0};
+
+	for (int32_t c = 0; c < channels; c++) {
+		const int rs = weighted
+				       ? requant_shift(s_in, w8.scales[w8.scale_count == 1 ? 0 : c],
+						       o.scale)
+				       : 0;
+
+		for (int32_t j = c; j < n; j += channels) {
+			float v = values[j] / o.scale;
+
+			if (rs > 0) {
+				v = ldexpf(roundf(ldexpf(v, rs)), -rs);
+			}
+			float q = roundf(v) + (float)o.zero_point;
+
+			if (q < -128.0f) {
+				q = -128.0f;
+			} else if (q > 127.0f) {
+				q = 127.0f;
+			}
+			values[j] = o.scale * (float)((int32_t)q - o.zero_point);
+		}
+	}
+	return PEFT_OK;
+}
+
+/* PEFT_PLAN_FLAG_QUANTIZED_FORWARD: a trained bias as the int8 model stores it,
+ * int32 steps of s_in s_w per output channel (rounded as peft_quantize_s8 rounds):
+ * lin gets the difference (DoRA, which rescales lin - bias, excepted). The
+ * gradient is the float bias's (straight-through). */
+static void round_trained_bias(const peft_trainer *t, const peft_layer_info *L, const float *bias,
+			       float *lin)
+{
+	const peft_weights_s8 w8 = frozen_weights(t->plan, L);
+	const float s_in = tensor(t, L->rec.input[0]).scale;
+	const int32_t channels = L->out_features;
+
+	for (int32_t c = 0; c < channels; c++) {
+		const float step = s_in * w8.scales[w8.scale_count == 1 ? 0 : c];
+		const float delta = roundf(bias[c] / step) * step - bias[c];
+
+		for (int32_t j = c; j < L->out_size; j += channels) {
+			lin[j] += delta;
+		}
+	}
+}
+
 static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L,
 				 const float **y_out)
 {
@@ -296,6 +384,11 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 					      &ctx.w8, bias,        ctx.lin};
 
 	PEFT_TRY(peft_op_find(r->op)->forward(&op_args));
+	if ((t->plan->flags & PEFT_PLAN_FLAG_QUANTIZED_FORWARD) != 0 &&
+	    ctx.param[PEFT_PARAM_BIAS] != NULL && r->weights.count > 0 &&
+	    (r->methods & PEFT_METHOD_DORA) == 0) {
+		round_trained_bias(t, L, ctx.param[PEFT_PARAM_BIAS], ctx.lin);
+	}
 	if (train && s8 && L->scales_lin) {
 		const peft_tensor_rec o = tensor(t, r->output);
 
@@ -313,6 +406,10 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 			PEFT_TRY(peft_activation_fwd_f32((peft_activation)r->activation,
 							 L->out_size, y));
 		}
+	}
+	if ((t->plan->flags & PEFT_PLAN_FLAG_QUANTIZED_FORWARD) != 0 &&
+	    r->output != t->plan->output_tensor) {
+		PEFT_TRY(fake_quantize(t, L, y));
 	}
 	PEFT_TRY(tensor_keep(t, r->output, y));
 	*y_out = y;

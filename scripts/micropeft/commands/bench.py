@@ -82,6 +82,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run, HF Trainer's default)",
     )
     parser.add_argument(
+        "--quantized-forward",
+        action="store_true",
+        default=None,
+        help="every method with the quantized forward (prepare-model --quantized-forward: "
+        "activations fake-quantized to int8 in training and inference, so that the merged "
+        "int8 model computes what the runtime trained)",
+    )
+    parser.add_argument(
         "--train-samples", type=int, help=f"target training samples (default {d.train_samples})"
     )
     parser.add_argument(
@@ -155,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         "epochs",
         "batch_size",
         "lr_schedule",
+        "quantized_forward",
         "train_samples",
         "test_samples",
         "pretrain_epochs",

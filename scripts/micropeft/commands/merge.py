@@ -161,6 +161,7 @@ def run_merge(args: argparse.Namespace) -> int:
             state.arrays,
             calibration,
             with_16x8=args.activations == "int16",
+            quantized_forward=the_plan.quantized_forward,
         )
     model = result.model if result.model_16x8 is None else result.model_16x8
     for change in result.layers:

@@ -29,6 +29,13 @@ tensors, so that TFLite or TFLM run the adapted model with no micropeft code:
   classes a little more probability), and close competitors get finer steps.
   Without a calibration set every activation keeps the quantization the model
   was converted with.
+- a plan with the quantized forward (PlanFlag.QUANTIZED_FORWARD) trained every
+  activation but the logits on the int8 grid of the model's own quantization
+  (the runtime fake-quantizes each layer output with it), so those keep it: only
+  the logits are recalibrated (_logits_quant; they keep theirs too when a
+  same-quantization op makes them, since the runtime rounded its input). The
+  calibration set still gives the weight rounding's statistics and the 16x8
+  peaks, through the same quantized forward.
 
 16x8 (``with_16x8``): the same model with the trainable part in TFLite's 16x8
 mode (int16 activations, int8 weights, int64 biases), which TFLite and TFLM run
@@ -520,11 +527,15 @@ def calibrate(
     folded: dict[int, tuple[np.ndarray, np.ndarray]],
     split_values: np.ndarray,
     requantized: tuple[int, ...] = (),
+    tables: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None,
 ) -> Calibration:
     """Run the runtime's float forward (the folded parameters) over the calibration
     samples (split-tensor values): new activation quantization from the split on
     (min/max; the logits by _logits_quant), the peaks (16x8), and the input
-    statistics of the `requantized` layers for their weight rounding (_round_weights)."""
+    statistics of the `requantized` layers for their weight rounding (_round_weights).
+    `tables` (reference.quantized_forward_tables; the plan's quantized forward): the
+    forward fake-quantizes as the runtime's does, and only the logits get a new
+    quantization (module docstring)."""
 
     plain = copy.deepcopy(graph)
     params = {}
@@ -533,6 +544,8 @@ def calibrate(
         layer.methods = Method.NONE  # the folded weights already hold gamma, beta and LoRA
         params[f"{layer.name}/weight"] = w.astype(np.float32)
         params[f"{layer.name}/bias"] = b.astype(np.float32)
+    quantized_forward = tables is not None
+    requant, bias_steps = tables if tables is not None else (None, None)
     split_tensor = graph.layers[split_layer].inputs[0]
     q = graph.tensors[split_tensor].quant
     lo: dict[int, float] = {}
@@ -543,7 +556,16 @@ def calibrate(
         x = reference.dequantize(split_values[start : start + 64], q.scale, q.zero_point)
         x = x.reshape((-1, *graph.tensors[split_tensor].shape))
         values: dict[int, Any] = {}
-        reference.forward(plain, split_layer, params, x, values_out=values)
+        reference.forward(
+            plain,
+            split_layer,
+            params,
+            x,
+            values_out=values,
+            quantized_forward=quantized_forward,
+            requant=requant,
+            bias_steps=bias_steps,
+        )
         for index in requantized:
             layer = graph.layers[index]
             windows = _windows(graph, layer, values[layer.inputs[0]])
@@ -566,6 +588,8 @@ def calibrate(
         peak.update({t: max(-low, high) for t in group})
         if not all(t in produced for t in group):
             continue  # tied to the split tensor (the frozen prefix's output): keep
+        if quantized_forward and group != [graph.output]:
+            continue  # trained on its int8 grid (or the logits' input was): keep
         if graph.output in group:
             new = _logits_quant(np.concatenate(top))
         else:
@@ -643,12 +667,14 @@ def merge(
     trained: dict[tuple[int, str], np.ndarray],
     calibration: np.ndarray | None = None,
     with_16x8: bool = False,
+    quantized_forward: bool = False,
 ) -> MergeResult:
     """full_model with the trained arrays folded in (see the module docstring).
 
     `graph` is full_model's graph with the methods marked (it carries LoRA's rank
     and alpha); `calibration` holds int8 model inputs [n, h, w, c], or None to
-    keep every activation's quantization."""
+    keep every activation's quantization; `quantized_forward` is the plan's
+    PlanFlag.QUANTIZED_FORWARD (activations but the logits keep theirs)."""
 
     model = bytearray(full_model)
     folded = folded_parameters(graph, bytes(full_model), split_layer, trained)
@@ -668,7 +694,12 @@ def merge(
         inp = graph.tensors[graph.input].quant
         x = reference.dequantize(calibration, inp.scale, inp.zero_point)
         (split_values,) = reference.tflite_tensor_values(bytes(full_model), [split_tensor.name], x)
-        found = calibrate(graph, split_layer, folded, split_values, requantized)
+        tables = (
+            reference.quantized_forward_tables(graph, bytes(full_model), split_layer)
+            if quantized_forward
+            else None
+        )
+        found = calibrate(graph, split_layer, folded, split_values, requantized, tables)
         quant, gram = found.quant, found.gram
     tflite_index = graph.extra["tflite_tensor_index"]
     for t, (scale, zero_point) in quant.items():
@@ -924,6 +955,7 @@ def check_against_runtime(
         trained.arrays,
         convert.quantize_input(model, calibration),
         with_16x8=True,
+        quantized_forward=the_plan.quantized_forward,
     )
     out: dict[str, Any] = {"recalibrated": result.recalibrated}
     for merged, suffix in ((result.model, ""), (result.model_16x8, "_16x8")):

@@ -94,6 +94,7 @@ def method_speed(
         initial,
         act_cache=laid.act_cache,
         int8_backward=laid.int8_backward,
+        quantized_forward=laid.quantized_forward,
     )
     row: dict[str, float | str | None] = {"method": name, "label": spec.label}
     for batch in BATCHES:

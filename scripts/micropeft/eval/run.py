@@ -500,6 +500,8 @@ def _finish_setup(s: SettingStore, p: PreparedSetting, out_dir: Path, total_s: f
         if cfg.lr_schedule == "linear"
         else "constant"
     )
+    if cfg.quantized_forward:
+        schedule += ", every layer output but the logits fake-quantized to int8 (quantized forward)"
     setup["training"] = (
         f"{cfg.epochs} epochs, batch {cfg.batch_size}, optimizer per method ({rates}), the "
         f"learning rate {schedule}; the C runtime and TensorFlow see the same samples in the "

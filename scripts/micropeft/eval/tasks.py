@@ -142,12 +142,15 @@ class MethodSpec:
 
     def for_run(self, cfg: BenchConfig, train_samples: int) -> MethodSpec:
         """The recipe as a bench run of `train_samples` samples trains it, with the run's
-        schedule: "linear" decays over its updates (epochs x batches per epoch)."""
+        schedule: "linear" decays over its updates (epochs x batches per epoch); with the
+        run's quantized forward (BenchConfig.quantized_forward) every method trains with it."""
         if cfg.lr_schedule == "constant":
             schedule = replace(self.config, lr_schedule="constant", lr_decay_steps=None)
         else:
             updates = cfg.epochs * -(-train_samples // self.batch_size(cfg))
             schedule = replace(self.config, lr_schedule="linear", lr_decay_steps=updates)
+        if cfg.quantized_forward:
+            schedule = replace(schedule, quantized_forward=True)
         return replace(self, config=schedule)
 
     def plan(self, graph: Any, model: bytes, seed: int) -> Any:
@@ -179,6 +182,8 @@ class MethodSpec:
         name = self.name
         decay = self.config.lr_decay_steps
         schedule = "" if decay is None else f" --lr-schedule linear --lr-decay-steps {decay}"
+        if self.config.quantized_forward:
+            schedule += " --quantized-forward"
         return (
             f"micropeft prepare-model --tflite {model_file} --config {name}{schedule} --out {name}"
         )
@@ -243,6 +248,9 @@ class BenchConfig:
     # default) falls to 0 over the run, so that each run ends settled rather than at a
     # random point of SGD's noise, where two float-close runs (C, TF) end points apart.
     lr_schedule: str = "linear"
+    # Every method with the quantized forward (PlanFlag.QUANTIZED_FORWARD: activations
+    # fake-quantized to int8 in training and inference, so the merged int8 model agrees).
+    quantized_forward: bool = False
     # Of digits' 1,258 training and 539 test samples (test fraction 0.3): `make bench` must
     # finish within 10 minutes on 2 cores from a cold cache (fine-tuning time grows with
     # train_samples x epochs; README, "The benchmark", has the measured times).
@@ -315,6 +323,8 @@ class BenchConfig:
             "size",
         ):
             data.pop(name)
+        if not self.quantized_forward:
+            data.pop("quantized_forward")  # the settings measured before the option keep theirs
         if self.model_path is None:
             data["task_spec"] = asdict(self.task_spec())
         return _digest(data)

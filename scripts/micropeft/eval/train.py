@@ -234,6 +234,7 @@ def train_pair(
         initial,
         act_cache=laid.act_cache,
         int8_backward=laid.int8_backward,
+        quantized_forward=laid.quantized_forward,
     )
     # Per-layer updates keep no gradient past its layer: only whole-batch steps compare them.
     compare_grads = prepared.spec.update == "batch"

@@ -61,6 +61,12 @@ class PlanFlag(IntFlag):
     # The input gradient through a frozen int8 pointwise conv / FC layer with the output
     # gradient quantized per row to int8 (peft_fc_bwd_input_s8s8; CONFIG_PEFT_INT8_BACKWARD).
     INT8_BACKWARD = 1
+    # Quantization-aware forward: every layer output except the logits is fake-quantized to
+    # its tensor's int8 quantization as TFLite's int8 kernels round it (a conv / dense
+    # output first to its requantization multiplier's grid, a trained bias in int32 steps),
+    # in training and inference, with a straight-through gradient; the merged int8 model then
+    # computes what the runtime trained (deploy/merge.py keeps the model's activation ranges).
+    QUANTIZED_FORWARD = 2
 
 
 class ParamKind(IntEnum):

@@ -47,6 +47,24 @@ output gradient ``g``, ``h = g * weight_scale`` per output channel, quantized to
 weights in exact integer sums, times ``max|h| / 127``. Only that gradient changes;
 the forward and every parameter gradient stay float.
 
+The quantized forward (``quantized_forward``, PlanFlag.QUANTIZED_FORWARD): every
+layer's output except the graph's output (the logits), after the fused activation
+and for every op (ADD, MEAN, AVERAGE_POOL_2D, PAD and RESHAPE too), is replaced by
+its int8 value with its tensor's quantization, in float32 as the C runtime computes
+it (``fake_quantize``: ``v = y / scale``, rounded half away from zero, plus the
+zero point, clipped to [-128, 127], minus the zero point, times the scale), in
+training and in prediction. A CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED
+output is first rounded to a multiple of ``2^-rs`` of a step (halves away from zero),
+``rs`` the right shift of the channel's requantization multiplier
+``s_in * s_w / s_out = m * 2^-rs``, m in [0.5, 1), at most 31 (float32 ``frexp``):
+that is how TFLite's int8 kernels round (MultiplyByQuantizedMultiplier rounds the
+scaled accumulator twice), so the runtime's activations are, but for rare float32
+ties, the int8 model's own; for that a trained bias of such a layer (not DoRA's) is also
+used rounded to its int32 steps ``s_in * s_w`` (halves away from zero), as merge
+stores it. Its gradient is the straight-through estimator: the
+gradient wrt the fake-quantized value passes to ``y`` unchanged. The value is
+``fq(y)`` bit for bit (written ``stop_gradient(fq(y)) + (y - stop_gradient(y))``).
+
 Loss: softmax cross-entropy (natural log) of the graph's output logits, averaged
 over the batch (the C runtime sums per-sample gradients and divides by their
 count at step(), which is the same).
@@ -374,10 +392,68 @@ def _avg_pool(tf: Any, graph: Graph, layer: Layer, x: Any) -> Any:
     return sums / counts  # both carry the same 1/(kh*kw) factor
 
 
-def fake_quantize(tf: Any, x: Any, scale: float, zero_point: int) -> Any:
-    """int8 and back, as peft_quantize_s8 / peft_dequantize_s8 (half away from zero)."""
+def _round_half_away(tf: Any, v: Any) -> Any:
+    """roundf in float32: |v| - floor(|v|) is exact, so no addition of 0.5 rounds."""
+    a = tf.abs(v)
+    f = tf.floor(a)
+    return tf.sign(v) * (f + tf.cast(a - f >= 0.5, tf.float32))
+
+
+def requant_shifts(in_scale: float, weight_scales: np.ndarray, out_scale: float) -> np.ndarray:
+    """Per output channel, the right shift rs of TFLite's requantization multiplier
+    s_in s_w / s_out = m 2^-rs, m in [0.5, 1) (at most 31), in float32 as the runtime's
+    requant_shift computes it."""
+    m = (np.float32(in_scale) * np.asarray(weight_scales, np.float32)) / np.float32(out_scale)
+    _, e = np.frexp(m.astype(np.float32))
+    return np.clip(-e, 0, 31).astype(np.int32)
+
+
+def quantized_forward_tables(
+    graph: Graph, model_bytes: bytes, split_layer: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED layer of the trainable part
+    (name -> one value per output channel, from the model's own weight scales, frozen
+    or not, as the runtime reads them): the requant_shifts of its output, and the int32
+    step of its bias, s_in * s_w in float32."""
+    shifts, steps = {}, {}
+    for layer in graph.layers[split_layer:]:
+        if layer.op in _WEIGHTED_OPS and layer.weights is not None:
+            n_out = out_channels(graph, layer)
+            s_in = np.float32(graph.tensors[layer.inputs[0]].quant.scale)
+            s_w = np.broadcast_to(read_scales(model_bytes, layer.weights), (n_out,))
+            out_scale = graph.tensors[layer.output].quant.scale
+            shifts[layer.name] = requant_shifts(s_in, s_w, out_scale)
+            steps[layer.name] = (s_in * s_w.astype(np.float32)).astype(np.float32)
+    return shifts, steps
+
+
+def quantized_forward_shifts(
+    graph: Graph, model_bytes: bytes, split_layer: int
+) -> dict[str, np.ndarray]:
+    """The requant_shifts half of quantized_forward_tables."""
+    return quantized_forward_tables(graph, model_bytes, split_layer)[0]
+
+
+def _bias_rounding(tf: Any, bias: Any, steps: np.ndarray) -> Any:
+    """What rounding a bias to int32 steps adds to it (round(b / step) * step - b, halves
+    away from zero), as a constant of the gradient (straight-through)."""
+    step = tf.constant(steps)
+    return tf.stop_gradient(_round_half_away(tf, bias / step) * step - bias)
+
+
+def fake_quantize(
+    tf: Any, x: Any, scale: float, zero_point: int, shifts: np.ndarray | None = None
+) -> Any:
+    """int8 and back, as peft_quantize_s8 / peft_dequantize_s8 (half away from zero).
+    `shifts` (per channel, the last axis; requant_shifts): first round to a multiple of
+    2^-rs of a step, as TFLite's int8 conv / dense kernels round (the runtime's
+    quantized forward)."""
     v = x / tf.constant(scale, tf.float32)
-    q = tf.sign(v) * tf.floor(tf.abs(v) + 0.5) + float(zero_point)
+    if shifts is not None:
+        up = tf.constant(np.exp2(shifts).astype(np.float32))
+        down = tf.constant(np.exp2(-shifts.astype(np.float64)).astype(np.float32))
+        v = _round_half_away(tf, v * up) * down
+    q = _round_half_away(tf, v) + float(zero_point)
     q = tf.clip_by_value(q, -128.0, 127.0)
     return (q - float(zero_point)) * tf.constant(scale, tf.float32)
 
@@ -450,6 +526,9 @@ def forward(
     act_cache: str = "f32",
     values_out: dict[int, Any] | None = None,
     int8_weights: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    quantized_forward: bool = False,
+    requant: Mapping[str, np.ndarray] | None = None,
+    bias_steps: Mapping[str, np.ndarray] | None = None,
 ) -> Any:
     """Logits [n, classes] of the trainable part for split-tensor inputs `x` [n, h, w, c].
 
@@ -457,11 +536,16 @@ def forward(
     `act_cache` is what backward reads (module docstring).
     `values_out`, when given, receives every tensor computed (graph index -> value).
     `int8_weights` (int8_backward_weights): the layers whose input gradient takes the
-    int8 path.
+    int8 path. `quantized_forward`: every layer output but the logits fake-quantized,
+    straight-through gradient (module docstring), a weighted layer's with the shifts
+    `requant` gives it and a trained bias rounded to its `bias_steps`
+    (quantized_forward_tables).
     """
     import tensorflow as tf
 
     s8 = act_cache == "s8"
+    if quantized_forward and (requant is None or bias_steps is None):
+        raise ValueError("quantized_forward needs quantized_forward_tables: requant, bias_steps")
 
     def kept(value: Any, tensor: int) -> Any:
         quant = graph.tensors[tensor].quant
@@ -502,6 +586,8 @@ def forward(
             else:
                 y = _linear(tf, graph, layer, inputs[0], weight)
             y = y + params[f"{name}/bias"]
+            if quantized_forward and layer.trains_bias and not layer.methods & Method.DORA:
+                y = y + _bias_rounding(tf, params[f"{name}/bias"], bias_steps[name])
             if layer.methods & Method.SCALE_SHIFT:
                 gamma = params[f"{name}/gamma"]
                 y = _param_grad_sees(tf, lambda v, g: v * g, y, kept(y, layer.output), gamma)
@@ -536,6 +622,13 @@ def forward(
             y = inputs[0]
         else:
             raise ValueError(f"layer {layer.name}: unsupported op {layer.op!r}")
+        if quantized_forward and layer.output != graph.output:
+            quant = graph.tensors[layer.output].quant
+            shifts = requant.get(layer.name) if requant is not None else None
+            if layer.op in _WEIGHTED_OPS and shifts is None:
+                raise ValueError(f"quantized_forward: no requant shifts for layer {layer.name}")
+            fq = tf.stop_gradient(fake_quantize(tf, y, quant.scale, quant.zero_point, shifts))
+            y = fq + (y - tf.stop_gradient(y))  # fq(y) in value, gradient 1 wrt y
         values[layer.output] = tf.reshape(y, out_shape)
     if graph.output not in values:
         raise ValueError("the trainable part does not compute the graph's output")
@@ -562,7 +655,7 @@ class TFReferenceTrainer:
         cls, plan: Any, model_bytes: bytes, initial_params: Mapping[str, np.ndarray] | None = None
     ) -> TFReferenceTrainer:
         """The reference for a plan.Plan: its graph, split layer, optimizer, seed, act_cache
-        and int8 backward path."""
+        int8 backward path and quantized forward."""
         return cls(
             plan.graph,
             model_bytes,
@@ -572,6 +665,7 @@ class TFReferenceTrainer:
             plan.seed,
             plan.act_cache,
             plan.int8_backward,
+            plan.quantized_forward,
         )
 
     def __init__(
@@ -584,12 +678,14 @@ class TFReferenceTrainer:
         seed: int = 0,
         act_cache: str = "f32",
         int8_backward: bool = False,
+        quantized_forward: bool = False,
     ) -> None:
         import tensorflow as tf
 
         if act_cache not in ("f32", "s8"):
             raise ValueError(f"unknown act_cache {act_cache!r} (f32 or s8)")
         self.act_cache = act_cache
+        self.quantized_forward = bool(quantized_forward)
         if split_layer is None:
             split_layer = first_trainable_layer(graph)
         if not 0 <= split_layer < len(graph.layers):
@@ -600,6 +696,11 @@ class TFReferenceTrainer:
         self.split_layer = split_layer
         self.optimizer = optimizer
         self.input_shape = graph.tensors[graph.layers[split_layer].inputs[0]].shape
+        self.requant, self.bias_steps = (
+            quantized_forward_tables(graph, bytes(model_bytes), split_layer)
+            if quantized_forward
+            else (None, None)
+        )
         self.int8_weights = (
             int8_backward_weights(graph, bytes(model_bytes), split_layer) if int8_backward else {}
         )
@@ -648,6 +749,9 @@ class TFReferenceTrainer:
             x,
             self.act_cache,
             int8_weights=self.int8_weights,
+            quantized_forward=self.quantized_forward,
+            requant=self.requant,
+            bias_steps=self.bias_steps,
         )
 
     def _loss_and_grads(self, x: Any, labels: Any) -> tuple[Any, list[Any]]:

@@ -17,6 +17,7 @@ MethodConfig's own fields (see methods.py), e.g.
     act_cache: s8
     update: batch
     int8_backward: false
+    quantized_forward: false   # train on the int8 model's activations (merge agreement)
 
 The HF PEFT keys are translated into MethodConfig's fields on load (methods
 added to the list, per-method targets), so a loaded configuration has one form.
@@ -318,6 +319,14 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
         "gradient quantized to int8 (SMLAD on DSP cores; the firmware needs "
         "CONFIG_PEFT_INT8_BACKWARD=y, its default)",
     )
+    group.add_argument(
+        "--quantized-forward",
+        action="store_true",
+        default=None,
+        help="fake-quantize every layer output but the logits to its int8 quantization, in "
+        "training and inference (straight-through gradient), so the merged int8 model "
+        "(micropeft merge) computes what the runtime trained",
+    )
     group.add_argument("--seed", type=int, help="default 0")
 
 
@@ -341,6 +350,7 @@ def config_from_args(args: argparse.Namespace) -> MethodConfig:
         "act_cache",
         "update",
         "int8_backward",
+        "quantized_forward",
         "seed",
     ):
         value = getattr(args, name, None)

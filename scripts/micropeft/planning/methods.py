@@ -101,6 +101,8 @@ class MethodConfig:
     act_cache: str = "s8"  # values kept for backward: "s8" (tensor's quantization) | "f32"
     update: str = "batch"  # "batch": step() per batch | "layer": per layer, per sample
     int8_backward: bool = False  # input gradients of frozen 1x1 conv / FC layers in int8
+    # every layer output but the logits fake-quantized to int8 (PlanFlag.QUANTIZED_FORWARD)
+    quantized_forward: bool = False
     seed: int = 0
     # A recipe's name in the report and what it trains, in words (bench's recipes set them).
     label: str = ""
@@ -134,6 +136,10 @@ class MethodConfig:
             raise UserError(f"unknown update {self.update!r} (use 'batch' or 'layer')")
         if not isinstance(self.int8_backward, bool):
             raise UserError(f"int8_backward must be true or false, not {self.int8_backward!r}")
+        if not isinstance(self.quantized_forward, bool):
+            raise UserError(
+                f"quantized_forward must be true or false, not {self.quantized_forward!r}"
+            )
         if self.update == "layer" and int(self.batch_size) != 1:
             raise UserError("update 'layer' applies every sample's gradients at once: batch_size 1")
         if not float(self.lr) > 0:
@@ -207,6 +213,7 @@ class MethodConfig:
             self.seed if seed is None else seed,
             update=self.update,
             int8_backward=self.int8_backward,
+            quantized_forward=self.quantized_forward,
         )
 
     def to_dict(self) -> dict[str, Any]:

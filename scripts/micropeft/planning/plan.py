@@ -250,6 +250,8 @@ class Plan:
     tensors: list[PlanTensor]
     update: str = "batch"  # UPDATES
     int8_backward: bool = False  # PlanFlag.INT8_BACKWARD: the int8 path where it applies
+    # PlanFlag.QUANTIZED_FORWARD: every layer output but the logits fake-quantized to int8
+    quantized_forward: bool = False
     regions: dict[str, int] = field(default_factory=dict)
     buffers: list[Buffer] = field(default_factory=list)  # table order (_buffers)
 
@@ -292,7 +294,12 @@ class Plan:
     @property
     def flags(self) -> int:
         """The plan header's PlanFlag bits."""
-        return int(formats.PlanFlag.INT8_BACKWARD if self.int8_backward else formats.PlanFlag.NONE)
+        bits = formats.PlanFlag.NONE
+        if self.int8_backward:
+            bits |= formats.PlanFlag.INT8_BACKWARD
+        if self.quantized_forward:
+            bits |= formats.PlanFlag.QUANTIZED_FORWARD
+        return int(bits)
 
     @property
     def int8_backward_layers(self) -> list[PlanLayer]:
@@ -653,6 +660,7 @@ def build_plan(
     seed: int = 0,
     update: str = "batch",
     int8_backward: bool = False,
+    quantized_forward: bool = False,
 ) -> Plan:
     """Lay out the trainable part of `graph` (layers marked by methods.py).
 
@@ -661,7 +669,11 @@ def build_plan(
     buffers kept across layers: MCUNetV3's operator reordering).
     `int8_backward` puts the input gradient of every frozen pointwise conv and
     FC layer on the int8 path (the output gradient quantized per row to int8,
-    integer products with the int8 weights: peft_fc_bwd_input_s8s8)."""
+    integer products with the int8 weights: peft_fc_bwd_input_s8s8).
+    `quantized_forward` sets PlanFlag.QUANTIZED_FORWARD: the runtime fake-quantizes
+    every layer output but the logits to its tensor's int8 quantization (training
+    and inference; straight-through gradient), so merge's int8 model computes what
+    was trained. It changes no buffer."""
     optimizer.check()
     if act_cache not in CACHE_DTYPES:
         raise UserError(f"unknown activation cache {act_cache!r} (use 'f32' or 's8')")
@@ -749,6 +761,7 @@ def build_plan(
         tensors=tensors,
         update=update,
         int8_backward=int8_backward,
+        quantized_forward=quantized_forward,
     )
     if plan.trainable_parameters == 0:
         raise UserError("nothing to train: the marked layers have no trainable parameters")
