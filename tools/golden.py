@@ -387,6 +387,9 @@ def _tiny_model(seed: int, head: bool) -> Any:
     """A MobileNet-like prefix; with `head`, a Dense layer (per-channel int8 FC) on top."""
     import tensorflow as tf
 
+    # Keras numbers unnamed layers per process ("conv2d_7"), and the names go into the
+    # .tflite: without a fresh session the bytes depend on what ran before (a test run).
+    tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(seed)
     inp = tf.keras.Input((12, 12, 3), batch_size=1)
     x = tf.keras.layers.ZeroPadding2D(((0, 1), (0, 1)))(inp)
