@@ -20,6 +20,7 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "../kernels/peft_kernel_check.h"
 #include "peft/peft_kernels.h"
 #include "peft_lora_branch.h"
 #include "peft_method.h"
@@ -33,7 +34,7 @@ static float direction_norm(const peft_layer_ctx *ctx, int32_t c)
 	const int32_t n_in = L->in_features;
 	const int32_t r = L->rec.lora_rank;
 	const float s = peft_lora_branch_scale(L);
-	const float w_scale = ctx->w8.scales[ctx->w8.scale_count == 1 ? 0 : c];
+	const float w_scale = peft_weight_scale(&ctx->w8, c);
 	const int8_t *w = ctx->w8.data + c * n_in;
 	const float *a = ctx->param[PEFT_PARAM_LORA_A];
 	const float *b = ctx->param[PEFT_PARAM_LORA_B] + c * r;

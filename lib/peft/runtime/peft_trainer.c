@@ -22,6 +22,8 @@
 #include <string.h>
 
 #include "../kernels/activation/peft_activation_mask.h"
+#include "../kernels/peft_kernel_check.h"
+#include "../kernels/quantize/peft_quantize.h"
 #include "../methods/peft_method.h"
 #include "../ops/peft_ops.h"
 #include "../plan/peft_plan_internal.h"
@@ -275,7 +277,7 @@ static int requant_shift(float s_in, float s_w, float s_out)
 
 /* PEFT_PLAN_FLAG_QUANTIZED_FORWARD: layer L's output values, in place, rounded to
  * the output tensor's int8 quantization and back, with peft_quantize_s8's
- * arithmetic (roundf, halves away from zero, clamped to [-128, 127]) then
+ * arithmetic (peft_s8_code: roundf, halves away from zero, clamped) then
  * peft_dequantize_s8's, so a later int8 keep of them is exact. A CONV_2D,
  * DEPTHWISE_CONV_2D or FULLY_CONNECTED output is rounded as TFLite's int8 kernel
  * rounds its accumulator (MultiplyByQuantizedMultiplier: first to a multiple of
@@ -302,10 +304,8 @@ static peft_status fake_quantize(const peft_trainer *t, const peft_layer_info *L
 		weighted ? frozen_weights(t->plan, L) : (peft_weights_s8){NULL, NULL, 0};
 
 	for (int32_t c = 0; c < channels; c++) {
-		const int rs = weighted
-				       ? requant_shift(s_in, w8.scales[w8.scale_count == 1 ? 0 : c],
-						       o.scale)
-				       : 0;
+		const int rs =
+			weighted ? requant_shift(s_in, peft_weight_scale(&w8, c), o.scale) : 0;
 
 		for (int32_t j = c; j < n; j += channels) {
 			float v = values[j] / o.scale;
@@ -313,13 +313,8 @@ static peft_status fake_quantize(const peft_trainer *t, const peft_layer_info *L
 			if (rs > 0) {
 				v = ldexpf(roundf(ldexpf(v, rs)), -rs);
 			}
-			float q = roundf(v) + (float)o.zero_point;
+			const float q = peft_s8_code(v, o.zero_point);
 
-			if (q < -128.0f) {
-				q = -128.0f;
-			} else if (q > 127.0f) {
-				q = 127.0f;
-			}
 			values[j] = o.scale * (float)((int32_t)q - o.zero_point);
 		}
 	}
@@ -338,7 +333,7 @@ static void round_trained_bias(const peft_trainer *t, const peft_layer_info *L, 
 	const int32_t channels = L->out_features;
 
 	for (int32_t c = 0; c < channels; c++) {
-		const float step = s_in * w8.scales[w8.scale_count == 1 ? 0 : c];
+		const float step = s_in * peft_weight_scale(&w8, c);
 		const float delta = roundf(bias[c] / step) * step - bias[c];
 
 		for (int32_t j = c; j < L->out_size; j += channels) {

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "peft/peft_kernels.h"
+#include "peft_quantize.h"
 
 static bool affine_ok(float scale, int32_t zero_point)
 {
@@ -25,15 +26,7 @@ peft_status peft_quantize_s8(int32_t n, const float *in, float scale, int32_t ze
 		}
 	}
 	for (int32_t i = 0; i < n; i++) {
-		/* Clamp in float: converting an out-of-range float to int is undefined. */
-		float q = roundf(in[i] / scale) + (float)zero_point;
-
-		if (q < -128.0f) {
-			q = -128.0f;
-		} else if (q > 127.0f) {
-			q = 127.0f;
-		}
-		out[i] = (int8_t)q;
+		out[i] = (int8_t)peft_s8_code(in[i] / scale, zero_point);
 	}
 	return PEFT_OK;
 }
