@@ -30,6 +30,7 @@ from micropeft.prep.graph import Method
 from micropeft.prep.tflite_graph import graph_from_tflite
 from test_prep_cli import _cli as run_cli
 from test_prep_cli import _one_line_error
+from test_runtime_trainer import int8_codes_by_hand
 
 AGREEMENT = 0.99
 AGREEMENT_16X8 = 0.995
@@ -230,14 +231,8 @@ def _assert_agrees(
 
 def _int8_codes(logits: np.ndarray, quant, shifts: np.ndarray) -> np.ndarray:
     """Float logits rounded as TFLite's int8 dense kernel rounds (a 2^-rs grid first)."""
-
-    def half_away(v: np.ndarray) -> np.ndarray:
-        a = np.abs(v)
-        return np.sign(v) * (np.floor(a) + (a - np.floor(a) >= 0.5))
-
     grid = np.exp2(shifts).astype(np.float32)
-    steps = half_away((logits / np.float32(quant.scale)).astype(np.float32) * grid) / grid
-    return np.clip(half_away(steps) + quant.zero_point, -128, 127)
+    return int8_codes_by_hand(logits, quant.scale, quant.zero_point, grid)
 
 
 def test_quantized_forward_computes_the_int8_models_activations(task):
@@ -254,7 +249,7 @@ def test_quantized_forward_computes_the_int8_models_activations(task):
         trainer = runtime.Trainer(model, the_plan.to_bytes(), mode="infer")
         test_split = _split_values(model, the_plan, task["x_test"])
         logits = np.stack([trainer.predict(x)[0] for x in test_split])
-        shifts = reference.quantized_forward_shifts(graph, model, the_plan.split_layer)
+        shifts, _ = reference.quantized_forward_tables(graph, model, the_plan.split_layer)
         codes = _int8_codes(logits, graph.tensors[head.output].quant, shifts[head.name])
         int8 = convert.run_tflite(model, task["x_test"]).reshape(codes.shape)
         match[qf] = float(np.mean(codes == int8))

@@ -279,23 +279,17 @@ def test_yaml_and_flags(tmp_path):
     with pytest.raises(UserError, match="not found"):
         config.load_config(tmp_path / "missing.yaml")
     assert config.parse_size("1M") == 1 << 20 and config.parse_size("4096") == 4096
-    # int8_backward: off by default, on from the YAML key or the flag, a bool only.
-    assert cfg.int8_backward is False
-    (tmp_path / "int8.yaml").write_text("method: bitfit\nint8_backward: true\n")
-    assert config.load_config(tmp_path / "int8.yaml").int8_backward is True
-    args = parser.parse_args(["--config", str(file), "--int8-backward"])
-    assert config.config_from_args(args).int8_backward is True
-    (tmp_path / "int8-text.yaml").write_text("method: bitfit\nint8_backward: 'yes'\n")
-    with pytest.raises(UserError, match="int8_backward must be true or false"):
-        config.load_config(tmp_path / "int8-text.yaml")
-    # quantized_forward: the same, and it sets the plan's flag.
-    assert cfg.quantized_forward is False
-    (tmp_path / "qf.yaml").write_text("method: bitfit\nquantized_forward: true\n")
-    assert config.load_config(tmp_path / "qf.yaml").quantized_forward is True
-    args = parser.parse_args(["--config", str(file), "--quantized-forward"])
-    assert config.config_from_args(args).quantized_forward is True
-    (tmp_path / "qf-text.yaml").write_text("method: bitfit\nquantized_forward: 1\n")
-    with pytest.raises(UserError, match="quantized_forward must be true or false"):
-        config.load_config(tmp_path / "qf-text.yaml")
+    # int8_backward and quantized_forward (which sets the plan's flag, below): off by
+    # default, on from the YAML key or the flag, a bool only.
+    for key, not_a_bool in (("int8_backward", "'yes'"), ("quantized_forward", "1")):
+        assert getattr(cfg, key) is False
+        (tmp_path / f"{key}.yaml").write_text(f"method: bitfit\n{key}: true\n")
+        assert getattr(config.load_config(tmp_path / f"{key}.yaml"), key) is True
+        flag = "--" + key.replace("_", "-")
+        args = parser.parse_args(["--config", str(file), flag])
+        assert getattr(config.config_from_args(args), key) is True
+        (tmp_path / f"{key}-text.yaml").write_text(f"method: bitfit\n{key}: {not_a_bool}\n")
+        with pytest.raises(UserError, match=f"{key} must be true or false"):
+            config.load_config(tmp_path / f"{key}-text.yaml")
     with pytest.raises(UserError):
         config.parse_size("lots")

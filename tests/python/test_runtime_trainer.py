@@ -40,24 +40,14 @@ def _samples(plan, rng: np.random.Generator, n: int):
     return x, xf, labels
 
 
-@pytest.mark.parametrize("seed", list(range(100, 112)))
-def test_random_graph_gradients_and_step_match_tensorflow(seed):
-    from micropeft.host.reference import TFReferenceTrainer
-
-    graph, model = random_graph(seed)
-    opt = (
-        OptimizerConfig("adam", lr=0.01, weight_decay=1e-3)
-        if seed % 2
-        else OptimizerConfig("sgd", lr=0.05, momentum=0.9, clip_norm=0.5)
-    )
-    plan = build_plan(graph, model, opt, "f32", seed=seed)
-    trainer = Trainer(model, plan)
-    ref = TFReferenceTrainer(
-        graph, model, plan.split_layer, opt, initial_params=trainer.parameters(), seed=seed
-    )
-    rng = np.random.default_rng(seed)
-    for _ in range(2):  # two steps of a batch of 3 (gradient accumulation)
+def _two_steps_match(trainer, ref, plan, rng, logits: bool = False) -> None:
+    """Two steps of a batch of 3 (gradient accumulation) in the C trainer and the TF
+    reference: (with `logits`, the logits first,) gradients, loss, parameters after each."""
+    for _ in range(2):
         x, xf, labels = _samples(plan, rng, 3)
+        if logits:
+            c_logits = np.stack([trainer.predict(xi)[0] for xi in x])
+            _close(c_logits.reshape(-1), ref.predict(xf), rtol=1e-5)
         pairs = zip(x, labels, strict=True)
         c_loss = np.mean([trainer.train_sample(xi, int(li)) for xi, li in pairs])
         expected = ref.gradients(xf, labels)
@@ -74,6 +64,24 @@ def test_random_graph_gradients_and_step_match_tensorflow(seed):
         for key, value in ref.parameters().items():
             _close(params[key], value, rtol=2e-4)
         assert not any(g.any() for g in trainer.gradients().values())  # zeroed by step
+
+
+@pytest.mark.parametrize("seed", list(range(100, 112)))
+def test_random_graph_gradients_and_step_match_tensorflow(seed):
+    from micropeft.host.reference import TFReferenceTrainer
+
+    graph, model = random_graph(seed)
+    opt = (
+        OptimizerConfig("adam", lr=0.01, weight_decay=1e-3)
+        if seed % 2
+        else OptimizerConfig("sgd", lr=0.05, momentum=0.9, clip_norm=0.5)
+    )
+    plan = build_plan(graph, model, opt, "f32", seed=seed)
+    trainer = Trainer(model, plan)
+    ref = TFReferenceTrainer(
+        graph, model, plan.split_layer, opt, initial_params=trainer.parameters(), seed=seed
+    )
+    _two_steps_match(trainer, ref, plan, np.random.default_rng(seed))
 
 
 @pytest.mark.parametrize("seed", list(range(100, 106)))
@@ -95,24 +103,7 @@ def test_quantized_forward_gradients_and_step_match_tensorflow(seed):
     trainer = Trainer(model, plan)
     ref = TFReferenceTrainer.from_plan(plan, model, trainer.parameters())
     assert ref.quantized_forward
-    rng = np.random.default_rng(seed)
-    for _ in range(2):
-        x, xf, labels = _samples(plan, rng, 3)
-        c_logits = np.stack([trainer.predict(xi)[0] for xi in x])
-        _close(c_logits.reshape(-1), ref.predict(xf), rtol=1e-5)
-        pairs = zip(x, labels, strict=True)
-        c_loss = np.mean([trainer.train_sample(xi, int(li)) for xi, li in pairs])
-        expected = ref.gradients(xf, labels)
-        got = trainer.gradients()
-        assert set(got) == set(expected)
-        for key in expected:
-            _close(got[key] / 3, expected[key], rtol=2e-4)
-        tf_loss = ref.train_batch(xf, labels)
-        assert c_loss == pytest.approx(tf_loss, rel=1e-4, abs=1e-6)
-        trainer.step()
-        params = trainer.parameters()
-        for key, value in ref.parameters().items():
-            _close(params[key], value, rtol=2e-4)
+    _two_steps_match(trainer, ref, plan, np.random.default_rng(seed), logits=True)
 
 
 def _round(v: np.ndarray) -> np.ndarray:
@@ -121,15 +112,22 @@ def _round(v: np.ndarray) -> np.ndarray:
     return np.sign(v) * (np.floor(a) + (a - np.floor(a) >= 0.5))
 
 
-def _fake_quantize(
+def int8_codes_by_hand(
     v: np.ndarray, scale: float, zero_point: int, grid: np.ndarray | None = None
 ) -> np.ndarray:
     """By hand: steps of the output scale, first rounded to 1/grid of a step where given
-    (TFLite's requantization), then to a step; clamped to int8, dequantised (float32)."""
+    (TFLite's requantization), then to a step; clamped to int8 (test_merge uses it too)."""
     steps = (v / np.float32(scale)).astype(np.float32)
     if grid is not None:
         steps = (_round(steps * grid) / grid).astype(np.float32)
-    q = np.clip(_round(steps) + zero_point, -128, 127)
+    return np.clip(_round(steps) + zero_point, -128, 127)
+
+
+def _fake_quantize(
+    v: np.ndarray, scale: float, zero_point: int, grid: np.ndarray | None = None
+) -> np.ndarray:
+    """int8_codes_by_hand, dequantised (float32)."""
+    q = int8_codes_by_hand(v, scale, zero_point, grid)
     return ((q - zero_point) * np.float32(scale)).astype(np.float32)
 
 

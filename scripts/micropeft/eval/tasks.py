@@ -145,13 +145,13 @@ class MethodSpec:
         schedule: "linear" decays over its updates (epochs x batches per epoch); with the
         run's quantized forward (BenchConfig.quantized_forward) every method trains with it."""
         if cfg.lr_schedule == "constant":
-            schedule = replace(self.config, lr_schedule="constant", lr_decay_steps=None)
+            run = replace(self.config, lr_schedule="constant", lr_decay_steps=None)
         else:
             updates = cfg.epochs * -(-train_samples // self.batch_size(cfg))
-            schedule = replace(self.config, lr_schedule="linear", lr_decay_steps=updates)
+            run = replace(self.config, lr_schedule="linear", lr_decay_steps=updates)
         if cfg.quantized_forward:
-            schedule = replace(schedule, quantized_forward=True)
-        return replace(self, config=schedule)
+            run = replace(run, quantized_forward=True)
+        return replace(self, config=run)
 
     def plan(self, graph: Any, model: bytes, seed: int) -> Any:
         """The method's plan: MethodConfig.plan, the path prepare-model takes."""
@@ -181,11 +181,11 @@ class MethodSpec:
         model, artifacts/model.tflite) for a device, as bench measured it (seed 0)."""
         name = self.name
         decay = self.config.lr_decay_steps
-        schedule = "" if decay is None else f" --lr-schedule linear --lr-decay-steps {decay}"
+        options = "" if decay is None else f" --lr-schedule linear --lr-decay-steps {decay}"
         if self.config.quantized_forward:
-            schedule += " --quantized-forward"
+            options += " --quantized-forward"
         return (
-            f"micropeft prepare-model --tflite {model_file} --config {name}{schedule} --out {name}"
+            f"micropeft prepare-model --tflite {model_file} --config {name}{options} --out {name}"
         )
 
 

@@ -427,13 +427,6 @@ def quantized_forward_tables(
     return shifts, steps
 
 
-def quantized_forward_shifts(
-    graph: Graph, model_bytes: bytes, split_layer: int
-) -> dict[str, np.ndarray]:
-    """The requant_shifts half of quantized_forward_tables."""
-    return quantized_forward_tables(graph, model_bytes, split_layer)[0]
-
-
 def _bias_rounding(tf: Any, bias: Any, steps: np.ndarray) -> Any:
     """What rounding a bias to int32 steps adds to it (round(b / step) * step - b, halves
     away from zero), as a constant of the gradient (straight-through)."""

@@ -134,12 +134,9 @@ class MethodConfig:
             raise UserError(f"unknown act_cache {self.act_cache!r} (use 'f32' or 's8')")
         if self.update not in UPDATES:
             raise UserError(f"unknown update {self.update!r} (use 'batch' or 'layer')")
-        if not isinstance(self.int8_backward, bool):
-            raise UserError(f"int8_backward must be true or false, not {self.int8_backward!r}")
-        if not isinstance(self.quantized_forward, bool):
-            raise UserError(
-                f"quantized_forward must be true or false, not {self.quantized_forward!r}"
-            )
+        for name in ("int8_backward", "quantized_forward"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"{name} must be true or false, not {getattr(self, name)!r}")
         if self.update == "layer" and int(self.batch_size) != 1:
             raise UserError("update 'layer' applies every sample's gradients at once: batch_size 1")
         if not float(self.lr) > 0:
