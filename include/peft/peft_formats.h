@@ -333,29 +333,31 @@ typedef enum {
 
 /* Limits. */
 /* An absent buffer in an offset field. */
-#define PEFT_NONE                 0xFFFFFFFFu
+#define PEFT_NONE                       0xFFFFFFFFu
 /* An absent second input of a layer record. */
-#define PEFT_NO_INPUT             0xFFFFu
+#define PEFT_NO_INPUT                   0xFFFFu
 /* Every arena buffer is rounded up to this many bytes. */
-#define PEFT_ALIGN                16u
+#define PEFT_ALIGN                      16u
 /* Elements of one tensor. */
-#define PEFT_MAX_TENSOR_ELEMENTS  16777216
+#define PEFT_MAX_TENSOR_ELEMENTS        16777216
 /* Largest LoRA rank r (the smallest is 1). */
-#define PEFT_MAX_LORA_RANK        64
+#define PEFT_MAX_LORA_RANK              64
 /* Largest kernel size or stride of one axis. */
-#define PEFT_MAX_KERNEL           1024
+#define PEFT_MAX_KERNEL                 1024
 /* A linear schedule has fewer updates (its step counts convert to float exactly). */
-#define PEFT_LR_DECAY_STEPS_LIMIT 16777216u
+#define PEFT_LR_DECAY_STEPS_LIMIT       16777216u
 /* Fewest classes of a dataset blob. */
-#define PEFT_MIN_CLASSES          2
+#define PEFT_MIN_CLASSES                2
 /* Most classes of a dataset blob (labels are u8). */
-#define PEFT_MAX_CLASSES          255
+#define PEFT_MAX_CLASSES                255
 /* Rows of a LoRA layer's int8-kept input dequantised at once for A's gradient. */
-#define PEFT_BWD_IN_ROWS          4
+#define PEFT_BWD_IN_ROWS                4
 /* Output-gradient rows the int8 path quantizes at once: its scratch holds this many (or every row of a smaller call), the weight columns widened once per chunk. */
-#define PEFT_S8S8_ROWS            32
+#define PEFT_S8S8_ROWS                  32
+/* Methods that share no layer with IA3_INPUT: their weight and LoRA A gradients would need l x rather than the kept x; output IA3 is the other IA3 form. */
+#define PEFT_METHODS_NOT_WITH_IA3_INPUT 0xF3u
 /* The sample's buffer through which a trained state streams to and from flash. */
-#define PEFT_STATE_STREAM_BUFFER  256u
+#define PEFT_STATE_STREAM_BUFFER        256u
 
 /* Blobs: magic (the four ASCII bytes read as a little-endian u32), version. */
 /* The CRC covers the bytes [PEFT_BLOB_CRC_START, total length). */

@@ -205,15 +205,11 @@ static peft_status check_layer_fields(const peft_plan *plan, int32_t k)
 
 	/* DoRA rescales the whole layer (a trained bias or weight, scale+shift or IA3 would
 	 * see the wrong gradient); IA3 and scale+shift both scale the linear output. IA3 on
-	 * the input: the weight and LoRA A gradients would need l x, not the kept x; output
-	 * IA3 scales the same layer a second way (HF PEFT scales one or the other). */
-	const uint32_t not_with_ia3_input = PEFT_METHOD_FULL | PEFT_METHOD_LAST_LAYER |
-					    PEFT_METHOD_SPARSE | PEFT_METHOD_LORA |
-					    PEFT_METHOD_DORA | PEFT_METHOD_IA3;
-
+	 * the input: PEFT_METHODS_NOT_WITH_IA3_INPUT. */
 	if (((r.methods & PEFT_METHOD_DORA) && r.methods != PEFT_METHOD_DORA) ||
 	    ((r.methods & PEFT_METHOD_IA3) && (r.methods & PEFT_METHOD_SCALE_SHIFT)) ||
-	    ((r.methods & PEFT_METHOD_IA3_INPUT) && (r.methods & not_with_ia3_input))) {
+	    ((r.methods & PEFT_METHOD_IA3_INPUT) &&
+	     (r.methods & PEFT_METHODS_NOT_WITH_IA3_INPUT))) {
 		return PEFT_ERR_PLAN_FIELD;
 	}
 	if (r.methods & (PEFT_METHOD_LORA | PEFT_METHOD_DORA)) {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from micropeft.formats.enums import ParamKind, TrainRegion
+from micropeft.formats.enums import Method, ParamKind, TrainRegion
 from micropeft.formats.layout import MAGIC, PAD, Field, Layout
 
 NONE = 0xFFFFFFFF  # "no buffer" in an offset field
@@ -52,6 +52,16 @@ LIMITS: tuple[Limit, ...] = (
         32,
         "Output-gradient rows the int8 path quantizes at once: its scratch holds this many "
         "(or every row of a smaller call), the weight columns widened once per chunk.",
+    ),
+    Limit(
+        "METHODS_NOT_WITH_IA3_INPUT",
+        int(
+            Method.FULL | Method.LAST_LAYER | Method.SPARSE | Method.LORA | Method.DORA | Method.IA3
+        ),
+        "Methods that share no layer with IA3_INPUT: their weight and LoRA A gradients would "
+        "need l x rather than the kept x; output IA3 is the other IA3 form.",
+        unsigned=True,
+        hex=True,
     ),
     Limit(
         "STATE_STREAM_BUFFER",

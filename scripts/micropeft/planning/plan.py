@@ -57,11 +57,8 @@ UPDATES = {u.name.lower(): int(u) for u in formats.UpdateMode}  # after step() /
 ARENAS = {a.name.lower(): int(a) for a in formats.Arena}
 PARAM_KINDS = formats.PARAM_KINDS
 LINEAR_OPS = (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED)
-# What shares no layer with IA3_INPUT (the C loader's rule, peft_plan_load.c): the weight
-# and LoRA A gradients would need l x rather than the kept x; output IA3 is the other form.
-NOT_WITH_IA3_INPUT = (
-    Method.FULL | Method.LAST_LAYER | Method.SPARSE | Method.LORA | Method.DORA | Method.IA3
-)
+# What shares no layer with IA3_INPUT (formats' limit, the C loader's rule too).
+NOT_WITH_IA3_INPUT = Method(formats.LIMIT["METHODS_NOT_WITH_IA3_INPUT"])
 # Kinds of work-region buffers (formats.BufferKind; docs/formats.md, "Plan buffer record").
 BUFFER_KINDS = {k.name.lower(): int(k) for k in formats.BufferKind}
 BUFFER_KIND_NAMES = {v: k for k, v in BUFFER_KINDS.items()}
