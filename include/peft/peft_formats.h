@@ -356,6 +356,10 @@ typedef enum {
 #define PEFT_S8S8_ROWS                  32
 /* Methods that share no layer with IA3_INPUT: their weight and LoRA A gradients would need l x rather than the kept x; output IA3 is the other IA3 form. */
 #define PEFT_METHODS_NOT_WITH_IA3_INPUT 0xF3u
+/* Methods whose trained factor multiplies a layer's output channels (gamma, IA3's l): merge folds it into the channel's weight scale, the int8 codes kept. */
+#define PEFT_METHODS_SCALING_CHANNELS   0x88u
+/* Methods that change a layer's weights otherwise: merge gives them new int8 codes. */
+#define PEFT_METHODS_CHANGING_WEIGHTS   0x173u
 /* The sample's buffer through which a trained state streams to and from flash. */
 #define PEFT_STATE_STREAM_BUFFER        256u
 

@@ -26,7 +26,7 @@ from micropeft.deploy import merge, pack
 from micropeft.host import reference, runtime
 from micropeft.planning import methods, plan
 from micropeft.prep import convert, datasets
-from micropeft.prep.graph import Method
+from micropeft.prep.graph import Method, Op
 from micropeft.prep.tflite_graph import graph_from_tflite
 from test_prep_cli import _cli as run_cli
 from test_prep_cli import _one_line_error
@@ -249,7 +249,7 @@ def test_quantized_forward_computes_the_int8_models_activations(task):
         trainer = runtime.Trainer(model, the_plan.to_bytes(), mode="infer")
         test_split = _split_values(model, the_plan, task["x_test"])
         logits = np.stack([trainer.predict(x)[0] for x in test_split])
-        shifts, _ = reference.quantized_forward_tables(graph, model, the_plan.split_layer)
+        shifts = reference.quantized_forward_tables(graph, model, the_plan.split_layer).shifts
         codes = _int8_codes(logits, graph.tensors[head.output].quant, shifts[head.name])
         int8 = convert.run_tflite(model, task["x_test"]).reshape(codes.shape)
         match[qf] = float(np.mean(codes == int8))
@@ -262,7 +262,9 @@ def _agreement(model: bytes, task: dict, runtime_pred: np.ndarray) -> float:
     return float(np.mean(merge.predictions(model, task["x_test"], "tflite") == runtime_pred))
 
 
-@pytest.mark.parametrize("case", ["bitfit", "lora", "lora_bitfit_head", "full", "ia3"])
+@pytest.mark.parametrize(
+    "case", ["bitfit", "lora", "lora_bitfit_head", "full", "ia3", "scale_shift"]
+)
 def test_quantized_forward_merges_to_an_agreeing_int8_model(task, case):
     """PlanFlag.QUANTIZED_FORWARD: the runtime trained on the int8 model's activation
     grid, so merge keeps the model's activation quantization (only the logits get a new
@@ -383,6 +385,54 @@ def test_merged_weights_are_the_folded_weights_requantized(task, trained):
     original = reference.dequantize_weight(plain, model, plain.layers[lora_layers[0]])
     step = reference.read_scales(model, plain.layers[lora_layers[0]].weights).max()
     assert np.max(np.abs(folded[lora_layers[0]][0] - original)) > 10 * step
+
+
+@pytest.mark.parametrize("case", ["scale_shift", "ia3"])
+def test_channel_scaling_keeps_the_int8_codes(task, trained, case):
+    """scale+shift's gamma and IA3's l only scale output channels: every such layer's
+    merged codes are the model's own (sign of the factor applied), its scales the old
+    ones times |factor| (float32), so the merged weights are the folded float weights to
+    the scales' float32 rounding."""
+    run = trained[case]
+    the_plan, model = run["plan"], task["model"]
+    arrays = _arrays(model, the_plan, run["state"])
+    folded = merge.folded_parameters(the_plan.graph, model, the_plan.split_layer, arrays)
+    merged = merge.merge(model, the_plan.graph, the_plan.split_layer, arrays, task["x_train"][:500])
+    plain, graph = graph_from_tflite(model), graph_from_tflite(merged.model)
+    checked = 0
+    for (index, kind), factor in arrays.items():
+        layer = plain.layers[index]
+        kinds = {k for i, k in arrays if i == index}
+        if kind not in ("gamma", "ia3_l") or "weight" in kinds or layer.weights.scale_count < 2:
+            continue  # (a trained head's weights get new codes)
+        axis = 2 if layer.op == Op.DEPTHWISE_CONV_2D else 0
+        codes = reference.read_array(model, layer.weights).reshape(folded[index][0].shape)
+        new_codes = reference.read_array(merged.model, graph.layers[index].weights)
+        shape = [1] * codes.ndim
+        shape[axis] = -1
+        sign = np.sign(factor).reshape(shape).astype(np.int32)
+        np.testing.assert_array_equal(new_codes.reshape(codes.shape), codes * sign)
+        old_scales = reference.read_scales(model, layer.weights)
+        np.testing.assert_array_equal(
+            reference.read_scales(merged.model, graph.layers[index].weights),
+            (np.abs(factor.astype(np.float64)) * old_scales).astype(np.float32),
+        )
+        w_merged = reference.dequantize_weight(graph, merged.model, graph.layers[index])
+        np.testing.assert_allclose(w_merged, folded[index][0], rtol=1e-6, atol=1e-12)
+        checked += 1
+    assert checked >= 2, case
+
+
+def test_channel_scaling_by_hand():
+    """Codes [[3, -127], [5, 7], [1, 2]] (channel per row) with factors -0.5, 0, 2: the
+    first channel's codes negate and its scale halves, the second's codes become 0 with
+    its scale kept (TFLite wants a positive scale), the third's scale doubles."""
+    codes = np.array([[3, -127], [5, 7], [1, 2]], np.int8)
+    scales = np.array([0.25, 0.5, 1.0], np.float32)
+    q, s = merge._scale_channels(codes, scales, 0, np.array([-0.5, 0.0, 2.0]))
+    np.testing.assert_array_equal(q, [[-3, 127], [0, 0], [1, 2]])
+    np.testing.assert_array_equal(s, np.array([0.125, 0.5, 2.0], np.float32))
+    assert q.dtype == np.int8 and s.dtype == np.float32
 
 
 def test_weight_rounding_puts_the_mean_error_into_the_bias():

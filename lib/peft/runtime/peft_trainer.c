@@ -275,15 +275,77 @@ static int requant_shift(float s_in, float s_w, float s_out)
 	return e >= 0 ? 0 : e < -31 ? 31 : -e;
 }
 
+/* PEFT_PLAN_FLAG_QUANTIZED_FORWARD on a layer whose training only multiplies its
+ * output channels (a method of PEFT_METHODS_SCALING_CHANNELS, none of
+ * PEFT_METHODS_CHANGING_WEIGHTS, one weight scale per output channel): merge
+ * folds the factor into each channel's weight scale and keeps the int8 codes
+ * (reference.scales_channels_only), so the runtime rounds as that merged layer
+ * computes. Returns the factor per channel (gamma or IA3's l), NULL for any
+ * other layer or without the flag. */
+static const float *channel_factor(const peft_trainer *t, const peft_layer_info *L,
+				   const peft_layer_ctx *ctx)
+{
+	const peft_layer_rec *r = &L->rec;
+
+	if ((t->plan->flags & PEFT_PLAN_FLAG_QUANTIZED_FORWARD) == 0 ||
+	    (r->methods & PEFT_METHODS_SCALING_CHANNELS) == 0 ||
+	    (r->methods & PEFT_METHODS_CHANGING_WEIGHTS) != 0 || r->weights.count == 0 ||
+	    L->out_features < 2 || r->weights.scale_count != (uint32_t)L->out_features) {
+		return NULL;
+	}
+	return (r->methods & PEFT_METHOD_SCALE_SHIFT) != 0 ? ctx->param[PEFT_PARAM_GAMMA]
+							   : ctx->param[PEFT_PARAM_IA3_L];
+}
+
+/* Channel c's weight scale in the merged model: |f| s_w (s_w where f is 0, whose
+ * codes merge zeroes). */
+static float merged_weight_scale(const peft_weights_s8 *w8, const float *factor, int32_t c)
+{
+	const float s = peft_weight_scale(w8, c);
+	const float f = fabsf(factor[c]);
+
+	return f > 0.0f ? f * s : s;
+}
+
+/* A channel-scaled layer's whole bias, f b + beta (f b for IA3), as the merged
+ * model stores it: int32 steps of s_in |f| s_w, rounded as peft_quantize_s8
+ * rounds; out (after the affine hooks) gets the difference. The gradient is the
+ * float one's (straight-through). */
+static void round_channel_scaled_bias(const peft_trainer *t, const peft_layer_info *L,
+				      const peft_layer_ctx *ctx, const float *factor, float *out)
+{
+	const float s_in = tensor(t, L->rec.input[0]).scale;
+	const float *beta = (L->rec.methods & PEFT_METHOD_SCALE_SHIFT) != 0
+				    ? ctx->param[PEFT_PARAM_BETA]
+				    : NULL;
+	const int32_t channels = L->out_features;
+
+	for (int32_t c = 0; c < channels; c++) {
+		float whole = (ctx->bias != NULL ? ctx->bias[c] : 0.0f) * factor[c];
+
+		if (beta != NULL) {
+			whole = whole + beta[c];
+		}
+		const float step = s_in * merged_weight_scale(&ctx->w8, factor, c);
+		const float delta = roundf(whole / step) * step - whole;
+
+		for (int32_t j = c; j < L->out_size; j += channels) {
+			out[j] += delta;
+		}
+	}
+}
+
 /* PEFT_PLAN_FLAG_QUANTIZED_FORWARD: layer L's output values, in place, rounded to
  * the output tensor's int8 quantization and back, with peft_quantize_s8's
  * arithmetic (peft_s8_code: roundf, halves away from zero, clamped) then
  * peft_dequantize_s8's, so a later int8 keep of them is exact. A CONV_2D,
  * DEPTHWISE_CONV_2D or FULLY_CONNECTED output is rounded as TFLite's int8 kernel
  * rounds its accumulator (MultiplyByQuantizedMultiplier: first to a multiple of
- * 2^-rs of a step, rs from the channel's multiplier s_in s_w / s_out, then to a
- * step). Backward passes the gradient through unchanged (straight-through). */
-static peft_status fake_quantize(const peft_trainer *t, const peft_layer_info *L, float *values)
+ * 2^-rs of a step, rs from the channel's multiplier s_in s_w / s_out, s_w the
+ * merged one of a channel-scaled layer (factor, else NULL), then to a step).
+ * Backward passes the gradient through unchanged (straight-through). */
+static peft_status fake_quantize(const peft_trainer *t, const peft_layer_info *L,
+				 const float *factor, float *values)
 {
 	const peft_layer_rec *r = &L->rec;
 	const peft_tensor_rec o = tensor(t, r->output);
@@ -304,8 +366,10 @@ static peft_status fake_quantize(const peft_trainer *t, const peft_layer_info *L
 		weighted ? frozen_weights(t->plan, L) : (peft_weights_s8){NULL, NULL, 0};
 
 	for (int32_t c = 0; c < channels; c++) {
-		const int rs =
-			weighted ? requant_shift(s_in, peft_weight_scale(&w8, c), o.scale) : 0;
+		const float s_w = factor != NULL ? merged_weight_scale(&w8, factor, c)
+				  : weighted     ? peft_weight_scale(&w8, c)
+						 : 0.0f;
+		const int rs = weighted ? requant_shift(s_in, s_w, o.scale) : 0;
 
 		for (int32_t j = c; j < n; j += channels) {
 			float v = values[j] / o.scale;
@@ -379,9 +443,11 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 					      &ctx.w8, bias,        ctx.lin};
 
 	PEFT_TRY(peft_op_find(r->op)->forward(&op_args));
+	const float *factor = channel_factor(t, L, &ctx);
+
 	if ((t->plan->flags & PEFT_PLAN_FLAG_QUANTIZED_FORWARD) != 0 &&
 	    ctx.param[PEFT_PARAM_BIAS] != NULL && r->weights.count > 0 &&
-	    (r->methods & PEFT_METHOD_DORA) == 0) {
+	    (r->methods & PEFT_METHOD_DORA) == 0 && factor == NULL) {
 		round_trained_bias(t, L, ctx.param[PEFT_PARAM_BIAS], ctx.lin);
 	}
 	if (train && s8 && L->scales_lin) {
@@ -391,6 +457,9 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 					  (int8_t *)(void *)work_bytes(t, PEFT_BUF_KEEP_LIN, k)));
 	}
 	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_FWD_AFFINE, &ctx));
+	if (factor != NULL) {
+		round_channel_scaled_bias(t, L, &ctx, factor, y);
+	}
 	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_FWD_ADAPTER, &ctx));
 	if (r->activation != PEFT_ACT_NONE) {
 		if (train && L->keeps_mask) {
@@ -404,7 +473,7 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 	}
 	if ((t->plan->flags & PEFT_PLAN_FLAG_QUANTIZED_FORWARD) != 0 &&
 	    r->output != t->plan->output_tensor) {
-		PEFT_TRY(fake_quantize(t, L, y));
+		PEFT_TRY(fake_quantize(t, L, factor, y));
 	}
 	PEFT_TRY(tensor_keep(t, r->output, y));
 	*y_out = y;

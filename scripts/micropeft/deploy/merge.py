@@ -10,7 +10,10 @@ tensors, so that TFLite or TFLM run the adapted model with no micropeft code:
   by its l, the bias unchanged; DoRA's ``W' = m * (W + (alpha / r) B A) / ||.||_c``),
   requantized per output
   channel (the original scale where the new weights still fit its range, else
-  ``max |W'| / 127``; one scale for a per-tensor layer). With a
+  ``max |W'| / 127``; one scale for a per-tensor layer). Where gamma or IA3's l is all
+  that changed a per-channel layer's weights, the factor goes into each channel's scale
+  and the codes stay (``_scale_channels``: no rounding at all; the runtime's quantized
+  forward rounds such a layer with those scales). With a
   calibration set the codes are not rounded to nearest but one input at a time,
   each rounding error compensated on the inputs still to round (GPTQ's order,
   through the inverse Gram matrix of the layer's inputs as the runtime computes
@@ -527,7 +530,7 @@ def calibrate(
     folded: dict[int, tuple[np.ndarray, np.ndarray]],
     split_values: np.ndarray,
     requantized: tuple[int, ...] = (),
-    tables: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None,
+    tables: reference.QuantizedForward | None = None,
 ) -> Calibration:
     """Run the runtime's float forward (the folded parameters) over the calibration
     samples (split-tensor values): new activation quantization from the split on
@@ -545,7 +548,6 @@ def calibrate(
         params[f"{layer.name}/weight"] = w.astype(np.float32)
         params[f"{layer.name}/bias"] = b.astype(np.float32)
     quantized_forward = tables is not None
-    requant, bias_steps = tables if tables is not None else (None, None)
     split_tensor = graph.layers[split_layer].inputs[0]
     q = graph.tensors[split_tensor].quant
     lo: dict[int, float] = {}
@@ -562,9 +564,7 @@ def calibrate(
             params,
             x,
             values_out=values,
-            quantized_forward=quantized_forward,
-            requant=requant,
-            bias_steps=bias_steps,
+            quantized=tables,
         )
         for index in requantized:
             layer = graph.layers[index]
@@ -639,6 +639,37 @@ class MergeResult:
     model_16x8: bytes | None = None  # the same, the trained part with int16 activations
 
 
+def _channel_factor(
+    graph: Graph, index: int, trained: dict[tuple[int, str], np.ndarray]
+) -> np.ndarray | None:
+    """The per-output-channel factor (scale+shift's gamma or IA3's l) that is all layer
+    `index`'s training did to its weights (reference.scales_channels_only); None when
+    its weights need new codes."""
+    layer = graph.layers[index]
+    if not reference.scales_channels_only(graph, layer):
+        return None
+    for kind in ("gamma", "ia3_l"):
+        if (index, kind) in trained:
+            return trained[(index, kind)].astype(np.float64).reshape(-1)
+    return None
+
+
+def _scale_channels(
+    codes: np.ndarray, scales: np.ndarray, axis: int, factor: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frozen int8 codes and scales of a per-channel layer whose output channel c the
+    training multiplied by factor[c]: the factor goes into the channel's scale (its sign
+    into the codes), so the int8 weights are the trained float weights to the float32
+    rounding of the scale, with no second rounding of the codes. A channel whose factor
+    is 0 computes 0: its codes become 0 and it keeps its scale (TFLite wants scales > 0)."""
+    factor = np.asarray(factor, np.float64)
+    magnitude = np.abs(factor)
+    sign = np.where(factor < 0, -1, np.where(factor > 0, 1, 0))
+    new_codes = np.clip(codes.astype(np.int32) * _per_channel(codes, axis, sign), -127, 127)
+    new_scales = np.where(magnitude > 0, magnitude * scales.astype(np.float64), scales)
+    return new_codes.astype(np.int8), new_scales.astype(np.float32)
+
+
 def _requantize_weights(
     w: np.ndarray, axis: int, original: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -686,6 +717,13 @@ def merge(
             for i, k in trained
         )
     )
+    # Layers whose training only scaled output channels keep their codes (_scale_channels).
+    scaled = {
+        index: factor
+        for index in requantized
+        if (factor := _channel_factor(graph, index, trained)) is not None
+    }
+    rounded = tuple(index for index in requantized if index not in scaled)
     quant: dict[int, tuple[float, int]] = {}
     gram: dict[int, np.ndarray] = {}
     found: Calibration | None = None
@@ -699,7 +737,7 @@ def merge(
             if quantized_forward
             else None
         )
-        found = calibrate(graph, split_layer, folded, split_values, requantized, tables)
+        found = calibrate(graph, split_layer, folded, split_values, rounded, tables)
         quant, gram = found.quant, found.gram
     tflite_index = graph.extra["tflite_tensor_index"]
     for t, (scale, zero_point) in quant.items():
@@ -734,7 +772,11 @@ def merge(
         assert layer.weights is not None
         kinds = sorted({k for i, k in trained if i == index})
         w_scales = reference.read_scales(bytes(full_model), layer.weights)
-        if index in requantized:
+        if index in scaled:
+            codes = reference.read_array(bytes(full_model), layer.weights).reshape(w.shape)
+            q, w_scales = _scale_channels(codes, w_scales, _channel_axis(layer), scaled[index])
+            put(index, 1, layer.weights, q.reshape(-1), w_scales)
+        elif index in requantized:
             axis = _channel_axis(layer)
             q, w_scales = _requantize_weights(w, axis, w_scales)
             if index in gram:

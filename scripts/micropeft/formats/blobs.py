@@ -64,6 +64,28 @@ LIMITS: tuple[Limit, ...] = (
         hex=True,
     ),
     Limit(
+        "METHODS_SCALING_CHANNELS",
+        int(Method.SCALE_SHIFT | Method.IA3),
+        "Methods whose trained factor multiplies a layer's output channels (gamma, IA3's l): "
+        "merge folds it into the channel's weight scale, the int8 codes kept.",
+        unsigned=True,
+        hex=True,
+    ),
+    Limit(
+        "METHODS_CHANGING_WEIGHTS",
+        int(
+            Method.FULL
+            | Method.LAST_LAYER
+            | Method.SPARSE
+            | Method.LORA
+            | Method.DORA
+            | Method.IA3_INPUT
+        ),
+        "Methods that change a layer's weights otherwise: merge gives them new int8 codes.",
+        unsigned=True,
+        hex=True,
+    ),
+    Limit(
         "STATE_STREAM_BUFFER",
         256,
         "The sample's buffer through which a trained state streams to and from flash.",

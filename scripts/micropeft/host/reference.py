@@ -61,7 +61,11 @@ that is how TFLite's int8 kernels round (MultiplyByQuantizedMultiplier rounds th
 scaled accumulator twice), so the runtime's activations are, but for rare float32
 ties, the int8 model's own; for that a trained bias of such a layer (not DoRA's) is also
 used rounded to its int32 steps ``s_in * s_w`` (halves away from zero), as merge
-stores it. Its gradient is the straight-through estimator: the
+stores it. A layer whose training only multiplies its output channels by ``f``
+(``scales_channels_only``: scale+shift's gamma, IA3's l) is rounded as merge stores it,
+with ``f`` in the weight scales: ``s_w`` is ``|f| s_w`` (``s_w`` where ``f`` is 0) for
+its shifts, and its whole bias ``f b + beta`` is rounded to the steps ``s_in |f| s_w``
+after the scaling. Its gradient is the straight-through estimator: the
 gradient wrt the fake-quantized value passes to ``y`` unchanged. The value is
 ``fq(y)`` bit for bit (written ``stop_gradient(fq(y)) + (y - stop_gradient(y))``).
 
@@ -90,10 +94,12 @@ functions so that importing this module stays cheap.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
+from micropeft import formats
 from micropeft.planning.plan import has_fc_form, lora_a_init
 from micropeft.prep import convert
 from micropeft.prep.graph import Activation, ArrayRef, Graph, Layer, Method, Op
@@ -408,14 +414,42 @@ def requant_shifts(in_scale: float, weight_scales: np.ndarray, out_scale: float)
     return np.clip(-e, 0, 31).astype(np.int32)
 
 
+# The methods whose trained factor multiplies output channels, and those that change weights
+# otherwise (formats.LIMIT: the C trainer reads the same two masks).
+SCALING_CHANNELS = Method(formats.LIMIT["METHODS_SCALING_CHANNELS"])
+CHANGING_WEIGHTS = Method(formats.LIMIT["METHODS_CHANGING_WEIGHTS"])
+
+
+def scales_channels_only(graph: Graph, layer: Layer) -> bool:
+    """The layer's training only multiplies its output channels (scale+shift's gamma, IA3's
+    l; its bias and beta may train too) and its weights have one scale per output channel:
+    merge folds the factor into each channel's weight scale and keeps the int8 codes, so
+    the quantized forward rounds the layer as that merged layer computes it."""
+    return (
+        bool(layer.methods & SCALING_CHANNELS)
+        and not layer.methods & CHANGING_WEIGHTS
+        and layer.weights is not None
+        and out_channels(graph, layer) >= 2
+        and layer.weights.scale_count == out_channels(graph, layer)
+    )
+
+
+@dataclass(frozen=True)
+class QuantizedForward:
+    """What the quantized forward reads, per CONV_2D, DEPTHWISE_CONV_2D and
+    FULLY_CONNECTED layer of the trainable part (name -> one value per output channel),
+    from the model's own scales as the runtime reads them."""
+
+    shifts: dict[str, np.ndarray]  # requant_shifts of the output
+    bias_steps: dict[str, np.ndarray]  # a trained bias's int32 step, s_in * s_w (float32)
+    weight_scales: dict[str, np.ndarray]  # s_w (float32)
+
+
 def quantized_forward_tables(
     graph: Graph, model_bytes: bytes, split_layer: int
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED layer of the trainable part
-    (name -> one value per output channel, from the model's own weight scales, frozen
-    or not, as the runtime reads them): the requant_shifts of its output, and the int32
-    step of its bias, s_in * s_w in float32."""
-    shifts, steps = {}, {}
+) -> QuantizedForward:
+    """The quantized forward's tables (QuantizedForward) of a model's trainable part."""
+    shifts, steps, scales = {}, {}, {}
     for layer in graph.layers[split_layer:]:
         if layer.op in _WEIGHTED_OPS and layer.weights is not None:
             n_out = out_channels(graph, layer)
@@ -424,7 +458,33 @@ def quantized_forward_tables(
             out_scale = graph.tensors[layer.output].quant.scale
             shifts[layer.name] = requant_shifts(s_in, s_w, out_scale)
             steps[layer.name] = (s_in * s_w.astype(np.float32)).astype(np.float32)
-    return shifts, steps
+            scales[layer.name] = s_w.astype(np.float32)
+    return QuantizedForward(shifts, steps, scales)
+
+
+def _exp2(tf: Any, k: Any) -> Any:
+    """2^k in float32 for integers k in [-126, 127], exactly (built from the exponent bits)."""
+    return tf.bitcast(tf.bitwise.left_shift(tf.cast(k, tf.int32) + 127, 23), tf.float32)
+
+
+def _channel_scaled_rounding(
+    tf: Any, s_in: float, s_w: np.ndarray, s_out: float, factor: Any, bias: Any
+) -> tuple[Any, Any]:
+    """A layer whose training only multiplied channel c by factor[c] (scales_channels_only),
+    as merge stores it: weight scale |f| s_w (s_w where f is 0), so (1) its output is
+    requantized with the shifts of s_in |f| s_w / s_out (returned), and (2) its whole
+    bias `bias` (f b + beta) is rounded to int32 steps s_in |f| s_w: returned is what
+    that rounding adds, a constant of the gradient (straight-through). float32, in the
+    runtime's order of operations."""
+    mag = tf.abs(factor)
+    scale = tf.where(mag > 0, mag * tf.constant(s_w), tf.constant(s_w))
+    m = (tf.constant(np.float32(s_in)) * scale) / tf.constant(np.float32(s_out))
+    # frexp's exponent e of a normal float32 (m = mantissa 2^e, mantissa in [0.5, 1)).
+    e = tf.bitwise.bitwise_and(tf.bitwise.right_shift(tf.bitcast(m, tf.int32), 23), 0xFF) - 126
+    shifts = tf.clip_by_value(-e, 0, 31)
+    step = tf.constant(np.float32(s_in)) * scale
+    delta = tf.stop_gradient(_round_half_away(tf, bias / step) * step - bias)
+    return tf.stop_gradient(shifts), delta
 
 
 def _bias_rounding(tf: Any, bias: Any, steps: np.ndarray) -> Any:
@@ -434,18 +494,14 @@ def _bias_rounding(tf: Any, bias: Any, steps: np.ndarray) -> Any:
     return tf.stop_gradient(_round_half_away(tf, bias / step) * step - bias)
 
 
-def fake_quantize(
-    tf: Any, x: Any, scale: float, zero_point: int, shifts: np.ndarray | None = None
-) -> Any:
+def fake_quantize(tf: Any, x: Any, scale: float, zero_point: int, shifts: Any = None) -> Any:
     """int8 and back, as peft_quantize_s8 / peft_dequantize_s8 (half away from zero).
-    `shifts` (per channel, the last axis; requant_shifts): first round to a multiple of
+    `shifts` (per channel, the last axis; requant_shifts, or a tensor): first round to a multiple of
     2^-rs of a step, as TFLite's int8 conv / dense kernels round (the runtime's
     quantized forward)."""
     v = x / tf.constant(scale, tf.float32)
     if shifts is not None:
-        up = tf.constant(np.exp2(shifts).astype(np.float32))
-        down = tf.constant(np.exp2(-shifts.astype(np.float64)).astype(np.float32))
-        v = _round_half_away(tf, v * up) * down
+        v = _round_half_away(tf, v * _exp2(tf, shifts)) * _exp2(tf, -shifts)
     q = _round_half_away(tf, v) + float(zero_point)
     q = tf.clip_by_value(q, -128.0, 127.0)
     return (q - float(zero_point)) * tf.constant(scale, tf.float32)
@@ -519,9 +575,7 @@ def forward(
     act_cache: str = "f32",
     values_out: dict[int, Any] | None = None,
     int8_weights: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
-    quantized_forward: bool = False,
-    requant: Mapping[str, np.ndarray] | None = None,
-    bias_steps: Mapping[str, np.ndarray] | None = None,
+    quantized: QuantizedForward | None = None,
 ) -> Any:
     """Logits [n, classes] of the trainable part for split-tensor inputs `x` [n, h, w, c].
 
@@ -529,16 +583,14 @@ def forward(
     `act_cache` is what backward reads (module docstring).
     `values_out`, when given, receives every tensor computed (graph index -> value).
     `int8_weights` (int8_backward_weights): the layers whose input gradient takes the
-    int8 path. `quantized_forward`: every layer output but the logits fake-quantized,
-    straight-through gradient (module docstring), a weighted layer's with the shifts
-    `requant` gives it and a trained bias rounded to its `bias_steps`
-    (quantized_forward_tables).
+    int8 path. `quantized` (quantized_forward_tables; the plan's quantized forward): every
+    layer output but the logits fake-quantized, straight-through gradient (module
+    docstring), a weighted layer's with its shifts and a trained bias rounded to its
+    steps.
     """
     import tensorflow as tf
 
     s8 = act_cache == "s8"
-    if quantized_forward and (requant is None or bias_steps is None):
-        raise ValueError("quantized_forward needs quantized_forward_tables: requant, bias_steps")
 
     def kept(value: Any, tensor: int) -> Any:
         quant = graph.tensors[tensor].quant
@@ -556,6 +608,8 @@ def forward(
             )
         inputs = [values[t] for t in layer.inputs]
         out_shape = [-1, *graph.tensors[layer.output].shape]
+        channel_scaled = False  # (scales_channels_only, with the quantized forward)
+        shifts: Any = None  # the output's requantization shifts (quantized forward)
         if layer.op in _WEIGHTED_OPS:
             name = layer.name
             x_kept = kept(inputs[0], layer.inputs[0])
@@ -578,16 +632,37 @@ def forward(
                 y = _int8_input_grad(tf, graph, layer, inputs[0], weight, q, scales)
             else:
                 y = _linear(tf, graph, layer, inputs[0], weight)
-            y = y + params[f"{name}/bias"]
-            if quantized_forward and layer.trains_bias and not layer.methods & Method.DORA:
-                y = y + _bias_rounding(tf, params[f"{name}/bias"], bias_steps[name])
+            bias = params[f"{name}/bias"]
+            y = y + bias
+            channel_scaled = quantized is not None and scales_channels_only(graph, layer)
+            if (
+                quantized is not None
+                and layer.trains_bias
+                and not layer.methods & Method.DORA
+                and not channel_scaled
+            ):
+                y = y + _bias_rounding(tf, bias, quantized.bias_steps[name])
+            factor = None
             if layer.methods & Method.SCALE_SHIFT:
-                gamma = params[f"{name}/gamma"]
-                y = _param_grad_sees(tf, lambda v, g: v * g, y, kept(y, layer.output), gamma)
+                factor = params[f"{name}/gamma"]
+                y = _param_grad_sees(tf, lambda v, g: v * g, y, kept(y, layer.output), factor)
                 y = y + params[f"{name}/beta"]
+                bias = bias * factor + params[f"{name}/beta"]
             if layer.methods & Method.IA3:
-                ia3_l = params[f"{name}/ia3_l"]
-                y = _param_grad_sees(tf, lambda v, g: v * g, y, kept(y, layer.output), ia3_l)
+                factor = params[f"{name}/ia3_l"]
+                y = _param_grad_sees(tf, lambda v, g: v * g, y, kept(y, layer.output), factor)
+                bias = bias * factor
+            if channel_scaled:
+                assert quantized is not None and factor is not None
+                shifts, delta = _channel_scaled_rounding(
+                    tf,
+                    graph.tensors[layer.inputs[0]].quant.scale,
+                    quantized.weight_scales[name],
+                    graph.tensors[layer.output].quant.scale,
+                    factor,
+                    bias,
+                )
+                y = y + delta
             if layer.methods & Method.LORA:
                 a, b = params[f"{name}/lora_a"], params[f"{name}/lora_b"]
                 y = y + _lora(tf, graph, layer, inputs[0], a, b, x_kept)
@@ -615,11 +690,12 @@ def forward(
             y = inputs[0]
         else:
             raise ValueError(f"layer {layer.name}: unsupported op {layer.op!r}")
-        if quantized_forward and layer.output != graph.output:
+        if quantized is not None and layer.output != graph.output:
             quant = graph.tensors[layer.output].quant
-            shifts = requant.get(layer.name) if requant is not None else None
-            if layer.op in _WEIGHTED_OPS and shifts is None:
-                raise ValueError(f"quantized_forward: no requant shifts for layer {layer.name}")
+            if layer.op in _WEIGHTED_OPS and not channel_scaled:
+                shifts = quantized.shifts.get(layer.name)
+                if shifts is None:
+                    raise ValueError(f"quantized forward: no requant shifts for layer {layer.name}")
             fq = tf.stop_gradient(fake_quantize(tf, y, quant.scale, quant.zero_point, shifts))
             y = fq + (y - tf.stop_gradient(y))  # fq(y) in value, gradient 1 wrt y
         values[layer.output] = tf.reshape(y, out_shape)
@@ -689,10 +765,10 @@ class TFReferenceTrainer:
         self.split_layer = split_layer
         self.optimizer = optimizer
         self.input_shape = graph.tensors[graph.layers[split_layer].inputs[0]].shape
-        self.requant, self.bias_steps = (
+        self.quantized = (
             quantized_forward_tables(graph, bytes(model_bytes), split_layer)
             if quantized_forward
-            else (None, None)
+            else None
         )
         self.int8_weights = (
             int8_backward_weights(graph, bytes(model_bytes), split_layer) if int8_backward else {}
@@ -742,9 +818,7 @@ class TFReferenceTrainer:
             x,
             self.act_cache,
             int8_weights=self.int8_weights,
-            quantized_forward=self.quantized_forward,
-            requant=self.requant,
-            bias_steps=self.bias_steps,
+            quantized=self.quantized,
         )
 
     def _loss_and_grads(self, x: Any, labels: Any) -> tuple[Any, list[Any]]:
