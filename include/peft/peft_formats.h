@@ -202,6 +202,8 @@ typedef enum {
 	PEFT_BUF_BWD_S8S8 = 16,
 	PEFT_BUF_FWD_XS = 17,
 	PEFT_BUF_BWD_GX = 18,
+	PEFT_BUF_FWD_QW = 19,
+	PEFT_BUF_BWD_QW = 20,
 } peft_buffer_kind;
 
 /** Every status as X(code, text); peft_status_str() answers the text. */
@@ -360,6 +362,8 @@ typedef enum {
 #define PEFT_METHODS_SCALING_CHANNELS   0x88u
 /* Methods that change a layer's weights otherwise: merge gives them new int8 codes. */
 #define PEFT_METHODS_CHANGING_WEIGHTS   0x173u
+/* Methods that train a layer's weights themselves (float32 in the arena). */
+#define PEFT_METHODS_TRAINING_WEIGHTS   0x23u
 /* The sample's buffer through which a trained state streams to and from flash. */
 #define PEFT_STATE_STREAM_BUFFER        256u
 
@@ -368,7 +372,7 @@ typedef enum {
 #define PEFT_BLOB_CRC_START        16u
 /* Plan blob: "PEFP". */
 #define PEFT_PLAN_MAGIC            0x50464550u
-#define PEFT_PLAN_VERSION          5u
+#define PEFT_PLAN_VERSION          6u
 #define PEFT_PLAN_HEADER_SIZE      128u
 /* Trained-state blob: "PEFS". */
 #define PEFT_STATE_MAGIC           0x53464550u

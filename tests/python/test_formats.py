@@ -56,13 +56,15 @@ def _expand(fmt: str) -> str:
 
 
 def test_layouts_of_the_current_versions_are_unchanged():
-    # the struct strings of the current versions (plan 5: nine parameter kinds, IA3's input
-    # scaling added, and its two buffer kinds; plan 4: the records of plan 3, with LoRA's
-    # forward adding into its output (no FWD_LORA_OUT) and LoRA A's gradient reading the
-    # kept input in BWD_IN_ROWS row blocks (a smaller BWD_IN); plan 3: eight parameter
-    # kinds, DoRA's magnitude and IA3's scaling added; plan 2 brought the lifetime-based work region
-    # with its buffer records; the others 1, as the v1 packers wrote them before the
-    # description existed): a layout change needs a version bump and new readers
+    # the struct strings of the current versions (plan 6: the records of plan 5, with the
+    # quantized forward's two buffer kinds of rounded weights; plan 5: nine parameter
+    # kinds, IA3's input scaling added, and its two buffer kinds; plan 4: the records of
+    # plan 3, with LoRA's forward adding into its output (no FWD_LORA_OUT) and LoRA A's
+    # gradient reading the kept input in BWD_IN_ROWS row blocks (a smaller BWD_IN); plan 3:
+    # eight parameter kinds, DoRA's magnitude and IA3's scaling added; plan 2 brought the
+    # lifetime-based work region with its buffer records; the others 1, as the v1 packers
+    # wrote them before the description existed): a layout change needs a version bump and
+    # new readers
     v1 = {
         formats.PLAN_HEADER: "<4sHHIIIIHHHHHBBI7fIIIIIIIIIIIIIII",
         formats.PLAN_TENSOR: "<iiifiBBH",
@@ -75,7 +77,7 @@ def test_layouts_of_the_current_versions_are_unchanged():
     for layout, old in v1.items():
         assert layout.struct.format == _expand(old), layout.name
     assert [b.magic for b in formats.BLOBS] == [b"PEFP", b"PEFS", b"PEFM", b"PEFD"]
-    assert [b.version for b in formats.BLOBS] == [5, 1, 1, 1]
+    assert [b.version for b in formats.BLOBS] == [6, 1, 1, 1]
 
 
 def test_layout_round_trips_and_refuses_unknown_fields():

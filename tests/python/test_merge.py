@@ -263,16 +263,17 @@ def _agreement(model: bytes, task: dict, runtime_pred: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize(
-    "case", ["bitfit", "lora", "lora_bitfit_head", "full", "ia3", "scale_shift"]
+    "case", ["bitfit", "lora", "lora_bitfit_head", "full", "ia3", "scale_shift", "last_layer"]
 )
 def test_quantized_forward_merges_to_an_agreeing_int8_model(task, case):
     """PlanFlag.QUANTIZED_FORWARD: the runtime trained on the int8 model's activation
     grid, so merge keeps the model's activation quantization (only the logits get a new
     range) and the merged int8 model agrees with the runtime (>= 99 %, accuracy within
-    0.5 points, TFLite and TFLM). Where the weights stay the model's (BitFit + head) it
-    agrees at least as well as the same training without the flag (which recalibrates
-    every activation); where merge requantizes trained weights, their rounding, which
-    the runtime does not see, is what remains (either may win by a sample or two)."""
+    0.5 points, TFLite and TFLM). The two trainings differ (the flag's rounding changes
+    every step), so which agrees better is a matter of a sample or two, mostly int8 ties
+    of near-equal logits; where merge stores exactly what the runtime computed (BitFit,
+    scale+shift, IA3, a rounded head: every case here but LoRA's) the flag's model must
+    not trail by more than that."""
     model = task["model"]
     agreement = {}
     for qf in (False, True):
@@ -295,8 +296,84 @@ def test_quantized_forward_merges_to_an_agreeing_int8_model(task, case):
             assert result.recalibrated == 1  # the logits alone
             _assert_agrees(result.model, task, pred, f"{case} quantized forward")
     print(f"{case}: agreement {agreement[False]:.4f} plain, {agreement[True]:.4f} quantized")
-    if case == "bitfit":
-        assert agreement[True] >= agreement[False], agreement
+    if case != "lora" and case != "lora_bitfit_head":
+        assert agreement[True] >= agreement[False] - 2.5 / len(task["y_test"]), agreement
+
+
+def _rounded_by_hand(w: np.ndarray, s_w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """int8 codes and per-channel scales of trained float32 weights as the quantized
+    forward rounds them: the model's scale where max |w| <= 127 s_w, else max |w| / 127;
+    halves away from zero; float32 (numpy, written apart from reference.round_weights)."""
+    w = np.asarray(w, np.float32)
+    moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+    peak = np.abs(moved).max(axis=1) if s_w.size > 1 else np.full(1, np.abs(w).max())
+    scales = np.where(peak <= np.float32(127) * s_w, s_w, peak / np.float32(127))
+    scales = np.broadcast_to(scales.astype(np.float32), (w.shape[axis],))
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    v = (w / scales.reshape(shape)).astype(np.float32)
+    codes = np.clip(np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)), -127, 127)
+    return codes, scales
+
+
+def test_rounding_trained_weights_by_hand():
+    """Channel 0 still fits its scale 0.01 (codes w / 0.01); channel 1 peaks past 127 x
+    0.02 and gets 10 / 127; one scale for the tensor (0.01) takes 10 / 127 for both."""
+    w = np.array([[0.5, -1.0, 0.25], [10.0, 2.0, -3.0]], np.float32)
+    codes, scales = reference.round_weights(tf, tf.constant(w), 0, np.array([0.01, 0.02]))
+    np.testing.assert_array_equal(codes.numpy(), [[50, -100, 25], [127, 25, -38]])
+    np.testing.assert_array_equal(scales.numpy(), np.float32([0.01, np.float32(10) / 127]))
+    codes, scales = reference.round_weights(tf, tf.constant(w), 0, np.array([0.01]))
+    np.testing.assert_array_equal(codes.numpy(), [[6, -13, 3], [127, 25, -38]])
+    np.testing.assert_array_equal(scales.numpy(), np.full(2, np.float32(10) / 127))
+    # A depthwise layout [kh, kw, c]: channels on the last axis.
+    dw = np.random.default_rng(0).normal(size=(3, 3, 4)).astype(np.float32)
+    s_w = np.float32([0.001, 0.1, 0.01, 1.0])
+    codes, scales = reference.round_weights(tf, tf.constant(dw), 2, s_w)
+    want_codes, want_scales = _rounded_by_hand(dw, s_w, 2)
+    np.testing.assert_array_equal(codes.numpy(), want_codes)
+    np.testing.assert_array_equal(scales.numpy(), want_scales)
+
+
+@pytest.mark.parametrize("case", ["full", "sparse"])
+def test_quantized_forward_merges_the_weights_the_runtime_rounded(task, case):
+    """With the quantized forward, layers whose own weights train compute with them
+    rounded to int8 (plan.rounds_trained_weights: the trained head too): merge stores
+    exactly those codes and scales (by hand from the trained float weights), and the
+    bias with input scale x those scales."""
+    model = task["model"]
+    the_plan = _plan(model, case, quantized_forward=True)
+    trainer = runtime.Trainer(model, the_plan)
+    _train(trainer, _split_values(model, the_plan, task["x_train"]), task["y_train"], EPOCHS)
+    arrays = _arrays(model, the_plan, trainer.export_state())
+    result = merge.merge(
+        model, the_plan.graph, the_plan.split_layer, arrays, task["x_train"][:200],
+        quantized_forward=True,
+    )  # fmt: skip
+    plain, graph = graph_from_tflite(model), graph_from_tflite(result.model)
+    layers = [pl.graph_index for pl in the_plan.layers if pl.rounds_weights]
+    assert len(layers) >= 2, layers  # the trained layers and the head
+    for index in layers:
+        layer = plain.layers[index]
+        axis = 2 if layer.op == Op.DEPTHWISE_CONV_2D else 0
+        shape = reference.weight_shape(plain, layer)
+        trained_w = arrays[(index, "weight")].reshape(shape)
+        codes, scales = _rounded_by_hand(
+            trained_w, reference.read_scales(model, layer.weights), axis
+        )
+        merged = graph.layers[index]
+        got = reference.read_array(result.model, merged.weights).reshape(shape)
+        np.testing.assert_array_equal(got, codes, err_msg=layer.name)
+        got_scales = reference.read_scales(result.model, merged.weights)
+        np.testing.assert_array_equal(got_scales, scales[: got_scales.size], err_msg=layer.name)
+        if merged.bias is not None:
+            in_scale = graph.tensors[merged.inputs[0]].quant.scale
+            np.testing.assert_allclose(
+                reference.read_scales(result.model, merged.bias)[: got_scales.size],
+                np.float32(in_scale) * got_scales, rtol=1e-6,
+            )  # fmt: skip
+    _assert_agrees(result.model, task, np.array([trainer.predict(x)[1] for x in _split_values(
+        model, the_plan, task["x_test"])]), f"{case} quantized forward")  # fmt: skip
 
 
 def test_shared_and_missing_biases_get_their_own_tensors():

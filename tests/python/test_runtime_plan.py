@@ -16,6 +16,7 @@ import zlib
 import numpy as np
 import pytest
 
+from micropeft import formats
 from micropeft.errors import UserError
 from micropeft.host.runtime import LoadedPlan, PeftError, Status, Trainer, load_plan_status
 from micropeft.planning.plan import (
@@ -53,7 +54,11 @@ def test_arena_sizes_agree_with_c_on_200_random_plans():
         cache = "s8" if seed % 2 else "f32"
         update = "layer" if seed % 4 >= 2 else "batch"
         int8 = seed % 5 == 0
-        plan = build_plan(graph, model, opt, cache, seed=seed, update=update, int8_backward=int8)
+        qf = seed % 6 == 5  # the quantized forward (its FWD_QW / BWD_QW buffers)
+        plan = build_plan(
+            graph, model, opt, cache, seed=seed, update=update, int8_backward=int8,
+            quantized_forward=qf,
+        )  # fmt: skip
         loaded = LoadedPlan(model, plan.to_bytes())
         trainer = Trainer(model, plan)
         trainer.set_limits(1e9, 1e9)  # random weights: losses above the default bound (1000)
@@ -102,8 +107,11 @@ def test_no_two_live_buffers_overlap_on_random_plans():
         graph, model = random_graph(seed, ia3_input=seed % 3 == 1)
         cache = "s8" if seed % 2 else "f32"
         update = "layer" if seed % 3 == 0 else "batch"
-        opt, int8 = OPTIMIZERS[seed % 3], seed % 4 == 1
-        plan = build_plan(graph, model, opt, cache, seed=seed, update=update, int8_backward=int8)
+        opt, int8, qf = OPTIMIZERS[seed % 3], seed % 4 == 1, seed % 6 == 5
+        plan = build_plan(
+            graph, model, opt, cache, seed=seed, update=update, int8_backward=int8,
+            quantized_forward=qf,
+        )  # fmt: skip
         r = plan.regions
         regions = {
             0: (r["work_offset"], r["train_size"]),
@@ -471,11 +479,14 @@ def test_an_old_plan_gets_a_clear_version_error(sample_plan):
     from micropeft.planning.plan import check_blob_version
 
     model, plan = sample_plan
-    for version in (1, 3):  # before the lifetime layout; before LoRA's lean buffers
+    current = formats.PLAN.version
+    # Before the lifetime layout; before LoRA's lean buffers; before the rounded weights.
+    for version in (1, 3, 5):
         old = _edit(plan.to_bytes(), 4, "<H", version)
         assert load_plan_status(model, old) == Status.ERR_PLAN_VERSION
         with pytest.raises(
-            UserError, match=f"plan format version {version}.*reads version 5.*prepare-model"
+            UserError,
+            match=f"plan format version {version}.*reads version {current}.*prepare-model",
         ):
             check_blob_version(old, "plan.bin")
     check_blob_version(plan.to_bytes(), "plan.bin")

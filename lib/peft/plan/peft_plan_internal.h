@@ -17,7 +17,7 @@
  * PEFT_PLAN_BUFFER_*), op, method and buffer-kind codes and limits: peft/peft_formats.h. */
 
 /* The last buffer kind this runtime knows (peft_buffer_kind starts at 1). */
-#define PEFT_BUF_KIND_LAST PEFT_BUF_BWD_GX
+#define PEFT_BUF_KIND_LAST PEFT_BUF_BWD_QW
 
 /* One work-region buffer record. */
 typedef struct {
@@ -93,6 +93,8 @@ typedef struct {
 	bool scales_input;       /* a trained per-channel scale of the input (IA3_INPUT): the linear
 				  * kernel reads l x (FWD_XS), its input gradient goes to BWD_GX */
 	bool int8_input_grad;    /* input gradient through the int8 path (plan flag) */
+	bool rounds_weights;     /* quantized forward: trained weights used rounded to int8, as
+				  * merge stores them (FWD_QW, BWD_QW; plan.rounds_trained_weights) */
 } peft_layer_info;
 
 /* Read record i (no checks beyond what peft_plan_load() already did). */

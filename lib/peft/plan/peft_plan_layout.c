@@ -266,6 +266,18 @@ static peft_status layer_buffer(const peft_plan *plan, int arena, int kind, int3
 			*w = live(4u * (uint64_t)L.in_size[0], b, b);
 		}
 		break;
+	case PEFT_BUF_FWD_QW:
+		if (L.rounds_weights) {
+			*w = live(4u * ((uint64_t)L.rec.weights.count + (uint64_t)L.out_features),
+				  k, k);
+		}
+		break;
+	case PEFT_BUF_BWD_QW:
+		if (train && L.rounds_weights && L.backward_input[0]) {
+			*w = live(4u * ((uint64_t)L.rec.weights.count + (uint64_t)L.out_features),
+				  b, b);
+		}
+		break;
 	default:
 		break;
 	}

@@ -328,6 +328,10 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 	out->int8_input_grad = (plan->flags & PEFT_PLAN_FLAG_INT8_BACKWARD) != 0 &&
 			       has_fc_form(r) && out->backward_input[0] &&
 			       !out->trainable[PEFT_PARAM_WEIGHT] && !out->scales_input;
+	out->rounds_weights =
+		(plan->flags & PEFT_PLAN_FLAG_QUANTIZED_FORWARD) != 0 &&
+		(r->methods & PEFT_METHODS_TRAINING_WEIGHTS) != 0 &&
+		(r->methods & ~(uint32_t)(PEFT_METHODS_TRAINING_WEIGHTS | PEFT_METHOD_BITFIT)) == 0;
 	return PEFT_OK;
 }
 

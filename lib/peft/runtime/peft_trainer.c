@@ -297,14 +297,68 @@ static const float *channel_factor(const peft_trainer *t, const peft_layer_info 
 							   : ctx->param[PEFT_PARAM_IA3_L];
 }
 
-/* Channel c's weight scale in the merged model: |f| s_w (s_w where f is 0, whose
- * codes merge zeroes). */
-static float merged_weight_scale(const peft_weights_s8 *w8, const float *factor, int32_t c)
+/* Channel c's weight scale in the merged model: that of the rounded trained
+ * weights (scales, round_weights), |f| s_w of a channel-scaled layer (factor; s_w
+ * where f is 0, whose codes merge zeroes), else the model's s_w. */
+static float merged_weight_scale(const peft_weights_s8 *w8, const float *factor,
+				 const float *scales, int32_t c)
 {
+	if (scales != NULL) {
+		return scales[c];
+	}
 	const float s = peft_weight_scale(w8, c);
+
+	if (factor == NULL) {
+		return s;
+	}
 	const float f = fabsf(factor[c]);
 
 	return f > 0.0f ? f * s : s;
+}
+
+/* PEFT_PLAN_FLAG_QUANTIZED_FORWARD on a layer that rounds its trained weights
+ * (rounds_weights): the float weights rounded to int8 per output channel as
+ * merge stores them, into out[0 .. count) and the channels' scales after them
+ * (out[count + c], every channel's even for a per-tensor layer): a channel
+ * keeps the model's scale s_w where max |w| <= 127 s_w, else gets max |w| / 127;
+ * codes round as peft_s8_code rounds, clamped to +-127. float32 throughout, as
+ * reference.round_weights computes it. The gradient passes through unchanged
+ * (straight-through). */
+static void round_weights(const peft_layer_info *L, const peft_layer_ctx *ctx, float *out)
+{
+	const peft_layer_rec *r = &L->rec;
+	const float *w = ctx->param[PEFT_PARAM_WEIGHT];
+	const uint32_t n = r->weights.count;
+	const uint32_t channels = (uint32_t)L->out_features;
+	const uint32_t per_channel = n / channels;
+	const bool one_scale = r->weights.scale_count == 1u;
+	const bool channel_innermost = peft_op_find(r->op)->channel_innermost;
+	float *scales = out + n;
+
+	for (uint32_t c = 0; c < channels; c++) {
+		scales[c] = 0.0f;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const uint32_t ch = one_scale           ? 0u
+				    : channel_innermost ? i % channels
+							: i / per_channel;
+
+		scales[ch] = fmaxf(scales[ch], fabsf(w[i]));
+	}
+	for (uint32_t c = 0; c < (one_scale ? 1u : channels); c++) {
+		const float s_w = peft_weight_scale(&ctx->w8, (int32_t)c);
+
+		scales[c] = scales[c] <= 127.0f * s_w ? s_w : scales[c] / 127.0f;
+	}
+	for (uint32_t c = 1; one_scale && c < channels; c++) {
+		scales[c] = scales[0];
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const uint32_t ch = channel_innermost ? i % channels : i / per_channel;
+		const float q = fminf(fmaxf(roundf(w[i] / scales[ch]), -127.0f), 127.0f);
+
+		out[i] = q * scales[ch];
+	}
 }
 
 /* A channel-scaled layer's whole bias, f b + beta (f b for IA3), as the merged
@@ -326,7 +380,7 @@ static void round_channel_scaled_bias(const peft_trainer *t, const peft_layer_in
 		if (beta != NULL) {
 			whole = whole + beta[c];
 		}
-		const float step = s_in * merged_weight_scale(&ctx->w8, factor, c);
+		const float step = s_in * merged_weight_scale(&ctx->w8, factor, NULL, c);
 		const float delta = roundf(whole / step) * step - whole;
 
 		for (int32_t j = c; j < L->out_size; j += channels) {
@@ -345,7 +399,7 @@ static void round_channel_scaled_bias(const peft_trainer *t, const peft_layer_in
  * merged one of a channel-scaled layer (factor, else NULL), then to a step).
  * Backward passes the gradient through unchanged (straight-through). */
 static peft_status fake_quantize(const peft_trainer *t, const peft_layer_info *L,
-				 const float *factor, float *values)
+				 const float *factor, const float *scales, float *values)
 {
 	const peft_layer_rec *r = &L->rec;
 	const peft_tensor_rec o = tensor(t, r->output);
@@ -366,10 +420,10 @@ static peft_status fake_quantize(const peft_trainer *t, const peft_layer_info *L
 		weighted ? frozen_weights(t->plan, L) : (peft_weights_s8){NULL, NULL, 0};
 
 	for (int32_t c = 0; c < channels; c++) {
-		const float s_w = factor != NULL ? merged_weight_scale(&w8, factor, c)
-				  : weighted     ? peft_weight_scale(&w8, c)
-						 : 0.0f;
-		const int rs = weighted ? requant_shift(s_in, s_w, o.scale) : 0;
+		const int rs =
+			weighted ? requant_shift(s_in, merged_weight_scale(&w8, factor, scales, c),
+						 o.scale)
+				 : 0;
 
 		for (int32_t j = c; j < n; j += channels) {
 			float v = values[j] / o.scale;
@@ -386,18 +440,19 @@ static peft_status fake_quantize(const peft_trainer *t, const peft_layer_info *L
 }
 
 /* PEFT_PLAN_FLAG_QUANTIZED_FORWARD: a trained bias as the int8 model stores it,
- * int32 steps of s_in s_w per output channel (rounded as peft_quantize_s8 rounds):
- * lin gets the difference (DoRA, which rescales lin - bias, excepted). The
- * gradient is the float bias's (straight-through). */
-static void round_trained_bias(const peft_trainer *t, const peft_layer_info *L, const float *bias,
-			       float *lin)
+ * int32 steps of s_in s_w per output channel (s_w the rounded weights' where they
+ * train: scales, else NULL; rounded as peft_quantize_s8 rounds): lin gets the
+ * difference (DoRA, which rescales lin - bias, excepted). The gradient is the
+ * float bias's (straight-through). */
+static void round_trained_bias(const peft_trainer *t, const peft_layer_info *L, const float *scales,
+			       const float *bias, float *lin)
 {
 	const peft_weights_s8 w8 = frozen_weights(t->plan, L);
 	const float s_in = tensor(t, L->rec.input[0]).scale;
 	const int32_t channels = L->out_features;
 
 	for (int32_t c = 0; c < channels; c++) {
-		const float step = s_in * peft_weight_scale(&w8, c);
+		const float step = s_in * merged_weight_scale(&w8, NULL, scales, c);
 		const float delta = roundf(bias[c] / step) * step - bias[c];
 
 		for (int32_t j = c; j < L->out_size; j += channels) {
@@ -439,8 +494,15 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 	ctx.bias = bias;
 	ctx.x_scaled = work_f32(t, PEFT_BUF_FWD_XS, k);
 	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_FWD_INPUT, &ctx));
-	const peft_op_forward_args op_args = {L,       {ctx.x, x1}, ctx.param[PEFT_PARAM_WEIGHT],
-					      &ctx.w8, bias,        ctx.lin};
+	float *rounded = L->rounds_weights ? work_f32(t, PEFT_BUF_FWD_QW, k) : NULL;
+	const float *scales = rounded != NULL ? rounded + r->weights.count : NULL;
+
+	if (rounded != NULL) {
+		round_weights(L, &ctx, rounded);
+	}
+	const peft_op_forward_args op_args = {
+		L,       {ctx.x, x1}, rounded != NULL ? rounded : ctx.param[PEFT_PARAM_WEIGHT],
+		&ctx.w8, bias,        ctx.lin};
 
 	PEFT_TRY(peft_op_find(r->op)->forward(&op_args));
 	const float *factor = channel_factor(t, L, &ctx);
@@ -448,7 +510,7 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 	if ((t->plan->flags & PEFT_PLAN_FLAG_QUANTIZED_FORWARD) != 0 &&
 	    ctx.param[PEFT_PARAM_BIAS] != NULL && r->weights.count > 0 &&
 	    (r->methods & PEFT_METHOD_DORA) == 0 && factor == NULL) {
-		round_trained_bias(t, L, ctx.param[PEFT_PARAM_BIAS], ctx.lin);
+		round_trained_bias(t, L, scales, ctx.param[PEFT_PARAM_BIAS], ctx.lin);
 	}
 	if (train && s8 && L->scales_lin) {
 		const peft_tensor_rec o = tensor(t, r->output);
@@ -473,7 +535,7 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 	}
 	if ((t->plan->flags & PEFT_PLAN_FLAG_QUANTIZED_FORWARD) != 0 &&
 	    r->output != t->plan->output_tensor) {
-		PEFT_TRY(fake_quantize(t, L, factor, y));
+		PEFT_TRY(fake_quantize(t, L, factor, scales, y));
 	}
 	PEFT_TRY(tensor_keep(t, r->output, y));
 	*y_out = y;
@@ -657,10 +719,17 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 	}
 	ctx.g_out = ctx.g; /* scale+shift writes its input gradient elsewhere (tmp_a) */
 	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_AFFINE, &ctx));
+	/* The input gradient through the weights the forward used (straight-through). */
+	float *rounded = L->rounds_weights ? work_f32(t, PEFT_BUF_BWD_QW, k) : NULL;
+
+	if (rounded != NULL) {
+		round_weights(L, &ctx, rounded);
+	}
 	const peft_op_backward_args op_args = {L,
 					       ctx.g,
 					       ctx.x,
-					       ctx.param[PEFT_PARAM_WEIGHT],
+					       rounded != NULL ? rounded
+							       : ctx.param[PEFT_PARAM_WEIGHT],
 					       &ctx.w8,
 					       ctx.grad[PEFT_PARAM_WEIGHT],
 					       ctx.grad[PEFT_PARAM_BIAS],

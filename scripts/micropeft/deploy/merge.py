@@ -73,6 +73,7 @@ from micropeft.host import reference, runtime
 from micropeft.host.reference import in_channels, weight_shape
 from micropeft.host.runtime import PARAM_KINDS, Status
 from micropeft.planning import config, methods
+from micropeft.planning.plan import rounds_trained_weights as plan_rounds_trained_weights
 from micropeft.prep import convert, datasets, tflite_graph
 from micropeft.prep.convert import quiet_native_stderr
 from micropeft.prep.graph import ArrayRef, Graph, Layer, Method, Op
@@ -723,7 +724,16 @@ def merge(
         for index in requantized
         if (factor := _channel_factor(graph, index, trained)) is not None
     }
-    rounded = tuple(index for index in requantized if index not in scaled)
+    # With the quantized forward, trained weights that the runtime computed rounded to int8
+    # get exactly those codes (reference.round_weights), not a rounding of their own.
+    trained_rounding = {
+        index
+        for index in requantized
+        if quantized_forward and plan_rounds_trained_weights(graph.layers[index])
+    }
+    rounded = tuple(
+        index for index in requantized if index not in scaled and index not in trained_rounding
+    )
     quant: dict[int, tuple[float, int]] = {}
     gram: dict[int, np.ndarray] = {}
     found: Calibration | None = None
@@ -775,6 +785,16 @@ def merge(
         if index in scaled:
             codes = reference.read_array(bytes(full_model), layer.weights).reshape(w.shape)
             q, w_scales = _scale_channels(codes, w_scales, _channel_axis(layer), scaled[index])
+            put(index, 1, layer.weights, q.reshape(-1), w_scales)
+        elif index in trained_rounding:
+            import tensorflow as tf
+
+            trained_w = trained[(index, "weight")].astype(np.float32).reshape(w.shape)
+            codes, scales = reference.round_weights(
+                tf, tf.constant(trained_w), _channel_axis(layer), w_scales
+            )
+            q = codes.numpy().astype(np.int8)
+            w_scales = scales.numpy().astype(np.float32)[: w_scales.size]
             put(index, 1, layer.weights, q.reshape(-1), w_scales)
         elif index in requantized:
             axis = _channel_axis(layer)

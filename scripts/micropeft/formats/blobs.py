@@ -86,6 +86,13 @@ LIMITS: tuple[Limit, ...] = (
         hex=True,
     ),
     Limit(
+        "METHODS_TRAINING_WEIGHTS",
+        int(Method.FULL | Method.LAST_LAYER | Method.SPARSE),
+        "Methods that train a layer's weights themselves (float32 in the arena).",
+        unsigned=True,
+        hex=True,
+    ),
+    Limit(
         "STATE_STREAM_BUFFER",
         256,
         "The sample's buffer through which a trained state streams to and from flash.",
@@ -280,7 +287,7 @@ PLAN_BUFFER = Layout(
     doc="One work-region buffer; records sorted by arena, kind, owner, part.",
 )
 
-PLAN = Blob("Plan blob", "PLAN", b"PEFP", 5, PLAN_HEADER)
+PLAN = Blob("Plan blob", "PLAN", b"PEFP", 6, PLAN_HEADER)
 
 # ---- trained state ----
 STATE_HEADER = Layout(

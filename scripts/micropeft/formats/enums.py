@@ -175,6 +175,10 @@ class BufferKind(IntEnum):
     BWD_S8S8 = 16  # backward scratch of the int8 path (peft_fc_bwd_input_s8s8_get_buffer_size)
     FWD_XS = 17  # forward scratch: IA3_INPUT's scaled input l x (the layer's input size)
     BWD_GX = 18  # backward scratch: IA3_INPUT's gradient wrt the scaled input (input size)
+    # forward scratch (quantized forward): trained weights rounded to int8 as merge stores
+    # them, in float, then their per-channel scales (weight count + output channels)
+    FWD_QW = 19
+    BWD_QW = 20  # backward scratch: the same, recomputed for the input gradient
 
 
 class Cm4Phase(IntEnum):

@@ -100,7 +100,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from micropeft import formats
-from micropeft.planning.plan import has_fc_form, lora_a_init
+from micropeft.planning.plan import has_fc_form, lora_a_init, rounds_trained_weights
 from micropeft.prep import convert
 from micropeft.prep.graph import Activation, ArrayRef, Graph, Layer, Method, Op
 
@@ -467,6 +467,15 @@ def _exp2(tf: Any, k: Any) -> Any:
     return tf.bitcast(tf.bitwise.left_shift(tf.cast(k, tf.int32) + 127, 23), tf.float32)
 
 
+def _requant_shifts_of(tf: Any, s_in: float, scale: Any, s_out: float) -> Any:
+    """requant_shifts in TensorFlow for a per-channel weight scale tensor: the exponent e
+    of frexp (m = mantissa 2^e, mantissa in [0.5, 1)) read from the float32 bits of m =
+    s_in scale / s_out (a normal float), rs = -e clipped to 0..31."""
+    m = (tf.constant(np.float32(s_in)) * scale) / tf.constant(np.float32(s_out))
+    e = tf.bitwise.bitwise_and(tf.bitwise.right_shift(tf.bitcast(m, tf.int32), 23), 0xFF) - 126
+    return tf.stop_gradient(tf.clip_by_value(-e, 0, 31))
+
+
 def _channel_scaled_rounding(
     tf: Any, s_in: float, s_w: np.ndarray, s_out: float, factor: Any, bias: Any
 ) -> tuple[Any, Any]:
@@ -478,19 +487,47 @@ def _channel_scaled_rounding(
     runtime's order of operations."""
     mag = tf.abs(factor)
     scale = tf.where(mag > 0, mag * tf.constant(s_w), tf.constant(s_w))
-    m = (tf.constant(np.float32(s_in)) * scale) / tf.constant(np.float32(s_out))
-    # frexp's exponent e of a normal float32 (m = mantissa 2^e, mantissa in [0.5, 1)).
-    e = tf.bitwise.bitwise_and(tf.bitwise.right_shift(tf.bitcast(m, tf.int32), 23), 0xFF) - 126
-    shifts = tf.clip_by_value(-e, 0, 31)
     step = tf.constant(np.float32(s_in)) * scale
-    delta = tf.stop_gradient(_round_half_away(tf, bias / step) * step - bias)
-    return tf.stop_gradient(shifts), delta
+    return _requant_shifts_of(tf, s_in, scale, s_out), _bias_rounding(tf, bias, step)
 
 
-def _bias_rounding(tf: Any, bias: Any, steps: np.ndarray) -> Any:
+def round_weights(tf: Any, w: Any, channel_axis: int, s_w: np.ndarray) -> tuple[Any, Any]:
+    """Trained float32 weights rounded to int8 as merge stores them (the quantized
+    forward of plan.rounds_trained_weights layers; the C trainer's round_weights is the
+    same arithmetic): per output channel (`channel_axis`; one scale when `s_w` has one)
+    the model's scale s_w where max |w| <= 127 s_w, else max |w| / 127, then codes
+    rounded half away from zero, clamped to +-127. Returns the codes (float) and the
+    scales, one per channel (each channel the same for a per-tensor layer)."""
+    s_w = np.asarray(s_w, np.float32).reshape(-1)
+    channels = int(w.shape[channel_axis])
+    if s_w.size == 1:
+        peak = tf.reshape(tf.reduce_max(tf.abs(w)), [1])
+    else:
+        others = [a for a in range(len(w.shape)) if a != channel_axis]
+        peak = tf.reduce_max(tf.abs(w), axis=others)
+    scale = tf.where(peak <= tf.constant(np.float32(127) * s_w), tf.constant(s_w), peak / 127.0)
+    scale = tf.broadcast_to(scale, [channels])
+    shape = [1] * len(w.shape)
+    shape[channel_axis] = channels
+    codes = tf.clip_by_value(_round_half_away(tf, w / tf.reshape(scale, shape)), -127.0, 127.0)
+    return codes, scale
+
+
+def _rounded_weights(tf: Any, layer: Layer, w: Any, s_w: np.ndarray) -> tuple[Any, Any]:
+    """round_weights' values in the forward, the gradient passing to w unchanged
+    (straight-through); and the scales."""
+    axis = 2 if layer.op == Op.DEPTHWISE_CONV_2D else 0
+    codes, scale = round_weights(tf, w, axis, s_w)
+    shape = [1] * len(w.shape)
+    shape[axis] = -1
+    rounded = codes * tf.reshape(scale, shape)
+    return w + tf.stop_gradient(rounded - w), tf.stop_gradient(scale)
+
+
+def _bias_rounding(tf: Any, bias: Any, steps: Any) -> Any:
     """What rounding a bias to int32 steps adds to it (round(b / step) * step - b, halves
     away from zero), as a constant of the gradient (straight-through)."""
-    step = tf.constant(steps)
+    step = tf.cast(steps, tf.float32)
     return tf.stop_gradient(_round_half_away(tf, bias / step) * step - bias)
 
 
@@ -609,11 +646,16 @@ def forward(
         inputs = [values[t] for t in layer.inputs]
         out_shape = [-1, *graph.tensors[layer.output].shape]
         channel_scaled = False  # (scales_channels_only, with the quantized forward)
+        rounded_scales = None  # plan.rounds_trained_weights, with the quantized forward
         shifts: Any = None  # the output's requantization shifts (quantized forward)
         if layer.op in _WEIGHTED_OPS:
             name = layer.name
             x_kept = kept(inputs[0], layer.inputs[0])
             weight = params[f"{name}/weight"]
+            if quantized is not None and rounds_trained_weights(layer):
+                weight, rounded_scales = _rounded_weights(
+                    tf, layer, weight, quantized.weight_scales[name]
+                )
             if layer.methods & Method.IA3_INPUT:  # l x, l's gradient seeing the kept x
                 ia3_in = params[f"{name}/ia3_in"]
                 inputs[0] = _param_grad_sees(
@@ -641,7 +683,11 @@ def forward(
                 and not layer.methods & Method.DORA
                 and not channel_scaled
             ):
-                y = y + _bias_rounding(tf, bias, quantized.bias_steps[name])
+                steps = quantized.bias_steps[name]
+                if rounded_scales is not None:
+                    s_in = graph.tensors[layer.inputs[0]].quant.scale
+                    steps = tf.constant(np.float32(s_in)) * rounded_scales
+                y = y + _bias_rounding(tf, bias, steps)
             factor = None
             if layer.methods & Method.SCALE_SHIFT:
                 factor = params[f"{name}/gamma"]
@@ -692,7 +738,10 @@ def forward(
             raise ValueError(f"layer {layer.name}: unsupported op {layer.op!r}")
         if quantized is not None and layer.output != graph.output:
             quant = graph.tensors[layer.output].quant
-            if layer.op in _WEIGHTED_OPS and not channel_scaled:
+            if layer.op in _WEIGHTED_OPS and rounded_scales is not None:
+                s_in = graph.tensors[layer.inputs[0]].quant.scale
+                shifts = _requant_shifts_of(tf, s_in, rounded_scales, quant.scale)
+            elif layer.op in _WEIGHTED_OPS and not channel_scaled:
                 shifts = quantized.shifts.get(layer.name)
                 if shifts is None:
                     raise ValueError(f"quantized forward: no requant shifts for layer {layer.name}")

@@ -59,6 +59,7 @@ PARAM_KINDS = formats.PARAM_KINDS
 LINEAR_OPS = (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED)
 # What shares no layer with IA3_INPUT (formats' limit, the C loader's rule too).
 NOT_WITH_IA3_INPUT = Method(formats.LIMIT["METHODS_NOT_WITH_IA3_INPUT"])
+TRAINING_WEIGHTS = Method(formats.LIMIT["METHODS_TRAINING_WEIGHTS"])
 # Kinds of work-region buffers (formats.BufferKind; docs/formats.md, "Plan buffer record").
 BUFFER_KINDS = {k.name.lower(): int(k) for k in formats.BufferKind}
 BUFFER_KIND_NAMES = {v: k for k, v in BUFFER_KINDS.items()}
@@ -159,6 +160,8 @@ class PlanLayer:
     needs_input_values: bool = False  # input kept for a weight / LoRA A / IA3 input gradient
     keeps_mask: bool = False  # fused ReLU/ReLU6 derivative kept as a 1-bit mask
     int8_input_grad: bool = False  # input gradient through the int8 path (plan flag)
+    # Quantized forward: the trained weights computed rounded to int8 (rounds_trained_weights)
+    rounds_weights: bool = False
     params: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
     grads: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
     opt_m: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
@@ -742,6 +745,7 @@ def build_plan(
             and not pl.train_weight
             and not pl.ia3_input
         )
+        pl.rounds_weights = quantized_forward and rounds_trained_weights(lay)
         if pl.needs_input_values:
             tensors[pl.inputs[0]].cached = True
 
@@ -901,13 +905,42 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
         if pl.ia3_input:  # the op's input gradient, wrt l x
             k = pl.index
             add(0, "bwd_gx", k, 4 * tensors[pl.inputs[0]].size, bwd(k), bwd(k))
+    _rounded_weights(plan, 0, add)
+    for pl in layers:
+        if pl.rounds_weights and pl.backward_inputs[0]:
+            k = pl.index
+            add(0, "bwd_qw", k, _rounded_weights_bytes(pl), bwd(k), bwd(k))
 
     # Inference arena.
     for t, pt in enumerate(tensors):
         add(1, "value", t, 4 * pt.size, producer(t), last_forward(t))
     _forward_scratch(plan, out, 1, add)
     _scaled_input(plan, 1, add)
+    _rounded_weights(plan, 1, add)
     return out
+
+
+def rounds_trained_weights(lay: Layer) -> bool:
+    """With the quantized forward, a layer whose own weights train and that no method
+    but BitFit adapts otherwise computes with its weights rounded to int8 as merge stores
+    them (reference.round_weights), so that merge's codes are the ones it trained with."""
+    return bool(lay.methods & TRAINING_WEIGHTS) and not lay.methods & ~(
+        TRAINING_WEIGHTS | Method.BITFIT
+    )
+
+
+def _rounded_weights_bytes(pl: PlanLayer) -> int:
+    """fwd_qw / bwd_qw: the rounded weights in float, then one scale per output channel."""
+    assert pl.layer.weights is not None
+    return 4 * (pl.layer.weights.count + pl.out_features)
+
+
+def _rounded_weights(plan: Plan, arena: int, add: object) -> None:
+    """The quantized forward's rounded trained weights (forward scratch, both arenas)."""
+    for pl in plan.layers:
+        if pl.rounds_weights:
+            k = pl.index
+            add(arena, "fwd_qw", k, _rounded_weights_bytes(pl), k, k)  # type: ignore[operator]
 
 
 def _scaled_input(plan: Plan, arena: int, add: object) -> None:
