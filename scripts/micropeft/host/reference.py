@@ -856,6 +856,9 @@ class TFReferenceTrainer:
         self._grad_fn = tf.function(self._loss_and_grads, input_signature=spec, autograph=False)
         self._step_fn = tf.function(self._train_step, input_signature=spec, autograph=False)
         self._predict_fn = tf.function(self._logits, input_signature=spec[:1], autograph=False)
+        # One call reads every trained array: read one at a time, each is an eager op (bench
+        # reads them after every step).
+        self._read_fn = tf.function(lambda: [v.read_value() for v in self._vars], autograph=False)
 
     # -- graph functions --
 
@@ -883,7 +886,8 @@ class TFReferenceTrainer:
     def _train_step(self, x: Any, labels: Any) -> Any:
         import tensorflow as tf
 
-        loss, grads = self._loss_and_grads(x, labels)
+        # The traced gradient function, called: gradients() then reuses its trace.
+        loss, grads = self._grad_fn(x, labels)
         opt = self.optimizer
         if opt.clip_norm > 0:
             norm = tf.sqrt(tf.add_n([tf.reduce_sum(g * g) for g in grads]))
@@ -973,7 +977,8 @@ class TFReferenceTrainer:
 
     def parameters(self) -> dict[str, np.ndarray]:
         """The trained parameters now, keyed f"{layer_name}/{kind}", TFLite layouts."""
-        return {k: v.numpy().copy() for k, v in zip(self.trained, self._vars, strict=True)}
+        values = self._read_fn()
+        return {k: v.numpy().copy() for k, v in zip(self.trained, values, strict=True)}
 
 
 # ---- Helpers for checks against TFLite -----------------------------------------------------
