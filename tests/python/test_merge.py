@@ -316,6 +316,18 @@ def _rounded_by_hand(w: np.ndarray, s_w: np.ndarray, axis: int) -> tuple[np.ndar
     return codes, scales
 
 
+def test_logits_range_reaches_below_the_lowest_winner_by_hand():
+    """Winners 0.5, 1.5 and 3.0 (lowest 0.5, median 1.5): the range starts at 0.5 - 1.0 =
+    -0.5 and ends at the highest logit, 3.0; a test sample's winner of -0.2, below every
+    calibration winner, keeps a code of its own above the clipped ones."""
+    ranked = np.sort(np.array([[-4.0, 0.2, 0.5], [-2.0, 1.0, 1.5], [-1.0, 2.0, 3.0]]), axis=1)
+    scale, zero_point = merge._logits_quant(ranked)
+    assert (scale, zero_point) == merge._activation_quant(-0.5, 3.0)
+    assert scale == np.float32(3.5 / 255)
+    code = lambda v: int(np.clip(np.round(v / scale) + zero_point, -128, 127))  # noqa: E731
+    assert code(-5.0) == -128 and code(-0.2) > code(-0.5) >= -128
+
+
 def test_rounding_trained_weights_by_hand():
     """Channel 0 still fits its scale 0.01 (codes w / 0.01); channel 1 peaks past 127 x
     0.02 and gets 10 / 127; one scale for the tensor (0.01) takes 10 / 127 for both."""

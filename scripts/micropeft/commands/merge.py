@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "minimise the layer's output error on its training samples (errors compensated "
         "across inputs, the mean error into the bias), and the activations from the split on "
         "are recalibrated (min/max of what the runtime computes; the int8 logits' range "
-        "starts at the lowest winning logit, lower ones never decide a class and clip); "
+        "starts below the lowest winning logit, lower ones never decide a class and clip); "
         "without it weights round to nearest and every activation "
         "keeps the quantization the model was converted with (outputs whose range the "
         "training widened then clip, and predictions may differ from the runtime's).",

@@ -27,7 +27,7 @@ tensors, so that TFLite or TFLM run the adapted model with no micropeft code:
   (min/max of the float activations the runtime computes, over the set). PAD,
   RESHAPE and AVERAGE_POOL_2D keep their input's quantization (their int8
   kernels do not rescale), so such tensors share one range. The int8 logits
-  start at the lowest winning logit of the set (_logits_quant): lower logits,
+  start below the lowest winning logit of the set (_logits_quant): lower logits,
   which never decide a class, clip there (a trailing softmax then gives those
   classes a little more probability), and close competitors get finer steps.
   Without a calibration set every activation keeps the quantization the model
@@ -81,7 +81,6 @@ from micropeft.prep.graph import ArrayRef, Graph, Layer, Method, Op
 _WEIGHTED = (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED)
 # Ops whose int8 kernels copy or average values without rescaling: output quant = input quant.
 _SAME_QUANT_OPS = (Op.PAD, Op.RESHAPE, Op.AVERAGE_POOL_2D)
-LOGITS_MARGIN = 0.05  # the int8 logits' range below the lowest winner seen (_logits_quant)
 CALIBRATION_SAMPLES = 500  # default cap on the calibration set (min/max settle well before)
 
 
@@ -464,12 +463,18 @@ def _activation_quant(lo: float, hi: float) -> tuple[float, int] | None:
 
 def _logits_quant(ranked: np.ndarray) -> tuple[float, int] | None:
     """The int8 logits' range from the calibration samples' logits (sorted per row):
-    from the lowest winning logit (LOGITS_MARGIN of the range lower) to the highest
-    logit. A logit below every winner never decides a class: it clips, and the steps
-    between close competitors get finer (on the bench task about 3x finer than over
-    the full range, which halves the merged model's disagreements with the runtime)."""
-    lo, hi = float(ranked[:, -1].min()), float(ranked.max())
-    return _activation_quant(lo - LOGITS_MARGIN * max(hi - lo, 0.0), hi)
+    from below the lowest winning logit to the highest logit. A logit far below every
+    winner never decides a class: it clips, and the steps between close competitors get
+    finer. The margin below the lowest winner is the distance from it to the median
+    winner: the calibration samples are the training samples the runtime fitted, and a
+    test sample's winner can sit lower than any of theirs; one that clipped would tie
+    with every other clipped class at the lowest code (on the bench task, with the
+    quantized forward, a 5 % margin clipped 12 of the 13 methods' 50 disagreements with
+    the runtime; this margin: none, 38 in all)."""
+    winners = ranked[:, -1]
+    lowest = float(winners.min())
+    lo = lowest - (float(np.median(winners)) - lowest)
+    return _activation_quant(lo, float(ranked.max()))
 
 
 def _tensor_groups(graph: Graph, split_layer: int) -> dict[int, int]:
