@@ -343,7 +343,11 @@ static void round_weights(const peft_layer_info *L, const peft_layer_ctx *ctx, f
 				    : channel_innermost ? i % channels
 							: i / per_channel;
 
-		scales[ch] = fmaxf(scales[ch], fabsf(w[i]));
+		const float a = fabsf(w[i]);
+
+		if (a > scales[ch]) {
+			scales[ch] = a;
+		}
 	}
 	for (uint32_t c = 0; c < (one_scale ? 1u : channels); c++) {
 		const float s_w = peft_weight_scale(&ctx->w8, (int32_t)c);
@@ -355,7 +359,9 @@ static void round_weights(const peft_layer_info *L, const peft_layer_ctx *ctx, f
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		const uint32_t ch = channel_innermost ? i % channels : i / per_channel;
-		const float q = fminf(fmaxf(roundf(w[i] / scales[ch]), -127.0f), 127.0f);
+		const float v = roundf(w[i] / scales[ch]);
+		/* (a comparison, not fminf / fmaxf: no libm call per weight, NaN kept) */
+		const float q = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
 
 		out[i] = q * scales[ch];
 	}
