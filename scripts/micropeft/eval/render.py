@@ -398,9 +398,11 @@ def merged_table(results: ResultsFile, summaries: Sequence[MethodSummary]) -> Ta
             "accuracy runtime (%)",
         ],
         rows,
-        "The trained state merged into the model (micropeft merge: LoRA, DoRA, IA3 and "
-        "scale/shift folded into the weights, requantized per channel with error-compensating "
-        "rounding, activations recalibrated on the training samples) and run in TFLite's and "
+        "The trained state merged into the model (micropeft merge: LoRA and DoRA folded into "
+        "the weights, requantized per channel with error-compensating rounding; IA3's and "
+        "scale/shift's factors folded into the weight scales, the codes kept; activations "
+        "recalibrated on the training samples, or with the quantized forward only the logits, "
+        "and trained weights stored as the runtime rounded them) and run in TFLite's and "
         "TFLM's interpreters without micropeft: share of test samples predicted as the C "
         "runtime predicts them, and test accuracy. int8: the standard full-int8 model; 16x8: "
         "the trained part with int16 activations (`micropeft merge --activations int16`), "
