@@ -347,12 +347,23 @@ def test_rounding_trained_weights_by_hand():
     np.testing.assert_array_equal(scales.numpy(), want_scales)
 
 
-@pytest.mark.parametrize("case", ["full", "sparse"])
+def _lora_merged_by_hand(w0: np.ndarray, a: np.ndarray, b: np.ndarray, layer) -> np.ndarray:
+    """W0 + (alpha / r) B A [out, in] in float32, B A summed over the rank in order."""
+    rank = int(layer.lora_rank)
+    ba = np.zeros((b.shape[0], a.shape[1]), np.float32)
+    for j in range(rank):
+        ba = (ba + b[:, j : j + 1] * a[j : j + 1, :]).astype(np.float32)
+    s = np.float32(layer.lora_alpha) / np.float32(rank)
+    return (w0.reshape(len(b), -1) + s * ba).astype(np.float32)
+
+
+@pytest.mark.parametrize("case", ["full", "sparse", "lora", "lora_bitfit_head"])
 def test_quantized_forward_merges_the_weights_the_runtime_rounded(task, case):
     """With the quantized forward, layers whose own weights train compute with them
-    rounded to int8 (plan.rounds_trained_weights: the trained head too): merge stores
-    exactly those codes and scales (by hand from the trained float weights), and the
-    bias with input scale x those scales."""
+    rounded to int8 (plan.rounds_trained_weights: the trained head too), LoRA layers with
+    W0 + (alpha / r) B A rounded (plan.rounds_lora): merge stores exactly those codes and
+    scales (by hand from the trained float arrays), and the bias with input scale x those
+    scales; the merged model agrees with the runtime."""
     model = task["model"]
     the_plan = _plan(model, case, quantized_forward=True)
     trainer = runtime.Trainer(model, the_plan)
@@ -363,16 +374,28 @@ def test_quantized_forward_merges_the_weights_the_runtime_rounded(task, case):
         quantized_forward=True,
     )  # fmt: skip
     plain, graph = graph_from_tflite(model), graph_from_tflite(result.model)
-    layers = [pl.graph_index for pl in the_plan.layers if pl.rounds_weights]
-    assert len(layers) >= 2, layers  # the trained layers and the head
+    layers = [pl.graph_index for pl in the_plan.layers if pl.rounds_weights or pl.rounds_lora]
+    # The trained layers and the head; LoRA's pointwise conv (its dense head has one
+    # weight scale: merge requantizes it as before)
+    assert len(layers) >= (1 if "lora" in case else 2), layers
+    assert any(the_plan.layers[i].rounds_lora for i in range(len(the_plan.layers))) == (
+        "lora" in case
+    )
     for index in layers:
-        layer = plain.layers[index]
+        layer = the_plan.graph.layers[index]
         axis = 2 if layer.op == Op.DEPTHWISE_CONV_2D else 0
         shape = reference.weight_shape(plain, layer)
-        trained_w = arrays[(index, "weight")].reshape(shape)
-        codes, scales = _rounded_by_hand(
-            trained_w, reference.read_scales(model, layer.weights), axis
-        )
+        s_w = reference.read_scales(model, layer.weights)
+        if (index, "lora_a") in arrays:
+            w0 = reference.dequantize_weight(plain, model, plain.layers[index])
+            a = arrays[(index, "lora_a")].reshape(int(layer.lora_rank), -1)
+            b = arrays[(index, "lora_b")].reshape(-1, int(layer.lora_rank))
+            merged_w = _lora_merged_by_hand(w0, a, b, layer)
+            codes, scales = _rounded_by_hand(merged_w, s_w, 0)
+            codes = codes.reshape(shape)
+        else:
+            trained_w = arrays[(index, "weight")].reshape(shape)
+            codes, scales = _rounded_by_hand(trained_w, s_w, axis)
         merged = graph.layers[index]
         got = reference.read_array(result.model, merged.weights).reshape(shape)
         np.testing.assert_array_equal(got, codes, err_msg=layer.name)

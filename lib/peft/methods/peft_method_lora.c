@@ -19,7 +19,10 @@ static peft_status lora_fwd(peft_layer_ctx *ctx)
 	if (st != PEFT_OK) {
 		return st;
 	}
-	peft_lora_branch_add_up(ctx, ctx->out);
+	/* (rounds_lora: the trainer's forward used the rounded W0 + s B A; u stays kept) */
+	if (!ctx->info->rounds_lora) {
+		peft_lora_branch_add_up(ctx, ctx->out);
+	}
 	return PEFT_OK;
 }
 

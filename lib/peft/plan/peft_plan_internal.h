@@ -95,6 +95,8 @@ typedef struct {
 	bool int8_input_grad;    /* input gradient through the int8 path (plan flag) */
 	bool rounds_weights;     /* quantized forward: trained weights used rounded to int8, as
 				  * merge stores them (FWD_QW, BWD_QW; plan.rounds_trained_weights) */
+	bool rounds_lora;        /* quantized forward: W0 + (alpha / r) B A used rounded to int8,
+				  * one row at a time (FWD_QW, BWD_QW; plan.rounds_lora) */
 } peft_layer_info;
 
 /* Read record i (no checks beyond what peft_plan_load() already did). */

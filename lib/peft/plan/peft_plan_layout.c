@@ -170,6 +170,15 @@ static peft_status tensor_buffer(const peft_plan *plan, int arena, int kind, int
 }
 
 /* The buffer of a layer-owned kind for layer k (part: parameter kind). */
+/* FWD_QW / BWD_QW: the rounded trained weights (a LoRA layer: one merged row)
+ * in float, then one scale per output channel. */
+static uint64_t rounded_weights_bytes(const peft_layer_info *L)
+{
+	const uint64_t weights = L->rounds_lora ? (uint64_t)L->in_features : L->rec.weights.count;
+
+	return 4u * (weights + (uint64_t)L->out_features);
+}
+
 static peft_status layer_buffer(const peft_plan *plan, int arena, int kind, int32_t k, int32_t part,
 				want *w)
 {
@@ -267,15 +276,13 @@ static peft_status layer_buffer(const peft_plan *plan, int arena, int kind, int3
 		}
 		break;
 	case PEFT_BUF_FWD_QW:
-		if (L.rounds_weights) {
-			*w = live(4u * ((uint64_t)L.rec.weights.count + (uint64_t)L.out_features),
-				  k, k);
+		if (L.rounds_weights || L.rounds_lora) {
+			*w = live(rounded_weights_bytes(&L), k, k);
 		}
 		break;
 	case PEFT_BUF_BWD_QW:
-		if (train && L.rounds_weights && L.backward_input[0]) {
-			*w = live(4u * ((uint64_t)L.rec.weights.count + (uint64_t)L.out_features),
-				  b, b);
+		if (train && (L.rounds_weights || L.rounds_lora) && L.backward_input[0]) {
+			*w = live(rounded_weights_bytes(&L), b, b);
 		}
 		break;
 	default:

@@ -323,11 +323,18 @@ peft_status peft_plan_layer_info(const peft_plan *plan, int32_t i, peft_layer_in
 			     !out->trainable[PEFT_PARAM_WEIGHT];
 	out->keeps_mask = out->runs_backward && r->activation != PEFT_ACT_NONE;
 	out->scales_lin = out->trainable[PEFT_PARAM_GAMMA] || out->trainable[PEFT_PARAM_IA3_L];
+	/* plan.rounds_lora: the quantized forward's LoRA layer computes with W0 + s B A
+	 * rounded as merge stores it (its input gradient too, so not on the int8 path). */
+	out->rounds_lora = (plan->flags & PEFT_PLAN_FLAG_QUANTIZED_FORWARD) != 0 &&
+			   (r->methods & PEFT_METHOD_LORA) != 0 &&
+			   (r->methods & ~(uint32_t)(PEFT_METHOD_LORA | PEFT_METHOD_BITFIT)) == 0 &&
+			   r->weights.scale_count != 1u;
 	/* The int8 path's kernel is a fully connected one; IA3's input scaling takes the
 	 * float input gradient (its l needs it, not only the layer below). */
 	out->int8_input_grad = (plan->flags & PEFT_PLAN_FLAG_INT8_BACKWARD) != 0 &&
 			       has_fc_form(r) && out->backward_input[0] &&
-			       !out->trainable[PEFT_PARAM_WEIGHT] && !out->scales_input;
+			       !out->trainable[PEFT_PARAM_WEIGHT] && !out->scales_input &&
+			       !out->rounds_lora;
 	out->rounds_weights =
 		(plan->flags & PEFT_PLAN_FLAG_QUANTIZED_FORWARD) != 0 &&
 		(r->methods & PEFT_METHODS_TRAINING_WEIGHTS) != 0 &&

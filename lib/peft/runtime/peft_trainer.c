@@ -324,6 +324,24 @@ static float merged_weight_scale(const peft_weights_s8 *w8, const float *factor,
  * codes round as peft_s8_code rounds, clamped to +-127. float32 throughout, as
  * reference.round_weights computes it. The gradient passes through unchanged
  * (straight-through). */
+/* The merged channel's scale: the model's s_w while it still covers the channel's
+ * largest |w| (peak), else peak / 127. */
+static float rounded_scale(float peak, float s_w)
+{
+	return peak <= 127.0f * s_w ? s_w : peak / 127.0f;
+}
+
+/* w rounded to its int8 code at `scale` (as peft_s8_code rounds, clamped to
+ * +-127; a comparison, not fminf / fmaxf: no libm call per weight, NaN kept),
+ * in float. */
+static float rounded_weight(float w, float scale)
+{
+	const float v = roundf(w / scale);
+	const float q = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+
+	return q * scale;
+}
+
 static void round_weights(const peft_layer_info *L, const peft_layer_ctx *ctx, float *out)
 {
 	const peft_layer_rec *r = &L->rec;
@@ -352,18 +370,97 @@ static void round_weights(const peft_layer_info *L, const peft_layer_ctx *ctx, f
 	for (uint32_t c = 0; c < (one_scale ? 1u : channels); c++) {
 		const float s_w = peft_weight_scale(&ctx->w8, (int32_t)c);
 
-		scales[c] = scales[c] <= 127.0f * s_w ? s_w : scales[c] / 127.0f;
+		scales[c] = rounded_scale(scales[c], s_w);
 	}
 	for (uint32_t c = 1; one_scale && c < channels; c++) {
 		scales[c] = scales[0];
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		const uint32_t ch = channel_innermost ? i % channels : i / per_channel;
-		const float v = roundf(w[i] / scales[ch]);
-		/* (a comparison, not fminf / fmaxf: no libm call per weight, NaN kept) */
-		const float q = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+		out[i] = rounded_weight(w[i], scales[ch]);
+	}
+}
 
-		out[i] = q * scales[ch];
+/* PEFT_PLAN_FLAG_QUANTIZED_FORWARD on a LoRA layer (rounds_lora): row o of its
+ * weights as merge stores them, W0[o] + (alpha / r) (B A)[o] (float32, B A summed
+ * over the rank in order, W0 as the model's codes times s_w), rounded by
+ * round_weights' rule into row[0 .. in); returns the row's scale. */
+static float lora_merged_row(const peft_layer_info *L, const peft_layer_ctx *ctx, int32_t o,
+			     float *row)
+{
+	const int32_t in = L->in_features;
+	const int32_t rank = L->rec.lora_rank;
+	const float s = L->rec.lora_alpha / (float)rank;
+	const float s_w = peft_weight_scale(&ctx->w8, o);
+	const int8_t *q = ctx->w8.data + (size_t)o * (size_t)in;
+	const float *a = ctx->param[PEFT_PARAM_LORA_A];
+	const float *b = ctx->param[PEFT_PARAM_LORA_B] + (size_t)o * (size_t)rank;
+	float peak = 0.0f;
+
+	for (int32_t i = 0; i < in; i++) {
+		float ba = 0.0f;
+
+		for (int32_t j = 0; j < rank; j++) {
+			ba += b[j] * a[(size_t)j * (size_t)in + (size_t)i];
+		}
+		row[i] = (float)q[i] * s_w + s * ba;
+		if (fabsf(row[i]) > peak) {
+			peak = fabsf(row[i]);
+		}
+	}
+	const float scale = rounded_scale(peak, s_w);
+
+	for (int32_t i = 0; i < in; i++) {
+		row[i] = rounded_weight(row[i], scale);
+	}
+	return scale;
+}
+
+/* A rounds_lora layer's forward, lin = W x + bias with W its merged rows
+ * (lora_merged_row, one at a time in stage[0 .. in)), and the rows' scales into
+ * stage[in + o]; LoRA's forward hook then keeps u and adds nothing. */
+static void lora_rounded_forward(const peft_layer_info *L, const peft_layer_ctx *ctx,
+				 const float *x, const float *bias, float *lin, float *stage)
+{
+	const int32_t in = L->in_features;
+	const int32_t n_out = L->out_features;
+
+	for (int32_t o = 0; o < n_out; o++) {
+		stage[in + o] = lora_merged_row(L, ctx, o, stage);
+		for (int32_t p = 0; p < L->rows; p++) {
+			const float *xp = x + (size_t)p * (size_t)in;
+			float acc = 0.0f;
+
+			for (int32_t i = 0; i < in; i++) {
+				acc += stage[i] * xp[i];
+			}
+			lin[(size_t)p * (size_t)n_out + (size_t)o] =
+				acc + (bias != NULL ? bias[o] : 0.0f);
+		}
+	}
+}
+
+/* Its input gradient, grad_in (+)= W^T g over the same rounded rows (straight-
+ * through: LoRA's hook then computes A's and B's gradients and adds nothing). */
+static void lora_rounded_input_grad(const peft_layer_info *L, const peft_layer_ctx *ctx,
+				    const float *g, float *grad_in, bool accumulate, float *stage)
+{
+	const int32_t in = L->in_features;
+	const int32_t n_out = L->out_features;
+
+	if (!accumulate) {
+		memset(grad_in, 0, (size_t)L->rows * (size_t)in * sizeof(float));
+	}
+	for (int32_t o = 0; o < n_out; o++) {
+		stage[in + o] = lora_merged_row(L, ctx, o, stage);
+		for (int32_t p = 0; p < L->rows; p++) {
+			const float gpo = g[(size_t)p * (size_t)n_out + (size_t)o];
+			float *dx = grad_in + (size_t)p * (size_t)in;
+
+			for (int32_t i = 0; i < in; i++) {
+				dx[i] += gpo * stage[i];
+			}
+		}
 	}
 }
 
@@ -500,17 +597,28 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 	ctx.bias = bias;
 	ctx.x_scaled = work_f32(t, PEFT_BUF_FWD_XS, k);
 	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_FWD_INPUT, &ctx));
-	float *rounded = L->rounds_weights ? work_f32(t, PEFT_BUF_FWD_QW, k) : NULL;
-	const float *scales = rounded != NULL ? rounded + r->weights.count : NULL;
+	float *rounded =
+		L->rounds_weights || L->rounds_lora ? work_f32(t, PEFT_BUF_FWD_QW, k) : NULL;
+	const float *scales = rounded == NULL ? NULL
+					      : rounded + (L->rounds_lora ? (uint32_t)L->in_features
+									  : r->weights.count);
 
-	if (rounded != NULL) {
-		round_weights(L, &ctx, rounded);
+	if (L->rounds_lora) {
+		lora_rounded_forward(L, &ctx, ctx.x, bias, ctx.lin, rounded);
+	} else {
+		if (rounded != NULL) {
+			round_weights(L, &ctx, rounded);
+		}
+		const peft_op_forward_args op_args = {
+			L,
+			{ctx.x, x1},
+			rounded != NULL ? rounded : ctx.param[PEFT_PARAM_WEIGHT],
+			&ctx.w8,
+			bias,
+			ctx.lin};
+
+		PEFT_TRY(peft_op_find(r->op)->forward(&op_args));
 	}
-	const peft_op_forward_args op_args = {
-		L,       {ctx.x, x1}, rounded != NULL ? rounded : ctx.param[PEFT_PARAM_WEIGHT],
-		&ctx.w8, bias,        ctx.lin};
-
-	PEFT_TRY(peft_op_find(r->op)->forward(&op_args));
 	const float *factor = channel_factor(t, L, &ctx);
 
 	if ((t->plan->flags & PEFT_PLAN_FLAG_QUANTIZED_FORWARD) != 0 &&
@@ -726,16 +834,20 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 	ctx.g_out = ctx.g; /* scale+shift writes its input gradient elsewhere (tmp_a) */
 	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_AFFINE, &ctx));
 	/* The input gradient through the weights the forward used (straight-through). */
-	float *rounded = L->rounds_weights ? work_f32(t, PEFT_BUF_BWD_QW, k) : NULL;
+	float *rounded =
+		L->rounds_weights || L->rounds_lora ? work_f32(t, PEFT_BUF_BWD_QW, k) : NULL;
 
-	if (rounded != NULL) {
+	if (rounded != NULL && L->rounds_weights) {
 		round_weights(L, &ctx, rounded);
+	}
+	if (L->rounds_lora) {
+		op_grad_in = NULL; /* computed below, through the rounded rows */
 	}
 	const peft_op_backward_args op_args = {L,
 					       ctx.g,
 					       ctx.x,
-					       rounded != NULL ? rounded
-							       : ctx.param[PEFT_PARAM_WEIGHT],
+					       L->rounds_weights ? rounded
+								 : ctx.param[PEFT_PARAM_WEIGHT],
 					       &ctx.w8,
 					       ctx.grad[PEFT_PARAM_WEIGHT],
 					       ctx.grad[PEFT_PARAM_BIAS],
@@ -744,6 +856,10 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 					       {L->scales_input ? false : acc[0], acc[1]}};
 
 	PEFT_TRY(peft_op_find(r->op)->backward(&op_args));
+	if (L->rounds_lora && grad_in[0] != NULL) {
+		lora_rounded_input_grad(L, &ctx, ctx.g, grad_in[0], acc[0], rounded);
+		ctx.grad_in = NULL;
+	}
 	if (L->int8_input_grad && grad_in[0] != NULL) {
 		PEFT_TRY(int8_input_grad(t, L, &ctx.w8, ctx.g, grad_in[0], acc[0]));
 	}

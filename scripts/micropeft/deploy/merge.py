@@ -73,7 +73,7 @@ from micropeft.host import reference, runtime
 from micropeft.host.reference import in_channels, weight_shape
 from micropeft.host.runtime import PARAM_KINDS, Status
 from micropeft.planning import config, methods
-from micropeft.planning.plan import rounds_trained_weights as plan_rounds_trained_weights
+from micropeft.planning import plan as planning_plan
 from micropeft.prep import convert, datasets, tflite_graph
 from micropeft.prep.convert import quiet_native_stderr
 from micropeft.prep.graph import ArrayRef, Graph, Layer, Method, Op
@@ -734,7 +734,11 @@ def merge(
     trained_rounding = {
         index
         for index in requantized
-        if quantized_forward and plan_rounds_trained_weights(graph.layers[index])
+        if quantized_forward
+        and (
+            planning_plan.rounds_trained_weights(graph.layers[index])
+            or planning_plan.rounds_lora(graph.layers[index])
+        )
     }
     rounded = tuple(
         index for index in requantized if index not in scaled and index not in trained_rounding
@@ -794,10 +798,19 @@ def merge(
         elif index in trained_rounding:
             import tensorflow as tf
 
-            trained_w = trained[(index, "weight")].astype(np.float32).reshape(w.shape)
-            codes, scales = reference.round_weights(
-                tf, tf.constant(trained_w), _channel_axis(layer), w_scales
-            )
+            if (index, "lora_a") in trained:
+                rank = int(layer.lora_rank)
+                w0 = reference.dequantize_weight(graph, bytes(full_model), layer)
+                a = trained[(index, "lora_a")].astype(np.float32).reshape(rank, -1)
+                b_up = trained[(index, "lora_b")].astype(np.float32).reshape(-1, rank)
+                codes, scales = reference.lora_rounded_weights(
+                    tf, layer, tf.constant(w0), tf.constant(a), tf.constant(b_up), w_scales
+                )
+            else:
+                trained_w = trained[(index, "weight")].astype(np.float32).reshape(w.shape)
+                codes, scales = reference.round_weights(
+                    tf, tf.constant(trained_w), _channel_axis(layer), w_scales
+                )
             q = codes.numpy().astype(np.int8)
             w_scales = scales.numpy().astype(np.float32)[: w_scales.size]
             put(index, 1, layer.weights, q.reshape(-1), w_scales)

@@ -100,7 +100,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from micropeft import formats
-from micropeft.planning.plan import has_fc_form, lora_a_init, rounds_trained_weights
+from micropeft.planning.plan import (
+    has_fc_form,
+    lora_a_init,
+    rounds_lora,
+    rounds_trained_weights,
+)
 from micropeft.prep import convert
 from micropeft.prep.graph import Activation, ArrayRef, Graph, Layer, Method, Op
 
@@ -513,6 +518,22 @@ def round_weights(tf: Any, w: Any, channel_axis: int, s_w: np.ndarray) -> tuple[
     return codes, scale
 
 
+def lora_rounded_weights(
+    tf: Any, layer: Layer, w0: Any, a: Any, b: Any, s_w: np.ndarray
+) -> tuple[Any, Any]:
+    """A plan.rounds_lora layer's weights as merge stores them and the quantized forward
+    computes with them: W0 + (alpha / r) B A in float32 (B A summed over the rank in
+    order, as the C trainer's lora_merged_row), rounded by round_weights. Returns the
+    codes [out, in] (float) and their scales."""
+    rank = int(layer.lora_rank)
+    scale = np.float32(layer.lora_alpha) / np.float32(rank)
+    rows = tf.reshape(w0, [int(b.shape[0]), -1])
+    ba = b[:, 0:1] * a[0:1, :]
+    for j in range(1, rank):
+        ba = ba + b[:, j : j + 1] * a[j : j + 1, :]
+    return round_weights(tf, rows + tf.constant(scale) * ba, 0, s_w)
+
+
 def _rounded_weights(tf: Any, layer: Layer, w: Any, s_w: np.ndarray) -> tuple[Any, Any]:
     """round_weights' values in the forward, the gradient passing to w unchanged
     (straight-through); and the scales."""
@@ -560,11 +581,12 @@ def _param_grad_sees(tf: Any, f: Any, x: Any, kept: Any, param: Any) -> Any:
 
 
 def int8_backward_weights(
-    graph: Graph, model_bytes: bytes, split_layer: int
+    graph: Graph, model_bytes: bytes, split_layer: int, quantized_forward: bool = False
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Layer name -> (int8 weights as float32 [out][in], scales [out]) for every layer of
     the trainable part whose input gradient the int8 path computes (plan.has_fc_form,
-    weights frozen, no IA3 input scaling: that takes the float path)."""
+    weights frozen, no IA3 input scaling: that takes the float path, nor, with the
+    quantized forward, LoRA's rounded weights: plan.rounds_lora)."""
     out = {}
     for layer in graph.layers[split_layer:]:
         if (
@@ -572,6 +594,7 @@ def int8_backward_weights(
             and has_fc_form(layer)
             and not layer.trains_weight
             and not layer.methods & Method.IA3_INPUT
+            and not (quantized_forward and rounds_lora(layer))
         ):
             n_out = out_channels(graph, layer)
             q = read_array(model_bytes, layer.weights).astype(np.float32).reshape(n_out, -1)
@@ -661,7 +684,21 @@ def forward(
                 inputs[0] = _param_grad_sees(
                     tf, lambda v, g: _scale_channels(tf, v, g), inputs[0], x_kept, ia3_in
                 )
-            if layer.trains_weight and s8:
+            lora_rounded = quantized is not None and rounds_lora(layer)
+            if lora_rounded:  # value and input gradient through the rounded W0 + s B A,
+                # A's and B's gradients LoRA's own (straight-through; the branch adds 0)
+                a, b = params[f"{name}/lora_a"], params[f"{name}/lora_b"]
+                assert quantized is not None
+                codes, rounded_scales = lora_rounded_weights(
+                    tf, layer, weight, a, b, quantized.weight_scales[name]
+                )
+                rounded_w = tf.reshape(codes * rounded_scales[:, None], tf.shape(weight))
+                branch = _lora(
+                    tf, graph, layer, tf.stop_gradient(inputs[0]), a, b, tf.stop_gradient(x_kept)
+                )
+                y = _linear(tf, graph, layer, inputs[0], tf.stop_gradient(rounded_w))
+                y = y + (branch - tf.stop_gradient(branch))
+            elif layer.trains_weight and s8:
                 y = _param_grad_sees(
                     tf,
                     lambda v, w, lay=layer: _linear(tf, graph, lay, v, w),
@@ -709,7 +746,7 @@ def forward(
                     bias,
                 )
                 y = y + delta
-            if layer.methods & Method.LORA:
+            if layer.methods & Method.LORA and not lora_rounded:
                 a, b = params[f"{name}/lora_a"], params[f"{name}/lora_b"]
                 y = y + _lora(tf, graph, layer, inputs[0], a, b, x_kept)
             if layer.methods & Method.DORA:
@@ -820,7 +857,9 @@ class TFReferenceTrainer:
             else None
         )
         self.int8_weights = (
-            int8_backward_weights(graph, bytes(model_bytes), split_layer) if int8_backward else {}
+            int8_backward_weights(graph, bytes(model_bytes), split_layer, quantized_forward)
+            if int8_backward
+            else {}
         )
 
         values = initial_parameters(graph, bytes(model_bytes), split_layer, seed)

@@ -162,6 +162,7 @@ class PlanLayer:
     int8_input_grad: bool = False  # input gradient through the int8 path (plan flag)
     # Quantized forward: the trained weights computed rounded to int8 (rounds_trained_weights)
     rounds_weights: bool = False
+    rounds_lora: bool = False  # quantized forward: W0 + s B A computed rounded (rounds_lora)
     params: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
     grads: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
     opt_m: list[int] = field(default_factory=lambda: [NONE] * len(formats.ParamKind))
@@ -738,12 +739,14 @@ def build_plan(
         pl.backward_inputs = [tensors[t].needs_grad for t in pl.inputs]
         pl.needs_input_values = pl.train_weight or pl.lora or pl.ia3_input
         pl.keeps_mask = pl.runs_backward and lay.activation != Activation.NONE
+        pl.rounds_lora = quantized_forward and rounds_lora(lay)
         pl.int8_input_grad = (
             int8_backward
             and has_fc_form(lay)
             and pl.backward_inputs[0]
             and not pl.train_weight
             and not pl.ia3_input
+            and not pl.rounds_lora
         )
         pl.rounds_weights = quantized_forward and rounds_trained_weights(lay)
         if pl.needs_input_values:
@@ -907,7 +910,7 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
             add(0, "bwd_gx", k, 4 * tensors[pl.inputs[0]].size, bwd(k), bwd(k))
     _rounded_weights(plan, 0, add)
     for pl in layers:
-        if pl.rounds_weights and pl.backward_inputs[0]:
+        if (pl.rounds_weights or pl.rounds_lora) and pl.backward_inputs[0]:
             k = pl.index
             add(0, "bwd_qw", k, _rounded_weights_bytes(pl), bwd(k), bwd(k))
 
@@ -929,16 +932,31 @@ def rounds_trained_weights(lay: Layer) -> bool:
     )
 
 
+def rounds_lora(lay: Layer) -> bool:
+    """With the quantized forward, a LoRA layer (no method but BitFit besides, one weight
+    scale per output channel) computes with W0 + (alpha / r) B A rounded to int8 as merge
+    stores it (reference.lora_rounded_weights), one output row at a time, its input
+    gradient too (so it is not on the int8 backward path)."""
+    return (
+        bool(lay.methods & Method.LORA)
+        and not lay.methods & ~(Method.LORA | Method.BITFIT)
+        and lay.weights is not None
+        and lay.weights.scale_count > 1
+    )
+
+
 def _rounded_weights_bytes(pl: PlanLayer) -> int:
-    """fwd_qw / bwd_qw: the rounded weights in float, then one scale per output channel."""
+    """fwd_qw / bwd_qw: the rounded weights (a LoRA layer's: one merged row) in float,
+    then one scale per output channel."""
     assert pl.layer.weights is not None
-    return 4 * (pl.layer.weights.count + pl.out_features)
+    weights = pl.in_features if pl.rounds_lora else pl.layer.weights.count
+    return 4 * (weights + pl.out_features)
 
 
 def _rounded_weights(plan: Plan, arena: int, add: object) -> None:
     """The quantized forward's rounded trained weights (forward scratch, both arenas)."""
     for pl in plan.layers:
-        if pl.rounds_weights:
+        if pl.rounds_weights or pl.rounds_lora:
             k = pl.index
             add(arena, "fwd_qw", k, _rounded_weights_bytes(pl), k, k)  # type: ignore[operator]
 
