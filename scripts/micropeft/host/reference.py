@@ -65,7 +65,13 @@ stores it. A layer whose training only multiplies its output channels by ``f``
 (``scales_channels_only``: scale+shift's gamma, IA3's l) is rounded as merge stores it,
 with ``f`` in the weight scales: ``s_w`` is ``|f| s_w`` (``s_w`` where ``f`` is 0) for
 its shifts, and its whole bias ``f b + beta`` is rounded to the steps ``s_in |f| s_w``
-after the scaling. Its gradient is the straight-through estimator: the
+after the scaling. A layer whose own weights train (``plan.rounds_trained_weights``)
+computes with them rounded to int8 as merge stores them (``round_weights``: per channel
+the model's scale where ``max |w| <= 127 s_w``, else ``max |w| / 127``), and a LoRA layer
+(``plan.rounds_lora``) with ``W0 + (alpha / r) B A`` rounded the same way
+(``lora_rounded_weights``); their scales then give the shifts and a trained bias's steps,
+and every gradient passes that rounding straight through (LoRA's A and B keep their own).
+The activations' gradient is the straight-through estimator too: the
 gradient wrt the fake-quantized value passes to ``y`` unchanged. The value is
 ``fq(y)`` bit for bit (written ``stop_gradient(fq(y)) + (y - stop_gradient(y))``).
 
