@@ -30,7 +30,7 @@ from micropeft.prep.graph import Method, Op
 from micropeft.prep.tflite_graph import graph_from_tflite
 from test_prep_cli import _cli as run_cli
 from test_prep_cli import _one_line_error
-from test_runtime_trainer import int8_codes_by_hand
+from test_runtime_trainer import _round, int8_codes_by_hand
 
 AGREEMENT = 0.99
 AGREEMENT_16X8 = 0.995
@@ -312,7 +312,7 @@ def _rounded_by_hand(w: np.ndarray, s_w: np.ndarray, axis: int) -> tuple[np.ndar
     shape = [1] * w.ndim
     shape[axis] = -1
     v = (w / scales.reshape(shape)).astype(np.float32)
-    codes = np.clip(np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)), -127, 127)
+    codes = np.clip(_round(v), -127, 127)
     return codes, scales
 
 
