@@ -204,6 +204,7 @@ typedef enum {
 	PEFT_BUF_BWD_GX = 18,
 	PEFT_BUF_FWD_QW = 19,
 	PEFT_BUF_BWD_QW = 20,
+	PEFT_BUF_DORA_NORM = 21,
 } peft_buffer_kind;
 
 /** Every status as X(code, text); peft_status_str() answers the text. */
@@ -372,7 +373,7 @@ typedef enum {
 #define PEFT_BLOB_CRC_START        16u
 /* Plan blob: "PEFP". */
 #define PEFT_PLAN_MAGIC            0x50464550u
-#define PEFT_PLAN_VERSION          6u
+#define PEFT_PLAN_VERSION          7u
 #define PEFT_PLAN_HEADER_SIZE      128u
 /* Trained-state blob: "PEFS". */
 #define PEFT_STATE_MAGIC           0x53464550u

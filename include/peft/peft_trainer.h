@@ -53,7 +53,9 @@ typedef struct {
 	int32_t layer;       /**< Plan layer index (0 = first layer the runtime runs). */
 	int32_t graph_layer; /**< Index of that layer in the planner's graph. */
 	peft_param_kind kind;
-	float *data;       /**< The parameters, in the kernel layout. */
+	/** The parameters, in the kernel layout. A caller that writes them must call
+	 *  peft_trainer_params_changed() before the next forward, backward or step. */
+	float *data;
 	const float *grad; /**< Their summed gradients (NULL in infer mode). */
 	int32_t count;     /**< Number of floats. */
 } peft_param_info;
@@ -156,6 +158,19 @@ peft_status peft_trainer_backward(peft_trainer *t);
  * @return PEFT_OK, PEFT_ERR_ARG, PEFT_ERR_NUMERIC or PEFT_ERR_DIVERGED.
  */
 peft_status peft_trainer_step(peft_trainer *t);
+
+/**
+ * @brief Recompute what the runtime derives from the parameters alone and keeps
+ *        in the arena between samples (DoRA's per-channel norm ||W0 + s B A||).
+ *
+ * peft_trainer_init(), peft_trainer_step(), a per-layer update and the state
+ * imports call it themselves; a caller calls it after writing parameters
+ * through peft_param_info.data, or forward and backward use the norms of the
+ * old values.
+ * @param t a trainer (either mode).
+ * @return PEFT_OK or PEFT_ERR_ARG.
+ */
+peft_status peft_trainer_params_changed(peft_trainer *t);
 
 /**
  * @brief Forward pass only (either mode).

@@ -56,7 +56,8 @@ def _expand(fmt: str) -> str:
 
 
 def test_layouts_of_the_current_versions_are_unchanged():
-    # the struct strings of the current versions (plan 6: the records of plan 5, with the
+    # the struct strings of the current versions (plan 7: the records of plan 6, with DoRA's
+    # norms in a buffer kind of their own; plan 6: the records of plan 5, with the
     # quantized forward's two buffer kinds of rounded weights; plan 5: nine parameter
     # kinds, IA3's input scaling added, and its two buffer kinds; plan 4: the records of
     # plan 3, with LoRA's forward adding into its output (no FWD_LORA_OUT) and LoRA A's
@@ -77,7 +78,7 @@ def test_layouts_of_the_current_versions_are_unchanged():
     for layout, old in v1.items():
         assert layout.struct.format == _expand(old), layout.name
     assert [b.magic for b in formats.BLOBS] == [b"PEFP", b"PEFS", b"PEFM", b"PEFD"]
-    assert [b.version for b in formats.BLOBS] == [6, 1, 1, 1]
+    assert [b.version for b in formats.BLOBS] == [7, 1, 1, 1]
 
 
 def test_layout_round_trips_and_refuses_unknown_fields():

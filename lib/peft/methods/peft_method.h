@@ -37,6 +37,7 @@ typedef struct {
 	float *u;                /* LoRA: (alpha / r) * A x, rows x r */
 	float *tmp_a;            /* scratch, out_size floats */
 	float *tmp_b;            /* scratch, rows * r floats */
+	float *dora_norm;        /* DoRA: ||W0 + s B A|| per output channel (params_changed) */
 	/* Backward with x NULL: the int8-kept input (rows x in), its quantization, and a
 	 * stage of PEFT_BWD_IN_ROWS rows for its dequantised values. */
 	const int8_t *x_kept;
@@ -65,6 +66,10 @@ typedef struct {
 	peft_method_hook bwd_affine;  /* param grads; set ctx->g to the gradient wrt lin */
 	peft_method_hook bwd_adapter; /* param grads from ctx->g_out; add to ctx->grad_in */
 	peft_method_hook bwd_input;   /* param grads from ctx->gx and ctx->x; grad_in */
+	/* The parameters changed (init, an optimizer update, a state import): recompute
+	 * what the method derives from them alone, which forward and backward then read
+	 * instead of recomputing it per sample (DoRA's norms). */
+	peft_method_hook params_changed;
 } peft_method;
 
 /* Descriptors, one per methods/peft_method_<name>.c (the list of peft_formats.h). */
@@ -88,6 +93,7 @@ typedef enum {
 	PEFT_HOOK_BWD_AFFINE,
 	PEFT_HOOK_BWD_ADAPTER,
 	PEFT_HOOK_BWD_INPUT,
+	PEFT_HOOK_PARAMS_CHANGED,
 } peft_method_hook_id;
 
 /* What the methods of a layer's flags train together (bit 1 << peft_param_kind);
@@ -129,6 +135,8 @@ static inline peft_method_hook peft_method_hook_of(const peft_method *m, peft_me
 		return m->bwd_adapter;
 	case PEFT_HOOK_BWD_INPUT:
 		return m->bwd_input;
+	case PEFT_HOOK_PARAMS_CHANGED:
+		return m->params_changed;
 	}
 	return NULL;
 }

@@ -13,10 +13,14 @@
  *   (the frozen input gradient, A and B) sees n g,
  *
  * The norm is clamped at DORA_NORM_MIN (an all-zero row gives n = 0, not NaN).
- * Memory: the forward keeps only what LoRA keeps (the input and u); backward
- * recomputes the norm and W0 x from the int8 weights, in the scratch where it
- * then writes n g. The layer's bias and weights stay frozen (the planner puts
- * no other method on a DoRA layer). */
+ * It depends on A and B alone and costs (r + 1) n_in n_out multiply-adds, more
+ * than the layer's own forward where the spatial size is small: the
+ * params_changed hook computes it into ctx->dora_norm (the plan's DORA_NORM
+ * buffer, live across samples) whenever the parameters change, and forward and
+ * backward read it. Memory: the forward keeps only what LoRA keeps (the input
+ * and u); backward recomputes W0 x from the int8 weights, in the scratch where
+ * it then writes n g. The layer's bias and weights stay frozen (the planner
+ * puts no other method on a DoRA layer). */
 #include <math.h>
 #include <stddef.h>
 
@@ -62,6 +66,14 @@ static peft_status dora_init(peft_layer_ctx *ctx)
 	return PEFT_OK;
 }
 
+static peft_status dora_params_changed(peft_layer_ctx *ctx)
+{
+	for (int32_t c = 0; c < ctx->info->out_features; c++) {
+		ctx->dora_norm[c] = direction_norm(ctx, c);
+	}
+	return PEFT_OK;
+}
+
 /* ctx->out holds lin = W0 x + bias: out = n (lin - bias + B u) + bias. */
 static peft_status dora_fwd(peft_layer_ctx *ctx)
 {
@@ -73,7 +85,7 @@ static peft_status dora_fwd(peft_layer_ctx *ctx)
 		return st;
 	}
 	for (int32_t c = 0; c < n_out; c++) {
-		const float n = ctx->param[PEFT_PARAM_DORA_M][c] / direction_norm(ctx, c);
+		const float n = ctx->param[PEFT_PARAM_DORA_M][c] / ctx->dora_norm[c];
 		const float bias = ctx->bias != NULL ? ctx->bias[c] : 0.0f;
 
 		for (int32_t row = 0; row < L->rows; row++) {
@@ -100,7 +112,7 @@ static peft_status dora_bwd_scale(peft_layer_ctx *ctx)
 		return st;
 	}
 	for (int32_t c = 0; c < n_out; c++) {
-		const float norm = direction_norm(ctx, c);
+		const float norm = ctx->dora_norm[c];
 		const float n = ctx->param[PEFT_PARAM_DORA_M][c] / norm;
 		const float *b = ctx->param[PEFT_PARAM_LORA_B] + c * r;
 		float acc = 0.0f;
@@ -136,4 +148,5 @@ const peft_method peft_method_dora = {
 	.fwd_adapter = dora_fwd,
 	.bwd_affine = dora_bwd_scale,
 	.bwd_adapter = dora_bwd_branch,
+	.params_changed = dora_params_changed,
 };

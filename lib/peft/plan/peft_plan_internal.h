@@ -17,7 +17,7 @@
  * PEFT_PLAN_BUFFER_*), op, method and buffer-kind codes and limits: peft/peft_formats.h. */
 
 /* The last buffer kind this runtime knows (peft_buffer_kind starts at 1). */
-#define PEFT_BUF_KIND_LAST PEFT_BUF_BWD_QW
+#define PEFT_BUF_KIND_LAST PEFT_BUF_DORA_NORM
 
 /* One work-region buffer record. */
 typedef struct {

@@ -285,6 +285,11 @@ static peft_status layer_buffer(const peft_plan *plan, int arena, int kind, int3
 			*w = live(rounded_weights_bytes(&L), b, b);
 		}
 		break;
+	case PEFT_BUF_DORA_NORM: /* from the parameters alone: kept while they stay */
+		if (dora) {
+			*w = live(4u * (uint64_t)L.out_features, 0, 2 * plan->num_layers);
+		}
+		break;
 	default:
 		break;
 	}

@@ -92,6 +92,31 @@ static void bind_params(const peft_trainer *t, const peft_layer_info *L, peft_la
 			ctx->grad[p] = peft_arena_f32(t, L->rec.grad[p]);
 		}
 	}
+	ctx->dora_norm = work_f32(t, PEFT_BUF_DORA_NORM, L->index);
+}
+
+/* What layer L's methods derive from its parameters alone, recomputed after
+ * they changed (peft_method.params_changed). */
+static peft_status layer_params_changed(const peft_trainer *t, const peft_layer_info *L)
+{
+	peft_layer_ctx ctx;
+
+	bind_params(t, L, &ctx);
+	return peft_methods_run(L->rec.methods, PEFT_HOOK_PARAMS_CHANGED, &ctx);
+}
+
+peft_status peft_trainer_params_changed(peft_trainer *t)
+{
+	if (!trainer_ok(t)) {
+		return PEFT_ERR_ARG;
+	}
+	for (int32_t k = 0; k < t->plan->num_layers; k++) {
+		peft_layer_info L;
+
+		PEFT_TRY(peft_plan_layer_info(t->plan, k, &L));
+		PEFT_TRY(layer_params_changed(t, &L));
+	}
+	return PEFT_OK;
 }
 
 static float model_f32(const peft_plan *plan, uint32_t offset, uint32_t index)
@@ -176,7 +201,7 @@ peft_status peft_trainer_init(peft_trainer *t, const peft_plan *plan, peft_mode 
 		load_weights(t, &L, &ctx);
 		PEFT_TRY(peft_methods_run(L.rec.methods, PEFT_HOOK_INIT, &ctx));
 	}
-	return PEFT_OK;
+	return peft_trainer_params_changed(t);
 }
 
 peft_status peft_trainer_set_limits(peft_trainer *t, float max_loss, float max_param)
@@ -734,9 +759,10 @@ static peft_status optimizer_update(const peft_trainer *t, const peft_layer_rec 
 }
 
 /* Per-layer updates: the layer's arrays are checked first, then updated, so a
- * layer is updated whole or not at all. */
+ * layer is updated whole or not at all; what its methods derive from them
+ * follows the update. */
 static peft_status update_layer(const peft_trainer *t, const peft_layer_info *L,
-				const peft_layer_ctx *ctx)
+				peft_layer_ctx *ctx)
 {
 	for (int pass = 0; pass < 2; pass++) {
 		for (int p = 0; p < PEFT_PARAM_KIND_COUNT; p++) {
@@ -747,7 +773,7 @@ static peft_status update_layer(const peft_trainer *t, const peft_layer_info *L,
 			}
 		}
 	}
-	return PEFT_OK;
+	return peft_methods_run(L->rec.methods, PEFT_HOOK_PARAMS_CHANGED, ctx);
 }
 
 /* The input gradient through frozen int8 weights on the int8 path (the plan's
@@ -1104,6 +1130,11 @@ peft_status peft_trainer_step(peft_trainer *t)
 		/* The dry run computed these very values: the update cannot fail now. */
 		t->step = next_step(t->step);
 		st = optimizer_pass(t, scale, t->step, true);
+
+		/* Whatever the update wrote, what is derived from it follows. */
+		const peft_status derived = peft_trainer_params_changed(t);
+
+		st = st != PEFT_OK ? st : derived;
 	}
 	clear_batch(t);
 	return st;

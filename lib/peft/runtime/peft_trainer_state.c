@@ -284,10 +284,13 @@ peft_status peft_trainer_import_state_from(peft_trainer *t, peft_state_read_fn r
 		return PEFT_ERR_STATE_NONFINITE;
 	}
 	/* Straight from the blob into the arrays. A read that fails now (it read
-	 * the same bytes above) leaves the trainer partly loaded. */
+	 * the same bytes above) leaves the trainer partly loaded, what is derived
+	 * from the parameters (DoRA's norms) following what was loaded. */
 	struct reader r = {read, ctx};
+	const bool read_all = visit_body(t, t->mode == PEFT_MODE_TRAIN, read_array, &r) == 0;
 
-	if (visit_body(t, t->mode == PEFT_MODE_TRAIN, read_array, &r) != 0) {
+	PEFT_TRY(peft_trainer_params_changed(t));
+	if (!read_all) {
 		return PEFT_ERR_STATE_TRUNCATED;
 	}
 	if (t->mode == PEFT_MODE_TRAIN) {

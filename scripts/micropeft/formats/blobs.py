@@ -287,7 +287,7 @@ PLAN_BUFFER = Layout(
     doc="One work-region buffer; records sorted by arena, kind, owner, part.",
 )
 
-PLAN = Blob("Plan blob", "PLAN", b"PEFP", 6, PLAN_HEADER)
+PLAN = Blob("Plan blob", "PLAN", b"PEFP", 7, PLAN_HEADER)
 
 # ---- trained state ----
 STATE_HEADER = Layout(
@@ -349,7 +349,7 @@ DATASET = Blob("Dataset blob", "DATASET", b"PEFD", 1, DATASET_HEADER)
 BLOBS: tuple[Blob, ...] = (PLAN, STATE, CONTAINER, DATASET)
 _SIZES = {PLAN_HEADER: 128, PLAN_TENSOR: 24, PLAN_LAYER: 224, PLAN_BUFFER: 20}
 _SIZES.update({STATE_HEADER: 48, CONTAINER_HEADER: 64, DATASET_HEADER: 64})
-for _layout, _size in _SIZES.items():  # the sizes of this version (plan 5, the rest 1)
+for _layout, _size in _SIZES.items():  # the sizes of this version (plan 7, the rest 1)
     assert _layout.size == _size, (_layout.name, _layout.size)
 
 LAYOUTS: tuple[Layout, ...] = (

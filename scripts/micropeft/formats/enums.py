@@ -179,6 +179,10 @@ class BufferKind(IntEnum):
     # them, in float, then their per-channel scales (weight count + output channels)
     FWD_QW = 19
     BWD_QW = 20  # backward scratch: the same, recomputed for the input gradient
+    # DoRA's ||W0 + s B A|| per output channel, live over the whole schedule: computed when
+    # the parameters change (init, optimizer update, state import), read by every forward
+    # and backward in between
+    DORA_NORM = 21
 
 
 class Cm4Phase(IntEnum):

@@ -116,6 +116,7 @@ _SIGNATURES: dict[str, list[object]] = {
     "peft_trainer_forward_f32": [_P, _P, ctypes.c_int32, ctypes.POINTER(ctypes.c_float)],
     "peft_trainer_backward": [_P],
     "peft_trainer_step": [_P],
+    "peft_trainer_params_changed": [_P],
     "peft_trainer_predict_s8": [_P, _P, _P, ctypes.POINTER(ctypes.c_int32)],
     "peft_trainer_predict_f32": [_P, _P, _P, ctypes.POINTER(ctypes.c_int32)],
     "peft_trainer_state_size": [_P, ctypes.POINTER(ctypes.c_size_t)],
@@ -418,6 +419,11 @@ class Trainer:
     def parameters(self) -> dict[str, np.ndarray]:
         """Copies of the trainable arrays, keyed f"{layer_name}/{kind}" (kernel layout)."""
         return {key: view.copy() for key, view in self._arena_views("data").items()}
+
+    def params_changed(self) -> None:
+        """After writing parameters through param_infos()' data: recompute what the
+        runtime derives from them (DoRA's norms; peft_trainer_params_changed)."""
+        _check(self.lib.peft_trainer_params_changed(ctypes.byref(self._t)), "params_changed")
 
     def gradients(self) -> dict[str, np.ndarray]:
         """Copies of the summed gradients (train mode), same keys as parameters()."""

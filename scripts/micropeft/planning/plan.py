@@ -387,7 +387,9 @@ class Plan:
     def macs(self) -> dict[str, int]:
         """Multiply-accumulates per training sample: the TFLM prefix forward, the
         runtime's forward (LoRA included) and the backward the plan computes.
-        Linear layers count their MACs; pooling/mean one per input element."""
+        Linear layers count their MACs; pooling/mean one per input element. What
+        follows a parameter change, as the optimizer update itself (DoRA's norms,
+        (r + 1) in out per layer, recomputed after each update), is not counted."""
         g = self.graph
         prefix = sum(_layer_macs(g, lay) for lay in g.layers[: self.split_layer])
         forward = 0
@@ -399,8 +401,6 @@ class Plan:
             if pl.lora:
                 r = lay.lora_rank
                 lora = pl.rows * (pl.in_features * r + r * pl.out_features)
-            if pl.dora:  # the direction's norm: ||W0 + s B A|| per output channel
-                lora += pl.out_features * pl.in_features * lay.lora_rank
             forward += base + lora
             if not pl.runs_backward:
                 continue
@@ -415,9 +415,8 @@ class Plan:
                     backward += pl.rows * pl.in_features * r  # dA
                     if pl.backward_inputs[0]:
                         backward += pl.rows * pl.in_features * r  # A^T du
-                if pl.dora:  # W0 x and B u recomputed, the norm again
+                if pl.dora:  # W0 x and B u recomputed
                     backward += base + pl.rows * pl.out_features * lay.lora_rank
-                    backward += pl.out_features * pl.in_features * lay.lora_rank
             elif lay.op in (Op.MEAN, Op.AVERAGE_POOL_2D) and pl.backward_inputs[0]:
                 backward += base
         return {"prefix_forward": prefix, "forward": forward, "backward": backward}
@@ -913,6 +912,7 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
         if (pl.rounds_weights or pl.rounds_lora) and pl.backward_inputs[0]:
             k = pl.index
             add(0, "bwd_qw", k, _rounded_weights_bytes(pl), bwd(k), bwd(k))
+    _dora_norms(plan, 0, add)
 
     # Inference arena.
     for t, pt in enumerate(tensors):
@@ -920,6 +920,7 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
     _forward_scratch(plan, out, 1, add)
     _scaled_input(plan, 1, add)
     _rounded_weights(plan, 1, add)
+    _dora_norms(plan, 1, add)
     return out
 
 
@@ -959,6 +960,15 @@ def _rounded_weights(plan: Plan, arena: int, add: object) -> None:
         if pl.rounds_weights or pl.rounds_lora:
             k = pl.index
             add(arena, "fwd_qw", k, _rounded_weights_bytes(pl), k, k)  # type: ignore[operator]
+
+
+def _dora_norms(plan: Plan, arena: int, add: object) -> None:
+    """DoRA's ||W0 + s B A|| per output channel (both arenas): it depends on the
+    parameters only, so the runtime computes it when they change and every forward and
+    backward in between reads it; live over the whole schedule, 0 .. 2L."""
+    for pl in plan.layers:
+        if pl.dora:
+            add(arena, "dora_norm", pl.index, 4 * pl.out_features, 0, 2 * len(plan.layers))  # type: ignore[operator]
 
 
 def _scaled_input(plan: Plan, arena: int, add: object) -> None:

@@ -20,7 +20,7 @@
 #define PLAN_BREAKDOWN_SCRATCH 1600
 #define PLAN_BREAKDOWN_TOTAL 4832
 static const uint8_t plan_scale_shift[1256] __attribute__((aligned(16))) = {
-	80, 69, 70, 80, 6, 0, 128, 0,
+	80, 69, 70, 80, 7, 0, 128, 0,
 	232, 4, 0, 0, 184, 162, 233, 170,
 	86, 238, 87, 238, 152, 17, 0, 0,
 	4, 0, 3, 0, 0, 0, 3, 0,
