@@ -274,6 +274,50 @@ def test_state_round_trip_continues_identically():
     assert infer.arena_size() < first.arena_size()
 
 
+@pytest.mark.parametrize("update", ["batch", "layer"])
+def test_dora_norms_follow_every_parameter_change(update):
+    """DoRA's norm ||W0 + s B A|| is kept between samples and recomputed when the
+    parameters change (init, step or per-layer update, state import, params_changed):
+    the trainer that trained, a fresh one and one that trained on other samples, both
+    given its state, and an inference arena given it predict the same logits, which are
+    TensorFlow's for those parameters, and the three train on identically."""
+    from micropeft.host.reference import TFReferenceTrainer
+
+    graph, model = _chain({2: Method.DORA, 4: Method.DORA})
+    plan = build_plan(graph, model, OptimizerConfig("adam", lr=0.05), "f32", update=update)
+    trained = _trained(plan, model, 3, np.random.default_rng(4))
+    other = _trained(plan, model, 2, np.random.default_rng(5))
+    state = trained.export_state()
+    fresh, infer = Trainer(model, plan), Trainer(model, plan, mode="infer")
+    for t in (fresh, other, infer):
+        t.import_state(state)
+    x, xf, labels = _samples(plan, np.random.default_rng(6), 4)
+
+    def logits(t: Trainer) -> np.ndarray:
+        return np.stack([t.predict(xi)[0] for xi in x])
+
+    expected = logits(trained)
+    ref = TFReferenceTrainer.from_plan(plan, model, trained.parameters())
+    _close(expected.reshape(-1), ref.predict(xf), rtol=1e-5)
+    for t in (fresh, other, infer):
+        np.testing.assert_array_equal(logits(t), expected)
+    for t in (trained, fresh, other):
+        losses = [t.train_sample(xi, int(li)) for xi, li in zip(x, labels, strict=True)]
+        t.step()
+        if t is trained:
+            first_losses, first_params = losses, t.parameters()
+        assert losses == first_losses
+        for key, value in t.parameters().items():
+            np.testing.assert_array_equal(value, first_params[key])
+    # Parameters written through param_infos(): the norms follow at params_changed().
+    by_hand = Trainer(model, plan)
+    for info, value in zip(by_hand.param_infos(), trained.parameters().values(), strict=True):
+        np.ctypeslib.as_array(info.data, shape=(info.count,))[:] = value
+    assert not np.array_equal(logits(by_hand), logits(trained))  # the initial norms
+    by_hand.params_changed()
+    np.testing.assert_array_equal(logits(by_hand), logits(trained))
+
+
 def test_corrupted_state_blobs_have_their_codes():
     graph, model = _chain({2: Method.LORA, 4: Method.LAST_LAYER})
     plan = build_plan(graph, model, OptimizerConfig("sgd"), "f32")
