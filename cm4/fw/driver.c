@@ -3,7 +3,9 @@
  * per plan by scripts/micropeft/eval/cm4.py), trains one step on the embedded int8
  * samples (inputs of the trainable part: the frozen prefix runs once per
  * sample and is cached, so it is not part of a training step), runs one
- * inference, and marks every phase for the instruction-count plugin. Results
+ * inference, and marks every phase for the instruction-count plugin. A plan
+ * with a batch capacity takes its samples in one call (one forward and one
+ * backward mark for all of them); otherwise one sample at a time. Results
  * are printed as "key: value" lines over semihosting.
  */
 #include <stdint.h>
@@ -91,7 +93,31 @@ int main(void)
 		return fail("peft_trainer_init", st);
 	}
 
-	for (int32_t i = 0; i < PEFT_CM4_SAMPLES; i++) {
+	int32_t capacity = 1;
+
+	st = peft_plan_batch_capacity(&plan, &capacity);
+	if (st != PEFT_OK) {
+		return fail("peft_plan_batch_capacity", st);
+	}
+	if (capacity > 1) {
+		static float losses[PEFT_CM4_SAMPLES];
+
+		peft_cm4_mark(PEFT_CM4_FORWARD);
+		st = peft_trainer_forward_batch_s8(&trainer, peft_cm4_samples, peft_cm4_labels,
+						   PEFT_CM4_SAMPLES, losses);
+		peft_cm4_mark(PEFT_CM4_BACKWARD);
+		if (st != PEFT_OK) {
+			return fail("peft_trainer_forward_batch_s8", st);
+		}
+		st = peft_trainer_backward(&trainer);
+		if (st != PEFT_OK) {
+			return fail("peft_trainer_backward", st);
+		}
+		for (int32_t i = 0; i < PEFT_CM4_SAMPLES; i++) {
+			losses_micro[i] = (int32_t)(losses[i] * 1e6f);
+		}
+	}
+	for (int32_t i = 0; capacity == 1 && i < PEFT_CM4_SAMPLES; i++) {
 		const int8_t *x = peft_cm4_samples + (size_t)i * PEFT_CM4_SAMPLE_BYTES;
 
 		peft_cm4_mark(PEFT_CM4_FORWARD);

@@ -349,6 +349,8 @@ typedef enum {
 #define PEFT_MAX_KERNEL                 1024
 /* A linear schedule has fewer updates (its step counts convert to float exactly). */
 #define PEFT_LR_DECAY_STEPS_LIMIT       16777216u
+/* Largest batch capacity of a plan (samples per call). */
+#define PEFT_MAX_BATCH                  256
 /* Fewest classes of a dataset blob. */
 #define PEFT_MIN_CLASSES                2
 /* Most classes of a dataset blob (labels are u8). */
@@ -374,7 +376,7 @@ typedef enum {
 /* Plan blob: "PEFP". */
 #define PEFT_PLAN_MAGIC            0x50464550u
 #define PEFT_PLAN_VERSION          7u
-#define PEFT_PLAN_HEADER_SIZE      128u
+#define PEFT_PLAN_HEADER_SIZE      132u
 /* Trained-state blob: "PEFS". */
 #define PEFT_STATE_MAGIC           0x53464550u
 #define PEFT_STATE_VERSION         1u
@@ -396,8 +398,8 @@ typedef enum {
 #define PEFT_BLOB_HDR_OFF_TOTAL_LENGTH 8u
 #define PEFT_BLOB_HDR_OFF_CRC          12u
 
-/* Plan header: 128 bytes. */
-#define PEFT_PLAN_HDR_SIZE                   128u
+/* Plan header: 132 bytes. */
+#define PEFT_PLAN_HDR_SIZE                   132u
 /* Bytes 0..15: the common blob header (PEFT_BLOB_HDR_OFF_*). */
 #define PEFT_PLAN_HDR_OFF_MODEL_CRC          16u
 #define PEFT_PLAN_HDR_OFF_MODEL_LENGTH       20u
@@ -426,9 +428,10 @@ typedef enum {
 #define PEFT_PLAN_HDR_OFF_UPDATE             104u
 #define PEFT_PLAN_HDR_OFF_FLAGS              108u
 #define PEFT_PLAN_HDR_OFF_LR_DECAY_STEPS     112u
-#define PEFT_PLAN_HDR_OFF_TENSOR_RECORD_SIZE 116u
-#define PEFT_PLAN_HDR_OFF_LAYER_RECORD_SIZE  120u
-#define PEFT_PLAN_HDR_OFF_BUFFER_RECORD_SIZE 124u
+#define PEFT_PLAN_HDR_OFF_BATCH              116u
+#define PEFT_PLAN_HDR_OFF_TENSOR_RECORD_SIZE 120u
+#define PEFT_PLAN_HDR_OFF_LAYER_RECORD_SIZE  124u
+#define PEFT_PLAN_HDR_OFF_BUFFER_RECORD_SIZE 128u
 
 /* Plan tensor record: 24 bytes. */
 #define PEFT_PLAN_TENSOR_SIZE            24u

@@ -71,6 +71,7 @@ typedef struct {
 	peft_cache_dtype act_cache;
 	peft_update_mode update;
 	uint32_t flags; /**< Plan options: PEFT_PLAN_FLAG_* bits. */
+	int32_t batch;  /**< Batch capacity: samples one trainer call runs together. */
 	peft_optimizer_config optimizer;
 	int32_t num_buffers;       /**< Work-region buffer records (both arenas). */
 	uint32_t trainable_params; /**< Number of trainable float parameters. */
@@ -145,6 +146,15 @@ peft_status peft_plan_input_quant(const peft_plan *plan, float *scale, int32_t *
  * @return PEFT_OK or PEFT_ERR_ARG.
  */
 peft_status peft_plan_num_classes(const peft_plan *plan, int32_t *n);
+
+/**
+ * @brief Batch capacity: the most samples one peft_trainer_train_batch_*() or
+ *        peft_trainer_predict_batch_*() call takes (the arena holds that many).
+ * @param plan a loaded plan.
+ * @param n    receives the capacity (1 .. PEFT_MAX_BATCH).
+ * @return PEFT_OK or PEFT_ERR_ARG.
+ */
+peft_status peft_plan_batch_capacity(const peft_plan *plan, int32_t *n);
 
 /**
  * @brief Number of trainable float parameters (weights, biases, gamma/beta, LoRA factors).

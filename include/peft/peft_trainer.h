@@ -43,8 +43,12 @@ typedef struct {
 	size_t arena_size;
 	uint32_t step;         /**< Optimizer steps taken (Adam's t). */
 	uint32_t samples;      /**< Samples accumulated since the last step. */
-	int32_t pending_label; /**< Label of a forward awaiting its backward, or -1. */
-	float max_loss;        /**< A forward whose loss exceeds it returns PEFT_ERR_DIVERGED. */
+	int32_t pending_label; /**< Label of a one-sample forward awaiting its backward, or -1. */
+	/** Labels of the forward awaiting its backward (caller's array for a batch,
+	 *  pending_label for one sample), and their number; 0 when none awaits. */
+	const int32_t *pending_labels;
+	int32_t pending_samples;
+	float max_loss;  /**< A forward whose loss exceeds it returns PEFT_ERR_DIVERGED. */
 	float max_param; /**< A step that would take a parameter beyond +-max_param is refused. */
 } peft_trainer;
 
@@ -144,6 +148,23 @@ peft_status peft_trainer_forward_f32(peft_trainer *t, const float *input, int32_
 peft_status peft_trainer_backward(peft_trainer *t);
 
 /**
+ * @brief The first half of peft_trainer_train_batch_s8(): forward and losses of
+ *        up to the batch capacity of samples at once, keeping what backward
+ *        needs; peft_trainer_backward() must follow before any other call on
+ *        this trainer, with @p labels still valid (lets a profiler time the
+ *        phases of a batch). Unlike peft_trainer_train_batch_s8(), a sample that
+ *        may not add its gradient fails the whole call: nothing awaits backward.
+ * @param t       a trainer in PEFT_MODE_TRAIN.
+ * @param inputs  @p samples split tensors, one after the other, int8.
+ * @param labels  @p samples classes (read again by peft_trainer_backward()).
+ * @param samples 1 .. peft_plan_batch_capacity().
+ * @param losses  receives each sample's loss (may be NULL).
+ * @return PEFT_OK, PEFT_ERR_ARG, PEFT_ERR_NUMERIC or PEFT_ERR_DIVERGED.
+ */
+peft_status peft_trainer_forward_batch_s8(peft_trainer *t, const int8_t *inputs,
+					  const int32_t *labels, int32_t samples, float *losses);
+
+/**
  * @brief Apply one optimizer update with the mean gradient of the samples since
  *        the last step (clipped to the plan's global norm if clip_norm > 0), then
  *        zero the gradients. Without samples it does nothing.
@@ -196,6 +217,73 @@ peft_status peft_trainer_predict_s8(peft_trainer *t, const int8_t *input, float 
  */
 peft_status peft_trainer_predict_f32(peft_trainer *t, const float *input, float *logits,
 				     int32_t *predicted);
+
+/**
+ * @brief Forward, loss and backward of up to the plan's batch capacity of int8
+ *        samples in one pass: each layer runs over all of them at once (the
+ *        per-sample buffers hold them one after the other). The gradients add
+ *        up as `samples` peft_trainer_train_sample_s8() calls would add them (the
+ *        same values; sums over the samples may round differently).
+ *
+ * A sample whose loss is not finite or above max_loss, or whose input is not
+ * finite, adds nothing, as with peft_trainer_train_sample_*(); the others
+ * still train (the call then runs them one at a time).
+ * @param t        a trainer in PEFT_MODE_TRAIN.
+ * @param inputs   @p samples split tensors, one after the other, int8.
+ * @param labels   @p samples classes, each 0 <= label < num_classes.
+ * @param samples  1 .. peft_plan_batch_capacity().
+ * @param losses   receives each sample's loss, NaN for one that added nothing
+ *                 (may be NULL).
+ * @param statuses receives each sample's status (may be NULL).
+ * @return PEFT_OK when every sample trained; PEFT_ERR_ARG (a bad argument or
+ *         label: nothing trained); else the first failing sample's status.
+ */
+peft_status peft_trainer_train_batch_s8(peft_trainer *t, const int8_t *inputs,
+					const int32_t *labels, int32_t samples, float *losses,
+					peft_status *statuses);
+
+/**
+ * @brief As peft_trainer_train_batch_s8() with float32 inputs.
+ * @param t        a trainer in PEFT_MODE_TRAIN.
+ * @param inputs   @p samples split tensors as float32, one after the other.
+ * @param labels   @p samples classes.
+ * @param samples  1 .. peft_plan_batch_capacity().
+ * @param losses   receives each sample's loss (may be NULL).
+ * @param statuses receives each sample's status (may be NULL).
+ * @return as peft_trainer_train_batch_s8().
+ */
+peft_status peft_trainer_train_batch_f32(peft_trainer *t, const float *inputs,
+					 const int32_t *labels, int32_t samples, float *losses,
+					 peft_status *statuses);
+
+/**
+ * @brief Forward pass of up to the batch capacity of int8 samples at once
+ *        (either mode): the values peft_trainer_predict_s8() gives each.
+ * @param t         a trainer.
+ * @param inputs    @p samples split tensors, one after the other, int8.
+ * @param samples   1 .. peft_plan_batch_capacity().
+ * @param logits    receives num_classes floats per sample (may be NULL).
+ * @param predicted receives each argmax (may be NULL).
+ * @param statuses  receives each sample's status (may be NULL).
+ * @return PEFT_OK when every sample has its answer; PEFT_ERR_ARG; else the
+ *         first failing sample's status (its logits and argmax not written).
+ */
+peft_status peft_trainer_predict_batch_s8(peft_trainer *t, const int8_t *inputs, int32_t samples,
+					  float *logits, int32_t *predicted, peft_status *statuses);
+
+/**
+ * @brief As peft_trainer_predict_batch_s8() with float32 inputs.
+ * @param t         a trainer.
+ * @param inputs    @p samples split tensors as float32, one after the other.
+ * @param samples   1 .. peft_plan_batch_capacity().
+ * @param logits    receives num_classes floats per sample (may be NULL).
+ * @param predicted receives each argmax (may be NULL).
+ * @param statuses  receives each sample's status (may be NULL).
+ * @return as peft_trainer_predict_batch_s8().
+ */
+peft_status peft_trainer_predict_batch_f32(peft_trainer *t, const float *inputs, int32_t samples,
+					   float *logits, int32_t *predicted,
+					   peft_status *statuses);
 
 /**
  * @brief Size of the state blob that peft_trainer_export_state() writes.

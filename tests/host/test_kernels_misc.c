@@ -243,6 +243,52 @@ static void test_quantize(void)
 	PEFT_CHECK_EQ_INT(q[0], 11); /* untouched */
 }
 
+/* libm's answer: roundf (halves away from zero), then the zero point, clamped. */
+static int8_t roundf_code(float v, int32_t zero_point)
+{
+	const float q = roundf(v) + (float)zero_point;
+
+	return (int8_t)(q < -128.0f ? -128.0f : q > 127.0f ? 127.0f : q);
+}
+
+/* The runtime rounds without libm: every float within 8 ulps of each integer and
+ * half-integer in [-300, 300] (scale 1: x / scale is x), the infinities and values
+ * far beyond the clamp, at five zero points, give roundf's code. */
+static void test_quantize_rounds_as_roundf(void)
+{
+	static float x[601 * 2 * 17 + 6];
+	static int8_t q[sizeof(x) / sizeof(x[0])];
+	int32_t n = 0;
+
+	for (int32_t k = -300; k <= 300; k++) {
+		for (int half = 0; half < 2; half++) {
+			const float centre = (float)k + (half ? 0.5f : 0.0f);
+			float v = centre;
+
+			for (int i = 0; i < 8; i++) {
+				v = nextafterf(v, -INFINITY);
+			}
+			for (int i = 0; i < 17; i++) {
+				x[n++] = v;
+				v = nextafterf(v, INFINITY);
+			}
+		}
+	}
+	const float far[6] = {INFINITY, -INFINITY, 1e30f, -1e30f, 256.5f, -8388609.0f};
+
+	for (int i = 0; i < 6; i++) {
+		x[n++] = far[i];
+	}
+	const int32_t zero_points[5] = {-128, -1, 0, 77, 127};
+
+	for (int z = 0; z < 5; z++) {
+		PEFT_CHECK_EQ_INT(peft_quantize_s8(n, x, 1.0f, zero_points[z], q), PEFT_OK);
+		for (int32_t i = 0; i < n; i++) {
+			PEFT_CHECK_EQ_INT(q[i], roundf_code(x[i], zero_points[z]));
+		}
+	}
+}
+
 int main(void)
 {
 	test_softmax_xent();
@@ -252,5 +298,6 @@ int main(void)
 	test_pad();
 	test_scale_shift();
 	test_quantize();
+	test_quantize_rounds_as_roundf();
 	return 0;
 }

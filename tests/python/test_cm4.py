@@ -201,3 +201,34 @@ def test_int8_path_smlad_equals_plain_c_on_the_m4(build_dir):
         checksums.append(run.values["checksum"])
     assert any("dsp" in str(s) for s in cm4.kernel_sources(cm4.LIB_DIR, "optimized", dsp=True))
     assert checksums[0] == checksums[1]
+
+
+def test_a_plan_with_a_batch_capacity_trains_its_samples_in_one_call(tmp_path):
+    """The driver takes the samples of a plan of batch capacity 2 in one forward_batch and
+    one backward: each sample's phases are half the call's, the phases add up to the step,
+    and the losses are the host runtime's for the same call (float32, same kernels)."""
+    from micropeft.host.runtime import Trainer
+    from micropeft.planning.plan import OptimizerConfig, build_plan
+    from micropeft.prep.graph import Activation, Method
+    from runtime_fixtures import GraphBuilder, mark
+
+    gb = GraphBuilder(5, (8, 8, 2))
+    x = gb.conv(gb.input, 4, k=3, s=2, act=Activation.RELU6)
+    x = gb.conv(x, 6, k=1, s=1, act=Activation.RELU)
+    graph, model = gb.graph(gb.fc(gb.mean(x), 3))
+    for layer in graph.layers[:2]:
+        mark(layer, Method.BITFIT)
+    mark(graph.layers[-1], Method.LAST_LAYER)
+    the_plan = build_plan(graph, model, OptimizerConfig("sgd"), batch=2)
+    samples = np.random.default_rng(0).integers(-128, 128, (2, 8, 8, 2)).astype(np.int8)
+    labels = np.array([1, 2], np.int32)
+    blob = the_plan.to_bytes()
+    cost = cm4.measure_training(
+        model, blob, samples, labels, the_plan.arena_bytes("train"), tmp_path
+    )
+    assert cost.fits and cost.samples_per_step == 2
+    assert cost.forward_each[0] == cost.forward_each[1] > 0
+    assert cost.backward_each[0] == cost.backward_each[1] > 0
+    assert sum(cost.forward_each) + sum(cost.backward_each) + cost.optimizer == cost.step
+    host = Trainer(model, blob)
+    np.testing.assert_allclose(cost.losses, host.forward_batch(samples, labels), atol=2e-6)

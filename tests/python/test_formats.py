@@ -56,8 +56,9 @@ def _expand(fmt: str) -> str:
 
 
 def test_layouts_of_the_current_versions_are_unchanged():
-    # the struct strings of the current versions (plan 7: the records of plan 6, with DoRA's
-    # norms in a buffer kind of their own; plan 6: the records of plan 5, with the
+    # the struct strings of the current versions (plan 7: plan 6 with the header's batch
+    # capacity after lr_decay_steps and DoRA's norms in a buffer kind of their own; plan 6:
+    # the records of plan 5, with the
     # quantized forward's two buffer kinds of rounded weights; plan 5: nine parameter
     # kinds, IA3's input scaling added, and its two buffer kinds; plan 4: the records of
     # plan 3, with LoRA's forward adding into its output (no FWD_LORA_OUT) and LoRA A's
@@ -67,7 +68,7 @@ def test_layouts_of_the_current_versions_are_unchanged():
     # wrote them before the description existed): a layout change needs a version bump and
     # new readers
     v1 = {
-        formats.PLAN_HEADER: "<4sHHIIIIHHHHHBBI7fIIIIIIIIIIIIIII",
+        formats.PLAN_HEADER: "<4sHHIIIIHHHHHBBI7fIIIIIIIIIIIIIIII",
         formats.PLAN_TENSOR: "<iiifiBBH",
         formats.PLAN_LAYER: "<BBHHHHHHHf6i4I4II9I9I9I9I",
         formats.PLAN_BUFFER: "<BBBBHHHHII",

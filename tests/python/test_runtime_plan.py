@@ -34,6 +34,7 @@ from micropeft.planning.plan import (
 from micropeft.prep.graph import Activation, Method
 from runtime_fixtures import GraphBuilder, mark, random_graph
 
+BATCH_OFFSET = formats.PLAN_HEADER.offset("batch")
 OPTIMIZERS = [
     OptimizerConfig("sgd", lr=0.01, momentum=0.9),
     OptimizerConfig("adam", lr=0.001),
@@ -43,8 +44,9 @@ OPTIMIZERS = [
 
 def test_arena_sizes_agree_with_c_on_200_random_plans():
     """Planner == C size query == the arena's measured high-water mark after a
-    training sample (the highest byte the runtime writes is the end of the written
-    part of the buffer at the top of the work region)."""
+    training call of as many samples as the plan's batch capacity (the highest byte
+    the runtime writes is the end of the written part of the buffer at the top of the
+    work region)."""
     kinds = set()
     buffer_kinds = set()
     streamed = 0  # LoRA layers whose A gradient read the kept input in several row blocks
@@ -55,15 +57,18 @@ def test_arena_sizes_agree_with_c_on_200_random_plans():
         update = "layer" if seed % 4 >= 2 else "batch"
         int8 = seed % 5 == 0
         qf = seed % 6 == 5  # the quantized forward (its FWD_QW / BWD_QW buffers)
+        batch = 1 if update == "layer" else 1 + seed % 3
         plan = build_plan(
             graph, model, opt, cache, seed=seed, update=update, int8_backward=int8,
-            quantized_forward=qf,
+            quantized_forward=qf, batch=batch,
         )  # fmt: skip
         loaded = LoadedPlan(model, plan.to_bytes())
         trainer = Trainer(model, plan)
         trainer.set_limits(1e9, 1e9)  # random weights: losses above the default bound (1000)
-        x = np.random.default_rng(seed).integers(-128, 128, plan.tensors[0].info.shape)
-        trainer.train_sample(x.astype(np.int8), seed % plan.num_classes)
+        x = np.random.default_rng(seed).integers(-128, 128, (batch, *plan.tensors[0].info.shape))
+        labels = (seed + np.arange(batch)) % plan.num_classes
+        _, statuses = trainer.train_batch(x.astype(np.int8), labels)
+        assert not statuses.any(), (seed, statuses)
         trainer.step()
         written = max(b.offset + b.used for b in plan.buffers if b.arena == 0)
         assert trainer.arena_high_water() == written, seed
@@ -83,6 +88,7 @@ def test_arena_sizes_agree_with_c_on_200_random_plans():
         assert parts["total"] == plan.arena_bytes("train")
         assert loaded.trainable_params() == plan.trainable_parameters > 0
         assert loaded.num_classes() == plan.num_classes
+        assert loaded.batch_capacity() == batch
         assert loaded.input_dims() == plan.tensors[0].info.shape
         kinds.update(lay.op.name for lay in graph.layers[plan.split_layer :])
     # The random graphs exercised every operator of the trainable part.
@@ -108,9 +114,10 @@ def test_no_two_live_buffers_overlap_on_random_plans():
         cache = "s8" if seed % 2 else "f32"
         update = "layer" if seed % 3 == 0 else "batch"
         opt, int8, qf = OPTIMIZERS[seed % 3], seed % 4 == 1, seed % 6 == 5
+        batch = 1 if update == "layer" else 1 + seed % 4
         plan = build_plan(
             graph, model, opt, cache, seed=seed, update=update, int8_backward=int8,
-            quantized_forward=qf,
+            quantized_forward=qf, batch=batch,
         )  # fmt: skip
         r = plan.regions
         regions = {
@@ -466,6 +473,13 @@ def test_each_corruption_has_its_code(sample_plan):
             Status.ERR_PLAN_ARENA_OFFSET,
         ),
         "update mode": (_edit(blob, 104, "<I", 2), Status.ERR_PLAN_FIELD),
+        "batch 0": (_edit(blob, BATCH_OFFSET, "<I", 0), Status.ERR_PLAN_FIELD),
+        "batch beyond the limit": (
+            _edit(blob, BATCH_OFFSET, "<I", formats.LIMIT["MAX_BATCH"] + 1),
+            Status.ERR_PLAN_FIELD,
+        ),
+        # A larger capacity needs larger buffers than the table's.
+        "batch 2": (_edit(blob, BATCH_OFFSET, "<I", 2), Status.ERR_PLAN_ARENA_OFFSET),
     }
     for name, (data, expected) in cases.items():
         assert load_plan_status(model, data) == expected, name
@@ -475,13 +489,47 @@ def test_each_corruption_has_its_code(sample_plan):
     assert load_plan_status(bytes(other), blob) == Status.ERR_PLAN_MODEL_MISMATCH
 
 
+def test_per_layer_updates_refuse_a_batch_capacity(sample_plan):
+    model, _ = sample_plan
+    graph, _ = _chain({0: Method.SCALE_SHIFT, 2: Method.LORA, 4: Method.LAST_LAYER})
+    with pytest.raises(UserError, match="one sample at a time: batch capacity must be 1"):
+        build_plan(graph, model, OptimizerConfig("sgd"), "s8", update="layer", batch=2)
+    blob = build_plan(graph, model, OptimizerConfig("sgd"), "s8", update="layer").to_bytes()
+    assert load_plan_status(model, _edit(blob, BATCH_OFFSET, "<I", 2)) == Status.ERR_PLAN_FIELD
+
+
+@pytest.mark.parametrize("batch", [0, formats.LIMIT["MAX_BATCH"] + 1, 2.0, True])
+def test_planner_refuses_a_batch_capacity_outside_its_range(sample_plan, batch):
+    model, _ = sample_plan
+    graph, _ = _chain({2: Method.BITFIT})
+    with pytest.raises(UserError, match="batch capacity must be an integer in 1..256"):
+        build_plan(graph, model, OptimizerConfig("sgd"), "s8", batch=batch)
+
+
+def test_planner_refuses_a_batch_whose_buffers_exceed_the_runtime_bound():
+    """256 samples of a 256x256x1 input hold 2^24 values: at the bound, not beyond it; 8x8x3
+    times 256 fits."""
+    gb = GraphBuilder(3, (256, 256, 1))
+    x = gb.conv(gb.input, 1, k=1, s=1, act=Activation.RELU)
+    graph, model = gb.graph(gb.fc(gb.mean(x), 2))
+    mark(graph.layers[0], Method.BITFIT)
+    build_plan(graph, model, OptimizerConfig("sgd"), "s8", batch=256)
+    gb = GraphBuilder(3, (256, 257, 1))
+    x = gb.conv(gb.input, 1, k=1, s=1, act=Activation.RELU)
+    graph, model = gb.graph(gb.fc(gb.mean(x), 2))
+    mark(graph.layers[0], Method.BITFIT)
+    with pytest.raises(UserError, match="batch capacity 256: 256 samples of tensor"):
+        build_plan(graph, model, OptimizerConfig("sgd"), "s8", batch=256)
+
+
 def test_an_old_plan_gets_a_clear_version_error(sample_plan):
     from micropeft.planning.plan import check_blob_version
 
     model, plan = sample_plan
     current = formats.PLAN.version
-    # Before the lifetime layout; before LoRA's lean buffers; before the rounded weights.
-    for version in (1, 3, 5):
+    # Before the lifetime layout; before LoRA's lean buffers; before the rounded weights;
+    # before the batch capacity.
+    for version in (1, 3, 5, 6):
         old = _edit(plan.to_bytes(), 4, "<H", version)
         assert load_plan_status(model, old) == Status.ERR_PLAN_VERSION
         with pytest.raises(

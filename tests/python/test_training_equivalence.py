@@ -95,6 +95,7 @@ def _setup(
     act_cache: str = "f32",
     update: str = "batch",
     int8_backward: bool = False,
+    batch: int = 1,
 ):
     from micropeft.host import runtime
     from micropeft.planning import methods, plan
@@ -113,6 +114,7 @@ def _setup(
         seed=7,
         update=update,
         int8_backward=int8_backward,
+        batch=batch,
     )
     c_trainer = runtime.Trainer(model_bytes, the_plan)  # the Plan names the parameters
 
@@ -130,14 +132,22 @@ def _setup(
     return c_trainer, tf_trainer, x_q, x_f, labels
 
 
-def _compare_steps(c_trainer, tf_trainer, x_q, x_f, labels, steps: int = 3) -> None:
-    """`steps` steps on consecutive batches; gradients, loss and parameters must agree."""
+def _compare_steps(
+    c_trainer, tf_trainer, x_q, x_f, labels, steps: int = 3, batched: bool = False
+) -> None:
+    """`steps` steps on consecutive batches; gradients, loss and parameters must agree.
+    `batched`: the C runtime takes each batch in one train_batch (and predict_batch)
+    call, else one train_sample (predict) per sample."""
     for step in range(steps):
         batch = slice(SAMPLES * step, SAMPLES * (step + 1))
-        c_losses = [
-            c_trainer.train_sample(x, int(y))
-            for x, y in zip(x_q[batch], labels[batch], strict=True)
-        ]
+        if batched:
+            c_losses, statuses = c_trainer.train_batch(x_q[batch], labels[batch])
+            assert not statuses.any(), statuses
+        else:
+            c_losses = [
+                c_trainer.train_sample(x, int(y))
+                for x, y in zip(x_q[batch], labels[batch], strict=True)
+            ]
         # Gradients first (C sums them over the samples), then the step.
         tf_grads = tf_trainer.gradients(x_f[batch], labels[batch])
         for key, summed in c_trainer.gradients().items():
@@ -151,7 +161,12 @@ def _compare_steps(c_trainer, tf_trainer, x_q, x_f, labels, steps: int = 3) -> N
         for key, expected in tf_params.items():
             err = rel_err(c_params[key], expected.ravel())
             assert err < PARAM_RTOL, f"{key} after step {step + 1}: relative error {err:.2e}"
-    logits_c = np.stack([c_trainer.predict(x)[0] for x in x_q])
+    if batched:
+        logits_c = np.concatenate(
+            [c_trainer.predict_batch(x_q[i : i + SAMPLES])[0] for i in range(0, len(x_q), SAMPLES)]
+        )
+    else:
+        logits_c = np.stack([c_trainer.predict(x)[0] for x in x_q])
     np.testing.assert_allclose(
         logits_c.reshape(len(x_q), -1), tf_trainer.predict(x_f), rtol=1e-4, atol=1e-4
     )
@@ -170,6 +185,15 @@ def _steps(act_cache: str) -> int:
 @pytest.mark.parametrize("method_case", list(METHOD_CASES))
 def test_c_runtime_matches_reference_step_by_step(tiny, method_case, opt_case, act_cache):
     _compare_steps(*_setup(tiny, method_case, opt_case, act_cache=act_cache), _steps(act_cache))
+
+
+@pytest.mark.parametrize("act_cache", ["f32", "s8"])
+@pytest.mark.parametrize("method_case", list(METHOD_CASES))
+def test_batched_calls_match_reference_step_by_step(tiny, method_case, act_cache):
+    """A plan with batch capacity SAMPLES: each batch in one train_batch call, every layer
+    over the 4 samples at once, trains what the reference trains."""
+    setup = _setup(tiny, method_case, "adam", act_cache=act_cache, batch=SAMPLES)
+    _compare_steps(*setup, _steps(act_cache), batched=True)
 
 
 @pytest.mark.parametrize("opt_case", sorted(OPTIMIZER_CASES))
@@ -213,6 +237,13 @@ def test_c_runtime_matches_reference_through_pad_add_and_pool(
     every_op, method_case, opt_case, act_cache
 ):
     _compare_steps(*_setup(every_op, method_case, opt_case, act_cache=act_cache), _steps(act_cache))
+
+
+@pytest.mark.parametrize("method_case", ["full", "lora_bitfit_head", "ia3_input_all"])
+def test_batched_calls_match_reference_through_pad_add_and_pool(every_op, method_case):
+    """Pad, residual add and average pool run sample by sample inside a batched call."""
+    setup = _setup(every_op, method_case, "sgd", act_cache="s8", batch=SAMPLES)
+    _compare_steps(*setup, _steps("s8"), batched=True)
 
 
 def test_clipping_matches_reference(tiny):

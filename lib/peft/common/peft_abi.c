@@ -26,6 +26,8 @@ static const abi_entry entries[] = {
 	OFFSET_OF(peft_trainer, step),
 	OFFSET_OF(peft_trainer, samples),
 	OFFSET_OF(peft_trainer, pending_label),
+	OFFSET_OF(peft_trainer, pending_labels),
+	OFFSET_OF(peft_trainer, pending_samples),
 	OFFSET_OF(peft_trainer, max_loss),
 	OFFSET_OF(peft_trainer, max_param),
 	SIZE_OF(peft_param_info),

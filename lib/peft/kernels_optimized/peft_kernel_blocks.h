@@ -23,6 +23,112 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+/* Four float lanes: the four sums of a block row. Where the target has SIMD
+ * registers for floats (x86 SSE, Arm NEON: host builds) they are one vector, so
+ * a row's four multiply-adds take one multiply and one add; the Cortex-M4F has
+ * none, and there they are four scalars (GCC lowers a vector type to worse code
+ * than four named floats). Either way every lane is computed by the same IEEE
+ * operations in the same order, so the sums are the same. */
+#if defined(__SSE__) || defined(__ARM_NEON)
+/* 1 where the four lanes are one vector: a kernel may then copy float weights into a
+ * tile (its four lanes load as one), which on a scalar core only adds the copy. */
+#define PEFT_F4_VECTOR 1
+typedef float peft_f4 __attribute__((vector_size(16)));
+
+static inline peft_f4 peft_f4_load(const float *p)
+{
+	peft_f4 v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline void peft_f4_store(float *p, peft_f4 v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+static inline peft_f4 peft_f4_zero(void)
+{
+	return (peft_f4){0.0f, 0.0f, 0.0f, 0.0f};
+}
+
+/* c + x * w, lane by lane (no contraction: -ffp-contract=off). */
+static inline peft_f4 peft_f4_mac(peft_f4 c, float x, peft_f4 w)
+{
+	return c + x * w;
+}
+
+/* c * s + h, lane by lane. */
+static inline peft_f4 peft_f4_scale_shift(peft_f4 c, peft_f4 s, peft_f4 h)
+{
+	return c * s + h;
+}
+
+static inline peft_f4 peft_f4_add(peft_f4 a, peft_f4 b)
+{
+	return a + b;
+}
+
+/* Four contiguous int8 values as floats, times s. */
+static inline peft_f4 peft_f4_s8(const int8_t *p, float s)
+{
+	return (peft_f4){(float)p[0] * s, (float)p[1] * s, (float)p[2] * s, (float)p[3] * s};
+}
+
+static inline peft_f4 peft_f4_s8_raw(const int8_t *p)
+{
+	return (peft_f4){(float)p[0], (float)p[1], (float)p[2], (float)p[3]};
+}
+#else
+#define PEFT_F4_VECTOR 0
+typedef struct {
+	float l0, l1, l2, l3;
+} peft_f4;
+
+static inline peft_f4 peft_f4_load(const float *p)
+{
+	return (peft_f4){p[0], p[1], p[2], p[3]};
+}
+
+static inline void peft_f4_store(float *p, peft_f4 v)
+{
+	p[0] = v.l0, p[1] = v.l1, p[2] = v.l2, p[3] = v.l3;
+}
+
+static inline peft_f4 peft_f4_zero(void)
+{
+	return (peft_f4){0.0f, 0.0f, 0.0f, 0.0f};
+}
+
+static inline peft_f4 peft_f4_mac(peft_f4 c, float x, peft_f4 w)
+{
+	return (peft_f4){c.l0 + x * w.l0, c.l1 + x * w.l1, c.l2 + x * w.l2, c.l3 + x * w.l3};
+}
+
+static inline peft_f4 peft_f4_scale_shift(peft_f4 c, peft_f4 s, peft_f4 h)
+{
+	return (peft_f4){c.l0 * s.l0 + h.l0, c.l1 * s.l1 + h.l1, c.l2 * s.l2 + h.l2,
+			 c.l3 * s.l3 + h.l3};
+}
+
+static inline peft_f4 peft_f4_add(peft_f4 a, peft_f4 b)
+{
+	return (peft_f4){a.l0 + b.l0, a.l1 + b.l1, a.l2 + b.l2, a.l3 + b.l3};
+}
+
+static inline peft_f4 peft_f4_s8(const int8_t *p, float s)
+{
+	return (peft_f4){(float)p[0] * s, (float)p[1] * s, (float)p[2] * s, (float)p[3] * s};
+}
+
+static inline peft_f4 peft_f4_s8_raw(const int8_t *p)
+{
+	return (peft_f4){(float)p[0], (float)p[1], (float)p[2], (float)p[3]};
+}
+#endif
 
 #define PEFT_MAC4(c0, c1, c2, c3, x)                                                               \
 	do {                                                                                       \
@@ -141,64 +247,64 @@ static inline void peft_blk_pp1x4_s8(int32_t segs, int32_t n, const float *a, in
 static inline void peft_blk_pc4x4_f32(int32_t n, const float *a, int32_t a_lane, const float *b,
 				      int32_t b_step, float *acc)
 {
-	PEFT_LOAD_ACC16(acc);
+	peft_f4 c0 = peft_f4_load(acc), c1 = peft_f4_load(acc + 4);
+	peft_f4 c2 = peft_f4_load(acc + 8), c3 = peft_f4_load(acc + 12);
 	const float *a0 = a, *a1 = a + a_lane, *a2 = a + 2 * a_lane, *a3 = a + 3 * a_lane;
 
 	for (int32_t k = 0; k < n; k++) {
-		const float w0 = b[0], w1 = b[1], w2 = b[2], w3 = b[3];
-		const float x0 = *a0++, x1 = *a1++, x2 = *a2++, x3 = *a3++;
+		const peft_f4 w = peft_f4_load(b);
 
 		b += b_step;
-		PEFT_MAC4(c00, c01, c02, c03, x0);
-		PEFT_MAC4(c10, c11, c12, c13, x1);
-		PEFT_MAC4(c20, c21, c22, c23, x2);
-		PEFT_MAC4(c30, c31, c32, c33, x3);
+		c0 = peft_f4_mac(c0, *a0++, w);
+		c1 = peft_f4_mac(c1, *a1++, w);
+		c2 = peft_f4_mac(c2, *a2++, w);
+		c3 = peft_f4_mac(c3, *a3++, w);
 	}
-	PEFT_STORE_ACC16(acc);
+	peft_f4_store(acc, c0), peft_f4_store(acc + 4, c1);
+	peft_f4_store(acc + 8, c2), peft_f4_store(acc + 12, c3);
 }
 
 /* pc, 4 x 4, int8 b times s[k * s_step] (the scale of row k of b). */
 static inline void peft_blk_pc4x4_s8(int32_t n, const float *a, int32_t a_lane, const int8_t *b,
 				     int32_t b_step, const float *s, int32_t s_step, float *acc)
 {
-	PEFT_LOAD_ACC16(acc);
+	peft_f4 c0 = peft_f4_load(acc), c1 = peft_f4_load(acc + 4);
+	peft_f4 c2 = peft_f4_load(acc + 8), c3 = peft_f4_load(acc + 12);
 	const float *a0 = a, *a1 = a + a_lane, *a2 = a + 2 * a_lane, *a3 = a + 3 * a_lane;
 
 	for (int32_t k = 0; k < n; k++) {
-		const float sk = *s;
-		const float w0 = (float)b[0] * sk, w1 = (float)b[1] * sk;
-		const float w2 = (float)b[2] * sk, w3 = (float)b[3] * sk;
-		const float x0 = *a0++, x1 = *a1++, x2 = *a2++, x3 = *a3++;
+		const peft_f4 w = peft_f4_s8(b, *s);
 
 		b += b_step;
 		s += s_step;
-		PEFT_MAC4(c00, c01, c02, c03, x0);
-		PEFT_MAC4(c10, c11, c12, c13, x1);
-		PEFT_MAC4(c20, c21, c22, c23, x2);
-		PEFT_MAC4(c30, c31, c32, c33, x3);
+		c0 = peft_f4_mac(c0, *a0++, w);
+		c1 = peft_f4_mac(c1, *a1++, w);
+		c2 = peft_f4_mac(c2, *a2++, w);
+		c3 = peft_f4_mac(c3, *a3++, w);
 	}
-	PEFT_STORE_ACC16(acc);
+	peft_f4_store(acc, c0), peft_f4_store(acc + 4, c1);
+	peft_f4_store(acc + 8, c2), peft_f4_store(acc + 12, c3);
 }
 
 /* pc, 4 x 4, raw int8 b (the scales already folded into a). */
 static inline void peft_blk_pc4x4_s8u(int32_t n, const float *a, int32_t a_lane, const int8_t *b,
 				      int32_t b_step, float *acc)
 {
-	PEFT_LOAD_ACC16(acc);
+	peft_f4 c0 = peft_f4_load(acc), c1 = peft_f4_load(acc + 4);
+	peft_f4 c2 = peft_f4_load(acc + 8), c3 = peft_f4_load(acc + 12);
 	const float *a0 = a, *a1 = a + a_lane, *a2 = a + 2 * a_lane, *a3 = a + 3 * a_lane;
 
 	for (int32_t k = 0; k < n; k++) {
-		const float w0 = (float)b[0], w1 = (float)b[1];
-		const float w2 = (float)b[2], w3 = (float)b[3];
-		const float x0 = *a0++, x1 = *a1++, x2 = *a2++, x3 = *a3++;
+		const peft_f4 w = peft_f4_s8_raw(b);
 
 		b += b_step;
-		PEFT_MAC4(c00, c01, c02, c03, x0);
-		PEFT_MAC4(c10, c11, c12, c13, x1);
-		PEFT_MAC4(c20, c21, c22, c23, x2);
-		PEFT_MAC4(c30, c31, c32, c33, x3);
+		c0 = peft_f4_mac(c0, *a0++, w);
+		c1 = peft_f4_mac(c1, *a1++, w);
+		c2 = peft_f4_mac(c2, *a2++, w);
+		c3 = peft_f4_mac(c3, *a3++, w);
 	}
-	PEFT_STORE_ACC16(acc);
+	peft_f4_store(acc, c0), peft_f4_store(acc + 4, c1);
+	peft_f4_store(acc + 8, c2), peft_f4_store(acc + 12, c3);
 }
 
 /* pc, 1 x 4: one a row. */
@@ -275,20 +381,21 @@ static inline void peft_blk_pc4x1_s8(int32_t n, const float *a, int32_t a_lane, 
 static inline void peft_blk_cc4x4_f32(int32_t n, const float *a, int32_t a_step, const float *b,
 				      int32_t b_step, float *acc)
 {
-	PEFT_LOAD_ACC16(acc);
+	peft_f4 c0 = peft_f4_load(acc), c1 = peft_f4_load(acc + 4);
+	peft_f4 c2 = peft_f4_load(acc + 8), c3 = peft_f4_load(acc + 12);
 
 	for (int32_t k = 0; k < n; k++) {
-		const float w0 = b[0], w1 = b[1], w2 = b[2], w3 = b[3];
-		const float x0 = a[0], x1 = a[1], x2 = a[2], x3 = a[3];
+		const peft_f4 w = peft_f4_load(b);
 
+		c0 = peft_f4_mac(c0, a[0], w);
+		c1 = peft_f4_mac(c1, a[1], w);
+		c2 = peft_f4_mac(c2, a[2], w);
+		c3 = peft_f4_mac(c3, a[3], w);
 		a += a_step;
 		b += b_step;
-		PEFT_MAC4(c00, c01, c02, c03, x0);
-		PEFT_MAC4(c10, c11, c12, c13, x1);
-		PEFT_MAC4(c20, c21, c22, c23, x2);
-		PEFT_MAC4(c30, c31, c32, c33, x3);
 	}
-	PEFT_STORE_ACC16(acc);
+	peft_f4_store(acc, c0), peft_f4_store(acc + 4, c1);
+	peft_f4_store(acc + 8, c2), peft_f4_store(acc + 12, c3);
 }
 
 /* acc[p * nq + q] += sum over k of a[k * a_step + p] * b[k * b_step + q]: the
@@ -353,6 +460,20 @@ static inline void peft_tile_rows_s8(int32_t n, const int8_t *q8, int32_t lane, 
 	}
 }
 
+/* tile[k * 4 + q] = f[q * lane + k] for k < n (four float rows read forward). */
+static inline void peft_tile_rows_f32(int32_t n, const float *f, int32_t lane, float *tile)
+{
+	const float *f0 = f, *f1 = f + lane, *f2 = f + 2 * lane, *f3 = f + 3 * lane;
+
+	for (int32_t k = 0; k < n; k++) {
+		tile[0] = *f0++;
+		tile[1] = *f1++;
+		tile[2] = *f2++;
+		tile[3] = *f3++;
+		tile += 4;
+	}
+}
+
 /* tile[k * 4 + q] = q8[k * step + q] * s[k * s_step] for k < n (four
  * contiguous int8 values per k, each times its row's scale). */
 static inline void peft_tile_cols_s8(int32_t n, const int8_t *q8, int32_t step, const float *s,
@@ -388,57 +509,35 @@ static inline void peft_blk_pt4x4_f32_y(int32_t n, const float *a, int32_t a_lan
 					const float *sc, const float *sh, bool add)
 {
 	float *y0 = y, *y1 = y + ys, *y2 = y + 2 * ys, *y3 = y + 3 * ys;
-	float c00 = 0.0f, c01 = 0.0f, c02 = 0.0f, c03 = 0.0f;
-	float c10 = 0.0f, c11 = 0.0f, c12 = 0.0f, c13 = 0.0f;
-	float c20 = 0.0f, c21 = 0.0f, c22 = 0.0f, c23 = 0.0f;
-	float c30 = 0.0f, c31 = 0.0f, c32 = 0.0f, c33 = 0.0f;
+	peft_f4 c0 = peft_f4_zero(), c1 = c0, c2 = c0, c3 = c0;
 
 	if (from_y) {
-		c00 = y0[0], c01 = y0[1], c02 = y0[2], c03 = y0[3];
-		c10 = y1[0], c11 = y1[1], c12 = y1[2], c13 = y1[3];
-		c20 = y2[0], c21 = y2[1], c22 = y2[2], c23 = y2[3];
-		c30 = y3[0], c31 = y3[1], c32 = y3[2], c33 = y3[3];
+		c0 = peft_f4_load(y0), c1 = peft_f4_load(y1);
+		c2 = peft_f4_load(y2), c3 = peft_f4_load(y3);
 	}
 	const float *a0 = a, *a1 = a + a_lane, *a2 = a + 2 * a_lane, *a3 = a + 3 * a_lane;
 	const float *b = tile;
 
 	for (int32_t k = 0; k < n; k++) {
-		const float w0 = *b++;
-		const float w1 = *b++;
-		const float w2 = *b++;
-		const float w3 = *b++;
-		const float x0 = *a0++, x1 = *a1++, x2 = *a2++, x3 = *a3++;
+		const peft_f4 w = peft_f4_load(b);
 
-		PEFT_MAC4(c00, c01, c02, c03, x0);
-		PEFT_MAC4(c10, c11, c12, c13, x1);
-		PEFT_MAC4(c20, c21, c22, c23, x2);
-		PEFT_MAC4(c30, c31, c32, c33, x3);
+		b += 4;
+		c0 = peft_f4_mac(c0, *a0++, w);
+		c1 = peft_f4_mac(c1, *a1++, w);
+		c2 = peft_f4_mac(c2, *a2++, w);
+		c3 = peft_f4_mac(c3, *a3++, w);
 	}
 	if (sc != NULL) {
-		const float s0 = sc[0], s1 = sc[1], s2 = sc[2], s3 = sc[3];
-		const float h0 = sh[0], h1 = sh[1], h2 = sh[2], h3 = sh[3];
+		const peft_f4 s = peft_f4_load(sc), h = peft_f4_load(sh);
 
-		y0[0] = c00 * s0 + h0, y0[1] = c01 * s1 + h1, y0[2] = c02 * s2 + h2;
-		y0[3] = c03 * s3 + h3;
-		y1[0] = c10 * s0 + h0, y1[1] = c11 * s1 + h1, y1[2] = c12 * s2 + h2;
-		y1[3] = c13 * s3 + h3;
-		y2[0] = c20 * s0 + h0, y2[1] = c21 * s1 + h1, y2[2] = c22 * s2 + h2;
-		y2[3] = c23 * s3 + h3;
-		y3[0] = c30 * s0 + h0, y3[1] = c31 * s1 + h1, y3[2] = c32 * s2 + h2;
-		y3[3] = c33 * s3 + h3;
-		return;
+		c0 = peft_f4_scale_shift(c0, s, h), c1 = peft_f4_scale_shift(c1, s, h);
+		c2 = peft_f4_scale_shift(c2, s, h), c3 = peft_f4_scale_shift(c3, s, h);
+	} else if (add) {
+		c0 = peft_f4_add(peft_f4_load(y0), c0), c1 = peft_f4_add(peft_f4_load(y1), c1);
+		c2 = peft_f4_add(peft_f4_load(y2), c2), c3 = peft_f4_add(peft_f4_load(y3), c3);
 	}
-	if (add) {
-		y0[0] += c00, y0[1] += c01, y0[2] += c02, y0[3] += c03;
-		y1[0] += c10, y1[1] += c11, y1[2] += c12, y1[3] += c13;
-		y2[0] += c20, y2[1] += c21, y2[2] += c22, y2[3] += c23;
-		y3[0] += c30, y3[1] += c31, y3[2] += c32, y3[3] += c33;
-		return;
-	}
-	y0[0] = c00, y0[1] = c01, y0[2] = c02, y0[3] = c03;
-	y1[0] = c10, y1[1] = c11, y1[2] = c12, y1[3] = c13;
-	y2[0] = c20, y2[1] = c21, y2[2] = c22, y2[3] = c23;
-	y3[0] = c30, y3[1] = c31, y3[2] = c32, y3[3] = c33;
+	peft_f4_store(y0, c0), peft_f4_store(y1, c1);
+	peft_f4_store(y2, c2), peft_f4_store(y3, c3);
 }
 
 /* pc, 1 x 4 over a packed tile (a row left over after the 4-row blocks). */

@@ -12,3 +12,14 @@ const peft_op *peft_op_find(uint32_t code)
 {
 	return code >= 1u && code <= (uint32_t)PEFT_OP_COUNT ? ops[code] : NULL;
 }
+
+bool peft_op_stacks_samples(const peft_layer_info *L)
+{
+	const peft_layer_rec *r = &L->rec;
+	const peft_op *op = peft_op_find(r->op);
+
+	return op != NULL &&
+	       (op->stacks_samples ||
+		(op->window && r->kernel_h == 1 && r->kernel_w == 1 && r->stride_h == 1 &&
+		 r->stride_w == 1 && r->pad_top == 0 && r->pad_left == 0));
+}

@@ -56,6 +56,10 @@ typedef struct {
 	bool linear;            /* weights and bias from the model; methods may attach */
 	bool window;            /* kernel, stride and padding fields describe a sliding window */
 	bool channel_innermost; /* weights [kh][kw][c] (depthwise), else output channel first */
+	/* Every output row comes from the same input row, so samples stacked along the
+	 * height run in one call (a window op does so with a 1x1 stride-1 unpadded window:
+	 * peft_op_stacks_samples()). */
+	bool stacks_samples;
 	/* The shape rule beyond the common checks (true: consistent). */
 	bool (*shapes_ok)(const peft_op_shapes *s);
 	peft_status (*forward)(const peft_op_forward_args *a);
@@ -69,6 +73,9 @@ PEFT_OP_LIST(PEFT_OP_DECLARE)
 
 /* The entry of an op code, or NULL for a code outside 1 .. PEFT_OP_COUNT. */
 const peft_op *peft_op_find(uint32_t code);
+
+/* Whether layer L's op runs samples stacked along the height in one call. */
+bool peft_op_stacks_samples(const peft_layer_info *L);
 
 /* Kernel parameters from a decoded layer. */
 peft_conv_params peft_op_conv_params(const peft_layer_info *L);

@@ -99,6 +99,22 @@ typedef struct {
 				  * one row at a time (FWD_QW, BWD_QW; plan.rounds_lora) */
 } peft_layer_info;
 
+/* The layer over n samples stacked along the height (a plan's batch capacity,
+ * or the samples of one call): heights, sizes and rows n times a sample's.
+ * Per-sample buffers hold their samples one after the other, so an op whose
+ * every output row comes from the same input row (peft_op_stacks_samples())
+ * runs them all in one call, and every elementwise or per-channel step too. */
+static inline void peft_layer_info_stack(peft_layer_info *L, int32_t n)
+{
+	for (int k = 0; k < 2; k++) {
+		L->in[k].h *= n;
+		L->in_size[k] *= n;
+	}
+	L->out.h *= n;
+	L->out_size *= n;
+	L->rows *= n;
+}
+
 /* Read record i (no checks beyond what peft_plan_load() already did). */
 void peft_plan_read_tensor(const peft_plan *plan, int32_t i, peft_tensor_rec *out);
 void peft_plan_read_layer(const peft_plan *plan, int32_t i, peft_layer_rec *out);

@@ -149,7 +149,7 @@ static peft_status tensor_buffer(const peft_plan *plan, int arena, int kind, int
 {
 	peft_tensor_rec r;
 	const bool s8 = plan->act_cache == PEFT_CACHE_S8;
-	const int32_t n = tensor_size(plan, t);
+	const int64_t n = (int64_t)tensor_size(plan, t) * plan->batch;
 	const int32_t producer = t > 0 ? t - 1 : 0;
 	const int32_t fwd_last = last_forward(plan, t);
 	int32_t keep;
@@ -188,6 +188,7 @@ static peft_status layer_buffer(const peft_plan *plan, int arena, int kind, int3
 
 	*w = (want){0, 0, 0};
 	PEFT_TRY(peft_plan_layer_info(plan, k, &L));
+	peft_layer_info_stack(&L, plan->batch); /* per-sample buffers hold the batch */
 	const bool ss = L.scales_lin;
 	const bool lora = L.trainable[PEFT_PARAM_LORA_A]; /* LoRA or DoRA */
 	const bool dora = L.trainable[PEFT_PARAM_DORA_M];
@@ -345,7 +346,8 @@ static peft_status check_table(const peft_plan *plan)
 
 					if (kind == PEFT_BUF_PROBS) {
 						if (arena == PEFT_ARENA_TRAIN) {
-							w = live(4u * (uint64_t)plan->num_classes,
+							w = live(4u * (uint64_t)plan->num_classes *
+									 (uint64_t)plan->batch,
 								 plan->num_layers,
 								 plan->num_layers);
 						}

@@ -408,6 +408,9 @@ static void decode_header(peft_plan *plan, const uint8_t *b)
 	plan->trainable_params = peft_rd32(b + PEFT_PLAN_HDR_OFF_TRAINABLE_PARAMS);
 	plan->update = (peft_update_mode)peft_rd32(b + PEFT_PLAN_HDR_OFF_UPDATE);
 	plan->flags = peft_rd32(b + PEFT_PLAN_HDR_OFF_FLAGS);
+	const uint32_t batch = peft_rd32(b + PEFT_PLAN_HDR_OFF_BATCH);
+
+	plan->batch = batch <= PEFT_MAX_BATCH ? (int32_t)batch : 0; /* 0: refused below */
 }
 
 peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, const void *model,
@@ -460,7 +463,8 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 	    plan->optimizer.kind > PEFT_OPTIMIZER_ADAM || !optimizer_ok(&plan->optimizer) ||
 	    plan->update > PEFT_UPDATE_LAYER ||
 	    (plan->flags & ~(uint32_t)PEFT_PLAN_FLAGS_ALL) != 0 ||
-	    (plan->update == PEFT_UPDATE_LAYER && plan->optimizer.clip_norm != 0.0f)) {
+	    (plan->update == PEFT_UPDATE_LAYER && plan->optimizer.clip_norm != 0.0f) ||
+	    plan->batch < 1 || (plan->update == PEFT_UPDATE_LAYER && plan->batch != 1)) {
 		return PEFT_ERR_PLAN_FIELD;
 	}
 	/* Tensors. */
@@ -471,7 +475,10 @@ peft_status peft_plan_load(peft_plan *plan, const void *blob, size_t blob_len, c
 		if (t.h <= 0 || t.w <= 0 || t.c <= 0) {
 			return PEFT_ERR_PLAN_FIELD;
 		}
-		if (!peft_shape_ok(t.h, t.w, t.c)) {
+		/* A batch stacks its samples along the height: that tensor's bound too. */
+		if (!peft_shape_ok(t.h, t.w, t.c) ||
+		    (int64_t)t.h * plan->batch > PEFT_MAX_TENSOR_ELEMENTS ||
+		    !peft_shape_ok(t.h * plan->batch, t.w, t.c)) {
 			return PEFT_ERR_PLAN_SHAPE;
 		}
 		if (!isfinite(t.scale) || t.scale <= 0.0f || t.zero_point < -128 ||
@@ -645,6 +652,15 @@ peft_status peft_plan_num_classes(const peft_plan *plan, int32_t *n)
 		return PEFT_ERR_ARG;
 	}
 	*n = plan->num_classes;
+	return PEFT_OK;
+}
+
+peft_status peft_plan_batch_capacity(const peft_plan *plan, int32_t *n)
+{
+	if (plan == NULL || n == NULL) {
+		return PEFT_ERR_ARG;
+	}
+	*n = plan->batch;
 	return PEFT_OK;
 }
 

@@ -184,7 +184,7 @@ peft_status peft_trainer_init(peft_trainer *t, const peft_plan *plan, peft_mode 
 	t->arena_size = arena_size;
 	t->step = 0;
 	t->samples = 0;
-	t->pending_label = -1;
+	peft_trainer_clear_pending(t);
 	t->max_loss = PEFT_DEFAULT_MAX_LOSS;
 	t->max_param = PEFT_DEFAULT_MAX_PARAM;
 	memset(arena, PEFT_ARENA_CANARY, arena_size);
@@ -235,9 +235,10 @@ static float *tensor_value(const peft_trainer *t, int32_t i)
 	return work_f32(t, PEFT_BUF_VALUE, i);
 }
 
-/* Keep tensor i for backward when the plan keeps it as int8 (with act_cache
- * f32 its forward values simply stay live). */
-static peft_status tensor_keep(const peft_trainer *t, int32_t i, const float *values)
+/* Keep tensor i of the call's `samples` for backward when the plan keeps it as
+ * int8 (with act_cache f32 its forward values simply stay live). */
+static peft_status tensor_keep(const peft_trainer *t, int32_t i, int32_t samples,
+			       const float *values)
 {
 	int8_t *dst = (int8_t *)(void *)work_bytes(t, PEFT_BUF_KEEP, i);
 	const peft_tensor_rec r = tensor(t, i);
@@ -245,11 +246,12 @@ static peft_status tensor_keep(const peft_trainer *t, int32_t i, const float *va
 	if (t->mode != PEFT_MODE_TRAIN || dst == NULL) {
 		return PEFT_OK;
 	}
-	return peft_quantize_s8(size_of(&r), values, r.scale, r.zero_point, dst);
+	return peft_quantize_s8(samples * size_of(&r), values, r.scale, r.zero_point, dst);
 }
 
 /* Backward: the kept values of tensor i (dequantised into `stage` when int8). */
-static peft_status tensor_kept(const peft_trainer *t, int32_t i, float *stage, const float **out)
+static peft_status tensor_kept(const peft_trainer *t, int32_t i, int32_t samples, float *stage,
+			       const float **out)
 {
 	const int8_t *kept = (const int8_t *)(const void *)work_bytes(t, PEFT_BUF_KEEP, i);
 	const peft_tensor_rec r = tensor(t, i);
@@ -258,16 +260,18 @@ static peft_status tensor_kept(const peft_trainer *t, int32_t i, float *stage, c
 		*out = tensor_value(t, i);
 		return PEFT_OK;
 	}
-	PEFT_TRY(peft_dequantize_s8(size_of(&r), kept, r.scale, r.zero_point, stage));
+	PEFT_TRY(peft_dequantize_s8(samples * size_of(&r), kept, r.scale, r.zero_point, stage));
 	*out = stage;
 	return PEFT_OK;
 }
 
-static peft_status set_input(peft_trainer *t, const int8_t *in_s8, const float *in_f32)
+/* The input tensor's values of `samples` inputs, one after the other. */
+static peft_status set_input(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
+			     int32_t samples)
 {
 	const int32_t input = t->plan->input_tensor;
 	const peft_tensor_rec r = tensor(t, input);
-	const int32_t n = size_of(&r);
+	const int32_t n = samples * size_of(&r);
 	float *dst = tensor_value(t, input);
 	int8_t *kept = t->mode == PEFT_MODE_TRAIN
 			       ? (int8_t *)(void *)work_bytes(t, PEFT_BUF_KEEP, input)
@@ -285,7 +289,7 @@ static peft_status set_input(peft_trainer *t, const int8_t *in_s8, const float *
 		}
 	}
 	memcpy(dst, in_f32, (size_t)n * sizeof(float));
-	return tensor_keep(t, input, dst);
+	return tensor_keep(t, input, samples, dst);
 }
 
 /* ---- forward ---- */
@@ -531,7 +535,7 @@ static peft_status fake_quantize(const peft_trainer *t, const peft_layer_info *L
 {
 	const peft_layer_rec *r = &L->rec;
 	const peft_tensor_rec o = tensor(t, r->output);
-	const int32_t n = size_of(&o);
+	const int32_t n = L->out_size; /* every sample of the call */
 	const bool weighted = r->weights.count > 0;
 	const int32_t channels = weighted ? L->out_features : 1;
 
@@ -589,9 +593,41 @@ static void round_trained_bias(const peft_trainer *t, const peft_layer_info *L, 
 	}
 }
 
-static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L,
-				 const float **y_out)
+/* The op's forward over the call's samples: in one call when the samples stack
+ * (one), else one call per sample on its part of each buffer. */
+static peft_status op_forward(const peft_layer_info *sample, const peft_layer_info *all,
+			      int32_t samples, const peft_op_forward_args *a)
 {
+	const peft_op *op = peft_op_find(sample->rec.op);
+
+	if (samples == 1 || peft_op_stacks_samples(sample)) {
+		peft_op_forward_args one = *a;
+
+		one.layer = all;
+		return op->forward(&one);
+	}
+	for (int32_t s = 0; s < samples; s++) {
+		peft_op_forward_args one = *a;
+
+		one.layer = sample;
+		for (int j = 0; j < 2; j++) {
+			one.x[j] = a->x[j] == NULL ? NULL : a->x[j] + s * sample->in_size[j];
+		}
+		one.out = a->out + s * sample->out_size;
+		PEFT_TRY(op->forward(&one));
+	}
+	return PEFT_OK;
+}
+
+/* Layer L's forward over the call's `samples` (per-sample buffers hold them one
+ * after the other): everything but a non-stacking op runs on them at once. */
+static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *sample,
+				 int32_t samples, const float **y_out)
+{
+	peft_layer_info all = *sample;
+	const peft_layer_info *L = &all;
+
+	peft_layer_info_stack(&all, samples);
 	const peft_layer_rec *r = &L->rec;
 	const bool train = t->mode == PEFT_MODE_TRAIN;
 	const bool s8 = t->plan->act_cache == PEFT_CACHE_S8;
@@ -642,7 +678,7 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 			bias,
 			ctx.lin};
 
-		PEFT_TRY(peft_op_find(r->op)->forward(&op_args));
+		PEFT_TRY(op_forward(sample, L, samples, &op_args));
 	}
 	const float *factor = channel_factor(t, L, &ctx);
 
@@ -676,28 +712,29 @@ static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *L
 	    r->output != t->plan->output_tensor) {
 		PEFT_TRY(fake_quantize(t, L, factor, scales, y));
 	}
-	PEFT_TRY(tensor_keep(t, r->output, y));
+	PEFT_TRY(tensor_keep(t, r->output, samples, y));
 	*y_out = y;
 	return PEFT_OK;
 }
 
-/* Runs every layer on the input set; *logits points at the float logits afterwards. */
-static peft_status forward_layers(peft_trainer *t, const float **logits)
+/* Runs every layer on the input set of `samples`; *logits points at their float
+ * logits afterwards (num_classes per sample). */
+static peft_status forward_layers(peft_trainer *t, int32_t samples, const float **logits)
 {
 	for (int32_t k = 0; k < t->plan->num_layers; k++) {
 		peft_layer_info L;
 
 		PEFT_TRY(peft_plan_layer_info(t->plan, k, &L));
-		PEFT_TRY(layer_forward(t, &L, logits));
+		PEFT_TRY(layer_forward(t, &L, samples, logits));
 	}
 	return PEFT_OK;
 }
 
 static peft_status forward(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
-			   const float **logits)
+			   int32_t samples, const float **logits)
 {
-	PEFT_TRY(set_input(t, in_s8, in_f32));
-	return forward_layers(t, logits);
+	PEFT_TRY(set_input(t, in_s8, in_f32, samples));
+	return forward_layers(t, samples, logits);
 }
 
 /* ---- backward ---- */
@@ -795,8 +832,42 @@ static peft_status int8_input_grad(const peft_trainer *t, const peft_layer_info 
 #endif
 }
 
-static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *L)
+/* The op's backward over the call's samples, as op_forward runs its forward
+ * (the weight and bias gradients add up over the per-sample calls). */
+static peft_status op_backward(const peft_layer_info *sample, const peft_layer_info *all,
+			       int32_t samples, const peft_op_backward_args *a)
 {
+	const peft_op *op = peft_op_find(sample->rec.op);
+
+	if (samples == 1 || peft_op_stacks_samples(sample)) {
+		peft_op_backward_args one = *a;
+
+		one.layer = all;
+		return op->backward(&one);
+	}
+	for (int32_t s = 0; s < samples; s++) {
+		peft_op_backward_args one = *a;
+
+		one.layer = sample;
+		one.g = a->g + s * sample->out_size;
+		one.x = a->x == NULL ? NULL : a->x + s * sample->in_size[0];
+		for (int j = 0; j < 2; j++) {
+			one.grad_in[j] = a->grad_in[j] == NULL
+						 ? NULL
+						 : a->grad_in[j] + s * sample->in_size[j];
+		}
+		PEFT_TRY(op->backward(&one));
+	}
+	return PEFT_OK;
+}
+
+static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *sample,
+				  int32_t samples)
+{
+	peft_layer_info all = *sample;
+	const peft_layer_info *L = &all;
+
+	peft_layer_info_stack(&all, samples);
 	const peft_layer_rec *r = &L->rec;
 	const peft_plan *plan = t->plan;
 	peft_layer_ctx ctx;
@@ -855,7 +926,8 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 		ctx.x_zero_point = in.zero_point;
 		ctx.x_stage = work_f32(t, PEFT_BUF_BWD_IN, k);
 	} else if (L->needs_input_values) {
-		PEFT_TRY(tensor_kept(t, r->input[0], work_f32(t, PEFT_BUF_BWD_IN, k), &ctx.x));
+		PEFT_TRY(tensor_kept(t, r->input[0], samples, work_f32(t, PEFT_BUF_BWD_IN, k),
+				     &ctx.x));
 	}
 	ctx.g_out = ctx.g; /* scale+shift writes its input gradient elsewhere (tmp_a) */
 	PEFT_TRY(peft_methods_run(L->rec.methods, PEFT_HOOK_BWD_AFFINE, &ctx));
@@ -881,7 +953,7 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 					       {op_grad_in, grad_in[1]},
 					       {L->scales_input ? false : acc[0], acc[1]}};
 
-	PEFT_TRY(peft_op_find(r->op)->backward(&op_args));
+	PEFT_TRY(op_backward(sample, L, samples, &op_args));
 	if (L->rounds_lora && grad_in[0] != NULL) {
 		lora_rounded_input_grad(L, &ctx, ctx.g, grad_in[0], acc[0], rounded);
 		ctx.grad_in = NULL;
@@ -897,59 +969,94 @@ static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *
 	return PEFT_OK;
 }
 
+/* The losses of the call's `samples` from their logits (probs per sample, the
+ * losses into `losses` unless NULL); PEFT_ERR_NUMERIC or PEFT_ERR_DIVERGED when
+ * one of them may not add its gradient. */
+static peft_status losses_of(peft_trainer *t, const float *logits, const int32_t *labels,
+			     int32_t samples, float *losses)
+{
+	const int32_t classes = t->plan->num_classes;
+	float *probs = work_f32(t, PEFT_BUF_PROBS, 0);
+
+	for (int32_t s = 0; s < samples; s++) {
+		float value;
+
+		PEFT_TRY(peft_softmax_xent_fwd_f32(classes, logits + s * classes, labels[s],
+						   probs + s * classes, &value));
+		if (!isfinite(value)) {
+			return PEFT_ERR_NUMERIC;
+		}
+		if (value > t->max_loss) {
+			return PEFT_ERR_DIVERGED; /* no backward: the sample adds nothing */
+		}
+		if (losses != NULL) {
+			losses[s] = value;
+		}
+	}
+	return PEFT_OK;
+}
+
 static peft_status forward_loss(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
 				int32_t label, float *loss)
 {
-	const peft_plan *plan = t->plan;
 	const float *logits = NULL;
 	float value;
 
-	t->pending_label = -1;
-	if (t->mode != PEFT_MODE_TRAIN || label < 0 || label >= plan->num_classes) {
+	peft_trainer_clear_pending(t);
+	if (t->mode != PEFT_MODE_TRAIN || label < 0 || label >= t->plan->num_classes) {
 		return PEFT_ERR_ARG;
 	}
-	PEFT_TRY(forward(t, in_s8, in_f32, &logits));
-	PEFT_TRY(peft_softmax_xent_fwd_f32(plan->num_classes, logits, label,
-					   work_f32(t, PEFT_BUF_PROBS, 0), &value));
-	if (!isfinite(value)) {
-		return PEFT_ERR_NUMERIC;
-	}
-	if (value > t->max_loss) {
-		return PEFT_ERR_DIVERGED; /* no backward: the sample adds nothing */
-	}
+	PEFT_TRY(forward(t, in_s8, in_f32, 1, &logits));
+	PEFT_TRY(losses_of(t, logits, &label, 1, &value));
 	t->pending_label = label;
+	t->pending_labels = &t->pending_label;
+	t->pending_samples = 1;
 	if (loss != NULL) {
 		*loss = value;
 	}
 	return PEFT_OK;
 }
 
-peft_status peft_trainer_backward(peft_trainer *t)
+/* Backward of the forward of the call's `samples`, adding their gradients. */
+static peft_status backward_samples(peft_trainer *t, const int32_t *labels, int32_t samples)
 {
-	if (!trainer_ok(t) || t->mode != PEFT_MODE_TRAIN || t->pending_label < 0) {
-		return PEFT_ERR_ARG;
-	}
 	const peft_plan *plan = t->plan;
-	const int32_t label = t->pending_label;
+	const int32_t classes = plan->num_classes;
+	const float *probs = work_f32(t, PEFT_BUF_PROBS, 0);
+	float *grad = work_f32(t, PEFT_BUF_GRAD, plan->output_tensor);
 
-	t->pending_label = -1;
 	if (plan->update == PEFT_UPDATE_LAYER) {
 		t->step = next_step(t->step); /* one update per sample: Adam counts them */
 	}
-	PEFT_TRY(peft_softmax_xent_bwd_f32(plan->num_classes, work_f32(t, PEFT_BUF_PROBS, 0), label,
-					   work_f32(t, PEFT_BUF_GRAD, plan->output_tensor)));
+	for (int32_t s = 0; s < samples; s++) {
+		PEFT_TRY(peft_softmax_xent_bwd_f32(classes, probs + s * classes, labels[s],
+						   grad + s * classes));
+	}
 	for (int32_t k = plan->num_layers - 1; k >= 0; k--) {
 		peft_layer_info L;
 
 		PEFT_TRY(peft_plan_layer_info(plan, k, &L));
 		if (L.runs_backward) {
-			PEFT_TRY(layer_backward(t, &L));
+			PEFT_TRY(layer_backward(t, &L, samples));
 		}
 	}
 	if (plan->update == PEFT_UPDATE_BATCH) {
-		t->samples++; /* step() applies the accumulated gradients */
+		t->samples += (uint32_t)samples; /* step() applies the accumulated gradients */
 	}
 	return PEFT_OK;
+}
+
+peft_status peft_trainer_backward(peft_trainer *t)
+{
+	if (!trainer_ok(t) || t->mode != PEFT_MODE_TRAIN || t->pending_samples < 1) {
+		return PEFT_ERR_ARG;
+	}
+	const int32_t label = t->pending_label;
+	const int32_t *labels = t->pending_samples == 1 ? &label : t->pending_labels;
+	const int32_t samples = t->pending_samples;
+
+	peft_trainer_clear_pending(t);
+	return backward_samples(t, labels, samples);
 }
 
 peft_status peft_trainer_forward_s8(peft_trainer *t, const int8_t *input, int32_t label,
@@ -995,15 +1102,133 @@ peft_status peft_trainer_train_sample_f32(peft_trainer *t, const float *input, i
 	return train_sample(t, NULL, input, label, loss);
 }
 
-static peft_status predict(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
-			   float *logits_out, int32_t *predicted)
+/* Values of one input sample (the split tensor). */
+static int32_t input_size(const peft_trainer *t)
+{
+	const peft_tensor_rec r = tensor(t, t->plan->input_tensor);
+
+	return size_of(&r);
+}
+
+/* The arguments every batch call checks: 1 .. batch capacity samples. */
+static bool batch_ok(const peft_trainer *t, const void *inputs, int32_t samples)
+{
+	return trainer_ok(t) && inputs != NULL && samples >= 1 && samples <= t->plan->batch;
+}
+
+/* Sample s's answer of a batch call: its status, and its value where asked. */
+static void put_sample(float *values, peft_status *statuses, int32_t s, float value, peft_status st)
+{
+	if (values != NULL) {
+		values[s] = value;
+	}
+	if (statuses != NULL) {
+		statuses[s] = st;
+	}
+}
+
+/* A batch call's labels: a trainer in PEFT_MODE_TRAIN, each label a class. */
+static bool labels_ok(const peft_trainer *t, const int32_t *labels, int32_t samples)
+{
+	if (t->mode != PEFT_MODE_TRAIN || labels == NULL) {
+		return false;
+	}
+	for (int32_t s = 0; s < samples; s++) {
+		if (labels[s] < 0 || labels[s] >= t->plan->num_classes) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Forward and losses of the call's samples, all of which may add their gradient. */
+static peft_status forward_losses(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
+				  const int32_t *labels, int32_t samples, float *losses)
 {
 	const float *logits = NULL;
-	const int32_t n = t->plan->num_classes;
 
-	t->pending_label = -1; /* the forward below overwrites what backward needed */
-	PEFT_TRY(set_input(t, in_s8, in_f32));
-	const peft_status st = forward_layers(t, &logits);
+	peft_trainer_clear_pending(t);
+	PEFT_TRY(forward(t, in_s8, in_f32, samples, &logits));
+	return losses_of(t, logits, labels, samples, losses);
+}
+
+peft_status peft_trainer_forward_batch_s8(peft_trainer *t, const int8_t *inputs,
+					  const int32_t *labels, int32_t samples, float *losses)
+{
+	if (!batch_ok(t, inputs, samples) || !labels_ok(t, labels, samples)) {
+		return PEFT_ERR_ARG;
+	}
+	PEFT_TRY(forward_losses(t, inputs, NULL, labels, samples, losses));
+	t->pending_label = samples == 1 ? labels[0] : -1;
+	t->pending_labels = labels;
+	t->pending_samples = samples;
+	return PEFT_OK;
+}
+
+static peft_status train_batch(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
+			       const int32_t *labels, int32_t samples, float *losses,
+			       peft_status *statuses)
+{
+	const int32_t n_in = input_size(t);
+
+	if (!labels_ok(t, labels, samples)) {
+		return PEFT_ERR_ARG;
+	}
+	peft_trainer_clear_pending(t);
+	if (samples > 1) {
+		const peft_status st = forward_losses(t, in_s8, in_f32, labels, samples, losses);
+
+		if (st == PEFT_OK) {
+			for (int32_t s = 0; s < samples; s++) {
+				put_sample(NULL, statuses, s, 0.0f, PEFT_OK);
+			}
+			return backward_samples(t, labels, samples);
+		}
+		/* A sample that may not add its gradient: one at a time, as
+		 * peft_trainer_train_sample_*(), so the others still do. */
+	}
+	peft_status first = PEFT_OK;
+
+	for (int32_t s = 0; s < samples; s++) {
+		float value = NAN;
+		const peft_status st =
+			train_sample(t, in_s8 != NULL ? in_s8 + s * n_in : NULL,
+				     in_f32 != NULL ? in_f32 + s * n_in : NULL, labels[s], &value);
+
+		put_sample(losses, statuses, s, st == PEFT_OK ? value : NAN, st);
+		if (st != PEFT_OK && first == PEFT_OK) {
+			first = st;
+		}
+	}
+	return first;
+}
+
+peft_status peft_trainer_train_batch_s8(peft_trainer *t, const int8_t *inputs,
+					const int32_t *labels, int32_t samples, float *losses,
+					peft_status *statuses)
+{
+	if (!batch_ok(t, inputs, samples)) {
+		return PEFT_ERR_ARG;
+	}
+	return train_batch(t, inputs, NULL, labels, samples, losses, statuses);
+}
+
+peft_status peft_trainer_train_batch_f32(peft_trainer *t, const float *inputs,
+					 const int32_t *labels, int32_t samples, float *losses,
+					 peft_status *statuses)
+{
+	if (!batch_ok(t, inputs, samples)) {
+		return PEFT_ERR_ARG;
+	}
+	return train_batch(t, NULL, inputs, labels, samples, losses, statuses);
+}
+
+/* The logits of the call's `samples` after their forward: each finite, or
+ * PEFT_ERR_LOGITS_NONFINITE (nothing written). */
+static peft_status answer_logits(const peft_trainer *t, peft_status st, const float *logits,
+				 int32_t samples, float *logits_out, int32_t *predicted)
+{
+	const int32_t n = t->plan->num_classes;
 
 	/* A value on the way to the logits that is not finite (the int8 cache
 	 * refuses it) makes them non-finite too. */
@@ -1011,25 +1236,40 @@ static peft_status predict(peft_trainer *t, const int8_t *in_s8, const float *in
 		return PEFT_ERR_LOGITS_NONFINITE;
 	}
 	PEFT_TRY(st);
-	for (int32_t i = 0; i < n; i++) {
+	for (int32_t i = 0; i < samples * n; i++) {
 		if (!isfinite(logits[i])) {
 			return PEFT_ERR_LOGITS_NONFINITE;
 		}
 	}
-	int32_t best = 0;
+	for (int32_t s = 0; s < samples; s++) {
+		const float *z = logits + s * n;
+		int32_t best = 0;
 
-	for (int32_t i = 0; i < n; i++) {
-		if (logits_out != NULL) {
-			logits_out[i] = logits[i];
+		for (int32_t i = 0; i < n; i++) {
+			if (logits_out != NULL) {
+				logits_out[s * n + i] = z[i];
+			}
+			if (z[i] > z[best]) {
+				best = i;
+			}
 		}
-		if (logits[i] > logits[best]) {
-			best = i;
+		if (predicted != NULL) {
+			predicted[s] = best;
 		}
-	}
-	if (predicted != NULL) {
-		*predicted = best;
 	}
 	return PEFT_OK;
+}
+
+static peft_status predict(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
+			   int32_t samples, float *logits_out, int32_t *predicted)
+{
+	const float *logits = NULL;
+
+	peft_trainer_clear_pending(t); /* the forward below overwrites what backward needed */
+	PEFT_TRY(set_input(t, in_s8, in_f32, samples));
+	const peft_status st = forward_layers(t, samples, &logits);
+
+	return answer_logits(t, st, logits, samples, logits_out, predicted);
 }
 
 peft_status peft_trainer_predict_s8(peft_trainer *t, const int8_t *input, float *logits,
@@ -1038,7 +1278,7 @@ peft_status peft_trainer_predict_s8(peft_trainer *t, const int8_t *input, float 
 	if (!trainer_ok(t) || input == NULL) {
 		return PEFT_ERR_ARG;
 	}
-	return predict(t, input, NULL, logits, predicted);
+	return predict(t, input, NULL, 1, logits, predicted);
 }
 
 peft_status peft_trainer_predict_f32(peft_trainer *t, const float *input, float *logits,
@@ -1047,7 +1287,55 @@ peft_status peft_trainer_predict_f32(peft_trainer *t, const float *input, float 
 	if (!trainer_ok(t) || input == NULL) {
 		return PEFT_ERR_ARG;
 	}
-	return predict(t, NULL, input, logits, predicted);
+	return predict(t, NULL, input, 1, logits, predicted);
+}
+
+static peft_status predict_batch(peft_trainer *t, const int8_t *in_s8, const float *in_f32,
+				 int32_t samples, float *logits, int32_t *predicted,
+				 peft_status *statuses)
+{
+	const int32_t n_in = input_size(t);
+	const int32_t n = t->plan->num_classes;
+
+	if (samples > 1 && predict(t, in_s8, in_f32, samples, logits, predicted) == PEFT_OK) {
+		for (int32_t s = 0; s < samples; s++) {
+			put_sample(NULL, statuses, s, 0.0f, PEFT_OK);
+		}
+		return PEFT_OK;
+	}
+	/* A sample without an answer: one at a time, so the others still get theirs. */
+	peft_status first = PEFT_OK;
+
+	for (int32_t s = 0; s < samples; s++) {
+		const peft_status st = predict(t, in_s8 != NULL ? in_s8 + s * n_in : NULL,
+					       in_f32 != NULL ? in_f32 + s * n_in : NULL, 1,
+					       logits != NULL ? logits + s * n : NULL,
+					       predicted != NULL ? predicted + s : NULL);
+
+		put_sample(NULL, statuses, s, 0.0f, st);
+		if (st != PEFT_OK && first == PEFT_OK) {
+			first = st;
+		}
+	}
+	return first;
+}
+
+peft_status peft_trainer_predict_batch_s8(peft_trainer *t, const int8_t *inputs, int32_t samples,
+					  float *logits, int32_t *predicted, peft_status *statuses)
+{
+	if (!batch_ok(t, inputs, samples)) {
+		return PEFT_ERR_ARG;
+	}
+	return predict_batch(t, inputs, NULL, samples, logits, predicted, statuses);
+}
+
+peft_status peft_trainer_predict_batch_f32(peft_trainer *t, const float *inputs, int32_t samples,
+					   float *logits, int32_t *predicted, peft_status *statuses)
+{
+	if (!batch_ok(t, inputs, samples)) {
+		return PEFT_ERR_ARG;
+	}
+	return predict_batch(t, NULL, inputs, samples, logits, predicted, statuses);
 }
 
 /* ---- optimizer step ---- */

@@ -296,7 +296,7 @@ peft_status peft_trainer_import_state_from(peft_trainer *t, peft_state_read_fn r
 	if (t->mode == PEFT_MODE_TRAIN) {
 		t->step = peft_rd32(header + PEFT_STATE_HDR_OFF_STEPS);
 		t->samples = 0;
-		t->pending_label = -1;
+		peft_trainer_clear_pending(t);
 		memset(t->arena + plan->param_grads.offset, 0, plan->param_grads.size);
 	}
 	if (meta_out != NULL) {

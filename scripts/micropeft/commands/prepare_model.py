@@ -243,6 +243,7 @@ def _kib(n: int | None) -> str:
 
 def memory_table(summary: dict[str, Any]) -> str:
     ram, flash, macs = summary["ram"], summary["flash"], summary["macs_per_sample"]
+    capacity = int(summary["method"].get("batch_capacity", 1))
     rows = [
         f"memory for {summary['model']}, input {'x'.join(map(str, summary['input_shape']))}, "
         f"method {summary['method']['method']}, split before layer {summary['split_layer']}",
@@ -253,7 +254,8 @@ def memory_table(summary: dict[str, Any]) -> str:
         if part != "total":
             rows.append(f"       training: {part:<19}{_kib(value)}")
     rows += [
-        f"       training arena total       {_kib(ram['train_arena'])}",
+        f"       training arena total       {_kib(ram['train_arena'])}"
+        + (f"   (batch capacity {capacity})" if capacity > 1 else ""),
         f"       TFLM + training            {_kib(ram['total_train'])}",
         f"       state buffer               {_kib(ram['device']['state_buffer'])}",
         f"       prefix cache               {_kib(ram['device']['prefix_cache'])}",

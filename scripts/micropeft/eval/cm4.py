@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from micropeft import formats
 from micropeft.errors import UserError
 from micropeft.eval.target_flags import read_flags
 from micropeft.files import folder_lock
@@ -595,8 +596,8 @@ class TrainingCost:
     optimizer: int = 0
     step: int = 0
     infer: int = 0
-    forward_each: list[int] = field(default_factory=list)
-    backward_each: list[int] = field(default_factory=list)
+    forward_each: list[float] = field(default_factory=list)
+    backward_each: list[float] = field(default_factory=list)
     code: dict[str, int] = field(default_factory=dict)
     library_text: int = 0
     arena_high_water: int = 0
@@ -672,7 +673,9 @@ def measure_training(
     """Build the trainer firmware for one plan and count one training step plus one inference.
 
     `samples` are int8 inputs of the trainable part (the split tensor), one row
-    per sample of the step. A plan whose arena (plus the driver's RAM) does
+    per sample of the step; a plan with a batch capacity (at least len(samples))
+    takes them in one call, and each sample's forward and backward are then its
+    share of the call's. A plan whose arena (plus the driver's RAM) does
     not fit 256 KB is returned with fits=False rather than raised. profile: where a
     second run writes the step's counts by block (profile_functions reads them).
     """
@@ -700,10 +703,14 @@ def measure_training(
             elf, timeout_s=timeout_s, build_dir=build_dir, profile=profile, profile_marks=window
         )
     forward, backward, optimizer = step_phases(run.marks)
+    forward_cycles, backward_cycles, optimizer_cycles = step_phases(run.cycle_marks)
+    if formats.PLAN_HEADER.read(plan, "batch") > 1:  # one call for all the samples
+        forward, backward = [f / n for f in forward] * n, [b / n for b in backward] * n
+        forward_cycles = [f / n for f in forward_cycles] * n
+        backward_cycles = [b / n for b in backward_cycles] * n
     infer = phase_deltas(run.marks, INFER, INFER_END)
     first = next(c for p, c in run.marks if p == FORWARD)
     end = next(c for p, c in run.marks if p == STEP_END)
-    forward_cycles, backward_cycles, optimizer_cycles = step_phases(run.cycle_marks)
     first_cycle = next(c for p, c in run.cycle_marks if p == FORWARD)
     end_cycle = next(c for p, c in run.cycle_marks if p == STEP_END)
     return TrainingCost(

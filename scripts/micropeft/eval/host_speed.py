@@ -3,12 +3,14 @@
 `python -m micropeft.eval.host_speed` trains each bench method (micropeft.eval.tasks
 .METHODS) on MobileNetV1 0.25 32x32 with random weights (kernel_bench's model) and
 prints, at batch 16 and at batch 1, the host milliseconds per training step of the C
-runtime (the host build: libpeft.so, train_sample per sample then step) and of the
-TensorFlow reference trainer that bench checks it against (micropeft.host.reference,
-one train_batch per step, after a warm-up call that traces it), and their ratio TF/C
-(> 1: the C runtime is faster), with the geometric means over the methods. Each time
-is the fastest of --repeats timed calls (the machine is shared and noisy): TF's one
-train_batch per step, and for C each train_sample and the step on their own, summed.
+runtime (the host build: libpeft.so; at batch 16 bench's way, one train_batch call on a
+plan of batch capacity 16, then step; at batch 1 the device's plan, one train_sample
+then step) and of the TensorFlow reference trainer that bench checks it against
+(micropeft.host.reference, one train_batch per step, after a warm-up call that traces
+it), and their ratio TF/C (> 1: the C runtime is faster), with the geometric means over
+the methods. Each time is the fastest of --repeats timed calls (the machine is shared
+and noisy): TF's one train_batch per step, and for C the training call and the step on
+their own, summed.
 Methods whose update is per layer step after every sample, so only batch 1 applies.
 --json FILE also writes the rows.
 """
@@ -50,12 +52,10 @@ def _fastest(call: Callable[[], object], repeats: int) -> float:
 def _c_step_seconds(
     trainer: runtime.Trainer, xq: np.ndarray, labels: np.ndarray, repeats: int
 ) -> float:
-    """Seconds of one C step over the samples: each train_sample and the step timed on
-    their own, fastest of `repeats` each, summed (a step of 16 samples takes about 20 ms,
-    longer than the time slices that the shared machine hands out)."""
-    calls = [
-        lambda x=x, y=int(y): trainer.train_sample(x, y) for x, y in zip(xq, labels, strict=True)
-    ]
+    """Seconds of one C step over the samples: the training call (train_batch, or
+    train_sample for one sample) and the step timed on their own, fastest of `repeats`
+    each, summed."""
+    calls = [lambda: train.c_train_batch(trainer, xq, labels)]
     best = [math.inf] * (len(calls) + 1)
     for _ in range(repeats + 1):  # the first round warms up
         for i, call in enumerate([*calls, trainer.step]):
@@ -73,6 +73,7 @@ def method_speed(
     spec = tasks.METHODS[name].for_run(default, default.train_samples)
     prepared = train.prepare_method(spec, graph, model)
     laid = spec.plan(prepared.graph, model, seed=0)
+    batched = train.run_plan(spec, prepared.graph, model, 0, default)
     rng = np.random.default_rng(1)
     n = max(BATCHES)
     images = rng.uniform(0, 1, (n, 32, 32, 1)).astype(np.float32)
@@ -82,7 +83,8 @@ def method_speed(
     xf = ((xq.astype(np.float32) - np.float32(split.quant.zero_point)) * split.quant.scale).astype(
         np.float32
     )
-    trainer = runtime.Trainer(model, laid)
+    trainers = {1: runtime.Trainer(model, laid), max(BATCHES): runtime.Trainer(model, batched)}
+    trainer = trainers[1]
     initial = reference.initial_parameters(prepared.graph, model, laid.split_layer, seed=0)
     for key, value in trainer.parameters().items():
         initial[key] = np.asarray(value, np.float32).reshape(initial[key].shape).copy()
@@ -100,7 +102,7 @@ def method_speed(
     for batch in BATCHES:
         c_ms = tf_ms = None
         if batch == 1 or spec.update == "batch":
-            c_ms = 1e3 * _c_step_seconds(trainer, xq[:batch], labels[:batch], repeats)
+            c_ms = 1e3 * _c_step_seconds(trainers[batch], xq[:batch], labels[:batch], repeats)
             tf_ms = 1e3 * _fastest(
                 lambda b=batch: tf_trainer.train_batch(xf[:b], labels[:b]), repeats
             )

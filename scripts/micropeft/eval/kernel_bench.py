@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from micropeft import formats
 from micropeft.errors import UserError
 from micropeft.eval import cm4, tasks, train
 from micropeft.eval import kernel_binding as kb
@@ -57,6 +58,7 @@ PASSES = (
     "bwd_input_s8s8",  # the int8 path: fully connected and pointwise layers only
 )
 STEP_METHODS = ("bitfit", "lora_r4")
+M4_STEP_SAMPLES = 2  # the firmware's step on the device's plan (one sample per call)
 STEP_BATCH = 16
 
 
@@ -404,12 +406,19 @@ def random_mobilenet(work_dir: Path) -> bytes:
 
 
 def step_costs(
-    source_root: Path, work_dir: Path, repeats: int, with_m4: bool, profile: bool = False
+    source_root: Path,
+    work_dir: Path,
+    repeats: int,
+    with_m4: bool,
+    profile: bool = False,
+    m4_batch: int = 1,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[cm4.FunctionCost]]]]:
     """Per method: host us per step of STEP_BATCH samples and, with_m4, per backend M4
     instructions per forward / backward MAC (means over the firmware's samples) and
     estimated ms per step of the firmware's samples at 64 MHz; and, with profile, per method
-    the default backend's training step by function (a second QEMU run of its firmware)."""
+    the default backend's training step by function (a second QEMU run of its firmware).
+    The firmware's step: M4_STEP_SAMPLES samples one at a time on the device's plan, or
+    with m4_batch > 1 that many in one call on a plan of that batch capacity."""
 
     model = random_mobilenet(work_dir)
     graph = graph_from_tflite(model)
@@ -423,14 +432,21 @@ def step_costs(
         spec = tasks.METHODS[name].for_run(default, default.train_samples)
         prepared = train.prepare_method(spec, graph, model)
         laid = plan.build_plan(prepared.graph, model, spec.optimizer_config(), seed=0)
+        firmware = plan.build_plan(
+            prepared.graph, model, spec.optimizer_config(), seed=0, batch=m4_batch
+        )
+        m4_samples = M4_STEP_SAMPLES if m4_batch == 1 else m4_batch
         split = prepared.graph.tensors[laid.input_tensor].name
         (xq,) = tflite_tensor_values(model, [split], images)
-        trainer = runtime.Trainer(model, laid)
+        # The host runs the step as bench does: one call of the batch (train.run_plan).
+        batched = plan.build_plan(
+            prepared.graph, model, spec.optimizer_config(), seed=0, batch=STEP_BATCH
+        )
+        trainer = runtime.Trainer(model, batched)
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            for x, y in zip(xq, labels, strict=True):
-                trainer.train_sample(x, int(y))
+            train.c_train_batch(trainer, xq, labels)
             trainer.step()
             times.append(time.perf_counter() - t0)
         macs = laid.macs()
@@ -439,14 +455,14 @@ def step_costs(
         row["macs_backward"] = float(macs["backward"])
         for backend in cm4.BACKENDS if with_m4 else ():
             profiled = profile and backend == cm4.DEFAULT_BACKEND
-            samples = np.ascontiguousarray(xq[:2].reshape(2, -1))
+            samples = np.ascontiguousarray(xq[:m4_samples].reshape(m4_samples, -1))
             with _cm4_sources(source_root), tempfile.TemporaryDirectory(dir=work_dir) as tmp:
                 cost = cm4.measure_training(
                     model,
-                    laid.to_bytes(),
+                    firmware.to_bytes(),
                     samples,
-                    labels[:2],
-                    laid.arena_bytes("train"),
+                    labels[:m4_samples],
+                    firmware.arena_bytes("train"),
                     Path(tmp),
                     build_dir=work_dir / "cm4",
                     backend=backend,
@@ -582,8 +598,18 @@ def main(argv: list[str] | None = None) -> int:
         help="after each training step's figures, the N functions of its firmware that execute "
         "the most instructions (optimized backend)",
     )
+    parser.add_argument(
+        "--m4-batch",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the firmware's training step: N samples in one call on a plan of batch capacity "
+        f"N (default 1: {M4_STEP_SAMPLES} samples one at a time on the device's plan)",
+    )
     args = parser.parse_args(argv)
     try:
+        if not 1 <= args.m4_batch <= formats.LIMIT["MAX_BATCH"]:
+            raise UserError(f"--m4-batch must lie in 1..{formats.LIMIT['MAX_BATCH']}")
         if args.repeats < 1:
             raise UserError("--repeats must be at least 1")
         if args.profile < 0:
@@ -611,9 +637,15 @@ def main(argv: list[str] | None = None) -> int:
             )
         if not args.no_step:
             steps, profiles = step_costs(
-                source_root, args.work_dir, args.repeats, with_m4, profile=args.profile > 0
+                source_root,
+                args.work_dir,
+                args.repeats,
+                with_m4,
+                profile=args.profile > 0,
+                m4_batch=args.m4_batch,
             )
-            print(f"\nMobileNetV1 0.25 32x32, batch {STEP_BATCH}:")
+            capacity = "" if args.m4_batch == 1 else f", M4 plan of batch capacity {args.m4_batch}"
+            print(f"\nMobileNetV1 0.25 32x32, batch {STEP_BATCH}{capacity}:")
             for name, row in steps.items():
                 print(f"{name:10s} host {row['host_us_per_step']:10.0f} us/step")
                 for backend in cm4.BACKENDS if with_m4 else ():

@@ -570,8 +570,9 @@ def build_document(results: ResultsFile) -> list[Block]:
             f"backward, the step's estimated time at 64 MHz (cycles weighted from the Cortex-M4 "
             f"TRM's timings, an estimate: no flash wait states), and the firmware's code size "
             f"(.text without the embedded model). Host: "
-            f"wall time per training step of {batch} samples, C runtime and TensorFlow measured "
-            f"side by side in the same run.",
+            f"wall time per training step of {batch} samples, C runtime (one call of the "
+            f"batch, each layer over all its samples at once) and TensorFlow measured side by "
+            f"side in the same run.",
         )
     )
 

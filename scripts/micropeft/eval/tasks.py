@@ -170,9 +170,10 @@ class MethodSpec:
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """The recipe's fields that decide its training (not its label or description,
-        nor the epochs and batch a bench sets for every method)."""
+        nor the epochs and batch a bench sets for every method, nor the batch capacity:
+        bench trains with a capacity of its batch, train.run_plan)."""
         fields = self.config.to_dict()
-        for name in ("label", "description", "epochs", "batch_size"):
+        for name in ("label", "description", "epochs", "batch_size", "batch_capacity"):
             fields.pop(name)
         return fields
 

@@ -146,6 +146,35 @@ def method_costs(prepared: PreparedMethod, model: bytes, artifacts: Path) -> Met
 PARAM_DIFF_FLOOR = 1e-3
 
 
+def run_plan(spec: MethodSpec, graph: Any, model: bytes, seed: int, cfg: BenchConfig) -> Any:
+    """The plan bench's C runs train with: the recipe's, with a batch capacity of the
+    bench's batch (one call per batch, each layer over the batch at once: the same
+    per-sample values as the device's plan, the gradients summed in another grouping),
+    one sample for per-layer updates."""
+    return spec.config.plan(graph, model, seed=seed, batch=spec.batch_size(cfg))
+
+
+def c_train_batch(trainer: runtime.Trainer, x: np.ndarray, y: np.ndarray) -> float:
+    """One batch through the C runtime in calls of its batch capacity; the summed loss of
+    the samples that trained (one that added nothing counts as its NaN)."""
+    total = 0.0
+    for start in range(0, len(x), trainer.batch_capacity):
+        part = slice(start, start + trainer.batch_capacity)
+        losses, _ = trainer.train_batch(x[part], y[part])
+        total += float(np.sum(losses))
+    return total
+
+
+def c_predictions(trainer: runtime.Trainer, x: np.ndarray) -> np.ndarray:
+    """The C runtime's predicted class of every sample, in calls of its batch capacity
+    (-1 where a sample has no answer)."""
+    parts = [
+        trainer.predict_batch(x[start : start + trainer.batch_capacity])[1]
+        for start in range(0, len(x), trainer.batch_capacity)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int32)
+
+
 def _max_relative_diff(c_params: dict[str, Any], tf_params: dict[str, Any]) -> float:
     """Largest |C - TF| over every trained array, relative to that array's largest value
     or PARAM_DIFF_FLOOR, whichever is larger."""
@@ -220,7 +249,7 @@ def train_pair(
     """
 
     graph = prepared.graph
-    laid = prepared.spec.plan(graph, model, seed=seed)
+    laid = run_plan(prepared.spec, graph, model, seed, cfg)
     trainer = runtime.Trainer(model, laid)
     initial = reference.initial_parameters(graph, model, laid.split_layer, seed=seed)
     for key, value in trainer.parameters().items():
@@ -262,9 +291,7 @@ def train_pair(
         for start in range(0, n, batch_size):
             batch = order[start : start + batch_size]
             t0 = time.perf_counter()
-            batch_loss = 0.0
-            for i in batch:
-                batch_loss += trainer.train_sample(xq_train[i], int(data.y_train[i]))
+            batch_loss = c_train_batch(trainer, xq_train[batch], data.y_train[batch])
             c_time = time.perf_counter() - t0
             if compare_grads and start + batch_size >= n:
                 c_grads = {k: v / len(batch) for k, v in trainer.gradients().items()}
@@ -288,7 +315,7 @@ def train_pair(
             runs["tf"]["step_times"].append(t2 - t1)
             losses["c"].append(batch_loss / len(batch))
             losses["tf"].append(tf_loss)
-        pred_c = np.array([trainer.predict(x)[1] for x in xq_test])
+        pred_c = c_predictions(trainer, xq_test)
         pred_tf = np.argmax(tf_trainer.predict(xf_test), axis=1)
         with _at_parameters(tf_trainer, trainer.parameters()):
             pred_probe = np.argmax(tf_trainer.predict(xf_test), axis=1)
@@ -338,12 +365,15 @@ def train_pair(
             model, laid, trainer.export_state(), data.x_train[: merge.CALIBRATION_SAMPLES],
             data.x_test, pred_c, data.y_test,
         )  # fmt: skip
+    # The device's plan (the recipe's batch capacity): its arena, measured after one call.
+    device = runtime.Trainer(model, prepared.spec.plan(graph, model, seed=seed))
+    c_train_batch(device, xq_train[: device.batch_capacity], data.y_train[: device.batch_capacity])
     memory = {
-        "arena_train": int(trainer.arena_size("train")),
-        "arena_infer": int(trainer.arena_size("infer")),
-        "high_water": int(trainer.arena_high_water()),
-        "breakdown": {k: int(v) for k, v in trainer.breakdown().items()},
-        "parameter_count": int(sum(np.asarray(v).size for v in trainer.parameters().values())),
+        "arena_train": int(device.arena_size("train")),
+        "arena_infer": int(device.arena_size("infer")),
+        "high_water": int(device.arena_high_water()),
+        "breakdown": {k: int(v) for k, v in device.breakdown().items()},
+        "parameter_count": int(sum(np.asarray(v).size for v in device.parameters().values())),
     }
     return out[0], out[1], memory
 
@@ -394,7 +424,7 @@ def train_c(
     """The C runtime alone (the learning-rate sweep's runs): train_pair's C run, the same
     plan, sample order and steps, without the reference beside it; the test accuracy
     after the last epoch."""
-    laid = prepared.spec.plan(prepared.graph, model, seed=seed)
+    laid = run_plan(prepared.spec, prepared.graph, model, seed, cfg)
     trainer = runtime.Trainer(model, laid)
     xq_train = cache.train[laid.input_tensor]
     xq_test = cache.test[laid.input_tensor]
@@ -403,11 +433,10 @@ def train_c(
     for _ in range(cfg.epochs):
         order = rng.permutation(len(xq_train))
         for start in range(0, len(order), batch_size):
-            for i in order[start : start + batch_size]:
-                trainer.train_sample(xq_train[i], int(data.y_train[i]))
+            batch = order[start : start + batch_size]
+            c_train_batch(trainer, xq_train[batch], data.y_train[batch])
             trainer.step()
-    pred = np.array([trainer.predict(x)[1] for x in xq_test])
-    return float(np.mean(pred == data.y_test))
+    return float(np.mean(c_predictions(trainer, xq_test) == data.y_test))
 
 
 def zero_shot_run(cache: PrefixCache, data: TaskData) -> RunRecord:

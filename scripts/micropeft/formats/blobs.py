@@ -40,6 +40,7 @@ LIMITS: tuple[Limit, ...] = (
         "A linear schedule has fewer updates (its step counts convert to float exactly).",
         unsigned=True,
     ),
+    Limit("MAX_BATCH", 256, "Largest batch capacity of a plan (samples per call)."),
     Limit("MIN_CLASSES", 2, "Fewest classes of a dataset blob."),
     Limit("MAX_CLASSES", 255, "Most classes of a dataset blob (labels are u8)."),
     Limit(
@@ -203,6 +204,13 @@ PLAN_HEADER = Layout(
             "(HF's linear schedule; 0: constant)",
             default=0,
         ),
+        Field(
+            "batch",
+            "u32",
+            doc="batch capacity: samples one trainer call runs together (every per-sample "
+            "work buffer holds this many, stacked; 1..MAX_BATCH)",
+            default=1,
+        ),
         Field("tensor_record_size", "u32", doc="tensor record size"),
         Field("layer_record_size", "u32", doc="layer record size"),
         Field("buffer_record_size", "u32", doc="buffer record size"),
@@ -347,7 +355,7 @@ DATASET_HEADER = Layout(
 DATASET = Blob("Dataset blob", "DATASET", b"PEFD", 1, DATASET_HEADER)
 
 BLOBS: tuple[Blob, ...] = (PLAN, STATE, CONTAINER, DATASET)
-_SIZES = {PLAN_HEADER: 128, PLAN_TENSOR: 24, PLAN_LAYER: 224, PLAN_BUFFER: 20}
+_SIZES = {PLAN_HEADER: 132, PLAN_TENSOR: 24, PLAN_LAYER: 224, PLAN_BUFFER: 20}
 _SIZES.update({STATE_HEADER: 48, CONTAINER_HEADER: 64, DATASET_HEADER: 64})
 for _layout, _size in _SIZES.items():  # the sizes of this version (plan 7, the rest 1)
     assert _layout.size == _size, (_layout.name, _layout.size)

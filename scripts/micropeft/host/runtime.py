@@ -68,6 +68,8 @@ class _TrainerStruct(ctypes.Structure):
         ("step", ctypes.c_uint32),
         ("samples", ctypes.c_uint32),
         ("pending_label", ctypes.c_int32),
+        ("pending_labels", ctypes.c_void_p),
+        ("pending_samples", ctypes.c_int32),
         ("max_loss", ctypes.c_float),
         ("max_param", ctypes.c_float),
     ]
@@ -107,6 +109,7 @@ _SIGNATURES: dict[str, list[object]] = {
     "peft_plan_input_dims": [_P, ctypes.POINTER(_Dims)],
     "peft_plan_input_quant": [_P, ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int32)],
     "peft_plan_num_classes": [_P, ctypes.POINTER(ctypes.c_int32)],
+    "peft_plan_batch_capacity": [_P, ctypes.POINTER(ctypes.c_int32)],
     "peft_plan_trainable_params": [_P, ctypes.POINTER(ctypes.c_size_t)],
     "peft_trainer_init": [_P, _P, ctypes.c_int, _P, ctypes.c_size_t],
     "peft_trainer_set_limits": [_P, ctypes.c_float, ctypes.c_float],
@@ -119,6 +122,11 @@ _SIGNATURES: dict[str, list[object]] = {
     "peft_trainer_params_changed": [_P],
     "peft_trainer_predict_s8": [_P, _P, _P, ctypes.POINTER(ctypes.c_int32)],
     "peft_trainer_predict_f32": [_P, _P, _P, ctypes.POINTER(ctypes.c_int32)],
+    "peft_trainer_train_batch_s8": [_P, _P, _P, ctypes.c_int32, _P, _P],
+    "peft_trainer_train_batch_f32": [_P, _P, _P, ctypes.c_int32, _P, _P],
+    "peft_trainer_predict_batch_s8": [_P, _P, ctypes.c_int32, _P, _P, _P],
+    "peft_trainer_forward_batch_s8": [_P, _P, _P, ctypes.c_int32, _P],
+    "peft_trainer_predict_batch_f32": [_P, _P, ctypes.c_int32, _P, _P, _P],
     "peft_trainer_state_size": [_P, ctypes.POINTER(ctypes.c_size_t)],
     "peft_trainer_export_state": [
         _P,
@@ -231,6 +239,11 @@ class LoadedPlan:
         _check(self.lib.peft_plan_num_classes(self.ptr, ctypes.byref(n)), "num_classes")
         return n.value
 
+    def batch_capacity(self) -> int:
+        n = ctypes.c_int32()
+        _check(self.lib.peft_plan_batch_capacity(self.ptr, ctypes.byref(n)), "batch_capacity")
+        return n.value
+
     def trainable_params(self) -> int:
         n = ctypes.c_size_t()
         _check(self.lib.peft_plan_trainable_params(self.ptr, ctypes.byref(n)), "trainable")
@@ -274,6 +287,7 @@ class Trainer:
         self._input_size = int(np.prod(self.input_dims))  # checked on every sample
         self.input_scale, self.input_zero_point = self.plan.input_quant()
         self.num_classes = self.plan.num_classes()
+        self.batch_capacity = self.plan.batch_capacity()
         self._names: list[str] | None = None
         self._views: dict[str, dict[str, np.ndarray]] = {}
 
@@ -300,6 +314,89 @@ class Trainer:
         fn = getattr(self.lib, f"peft_trainer_train_sample_{kind}")
         _check(fn(ctypes.byref(self._t), arr.ctypes.data, int(label), ctypes.byref(loss)), "train")
         return float(loss.value)
+
+    def _batch_input(self, x: np.ndarray) -> tuple[np.ndarray, str, int]:
+        """The samples of a batch call, one after the other: (values, kind, count)."""
+        x = np.asarray(x)
+        n = x.size // self._input_size if self._input_size else 0
+        if n < 1 or x.size != n * self._input_size:
+            raise ValueError(
+                f"input has {x.size} values, not a whole number of the plan's "
+                f"{self._input_size}-value inputs"
+            )
+        if n > self.batch_capacity:
+            raise ValueError(f"{n} samples: the plan's batch capacity is {self.batch_capacity}")
+        kind = "s8" if x.dtype == np.int8 else "f32"
+        dtype = np.int8 if kind == "s8" else np.float32
+        return np.ascontiguousarray(x.reshape(-1), dtype=dtype), kind, n
+
+    def train_batch(self, x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Forward + backward of up to batch_capacity samples in one call (their
+        gradients add up). Returns each sample's loss (NaN where it added nothing) and
+        its status code; raises PeftError only for a bad argument."""
+        arr, kind, n = self._batch_input(x)
+        labels = np.ascontiguousarray(labels, dtype=np.int32).reshape(-1)
+        if labels.size != n:
+            raise ValueError(f"{labels.size} labels for {n} samples")
+        losses = np.zeros(n, np.float32)
+        statuses = np.zeros(n, np.int32)  # peft_status is a C enum: int
+        fn = getattr(self.lib, f"peft_trainer_train_batch_{kind}")
+        status = fn(
+            ctypes.byref(self._t),
+            arr.ctypes.data,
+            labels.ctypes.data,
+            n,
+            losses.ctypes.data,
+            statuses.ctypes.data,
+        )
+        if status == Status.ERR_ARG:
+            _check(status, "train_batch")
+        return losses, statuses
+
+    def forward_batch(self, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The first half of train_batch for int8 samples (forward + losses of all of
+        them at once); backward() must follow. Raises PeftError when a sample may not add
+        its gradient (then nothing awaits backward)."""
+        arr, kind, n = self._batch_input(x)
+        if kind != "s8":
+            raise ValueError("forward_batch takes int8 samples")
+        # The C trainer reads the labels again in backward: kept alive until then.
+        self._pending_labels = np.ascontiguousarray(labels, dtype=np.int32).reshape(-1)
+        if self._pending_labels.size != n:
+            raise ValueError(f"{self._pending_labels.size} labels for {n} samples")
+        losses = np.zeros(n, np.float32)
+        _check(
+            self.lib.peft_trainer_forward_batch_s8(
+                ctypes.byref(self._t),
+                arr.ctypes.data,
+                self._pending_labels.ctypes.data,
+                n,
+                losses.ctypes.data,
+            ),
+            "forward_batch",
+        )
+        return losses
+
+    def predict_batch(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Forward of up to batch_capacity samples in one call: logits (samples x
+        classes), predictions and each sample's status code (logits and prediction of
+        a sample that failed are NaN and -1)."""
+        arr, kind, n = self._batch_input(x)
+        logits = np.full((n, self.num_classes), np.nan, np.float32)
+        predicted = np.full(n, -1, np.int32)
+        statuses = np.zeros(n, np.int32)
+        fn = getattr(self.lib, f"peft_trainer_predict_batch_{kind}")
+        status = fn(
+            ctypes.byref(self._t),
+            arr.ctypes.data,
+            n,
+            logits.ctypes.data,
+            predicted.ctypes.data,
+            statuses.ctypes.data,
+        )
+        if status == Status.ERR_ARG:
+            _check(status, "predict_batch")
+        return logits, predicted, statuses
 
     def forward(self, x: np.ndarray, label: int) -> float:
         """The first half of train_sample (forward + loss); backward() must follow."""

@@ -18,6 +18,7 @@ MethodConfig's own fields (see methods.py), e.g.
     update: batch
     int8_backward: false
     quantized_forward: false   # train on the int8 model's activations (merge agreement)
+    batch_capacity: 1          # samples one runtime call trains together (RAM grows)
 
 The HF PEFT keys are translated into MethodConfig's fields on load (methods
 added to the list, per-method targets), so a loaded configuration has one form.
@@ -327,6 +328,12 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
         "training and inference (straight-through gradient), so the merged int8 model "
         "(micropeft merge) computes what the runtime trained",
     )
+    group.add_argument(
+        "--batch-capacity",
+        type=int,
+        help="samples the runtime trains in one call, each layer over all of them at once "
+        "(faster; every per-sample buffer that many times as large; default 1)",
+    )
     group.add_argument("--seed", type=int, help="default 0")
 
 
@@ -351,6 +358,7 @@ def config_from_args(args: argparse.Namespace) -> MethodConfig:
         "update",
         "int8_backward",
         "quantized_forward",
+        "batch_capacity",
         "seed",
     ):
         value = getattr(args, name, None)

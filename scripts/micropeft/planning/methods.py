@@ -103,6 +103,8 @@ class MethodConfig:
     int8_backward: bool = False  # input gradients of frozen 1x1 conv / FC layers in int8
     # every layer output but the logits fake-quantized to int8 (PlanFlag.QUANTIZED_FORWARD)
     quantized_forward: bool = False
+    # samples one runtime call trains together (the plan's batch capacity; RAM grows with it)
+    batch_capacity: int = 1
     seed: int = 0
     # A recipe's name in the report and what it trains, in words (bench's recipes set them).
     label: str = ""
@@ -137,6 +139,11 @@ class MethodConfig:
         for name in ("int8_backward", "quantized_forward"):
             if not isinstance(getattr(self, name), bool):
                 raise UserError(f"{name} must be true or false, not {getattr(self, name)!r}")
+        capacity, limit = self.batch_capacity, formats.LIMIT["MAX_BATCH"]
+        if isinstance(capacity, bool) or not (isinstance(capacity, int) and 1 <= capacity <= limit):
+            raise UserError(f"batch_capacity must be an integer in 1..{limit}, not {capacity!r}")
+        if self.update == "layer" and capacity != 1:
+            raise UserError("update layer trains one sample at a time: batch_capacity must be 1")
         if self.update == "layer" and int(self.batch_size) != 1:
             raise UserError("update 'layer' applies every sample's gradients at once: batch_size 1")
         if not float(self.lr) > 0:
@@ -197,10 +204,13 @@ class MethodConfig:
             lr_decay_steps=int(self.lr_decay_steps or 0),
         )
 
-    def plan(self, graph: Graph, model: bytes, seed: int | None = None) -> Any:
+    def plan(
+        self, graph: Graph, model: bytes, seed: int | None = None, batch: int | None = None
+    ) -> Any:
         """The plan of `graph` (marked by apply_method) for `model`'s bytes: the one path
         from a configuration to a plan (prepare-model, bench and merge all take it).
-        `seed` (LoRA A's initialisation) overrides the configuration's."""
+        `seed` (LoRA A's initialisation) and `batch` (its batch capacity) override the
+        configuration's."""
 
         return plan.build_plan(
             graph,
@@ -211,6 +221,7 @@ class MethodConfig:
             update=self.update,
             int8_backward=self.int8_backward,
             quantized_forward=self.quantized_forward,
+            batch=self.batch_capacity if batch is None else batch,
         )
 
     def to_dict(self) -> dict[str, Any]:

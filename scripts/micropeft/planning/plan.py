@@ -253,6 +253,9 @@ class Plan:
     int8_backward: bool = False  # PlanFlag.INT8_BACKWARD: the int8 path where it applies
     # PlanFlag.QUANTIZED_FORWARD: every layer output but the logits fake-quantized to int8
     quantized_forward: bool = False
+    # Samples one trainer call runs together: every per-sample work buffer holds this many
+    # (stacked along the height); 1 keeps one sample at a time.
+    batch: int = 1
     regions: dict[str, int] = field(default_factory=dict)
     buffers: list[Buffer] = field(default_factory=list)  # table order (_buffers)
 
@@ -455,6 +458,7 @@ class Plan:
             weight_decay=opt.weight_decay,
             clip_norm=opt.clip_norm,
             lr_decay_steps=opt.lr_decay_steps,
+            batch=self.batch,
             num_buffers=nb,
             train_region_size=[r[name] for name in _TRAIN_REGION_KEYS],
             train_size=r["train_size"],
@@ -661,6 +665,7 @@ def build_plan(
     update: str = "batch",
     int8_backward: bool = False,
     quantized_forward: bool = False,
+    batch: int = 1,
 ) -> Plan:
     """Lay out the trainable part of `graph` (layers marked by methods.py).
 
@@ -673,8 +678,16 @@ def build_plan(
     `quantized_forward` sets PlanFlag.QUANTIZED_FORWARD: the runtime fake-quantizes
     every layer output but the logits to its tensor's int8 quantization (training
     and inference; straight-through gradient), so merge's int8 model computes what
-    was trained. It changes no buffer."""
+    was trained. It changes no buffer.
+    `batch` is the batch capacity: the runtime trains (or predicts) up to this many
+    samples in one call, each layer over all of them at once, every per-sample buffer
+    that many times as large (1..MAX_BATCH; batch updates only)."""
     optimizer.check()
+    max_batch = formats.LIMIT["MAX_BATCH"]
+    if isinstance(batch, bool) or not (isinstance(batch, int) and 1 <= batch <= max_batch):
+        raise UserError(f"batch capacity must be an integer in 1..{max_batch}, not {batch!r}")
+    if update == "layer" and batch > 1:
+        raise UserError("per-layer updates train one sample at a time: batch capacity must be 1")
     if act_cache not in CACHE_DTYPES:
         raise UserError(f"unknown activation cache {act_cache!r} (use 'f32' or 's8')")
     if update not in UPDATES:
@@ -765,9 +778,16 @@ def build_plan(
         update=update,
         int8_backward=int8_backward,
         quantized_forward=quantized_forward,
+        batch=batch,
     )
     if plan.trainable_parameters == 0:
         raise UserError("nothing to train: the marked layers have no trainable parameters")
+    largest = max(tensors, key=lambda t: t.size)
+    if batch * largest.size > MAX_TENSOR_ELEMENTS:
+        raise UserError(
+            f"batch capacity {batch}: {batch} samples of tensor {largest.info.name!r} "
+            f"({largest.size} values each) exceed the runtime's {MAX_TENSOR_ELEMENTS} per buffer"
+        )
     _layout(plan, consumers)
     return plan
 
@@ -825,6 +845,7 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
     n = len(layers)
     s8 = plan.act_cache == "s8"
     per_layer = plan.update == "layer"
+    nb = plan.batch  # per-sample buffers hold nb samples, stacked
 
     def bwd(k: int) -> int:
         return 2 * n - k
@@ -842,7 +863,7 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
         return bwd(min(readers)) if readers else None
 
     def size(pl: PlanLayer) -> int:
-        return tensors[pl.output].size
+        return nb * tensors[pl.output].size
 
     out: list[Buffer] = []
 
@@ -856,16 +877,16 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
     for t, pt in enumerate(tensors):
         keep = last_keep(t)
         last = last_forward(t) if s8 or keep is None else max(last_forward(t), keep)
-        add(0, "value", t, 4 * pt.size, producer(t), last)
+        add(0, "value", t, 4 * nb * pt.size, producer(t), last)
     if s8:
         for t, pt in enumerate(tensors):
             keep = last_keep(t)
             if keep is not None:
-                add(0, "keep", t, pt.size, producer(t), keep)
+                add(0, "keep", t, nb * pt.size, producer(t), keep)
     for t, pt in enumerate(tensors):
         if pt.needs_grad:
             first = n if t == len(tensors) - 1 else bwd(max(consumers[t]))
-            add(0, "grad", t, 4 * pt.size, first, bwd(t - 1))
+            add(0, "grad", t, 4 * nb * pt.size, first, bwd(t - 1))
     for pl in layers:
         if pl.keeps_mask:
             add(0, "mask", pl.index, (size(pl) + 7) // 8, pl.index, bwd(pl.index))
@@ -874,14 +895,22 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
             add(0, "keep_lin", pl.index, (1 if s8 else 4) * size(pl), pl.index, bwd(pl.index))
     for pl in layers:
         if pl.lora:
-            add(0, "keep_u", pl.index, 4 * pl.rows * pl.layer.lora_rank, pl.index, bwd(pl.index))
-    add(0, "probs", 0, 4 * plan.num_classes, n, n)
+            add(
+                0,
+                "keep_u",
+                pl.index,
+                4 * nb * pl.rows * pl.layer.lora_rank,
+                pl.index,
+                bwd(pl.index),
+            )
+    add(0, "probs", 0, 4 * nb * plan.num_classes, n, n)
     _forward_scratch(plan, out, 0, add)
     for pl in layers:
         if s8 and pl.needs_input_values:
             k = pl.index
-            whole = tensors[pl.inputs[0]].size
-            staged = min(pl.rows, BWD_IN_ROWS) * pl.in_features if pl.streams_input else whole
+            whole = nb * tensors[pl.inputs[0]].size
+            rows = min(nb * pl.rows, BWD_IN_ROWS)
+            staged = rows * pl.in_features if pl.streams_input else whole
             add(0, "bwd_in", k, 4 * staged, bwd(k), bwd(k))
     for pl in layers:
         if pl.scales_lin or pl.dora:  # DoRA: W0 x + B u recomputed, then n g
@@ -889,7 +918,7 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
     for pl in layers:
         if pl.lora:
             k = pl.index
-            add(0, "bwd_du", k, 4 * pl.rows * pl.layer.lora_rank, bwd(k), bwd(k))
+            add(0, "bwd_du", k, 4 * nb * pl.rows * pl.layer.lora_rank, bwd(k), bwd(k))
     if per_layer:
         for pl in layers:
             counts = pl.param_counts()
@@ -900,13 +929,13 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
     for pl in layers:
         if pl.int8_input_grad:
             k = pl.index
-            scratch = int8_backward_scratch_bytes(pl.rows, pl.out_features)
+            scratch = int8_backward_scratch_bytes(nb * pl.rows, pl.out_features)
             add(0, "bwd_s8s8", k, scratch, bwd(k), bwd(k))
     _scaled_input(plan, 0, add)
     for pl in layers:
         if pl.ia3_input:  # the op's input gradient, wrt l x
             k = pl.index
-            add(0, "bwd_gx", k, 4 * tensors[pl.inputs[0]].size, bwd(k), bwd(k))
+            add(0, "bwd_gx", k, 4 * nb * tensors[pl.inputs[0]].size, bwd(k), bwd(k))
     _rounded_weights(plan, 0, add)
     for pl in layers:
         if (pl.rounds_weights or pl.rounds_lora) and pl.backward_inputs[0]:
@@ -916,7 +945,7 @@ def _buffers(plan: Plan, consumers: dict[int, list[int]]) -> list[Buffer]:
 
     # Inference arena.
     for t, pt in enumerate(tensors):
-        add(1, "value", t, 4 * pt.size, producer(t), last_forward(t))
+        add(1, "value", t, 4 * nb * pt.size, producer(t), last_forward(t))
     _forward_scratch(plan, out, 1, add)
     _scaled_input(plan, 1, add)
     _rounded_weights(plan, 1, add)
@@ -976,7 +1005,8 @@ def _scaled_input(plan: Plan, arena: int, add: object) -> None:
     for pl in plan.layers:
         if pl.ia3_input:
             k = pl.index
-            add(arena, "fwd_xs", k, 4 * plan.tensors[pl.inputs[0]].size, k, k)  # type: ignore[operator]
+            nbytes = 4 * plan.batch * plan.tensors[pl.inputs[0]].size
+            add(arena, "fwd_xs", k, nbytes, k, k)  # type: ignore[operator]
 
 
 def _forward_scratch(plan: Plan, out: list[Buffer], arena: int, add: object) -> None:
@@ -997,9 +1027,9 @@ def _forward_scratch(plan: Plan, out: list[Buffer], arena: int, add: object) -> 
             if kind == "fwd_bias":
                 nbytes = 4 * pl.out_features
             elif kind == "fwd_u":
-                nbytes = 4 * pl.rows * pl.layer.lora_rank
+                nbytes = 4 * plan.batch * pl.rows * pl.layer.lora_rank
             else:
-                nbytes = 4 * plan.tensors[pl.output].size
+                nbytes = 4 * plan.batch * plan.tensors[pl.output].size
             add(arena, kind, k, nbytes, k, k)  # type: ignore[operator]
 
 

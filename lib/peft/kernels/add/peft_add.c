@@ -58,6 +58,7 @@ static peft_status add_backward(const peft_op_backward_args *a)
 
 const peft_op peft_op_add = {
 	.num_inputs = 2,
+	.stacks_samples = true,
 	.shapes_ok = add_shapes_ok,
 	.forward = add_forward,
 	.backward = add_backward,

@@ -44,6 +44,7 @@ static peft_status fc_backward(const peft_op_backward_args *a)
 
 const peft_op peft_op_fully_connected = {
 	.num_inputs = 1,
+	.stacks_samples = true,
 	.shapes_ok = fc_shapes_ok,
 	.forward = fc_forward,
 	.backward = fc_backward,

@@ -19,11 +19,15 @@ peft_status peft_quantize_s8(int32_t n, const float *in, float scale, int32_t ze
 	if (n <= 0 || in == NULL || out == NULL || !affine_ok(scale, zero_point)) {
 		return PEFT_ERR_ARG;
 	}
-	/* NaN has no int8 value; refuse before writing anything. Infinities clamp. */
+	/* NaN has no int8 value; refuse before writing anything. Infinities clamp.
+	 * (A scan without an early exit: it vectorizes.) */
+	bool nan_seen = false;
+
 	for (int32_t i = 0; i < n; i++) {
-		if (isnan(in[i])) {
-			return PEFT_ERR_NUMERIC;
-		}
+		nan_seen |= isnan(in[i]);
+	}
+	if (nan_seen) {
+		return PEFT_ERR_NUMERIC;
 	}
 	for (int32_t i = 0; i < n; i++) {
 		out[i] = (int8_t)peft_s8_code(in[i] / scale, zero_point);

@@ -26,6 +26,7 @@ static peft_status reshape_backward(const peft_op_backward_args *a)
 
 const peft_op peft_op_reshape = {
 	.num_inputs = 1,
+	.stacks_samples = true,
 	.shapes_ok = reshape_shapes_ok,
 	.forward = reshape_forward,
 	.backward = reshape_backward,

@@ -24,7 +24,8 @@ static void block_scale_shift(const peft_wsrc *w, const float *bias, int32_t o0,
 	}
 }
 
-/* int8 weights, rows >= PEFT_TILE_MIN_ROWS, 4 or more outputs: per block of 4
+/* int8 weights (float ones where the lanes are a vector: PEFT_F4_VECTOR),
+ * rows >= PEFT_TILE_MIN_ROWS, 4 or more outputs: per block of 4
  * outputs and tile of PEFT_TILE_K inputs, the tile is converted once and
  * every block of 4 rows reads it. Between tiles a sum waits in `out`
  * unscaled (a float holds it exactly), so every sum is fc_fwd's. A block
@@ -47,7 +48,11 @@ static void fc_fwd_tiled(const peft_fc_params *p, const float *in, const peft_ws
 			const int32_t kn = peft_tile_len(n_in, k0);
 			const bool last = k0 + kn == n_in;
 
-			peft_tile_rows_s8(kn, w->q + o0 * n_in + k0, n_in, tile);
+			if (w->q != NULL) {
+				peft_tile_rows_s8(kn, w->q + o0 * n_in + k0, n_in, tile);
+			} else {
+				peft_tile_rows_f32(kn, w->f + o0 * n_in + k0, n_in, tile);
+			}
 			for (int32_t i = 0; i < p->rows; i += 4) {
 				const int32_t r0 = peft_blk_start(i, p->rows);
 				float *y = out + r0 * n_out + o0;
@@ -90,7 +95,7 @@ static void fc_fwd(const peft_fc_params *p, const float *in, const peft_wsrc *w,
 		}
 		return;
 	}
-	if (w->q != NULL && p->rows >= PEFT_TILE_MIN_ROWS) {
+	if ((w->q != NULL || PEFT_F4_VECTOR) && p->rows >= PEFT_TILE_MIN_ROWS) {
 		fc_fwd_tiled(p, in, w, bias, out);
 		return;
 	}
