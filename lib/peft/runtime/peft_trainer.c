@@ -92,7 +92,8 @@ static void bind_params(const peft_trainer *t, const peft_layer_info *L, peft_la
 			ctx->grad[p] = peft_arena_f32(t, L->rec.grad[p]);
 		}
 	}
-	ctx->dora_norm = work_f32(t, PEFT_BUF_DORA_NORM, L->index);
+	ctx->dora_norm =
+		L->trainable[PEFT_PARAM_DORA_M] ? work_f32(t, PEFT_BUF_DORA_NORM, L->index) : NULL;
 }
 
 /* What layer L's methods derive from its parameters alone, recomputed after
@@ -593,6 +594,19 @@ static void round_trained_bias(const peft_trainer *t, const peft_layer_info *L, 
 	}
 }
 
+/* The layer over the call's samples: `sample` itself for one (no copy: the
+ * record is large), else its stacked copy in *all. */
+static const peft_layer_info *stacked(const peft_layer_info *sample, int32_t samples,
+				      peft_layer_info *all)
+{
+	if (samples == 1) {
+		return sample;
+	}
+	*all = *sample;
+	peft_layer_info_stack(all, samples);
+	return all;
+}
+
 /* The op's forward over the call's samples: in one call when the samples stack
  * (one), else one call per sample on its part of each buffer. */
 static peft_status op_forward(const peft_layer_info *sample, const peft_layer_info *all,
@@ -624,10 +638,8 @@ static peft_status op_forward(const peft_layer_info *sample, const peft_layer_in
 static peft_status layer_forward(const peft_trainer *t, const peft_layer_info *sample,
 				 int32_t samples, const float **y_out)
 {
-	peft_layer_info all = *sample;
-	const peft_layer_info *L = &all;
-
-	peft_layer_info_stack(&all, samples);
+	peft_layer_info all;
+	const peft_layer_info *L = stacked(sample, samples, &all);
 	const peft_layer_rec *r = &L->rec;
 	const bool train = t->mode == PEFT_MODE_TRAIN;
 	const bool s8 = t->plan->act_cache == PEFT_CACHE_S8;
@@ -864,10 +876,8 @@ static peft_status op_backward(const peft_layer_info *sample, const peft_layer_i
 static peft_status layer_backward(const peft_trainer *t, const peft_layer_info *sample,
 				  int32_t samples)
 {
-	peft_layer_info all = *sample;
-	const peft_layer_info *L = &all;
-
-	peft_layer_info_stack(&all, samples);
+	peft_layer_info all;
+	const peft_layer_info *L = stacked(sample, samples, &all);
 	const peft_layer_rec *r = &L->rec;
 	const peft_plan *plan = t->plan;
 	peft_layer_ctx ctx;
