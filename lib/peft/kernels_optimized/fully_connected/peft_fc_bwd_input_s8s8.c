@@ -1,11 +1,12 @@
 /* FULLY_CONNECTED input gradient, int8 path, optimized backend (same contract
  * and identical results as kernels/fully_connected/peft_fc_bwd_input_s8s8.c).
  * PEFT_S8S8_ROWS rows (or all of a smaller call) are quantized at once into
- * the scratch; then, 4 input
- * features at a time, the 4 weight columns are widened once into int16 pairs
- * interleaved as peft_fc_s8s8_dot.h lays them out, read by every row of the
- * chunk, two rows per pass (peft_fc_s8s8_dot4x2: SMLAD on cores with the DSP
- * extension). */
+ * the scratch, two rows interleaved by output pairs as peft_fc_s8s8_dot4x2
+ * reads them; then, 4 input features at a time, the 4 weight columns are
+ * widened once into int16 pairs (peft_fc_s8s8_dot.h's layout), read by every
+ * row of the chunk, two rows per pass (SXTB16 and SMLAD on cores with the DSP
+ * extension). A call of one row skips the widening: it reads the weights
+ * where they lie. */
 #include <stddef.h>
 
 #include "../../kernels/peft_kernel_check.h"
@@ -23,35 +24,45 @@ static void put(float *y, int32_t acc, float s, bool add)
 	*y = add ? *y + (float)acc * s : (float)acc * s;
 }
 
-/* cols (peft_fc_s8s8_dot.h's layout, 4 * pairs values) = the int8 weights of
- * input features i0 .. i0 + nc - 1 (0 for j >= nc and for the odd output's
- * partner). */
-static void widen_columns(const int8_t *wq, int32_t n_in, int32_t n_out, int32_t i0, int32_t nc,
-			  int16_t *cols)
+/* peft_fc_s8s8_widen4 for the last nc < 4 input features (a word there could
+ * lie past the weights): 0 for j >= nc. */
+static void widen_tail(const int8_t *w, int32_t n_in, int32_t n_out, int32_t nc, int16_t *cols)
 {
 	const int32_t pairs = n_out + n_out % 2;
 
-	if (nc == 4) {
-		for (int32_t o = 0; o < n_out; o++) {
-			const int8_t *src = wq + o * n_in + i0;
-			int16_t *dst = cols + (o / 2) * 8 + o % 2;
-
-			dst[0] = src[0];
-			dst[2] = src[1];
-			dst[4] = src[2];
-			dst[6] = src[3];
-		}
-	} else {
-		for (int32_t o = 0; o < n_out; o++) {
-			for (int32_t j = 0; j < 4; j++) {
-				cols[(o / 2) * 8 + j * 2 + o % 2] =
-					j < nc ? wq[o * n_in + i0 + j] : 0;
-			}
+	for (int32_t o = 0; o < pairs; o++) {
+		for (int32_t j = 0; j < 4; j++) {
+			cols[(o / 2) * 8 + j * 2 + o % 2] = o < n_out && j < nc ? w[o * n_in + j] : 0;
 		}
 	}
-	if (pairs > n_out) {
-		for (int32_t j = 0; j < 4; j++) {
-			cols[(n_out / 2) * 8 + j * 2 + 1] = 0;
+}
+
+/* q2 (peft_fc_s8s8_dot4x2's layout) = rows a and b of n values each (n even). */
+static void interleave_rows(int32_t n, const int16_t *a, const int16_t *b, int16_t *q2)
+{
+	for (int32_t k = 0; k < n; k += 2) {
+		q2[2 * k] = a[k];
+		q2[2 * k + 1] = a[k + 1];
+		q2[2 * k + 2] = b[k];
+		q2[2 * k + 3] = b[k + 1];
+	}
+}
+
+/* One row without widening (peft_fc_s8s8_dot4_direct): acc[j] += sum over o
+ * of w(o, j) * q[o], j < nc, the last output of an odd count and features
+ * past the last full 4 by plain products. */
+static void one_row(const int8_t *w, int32_t n_in, int32_t n_out, int32_t nc, const int16_t *q,
+		    int32_t *acc)
+{
+	int32_t o = 0;
+
+	if (nc == 4) {
+		peft_fc_s8s8_dot4_direct(n_out / 2, w, n_in, q, acc);
+		o = n_out - n_out % 2;
+	}
+	for (; o < n_out; o++) {
+		for (int32_t j = 0; j < nc; j++) {
+			acc[j] += (int32_t)w[o * n_in + j] * q[o];
 		}
 	}
 }
@@ -74,23 +85,45 @@ peft_status peft_fc_bwd_input_s8s8(const peft_fc_params *p, const peft_weights_s
 
 	for (int32_t r0 = 0; r0 < p->rows; r0 += chunk) {
 		const int32_t nr = p->rows - r0 < chunk ? p->rows - r0 : chunk;
+		int32_t r = 0;
 
-		for (int32_t r = 0; r < nr; r++) {
+		/* Rows r, r + 1 interleaved at q + r * pairs (quantized first into
+		 * cols, free until the widening); a last odd row as it is. */
+		for (; r + 2 <= nr; r += 2) {
+			const float *g = grad_out + (r0 + r) * n_out;
+
+			scales[r] = peft_quantize_grad_row(n_out, g, &src, cols);
+			scales[r + 1] = peft_quantize_grad_row(n_out, g + n_out, &src, cols + pairs);
+			interleave_rows(pairs, cols, cols + pairs, q + r * pairs);
+		}
+		if (r < nr) {
 			scales[r] = peft_quantize_grad_row(n_out, grad_out + (r0 + r) * n_out, &src,
 							   q + r * pairs);
 		}
 		for (int32_t i0 = 0; i0 < n_in; i0 += 4) {
 			const int32_t nc = n_in - i0 < 4 ? n_in - i0 : 4;
-			int32_t r = 0;
 
-			widen_columns(w->data, n_in, n_out, i0, nc, cols);
-			for (; r + 2 <= nr; r += 2) {
+			if (nr == 1) {
+				int32_t acc[4] = {0, 0, 0, 0};
+				float *gi = grad_in + r0 * n_in + i0;
+
+				one_row(w->data + i0, n_in, n_out, nc, q, acc);
+				for (int32_t j = 0; j < nc; j++) {
+					put(gi + j, acc[j], scales[0], accumulate);
+				}
+				continue;
+			}
+			if (nc == 4) {
+				peft_fc_s8s8_widen4(n_out, w->data + i0, n_in, cols);
+			} else {
+				widen_tail(w->data + i0, n_in, n_out, nc, cols);
+			}
+			for (r = 0; r + 2 <= nr; r += 2) {
 				int32_t acc0[4] = {0, 0, 0, 0}, acc1[4] = {0, 0, 0, 0};
 				float *gi0 = grad_in + (r0 + r) * n_in + i0;
 				float *gi1 = gi0 + n_in;
 
-				peft_fc_s8s8_dot4x2(pairs, cols, q + r * pairs, q + (r + 1) * pairs,
-						    acc0, acc1);
+				peft_fc_s8s8_dot4x2(pairs, cols, q + r * pairs, acc0, acc1);
 				for (int32_t j = 0; j < nc; j++) {
 					put(gi0 + j, acc0[j], scales[r], accumulate);
 					put(gi1 + j, acc1[j], scales[r + 1], accumulate);
