@@ -32,7 +32,8 @@ static void widen_tail(const int8_t *w, int32_t n_in, int32_t n_out, int32_t nc,
 
 	for (int32_t o = 0; o < pairs; o++) {
 		for (int32_t j = 0; j < 4; j++) {
-			cols[(o / 2) * 8 + j * 2 + o % 2] = o < n_out && j < nc ? w[o * n_in + j] : 0;
+			cols[(o / 2) * 8 + j * 2 + o % 2] =
+				o < n_out && j < nc ? w[o * n_in + j] : 0;
 		}
 	}
 }
@@ -93,7 +94,8 @@ peft_status peft_fc_bwd_input_s8s8(const peft_fc_params *p, const peft_weights_s
 			const float *g = grad_out + (r0 + r) * n_out;
 
 			scales[r] = peft_quantize_grad_row(n_out, g, &src, cols);
-			scales[r + 1] = peft_quantize_grad_row(n_out, g + n_out, &src, cols + pairs);
+			scales[r + 1] =
+				peft_quantize_grad_row(n_out, g + n_out, &src, cols + pairs);
 			interleave_rows(pairs, cols, cols + pairs, q + r * pairs);
 		}
 		if (r < nr) {
