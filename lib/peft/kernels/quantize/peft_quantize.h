@@ -1,29 +1,56 @@
-/* One value's int8 code (private to lib/peft): shared by peft_quantize_s8 and
- * the trainer's quantized forward, so that both round alike. */
+/* One value's int8 code (private to lib/peft): shared by peft_quantize_s8 (both
+ * backends) and the trainer's quantized forward, so that all round alike. */
 #ifndef PEFT_QUANTIZE_H
 #define PEFT_QUANTIZE_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
+
+/* A usable affine int8 quantization (real = scale * (q - zero_point)). */
+static inline bool peft_affine_ok(float scale, int32_t zero_point)
+{
+	return isfinite(scale) && scale > 0.0f && zero_point >= -128 && zero_point <= 127;
+}
+
+/* v clamped to [-256, 256]: beyond it every value ends at the same int8
+ * clamp, and within it v truncates exactly through int32 (out-of-range float
+ * to int conversion is undefined). The first half of peft_s8_code. */
+static inline float peft_s8_clamp(float v)
+{
+	return v < -256.0f ? -256.0f : v > 256.0f ? 256.0f : v;
+}
+
+/* The code of a value peft_s8_clamp has clamped (its second half). */
+static inline float peft_s8_code_clamped(float c, int32_t zero_point)
+{
+	const float t = (float)(int32_t)c;
+	const float q = t + (float)(int32_t)(2.0f * (c - t)) + (float)zero_point;
+
+	return q < -128.0f ? -128.0f : q > 127.0f ? 127.0f : q;
+}
 
 /* round(v) + zero_point clamped to [-128, 127], as a float (v: the value over
  * its scale, not NaN), rounding halves away from zero (TfLiteRound, roundf)
- * without a libm call, so that loops over it vectorize on hosts and stay inline
- * on the M4: beyond +-256 every value ends at the same clamp, so v is clamped
- * there first and then truncates exactly through int32; its fraction v - t is
- * exact, and a fraction of at least one half rounds away from zero. The result
- * equals roundf(v) + zero_point clamped in float (out-of-range float to int
- * conversion is undefined, hence no int arithmetic before the clamp). */
+ * without a libm call or a branch, so that loops over it vectorize on hosts and
+ * stay inline on the M4: the clamped v truncates to t; its fraction v - t and
+ * twice that are exact, and twice a fraction of at least one half truncates to
+ * +-1, the step away from zero (test_quantize_rounds_as_roundf holds it to
+ * roundf on both sides of every integer and half-integer up to +-300). */
 static inline float peft_s8_code(float v, int32_t zero_point)
 {
-	const float c = v < -256.0f ? -256.0f : v > 256.0f ? 256.0f : v;
-	const float t = (float)(int32_t)c;
-	const float d = c - t;
-	const float up = t + 1.0f, down = t - 1.0f; /* both computed: the choice is a select */
-	const float r = d >= 0.5f ? up : d <= -0.5f ? down : t;
-	const float q = r + (float)zero_point;
+	return peft_s8_code_clamped(peft_s8_clamp(v), zero_point);
+}
 
-	return q < -128.0f ? -128.0f : q > 127.0f ? 127.0f : q;
+/* 1 where some in[i] is NaN (a scan without an early exit: it vectorizes). */
+static inline bool peft_any_nan(int32_t n, const float *in)
+{
+	int32_t seen = 0;
+
+	for (int32_t i = 0; i < n; i++) {
+		seen |= in[i] != in[i];
+	}
+	return seen != 0;
 }
 
 #endif /* PEFT_QUANTIZE_H */
