@@ -1,6 +1,7 @@
 /* SGD with momentum and Adam over float32 arrays (include/peft/peft_optim.h).
  * Both are compiled always; the plan loader refuses an optimizer whose
  * CONFIG_PEFT_OPTIMIZER_* is off, so an unused one costs only its code. */
+#include <float.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -53,6 +54,35 @@ static inline peft_status value_ok(float old_value, float new_value, float max_a
 	return PEFT_OK;
 }
 
+/* 1 where x is not finite: a comparison (NaN fails it), so that a loop
+ * accumulating it has no branch and vectorizes on hosts. */
+static inline int32_t not_finite(float x)
+{
+	return !(fabsf(x) <= FLT_MAX);
+}
+
+/* The update's loop, with momentum or without (a constant where it is
+ * called: each loop has no branch, and vectorizes on hosts); 1 where a new
+ * value is not finite. */
+static inline int32_t sgd_step_loop(const peft_sgd_params *p, int32_t n, float *param,
+				    const float *grad, float *velocity, float grad_scale,
+				    bool momentum)
+{
+	int32_t bad = 0;
+
+	for (int32_t i = 0; i < n; i++) {
+		float vel = momentum ? velocity[i] : 0.0f;
+		const float g = sgd_direction(p, param[i], grad[i], &vel, grad_scale);
+
+		if (momentum) {
+			velocity[i] = vel;
+		}
+		param[i] -= p->lr * g;
+		bad |= not_finite(param[i]);
+	}
+	return bad;
+}
+
 peft_status peft_sgd_step_f32(const peft_sgd_params *p, int32_t n, float *param, const float *grad,
 			      float *velocity, float grad_scale)
 {
@@ -60,29 +90,21 @@ peft_status peft_sgd_step_f32(const peft_sgd_params *p, int32_t n, float *param,
 	    (p->momentum != 0.0f && velocity == NULL)) {
 		return PEFT_ERR_ARG;
 	}
-	bool finite = true;
+	const peft_sgd_params local = *p; /* param may alias *p as far as a compiler knows */
+	const int32_t bad =
+		local.momentum != 0.0f
+			? sgd_step_loop(&local, n, param, grad, velocity, grad_scale, true)
+			: sgd_step_loop(&local, n, param, grad, NULL, grad_scale, false);
 
-	for (int32_t i = 0; i < n; i++) {
-		float vel = p->momentum != 0.0f ? velocity[i] : 0.0f;
-		const float g = sgd_direction(p, param[i], grad[i], &vel, grad_scale);
-
-		if (p->momentum != 0.0f) {
-			velocity[i] = vel;
-		}
-		param[i] -= p->lr * g;
-		finite = finite && isfinite(param[i]);
-	}
-	return finite ? PEFT_OK : PEFT_ERR_NUMERIC;
+	return bad == 0 ? PEFT_OK : PEFT_ERR_NUMERIC;
 }
 
-peft_status peft_sgd_check_f32(const peft_sgd_params *p, int32_t n, const float *param,
-			       const float *grad, const float *velocity, float grad_scale,
-			       float max_abs)
+/* The dry run element by element, stopping at the first bad value (whose
+ * status it returns). */
+static peft_status sgd_check_each(const peft_sgd_params *p, int32_t n, const float *param,
+				  const float *grad, const float *velocity, float grad_scale,
+				  float max_abs)
 {
-	if (p == NULL || n <= 0 || param == NULL || grad == NULL ||
-	    (p->momentum != 0.0f && velocity == NULL)) {
-		return PEFT_ERR_ARG;
-	}
 	for (int32_t i = 0; i < n; i++) {
 		float vel = p->momentum != 0.0f ? velocity[i] : 0.0f;
 		const float g = sgd_direction(p, param[i], grad[i], &vel, grad_scale);
@@ -93,6 +115,30 @@ peft_status peft_sgd_check_f32(const peft_sgd_params *p, int32_t n, const float 
 		PEFT_TRY(value_ok(param[i], param[i] - p->lr * g, max_abs));
 	}
 	return PEFT_OK;
+}
+
+/* A branch-free pass finds whether any value is bad (the usual answer: none);
+ * only then does sgd_check_each find the first and its status. */
+peft_status peft_sgd_check_f32(const peft_sgd_params *p, int32_t n, const float *param,
+			       const float *grad, const float *velocity, float grad_scale,
+			       float max_abs)
+{
+	if (p == NULL || n <= 0 || param == NULL || grad == NULL ||
+	    (p->momentum != 0.0f && velocity == NULL)) {
+		return PEFT_ERR_ARG;
+	}
+	int32_t bad = 0;
+
+	for (int32_t i = 0; i < n; i++) {
+		float vel = p->momentum != 0.0f ? velocity[i] : 0.0f;
+		const float g = sgd_direction(p, param[i], grad[i], &vel, grad_scale);
+		const float next = param[i] - p->lr * g;
+
+		bad |= not_finite(vel) | not_finite(next) |
+		       ((fabsf(next) > max_abs) & (fabsf(next) > fabsf(param[i])));
+	}
+	return bad == 0 ? PEFT_OK
+			: sgd_check_each(p, n, param, grad, velocity, grad_scale, max_abs);
 }
 
 peft_status peft_adam_step_f32(const peft_adam_params *p, int32_t n, float *param,
@@ -136,14 +182,27 @@ peft_status peft_adam_check_f32(const peft_adam_params *p, int32_t n, const floa
 	return PEFT_OK;
 }
 
+/* Eight partial sums (a host adds them as one vector), added in order at the
+ * end. */
 peft_status peft_sum_squares_f32(int32_t n, const float *x, float *sum)
 {
 	if (n <= 0 || x == NULL || sum == NULL) {
 		return PEFT_ERR_ARG;
 	}
+	float lanes[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+	int32_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		for (int32_t l = 0; l < 8; l++) {
+			lanes[l] += x[i + l] * x[i + l];
+		}
+	}
 	float acc = 0.0f;
 
-	for (int32_t i = 0; i < n; i++) {
+	for (int32_t l = 0; l < 8; l++) {
+		acc += lanes[l];
+	}
+	for (; i < n; i++) {
 		acc += x[i] * x[i];
 	}
 	*sum += acc;
