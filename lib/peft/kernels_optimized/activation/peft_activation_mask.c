@@ -5,11 +5,16 @@
  * integer, whose order is the values' order from +0 up to +inf: above +inf
  * lie NaN and every negative value (sign bit set), which ReLU and ReLU6 map to
  * +0 as the reference does (NaN > 0 is false). Eight elements per mask byte,
- * no branch per element. */
+ * no branch per element. Where the lanes are a vector (PEFT_F4_VECTOR: hosts)
+ * a byte's eight elements are a loop that GCC turns into vector code, and
+ * backward clears a gradient with an AND of its bits; on the M4 the eight are
+ * written out (GCC would branch in that loop) and backward stores +0 under a
+ * condition, with no load. */
 #include <stddef.h>
 #include <string.h>
 
 #include "../../kernels/activation/peft_activation_mask.h"
+#include "../peft_kernel_blocks.h"
 #include "peft/peft_kernels.h"
 
 #define PEFT_BITS_SIX 0x40C00000u /* 6.0f */
@@ -33,6 +38,21 @@ static inline uint32_t act_one(float *x, int32_t j, uint32_t hi, uint32_t lim)
 	return (uint32_t)(y - 1u < lim) << j;
 }
 
+/* Bytes 0..bytes - 1 of the mask and their 8 elements each, as a loop over
+ * bytes of a loop over their elements (hosts vectorize it across bytes). */
+static void fwd_bytes_vector(int32_t bytes, float *restrict x, uint8_t *restrict mask, uint32_t hi,
+			     uint32_t lim)
+{
+	for (int32_t b = 0; b < bytes; b++) {
+		uint32_t bits = 0;
+
+		for (int32_t j = 0; j < 8; j++) {
+			bits |= act_one(x + 8 * b, j, hi, lim);
+		}
+		mask[b] = (uint8_t)bits;
+	}
+}
+
 peft_status peft_activation_fwd_mask_f32(peft_activation act, int32_t n, float *x, uint8_t *mask)
 {
 	if (!peft_activation_ok(act) || act == PEFT_ACT_NONE || n <= 0 || x == NULL ||
@@ -43,6 +63,10 @@ peft_status peft_activation_fwd_mask_f32(peft_activation act, int32_t n, float *
 	const uint32_t lim = act == PEFT_ACT_RELU6 ? PEFT_BITS_SIX - 1u : PEFT_BITS_INF;
 	int32_t i = 0;
 
+	if (PEFT_F4_VECTOR) {
+		fwd_bytes_vector(n / 8, x, mask, hi, lim);
+		i = n - n % 8;
+	}
 	for (; i + 8 <= n; i += 8) {
 		float *p = x + i;
 
@@ -71,6 +95,23 @@ static inline void keep_one(float *grad, int32_t j, uint32_t bits)
 	}
 }
 
+/* The gradients of mask bytes 0..bytes - 1, each ANDed with its bit spread
+ * over the word (hosts vectorize it across bytes). */
+static void bwd_bytes_vector(int32_t bytes, const uint8_t *restrict mask, float *restrict grad)
+{
+	for (int32_t b = 0; b < bytes; b++) {
+		const uint32_t bits = mask[b];
+
+		for (int32_t j = 0; j < 8; j++) {
+			uint32_t u;
+
+			memcpy(&u, grad + 8 * b + j, sizeof(u));
+			u &= -((bits >> j) & 1u);
+			memcpy(grad + 8 * b + j, &u, sizeof(u));
+		}
+	}
+}
+
 peft_status peft_activation_bwd_mask_f32(int32_t n, const uint8_t *mask, float *grad)
 {
 	if (n <= 0 || mask == NULL || grad == NULL) {
@@ -78,6 +119,10 @@ peft_status peft_activation_bwd_mask_f32(int32_t n, const uint8_t *mask, float *
 	}
 	int32_t i = 0;
 
+	if (PEFT_F4_VECTOR) {
+		bwd_bytes_vector(n / 8, mask, grad);
+		i = n - n % 8;
+	}
 	for (; i + 8 <= n; i += 8) {
 		const uint32_t bits = mask[i / 8];
 		float *g = grad + i;
