@@ -191,6 +191,8 @@ peft_status peft_scale_shift_fwd_f32(int32_t pixels, int32_t channels, const flo
 				     const float *gamma, const float *beta, float *out);
 peft_status peft_scale_shift_bwd_input_f32(int32_t pixels, int32_t channels, const float *gamma,
 					   const float *grad_out, float *grad_in, bool accumulate);
+/* grad_gamma[c] += sum over rows of grad_out * in, grad_beta[c] += sum over rows
+ * of grad_out; grad_beta NULL: only grad_gamma (IA3's scaling vector). */
 peft_status peft_scale_shift_bwd_param_f32(int32_t pixels, int32_t channels, const float *in,
 					   const float *grad_out, float *grad_gamma,
 					   float *grad_beta);

@@ -203,8 +203,13 @@ static void test_scale_shift(void)
 	PEFT_CHECK_NEAR(gg[1], 6, TOL);
 	PEFT_CHECK_NEAR(gb[1], 2, TOL);
 	PEFT_CHECK_EQ_INT(peft_scale_shift_bwd_param_f32(2, 0, in, ones, gg, gb), PEFT_ERR_ARG);
-	PEFT_CHECK_EQ_INT(peft_scale_shift_bwd_param_f32(2, 2, in, ones, gg, NULL), PEFT_ERR_ARG);
+	PEFT_CHECK_EQ_INT(peft_scale_shift_bwd_param_f32(2, 2, in, NULL, gg, gb), PEFT_ERR_ARG);
 	PEFT_CHECK_NEAR(gg[0], 4, TOL);
+	/* grad_beta NULL: gamma's gradient only (IA3) */
+	PEFT_CHECK_EQ_INT(peft_scale_shift_bwd_param_f32(2, 2, in, ones, gg, NULL), PEFT_OK);
+	PEFT_CHECK_NEAR(gg[0], 8, TOL);
+	PEFT_CHECK_NEAR(gg[1], 12, TOL);
+	PEFT_CHECK_NEAR(gb[1], 2, TOL);
 }
 
 static void test_quantize(void)

@@ -207,6 +207,33 @@ def test_activation_mask_optimized_matches_reference(act: int) -> None:
         assert np.array_equal(g_ref, k.activation_bwd_f32(act, y_ref, grad))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_scale_shift_param_grads_optimized_match_reference(seed: int) -> None:
+    """Bit for bit (both add each channel's rows in order), at channel counts below,
+    at and past the host's chunk of 64 and the M4's blocks of 4, with and without
+    the beta gradient, into arrays that already hold sums."""
+    rng = np.random.default_rng(300 + seed)
+    for channels in [1, 3, 4, 5, 8, 13, 63, 64, 65, 130]:
+        pixels = int(rng.integers(1, 300))
+        x = rng.normal(size=(pixels, channels)).astype(np.float32)
+        g = rng.normal(size=(pixels, channels)).astype(np.float32)
+        start = rng.normal(size=channels).astype(np.float32)
+        for want_beta in (True, False):
+            results = {}
+            for backend in ("reference", "optimized"):
+                with k.use_backend(backend):
+                    results[backend] = k.scale_shift_bwd_param_f32(
+                        x, g, start.copy(), start.copy(), want_beta=want_beta
+                    )
+            (opt_g, opt_b), (ref_g, ref_b) = results["optimized"], results["reference"]
+            assert opt_g.tobytes() == ref_g.tobytes(), f"{channels} channels: gamma differs"
+            if want_beta:
+                assert opt_b.tobytes() == ref_b.tobytes(), f"{channels} channels: beta differs"
+            np.testing.assert_allclose(
+                ref_g, start + np.sum(g.astype(np.float64) * x, axis=0), rtol=1e-4, atol=1e-4
+            )
+
+
 @pytest.mark.parametrize("backend", ["reference", "optimized"])
 def test_quantize_backends_match_tflite(backend: str) -> None:
     """Both backends' codes are TFLite's, bit for bit, at every length 1..130 (the

@@ -24,32 +24,30 @@ static peft_status ia3_fwd(peft_layer_ctx *ctx)
 	const int32_t n_out = L->out_features;
 	const float *l = ctx->param[PEFT_PARAM_IA3_L];
 
-	for (int32_t i = 0; i < L->out_size; i++) {
-		ctx->out[i] = ctx->lin[i] * l[i % n_out];
+	for (int32_t p = 0; p < L->out_size; p += n_out) {
+		for (int32_t c = 0; c < n_out; c++) {
+			ctx->out[p + c] = ctx->lin[p + c] * l[c];
+		}
 	}
 	return PEFT_OK;
 }
 
-/* As scale+shift's: the gradient wrt lin goes to tmp_a, which ctx->lin may be
- * (an int8-kept lin staged there): lin is read before tmp_a is written. */
+/* As scale+shift's (dl is its gamma gradient, without a beta): the gradient
+ * wrt lin goes to tmp_a, which ctx->lin may be (an int8-kept lin staged
+ * there): lin is read before tmp_a is written. */
 static peft_status ia3_bwd(peft_layer_ctx *ctx)
 {
 	const peft_layer_info *L = ctx->info;
 	const int32_t n_out = L->out_features;
 	const int32_t pixels = L->out_size / n_out;
-	float *dl = ctx->grad[PEFT_PARAM_IA3_L];
+	peft_status st = peft_scale_shift_bwd_param_f32(pixels, n_out, ctx->lin, ctx->g,
+							ctx->grad[PEFT_PARAM_IA3_L], NULL);
 
-	for (int32_t c = 0; c < n_out; c++) {
-		float acc = 0.0f;
-
-		for (int32_t p = 0; p < pixels; p++) {
-			acc += ctx->g[p * n_out + c] * ctx->lin[p * n_out + c];
-		}
-		dl[c] += acc;
+	if (st != PEFT_OK) {
+		return st;
 	}
-	const peft_status st = peft_scale_shift_bwd_input_f32(
-		pixels, n_out, ctx->param[PEFT_PARAM_IA3_L], ctx->g, ctx->tmp_a, false);
-
+	st = peft_scale_shift_bwd_input_f32(pixels, n_out, ctx->param[PEFT_PARAM_IA3_L], ctx->g,
+					    ctx->tmp_a, false);
 	if (st != PEFT_OK) {
 		return st;
 	}

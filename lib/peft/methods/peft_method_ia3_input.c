@@ -31,8 +31,10 @@ static peft_status ia3_input_fwd(peft_layer_ctx *ctx)
 	if (ctx->x_scaled == NULL || n_in <= 0) {
 		return PEFT_ERR_ARG;
 	}
-	for (int32_t i = 0; i < L->in_size[0]; i++) {
-		ctx->x_scaled[i] = ctx->x[i] * l[i % n_in];
+	for (int32_t p = 0; p < L->in_size[0]; p += n_in) {
+		for (int32_t c = 0; c < n_in; c++) {
+			ctx->x_scaled[p + c] = ctx->x[p + c] * l[c];
+		}
 	}
 	ctx->x = ctx->x_scaled;
 	return PEFT_OK;
@@ -49,17 +51,12 @@ static peft_status ia3_input_bwd(peft_layer_ctx *ctx)
 		return PEFT_ERR_ARG;
 	}
 	const int32_t pixels = L->in_size[0] / n_in;
+	/* dl is scale+shift's gamma gradient (without a beta) */
+	const peft_status st =
+		peft_scale_shift_bwd_param_f32(pixels, n_in, ctx->x, ctx->gx, dl, NULL);
 
-	for (int32_t c = 0; c < n_in; c++) {
-		float acc = 0.0f;
-
-		for (int32_t p = 0; p < pixels; p++) {
-			acc += ctx->x[p * n_in + c] * ctx->gx[p * n_in + c];
-		}
-		dl[c] += acc;
-	}
-	if (ctx->grad_in == NULL) {
-		return PEFT_OK;
+	if (st != PEFT_OK || ctx->grad_in == NULL) {
+		return st;
 	}
 	return peft_scale_shift_bwd_input_f32(pixels, n_in, l, ctx->gx, ctx->grad_in,
 					      ctx->grad_in_accumulate);

@@ -737,13 +737,16 @@ def scale_shift_bwd_param_f32(
     grad_out: np.ndarray,
     grad_gamma: np.ndarray | None = None,
     grad_beta: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Adds dL/dgamma and dL/dbeta into the given arrays (zeros when not given)."""
+    want_beta: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Adds dL/dgamma and dL/dbeta into the given arrays (zeros when not given);
+    want_beta False passes grad_beta NULL (only dL/dgamma, as IA3 asks) and returns
+    None for it."""
     x32 = np.ascontiguousarray(x, dtype=np.float32)
     channels = x32.shape[-1]
     g = _f32(grad_out, x32.shape, "grad_out")
     gg = _inout(grad_gamma, (channels,), "grad_gamma", 0.0)
-    gb = _inout(grad_beta, (channels,), "grad_beta", 0.0)
+    gb = _inout(grad_beta, (channels,), "grad_beta", 0.0) if want_beta else None
     _call(
         "peft_scale_shift_bwd_param_f32",
         x32.size // channels,
@@ -751,7 +754,7 @@ def scale_shift_bwd_param_f32(
         _fp(x32),
         _fp(g),
         _fp(gg),
-        _fp(gb),
+        None if gb is None else _fp(gb),
     )
     return gg, gb
 

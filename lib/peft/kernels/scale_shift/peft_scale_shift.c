@@ -1,8 +1,8 @@
 /* Per-channel scale and shift over `pixels` rows of `channels`:
  *   out[i][c]       = in[i][c] * gamma[c] + beta[c]
  *   grad_in[i][c]   = grad_out[i][c] * gamma[c]
- *   grad_gamma[c]  += sum over i of grad_out[i][c] * in[i][c]
- *   grad_beta[c]   += sum over i of grad_out[i][c] */
+ * (the parameter gradients: peft_scale_shift_bwd_param.c, a file of its own that
+ * the optimized backend replaces). */
 #include <stddef.h>
 
 #include "../peft_kernel_check.h"
@@ -37,30 +37,6 @@ peft_status peft_scale_shift_bwd_input_f32(int32_t pixels, int32_t channels, con
 
 			*gi = accumulate ? *gi + g : g;
 		}
-	}
-	return PEFT_OK;
-}
-
-peft_status peft_scale_shift_bwd_param_f32(int32_t pixels, int32_t channels, const float *in,
-					   const float *grad_out, float *grad_gamma,
-					   float *grad_beta)
-{
-	if (!peft_size_ok(pixels, channels, 1, 1) || in == NULL || grad_out == NULL ||
-	    grad_gamma == NULL || grad_beta == NULL) {
-		return PEFT_ERR_ARG;
-	}
-	for (int32_t c = 0; c < channels; c++) {
-		float acc_gamma = 0.0f;
-		float acc_beta = 0.0f;
-
-		for (int32_t i = 0; i < pixels; i++) {
-			float g = grad_out[i * channels + c];
-
-			acc_gamma += g * in[i * channels + c];
-			acc_beta += g;
-		}
-		grad_gamma[c] += acc_gamma;
-		grad_beta[c] += acc_beta;
 	}
 	return PEFT_OK;
 }
