@@ -5,7 +5,9 @@ reference backend (lib/peft/kernels) computes, for every op and pass, on
 random shapes larger than test_kernels.py's (channel counts that are and are
 not multiples of the 4 x 4 blocks, 1 to 20 rows, MobileNet layer shapes), with
 `accumulate` on and off. Both libraries are loaded into this process side by
-side (libpeft_kernels_<backend>.so).
+side (libpeft_kernels_<backend>.so), and a third: the optimized kernels with the
+Cortex-M4F's scalar lanes (PEFT_SCALAR_LANES), whose paths the M4 runs where a
+host's vector lanes run others.
 
 Tolerance: the blocked kernels add in the reference's order, but an int8
 input gradient scales each weight before the sum instead of each output
@@ -34,12 +36,22 @@ def close(label: str, opt: np.ndarray, ref: np.ndarray) -> None:
     assert err <= TOL, f"{label}: optimized differs from reference by {err:.3g} (relative)"
 
 
+# The optimized kernels as a host runs them, and with the M4's scalar lanes (the paths the
+# M4 takes where a host's vector lanes take others: native.KERNEL_LIBRARIES).
+OPTIMIZED = ("optimized", "optimized_scalar")
+
+
 def both(call) -> tuple[np.ndarray, np.ndarray]:
+    """(optimized, reference) results of `call`; the scalar-lane library's result is held
+    to the reference here with the same bound."""
     with k.use_backend("reference"):
-        ref = call()
+        ref = np.asarray(call())
+    with k.use_backend("optimized_scalar"):
+        scalar = np.asarray(call())
+    close("scalar lanes", scalar, ref)
     with k.use_backend("optimized"):
         opt = call()
-    return np.asarray(opt), np.asarray(ref)
+    return np.asarray(opt), ref
 
 
 def conv_geometry(rng: np.random.Generator, depthwise: bool) -> dict:
@@ -196,14 +208,17 @@ def test_activation_mask_optimized_matches_reference(act: int) -> None:
         x[picks] = rng.choice(special, int(picks.sum()))
         with k.use_backend("reference"):
             y_ref, m_ref = k.activation_fwd_mask_f32(act, x)
-        with k.use_backend("optimized"):
-            y_opt, m_opt = k.activation_fwd_mask_f32(act, x)
-        assert y_opt.tobytes() == y_ref.tobytes(), f"n={n}: outputs differ"
-        assert m_opt.tobytes() == m_ref.tobytes(), f"n={n}: masks differ"
-        assert np.array_equal(y_ref, k.activation_fwd_f32(act, x))
         grad = rng.normal(size=n).astype(np.float32)
-        g_opt, g_ref = both(lambda m=m_ref, g=grad: k.activation_bwd_mask_f32(m, g))
-        assert g_opt.tobytes() == g_ref.tobytes(), f"n={n}: gradients differ"
+        with k.use_backend("reference"):
+            g_ref = k.activation_bwd_mask_f32(m_ref, grad)
+        for lib in OPTIMIZED:
+            with k.use_backend(lib):
+                y_opt, m_opt = k.activation_fwd_mask_f32(act, x)
+                g_opt = k.activation_bwd_mask_f32(m_ref, grad)
+            assert y_opt.tobytes() == y_ref.tobytes(), f"{lib}, n={n}: outputs differ"
+            assert m_opt.tobytes() == m_ref.tobytes(), f"{lib}, n={n}: masks differ"
+            assert g_opt.tobytes() == g_ref.tobytes(), f"{lib}, n={n}: gradients differ"
+        assert np.array_equal(y_ref, k.activation_fwd_f32(act, x))
         assert np.array_equal(g_ref, k.activation_bwd_f32(act, y_ref, grad))
 
 
@@ -220,21 +235,23 @@ def test_scale_shift_param_grads_optimized_match_reference(seed: int) -> None:
         start = rng.normal(size=channels).astype(np.float32)
         for want_beta in (True, False):
             results = {}
-            for backend in ("reference", "optimized"):
+            for backend in ("reference", *OPTIMIZED):
                 with k.use_backend(backend):
                     results[backend] = k.scale_shift_bwd_param_f32(
                         x, g, start.copy(), start.copy(), want_beta=want_beta
                     )
-            (opt_g, opt_b), (ref_g, ref_b) = results["optimized"], results["reference"]
-            assert opt_g.tobytes() == ref_g.tobytes(), f"{channels} channels: gamma differs"
-            if want_beta:
-                assert opt_b.tobytes() == ref_b.tobytes(), f"{channels} channels: beta differs"
+            ref_g, ref_b = results["reference"]
+            for lib in OPTIMIZED:
+                opt_g, opt_b = results[lib]
+                assert opt_g.tobytes() == ref_g.tobytes(), f"{lib}, {channels}: gamma differs"
+                if want_beta:
+                    assert opt_b.tobytes() == ref_b.tobytes(), f"{lib}, {channels}: beta differs"
             np.testing.assert_allclose(
                 ref_g, start + np.sum(g.astype(np.float64) * x, axis=0), rtol=1e-4, atol=1e-4
             )
 
 
-@pytest.mark.parametrize("backend", ["reference", "optimized"])
+@pytest.mark.parametrize("backend", ["reference", *OPTIMIZED])
 def test_quantize_backends_match_tflite(backend: str) -> None:
     """Both backends' codes are TFLite's, bit for bit, at every length 1..130 (the
     optimized one quantizes chunks of 64), on values spread over the int8 range and

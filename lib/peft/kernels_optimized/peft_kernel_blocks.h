@@ -31,7 +31,9 @@
  * none, and there they are four scalars (GCC lowers a vector type to worse code
  * than four named floats). Either way every lane is computed by the same IEEE
  * operations in the same order, so the sums are the same. */
-#if defined(__SSE__) || defined(__ARM_NEON)
+/* PEFT_SCALAR_LANES: the scalar lanes on a host too (a test build of the paths
+ * the M4 takes). */
+#if (defined(__SSE__) || defined(__ARM_NEON)) && !defined(PEFT_SCALAR_LANES)
 /* 1 where the four lanes are one vector: a kernel may then copy float weights into a
  * tile (its four lanes load as one), which on a scalar core only adds the copy. */
 #define PEFT_F4_VECTOR 1

@@ -37,8 +37,8 @@
 
 /* ||W0 + s B A|| of output channel c (W0 = int8 weight row times its scale).
  * A run of B A's row is summed over the rank k in order, each k a loop over
- * contiguous values of A; the squares go to eight partial sums: hosts
- * vectorize both loops. */
+ * contiguous values of A (hosts vectorize it); the squares add in order, as
+ * before (partial sums would change every trajectory's rounding). */
 static float direction_norm(const peft_layer_ctx *ctx, int32_t c)
 {
 	const peft_layer_info *L = ctx->info;
@@ -49,7 +49,7 @@ static float direction_norm(const peft_layer_ctx *ctx, int32_t c)
 	const int8_t *w = ctx->w8.data + c * n_in;
 	const float *a = ctx->param[PEFT_PARAM_LORA_A];
 	const float *b = ctx->param[PEFT_PARAM_LORA_B] + c * r;
-	float lanes[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+	float sum = 0.0f;
 	float ba[DORA_NORM_CHUNK];
 
 	for (int32_t i0 = 0; i0 < n_in; i0 += DORA_NORM_CHUNK) {
@@ -69,21 +69,9 @@ static float direction_norm(const peft_layer_ctx *ctx, int32_t c)
 		for (int32_t i = 0; i < m; i++) {
 			ba[i] = (float)w[i0 + i] * w_scale + s * ba[i]; /* the row of W0 + s B A */
 		}
-		int32_t i = 0;
-
-		for (; i + 8 <= m; i += 8) {
-			for (int32_t l = 0; l < 8; l++) {
-				lanes[l] += ba[i + l] * ba[i + l];
-			}
+		for (int32_t i = 0; i < m; i++) {
+			sum += ba[i] * ba[i];
 		}
-		for (; i < m; i++) {
-			lanes[i % 8] += ba[i] * ba[i];
-		}
-	}
-	float sum = 0.0f;
-
-	for (int32_t l = 0; l < 8; l++) {
-		sum += lanes[l];
 	}
 	return fmaxf(sqrtf(sum), DORA_NORM_MIN);
 }

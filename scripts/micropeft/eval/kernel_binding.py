@@ -182,9 +182,12 @@ def library() -> ctypes.CDLL:
 
 @functools.cache
 def backend_library(backend: str) -> ctypes.CDLL:
-    """The kernels of one backend alone (libpeft_kernels_<backend>.so), argtypes set."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    """The kernels of one backend alone (libpeft_kernels_<backend>.so; any of
+    native.KERNEL_LIBRARIES), argtypes set."""
+    if backend not in native.KERNEL_LIBRARIES:
+        raise ValueError(
+            f"backend {backend!r}: expected one of {', '.join(native.KERNEL_LIBRARIES)}"
+        )
     native.load_library()  # builds every library of the host build
     return _with_signatures(ctypes.CDLL(str(native.kernels_library_path(backend))))
 

@@ -38,8 +38,12 @@ def build_dir() -> Path:
 
 # Kernel backends, as lib/peft/sources.cmake names them (one host library each).
 BACKENDS = ("reference", "optimized")
-# What Python loads: the runtime and each backend's kernels alone (not the C tests).
-PYTHON_TARGETS = ("peft_shared", *(f"peft_kernels_{backend}" for backend in BACKENDS))
+# The kernel libraries a test can load: each backend's kernels alone, and the optimized
+# backend with the Cortex-M4F's scalar lanes (PEFT_SCALAR_LANES), so that the M4's paths
+# run on a host too (where the lanes are a vector, some kernels take other paths).
+KERNEL_LIBRARIES = (*BACKENDS, "optimized_scalar")
+# What Python loads: the runtime and the kernel libraries (not the C tests).
+PYTHON_TARGETS = ("peft_shared", *(f"peft_kernels_{name}" for name in KERNEL_LIBRARIES))
 
 
 def library_path() -> Path:
@@ -47,7 +51,7 @@ def library_path() -> Path:
 
 
 def kernels_library_path(backend: str) -> Path:
-    """One kernel backend alone ("reference" or "optimized"), built beside libpeft.so."""
+    """One kernel library of KERNEL_LIBRARIES, built beside libpeft.so."""
     return build_dir() / "lib" / "peft" / f"libpeft_kernels_{backend}.so"
 
 

@@ -1,5 +1,7 @@
 /* DEPTHWISE_CONV_2D backward, optimized backend (same contract as
- * kernels/depthwise_conv2d/peft_depthwise_conv2d_bwd.c). For a 3 x 3 kernel,
+ * kernels/depthwise_conv2d/peft_depthwise_conv2d_bwd.c). Where the lanes are a
+ * vector (hosts), grad_in runs a row at a time (peft_depthwise_rows.h). Else,
+ * for a 3 x 3 kernel,
  * one channel at a time over zero-padded planes (peft_depthwise_plane.h),
  * the channel's taps or sums in registers:
  * - grad_in, stride 1: a 3 x 3 window of the padded grad_out with the kernel
@@ -22,6 +24,7 @@
 #include "peft/peft_kernels.h"
 #include "peft_depthwise_plane.h"
 #include "peft_depthwise_quad.h"
+#include "peft_depthwise_rows.h"
 
 static void channel_taps(const peft_wsrc *w, int32_t ch, int32_t c, float *k)
 {
@@ -181,6 +184,9 @@ static bool input_stride2(const peft_conv_params *p, const peft_wsrc *w, const f
 static void depthwise_bwd_input(const peft_conv_params *p, const peft_wsrc *w,
 				const float *grad_out, float *grad_in, bool accumulate)
 {
+	if (PEFT_F4_VECTOR && peft_dw_rows_bwd_input(p, w, grad_out, grad_in, accumulate)) {
+		return;
+	}
 	if (p->kernel_h == 3 && p->kernel_w == 3 && p->in.h * p->in.w >= PEFT_DW_MIN_PIXELS) {
 		if (p->stride_h == 1 && p->stride_w == 1 &&
 		    input_stride1(p, w, grad_out, grad_in, accumulate)) {

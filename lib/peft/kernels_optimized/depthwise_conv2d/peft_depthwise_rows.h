@@ -1,0 +1,85 @@
+/* The depthwise input gradient a row at a time, for cores whose float lanes
+ * are a vector (PEFT_F4_VECTOR: hosts; private to
+ * kernels_optimized/depthwise_conv2d). The M4's loops keep one channel's taps
+ * in registers over a padded plane; a host instead runs each tap over the
+ * outputs that reach an input row, channels innermost (contiguous values),
+ * into the row's sums on the stack (measured: faster than the planes on a
+ * host; the forward is not, and keeps the planes). Taps are added in the reference's order
+ * (ky, then kx, ascending; taps outside the input skipped), so the sums are
+ * the reference's bit for bit. Rows longer than PEFT_DW_ROW floats return
+ * false: the caller runs its other loops. */
+#ifndef PEFT_DEPTHWISE_ROWS_H
+#define PEFT_DEPTHWISE_ROWS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../../kernels/peft_kernel_check.h"
+#include "../../kernels/peft_kernel_loops.h"
+#include "peft/peft_kernels.h"
+
+#define PEFT_DW_ROW 4096 /* floats of a row buffer (16 KiB of a host's stack) */
+
+/* Input row iy's gradient: for each covering tap (ky ascending, then kx), the
+ * outputs that read row iy through it add w * grad_out into the row's sums,
+ * which are then scaled (int8 taps) and stored or added. */
+static inline bool peft_dw_rows_bwd_input(const peft_conv_params *p, const peft_wsrc *w,
+					  const float *grad_out, float *grad_in, bool accumulate)
+{
+	const int32_t ch = p->in.c;
+	const int32_t row = p->in.w * ch;
+	float acc[PEFT_DW_ROW];
+
+	if (row > PEFT_DW_ROW) {
+		return false;
+	}
+	for (int32_t iy = 0; iy < p->in.h; iy++) {
+		int32_t ky_lo, ky_hi;
+
+		peft_covering_taps(iy + p->pad_top, p->stride_h, p->kernel_h, p->out.h, &ky_lo,
+				   &ky_hi);
+		peft_zero_f32(row, acc);
+		for (int32_t ky = ky_lo; ky < ky_hi; ky += p->stride_h) {
+			const int32_t oy = (iy + p->pad_top - ky) / p->stride_h;
+
+			for (int32_t kx = 0; kx < p->kernel_w; kx++) {
+				int32_t lo, hi;
+
+				/* outputs ox reading input ix = ox * sw - pad + kx of this row */
+				peft_out_range(kx, p->stride_w, p->pad_left, p->in.w, p->out.w, &lo,
+					       &hi);
+				if (lo >= hi) {
+					continue;
+				}
+				const int32_t ix = lo * p->stride_w - p->pad_left + kx;
+				const float *g = grad_out + (oy * p->out.w + lo) * ch;
+				const int32_t tap = (ky * p->kernel_w + kx) * ch;
+
+				for (int32_t o = 0; o < hi - lo; o++) {
+					float *a = acc + (ix + o * p->stride_w) * ch;
+
+					if (w->q != NULL) {
+						peft_vmac_s8(ch, w->q + tap, g + o * ch, a);
+					} else {
+						peft_vmac_f32(ch, w->f + tap, g + o * ch, a);
+					}
+				}
+			}
+		}
+		float *gi = grad_in + iy * row;
+
+		for (int32_t x = 0; x < p->in.w; x++) {
+			float *a = acc + x * ch;
+
+			if (w->q != NULL) {
+				for (int32_t c = 0; c < ch; c++) {
+					a[c] *= peft_wsrc_scale(w, c);
+				}
+			}
+			peft_store_block(ch, a, gi + x * ch, accumulate);
+		}
+	}
+	return true;
+}
+
+#endif /* PEFT_DEPTHWISE_ROWS_H */
