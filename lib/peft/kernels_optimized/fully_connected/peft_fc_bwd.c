@@ -13,6 +13,7 @@
 #include "../../kernels/peft_kernel_check.h"
 #include "../../kernels/peft_kernel_loops.h"
 #include "../peft_kernel_blocks.h"
+#include "../peft_kernel_blocks8.h"
 #include "peft/peft_kernels.h"
 
 /* int8 weights, rows >= PEFT_TILE_MIN_ROWS, 4 or more input features: per
@@ -55,6 +56,38 @@ static void fc_bwd_input_tiled(const peft_fc_params *p, const peft_wsrc *w, cons
 				}
 				peft_blk_pt4x4_f32(kn, g, n_out, tile, acc);
 				peft_blk_grad4x4(acc, gi, n_in, i - r0, j - c0, last, accumulate);
+			}
+		}
+	}
+}
+
+/* fc_bwd_input_tiled where the lanes are 8-wide vectors (PEFT_F8_VECTOR:
+ * hosts), 8 or more input features: blocks of 8 input features over a [k][8]
+ * tile of scaled weights, 4 rows at a time. Overlapping blocks store only their
+ * new rows and input features (an accumulating call must not add a sum twice). */
+static void fc_bwd_input_tiled8(const peft_fc_params *p, const peft_wsrc *w, const float *grad_out,
+				float *grad_in, bool accumulate)
+{
+	const int32_t n_in = p->in_features;
+	const int32_t n_out = p->out_features;
+	float tile[PEFT_TILE_K * 8];
+
+	for (int32_t j = 0; j < n_in; j += 8) {
+		const int32_t c0 = peft_blk8_start(j, n_in);
+
+		for (int32_t k0 = 0; k0 < n_out; k0 += PEFT_TILE_K) {
+			const int32_t kn = peft_tile_len(n_out, k0);
+			const bool last = k0 + kn == n_out;
+
+			peft_tile8_cols_s8(kn, w->q + k0 * n_in + c0, n_in,
+					   w->scales + k0 * w->scale_step, w->scale_step, tile);
+			for (int32_t i = 0; i < p->rows; i += 4) {
+				const int32_t r0 = peft_blk_start(i, p->rows);
+
+				peft_blk_pt4x8_f32_store(kn, grad_out + r0 * n_out + k0, n_out,
+							 tile, grad_in + r0 * n_in + c0, n_in,
+							 k0 > 0, NULL, NULL, last && accumulate,
+							 i - r0, j - c0);
 			}
 		}
 	}
@@ -112,6 +145,11 @@ static void fc_bwd_input(const peft_fc_params *p, const peft_wsrc *w, const floa
 	const int32_t nr = p->rows >= 4 ? 4 : 1;
 	float acc[16];
 
+	if (PEFT_F8_VECTOR && w->q != NULL && p->rows >= PEFT_TILE_MIN_ROWS && n_in >= 8 &&
+	    (!accumulate || n_out <= PEFT_TILE_K)) {
+		fc_bwd_input_tiled8(p, w, grad_out, grad_in, accumulate);
+		return;
+	}
 	if (w->q != NULL && p->rows >= PEFT_TILE_MIN_ROWS && n_in >= 4 &&
 	    (!accumulate || n_out <= PEFT_TILE_K)) {
 		fc_bwd_input_tiled(p, w, grad_out, grad_in, accumulate);

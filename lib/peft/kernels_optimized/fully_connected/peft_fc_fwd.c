@@ -11,6 +11,7 @@
 #include "../../kernels/peft_kernel_check.h"
 #include "../../kernels/peft_kernel_loops.h"
 #include "../peft_kernel_blocks.h"
+#include "../peft_kernel_blocks8.h"
 #include "peft/peft_kernels.h"
 
 /* The scale and bias of outputs o0..o0 + 3 (1 and 0 for float weights and
@@ -77,6 +78,45 @@ static void fc_fwd_tiled(const peft_fc_params *p, const float *in, const peft_ws
 	}
 }
 
+/* fc_fwd_tiled where the lanes are 8-wide vectors (PEFT_F8_VECTOR: hosts),
+ * 8 or more outputs: blocks of 8 outputs over a [k][8] tile, 4 rows at a time.
+ * An output block that overlaps the one before recomputes its shared lanes to
+ * the same values (every lane's sums start at 0 in the block's first tile); a
+ * row block that overlaps stores only its new rows (the others already hold
+ * this tile's sums). */
+static void fc_fwd_tiled8(const peft_fc_params *p, const float *in, const peft_wsrc *w,
+			  const float *bias, float *out)
+{
+	const int32_t n_in = p->in_features;
+	const int32_t n_out = p->out_features;
+	float tile[PEFT_TILE_K * 8];
+
+	for (int32_t j = 0; j < n_out; j += 8) {
+		const int32_t o0 = peft_blk8_start(j, n_out);
+		float sc[8], sh[8];
+
+		block_scale_shift(w, bias, o0, sc, sh);
+		block_scale_shift(w, bias, o0 + 4, sc + 4, sh + 4);
+		for (int32_t k0 = 0; k0 < n_in; k0 += PEFT_TILE_K) {
+			const int32_t kn = peft_tile_len(n_in, k0);
+			const bool last = k0 + kn == n_in;
+
+			if (w->q != NULL) {
+				peft_tile8_rows_s8(kn, w->q + o0 * n_in + k0, n_in, tile);
+			} else {
+				peft_tile8_rows_f32(kn, w->f + o0 * n_in + k0, n_in, tile);
+			}
+			for (int32_t i = 0; i < p->rows; i += 4) {
+				const int32_t r0 = peft_blk_start(i, p->rows);
+
+				peft_blk_pt4x8_f32_y(kn, in + r0 * n_in + k0, n_in, tile,
+						     out + r0 * n_out + o0, n_out, k0 > 0,
+						     last ? sc : NULL, sh, i - r0);
+			}
+		}
+	}
+}
+
 static void fc_fwd(const peft_fc_params *p, const float *in, const peft_wsrc *w, const float *bias,
 		   float *out)
 {
@@ -93,6 +133,10 @@ static void fc_fwd(const peft_fc_params *p, const float *in, const peft_wsrc *w,
 					(bias != NULL ? bias[o] : 0.0f);
 			}
 		}
+		return;
+	}
+	if (PEFT_F8_VECTOR && n_out >= 8 && p->rows >= PEFT_TILE_MIN_ROWS) {
+		fc_fwd_tiled8(p, in, w, bias, out);
 		return;
 	}
 	if ((w->q != NULL || PEFT_F4_VECTOR) && p->rows >= PEFT_TILE_MIN_ROWS) {
