@@ -192,6 +192,10 @@ def test_fc_optimized_matches_reference(seed: int):
         *both(lambda: k.fc_bwd_input_s8(p, q, scales, g, base.copy(), True)),
     )
     close("fc_bwd_input_f32", *both(lambda: k.fc_bwd_input_f32(p, wf, g)))
+    close(
+        "fc_bwd_input_f32 accumulate",
+        *both(lambda: k.fc_bwd_input_f32(p, wf, g, base.copy(), True)),
+    )
     close("fc_bwd_weight_f32", *both(lambda: k.fc_bwd_weight_f32(p, x, g, wf.copy())))
     close("fc_bwd_bias_f32", *both(lambda: k.fc_bwd_bias_f32(p, g)))
 

@@ -80,6 +80,50 @@ static inline void peft_tile8_cols_s8(int32_t n, const int8_t *q8, int32_t step,
 	}
 }
 
+/* tile[k * 8 + q] = f[k * step + q] for k < n (eight contiguous floats per k). */
+static inline void peft_tile8_cols_f32(int32_t n, const float *f, int32_t step, float *tile)
+{
+	for (int32_t k = 0; k < n; k++) {
+		for (int32_t q = 0; q < 8; q++) {
+			tile[k * 8 + q] = f[k * step + q];
+		}
+	}
+}
+
+/* y[p * ys + q] += sum over k < n of a[k * a_step + p] * b[k * b_step + q] for
+ * rows p >= p_new and lanes q >= q_new of a 4 x 8 block (the weight gradient: a
+ * the output gradients, b the inputs, both read across rows); each sum is
+ * finished before it is added. */
+static inline void peft_blk_cc4x8_add(int32_t n, const float *a, int32_t a_step, const float *b,
+				      int32_t b_step, float *y, int32_t ys, int32_t p_new,
+				      int32_t q_new)
+{
+	const peft_f8 zero = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+	peft_f8 c[4] = {zero, zero, zero, zero};
+
+	for (int32_t k = 0; k < n; k++) {
+		const peft_f8 w = peft_f8_load(b + k * b_step);
+		const float *ak = a + k * a_step;
+
+		c[0] = c[0] + ak[0] * w;
+		c[1] = c[1] + ak[1] * w;
+		c[2] = c[2] + ak[2] * w;
+		c[3] = c[3] + ak[3] * w;
+	}
+	for (int32_t p = p_new; p < 4; p++) {
+		float *yp = y + p * ys;
+		const peft_f8 v = peft_f8_load(yp) + c[p];
+
+		if (q_new == 0) {
+			peft_f8_store(yp, v);
+			continue;
+		}
+		for (int32_t q = q_new; q < 8; q++) {
+			yp[q] = v[q];
+		}
+	}
+}
+
 /* Rows r_new..3, lanes q_new..7 of a 4 x 8 block over a packed [k][8] tile:
  * the sums start at 0 (or at y's partial sums when from_y) and end as
  * y[r * ys + q] = sum * sc[q] + sh[q] (sc not NULL: the last tile), y + sum

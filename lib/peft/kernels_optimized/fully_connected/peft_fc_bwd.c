@@ -62,9 +62,10 @@ static void fc_bwd_input_tiled(const peft_fc_params *p, const peft_wsrc *w, cons
 }
 
 /* fc_bwd_input_tiled where the lanes are 8-wide vectors (PEFT_F8_VECTOR:
- * hosts), 8 or more input features: blocks of 8 input features over a [k][8]
- * tile of scaled weights, 4 rows at a time. Overlapping blocks store only their
- * new rows and input features (an accumulating call must not add a sum twice). */
+ * hosts), 8 or more input features, int8 or float weights: blocks of 8 input
+ * features over a [k][8] tile of the (scaled) weights, 4 rows at a time.
+ * Overlapping blocks store only their new rows and input features (an
+ * accumulating call must not add a sum twice). */
 static void fc_bwd_input_tiled8(const peft_fc_params *p, const peft_wsrc *w, const float *grad_out,
 				float *grad_in, bool accumulate)
 {
@@ -79,8 +80,13 @@ static void fc_bwd_input_tiled8(const peft_fc_params *p, const peft_wsrc *w, con
 			const int32_t kn = peft_tile_len(n_out, k0);
 			const bool last = k0 + kn == n_out;
 
-			peft_tile8_cols_s8(kn, w->q + k0 * n_in + c0, n_in,
-					   w->scales + k0 * w->scale_step, w->scale_step, tile);
+			if (w->q != NULL) {
+				peft_tile8_cols_s8(kn, w->q + k0 * n_in + c0, n_in,
+						   w->scales + k0 * w->scale_step, w->scale_step,
+						   tile);
+			} else {
+				peft_tile8_cols_f32(kn, w->f + k0 * n_in + c0, n_in, tile);
+			}
 			for (int32_t i = 0; i < p->rows; i += 4) {
 				const int32_t r0 = peft_blk_start(i, p->rows);
 
@@ -145,7 +151,7 @@ static void fc_bwd_input(const peft_fc_params *p, const peft_wsrc *w, const floa
 	const int32_t nr = p->rows >= 4 ? 4 : 1;
 	float acc[16];
 
-	if (PEFT_F8_VECTOR && w->q != NULL && p->rows >= PEFT_TILE_MIN_ROWS && n_in >= 8 &&
+	if (PEFT_F8_VECTOR && p->rows >= PEFT_TILE_MIN_ROWS && n_in >= 8 &&
 	    (!accumulate || n_out <= PEFT_TILE_K)) {
 		fc_bwd_input_tiled8(p, w, grad_out, grad_in, accumulate);
 		return;
@@ -257,6 +263,20 @@ peft_status peft_fc_bwd_weight_f32(const peft_fc_params *p, const float *in, con
 					sum += grad_out[r * n_out + o] * in[r * n_in + i];
 				}
 				gw[i] += sum;
+			}
+		}
+		return PEFT_OK;
+	}
+	if (PEFT_F8_VECTOR && n_out >= 4 && n_in >= 8) {
+		/* Hosts with 8-lane vectors: 4 outputs x 8 input features a block. */
+		for (int32_t j = 0; j < n_out; j += 4) {
+			const int32_t o0 = peft_blk_start(j, n_out);
+
+			for (int32_t k = 0; k < n_in; k += 8) {
+				const int32_t c0 = peft_blk8_start(k, n_in);
+
+				peft_blk_cc4x8_add(p->rows, grad_out + o0, n_out, in + c0, n_in,
+						   grad_w + o0 * n_in + c0, n_in, j - o0, k - c0);
 			}
 		}
 		return PEFT_OK;
