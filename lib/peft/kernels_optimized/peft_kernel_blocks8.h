@@ -176,6 +176,25 @@ static inline void peft_blk_pt4x8_f32_store(int32_t n, const float *a, int32_t a
 	}
 }
 
+/* One row of 8 sums over a packed [k][8] tile (calls of fewer than 4 rows), as
+ * peft_blk_pt4x8_f32_y computes each of its rows. */
+static inline void peft_blk_pt1x8_f32_y(int32_t n, const float *a, const float *tile, float *y,
+					bool from_y, const float *sc, const float *sh)
+{
+	peft_f8 c = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+
+	if (from_y) {
+		c = peft_f8_load(y);
+	}
+	for (int32_t k = 0; k < n; k++) {
+		c = c + a[k] * peft_f8_load(tile + 8 * k);
+	}
+	if (sc != NULL) {
+		c = c * peft_f8_load(sc) + peft_f8_load(sh);
+	}
+	peft_f8_store(y, c);
+}
+
 /* Rows r_new..3 of a 4 x 8 forward block (all lanes: an output block that
  * overlaps recomputes its shared lanes to the same values). */
 static inline void peft_blk_pt4x8_f32_y(int32_t n, const float *a, int32_t a_lane,

@@ -79,7 +79,9 @@ static void fc_fwd_tiled(const peft_fc_params *p, const float *in, const peft_ws
 }
 
 /* fc_fwd_tiled where the lanes are 8-wide vectors (PEFT_F8_VECTOR: hosts),
- * 8 or more outputs: blocks of 8 outputs over a [k][8] tile, 4 rows at a time.
+ * 8 or more outputs, any number of rows: blocks of 8 outputs over a [k][8]
+ * tile, 4 rows at a time (one at a time in a call of fewer than 4: the tile's
+ * conversion costs what the direct loops' does, its vector sums less).
  * An output block that overlaps the one before recomputes its shared lanes to
  * the same values (every lane's sums start at 0 in the block's first tile); a
  * row block that overlaps stores only its new rows (the others already hold
@@ -106,12 +108,17 @@ static void fc_fwd_tiled8(const peft_fc_params *p, const float *in, const peft_w
 			} else {
 				peft_tile8_rows_f32(kn, w->f + o0 * n_in + k0, n_in, tile);
 			}
-			for (int32_t i = 0; i < p->rows; i += 4) {
+			for (int32_t i = 0; p->rows >= 4 && i < p->rows; i += 4) {
 				const int32_t r0 = peft_blk_start(i, p->rows);
 
 				peft_blk_pt4x8_f32_y(kn, in + r0 * n_in + k0, n_in, tile,
 						     out + r0 * n_out + o0, n_out, k0 > 0,
 						     last ? sc : NULL, sh, i - r0);
+			}
+			for (int32_t r = 0; p->rows < 4 && r < p->rows; r++) {
+				peft_blk_pt1x8_f32_y(kn, in + r * n_in + k0, tile,
+						     out + r * n_out + o0, k0 > 0, last ? sc : NULL,
+						     sh);
 			}
 		}
 	}
@@ -135,7 +142,7 @@ static void fc_fwd(const peft_fc_params *p, const float *in, const peft_wsrc *w,
 		}
 		return;
 	}
-	if (PEFT_F8_VECTOR && n_out >= 8 && p->rows >= PEFT_TILE_MIN_ROWS) {
+	if (PEFT_F8_VECTOR && n_out >= 8) {
 		fc_fwd_tiled8(p, in, w, bias, out);
 		return;
 	}
