@@ -209,33 +209,17 @@ static inline void peft_add_column_sums(int32_t rows, int32_t cols, const float 
 static inline float peft_quantize_grad_row(int32_t n, const float *g, const peft_wsrc *w,
 					   int16_t *q)
 {
-	/* The largest |g * scale| in eight running maxima (a maximum does not
-	 * depend on the order: a host vectorizes the loop), then theirs. */
-	float lanes[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-	int32_t o = 0;
+	float m = 0.0f;
 
-	for (; o + 8 <= n; o += 8) {
-		for (int32_t l = 0; l < 8; l++) {
-			const float h = g[o + l] * peft_wsrc_scale(w, o + l);
-			const float a = h < 0.0f ? -h : h;
-
-			lanes[l] = a > lanes[l] ? a : lanes[l];
-		}
-	}
-	for (; o < n; o++) {
+	for (int32_t o = 0; o < n; o++) {
 		const float h = g[o] * peft_wsrc_scale(w, o);
 		const float a = h < 0.0f ? -h : h;
 
-		lanes[0] = a > lanes[0] ? a : lanes[0];
-	}
-	float m = 0.0f;
-
-	for (int32_t l = 0; l < 8; l++) {
-		m = lanes[l] > m ? lanes[l] : m;
+		m = a > m ? a : m;
 	}
 	const float inv = m > 0.0f ? 127.0f / m : 0.0f;
 
-	for (o = 0; o < n; o++) {
+	for (int32_t o = 0; o < n; o++) {
 		const float v = g[o] * peft_wsrc_scale(w, o) * inv;
 		const int32_t r = (int32_t)(v + (v < 0.0f ? -0.5f : 0.5f));
 
