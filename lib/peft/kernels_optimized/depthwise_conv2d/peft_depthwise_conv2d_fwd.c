@@ -6,7 +6,9 @@
  * loop. At stride 2 under 64 outputs, four channels at a time with the taps
  * converted once (peft_depthwise_quad.h); other kernel sizes, layers with
  * few pixels per channel and inputs too wide for a plane run the
- * reference's loops (peft_depthwise_loops.h). */
+ * reference's loops (peft_depthwise_loops.h). Where the lanes are a vector
+ * (hosts), stride 1 runs a tap at a time over the whole output instead
+ * (peft_depthwise_rows.h). */
 #include <stddef.h>
 
 #include "../../kernels/depthwise_conv2d/peft_depthwise_loops.h"
@@ -14,7 +16,9 @@
 #include "../../kernels/peft_kernel_loops.h"
 #include "peft/peft_kernels.h"
 #include "peft_depthwise_plane.h"
+#include "../peft_kernel_blocks.h"
 #include "peft_depthwise_quad.h"
+#include "peft_depthwise_rows.h"
 
 /* Taps of channel c as floats (raw int8 values or the float weights). */
 static void channel_taps(const peft_wsrc *w, int32_t ch, int32_t c, float *k)
@@ -36,6 +40,9 @@ static void depthwise_fwd(const peft_conv_params *p, const float *in, const peft
 		p->kernel_h == 3 && p->kernel_w == 3 && p->out.h * p->out.w >= min_pixels;
 	const int32_t band = planes ? peft_dw_band(pw, sh) : 0;
 
+	if (PEFT_F4_VECTOR && peft_dw_rows_fwd_stride1(p, in, w, bias, out)) {
+		return;
+	}
 	if (band == 0 && sh > 1 && p->out.h * p->out.w >= PEFT_DW_MIN_PIXELS) {
 		peft_dw_quad_fwd_region(p, in, w, bias, 0, p->out.h, 0, p->out.w, out);
 		return;

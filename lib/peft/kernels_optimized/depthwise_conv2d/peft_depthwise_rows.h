@@ -1,10 +1,12 @@
-/* The depthwise input gradient a row at a time, for cores whose float lanes
- * are a vector (PEFT_F4_VECTOR: hosts; private to
- * kernels_optimized/depthwise_conv2d). The M4's loops keep one channel's taps
- * in registers over a padded plane; a host instead runs each tap over the
- * outputs that reach an input row, channels innermost (contiguous values),
- * into the row's sums on the stack (measured: faster than the planes on a
- * host; the forward is not, and keeps the planes). Taps are added in the reference's order
+/* Depthwise loops for cores whose float lanes are a vector (PEFT_F4_VECTOR:
+ * hosts; private to kernels_optimized/depthwise_conv2d). The M4's loops keep
+ * one channel's taps in registers over a padded plane; a host instead runs
+ * each tap over many outputs, channels innermost (contiguous values): the
+ * input gradient a row at a time into the row's sums on the stack, the
+ * stride-1 forward a tap at a time over the whole output, where a row's
+ * pixels and channels are one run against the tap's weights repeated along
+ * the row (measured faster than the planes on a host; the strided forward is
+ * not, and keeps them). Taps are added in the reference's order
  * (ky, then kx, ascending; taps outside the input skipped), so the sums are
  * the reference's bit for bit. Rows longer than PEFT_DW_ROW floats return
  * false: the caller runs its other loops. */
@@ -18,7 +20,62 @@
 #include "../../kernels/peft_kernel_loops.h"
 #include "peft/peft_kernels.h"
 
-#define PEFT_DW_ROW 4096 /* floats of a row buffer (16 KiB of a host's stack) */
+/* Floats of a row buffer: 2 KiB of stack (hosts with small stacks too, such as
+ * Zephyr's native_sim_64 with an 8 KiB main stack). */
+#define PEFT_DW_ROW 512
+
+/* The stride-1 forward: out = 0, then per tap (ky, then kx) out[oy][ox][:] +=
+ * w[tap][:] * in[oy - pad + ky][ox - pad + kx][:] over the outputs whose input
+ * is in bounds, then each sum scaled and shifted once. */
+static inline bool peft_dw_rows_fwd_stride1(const peft_conv_params *p, const float *in,
+					    const peft_wsrc *w, const float *bias, float *out)
+{
+	const int32_t ch = p->in.c;
+	const int32_t row = p->out.w * ch;
+	float wrow[PEFT_DW_ROW];
+
+	if (row > PEFT_DW_ROW || p->stride_h != 1 || p->stride_w != 1) {
+		return false;
+	}
+	peft_zero_f32(p->out.h * row, out);
+	for (int32_t ky = 0; ky < p->kernel_h; ky++) {
+		int32_t oy_lo, oy_hi;
+
+		peft_out_range(ky, 1, p->pad_top, p->in.h, p->out.h, &oy_lo, &oy_hi);
+		for (int32_t kx = 0; kx < p->kernel_w; kx++) {
+			const int32_t tap = (ky * p->kernel_w + kx) * ch;
+			int32_t lo, hi;
+
+			peft_out_range(kx, 1, p->pad_left, p->in.w, p->out.w, &lo, &hi);
+			if (lo >= hi || oy_lo >= oy_hi) {
+				continue;
+			}
+			for (int32_t o = 0; o < hi - lo; o++) {
+				for (int32_t c = 0; c < ch; c++) {
+					wrow[o * ch + c] =
+						w->q != NULL ? (float)w->q[tap + c] : w->f[tap + c];
+				}
+			}
+			const int32_t run = (hi - lo) * ch;
+
+			for (int32_t oy = oy_lo; oy < oy_hi; oy++) {
+				const int32_t iy = oy - p->pad_top + ky;
+
+				peft_vmac_f32(run, wrow,
+					      in + (iy * p->in.w + lo - p->pad_left + kx) * ch,
+					      out + (oy * p->out.w + lo) * ch);
+			}
+		}
+	}
+	for (int32_t i = 0; i < p->out.h * p->out.w; i++) {
+		float *y = out + i * ch;
+
+		for (int32_t c = 0; c < ch; c++) {
+			y[c] = y[c] * peft_wsrc_scale(w, c) + (bias != NULL ? bias[c] : 0.0f);
+		}
+	}
+	return true;
+}
 
 /* Input row iy's gradient: for each covering tap (ky ascending, then kx), the
  * outputs that read row iy through it add w * grad_out into the row's sums,
