@@ -184,7 +184,9 @@ static bool input_stride2(const peft_conv_params *p, const peft_wsrc *w, const f
 static void depthwise_bwd_input(const peft_conv_params *p, const peft_wsrc *w,
 				const float *grad_out, float *grad_in, bool accumulate)
 {
-	if (PEFT_F4_VECTOR && peft_dw_rows_bwd_input(p, w, grad_out, grad_in, accumulate)) {
+	if (PEFT_F4_VECTOR &&
+	    (peft_dw_rows_bwd_input_stride1(p, w, grad_out, grad_in, accumulate) ||
+	     peft_dw_rows_bwd_input(p, w, grad_out, grad_in, accumulate))) {
 		return;
 	}
 	if (p->kernel_h == 3 && p->kernel_w == 3 && p->in.h * p->in.w >= PEFT_DW_MIN_PIXELS) {

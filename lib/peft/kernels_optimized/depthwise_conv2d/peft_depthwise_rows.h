@@ -2,7 +2,8 @@
  * hosts; private to kernels_optimized/depthwise_conv2d). The M4's loops keep
  * one channel's taps in registers over a padded plane; a host instead runs
  * each tap over many outputs, channels innermost (contiguous values): the
- * input gradient a row at a time into the row's sums on the stack, the
+ * input gradient a row at a time into the row's sums on the stack (at stride 1
+ * without accumulating, a tap at a time as the forward), the
  * stride-1 forward a tap at a time over the whole output, where a row's
  * pixels and channels are one run against the tap's weights repeated along
  * the row (measured faster than the planes on a host; the strided forward is
@@ -72,6 +73,63 @@ static inline bool peft_dw_rows_fwd_stride1(const peft_conv_params *p, const flo
 
 		for (int32_t c = 0; c < ch; c++) {
 			y[c] = y[c] * peft_wsrc_scale(w, c) + (bias != NULL ? bias[c] : 0.0f);
+		}
+	}
+	return true;
+}
+
+/* The stride-1 input gradient of a call that does not accumulate: grad_in = 0,
+ * then per tap (ky, then kx, the reference's order for every input pixel)
+ * grad_in[oy - pad + ky][ox - pad + kx][:] += w[tap][:] * grad_out[oy][ox][:]
+ * over the outputs whose input is in bounds, a row's pixels and channels one
+ * run; then int8 taps' sums scaled once. */
+static inline bool peft_dw_rows_bwd_input_stride1(const peft_conv_params *p, const peft_wsrc *w,
+						  const float *grad_out, float *grad_in,
+						  bool accumulate)
+{
+	const int32_t ch = p->in.c;
+	float wrow[PEFT_DW_ROW];
+
+	if (accumulate || p->stride_h != 1 || p->stride_w != 1 || p->out.w * ch > PEFT_DW_ROW) {
+		return false;
+	}
+	peft_zero_f32(p->in.h * p->in.w * ch, grad_in);
+	for (int32_t ky = 0; ky < p->kernel_h; ky++) {
+		int32_t oy_lo, oy_hi;
+
+		peft_out_range(ky, 1, p->pad_top, p->in.h, p->out.h, &oy_lo, &oy_hi);
+		for (int32_t kx = 0; kx < p->kernel_w; kx++) {
+			const int32_t tap = (ky * p->kernel_w + kx) * ch;
+			int32_t lo, hi;
+
+			peft_out_range(kx, 1, p->pad_left, p->in.w, p->out.w, &lo, &hi);
+			if (lo >= hi || oy_lo >= oy_hi) {
+				continue;
+			}
+			for (int32_t o = 0; o < hi - lo; o++) {
+				for (int32_t c = 0; c < ch; c++) {
+					wrow[o * ch + c] =
+						w->q != NULL ? (float)w->q[tap + c] : w->f[tap + c];
+				}
+			}
+			const int32_t run = (hi - lo) * ch;
+
+			for (int32_t oy = oy_lo; oy < oy_hi; oy++) {
+				const int32_t iy = oy - p->pad_top + ky;
+
+				peft_vmac_f32(run, wrow, grad_out + (oy * p->out.w + lo) * ch,
+					      grad_in +
+						      (iy * p->in.w + lo - p->pad_left + kx) * ch);
+			}
+		}
+	}
+	if (w->q != NULL) {
+		for (int32_t i = 0; i < p->in.h * p->in.w; i++) {
+			float *gi = grad_in + i * ch;
+
+			for (int32_t c = 0; c < ch; c++) {
+				gi[c] *= peft_wsrc_scale(w, c);
+			}
 		}
 	}
 	return true;
