@@ -64,6 +64,42 @@ static void test_step_updates_and_flags_overflow(void)
 	PEFT_CHECK_EQ_INT(peft_sgd_step_f32(&p, N, param, grad, vel, 4.0f), PEFT_ERR_NUMERIC);
 }
 
+/* Adam's dry run: the first bad element decides; its update flags overflow and
+ * matches the update written out by hand (one step from zero moments). */
+static void test_adam_check_and_step(void)
+{
+	float param[N], grad[N], vel[N], m[N], v[N];
+	const peft_adam_params p = {0.01f, 0.9f, 0.999f, 1e-7f, 0.0f, 1};
+
+	fill(param, grad, vel);
+	for (int i = 0; i < N; i++) {
+		m[i] = 0.0f, v[i] = 0.0f;
+	}
+	PEFT_CHECK_EQ_INT(peft_adam_check_f32(&p, N, param, grad, m, v, 1.0f, 10.0f), PEFT_OK);
+	/* Adam's first step moves each value by about lr: a bound just above the values
+	 * makes the growing ones diverge; a NaN gradient after them does not decide */
+	grad[33] = NAN;
+	PEFT_CHECK_EQ_INT(peft_adam_check_f32(&p, N, param, grad, m, v, 1.0f, 0.5f),
+			  PEFT_ERR_DIVERGED);
+	grad[0] = NAN;
+	PEFT_CHECK_EQ_INT(peft_adam_check_f32(&p, N, param, grad, m, v, 1.0f, 0.5f),
+			  PEFT_ERR_NUMERIC);
+	fill(param, grad, vel);
+	PEFT_CHECK_EQ_INT(peft_adam_step_f32(&p, N, param, grad, m, v, 1.0f), PEFT_OK);
+	for (int i = 0; i < N; i++) {
+		const float g = grad[i];
+		const float mi = (1.0f - 0.9f) * g, vi = (1.0f - 0.999f) * g * g;
+		const float c1 = 1.0f - powf(0.9f, 1.0f), c2 = 1.0f - powf(0.999f, 1.0f);
+		const float want =
+			(0.5f + 0.01f * (float)i) - 0.01f * (mi / c1) / (sqrtf(vi / c2) + 1e-7f);
+
+		PEFT_CHECK(m[i] == mi && v[i] == vi);
+		PEFT_CHECK_NEAR(param[i], want, 1e-6);
+	}
+	grad[5] = INFINITY;
+	PEFT_CHECK_EQ_INT(peft_adam_step_f32(&p, N, param, grad, m, v, 1.0f), PEFT_ERR_NUMERIC);
+}
+
 static void test_sum_squares(void)
 {
 	float x[N];
@@ -91,6 +127,7 @@ int main(void)
 {
 	test_check_reports_the_first_bad_element();
 	test_step_updates_and_flags_overflow();
+	test_adam_check_and_step();
 	test_sum_squares();
 	return 0;
 }

@@ -148,28 +148,24 @@ peft_status peft_adam_step_f32(const peft_adam_params *p, int32_t n, float *para
 	    p->step == 0) {
 		return PEFT_ERR_ARG;
 	}
+	const peft_adam_params local = *p; /* param may alias *p as far as a compiler knows */
 	float c1, c2;
-	bool finite = true;
+	int32_t bad = 0;
 
-	adam_corrections(p, &c1, &c2);
+	adam_corrections(&local, &c1, &c2);
 	for (int32_t i = 0; i < n; i++) {
-		param[i] = adam_update(p, param[i], grad[i], &m[i], &v[i], grad_scale, c1, c2);
-		finite = finite && isfinite(param[i]);
+		param[i] = adam_update(&local, param[i], grad[i], &m[i], &v[i], grad_scale, c1, c2);
+		bad |= not_finite(param[i]);
 	}
-	return finite ? PEFT_OK : PEFT_ERR_NUMERIC;
+	return bad == 0 ? PEFT_OK : PEFT_ERR_NUMERIC;
 }
 
-peft_status peft_adam_check_f32(const peft_adam_params *p, int32_t n, const float *param,
-				const float *grad, const float *m, const float *v, float grad_scale,
-				float max_abs)
+/* The dry run element by element, stopping at the first bad value (whose
+ * status it returns). */
+static peft_status adam_check_each(const peft_adam_params *p, int32_t n, const float *param,
+				   const float *grad, const float *m, const float *v,
+				   float grad_scale, float max_abs, float c1, float c2)
 {
-	if (p == NULL || n <= 0 || param == NULL || grad == NULL || m == NULL || v == NULL ||
-	    p->step == 0) {
-		return PEFT_ERR_ARG;
-	}
-	float c1, c2;
-
-	adam_corrections(p, &c1, &c2);
 	for (int32_t i = 0; i < n; i++) {
 		float mi = m[i], vi = v[i];
 		const float next = adam_update(p, param[i], grad[i], &mi, &vi, grad_scale, c1, c2);
@@ -182,9 +178,36 @@ peft_status peft_adam_check_f32(const peft_adam_params *p, int32_t n, const floa
 	return PEFT_OK;
 }
 
+/* As peft_sgd_check_f32: a branch-free pass says whether any value is bad,
+ * adam_check_each then finds the first. */
+peft_status peft_adam_check_f32(const peft_adam_params *p, int32_t n, const float *param,
+				const float *grad, const float *m, const float *v, float grad_scale,
+				float max_abs)
+{
+	if (p == NULL || n <= 0 || param == NULL || grad == NULL || m == NULL || v == NULL ||
+	    p->step == 0) {
+		return PEFT_ERR_ARG;
+	}
+	const peft_adam_params local = *p;
+	float c1, c2;
+	int32_t bad = 0;
+
+	adam_corrections(&local, &c1, &c2);
+	for (int32_t i = 0; i < n; i++) {
+		float mi = m[i], vi = v[i];
+		const float next =
+			adam_update(&local, param[i], grad[i], &mi, &vi, grad_scale, c1, c2);
+
+		bad |= not_finite(mi) | not_finite(vi) | not_finite(next) |
+		       ((fabsf(next) > max_abs) & (fabsf(next) > fabsf(param[i])));
+	}
+	return bad == 0
+		       ? PEFT_OK
+		       : adam_check_each(&local, n, param, grad, m, v, grad_scale, max_abs, c1, c2);
+}
+
 /* One sum in order (partial sums would vectorize, but change the clipping
- * factor's rounding and so every trajectory: measured, a merged model's accuracy
- * then moved past test_merge's bound). */
+ * factor's rounding and so every trajectory). */
 peft_status peft_sum_squares_f32(int32_t n, const float *x, float *sum)
 {
 	if (n <= 0 || x == NULL || sum == NULL) {
