@@ -25,20 +25,20 @@
  * Zephyr's native_sim_64 with an 8 KiB main stack). */
 #define PEFT_DW_ROW 512
 
-/* The stride-1 forward: out = 0, then per tap (ky, then kx) out[oy][ox][:] +=
- * w[tap][:] * in[oy - pad + ky][ox - pad + kx][:] over the outputs whose input
- * is in bounds, then each sum scaled and shifted once. */
-static inline bool peft_dw_rows_fwd_stride1(const peft_conv_params *p, const float *in,
-					    const peft_wsrc *w, const float *bias, float *out)
+/* The stride-1 taps, both directions: per tap (ky, then kx, the reference's
+ * order for every pixel of either side), for each output (oy, ox) whose input
+ * (oy - pad + ky, ox - pad + kx) is in bounds, the destination pixel gets
+ * w[tap][:] * the source pixel: the output from the input (forward) or the
+ * input from the output (to_input: the input gradient). A row's pixels and
+ * channels are one run against the tap's weights repeated along it. dst is
+ * zeroed first; the caller scales. */
+static inline void peft_dw_taps_stride1(const peft_conv_params *p, const peft_wsrc *w,
+					const float *src, float *dst, bool to_input)
 {
 	const int32_t ch = p->in.c;
-	const int32_t row = p->out.w * ch;
 	float wrow[PEFT_DW_ROW];
 
-	if (row > PEFT_DW_ROW || p->stride_h != 1 || p->stride_w != 1) {
-		return false;
-	}
-	peft_zero_f32(p->out.h * row, out);
+	peft_zero_f32((to_input ? p->in.h * p->in.w : p->out.h * p->out.w) * ch, dst);
 	for (int32_t ky = 0; ky < p->kernel_h; ky++) {
 		int32_t oy_lo, oy_hi;
 
@@ -60,14 +60,29 @@ static inline bool peft_dw_rows_fwd_stride1(const peft_conv_params *p, const flo
 			const int32_t run = (hi - lo) * ch;
 
 			for (int32_t oy = oy_lo; oy < oy_hi; oy++) {
-				const int32_t iy = oy - p->pad_top + ky;
+				const int32_t at_in =
+					((oy - p->pad_top + ky) * p->in.w + lo - p->pad_left + kx) *
+					ch;
+				const int32_t at_out = (oy * p->out.w + lo) * ch;
 
-				peft_vmac_f32(run, wrow,
-					      in + (iy * p->in.w + lo - p->pad_left + kx) * ch,
-					      out + (oy * p->out.w + lo) * ch);
+				peft_vmac_f32(run, wrow, src + (to_input ? at_out : at_in),
+					      dst + (to_input ? at_in : at_out));
 			}
 		}
 	}
+}
+
+/* The stride-1 forward: the taps from the input, then each sum scaled and
+ * shifted once. */
+static inline bool peft_dw_rows_fwd_stride1(const peft_conv_params *p, const float *in,
+					    const peft_wsrc *w, const float *bias, float *out)
+{
+	const int32_t ch = p->in.c;
+
+	if (p->out.w * ch > PEFT_DW_ROW || p->stride_h != 1 || p->stride_w != 1) {
+		return false;
+	}
+	peft_dw_taps_stride1(p, w, in, out, false);
 	for (int32_t i = 0; i < p->out.h * p->out.w; i++) {
 		float *y = out + i * ch;
 
@@ -78,51 +93,18 @@ static inline bool peft_dw_rows_fwd_stride1(const peft_conv_params *p, const flo
 	return true;
 }
 
-/* The stride-1 input gradient of a call that does not accumulate: grad_in = 0,
- * then per tap (ky, then kx, the reference's order for every input pixel)
- * grad_in[oy - pad + ky][ox - pad + kx][:] += w[tap][:] * grad_out[oy][ox][:]
- * over the outputs whose input is in bounds, a row's pixels and channels one
- * run; then int8 taps' sums scaled once. */
+/* The stride-1 input gradient of a call that does not accumulate: the taps
+ * from the output gradient, then int8 taps' sums scaled once. */
 static inline bool peft_dw_rows_bwd_input_stride1(const peft_conv_params *p, const peft_wsrc *w,
 						  const float *grad_out, float *grad_in,
 						  bool accumulate)
 {
 	const int32_t ch = p->in.c;
-	float wrow[PEFT_DW_ROW];
 
 	if (accumulate || p->stride_h != 1 || p->stride_w != 1 || p->out.w * ch > PEFT_DW_ROW) {
 		return false;
 	}
-	peft_zero_f32(p->in.h * p->in.w * ch, grad_in);
-	for (int32_t ky = 0; ky < p->kernel_h; ky++) {
-		int32_t oy_lo, oy_hi;
-
-		peft_out_range(ky, 1, p->pad_top, p->in.h, p->out.h, &oy_lo, &oy_hi);
-		for (int32_t kx = 0; kx < p->kernel_w; kx++) {
-			const int32_t tap = (ky * p->kernel_w + kx) * ch;
-			int32_t lo, hi;
-
-			peft_out_range(kx, 1, p->pad_left, p->in.w, p->out.w, &lo, &hi);
-			if (lo >= hi || oy_lo >= oy_hi) {
-				continue;
-			}
-			for (int32_t o = 0; o < hi - lo; o++) {
-				for (int32_t c = 0; c < ch; c++) {
-					wrow[o * ch + c] =
-						w->q != NULL ? (float)w->q[tap + c] : w->f[tap + c];
-				}
-			}
-			const int32_t run = (hi - lo) * ch;
-
-			for (int32_t oy = oy_lo; oy < oy_hi; oy++) {
-				const int32_t iy = oy - p->pad_top + ky;
-
-				peft_vmac_f32(run, wrow, grad_out + (oy * p->out.w + lo) * ch,
-					      grad_in +
-						      (iy * p->in.w + lo - p->pad_left + kx) * ch);
-			}
-		}
-	}
+	peft_dw_taps_stride1(p, w, grad_out, grad_in, true);
 	if (w->q != NULL) {
 		for (int32_t i = 0; i < p->in.h * p->in.w; i++) {
 			float *gi = grad_in + i * ch;
