@@ -9,12 +9,10 @@
 peft_status peft_quantize_s8(int32_t n, const float *in, float scale, int32_t zero_point,
 			     int8_t *out)
 {
-	if (n <= 0 || in == NULL || out == NULL || !peft_affine_ok(scale, zero_point)) {
-		return PEFT_ERR_ARG;
-	}
-	/* NaN has no int8 value; refuse before writing anything. Infinities clamp. */
-	if (peft_any_nan(n, in)) {
-		return PEFT_ERR_NUMERIC;
+	const peft_status st = peft_quantize_check(n, in, scale, zero_point, out);
+
+	if (st != PEFT_OK) {
+		return st;
 	}
 	for (int32_t i = 0; i < n; i++) {
 		out[i] = (int8_t)peft_s8_code(in[i] / scale, zero_point);

@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "peft/peft_kernels.h"
+
 /* A usable affine int8 quantization (real = scale * (q - zero_point)). */
 static inline bool peft_affine_ok(float scale, int32_t zero_point)
 {
@@ -51,6 +53,18 @@ static inline bool peft_any_nan(int32_t n, const float *in)
 		seen |= in[i] != in[i];
 	}
 	return seen != 0;
+}
+
+/* peft_quantize_s8's argument and NaN checks, shared by both backends:
+ * PEFT_ERR_ARG for a bad argument, PEFT_ERR_NUMERIC when some value is NaN (it
+ * has no int8 code; nothing is written then; infinities clamp), else PEFT_OK. */
+static inline peft_status peft_quantize_check(int32_t n, const float *in, float scale,
+					      int32_t zero_point, const int8_t *out)
+{
+	if (n <= 0 || in == NULL || out == NULL || !peft_affine_ok(scale, zero_point)) {
+		return PEFT_ERR_ARG;
+	}
+	return peft_any_nan(n, in) ? PEFT_ERR_NUMERIC : PEFT_OK;
 }
 
 #endif /* PEFT_QUANTIZE_H */

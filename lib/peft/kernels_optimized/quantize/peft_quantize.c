@@ -15,11 +15,10 @@
 peft_status peft_quantize_s8(int32_t n, const float *in, float scale, int32_t zero_point,
 			     int8_t *out)
 {
-	if (n <= 0 || in == NULL || out == NULL || !peft_affine_ok(scale, zero_point)) {
-		return PEFT_ERR_ARG;
-	}
-	if (peft_any_nan(n, in)) {
-		return PEFT_ERR_NUMERIC;
+	const peft_status st = peft_quantize_check(n, in, scale, zero_point, out);
+
+	if (st != PEFT_OK) {
+		return st;
 	}
 	float clamped[PEFT_QUANTIZE_CHUNK];
 
